@@ -1,0 +1,96 @@
+/**
+ * The error-code table (SPEC.md §Error codes). Append-only: a code, once shipped, keeps its number
+ * and meaning forever. Grouped by stage: 1xx decode, 2xx signature, 3xx policy, 4xx image,
+ * 5xx flash, 6xx transport, 8xx host. Devices report numbers; hosts map them to names.
+ */
+export const CODES = Object.freeze({
+  OK: 0,
+
+  // 1xx decode: the bytes are not a well-formed object of the expected kind.
+  MALFORMED: 100,
+  TRUNCATED: 101,
+  TRAILING_BYTES: 102,
+  NON_DETERMINISTIC: 103,
+  TOO_LARGE: 104,
+  TOO_DEEP: 105,
+  DUPLICATE_KEY: 106,
+  UNKNOWN_KEY: 107,
+  MISSING_FIELD: 108,
+  WRONG_TYPE: 109,
+  BAD_VALUE: 110,
+  UNSUPPORTED_FORMAT: 111,
+  WRONG_KIND: 112,
+  BAD_HEADER: 113,
+
+  // 2xx signature: the object is well formed, its signatures do not carry it.
+  UNSUPPORTED_ALGORITHM: 200,
+  THRESHOLD_NOT_MET: 201,
+  TRUST_THRESHOLD_NOT_MET: 202,
+  ROTATION_NOT_AUTHORIZED: 203,
+  REVOCATION_THRESHOLD_NOT_MET: 204,
+
+  // 3xx policy: signed correctly, but this device must not accept it.
+  ROLLBACK: 300,
+  WRONG_DEVICE_CLASS: 301,
+  REVOKED_KEY: 302,
+  REVOKED_MANIFEST: 303,
+  REVOCATION_ROLLBACK: 304,
+  TRUST_ROLLBACK: 305,
+  TRUST_VERSION_SKIP: 306,
+  INVALID_STATE: 307,
+
+  // 4xx image: the bytes do not match the signed Merkle root.
+  IMAGE_TOO_LONG: 400,
+  IMAGE_TOO_SHORT: 401,
+  CHUNK_DIGEST_MISMATCH: 402,
+  MERKLE_ROOT_MISMATCH: 403,
+  CHUNK_INDEX_OUT_OF_RANGE: 404,
+  PROOF_INVALID: 405,
+  DIGEST_PAGE_MISMATCH: 406,
+  VERIFIER_CLOSED: 407,
+
+  // 8xx host: the host tools' own failures (never sent by a device).
+  USAGE: 800,
+  IO: 801,
+  KEY_FILE_PERMISSIONS: 802,
+  WRONG_PASSPHRASE: 803,
+  KEY_FORMAT: 804,
+  NO_PASSPHRASE: 805,
+  KEY_NOT_IN_TRUST: 806,
+  INTERNAL: 899,
+});
+
+export type CodeName = keyof typeof CODES;
+export type Code = (typeof CODES)[CodeName];
+
+const NAMES: readonly (readonly [number, CodeName])[] = Object.freeze(
+  (Object.keys(CODES) as CodeName[]).map((name) => Object.freeze([CODES[name], name] as const)),
+);
+
+/** Name of a numeric code, or "UNKNOWN_<n>" for a code this build does not know (a newer device). */
+export function codeName(code: number): string {
+  for (const [n, name] of NAMES) if (n === code) return name;
+  return 'UNKNOWN_' + String(code);
+}
+
+/** The stage a code belongs to, from its hundreds digit. */
+export function codeStage(code: number): string {
+  const group = Math.floor(code / 100);
+  return ['ok', 'decode', 'signature', 'policy', 'image', 'flash', 'transport', 'reserved', 'host'][group] ?? 'unknown';
+}
+
+/** Result of every device check: ok or a code with its name; never an exception. */
+export type Failure = { readonly ok: false; readonly code: number; readonly error: string; readonly detail?: string };
+export type Ok<T> = { readonly ok: true; readonly code: 0; readonly error: 'OK' } & T;
+export type Result<T = {}> = Ok<T> | Failure;
+
+export function fail(name: Exclude<CodeName, 'OK'>, detail?: string): Failure {
+  const f: Failure = detail === undefined
+    ? { ok: false, code: CODES[name], error: name }
+    : { ok: false, code: CODES[name], error: name, detail };
+  return Object.freeze(f);
+}
+
+export function ok<T extends object>(value: T): Ok<T> {
+  return Object.freeze({ ok: true as const, code: 0 as const, error: 'OK' as const, ...value });
+}

@@ -1,0 +1,51 @@
+/**
+ * Every limit of the wire formats, in one place (SPEC.md §Limits).
+ * Decoders check these against the remaining input *before* allocating or recursing.
+ * Frozen: no module-level mutable state in shared/.
+ */
+export const LIMITS = Object.freeze({
+  /** Largest signed envelope (manifest, trust bundle or revocation list) accepted, in bytes. */
+  maxEnvelopeBytes: 16384,
+  /** Largest signed payload inside an envelope, in bytes. */
+  maxPayloadBytes: 12288,
+  /** Deepest CBOR nesting (arrays/maps/tags) accepted. */
+  maxDepth: 8,
+  /** Most entries in one CBOR array or map. */
+  maxContainerEntries: 256,
+  /** Longest text string, in bytes (UTF-8). */
+  maxTextBytes: 256,
+  /** Most COSE_Signature entries in one envelope. */
+  maxSignatures: 16,
+  /** Most keys in one trust-bundle role. */
+  maxRoleKeys: 16,
+  /** Most revoked key ids in one revocation list. */
+  maxRevokedKeys: 128,
+  /** Most revoked manifest digests in one revocation list. */
+  maxRevokedManifests: 128,
+  /** Device class: 1..64 bytes of [A-Za-z0-9._-]. */
+  maxDeviceClassBytes: 64,
+  /** Firmware version (SemVer 2.0.0 text): at most this many bytes. */
+  maxVersionBytes: 64,
+  /** Smallest and largest chunk size; chunk sizes are powers of two. */
+  minChunkSize: 512,
+  maxChunkSize: 1048576,
+  /** Largest image a manifest may describe (4 GiB - 1, fits the device's 32-bit offsets). */
+  maxImageSize: 0xffffffff,
+  /** Leaf digests per digest page (a page is the subtree of height 7: 128 * 32 B = 4 KiB). */
+  pageLeaves: 128,
+  pageHeight: 7,
+  /** Longest inclusion proof (tree of at most 2^32 leaves). */
+  maxProofNodes: 32,
+  /** Largest security counter, trust version or revocation version (2^53 - 1: exact in JS numbers). */
+  maxCounter: Number.MAX_SAFE_INTEGER,
+  /** URI and provenance text fields. */
+  maxUriBytes: 256,
+});
+
+/** Length of a key id in bytes: SHA-256(public key) truncated (SPEC.md §Key ids). */
+export const KEY_ID_BYTES = 16;
+/** Length of a SHA-256 digest. */
+export const DIGEST_BYTES = 32;
+/** Ed25519 public key and signature lengths (RFC 8032 §5.1.5, §5.1.6). */
+export const PUBLIC_KEY_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
