@@ -1,0 +1,159 @@
+/**
+ * Image checks against a verified manifest (SPEC.md §Image verification, I1–I6).
+ *
+ * - `imageVerifier`: the image streamed in order, in pieces of any size; memory is one chunk hasher,
+ *   the O(log n) Merkle stack and at most one digest page, whatever the image size. With digest pages
+ *   added, a wrong chunk fails as soon as its last byte arrives (I3); without, the root check at
+ *   `finish` still catches it (I5).
+ * - `verifyChunk`: one chunk in any order, with its RFC 9162 inclusion proof.
+ * - `verifyDigestPage` + `DigestPage.checkChunk`: a page of 128 leaf digests proven once against the
+ *   root, then each of its chunks checked with a single hash (the ~1% overhead delivery path).
+ */
+import { type Failure, type Result, fail, ok } from '../../shared/codes.js';
+import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
+import { type Manifest } from '../../shared/manifest.js';
+import {
+  MerkleAccumulator, chunkCount, constantTimeEqual, leafHash, pageCount, pageLeafRange, pageRoot, rootFromInclusionProof,
+} from '../../shared/merkle.js';
+import { type IncrementalHash, sha256, sha256Incremental } from '../crypto/hash.js';
+
+const LEAF_PREFIX = Uint8Array.of(0);
+
+/** Split a proof given as concatenated 32-byte nodes. */
+function proofNodes(proof: Uint8Array): Uint8Array[] | null {
+  if (!(proof instanceof Uint8Array) || proof.length % DIGEST_BYTES !== 0) return null;
+  if (proof.length / DIGEST_BYTES > LIMITS.maxProofNodes) return null;
+  const nodes: Uint8Array[] = [];
+  for (let o = 0; o < proof.length; o += DIGEST_BYTES) nodes.push(proof.subarray(o, o + DIGEST_BYTES));
+  return nodes;
+}
+
+function chunkLength(manifest: Manifest, index: number): number {
+  const start = index * manifest.chunkSize;
+  return Math.min(manifest.chunkSize, manifest.imageSize - start);
+}
+
+/** I6: a single chunk in any order with its full inclusion proof. */
+export function verifyChunk(manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array): Result {
+  const n = chunkCount(manifest.imageSize, manifest.chunkSize);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= n) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${index} of ${n}`);
+  if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
+  const nodes = proofNodes(proof);
+  if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
+  const root = rootFromInclusionProof(sha256, index, n, leafHash(sha256, chunk), nodes);
+  if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for chunk ${index}`);
+  if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
+  return ok({});
+}
+
+export type DigestPage = {
+  readonly page: number;
+  /** Check a chunk of this page against its proven leaf digest. */
+  checkChunk(index: number, chunk: Uint8Array): Result;
+  /** The proven leaf digest of a chunk of this page, or null when the index is outside the page. */
+  leaf(index: number): Uint8Array | null;
+};
+
+/** I2: prove a page of leaf digests (concatenated, 32 bytes each) against the manifest root. */
+export function verifyDigestPage(manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array): Result<{ digestPage: DigestPage }> {
+  const n = chunkCount(manifest.imageSize, manifest.chunkSize);
+  const pages = pageCount(n);
+  if (!Number.isSafeInteger(page) || page < 0 || page >= pages) return fail('CHUNK_INDEX_OUT_OF_RANGE', `page ${page} of ${pages}`);
+  const { start, end } = pageLeafRange(page, n);
+  if (!(leaves instanceof Uint8Array) || leaves.length !== (end - start) * DIGEST_BYTES) return fail('DIGEST_PAGE_MISMATCH', `page ${page} must hold ${end - start} digests`);
+  const nodes = proofNodes(proof);
+  if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
+  const list: Uint8Array[] = [];
+  for (let o = 0; o < leaves.length; o += DIGEST_BYTES) list.push(leaves.slice(o, o + DIGEST_BYTES));
+  const root = rootFromInclusionProof(sha256, page, pages, pageRoot(sha256, list), nodes);
+  if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for page ${page}`);
+  if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('DIGEST_PAGE_MISMATCH', `page ${page}`);
+  const digestPage: DigestPage = Object.freeze({
+    page,
+    leaf(index: number): Uint8Array | null {
+      return Number.isSafeInteger(index) && index >= start && index < end ? list[index - start] : null;
+    },
+    checkChunk(index: number, chunk: Uint8Array): Result {
+      const expected = this.leaf(index);
+      if (expected === null) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${index} is not in page ${page}`);
+      if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
+      return constantTimeEqual(leafHash(sha256, chunk), expected) ? ok({}) : fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
+    },
+  });
+  return ok({ digestPage });
+}
+
+export type ImageVerifier = {
+  /** I2: add the digest page for the chunks about to stream (optional; enables early failure). */
+  addDigestPage(page: number, leaves: Uint8Array, proof: Uint8Array): Result;
+  /** I3/I4: the next bytes of the image, in order. */
+  update(bytes: Uint8Array): Result<{ offset: number }>;
+  /** I5: all bytes seen; the Merkle root must equal the manifest's. */
+  finish(): Result;
+};
+
+/** I1: a streaming verifier for one image. After any failure every later call returns that failure. */
+export function imageVerifier(manifest: Manifest): ImageVerifier {
+  const total = chunkCount(manifest.imageSize, manifest.chunkSize);
+  const acc = new MerkleAccumulator(sha256);
+  let offset = 0;
+  let chunkIndex = 0;
+  let chunkFill = 0;
+  let hasher: IncrementalHash | null = null;
+  let page: DigestPage | null = null;
+  let failed: Failure | null = null;
+  let finished = false;
+
+  const stop = (f: Failure): Failure => (failed = f);
+
+  function completeChunk(): Failure | null {
+    const leaf = (hasher as IncrementalHash).digest();
+    hasher = null;
+    const expected = page ? page.leaf(chunkIndex) : null;
+    if (expected !== null && !constantTimeEqual(leaf, expected)) return stop(fail('CHUNK_DIGEST_MISMATCH', `chunk ${chunkIndex} at offset ${chunkIndex * manifest.chunkSize}`));
+    acc.push(leaf);
+    chunkIndex++;
+    chunkFill = 0;
+    return null;
+  }
+
+  return Object.freeze({
+    addDigestPage(pageIndex: number, leaves: Uint8Array, proof: Uint8Array): Result {
+      if (failed) return failed;
+      if (finished) return fail('VERIFIER_CLOSED', 'finish() was called');
+      const r = verifyDigestPage(manifest, pageIndex, leaves, proof);
+      if (!r.ok) return stop(r);
+      page = r.digestPage;
+      return ok({});
+    },
+    update(bytes: Uint8Array): Result<{ offset: number }> {
+      if (failed) return failed;
+      if (finished) return fail('VERIFIER_CLOSED', 'finish() was called');
+      if (!(bytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'update() takes bytes');
+      if (bytes.length > manifest.imageSize - offset) return stop(fail('IMAGE_TOO_LONG', `more than ${manifest.imageSize} bytes`));
+      let pos = 0;
+      while (pos < bytes.length) {
+        if (hasher === null) hasher = sha256Incremental().update(LEAF_PREFIX);
+        const want = chunkLength(manifest, chunkIndex) - chunkFill;
+        const take = Math.min(want, bytes.length - pos);
+        hasher.update(bytes.subarray(pos, pos + take));
+        chunkFill += take;
+        pos += take;
+        offset += take;
+        if (chunkFill === chunkLength(manifest, chunkIndex)) {
+          const f = completeChunk();
+          if (f) return f;
+        }
+      }
+      return ok({ offset });
+    },
+    finish(): Result {
+      if (failed) return failed;
+      if (finished) return fail('VERIFIER_CLOSED', 'finish() was called');
+      finished = true;
+      if (offset < manifest.imageSize || chunkIndex !== total) return stop(fail('IMAGE_TOO_SHORT', `${offset} of ${manifest.imageSize} bytes`));
+      if (!constantTimeEqual(acc.root(), manifest.merkleRoot)) return stop(fail('MERKLE_ROOT_MISMATCH', 'image root differs from the manifest'));
+      return ok({});
+    },
+  });
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+/**
+ * The `fwseal` command. Exit status: 0 accepted / done, 1 rejected (a verification code),
+ * 2 usage or I/O error (one line on stderr). Secrets are never printed.
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { codeName } from '../shared/codes.js';
+import { FwsealError, exitStatusFor } from './errors.js';
+import { type Command, type Io, parse } from './commands/common.js';
+import { keygen } from './commands/keys.js';
+import { revoke, trustInit, trustRotate } from './commands/trust.js';
+import { inspectCmd, packCmd, signCmd, verifyCmd } from './commands/release.js';
+
+export const COMMANDS: readonly Command[] = [keygen, trustInit, trustRotate, packCmd, signCmd, verifyCmd, revoke, inspectCmd];
+
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `fwseal: sign firmware on the host, verify it on the device
+
+usage: fwseal COMMAND [options]   (fwseal COMMAND --help for details)
+
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Exit status: 0 ok/accepted, 1 rejected, 2 usage or I/O error.
+`;
+}
+
+function findCommand(argv: string[]): { cmd: Command; rest: string[] } | null {
+  for (const c of COMMANDS) {
+    const words = c.name.split(' ');
+    if (words.every((w, i) => argv[i] === w)) return { cmd: c, rest: argv.slice(words.length) };
+  }
+  return null;
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    (argv.length === 0 ? io.stderr : io.stdout)(overview());
+    return argv.length === 0 ? 2 : 0;
+  }
+  if (argv[0] === '--version') {
+    io.stdout('fwseal 0.1.0\n');
+    return 0;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    io.stderr(`fwseal: unknown command '${argv.slice(0, 2).join(' ')}' (USAGE). Run fwseal --help.\n`);
+    return 2;
+  }
+  const { cmd, rest } = found;
+  try {
+    const parsed = parse(cmd, rest);
+    if (parsed.values.help) {
+      io.stdout(cmd.usage + '\n');
+      return 0;
+    }
+    return await cmd.run(parsed, io);
+  } catch (e) {
+    if (e instanceof FwsealError) {
+      const status = exitStatusFor(e.code);
+      io.stderr(`fwseal ${cmd.name}: ${status === 1 ? 'REJECTED ' : ''}${e.codeName} (code ${e.code}): ${e.message}\n`);
+      return status;
+    }
+    io.stderr(`fwseal ${cmd.name}: ${codeName(899)}: ${(e as Error).message}\n`);
+    return 2;
+  }
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const io: Io = {
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    stderrIsTty: !!process.stderr.isTTY,
+  };
+  main(process.argv.slice(2), io).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`fwseal: INTERNAL: ${(e as Error).message}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

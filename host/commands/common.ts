@@ -1,0 +1,83 @@
+/** What every CLI command shares: argument parsing, output, progress, file helpers. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FwsealError } from '../errors.js';
+
+export type Io = {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly stderrIsTty: boolean;
+};
+
+export type Command = {
+  readonly name: string;
+  readonly summary: string;
+  readonly usage: string;
+  readonly options: NonNullable<ParseArgsConfig['options']>;
+  run(args: Parsed, io: Io): Promise<number> | number;
+};
+
+export type Parsed = { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
+
+export function parse(cmd: Command, argv: string[]): Parsed {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    return { values: values as Parsed['values'], positionals };
+  } catch (e) {
+    throw new FwsealError('USAGE', `${(e as Error).message.split('\n')[0]} (see fwseal ${cmd.name} --help)`);
+  }
+}
+
+export function str(p: Parsed, name: string, required: true): string;
+export function str(p: Parsed, name: string, required?: boolean): string | undefined;
+export function str(p: Parsed, name: string, required = false): string | undefined {
+  const v = p.values[name];
+  if (Array.isArray(v)) throw new FwsealError('USAGE', `--${name} is given more than once`);
+  if (v === undefined || v === false) {
+    if (required) throw new FwsealError('USAGE', `--${name} is required`);
+    return undefined;
+  }
+  if (v === true) throw new FwsealError('USAGE', `--${name} needs a value`);
+  return v;
+}
+
+export function list(p: Parsed, name: string): string[] {
+  const v = p.values[name];
+  return v === undefined ? [] : Array.isArray(v) ? v : [String(v)];
+}
+
+/** A whole number flag, strictly decimal, within bounds. */
+export function int(p: Parsed, name: string, min: number, max: number, fallback?: number): number {
+  const v = str(p, name, fallback === undefined);
+  if (v === undefined) return fallback as number;
+  if (!/^\d{1,16}$/.test(v)) throw new FwsealError('USAGE', `--${name} must be a whole number`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new FwsealError('USAGE', `--${name} must be between ${min} and ${max}`);
+  return n;
+}
+
+export function onePositional(p: Parsed, what: string): string {
+  if (p.positionals.length !== 1) throw new FwsealError('USAGE', `expected exactly one ${what}, got ${p.positionals.length}`);
+  return p.positionals[0];
+}
+
+export function noPositionals(p: Parsed): void {
+  if (p.positionals.length > 0) throw new FwsealError('USAGE', `unexpected argument ${p.positionals[0]}`);
+}
+
+export function json(io: Io, value: unknown): void {
+  io.stdout(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** A progress bar on stderr, only when stderr is a terminal and the work is long. */
+export function progress(io: Io, label: string, total: number): ((done: number, total: number) => void) | undefined {
+  if (!io.stderrIsTty || total < 16 * 1024 * 1024) return undefined;
+  let last = -1;
+  return (done, all) => {
+    const pct = Math.floor((done / all) * 100);
+    if (pct === last) return;
+    last = pct;
+    const width = 30;
+    const fill = Math.round((pct / 100) * width);
+    io.stderr(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${String(pct).padStart(3)}% ${(done / 1048576).toFixed(0)}/${(all / 1048576).toFixed(0)} MiB` + (done >= all ? '\n' : ''));
+  };
+}

@@ -1,0 +1,108 @@
+import { toHex } from '../../shared/bytes.js';
+import { loadTrust } from '../../device/index.js';
+import { FwsealError } from '../errors.js';
+import { readFileLimited, writeFileAtomic } from '../io.js';
+import { loadPublicKey, loadSigningKey } from '../keys.js';
+import { LIMITS } from '../../shared/limits.js';
+import { buildRevocationList, buildTrustBundle } from '../trust.js';
+import { type Command, type Io, type Parsed, int, json, list, noPositionals, str } from './common.js';
+
+const ROLE_FLAGS = {
+  root: { type: 'string', multiple: true },
+  'root-threshold': { type: 'string' },
+  release: { type: 'string', multiple: true },
+  'release-threshold': { type: 'string' },
+  sign: { type: 'string', multiple: true },
+  out: { type: 'string' },
+  version: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+function report(io: Io, p: Parsed, out: string, version: number, complete: boolean, missing: string[]): number {
+  if (p.values.json) json(io, { out, version, complete, missing });
+  else io.stdout(`wrote ${out} (trust bundle version ${version})\n`);
+  if (!complete) io.stderr(`note: not yet accepted by devices; still missing: ${missing.join('; ')}. Add signatures with: fwseal sign ${out} --key ROOT.key\n`);
+  return 0;
+}
+
+function runTrust(p: Parsed, io: Io, rotate: boolean): number {
+  noPositionals(p);
+  const out = str(p, 'out', true);
+  const previous = rotate ? loadTrust(readFileLimited(str(p, 'previous', true), LIMITS.maxEnvelopeBytes, 'previous trust bundle')) : undefined;
+  if (previous && !previous.ok) throw FwsealError.from(previous, '--previous trust bundle');
+  const root = list(p, 'root').map(loadPublicKey);
+  const release = list(p, 'release').map(loadPublicKey);
+  const rootThreshold = int(p, 'root-threshold', 1, LIMITS.maxRoleKeys);
+  const releaseThreshold = int(p, 'release-threshold', 1, LIMITS.maxRoleKeys);
+  const signPaths = list(p, 'sign');
+  if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
+  // All flags are checked before any passphrase is asked for.
+  const version = p.values.version === undefined ? undefined : int(p, 'version', 1, LIMITS.maxCounter);
+  const signers = signPaths.map((path) => loadSigningKey(path));
+  const r = buildTrustBundle({ root, rootThreshold, release, releaseThreshold, signers, ...(previous?.ok ? { previous: previous.trust } : {}), ...(version !== undefined ? { version } : {}) });
+  writeFileAtomic(out, r.envelope);
+  return report(io, p, out, r.version, r.complete, r.missing);
+}
+
+export const trustInit: Command = {
+  name: 'trust init',
+  summary: 'create the root of trust (trust bundle) put into devices',
+  usage: `fwseal trust init --root A.pub [--root B.pub ...] --root-threshold K \\
+    --release R1.pub [--release R2.pub ...] --release-threshold K \\
+    --sign A.key [--sign B.key ...] --out trust.cbor [--version N] [--json]
+
+Root keys sign trust bundles and revocation lists; release keys sign manifests; each role needs
+its threshold of distinct keys. --sign keys must be root keys. With fewer --sign keys than the
+root threshold the bundle is written but flagged incomplete: other holders add theirs with
+'fwseal sign trust.cbor --key X.key'.`,
+  options: { ...ROLE_FLAGS },
+  run: (p, io) => runTrust(p, io, false),
+};
+
+export const trustRotate: Command = {
+  name: 'trust rotate',
+  summary: 'replace the trust bundle (version N+1, signed by old and new root thresholds)',
+  usage: `fwseal trust rotate --previous trust.cbor --root ... --root-threshold K --release ... \\
+    --release-threshold K --sign KEY.key [...] --out trust2.cbor [--json]
+
+Devices accept version N+1 only when a threshold of version N's root keys and a threshold of
+its own root keys signed it. --sign takes root keys of either bundle.`,
+  options: { ...ROLE_FLAGS, previous: { type: 'string' } },
+  run: (p, io) => runTrust(p, io, true),
+};
+
+export const revoke: Command = {
+  name: 'revoke',
+  summary: 'create a signed revocation list (keys and/or manifests)',
+  usage: `fwseal revoke --trust trust.cbor --version N --sign A.key [--sign B.key ...] --out RL.cbor
+    [--key R2.pub ...] [--kid HEX ...] [--manifest M.cose ...] [--previous OLD.cbor] [--json]
+
+Revoked keys never count toward a threshold; revoked manifests are refused. Devices keep the
+highest version they have seen and refuse older lists. --previous carries an older list's entries
+forward (the new --version must be higher).`,
+  options: {
+    trust: { type: 'string' }, version: { type: 'string' }, sign: { type: 'string', multiple: true }, out: { type: 'string' },
+    key: { type: 'string', multiple: true }, kid: { type: 'string', multiple: true }, manifest: { type: 'string', multiple: true },
+    previous: { type: 'string' }, json: { type: 'boolean' },
+  },
+  run(p, io) {
+    noPositionals(p);
+    const out = str(p, 'out', true);
+    const version = int(p, 'version', 1, LIMITS.maxCounter);
+    const trust = loadTrust(readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle'));
+    if (!trust.ok) throw FwsealError.from(trust, '--trust');
+    const keys = list(p, 'key').map(loadPublicKey);
+    const manifests = list(p, 'manifest').map((m) => readFileLimited(m, LIMITS.maxEnvelopeBytes, 'manifest'));
+    const previousPath = str(p, 'previous');
+    const previous = previousPath ? readFileLimited(previousPath, LIMITS.maxEnvelopeBytes, 'previous revocation list') : undefined;
+    const signPaths = list(p, 'sign');
+    if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
+    const signers = signPaths.map((path) => loadSigningKey(path));
+    const r = buildRevocationList({ trust: trust.trust, version, keys, keyIdsHex: list(p, 'kid'), manifestEnvelopes: manifests, signers, ...(previous ? { previous } : {}) });
+    writeFileAtomic(out, r.envelope);
+    if (p.values.json) json(io, { out, version, complete: r.complete, revokedKeyIds: keys.map((k) => toHex(k.keyId)) });
+    else io.stdout(`wrote ${out} (revocation list version ${version})\n`);
+    if (!r.complete) io.stderr(`note: not yet accepted by devices (${r.error}). Add root signatures with: fwseal sign ${out} --key ROOT.key\n`);
+    return 0;
+  },
+};

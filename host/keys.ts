@@ -1,0 +1,157 @@
+/**
+ * Release and root keys on the host: Ed25519 key pairs, private keys encrypted at rest
+ * (scrypt -> AES-256-GCM, node:crypto), files 0600, loose permissions refused.
+ */
+import { createCipheriv, createDecipheriv, createPrivateKey, generateKeyPairSync, randomBytes, scryptSync, sign as nodeSign } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fromHex, toHex } from '../shared/bytes.js';
+import { isAcceptablePublicKey, keyId } from '../device/index.js';
+import { FwsealError } from './errors.js';
+import { readFileLimited, writeFileAtomic, writeSecretFile } from './io.js';
+import { type PassphraseSource, defaultPassphraseSource } from './passphrase.js';
+
+export const KEY_FILE_MAX_BYTES = 4096;
+/** scrypt cost: N = 2^15, r = 8, p = 1 (about 32 MiB and 0.1 s per unlock). */
+const SCRYPT = Object.freeze({ N: 32768, r: 8, p: 1 });
+
+export type PublicKeyInfo = { readonly name: string; readonly publicKey: Uint8Array; readonly keyId: Uint8Array };
+export type SigningKey = PublicKeyInfo & { sign(message: Uint8Array): Uint8Array };
+
+type PrivateKeyFile = {
+  type: 'fwseal-private-key';
+  version: 1;
+  algorithm: 'Ed25519';
+  name: string;
+  keyId: string;
+  publicKey: string;
+  kdf: { name: 'scrypt'; N: number; r: number; p: number; salt: string };
+  cipher: { name: 'aes-256-gcm'; iv: string; ciphertext: string; tag: string };
+};
+
+type PublicKeyFile = { type: 'fwseal-public-key'; version: 1; algorithm: 'Ed25519'; name: string; keyId: string; publicKey: string };
+
+const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+const unb64 = (s: unknown): Buffer => {
+  if (typeof s !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw new FwsealError('KEY_FORMAT', 'bad base64 field');
+  return Buffer.from(s, 'base64');
+};
+
+/** The bytes the AEAD authenticates besides the seed: everything in the file but the cipher fields. */
+function associatedData(f: Omit<PrivateKeyFile, 'cipher'>): Buffer {
+  return Buffer.from(JSON.stringify([f.type, f.version, f.algorithm, f.name, f.keyId, f.publicKey, f.kdf.name, f.kdf.N, f.kdf.r, f.kdf.p, f.kdf.salt]));
+}
+
+function deriveKey(passphrase: string, salt: Uint8Array, kdf: { N: number; r: number; p: number }): Buffer {
+  return scryptSync(passphrase.normalize('NFC'), salt, 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: 256 * kdf.N * kdf.r + 1024 * 1024 });
+}
+
+function signerFromSeed(name: string, seed: Uint8Array, publicKey: Uint8Array): SigningKey {
+  const key = createPrivateKey({
+    key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(seed).toString('base64url'), x: Buffer.from(publicKey).toString('base64url') },
+    format: 'jwk',
+  });
+  return Object.freeze({
+    name,
+    publicKey,
+    keyId: keyId(publicKey),
+    sign: (message: Uint8Array) => new Uint8Array(nodeSign(null, message, key)),
+  });
+}
+
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** keygen: DIR/NAME.key (encrypted, 0600) and DIR/NAME.pub. Returns the public part. */
+export function generateKey(name: string, dir: string, passphrases: PassphraseSource = defaultPassphraseSource): PublicKeyInfo & { keyPath: string; pubPath: string } {
+  if (!NAME_PATTERN.test(name)) throw new FwsealError('USAGE', `key name must match ${NAME_PATTERN.source}`);
+  const keyPath = join(dir, `${name}.key`);
+  const pubPath = join(dir, `${name}.pub`);
+  const passphrase = passphrases(`new key ${name}`, true);
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const jwk = privateKey.export({ format: 'jwk' });
+  const seed = Buffer.from(jwk.d as string, 'base64url');
+  const pub = new Uint8Array(Buffer.from(jwk.x as string, 'base64url'));
+  void publicKey;
+  if (!isAcceptablePublicKey(pub)) throw new FwsealError('INTERNAL', 'generated key failed the public key policy');
+  const kid = keyId(pub);
+  const salt = randomBytes(16);
+  const iv = randomBytes(12);
+  const header = {
+    type: 'fwseal-private-key' as const, version: 1 as const, algorithm: 'Ed25519' as const, name,
+    keyId: toHex(kid), publicKey: toHex(pub), kdf: { name: 'scrypt' as const, ...SCRYPT, salt: b64(salt) },
+  };
+  const cipher = createCipheriv('aes-256-gcm', deriveKey(passphrase, salt, SCRYPT), iv);
+  cipher.setAAD(associatedData(header));
+  const ciphertext = Buffer.concat([cipher.update(seed), cipher.final()]);
+  seed.fill(0);
+  const file: PrivateKeyFile = { ...header, cipher: { name: 'aes-256-gcm', iv: b64(iv), ciphertext: b64(ciphertext), tag: b64(cipher.getAuthTag()) } };
+  writeSecretFile(keyPath, JSON.stringify(file, null, 2) + '\n');
+  const pubFile: PublicKeyFile = { type: 'fwseal-public-key', version: 1, algorithm: 'Ed25519', name, keyId: toHex(kid), publicKey: toHex(pub) };
+  writeFileAtomic(pubPath, JSON.stringify(pubFile, null, 2) + '\n');
+  return { name, publicKey: pub, keyId: kid, keyPath, pubPath };
+}
+
+function parseJson(bytes: Uint8Array, path: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    /* fall through */
+  }
+  throw new FwsealError('KEY_FORMAT', `${path} is not an fwseal key file`);
+}
+
+function checkPublicPart(obj: Record<string, unknown>, path: string): PublicKeyInfo {
+  if (obj.algorithm !== 'Ed25519' || obj.version !== 1) throw new FwsealError('KEY_FORMAT', `${path}: unsupported key file version or algorithm`);
+  const pub = typeof obj.publicKey === 'string' ? fromHex(obj.publicKey) : null;
+  if (!pub || pub.length !== 32 || !isAcceptablePublicKey(pub)) throw new FwsealError('KEY_FORMAT', `${path}: invalid Ed25519 public key`);
+  const kid = keyId(pub);
+  if (obj.keyId !== toHex(kid)) throw new FwsealError('KEY_FORMAT', `${path}: key id does not match the public key`);
+  return { name: typeof obj.name === 'string' ? obj.name : path, publicKey: pub, keyId: kid };
+}
+
+/** Load a public key from a .pub file (or the public half of a .key file). */
+export function loadPublicKey(path: string): PublicKeyInfo {
+  const obj = parseJson(readFileLimited(path, KEY_FILE_MAX_BYTES, 'key file'), path);
+  if (obj.type !== 'fwseal-public-key' && obj.type !== 'fwseal-private-key') throw new FwsealError('KEY_FORMAT', `${path} is not an fwseal key file`);
+  return checkPublicPart(obj, path);
+}
+
+/** Unlock a private key file. Refuses files that group or others can read or write. */
+export function loadSigningKey(path: string, passphrases: PassphraseSource = defaultPassphraseSource): SigningKey {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (e) {
+    throw new FwsealError('IO', `cannot open key file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new FwsealError('KEY_FILE_PERMISSIONS', `${path} has mode ${(mode & 0o777).toString(8)}; private keys must be 0600 (chmod 600 ${path})`);
+  }
+  const obj = parseJson(readFileLimited(path, KEY_FILE_MAX_BYTES, 'key file'), path);
+  if (obj.type !== 'fwseal-private-key') throw new FwsealError('KEY_FORMAT', `${path} is not a private key file`);
+  const pub = checkPublicPart(obj, path);
+  const kdf = obj.kdf as PrivateKeyFile['kdf'] | undefined;
+  const cipherFields = obj.cipher as PrivateKeyFile['cipher'] | undefined;
+  if (!kdf || kdf.name !== 'scrypt' || !cipherFields || cipherFields.name !== 'aes-256-gcm') throw new FwsealError('KEY_FORMAT', `${path}: unsupported encryption`);
+  for (const [v, lo, hi] of [[kdf.N, 16384, 1 << 20], [kdf.r, 1, 32], [kdf.p, 1, 16]] as const) {
+    if (!Number.isInteger(v) || v < lo || v > hi) throw new FwsealError('KEY_FORMAT', `${path}: scrypt parameters out of range`);
+  }
+  if ((kdf.N & (kdf.N - 1)) !== 0) throw new FwsealError('KEY_FORMAT', `${path}: scrypt N is not a power of two`);
+  const passphrase = passphrases(`key ${pub.name}`, false);
+  const header = { type: 'fwseal-private-key' as const, version: 1 as const, algorithm: 'Ed25519' as const, name: String(obj.name), keyId: String(obj.keyId), publicKey: String(obj.publicKey), kdf };
+  let seed: Buffer;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', deriveKey(passphrase, unb64(kdf.salt), kdf), unb64(cipherFields.iv));
+    decipher.setAAD(associatedData(header));
+    decipher.setAuthTag(unb64(cipherFields.tag));
+    seed = Buffer.concat([decipher.update(unb64(cipherFields.ciphertext)), decipher.final()]);
+  } catch (e) {
+    if (e instanceof FwsealError) throw e;
+    throw new FwsealError('WRONG_PASSPHRASE', `cannot unlock ${path}: wrong passphrase or damaged file`);
+  }
+  if (seed.length !== 32) throw new FwsealError('KEY_FORMAT', `${path}: damaged key`);
+  const signer = signerFromSeed(pub.name, seed, pub.publicKey);
+  seed.fill(0);
+  return signer;
+}

@@ -1,0 +1,67 @@
+/**
+ * `fwseal verify`: the device verifier run over files. There is one verifier: this file only reads
+ * files and feeds device/ — manifest checks, then the image streamed with its digest pages.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { type Result, fail } from '../shared/codes.js';
+import { LIMITS } from '../shared/limits.js';
+import { type DeviceState, type VerifiedManifest, imageVerifier, verifyManifest } from '../device/index.js';
+import { FwsealError } from './errors.js';
+import { digestPages, maxDigestTableBytes } from './digests.js';
+import { readFileLimited } from './io.js';
+
+export type VerifyFilesOptions = {
+  readonly envelope: Uint8Array;
+  readonly trust: Uint8Array;
+  readonly state: DeviceState;
+  readonly imagePath?: string;
+  /** Digest table path; when given, a wrong chunk is named as soon as it is read. */
+  readonly digestsPath?: string;
+  readonly onProgress?: (done: number, total: number) => void;
+};
+
+export type VerifyFilesResult = { readonly result: Result<VerifiedManifest>; readonly usedDigestTable: boolean };
+
+const READ_BUFFER = 4 * 1024 * 1024;
+
+export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
+  const checked = verifyManifest(opts.envelope, opts.trust, opts.state);
+  if (!checked.ok || opts.imagePath === undefined) return { result: checked, usedDigestTable: false };
+  const manifest = checked.manifest;
+  const pages = opts.digestsPath ? digestPages(readFileLimited(opts.digestsPath, maxDigestTableBytes(manifest), 'digest table'), manifest) : null;
+  const verifier = imageVerifier(manifest);
+  let fd: number;
+  try {
+    fd = openSync(opts.imagePath, 'r');
+  } catch (e) {
+    throw new FwsealError('IO', `cannot open image ${opts.imagePath}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    // Wrong length is known before any byte is read.
+    if (size > manifest.imageSize) return { result: fail('IMAGE_TOO_LONG', `image is ${size} bytes; the manifest says ${manifest.imageSize}`), usedDigestTable: !!pages };
+    const pageBytes = LIMITS.pageLeaves * manifest.chunkSize;
+    const buf = Buffer.allocUnsafe(Math.min(READ_BUFFER, Math.max(manifest.chunkSize, Math.min(size, READ_BUFFER))));
+    let offset = 0;
+    let nextPage = 0;
+    for (;;) {
+      // Each read stops at a page boundary so the page's digests are in place before its chunks.
+      if (pages && nextPage < pages.count && offset === nextPage * pageBytes) {
+        const r = verifier.addDigestPage(nextPage, pages.leaves(nextPage), pages.proof(nextPage));
+        if (!r.ok) return { result: r, usedDigestTable: true };
+        nextPage++;
+      }
+      const untilPage = pages ? pageBytes - (offset % pageBytes) : buf.length;
+      const got = readSync(fd, buf, 0, Math.min(buf.length, untilPage), offset);
+      if (got === 0) break;
+      const r = verifier.update(buf.subarray(0, got));
+      if (!r.ok) return { result: r, usedDigestTable: !!pages };
+      offset += got;
+      opts.onProgress?.(offset, manifest.imageSize);
+    }
+    const done = verifier.finish();
+    return { result: done.ok ? checked : done, usedDigestTable: !!pages };
+  } finally {
+    closeSync(fd);
+  }
+}
