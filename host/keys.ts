@@ -2,7 +2,7 @@
  * Release and root keys on the host: Ed25519 key pairs, private keys encrypted at rest
  * (scrypt -> AES-256-GCM, node:crypto), files 0600, loose permissions refused.
  */
-import { createCipheriv, createDecipheriv, createPrivateKey, generateKeyPairSync, randomBytes, scryptSync, sign as nodeSign } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scryptSync, sign as nodeSign } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromHex, toHex } from '../shared/bytes.js';
@@ -44,6 +44,17 @@ function associatedData(f: Omit<PrivateKeyFile, 'cipher'>): Buffer {
 
 function deriveKey(passphrase: string, salt: Uint8Array, kdf: { N: number; r: number; p: number }): Buffer {
   return scryptSync(passphrase.normalize('NFC'), salt, 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: 256 * kdf.N * kdf.r + 1024 * 1024 });
+}
+
+/** PKCS#8 DER prefix of an Ed25519 private key (RFC 8410 §7); the 32-byte seed follows. */
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** A signing key from a raw 32-byte seed (tests, vectors, and keys held elsewhere). */
+export function signingKeyFromSeed(name: string, seed: Uint8Array): SigningKey {
+  if (seed.length !== 32) throw new FwsealError('KEY_FORMAT', 'an Ed25519 seed is 32 bytes');
+  const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const x = createPublicKey(key).export({ format: 'jwk' }).x as string;
+  return signerFromSeed(name, seed, new Uint8Array(Buffer.from(x, 'base64url')));
 }
 
 function signerFromSeed(name: string, seed: Uint8Array, publicKey: Uint8Array): SigningKey {
