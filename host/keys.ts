@@ -6,7 +6,7 @@ import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, ge
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromHex, toHex } from '../shared/bytes.js';
-import { isAcceptablePublicKey, keyId } from '../device/index.js';
+import { isAcceptablePublicKey, isTrustableRoleKey, keyId } from '../device/index.js';
 import { FwsealError } from './errors.js';
 import { readFileLimited, writeFileAtomic, writeSecretFile } from './io.js';
 import { type PassphraseSource, defaultPassphraseSource } from './passphrase.js';
@@ -115,7 +115,7 @@ function parseJson(bytes: Uint8Array, path: string): Record<string, unknown> {
 function checkPublicPart(obj: Record<string, unknown>, path: string): PublicKeyInfo {
   if (obj.algorithm !== 'Ed25519' || obj.version !== 1) throw new FwsealError('KEY_FORMAT', `${path}: unsupported key file version or algorithm`);
   const pub = typeof obj.publicKey === 'string' ? fromHex(obj.publicKey) : null;
-  if (!pub || pub.length !== 32 || !isAcceptablePublicKey(pub)) throw new FwsealError('KEY_FORMAT', `${path}: invalid Ed25519 public key`);
+  if (!pub || pub.length !== 32 || !isTrustableRoleKey(pub)) throw new FwsealError('KEY_FORMAT', `${path}: invalid Ed25519 public key`);
   const kid = keyId(pub);
   if (obj.keyId !== toHex(kid)) throw new FwsealError('KEY_FORMAT', `${path}: key id does not match the public key`);
   return { name: typeof obj.name === 'string' ? obj.name : path, publicKey: pub, keyId: kid };

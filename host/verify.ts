@@ -9,6 +9,7 @@ import { type DeviceState, type VerifiedManifest, imageVerifier, verifyManifest 
 import { FwsealError } from './errors.js';
 import { digestPages, maxDigestTableBytes } from './digests.js';
 import { readFileLimited } from './io.js';
+import { nodeSha256 } from './hash.js';
 
 export type VerifyFilesOptions = {
   readonly envelope: Uint8Array;
@@ -29,7 +30,7 @@ export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
   if (!checked.ok || opts.imagePath === undefined) return { result: checked, usedDigestTable: false };
   const manifest = checked.manifest;
   const pages = opts.digestsPath ? digestPages(readFileLimited(opts.digestsPath, maxDigestTableBytes(manifest), 'digest table'), manifest) : null;
-  const verifier = imageVerifier(manifest);
+  const verifier = imageVerifier(manifest, { sha256: nodeSha256 });
   let fd: number;
   try {
     fd = openSync(opts.imagePath, 'r');

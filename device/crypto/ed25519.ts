@@ -120,3 +120,19 @@ export function isAcceptablePublicKey(publicKey: Uint8Array): boolean {
     return false;
   }
 }
+
+/**
+ * Keys admitted into a trust-bundle role must also be torsion-free ([L]A = identity): a mixed-order
+ * key A + T would let the holder of A's secret produce signatures that also verify under A + T,
+ * i.e. count twice under two key ids (P5 accepts mixed-order A for plain verification; trust
+ * bundles close that door at load). Honestly generated keys are always torsion-free. Never throws.
+ */
+export function isTrustableRoleKey(publicKey: Uint8Array): boolean {
+  try {
+    if (!isBytes(publicKey, 32)) return false;
+    const A = decodeAcceptablePublicKey(new Uint8Array(publicKey));
+    return A !== null && A.isTorsionFree();
+  } catch {
+    return false;
+  }
+}

@@ -9,12 +9,6 @@ export function sha256(data: Uint8Array): Uint8Array {
   return nobleSha256(data);
 }
 
-export type IncrementalHash = { update(data: Uint8Array): IncrementalHash; digest(): Uint8Array };
-
-export function sha256Incremental(): IncrementalHash {
-  return nobleSha256.create() as unknown as IncrementalHash;
-}
-
 /** Key id (SPEC.md §Key ids): the first 16 bytes of SHA-256 over the 32-byte Ed25519 public key. */
 export function keyId(publicKey: Uint8Array): Uint8Array {
   return sha256(publicKey).slice(0, KEY_ID_BYTES);

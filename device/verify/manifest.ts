@@ -51,7 +51,23 @@ function checkState(state: DeviceState): string | null {
 /** Verify a signed manifest for this device. Never throws: bad input of any kind yields a code. */
 export function verifyManifest(envelopeBytes: Uint8Array, trustBytes: Uint8Array, state: DeviceState): Result<VerifiedManifest> {
   try {
-    return verifyManifestSteps(envelopeBytes, trustBytes, state);
+    // V2 (first half): the trust bundle carries its own root threshold.
+    if (!(trustBytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'trust must be bytes');
+    const loaded = loadTrust(trustBytes);
+    if (!loaded.ok) return loaded;
+    return verifyManifestSteps(envelopeBytes, loaded.trust, state);
+  } catch {
+    return fail('MALFORMED', 'verifier failure');
+  }
+}
+
+/**
+ * The same checks with a trust bundle loaded once (boot agents and servers that verify many
+ * manifests against one bundle). `trust` must come from loadTrust / verifyTrustUpdate.
+ */
+export function verifyManifestWithTrust(envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
+  try {
+    return verifyManifestSteps(envelopeBytes, trust, state);
   } catch {
     // Unreachable by design (every step returns codes); kept so that "never throws" holds even for
     // an engine-level failure such as running out of memory in a small heap.
@@ -59,16 +75,13 @@ export function verifyManifest(envelopeBytes: Uint8Array, trustBytes: Uint8Array
   }
 }
 
-function verifyManifestSteps(envelopeBytes: Uint8Array, trustBytes: Uint8Array, state: DeviceState): Result<VerifiedManifest> {
+function verifyManifestSteps(envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
   // V1: the caller's state is well formed.
   const bad = checkState(state);
   if (bad !== null) return fail('INVALID_STATE', bad);
-  if (!(envelopeBytes instanceof Uint8Array) || !(trustBytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'inputs must be bytes');
+  if (!(envelopeBytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'the envelope must be bytes');
 
-  // V2: the trust bundle carries its own root threshold and is not older than the device has seen.
-  const loaded = loadTrust(trustBytes);
-  if (!loaded.ok) return loaded;
-  const trust: VerifiedTrust = loaded.trust;
+  // V2 (second half): the trust bundle is not older than the device has seen.
   if (state.trustVersion !== undefined && trust.bundle.version < state.trustVersion) {
     return fail('TRUST_ROLLBACK', `trust version ${trust.bundle.version} < ${state.trustVersion}`);
   }

@@ -5,7 +5,7 @@ import { bytesEqual } from '../../shared/bytes.js';
 import { type Result, fail, ok } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { type RevocationList, type Role, type TrustBundle, parseRevocationList, parseTrustBundle } from '../../shared/trust.js';
-import { isAcceptablePublicKey } from '../crypto/ed25519.js';
+import { isTrustableRoleKey } from '../crypto/ed25519.js';
 import { keyId, sha256 } from '../crypto/hash.js';
 import { type RoleKeys, countSigners } from './signers.js';
 
@@ -22,7 +22,7 @@ export type VerifiedRevocations = { readonly list: RevocationList };
 function roleKeys(role: Role): RoleKeys | null {
   const kids: Uint8Array[] = [];
   for (const key of role.keys) {
-    if (!isAcceptablePublicKey(key)) return null;
+    if (!isTrustableRoleKey(key)) return null;
     kids.push(keyId(key));
   }
   return Object.freeze({ threshold: role.threshold, keys: role.keys, kids: Object.freeze(kids) });

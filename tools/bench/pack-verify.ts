@@ -1,0 +1,180 @@
+/**
+ * Section "pack-verify": `fwseal pack` and `fwseal verify` throughput on one random image, as a
+ * ratio against `sha256sum` of the same file in the same run (goal >= 0.9 for both).
+ *
+ * Rows: sha256sum (baseline, child process), pack and verify in-process (host pack() and
+ * verifyFiles() with the digest table) and end to end through the built CLI (node dist/host/cli.js).
+ * Rounds are interleaved (every row once per round) so drift hits all rows alike; each row reports
+ * best and median of its runs, and the ratio is baseline best / row best. The CLI rows are also run
+ * on an image 1/8 the size to show that peak RSS does not grow with the image.
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
+import { join } from 'node:path';
+import { pack } from '../../host/pack.js';
+import { signEnvelope } from '../../host/sign.js';
+import { verifyFiles } from '../../host/verify.js';
+import { detKey, makeTrust } from '../../test/support/fixtures.js';
+import { type BenchContext, ChildRunner, MiB, type Row, type Samples, type Section, type SectionResult, type Verdict, row, timeSync } from './common.js';
+
+const GOAL = 0.9;
+const BLOCK = 16 * MiB;
+const DEVICE_CLASS = 'bench-gw';
+const CREATED = 1764000000;
+
+function writeRandomFile(path: string, bytes: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(BLOCK, bytes));
+    for (let done = 0; done < bytes; ) {
+      const n = Math.min(buf.length, bytes - done);
+      randomFillSync(buf, 0, n);
+      for (let o = 0; o < n; ) o += writeSync(fd, buf, o, n - o);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Read the whole file once so every measured run starts with it in the page cache. */
+function warm(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(BLOCK);
+    while (readSync(fd, buf, 0, buf.length, null) > 0);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The CLI as built; built here only when missing (others may be rebuilding it concurrently). */
+function findCli(ctx: BenchContext): { path: string | null; note: string } {
+  const path = join(ctx.repoRoot, 'dist/host/cli.js');
+  if (!existsSync(path)) {
+    ctx.log('dist/host/cli.js missing: running npx tsup');
+    const r = spawnSync('npx', ['tsup'], { cwd: ctx.repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
+    if (r.status !== 0 || !existsSync(path)) return { path: null, note: 'CLI rows skipped: dist/host/cli.js missing and npx tsup failed' };
+    return { path, note: `CLI: dist/host/cli.js (built by this run)` };
+  }
+  return { path, note: `CLI: dist/host/cli.js as found (built ${statSync(path).mtime.toISOString()})` };
+}
+
+type Image = { path: string; bytes: number; signed: string; digests: string };
+
+export const packVerify: Section = {
+  name: 'pack-verify',
+  run(ctx: BenchContext): SectionResult {
+    const notes: string[] = [];
+    const cli = findCli(ctx);
+    notes.push(cli.note);
+    const runner = new ChildRunner(ctx.tmpDir);
+    notes.push(`peak RSS: ${runner.rssMethod}; in-process rows share the bench process and report none`);
+
+    // Trust: root A,B,C (2 of 3) signed by A+B; release R1,R2,R3 (2 of 3); manifests signed by R1+R2.
+    const [A, B, C] = ['A', 'B', 'C'].map(detKey);
+    const [R1, R2, R3] = ['R1', 'R2', 'R3'].map(detKey);
+    const trust = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [R1, R2, R3], releaseThreshold: 2, signers: [A, B] });
+    const trustPath = join(ctx.tmpDir, 'trust.cbor');
+    writeFileSync(trustPath, trust);
+    const state = { deviceClass: DEVICE_CLASS, counter: 0 };
+    const packOpts = { deviceClass: DEVICE_CLASS, version: '1.0.0', securityCounter: 1, created: CREATED };
+
+    const prepare = (name: string, bytes: number): Image => {
+      const path = join(ctx.tmpDir, `${name}.bin`);
+      ctx.log(`writing ${bytes / MiB} MiB random image ${path}`);
+      writeRandomFile(path, bytes);
+      warm(path);
+      // The verify inputs: packed in-process, signed in-process with two release keys.
+      const packed = pack({ imagePath: path, ...packOpts });
+      let env = packed.envelope;
+      for (const k of [R1, R2]) env = signEnvelope(env, k).envelope;
+      const signed = join(ctx.tmpDir, `${name}.signed.cose`);
+      const digests = join(ctx.tmpDir, `${name}.signed.digests`);
+      writeFileSync(signed, env);
+      writeFileSync(digests, packed.digestTable);
+      return { path, bytes, signed, digests };
+    };
+
+    const cliArgs = (img: Image, tag: string) => ({
+      pack: [cli.path as string, 'pack', img.path, '--device-class', DEVICE_CLASS, '--version', '1.0.0', '--counter', '1', '--created', String(CREATED), '--out', join(ctx.tmpDir, `${tag}.cli.cose`), '--digests', join(ctx.tmpDir, `${tag}.cli.digests`)],
+      verify: [cli.path as string, 'verify', img.signed, '--trust', trustPath, '--image', img.path, '--digests', img.digests, '--device-class', DEVICE_CLASS],
+    });
+
+    const runCli = (label: string, args: string[], s: Samples): void => {
+      const r = runner.run(process.execPath, args);
+      if (r.status !== 0) throw new Error(`${label} exited ${r.status}: ${(r.stderr || r.stdout).trim()}`);
+      s.seconds.push(r.seconds);
+      if (r.rssKiB !== null) s.rssKiB.push(r.rssKiB);
+    };
+
+    const size = ctx.sizeMiB * MiB;
+    const big = prepare('image', size);
+    const bigCli = cliArgs(big, 'image');
+    const empty = (): Samples => ({ seconds: [], rssKiB: [] });
+    const s = { sha: empty(), packIn: empty(), packCli: empty(), verifyIn: empty(), verifyCli: empty() };
+
+    for (let round = 1; round <= ctx.runs; round++) {
+      ctx.log(`round ${round}/${ctx.runs}`);
+      const sha = runner.run('sha256sum', [big.path]);
+      if (sha.status !== 0) throw new Error(`sha256sum exited ${sha.status}: ${sha.stderr.trim()}`);
+      s.sha.seconds.push(sha.seconds);
+      if (sha.rssKiB !== null) s.sha.rssKiB.push(sha.rssKiB);
+
+      s.packIn.seconds.push(timeSync(() => pack({ imagePath: big.path, ...packOpts })).seconds);
+      if (cli.path) runCli('fwseal pack', bigCli.pack, s.packCli);
+
+      const v = timeSync(() => verifyFiles({ envelope: readFileSync(big.signed), trust, state, imagePath: big.path, digestsPath: big.digests }));
+      if (!v.value.result.ok) throw new Error(`in-process verify rejected: ${v.value.result.error} ${v.value.result.detail ?? ''}`);
+      if (!v.value.usedDigestTable) throw new Error('in-process verify did not use the digest table');
+      s.verifyIn.seconds.push(v.seconds);
+      if (cli.path) runCli('fwseal verify', bigCli.verify, s.verifyCli);
+    }
+    if (cli.path && !readFileSync(join(ctx.tmpDir, 'image.cli.digests')).equals(readFileSync(big.digests))) {
+      throw new Error('CLI pack and in-process pack produced different digest tables');
+    }
+
+    const base = Math.min(...s.sha.seconds);
+    const rows: Row[] = [
+      row('sha256sum (baseline)', size, s.sha, null),
+      row('pack in-process', size, s.packIn, base),
+      ...(cli.path ? [row('pack CLI', size, s.packCli, base)] : []),
+      row('verify in-process', size, s.verifyIn, base),
+      ...(cli.path ? [row('verify CLI', size, s.verifyCli, base)] : []),
+    ];
+
+    // Memory: the same CLI runs on an image 1/8 the size; peak RSS should not follow the image.
+    if (cli.path && ctx.sizeMiB >= 8) {
+      const small = prepare('small', (ctx.sizeMiB / 8) * MiB);
+      const smallCli = cliArgs(small, 'small');
+      const sp = empty();
+      const sv = empty();
+      for (let round = 0; round < ctx.runs; round++) {
+        runCli('fwseal pack (small)', smallCli.pack, sp);
+        runCli('fwseal verify (small)', smallCli.verify, sv);
+      }
+      const note = 'RSS scaling check; no baseline';
+      const rp = row('pack CLI (1/8 image)', small.bytes, sp, null, note);
+      const rv = row('verify CLI (1/8 image)', small.bytes, sv, null, note);
+      rows.push(rp, rv);
+      const packBig = rows.find((r) => r.name === 'pack CLI');
+      const verifyBig = rows.find((r) => r.name === 'verify CLI');
+      const delta = (a: Row | undefined, b: Row) =>
+        a?.peakRssKiB != null && b.peakRssKiB != null ? `${(b.peakRssKiB / 1024).toFixed(1)} -> ${(a.peakRssKiB / 1024).toFixed(1)} MiB (${((a.peakRssKiB - b.peakRssKiB) / 1024).toFixed(1)} MiB more for 8x the image)` : 'n/a';
+      notes.push(`peak RSS pack CLI   ${ctx.sizeMiB / 8} -> ${ctx.sizeMiB} MiB image: ${delta(packBig, rp)}`);
+      notes.push(`peak RSS verify CLI ${ctx.sizeMiB / 8} -> ${ctx.sizeMiB} MiB image: ${delta(verifyBig, rv)}`);
+    }
+
+    // Verdicts: the user-facing commands end to end when the CLI ran, else the in-process calls.
+    const pick = (cliName: string, inName: string): Verdict['basis'] => (cli.path ? cliName : inName);
+    const verdict = (name: string, rowName: string): Verdict => {
+      const r = rows.find((x) => x.name === rowName);
+      const value = r?.ratio ?? null;
+      return { name, goal: GOAL, value, pass: value !== null && value >= GOAL, basis: `${rowName}, best of ${ctx.runs} vs sha256sum best of ${ctx.runs}` };
+    };
+    const verdicts = [verdict('pack', pick('pack CLI', 'pack in-process')), verdict('verify', pick('verify CLI', 'verify in-process'))];
+    notes.push(`image ${ctx.sizeMiB} MiB random, page cache warm, 4096-byte chunks, ${ctx.runs} interleaved rounds; MB/s = 10^6 bytes/s of the best run; ratio = sha256sum best / row best`);
+    return { name: 'pack-verify', title: `pack and verify throughput vs sha256sum (${ctx.sizeMiB} MiB image)`, rows, verdicts, notes };
+  },
+};
