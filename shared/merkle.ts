@@ -76,7 +76,7 @@ export class MerkleAccumulator {
 
   push(leafHash: Uint8Array): void {
     if (!isDigest(leafHash)) throw new RangeError(`leaf hash is not ${DIGEST_BYTES} bytes`);
-    let node = leafHash.slice();
+    let node: Uint8Array = leafHash.slice();
     // Each trailing 1 bit of the old size is a perfect subtree the new leaf completes.
     for (let n = this.#size; isOdd(n); n = half(n)) {
       node = nodeHash(this.#sha256, this.#stack.pop()!, node);

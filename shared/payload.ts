@@ -7,7 +7,7 @@ import { type Result, fail, ok } from './codes.js';
 import { FieldReader, SchemaError, asMap, asUint, schemaFail } from './fields.js';
 import { LIMITS } from './limits.js';
 
-export const KIND = Object.freeze({ manifest: 1, trust: 2, revocations: 3 });
+export const KIND = Object.freeze({ manifest: 1, trust: 2, revocations: 3, state: 4 });
 export type Kind = keyof typeof KIND;
 export const FORMAT_VERSION = 1;
 export const KEY_KIND = 0;

@@ -139,3 +139,17 @@ describe('deterministic CBOR encoding', () => {
     expect(() => encodeCbor(undefined as unknown as Encodable)).toThrow(TypeError);
   });
 });
+
+describe('device state record', async () => {
+  const { encodeStateRecord, parseStateRecord } = await import('../shared/state.js');
+  it('round-trips and rejects unknown keys and wrong kinds', () => {
+    const rec = { sequence: 3, deviceClass: 'acme-gw', securityCounter: 7, trustVersion: 1, revocationVersion: 2, installed: new Uint8Array(32).fill(1), trialBoots: 0 };
+    const bytes = encodeStateRecord(rec);
+    const r = parseStateRecord(bytes);
+    expect(r.ok && r.value).toEqual(rec);
+    const withExtra = encodeCbor(new Map<number, Encodable>([[0, 4], [1, 1], [2, 3], [3, 'acme-gw'], [4, 7], [5, 1], [6, 2], [9, 0], [99, 1]]));
+    expect(parseStateRecord(withExtra).code).toBe(CODES.UNKNOWN_KEY);
+    const manifestKind = encodeCbor(new Map<number, Encodable>([[0, 1], [1, 1]]));
+    expect(parseStateRecord(manifestKind).code).toBe(CODES.WRONG_KIND);
+  });
+});

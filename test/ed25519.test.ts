@@ -1,7 +1,7 @@
 /**
  * Ed25519 verification policy (device/crypto/ed25519.ts), pinned by public vectors:
  * Wycheproof, CCTV, RFC 8032 §7.1, the COSE EdDSA examples, and a differential test against
- * node:crypto (OpenSSL). The policy itself is written in shared/spec-ed25519-policy.md.
+ * node:crypto (OpenSSL). The policy itself is written in shared/SPEC.md §7.
  *
  * Vectors are read from test/vectors/ (copied with their LICENSE files; see test/vectors/README.md).
  */
@@ -159,7 +159,7 @@ describe('CCTV ed25519vectors.json', () => {
   const flagsOf = (v: CVector): Set<string> => new Set(v.flags ?? []);
 
   /**
-   * The policy's prediction from the flags alone (shared/spec-ed25519-policy.md):
+   * The policy's prediction from the flags alone (shared/SPEC.md §7):
    *  - non_canonical_R  -> reject (P3: R must be a canonical encoding)
    *  - non_canonical_A  -> reject (P3: A must be a canonical encoding)
    *  - low_order_A      -> reject (P4: small-order public keys)
@@ -256,7 +256,7 @@ describe('CCTV ed25519vectors.json', () => {
     }
     expect(unexplained).toEqual([]);
     // Both directions occur. Counts measured with Node 20.20 / OpenSSL 3.0.19 and quoted in
-    // shared/spec-ed25519-policy.md; OpenSSL's Ed25519 verify has been ref10-style throughout 3.x.
+    // shared/SPEC.md §7; OpenSSL's Ed25519 verify has been ref10-style throughout 3.x.
     expect({ nodeOnly, oursOnly }).toEqual({ nodeOnly: 122, oursOnly: 126 });
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Ed25519 signature verification for the device, under fwseal's single strict policy
- * (SPEC "Ed25519 verification policy"; shared/spec-ed25519-policy.md).
+ * (shared/SPEC.md §7, "Ed25519 verification policy").
  *
  * Pure TypeScript. Imports only @noble/ed25519 (v3) and @noble/hashes; no node:*, Buffer,
  * TextEncoder or console, so it bundles for the device unchanged.
