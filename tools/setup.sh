@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on a fresh Debian machine (root, Node >= 20).
+# Debian packages come with the issues that need them (mosquitto, socat, softhsm2); today: none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+APT_PACKAGES=()
+if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+fi
+npm ci --no-audit --no-fund
