@@ -4,7 +4,7 @@
  * exactly as an operator runs them. Exit status 0 accepted, 1 rejected (the error name is printed),
  * 2 usage or I/O error (one line on stderr). Codes and names are asserted, never message text.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { type SpawnSyncOptionsWithStringEncoding, execFileSync, spawnSync } from 'node:child_process';
 import { createDecipheriv, scryptSync } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,15 +39,17 @@ function fwseal(args: string[], opts: { env?: Record<string, string | undefined>
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const r = spawnSync(process.execPath, [CLI, ...args], {
+  // detached: a new session with no controlling terminal, so a missing passphrase can never wait on a
+  // prompt (libuv honours it for spawnSync too; @types/node does not list it there).
+  const options: SpawnSyncOptionsWithStringEncoding & { detached: boolean } = {
     cwd: opts.cwd ?? dir,
     env,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
-    // A new session: no controlling terminal, so a missing passphrase can never wait on a prompt.
     detached: true,
     timeout: 60_000,
-  });
+  };
+  const r = spawnSync(process.execPath, [CLI, ...args], options);
   if (r.error) throw r.error;
   outputs.push(r.stdout, r.stderr);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
