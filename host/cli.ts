@@ -44,6 +44,17 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   const found = findCommand(argv);
+  if (!found && argv.length >= 1 && COMMANDS.some((c) => c.name.startsWith(argv[0] + ' '))) {
+    // A command group (`fwseal trust`): list its subcommands.
+    const group = COMMANDS.filter((c) => c.name.startsWith(argv[0] + ' '));
+    const help = argv.includes('--help') || argv.includes('-h');
+    if (help) {
+      io.stdout(`usage:\n${group.map((c) => `  fwseal ${c.name}  ${c.summary}`).join('\n')}\n`);
+      return 0;
+    }
+    io.stderr(`fwseal ${argv[0]}: USAGE (code 800): expected a subcommand: ${group.map((c) => c.name.split(' ')[1]).join(', ')}\n`);
+    return 2;
+  }
   if (!found) {
     io.stderr(`fwseal: unknown command '${argv.slice(0, 2).join(' ')}' (USAGE). Run fwseal --help.\n`);
     return 2;

@@ -145,20 +145,33 @@ export function loadSigningKey(path: string, passphrases: PassphraseSource = def
   const kdf = obj.kdf as PrivateKeyFile['kdf'] | undefined;
   const cipherFields = obj.cipher as PrivateKeyFile['cipher'] | undefined;
   if (!kdf || kdf.name !== 'scrypt' || !cipherFields || cipherFields.name !== 'aes-256-gcm') throw new FwsealError('KEY_FORMAT', `${path}: unsupported encryption`);
-  for (const [v, lo, hi] of [[kdf.N, 16384, 1 << 20], [kdf.r, 1, 32], [kdf.p, 1, 16]] as const) {
+  // Bounded so that a hand-edited file cannot make the tool allocate more than 256 MiB.
+  for (const [v, lo, hi] of [[kdf.N, 16384, 1 << 18], [kdf.r, 1, 16], [kdf.p, 1, 4]] as const) {
     if (!Number.isInteger(v) || v < lo || v > hi) throw new FwsealError('KEY_FORMAT', `${path}: scrypt parameters out of range`);
   }
+  if (128 * kdf.N * kdf.r > 256 * 1024 * 1024) throw new FwsealError('KEY_FORMAT', `${path}: scrypt parameters need too much memory`);
   if ((kdf.N & (kdf.N - 1)) !== 0) throw new FwsealError('KEY_FORMAT', `${path}: scrypt N is not a power of two`);
+  const salt = unb64(kdf.salt);
+  const iv = unb64(cipherFields.iv);
+  const tag = unb64(cipherFields.tag);
+  const ciphertext = unb64(cipherFields.ciphertext);
+  // Exact sizes before anything is derived: a truncated GCM tag must never authenticate.
+  if (salt.length !== 16 || iv.length !== 12 || tag.length !== 16 || ciphertext.length !== 32) throw new FwsealError('KEY_FORMAT', `${path}: damaged key file`);
   const passphrase = passphrases(`key ${pub.name}`, false);
   const header = { type: 'fwseal-private-key' as const, version: 1 as const, algorithm: 'Ed25519' as const, name: String(obj.name), keyId: String(obj.keyId), publicKey: String(obj.publicKey), kdf };
+  let derived: Buffer;
+  try {
+    derived = deriveKey(passphrase, salt, kdf);
+  } catch {
+    throw new FwsealError('KEY_FORMAT', `${path}: scrypt parameters cannot be used on this machine`);
+  }
   let seed: Buffer;
   try {
-    const decipher = createDecipheriv('aes-256-gcm', deriveKey(passphrase, unb64(kdf.salt), kdf), unb64(cipherFields.iv));
+    const decipher = createDecipheriv('aes-256-gcm', derived, iv, { authTagLength: 16 });
     decipher.setAAD(associatedData(header));
-    decipher.setAuthTag(unb64(cipherFields.tag));
-    seed = Buffer.concat([decipher.update(unb64(cipherFields.ciphertext)), decipher.final()]);
-  } catch (e) {
-    if (e instanceof FwsealError) throw e;
+    decipher.setAuthTag(tag);
+    seed = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+  } catch {
     throw new FwsealError('WRONG_PASSPHRASE', `cannot unlock ${path}: wrong passphrase or damaged file`);
   }
   if (seed.length !== 32) throw new FwsealError('KEY_FORMAT', `${path}: damaged key`);

@@ -51,7 +51,7 @@ export function hashImage(path: string, chunkSize: number, onProgress?: (done: n
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new FwsealError('IO', `image ${path} is not a regular file`);
-    if (st.size === 0) throw new FwsealError('BAD_VALUE', `image ${path} is empty`);
+    if (st.size === 0) throw new FwsealError('USAGE', `image ${path} is empty`);
     if (st.size > LIMITS.maxImageSize) throw new FwsealError('TOO_LARGE', `image of ${st.size} bytes exceeds ${LIMITS.maxImageSize}`);
     const n = chunkCount(st.size, chunkSize);
     const leaves = new Uint8Array(n * DIGEST_BYTES);

@@ -2,12 +2,13 @@
  * `fwseal verify`: the device verifier run over files. There is one verifier: this file only reads
  * files and feeds device/ — manifest checks, then the image streamed with its digest pages.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { type Result, fail } from '../shared/codes.js';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { type CodeName, type Result, fail, ok } from '../shared/codes.js';
+import { type Manifest } from '../shared/manifest.js';
 import { LIMITS } from '../shared/limits.js';
 import { type DeviceState, type VerifiedManifest, imageVerifier, verifyManifest } from '../device/index.js';
-import { FwsealError } from './errors.js';
-import { digestPages, maxDigestTableBytes } from './digests.js';
+import { FwsealError, exitStatusFor } from './errors.js';
+import { type DigestPages, digestPages, maxDigestTableBytes } from './digests.js';
 import { readFileLimited } from './io.js';
 import { nodeSha256 } from './hash.js';
 
@@ -25,11 +26,37 @@ export type VerifyFilesResult = { readonly result: Result<VerifiedManifest>; rea
 
 const READ_BUFFER = 4 * 1024 * 1024;
 
+/** A digest table that does not fit the manifest is a rejection (a code), not an I/O error. */
+function loadDigestTable(path: string, manifest: Manifest): Result<{ pages: DigestPages }> {
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new FwsealError('IO', `digest table ${path} is not a regular file`);
+    size = st.size;
+  } catch (e) {
+    if (e instanceof FwsealError) throw e;
+    throw new FwsealError('IO', `cannot open digest table ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  const expected = maxDigestTableBytes(manifest);
+  if (size !== expected) return fail('DIGEST_PAGE_MISMATCH', `digest table is ${size} bytes; this manifest needs ${expected}`);
+  try {
+    return ok({ pages: digestPages(readFileLimited(path, expected, 'digest table'), manifest) });
+  } catch (e) {
+    if (e instanceof FwsealError && exitStatusFor(e.code) === 1) return fail(e.codeName as Exclude<CodeName, 'OK'>, e.message);
+    throw e;
+  }
+}
+
 export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
   const checked = verifyManifest(opts.envelope, opts.trust, opts.state);
   if (!checked.ok || opts.imagePath === undefined) return { result: checked, usedDigestTable: false };
   const manifest = checked.manifest;
-  const pages = opts.digestsPath ? digestPages(readFileLimited(opts.digestsPath, maxDigestTableBytes(manifest), 'digest table'), manifest) : null;
+  let pages: DigestPages | null = null;
+  if (opts.digestsPath) {
+    const loaded = loadDigestTable(opts.digestsPath, manifest);
+    if (!loaded.ok) return { result: loaded, usedDigestTable: true };
+    pages = loaded.pages;
+  }
   const verifier = imageVerifier(manifest, { sha256: nodeSha256 });
   let fd: number;
   try {
@@ -38,7 +65,9 @@ export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
     throw new FwsealError('IO', `cannot open image ${opts.imagePath}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
   }
   try {
-    const size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new FwsealError('IO', `image ${opts.imagePath} is not a regular file`);
+    const size = st.size;
     // Wrong length is known before any byte is read.
     if (size > manifest.imageSize) return { result: fail('IMAGE_TOO_LONG', `image is ${size} bytes; the manifest says ${manifest.imageSize}`), usedDigestTable: !!pages };
     const pageBytes = LIMITS.pageLeaves * manifest.chunkSize;

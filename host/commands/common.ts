@@ -19,6 +19,12 @@ export type Command = {
 export type Parsed = { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
 
 export function parse(cmd: Command, argv: string[]): Parsed {
+  // parseArgs keeps the last of a repeated single-value flag; a second value is more likely a mistake.
+  for (const [name, spec] of Object.entries(cmd.options)) {
+    if (spec.multiple || spec.type !== 'string') continue;
+    const count = argv.filter((a) => a === `--${name}` || a.startsWith(`--${name}=`)).length;
+    if (count > 1) throw new FwsealError('USAGE', `--${name} is given ${count} times (see fwseal ${cmd.name} --help)`);
+  }
   try {
     const { values, positionals } = parseArgs({ args: argv, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
     return { values: values as Parsed['values'], positionals };

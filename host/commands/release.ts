@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import { statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { toHex } from '../../shared/bytes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
@@ -63,7 +63,12 @@ verifiers and the OTA server check every chunk on its own. --counter is the secu
     });
     const digests = str(p, 'digests') ?? digestTablePath(out);
     writeFileAtomic(digests, packed.digestTable);
-    writeFileAtomic(out, packed.envelope);
+    try {
+      writeFileAtomic(out, packed.envelope);
+    } catch (e) {
+      rmSync(digests, { force: true }); // no digest table without its manifest
+      throw e;
+    }
     const m = packed.manifest;
     if (p.values.json) json(io, { out, digests, manifestBytes: packed.envelope.length, imageSize: m.imageSize, chunkSize: m.chunkSize, chunks: Math.ceil(m.imageSize / m.chunkSize), merkleRoot: toHex(m.merkleRoot) });
     else io.stdout(`wrote ${out} (${packed.envelope.length} bytes, unsigned) and ${digests}\n  ${m.deviceClass} ${m.version} counter ${m.securityCounter}, ${m.imageSize} bytes in ${Math.ceil(m.imageSize / m.chunkSize)} chunks of ${m.chunkSize}\n  merkle root ${toHex(m.merkleRoot)}\n`);

@@ -26,8 +26,8 @@ import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
 import { type Manifest } from '../../shared/manifest.js';
 import { inclusionProof, leafHash, pageProofs, pageRoots } from '../../shared/merkle.js';
 import {
-  type VerifiedTrust, imageVerifier, loadTrust, sha256, verifyChunk, verifyDigestPage, verifyManifest, verifyRevocations,
-  verifyTrustUpdate,
+  type VerifiedTrust, imageVerifier, loadTrust, sha256, verifyChunk, verifyDigestPage, verifyManifest, verifyManifestWithTrust,
+  verifyRevocations, verifyTrustUpdate,
 } from '../../device/index.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust } from './fixtures.js';
 
@@ -522,6 +522,8 @@ export function mutate(rng: Rng, base: Uint8Array, corpus: readonly Uint8Array[]
     const r = applyMutator(rng, rng.weighted(MUTATORS), b, corpus);
     b = r.bytes;
     ops.push(r.op);
+    // A re-encoded structural change is what reaches the schema checks: mostly leave it alone.
+    if (r.op.startsWith('struct-') && rng.chance(0.7)) break;
   }
   return { bytes: b, ops };
 }
@@ -547,6 +549,8 @@ export type FuzzTarget = {
   /** Relative share of the runs. */
   readonly weight: number;
   make(rng: Rng, corpus: readonly Uint8Array[]): FuzzCase;
+  /** null when the target's valid inputs are accepted as they are (checked once per world). */
+  selfCheck?(): string | null;
 };
 
 type ParsedEnvelope = Envelope;
@@ -561,20 +565,40 @@ function equivalentEnvelope(input: Uint8Array, valid: readonly ParsedEnvelope[])
 }
 
 /**
- * A target whose one mutated argument is a byte string. `acceptable` is every input the call may
- * accept (computed by `buildWorld` by running the call on the whole corpus).
+ * A target whose one mutated argument is a byte string. `accept` lists, by construction (never by
+ * asking the verifier), every input the call may accept; the first is the usual starting point.
+ * `refuse` are validly signed inputs of the same kind that policy must refuse: used as they are or
+ * as starting points now and then, they reach the policy codes that no mutation of a signed object
+ * can (a mutation breaks the signature first).
  */
-export function bytesTarget(name: string, weight: number, base: Uint8Array, call: (input: Uint8Array) => unknown, acceptable: readonly Uint8Array[] = [base]): FuzzTarget {
+export function bytesTarget(
+  name: string, weight: number, inputs: { accept: readonly Uint8Array[]; refuse?: readonly Uint8Array[] }, call: (input: Uint8Array) => unknown,
+): FuzzTarget {
+  const acceptable = inputs.accept;
+  const refuse = inputs.refuse ?? [];
   const parsed: ParsedEnvelope[] = [];
   for (const a of acceptable) {
     const e = parseEnvelope(a);
     if (e.ok) parsed.push(e.envelope);
   }
+  const pick = (rng: Rng, corpus: readonly Uint8Array[]): { bytes: Uint8Array; ops: string[] } => {
+    const r = rng.u32() / 0x100000000;
+    if (refuse.length > 0 && r < 0.04) return { bytes: rng.pick(refuse), ops: ['policy'] };
+    const base = refuse.length > 0 && r < 0.1 ? rng.pick(refuse) : r < 0.15 ? rng.pick(acceptable) : acceptable[0];
+    return mutate(rng, base, corpus);
+  };
   return {
     name,
     weight,
+    selfCheck() {
+      for (const a of acceptable) {
+        const r = call(a) as { ok?: unknown; error?: unknown };
+        if (r.ok !== true) return `${name}: a valid input is rejected with ${String(r.error)}`;
+      }
+      return null;
+    },
     make(rng, corpus) {
-      const m = mutate(rng, base, corpus);
+      const m = pick(rng, corpus);
       const input = m.bytes;
       return {
         input,
@@ -614,18 +638,21 @@ const WEIRD_STATES: readonly unknown[] = [
 ];
 
 /**
- * The standard fuzz world:
+ * The standard fuzz world. Every signed object carries exactly the signatures its threshold needs.
  *  - S: root A,B,C 2-of-3, release R1,R2,R3 2-of-3; trust signed by A+B; a manifest with SBOM and
- *    provenance signed by R1+R2; a revocation list (R3's key id, another manifest) signed by A+B;
- *    a rotation candidate v2 (root A,D,E 2-of-3, release R1,R4,R5) signed by A+B+D: A+B are exactly
- *    the old root threshold, A+D exactly the new one.
- *  - T: one root key and one release key, 1-of-1: the same checks at half the Ed25519 cost, so a
- *    run reaches more cases per second.
+ *    provenance signed by R1+R2; a revocation list v3 (R3's key id, the "revoked" manifest) signed
+ *    by A+B; a rotation candidate v2 (root A,D,E 2-of-3, release R1,R4,R5) signed by A+B+D: A+B are
+ *    exactly the old root threshold, A+D exactly the new one.
+ *  - T: one root key and one release key, 1-of-1: the same checks at half the Ed25519 cost.
+ *  - validly signed objects that policy must refuse (another device class, a lower security
+ *    counter, a revoked signer, a revoked manifest, an older revocation list, a trust bundle that
+ *    skips a version, one the current root did not sign, a different bundle with the current
+ *    version): mutations substitute and splice them, which reaches the policy codes.
  *  - images: a 3-chunk image (512-byte chunks, short last chunk) streamed; a 130-chunk image
  *    (2 digest pages) for single chunks, proofs and pages.
  */
 export function buildWorld(): World {
-  const [A, B, C, D, E] = ['A', 'B', 'C', 'D', 'E'].map(detKey);
+  const [A, B, C, D, E, F] = ['A', 'B', 'C', 'D', 'E', 'F'].map(detKey);
   const [R1, R2, R3, R4, R5] = ['R1', 'R2', 'R3', 'R4', 'R5'].map(detKey);
   const [K, Q] = ['fuzz-root', 'fuzz-release'].map(detKey);
 
@@ -637,9 +664,13 @@ export function buildWorld(): World {
   });
   const trustS = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [R1, R2, R3], releaseThreshold: 2, signers: [A, B] });
   const envS = makeManifestEnvelope(manifestS, [R1, R2]);
-  const revS = makeRevocations({ version: 3, keyIds: [R3.keyId], manifests: [sha256(Uint8Array.of(9))], signers: [A, B] });
+  const revokedManifest = makeManifest(smallImage, { chunkSize: 512, securityCounter: 8 });
+  const envRevoked = makeManifestEnvelope(revokedManifest, [R1, R2]);
+  const envRevokedDigest = must(parseEnvelope(envRevoked), 'revoked manifest envelope').envelope.payload;
+  const revS = makeRevocations({ version: 3, keyIds: [R3.keyId], manifests: [sha256(envRevokedDigest)], signers: [A, B] });
   const trustV2 = makeTrust({ version: 2, root: [A, D, E], rootThreshold: 2, release: [R1, R4, R5], releaseThreshold: 2, signers: [A, B, D] });
   const stateS = { deviceClass: 'acme-gw', counter: 7, trustVersion: 1 };
+  const stateSR = { ...stateS, revocations: revS, revocationVersion: 3 };
 
   const manifestT = makeManifest(smallImage, { chunkSize: 512, securityCounter: 9, version: '2.0.0-rc.1+b7' });
   const trustT = makeTrust({ root: [K], rootThreshold: 1, release: [Q], releaseThreshold: 1, signers: [K] });
@@ -648,31 +679,46 @@ export function buildWorld(): World {
   const stateT = { deviceClass: 'acme-gw', counter: 9 };
   const stateTR = { ...stateT, revocations: revT, revocationVersion: 1 };
 
-  const verifiedS: VerifiedTrust = must(loadTrust(trustS), 'trust S').trust;
-  must(verifyManifest(envS, trustS, stateS), 'manifest S');
-  must(verifyManifest(envT, trustT, stateTR), 'manifest T');
-  must(verifyRevocations(revS, verifiedS, 3), 'revocations S');
-  must(verifyTrustUpdate(trustV2, verifiedS), 'trust v2');
+  // Validly signed, refused by policy.
+  const envOtherClass = makeManifestEnvelope({ ...manifestS, deviceClass: 'other-gw' }, [R1, R2]);
+  const envRollback = makeManifestEnvelope({ ...manifestS, securityCounter: 6 }, [R1, R2]);
+  const envRevokedSigner = makeManifestEnvelope(manifestS, [R1, R3]);
+  const revOld = makeRevocations({ version: 2, keyIds: [], signers: [A, B] });
+  const trustV3 = makeTrust({ version: 3, root: [A, B, C], rootThreshold: 2, release: [R4, R5], releaseThreshold: 2, signers: [A, B] });
+  const trustV2Unauthorized = makeTrust({ version: 2, root: [D, E, F], rootThreshold: 2, release: [R4, R5], releaseThreshold: 2, signers: [D, E] });
+  const trustV1Other = makeTrust({ version: 1, root: [A, B, C], rootThreshold: 2, release: [R4, R5], releaseThreshold: 1, signers: [A, C] });
 
-  const corpus = [envS, envT, trustS, trustT, trustV2, revS, revT];
-  const accepted = (call: (b: Uint8Array) => unknown): Uint8Array[] => corpus.filter((c) => (call(c) as { ok?: unknown }).ok === true);
-  const target = (name: string, weight: number, base: Uint8Array, call: (b: Uint8Array) => unknown): FuzzTarget => bytesTarget(name, weight, base, call, accepted(call));
+  const verifiedS: VerifiedTrust = must(loadTrust(trustS), 'trust S').trust;
+  const verifiedT: VerifiedTrust = must(loadTrust(trustT), 'trust T').trust;
+  const corpus = [
+    envS, envT, trustS, trustT, trustV2, revS, revT,
+    envRevoked, envOtherClass, envRollback, envRevokedSigner, revOld, trustV3, trustV2Unauthorized, trustV1Other,
+  ];
+  const allTrust = [trustS, trustT, trustV2, trustV3, trustV2Unauthorized, trustV1Other];
 
   const targets: FuzzTarget[] = [
-    // Weights: verifyManifest loads (and Ed25519-checks) the trust bundle on every call, so its
-    // targets cost 5-20x the others; they get fewer runs than the cheaper targets behind them.
-    target('manifest/S', 2, envS, (b) => verifyManifest(b, trustS, stateS)),
-    target('manifest/T', 6, envT, (b) => verifyManifest(b, trustT, stateT)),
-    target('manifest.trust/S', 8, trustS, (b) => verifyManifest(envS, b, stateS)),
-    target('manifest.trust/T', 8, trustT, (b) => verifyManifest(envT, b, stateT)),
-    target('manifest.revocations/T', 3, revT, (b) => verifyManifest(envT, trustT, { ...stateT, revocations: b, revocationVersion: 1 })),
-    target('loadTrust/S', 10, trustS, (b) => loadTrust(b)),
-    target('revocations/S', 14, revS, (b) => verifyRevocations(b, verifiedS, 3)),
-    target('trustUpdate/S', 10, trustV2, (b) => verifyTrustUpdate(b, verifiedS)),
-    streamTarget(manifestS, smallImage, 16),
-    chunkTarget(18),
-    apiTarget(envS, trustS, stateS, verifiedS, manifestS, 5),
+    // verifyManifestWithTrust is verifyManifest after the trust bundle was loaded; the end-to-end
+    // verifyManifest re-loads (and Ed25519-checks) the bundle on every call, so it costs 3-10x more
+    // per case and gets fewer runs, mostly with a mutated bundle (rejected before any signature).
+    bytesTarget('manifest/S', 8, { accept: [envS, envRevoked, envRevokedSigner], refuse: [envOtherClass, envRollback] }, (b) => verifyManifestWithTrust(b, verifiedS, stateS)),
+    bytesTarget('manifest+revocations/S', 2, { accept: [envS], refuse: [envRevoked, envRevokedSigner, envOtherClass, envRollback] }, (b) => verifyManifestWithTrust(b, verifiedS, stateSR)),
+    bytesTarget('manifest/T', 6, { accept: [envT], refuse: [envS] }, (b) => verifyManifestWithTrust(b, verifiedT, stateT)),
+    bytesTarget('manifest.revocations/S', 6, { accept: [revS], refuse: [revOld, revT] }, (b) => verifyManifestWithTrust(envS, verifiedS, { ...stateS, revocations: b, revocationVersion: 3 })),
+    bytesTarget('verifyManifest/T', 3, { accept: [envT], refuse: [envS] }, (b) => verifyManifest(b, trustT, stateTR)),
+    bytesTarget('verifyManifest.trust/S', 7, { accept: [trustS], refuse: [trustV2, trustV3, trustV1Other] }, (b) => verifyManifest(envS, b, stateS)),
+    bytesTarget('verifyManifest.trust/T', 5, { accept: [trustT], refuse: [trustS] }, (b) => verifyManifest(envT, b, stateT)),
+    bytesTarget('loadTrust/S', 7, { accept: allTrust }, (b) => loadTrust(b)),
+    bytesTarget('revocations/S', 10, { accept: [revS], refuse: [revOld, revT] }, (b) => verifyRevocations(b, verifiedS, 3)),
+    bytesTarget('trustUpdate/S', 10, { accept: [trustV2, trustS], refuse: [trustV3, trustV2Unauthorized, trustV1Other, trustT] }, (b) => verifyTrustUpdate(b, verifiedS)),
+    streamTarget(manifestS, smallImage, 14),
+    chunkTarget(16),
+    apiTarget(envS, stateS, verifiedS, manifestS, 6),
   ];
+  // The fixtures are what this comment says: every valid input is accepted where it should be.
+  for (const t of targets) {
+    const problem = t.selfCheck?.() ?? null;
+    if (problem !== null) throw new Error(`fuzz fixture: ${problem}`);
+  }
   return Object.freeze({ corpus: Object.freeze(corpus), targets: Object.freeze(targets) });
 }
 
@@ -782,9 +828,10 @@ function chunkTarget(weight: number): FuzzTarget {
 }
 
 /** Arguments of the wrong JavaScript type, where the API takes bytes, an index or a device state. */
-function apiTarget(env: Uint8Array, trust: Uint8Array, state: object, verified: VerifiedTrust, manifest: Manifest, weight: number): FuzzTarget {
+function apiTarget(env: Uint8Array, state: object, verified: VerifiedTrust, manifest: Manifest, weight: number): FuzzTarget {
   const calls: readonly (readonly [string, (x: unknown) => unknown])[] = [
-    ['verifyManifest(envelope)', (x) => verifyManifest(x as Uint8Array, trust, state as never)],
+    ['verifyManifestWithTrust(envelope)', (x) => verifyManifestWithTrust(x as Uint8Array, verified, state as never)],
+    ['verifyManifestWithTrust(revocations)', (x) => verifyManifestWithTrust(env, verified, { ...state, revocations: x } as never)],
     ['verifyManifest(trust)', (x) => verifyManifest(env, x as Uint8Array, state as never)],
     ['loadTrust', (x) => loadTrust(x as Uint8Array)],
     ['verifyRevocations', (x) => verifyRevocations(x as Uint8Array, verified, 3)],
@@ -803,7 +850,7 @@ function apiTarget(env: Uint8Array, trust: Uint8Array, state: object, verified: 
       const c = rng.int(4);
       if (c === 0) {
         const s = rng.pick(WEIRD_STATES);
-        return { input: new Uint8Array(0), note: `verifyManifest(state=${describe(s)})`, ops: ['api-state'], run: () => verifyManifest(env, trust, s as never), legit: () => false };
+        return { input: new Uint8Array(0), note: `verifyManifestWithTrust(state=${describe(s)})`, ops: ['api-state'], run: () => verifyManifestWithTrust(env, verified, s as never), legit: () => false };
       }
       if (c === 1) {
         const i = rng.pick(WEIRD_INDEX);
@@ -864,7 +911,7 @@ export type FuzzReport = {
   slowestMs: number;
   slowest: { target: string; case: number; note: string } | null;
   byCode: Record<string, number>;
-  byTarget: Record<string, { runs: number; ms: number }>;
+  byTarget: Record<string, { runs: number; ms: number; codes: Record<string, number> }>;
   byMutator: Record<string, number>;
   elapsedMs: number;
 };
@@ -882,8 +929,11 @@ export type FuzzOptions = {
   /** Cases first, first + stride, ... below `runs` (for workers); defaults 0 and 1. */
   first?: number;
   stride?: number;
+  /** Case numbers not to run (a CLI worker restarted after a case that never returned). */
+  skip?: ReadonlySet<number>;
   maxFindings?: number;
-  /** Called after every case (cheap: for progress and watchdogs). */
+  /** Called before and after every case (cheap: for progress and watchdogs). */
+  onCaseStart?: (caseIndex: number) => void;
   onCase?: (caseIndex: number, done: number) => void;
 };
 
@@ -927,12 +977,35 @@ export function emptyReport(seed: number): FuzzReport {
   };
 }
 
+/** The targets whose name starts with one of `only` (all when `only` is empty). Case n depends on this selection. */
+export function selectTargets(targets: readonly FuzzTarget[], only?: readonly string[]): readonly FuzzTarget[] {
+  const chosen = only && only.length > 0 ? targets.filter((t) => only.some((p) => t.name.startsWith(p))) : targets;
+  if (chosen.length === 0) throw new Error(`no fuzz target matches ${JSON.stringify(only)}`);
+  return chosen;
+}
+
+/** Replay one case of the standard world (same seed, case number and `only` as the run that reported it). */
+export function replayCase(seed: number, index: number, only?: readonly string[]): {
+  target: string; note: string; input: Uint8Array; ms: number; result?: unknown; thrown?: unknown; verdict: string;
+} {
+  const world = defaultWorld();
+  const { target, fuzzCase } = makeCase(seed >>> 0, index, selectTargets(world.targets, only), world.corpus);
+  const t0 = performance.now();
+  try {
+    const result = fuzzCase.run();
+    const ms = performance.now() - t0;
+    const j = judge(result, () => fuzzCase.legit());
+    const verdict = j.kind === 'ok' ? (j.legitAccepted ? 'accepted (legitimately: a valid input)' : `rejected with ${j.code}`) : `${j.kind}: ${j.message}`;
+    return { target: target.name, note: fuzzCase.note, input: fuzzCase.input, ms, result, verdict };
+  } catch (e) {
+    return { target: target.name, note: fuzzCase.note, input: fuzzCase.input, ms: performance.now() - t0, thrown: e, verdict: 'crash' };
+  }
+}
+
 /** Run the fuzzer in this thread. Never throws for a verifier failure: failures are in the report. */
 export function runFuzz(options: FuzzOptions): FuzzReport {
   const world = options.targets ? null : defaultWorld();
-  let targets = options.targets ?? (world as World).targets;
-  if (options.only && options.only.length > 0) targets = targets.filter((t) => options.only!.some((p) => t.name.startsWith(p)));
-  if (targets.length === 0) throw new Error('no fuzz targets selected');
+  const targets = selectTargets(options.targets ?? (world as World).targets, options.only);
   const corpus = options.corpus ?? world?.corpus ?? [];
   const seed = options.seed >>> 0;
   const hangMs = options.hangMs ?? 1000;
@@ -945,6 +1018,8 @@ export function runFuzz(options: FuzzOptions): FuzzReport {
   const start = performance.now();
 
   for (let i = first; i < options.runs; i += stride) {
+    if (options.skip?.has(i)) continue;
+    options.onCaseStart?.(i);
     const { target, fuzzCase } = makeCase(seed, i, targets, corpus);
     for (const op of fuzzCase.ops) report.byMutator[op] = (report.byMutator[op] ?? 0) + 1;
     let result: unknown;
@@ -958,7 +1033,7 @@ export function runFuzz(options: FuzzOptions): FuzzReport {
       threw = e;
     }
     const ms = performance.now() - t0;
-    const stats = (report.byTarget[target.name] ??= { runs: 0, ms: 0 });
+    const stats = (report.byTarget[target.name] ??= { runs: 0, ms: 0, codes: {} });
     stats.runs++;
     stats.ms += ms;
     report.runs++;
@@ -972,6 +1047,7 @@ export function runFuzz(options: FuzzOptions): FuzzReport {
       const j = judge(result, () => fuzzCase.legit());
       if (j.kind === 'ok') {
         report.byCode[j.code] = (report.byCode[j.code] ?? 0) + 1;
+        stats.codes[j.code] = (stats.codes[j.code] ?? 0) + 1;
         if (j.legitAccepted) report.counts.legitAccepted++;
       } else findings.push(j);
     }
@@ -1009,9 +1085,10 @@ export function mergeReports(reports: readonly FuzzReport[], maxFindings = 20): 
     for (const [k, v] of Object.entries(r.byCode)) out.byCode[k] = (out.byCode[k] ?? 0) + v;
     for (const [k, v] of Object.entries(r.byMutator)) out.byMutator[k] = (out.byMutator[k] ?? 0) + v;
     for (const [k, v] of Object.entries(r.byTarget)) {
-      const t = (out.byTarget[k] ??= { runs: 0, ms: 0 });
+      const t = (out.byTarget[k] ??= { runs: 0, ms: 0, codes: {} });
       t.runs += v.runs;
       t.ms += v.ms;
+      for (const [c, n] of Object.entries(v.codes)) t.codes[c] = (t.codes[c] ?? 0) + n;
     }
     out.elapsedMs = Math.max(out.elapsedMs, r.elapsedMs);
   }
