@@ -20,8 +20,6 @@ import { DIGEST_BYTES, LIMITS } from './limits.js';
 /** One-shot SHA-256: returns the 32-byte digest of `data`. */
 export type Sha256 = (data: Uint8Array) => Uint8Array;
 
-const EMPTY = new Uint8Array(0);
-
 /** RFC 9162 §2.1.1: MTH({d}) = HASH(0x00 || d). */
 export function leafHash(sha256: Sha256, data: Uint8Array): Uint8Array {
   const buf = new Uint8Array(1 + data.length);
@@ -92,7 +90,7 @@ export class MerkleAccumulator {
   /** RFC 9162 §2.1.1 MTH of the leaves pushed so far; SHA-256 of empty input for none. */
   root(): Uint8Array {
     const s = this.#stack;
-    if (s.length === 0) return this.#sha256(EMPTY);
+    if (s.length === 0) return this.#sha256(new Uint8Array(0));
     let r = s[s.length - 1];
     for (let i = s.length - 2; i >= 0; i--) r = nodeHash(this.#sha256, s[i], r);
     return r.slice();
@@ -120,7 +118,7 @@ function buildLevels(sha256: Sha256, leafHashes: readonly Uint8Array[]): (readon
 /** RFC 9162 §2.1.1 MTH(D[n]); SHA-256 of empty input for n = 0. Throws RangeError on a bad leaf. */
 export function merkleRoot(sha256: Sha256, leafHashes: readonly Uint8Array[]): Uint8Array {
   checkLeaves(leafHashes);
-  if (leafHashes.length === 0) return sha256(EMPTY);
+  if (leafHashes.length === 0) return sha256(new Uint8Array(0));
   const levels = buildLevels(sha256, leafHashes);
   return levels[levels.length - 1][0].slice();
 }
