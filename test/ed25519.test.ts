@@ -75,8 +75,20 @@ const nodePrivateKeyFromSeed = (seed: Uint8Array): crypto.KeyObject =>
 
 // =====================================================================================
 describe('module surface', () => {
-  it('exports exactly verifyEd25519 and isAcceptablePublicKey', () => {
-    expect(Object.keys(mod).sort()).toEqual(['isAcceptablePublicKey', 'verifyEd25519']);
+  it('exports exactly verifyEd25519, isAcceptablePublicKey and isTrustableRoleKey', () => {
+    expect(Object.keys(mod).sort()).toEqual(['isAcceptablePublicKey', 'isTrustableRoleKey', 'verifyEd25519']);
+  });
+
+  it('admits into trust roles only torsion-free keys (honest keys yes, A + small-order point no)', () => {
+    const pub = noble.Point.BASE.multiply(123456789n).toBytes();
+    expect(mod.isTrustableRoleKey(pub)).toBe(true);
+    // The order-2 point (0, -1): y = p - 1, encoded little-endian.
+    const T = noble.Point.fromBytes(Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 0xec : i === 31 ? 0x7f : 0xff)));
+    const mixed = noble.Point.fromBytes(pub).add(T).toBytes();
+    expect(mod.isAcceptablePublicKey(mixed)).toBe(true); // fine for plain verification (P5)
+    expect(mod.isTrustableRoleKey(mixed)).toBe(false);
+    expect(mod.isTrustableRoleKey(noble.Point.fromBytes(mixed).add(T).toBytes())).toBe(true); // T + T = identity
+    expect(mod.isTrustableRoleKey(new Uint8Array(31))).toBe(false);
   });
 
   it('imports only @noble/ed25519 and @noble/hashes/*, and uses no Node/DOM globals', () => {
