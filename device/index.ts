@@ -1,12 +1,21 @@
 /**
  * fwseal device verifier: the one verifier, used by devices, boot agents and the host CLI alike.
  * Pure functions over bytes; imports shared/ and @noble/* only (enforced by the build).
+ * The functions below use the pure-JS primitives; `createVerifier(platform)` binds others.
  */
-export { verifyManifest, verifyManifestWithTrust, type DeviceState, type VerifiedManifest } from './verify/manifest.js';
-export { loadTrust, verifyTrustUpdate, verifyRevocations, type VerifiedTrust, type VerifiedRevocations } from './verify/trust.js';
-export { imageVerifier, verifyChunk, verifyDigestPage, type ImageVerifier, type DigestPage } from './verify/image.js';
-export { verifyEd25519, isAcceptablePublicKey, isTrustableRoleKey } from './crypto/ed25519.js';
-export { keyId, sha256 } from './crypto/hash.js';
+import { createVerifier } from './verifier.js';
+
+const defaults = createVerifier();
+export const {
+  verifyManifest, verifyManifestWithTrust, loadTrust, verifyTrustUpdate, verifyRevocations,
+  imageVerifier, verifyChunk, verifyDigestPage, verifyEd25519, keyId, sha256,
+} = defaults;
+export { createVerifier, type Verifier } from './verifier.js';
+export { type Platform } from './crypto/platform.js';
+export { type DeviceState, type VerifiedManifest } from './verify/manifest.js';
+export { type VerifiedTrust, type VerifiedRevocations } from './verify/trust.js';
+export { type ImageVerifier, type DigestPage } from './verify/image.js';
+export { isAcceptablePublicKey, isTrustableRoleKey } from './crypto/ed25519.js';
 export { CODES, codeName } from '../shared/codes.js';
 export { parseEnvelope } from '../shared/cose.js';
 export { parseManifest, type Manifest } from '../shared/manifest.js';

@@ -6,7 +6,7 @@ import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { type CodeName, type Result, fail, ok } from '../shared/codes.js';
 import { type Manifest } from '../shared/manifest.js';
 import { LIMITS } from '../shared/limits.js';
-import { type DeviceState, type VerifiedManifest, imageVerifier, verifyManifest } from '../device/index.js';
+import { type DeviceState, type VerifiedManifest, createVerifier } from '../device/index.js';
 import { FwsealError, exitStatusFor } from './errors.js';
 import { type DigestPages, digestPages, maxDigestTableBytes } from './digests.js';
 import { readFileLimited } from './io.js';
@@ -25,6 +25,8 @@ export type VerifyFilesOptions = {
 export type VerifyFilesResult = { readonly result: Result<VerifiedManifest>; readonly usedDigestTable: boolean };
 
 const READ_BUFFER = 4 * 1024 * 1024;
+/** The device verifier with node:crypto hashing: the same checks, hashed at disk speed. */
+const hostVerifier = createVerifier({ sha256: nodeSha256 });
 
 /** A digest table that does not fit the manifest is a rejection (a code), not an I/O error. */
 function loadDigestTable(path: string, manifest: Manifest): Result<{ pages: DigestPages }> {
@@ -48,7 +50,7 @@ function loadDigestTable(path: string, manifest: Manifest): Result<{ pages: Dige
 }
 
 export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
-  const checked = verifyManifest(opts.envelope, opts.trust, opts.state);
+  const checked = hostVerifier.verifyManifest(opts.envelope, opts.trust, opts.state);
   if (!checked.ok || opts.imagePath === undefined) return { result: checked, usedDigestTable: false };
   const manifest = checked.manifest;
   let pages: DigestPages | null = null;
@@ -57,7 +59,7 @@ export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
     if (!loaded.ok) return { result: loaded, usedDigestTable: true };
     pages = loaded.pages;
   }
-  const verifier = imageVerifier(manifest, { sha256: nodeSha256 });
+  const verifier = hostVerifier.imageVerifier(manifest);
   let fd: number;
   try {
     fd = openSync(opts.imagePath, 'r');

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CODES } from '../shared/codes.js';
 import { inclusionProof, pageCount, pageLeafRange, pageProofs } from '../shared/merkle.js';
-import { imageVerifier, verifyChunk, verifyDigestPage } from '../device/index.js';
+import { createVerifier, imageVerifier, verifyChunk, verifyDigestPage } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
 import { detBytes, imageTree, makeManifest } from './support/fixtures.js';
 
@@ -110,9 +110,10 @@ describe('streaming image verifier (I1–I5)', () => {
   });
 
   it('checks a platform hash output length', () => {
-    const v = imageVerifier(manifest, { sha256: () => new Uint8Array(31) });
+    const v = createVerifier({ sha256: () => new Uint8Array(31) }).imageVerifier(manifest);
     expect(() => v.update(image.subarray(0, 512))).toThrow(TypeError);
-    const native = imageVerifier(manifest, { sha256: nodeSha256 });
+    expect(() => createVerifier({ sha256: 'fast' as never })).toThrow(TypeError);
+    const native = createVerifier({ sha256: nodeSha256 }).imageVerifier(manifest);
     native.update(image);
     expect(native.finish().ok).toBe(true);
   });

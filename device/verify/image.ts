@@ -15,7 +15,7 @@ import { type Manifest } from '../../shared/manifest.js';
 import {
   MerkleAccumulator, chunkCount, constantTimeEqual, leafHash, pageCount, pageLeafRange, pageRoot, rootFromInclusionProof,
 } from '../../shared/merkle.js';
-import { sha256 } from '../crypto/hash.js';
+import { type DeviceCrypto } from '../crypto/platform.js';
 
 /** Split a proof given as concatenated 32-byte nodes. */
 function proofNodes(proof: Uint8Array): Uint8Array[] | null {
@@ -32,13 +32,13 @@ function chunkLength(manifest: Manifest, index: number): number {
 }
 
 /** I6: a single chunk in any order with its full inclusion proof. */
-export function verifyChunk(manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array): Result {
+export function verifyChunk(c: DeviceCrypto, manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array): Result {
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   if (!Number.isSafeInteger(index) || index < 0 || index >= n) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${index} of ${n}`);
   if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
   const nodes = proofNodes(proof);
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
-  const root = rootFromInclusionProof(sha256, index, n, leafHash(sha256, chunk), nodes);
+  const root = rootFromInclusionProof(c.sha256, index, n, leafHash(c.sha256, chunk), nodes);
   if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for chunk ${index}`);
   if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
   return ok({});
@@ -53,7 +53,7 @@ export type DigestPage = {
 };
 
 /** I2: prove a page of leaf digests (concatenated, 32 bytes each) against the manifest root. */
-export function verifyDigestPage(manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array): Result<{ digestPage: DigestPage }> {
+export function verifyDigestPage(c: DeviceCrypto, manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array): Result<{ digestPage: DigestPage }> {
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   const pages = pageCount(n);
   if (!Number.isSafeInteger(page) || page < 0 || page >= pages) return fail('CHUNK_INDEX_OUT_OF_RANGE', `page ${page} of ${pages}`);
@@ -63,7 +63,7 @@ export function verifyDigestPage(manifest: Manifest, page: number, leaves: Uint8
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
   const list: Uint8Array[] = [];
   for (let o = 0; o < leaves.length; o += DIGEST_BYTES) list.push(leaves.slice(o, o + DIGEST_BYTES));
-  const root = rootFromInclusionProof(sha256, page, pages, pageRoot(sha256, list), nodes);
+  const root = rootFromInclusionProof(c.sha256, page, pages, pageRoot(c.sha256, list), nodes);
   if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for page ${page}`);
   if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('DIGEST_PAGE_MISMATCH', `page ${page}`);
   const digestPage: DigestPage = Object.freeze({
@@ -75,7 +75,7 @@ export function verifyDigestPage(manifest: Manifest, page: number, leaves: Uint8
       const expected = this.leaf(index);
       if (expected === null) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${index} is not in page ${page}`);
       if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
-      return constantTimeEqual(leafHash(sha256, chunk), expected) ? ok({}) : fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
+      return constantTimeEqual(leafHash(c.sha256, chunk), expected) ? ok({}) : fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
     },
   });
   return ok({ digestPage });
@@ -90,18 +90,13 @@ export type ImageVerifier = {
   finish(): Result;
 };
 
-export type ImageVerifierOptions = {
-  /** One-shot SHA-256 to use instead of the pure-JS default (native or hardware hashing). */
-  readonly sha256?: (data: Uint8Array) => Uint8Array;
-};
-
 /**
  * I1: a streaming verifier for one image. Bytes are gathered into one chunk buffer (prefixed with
  * the RFC 9162 leaf byte 0x00) and hashed when the chunk completes: memory is one chunk.
  * After any failure every later call returns that failure.
  */
-export function imageVerifier(manifest: Manifest, options: ImageVerifierOptions = {}): ImageVerifier {
-  const hash = checkedHash(options.sha256);
+export function imageVerifier(c: DeviceCrypto, manifest: Manifest): ImageVerifier {
+  const hash = c.sha256;
   const total = chunkCount(manifest.imageSize, manifest.chunkSize);
   const acc = new MerkleAccumulator(hash);
   const chunk = new Uint8Array(manifest.chunkSize + 1); // chunk[0] = 0x00, the leaf prefix
@@ -128,7 +123,7 @@ export function imageVerifier(manifest: Manifest, options: ImageVerifierOptions 
     addDigestPage(pageIndex: number, leaves: Uint8Array, proof: Uint8Array): Result {
       if (failed) return failed;
       if (finished) return fail('VERIFIER_CLOSED', 'finish() was called');
-      const r = verifyDigestPage(manifest, pageIndex, leaves, proof);
+      const r = verifyDigestPage(c, manifest, pageIndex, leaves, proof);
       if (!r.ok) return stop(r);
       page = r.digestPage;
       return ok({});
@@ -162,14 +157,4 @@ export function imageVerifier(manifest: Manifest, options: ImageVerifierOptions 
       return ok({});
     },
   });
-}
-
-/** A platform hash is trusted for speed, not for shape: its output length is checked on every call. */
-function checkedHash(platform?: (data: Uint8Array) => Uint8Array): (data: Uint8Array) => Uint8Array {
-  if (!platform) return sha256;
-  return (data) => {
-    const out = platform(data);
-    if (!(out instanceof Uint8Array) || out.length !== DIGEST_BYTES) throw new TypeError('platform sha256 must return 32 bytes');
-    return out;
-  };
 }

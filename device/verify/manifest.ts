@@ -7,7 +7,7 @@ import { type Result, fail, ok } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type Manifest, parseManifest } from '../../shared/manifest.js';
-import { sha256 } from '../crypto/hash.js';
+import { type DeviceCrypto } from '../crypto/platform.js';
 import { countSigners } from './signers.js';
 import { type VerifiedRevocations, type VerifiedTrust, loadTrust, verifyRevocations } from './trust.js';
 
@@ -49,13 +49,13 @@ function checkState(state: DeviceState): string | null {
 }
 
 /** Verify a signed manifest for this device. Never throws: bad input of any kind yields a code. */
-export function verifyManifest(envelopeBytes: Uint8Array, trustBytes: Uint8Array, state: DeviceState): Result<VerifiedManifest> {
+export function verifyManifest(c: DeviceCrypto, envelopeBytes: Uint8Array, trustBytes: Uint8Array, state: DeviceState): Result<VerifiedManifest> {
   try {
     // V2 (first half): the trust bundle carries its own root threshold.
     if (!(trustBytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'trust must be bytes');
-    const loaded = loadTrust(trustBytes);
+    const loaded = loadTrust(c, trustBytes);
     if (!loaded.ok) return loaded;
-    return verifyManifestSteps(envelopeBytes, loaded.trust, state);
+    return verifyManifestSteps(c, envelopeBytes, loaded.trust, state);
   } catch {
     return fail('MALFORMED', 'verifier failure');
   }
@@ -65,9 +65,9 @@ export function verifyManifest(envelopeBytes: Uint8Array, trustBytes: Uint8Array
  * The same checks with a trust bundle loaded once (boot agents and servers that verify many
  * manifests against one bundle). `trust` must come from loadTrust / verifyTrustUpdate.
  */
-export function verifyManifestWithTrust(envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
+export function verifyManifestWithTrust(c: DeviceCrypto, envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
   try {
-    return verifyManifestSteps(envelopeBytes, trust, state);
+    return verifyManifestSteps(c, envelopeBytes, trust, state);
   } catch {
     // Unreachable by design (every step returns codes); kept so that "never throws" holds even for
     // an engine-level failure such as running out of memory in a small heap.
@@ -75,7 +75,7 @@ export function verifyManifestWithTrust(envelopeBytes: Uint8Array, trust: Verifi
   }
 }
 
-function verifyManifestSteps(envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
+function verifyManifestSteps(c: DeviceCrypto, envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
   // V1: the caller's state is well formed.
   const bad = checkState(state);
   if (bad !== null) return fail('INVALID_STATE', bad);
@@ -89,7 +89,7 @@ function verifyManifestSteps(envelopeBytes: Uint8Array, trust: VerifiedTrust, st
   // V3: the revocation list, if any, is signed by a root threshold and not older than seen.
   let revocations: VerifiedRevocations | null = null;
   if (state.revocations !== undefined) {
-    const r = verifyRevocations(state.revocations, trust, state.revocationVersion ?? 0);
+    const r = verifyRevocations(c, state.revocations, trust, state.revocationVersion ?? 0);
     if (!r.ok) return r;
     revocations = r.revocations;
   }
@@ -105,7 +105,7 @@ function verifyManifestSteps(envelopeBytes: Uint8Array, trust: VerifiedTrust, st
   const manifest = parsed.value;
 
   // V6: a threshold of distinct, non-revoked release keys signed it.
-  const count = countSigners(env.envelope, trust.release, revokedKids);
+  const count = countSigners(c, env.envelope, trust.release, revokedKids);
   if (count.valid < trust.release.threshold) {
     if (count.revokedValid > 0 && count.valid + count.revokedValid >= trust.release.threshold) {
       return fail('REVOKED_KEY', `${count.valid} of ${trust.release.threshold} signatures once revoked keys are excluded`);
@@ -114,7 +114,7 @@ function verifyManifestSteps(envelopeBytes: Uint8Array, trust: VerifiedTrust, st
   }
 
   // V7: this exact manifest has not been revoked.
-  const manifestDigest = sha256(env.envelope.payload);
+  const manifestDigest = c.sha256(env.envelope.payload);
   if (revocations && revocations.list.manifests.some((d) => bytesEqual(d, manifestDigest))) {
     return fail('REVOKED_MANIFEST', 'the revocation list names this manifest');
   }

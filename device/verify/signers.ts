@@ -5,7 +5,7 @@
  */
 import { bytesEqual } from '../../shared/bytes.js';
 import { type Envelope, sigStructure } from '../../shared/cose.js';
-import { verifyEd25519 } from '../crypto/ed25519.js';
+import { type DeviceCrypto } from '../crypto/platform.js';
 
 export type RoleKeys = { readonly threshold: number; readonly keys: readonly Uint8Array[]; readonly kids: readonly Uint8Array[] };
 
@@ -26,7 +26,7 @@ export function isRevoked(revoked: readonly Uint8Array[], kid: Uint8Array): bool
   return indexOfKid(revoked, kid) >= 0;
 }
 
-export function countSigners(envelope: Envelope, role: RoleKeys, revoked: readonly Uint8Array[]): SignerCount {
+export function countSigners(c: DeviceCrypto, envelope: Envelope, role: RoleKeys, revoked: readonly Uint8Array[]): SignerCount {
   const message = sigStructure(envelope.payload);
   const counted: number[] = [];
   const revokedCandidates: number[] = [];
@@ -39,7 +39,7 @@ export function countSigners(envelope: Envelope, role: RoleKeys, revoked: readon
       if (!revokedCandidates.includes(i)) revokedCandidates.push(i);
       continue;
     }
-    if (verifyEd25519(sig.signature, message, role.keys[i])) {
+    if (c.verify(sig.signature, message, role.keys[i])) {
       counted.push(i);
       signers.push(role.kids[i]);
     }
@@ -51,7 +51,7 @@ export function countSigners(envelope: Envelope, role: RoleKeys, revoked: readon
     for (const sig of envelope.signatures) {
       const i = indexOfKid(role.kids, sig.kid);
       if (!revokedCandidates.includes(i) || seen.includes(i)) continue;
-      if (verifyEd25519(sig.signature, message, role.keys[i])) {
+      if (c.verify(sig.signature, message, role.keys[i])) {
         seen.push(i);
         revokedValid++;
       }
