@@ -6,7 +6,7 @@
 import { bytesEqual } from '../shared/bytes.js';
 import { DIGEST_BYTES } from '../shared/limits.js';
 import { type Manifest } from '../shared/manifest.js';
-import { chunkCount, merkleRoot, pageCount, pageLeafRange, pageProofs } from '../shared/merkle.js';
+import { chunkCount, pageCount, pageLeafRange, pageRoot, pageTree } from '../shared/merkle.js';
 import { FwsealError } from './errors.js';
 import { nodeSha256 } from './hash.js';
 
@@ -40,10 +40,15 @@ export function digestPages(table: Uint8Array, manifest: Manifest): DigestPages 
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   const body = table.subarray(DIGEST_TABLE_MAGIC.length);
   if (body.length !== n * DIGEST_BYTES) throw new FwsealError('DIGEST_PAGE_MISMATCH', `digest table holds ${Math.floor(body.length / DIGEST_BYTES)} digests; the manifest has ${n} chunks`);
-  const leaves: Uint8Array[] = [];
-  for (let o = 0; o < body.length; o += DIGEST_BYTES) leaves.push(body.subarray(o, o + DIGEST_BYTES));
-  if (!bytesEqual(merkleRoot(nodeSha256, leaves), manifest.merkleRoot)) throw new FwsealError('DIGEST_PAGE_MISMATCH', 'digest table does not match the manifest root');
-  const proofs = pageProofs(nodeSha256, leaves);
+  const roots: Uint8Array[] = [];
+  for (let p = 0, count = pageCount(n); p < count; p++) {
+    const { start, end } = pageLeafRange(p, n);
+    const list: Uint8Array[] = [];
+    for (let i = start; i < end; i++) list.push(body.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES));
+    roots.push(pageRoot(nodeSha256, list));
+  }
+  const { root, proofs } = pageTree(nodeSha256, roots);
+  if (!bytesEqual(root, manifest.merkleRoot)) throw new FwsealError('DIGEST_PAGE_MISMATCH', 'digest table does not match the manifest root');
   return {
     count: pageCount(n),
     leaves(page: number) {

@@ -7,7 +7,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { encodeEnvelope } from '../shared/cose.js';
 import { LIMITS } from '../shared/limits.js';
 import { DEVICE_CLASS_PATTERN, type Manifest, SEMVER_PATTERN, encodeManifest, isPowerOfTwo } from '../shared/manifest.js';
-import { chunkCount, merkleRoot } from '../shared/merkle.js';
+import { MerkleAccumulator, chunkCount } from '../shared/merkle.js';
 import { DIGEST_BYTES } from '../shared/limits.js';
 import { FwsealError } from './errors.js';
 import { LeafHasher, nodeSha256 } from './hash.js';
@@ -41,7 +41,7 @@ export type Packed = {
 };
 
 /** Hash an image file into its chunk leaf hashes (concatenated), streaming. */
-export function hashImage(path: string, chunkSize: number, onProgress?: (done: number, total: number) => void): { size: number; leaves: Uint8Array } {
+export function hashImage(path: string, chunkSize: number, onProgress?: (done: number, total: number) => void): { size: number; leaves: Uint8Array; root: Uint8Array } {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -57,6 +57,7 @@ export function hashImage(path: string, chunkSize: number, onProgress?: (done: n
     const leaves = new Uint8Array(n * DIGEST_BYTES);
     const buf = Buffer.allocUnsafe(Math.max(READ_BUFFER, chunkSize));
     const hasher = new LeafHasher(chunkSize);
+    const acc = new MerkleAccumulator(nodeSha256);
     let offset = 0;
     let index = 0;
     while (offset < st.size) {
@@ -69,23 +70,19 @@ export function hashImage(path: string, chunkSize: number, onProgress?: (done: n
       }
       if (filled === 0) throw new FwsealError('IO', `image ${path} shrank while it was read`);
       for (let o = 0; o < filled; o += chunkSize) {
-        leaves.set(hasher.leaf(buf.subarray(o, Math.min(filled, o + chunkSize))), index * DIGEST_BYTES);
+        const leaf = hasher.leaf(buf.subarray(o, Math.min(filled, o + chunkSize)));
+        leaves.set(leaf, index * DIGEST_BYTES);
+        acc.push(leaf);
         index++;
       }
       offset += filled;
       onProgress?.(offset, st.size);
     }
     if (index !== n) throw new FwsealError('IO', `image ${path} changed while it was read`);
-    return { size: st.size, leaves };
+    return { size: st.size, leaves, root: new Uint8Array(acc.root()) };
   } finally {
     closeSync(fd);
   }
-}
-
-function leafList(leaves: Uint8Array): Uint8Array[] {
-  const list: Uint8Array[] = [];
-  for (let o = 0; o < leaves.length; o += DIGEST_BYTES) list.push(leaves.subarray(o, o + DIGEST_BYTES));
-  return list;
 }
 
 export function createdTime(explicit?: number): number {
@@ -118,14 +115,14 @@ export function pack(opts: PackOptions): Packed {
     const bytes = readFileLimited(opts.sbom.path, SBOM_MAX_BYTES, 'SBOM');
     sbom = { digest: new Uint8Array(nodeSha256(bytes)), uri: opts.sbom.uri };
   }
-  const { size, leaves } = hashImage(opts.imagePath, chunkSize, opts.onProgress);
+  const { size, leaves, root } = hashImage(opts.imagePath, chunkSize, opts.onProgress);
   const manifest: Manifest = {
     deviceClass: opts.deviceClass,
     version: opts.version,
     securityCounter: opts.securityCounter,
     imageSize: size,
     chunkSize,
-    merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leafList(leaves))),
+    merkleRoot: root,
     ...(sbom ? { sbom } : {}),
     ...(opts.provenance && (opts.provenance.pipelineRun || opts.provenance.sourceRevision) ? { provenance: opts.provenance } : {}),
     created: createdTime(opts.created),

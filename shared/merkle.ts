@@ -387,3 +387,9 @@ export function pageProofs(sha256: Sha256, leafHashes: readonly Uint8Array[]): U
   const levels = buildLevels(sha256, roots);
   return roots.map((_, p) => pathFromLevels(levels, p));
 }
+
+/** root and every page proof from the page roots (hashes the leaves once). */
+export function pageTree(sha256: Sha256, roots: readonly Uint8Array[]): { root: Uint8Array; proofs: Uint8Array[][] } {
+  const levels = buildLevels(sha256, roots);
+  return { root: levels[levels.length - 1][0].slice(), proofs: roots.map((_, p) => pathFromLevels(levels, p)) };
+}

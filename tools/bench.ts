@@ -7,6 +7,7 @@
  *
  * Each section (tools/bench/*.ts) returns rows; add new sections to SECTIONS.
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -32,6 +33,21 @@ function positiveInt(value: string | undefined, flag: string, dflt: number): num
     process.exit(2);
   }
   return Number(value);
+}
+
+/**
+ * The measurements are synchronous, so a signal handler cannot run mid-measurement, and tsx
+ * SIGKILLs a child that does not answer SIGINT within 60 ms. A small detached watcher removes the
+ * temporary directory once this process is gone, however it ended; it then exits by itself.
+ */
+function startReaper(dir: string): void {
+  const code = `const [pid, dir] = process.argv.slice(1);
+const t = setInterval(() => { try { process.kill(Number(pid), 0); } catch { clearInterval(t); require('node:fs').rmSync(dir, { recursive: true, force: true }); } }, 500);`;
+  try {
+    spawn(process.execPath, ['-e', code, String(process.pid), dir], { detached: true, stdio: 'ignore' }).unref();
+  } catch {
+    // Best effort: the normal cleanup below still runs on success and on error.
+  }
 }
 
 async function main(): Promise<number> {
@@ -62,6 +78,7 @@ async function main(): Promise<number> {
   const selected = SECTIONS.filter((s) => !only || only.includes(s.name));
 
   const tmpRoot = mkdtempSync(join(tmpdir(), 'fwseal-bench-'));
+  startReaper(tmpRoot);
   const cleanup = () => rmSync(tmpRoot, { recursive: true, force: true });
   const onSignal = (sig: NodeJS.Signals) => {
     cleanup();

@@ -50,6 +50,8 @@ export type DigestPage = {
   checkChunk(index: number, chunk: Uint8Array): Result;
   /** The proven leaf digest of a chunk of this page, or null when the index is outside the page. */
   leaf(index: number): Uint8Array | null;
+  /** The proven root of this page's subtree. */
+  readonly root: Uint8Array;
 };
 
 /** I2: prove a page of leaf digests (concatenated, 32 bytes each) against the manifest root. */
@@ -63,11 +65,13 @@ export function verifyDigestPage(c: DeviceCrypto, manifest: Manifest, page: numb
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
   const list: Uint8Array[] = [];
   for (let o = 0; o < leaves.length; o += DIGEST_BYTES) list.push(leaves.slice(o, o + DIGEST_BYTES));
-  const root = rootFromInclusionProof(c.sha256, page, pages, pageRoot(c.sha256, list), nodes);
+  const proven = pageRoot(c.sha256, list);
+  const root = rootFromInclusionProof(c.sha256, page, pages, proven, nodes);
   if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for page ${page}`);
   if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('DIGEST_PAGE_MISMATCH', `page ${page}`);
   const digestPage: DigestPage = Object.freeze({
     page,
+    root: proven,
     leaf(index: number): Uint8Array | null {
       return Number.isSafeInteger(index) && index >= start && index < end ? list[index - start] : null;
     },
@@ -92,13 +96,18 @@ export type ImageVerifier = {
 
 /**
  * I1: a streaming verifier for one image. Bytes are gathered into one chunk buffer (prefixed with
- * the RFC 9162 leaf byte 0x00) and hashed when the chunk completes: memory is one chunk.
+ * the RFC 9162 leaf byte 0x00) and hashed when the chunk completes: memory is one chunk plus the
+ * current page's leaf digests (at most 4 KiB).
  * After any failure every later call returns that failure.
  */
 export function imageVerifier(c: DeviceCrypto, manifest: Manifest): ImageVerifier {
   const hash = c.sha256;
   const total = chunkCount(manifest.imageSize, manifest.chunkSize);
+  // The accumulator runs over page roots (the same RFC 9162 tree, SPEC.md §5.3): a page whose
+  // chunks all matched a proven digest page contributes that page's root without re-hashing.
   const acc = new MerkleAccumulator(hash);
+  const pageLeaves: Uint8Array[] = []; // leaves of the current page, at most 128
+  let pageAllChecked = true;
   const chunk = new Uint8Array(manifest.chunkSize + 1); // chunk[0] = 0x00, the leaf prefix
   let offset = 0;
   let chunkIndex = 0;
@@ -113,7 +122,13 @@ export function imageVerifier(c: DeviceCrypto, manifest: Manifest): ImageVerifie
     const leaf = hash(chunk.subarray(0, chunkFill + 1));
     const expected = page ? page.leaf(chunkIndex) : null;
     if (expected !== null && !constantTimeEqual(leaf, expected)) return stop(fail('CHUNK_DIGEST_MISMATCH', `chunk ${chunkIndex} at offset ${chunkIndex * manifest.chunkSize}`));
-    acc.push(leaf);
+    if (expected === null) pageAllChecked = false;
+    pageLeaves.push(leaf);
+    if (chunkIndex + 1 === Math.min(total, (Math.floor(chunkIndex / LIMITS.pageLeaves) + 1) * LIMITS.pageLeaves)) {
+      acc.push(pageAllChecked && page ? page.root : pageRoot(hash, pageLeaves));
+      pageLeaves.length = 0;
+      pageAllChecked = true;
+    }
     chunkIndex++;
     chunkFill = 0;
     return null;

@@ -57,6 +57,11 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** Let pending signal handlers (Ctrl-C cleanup) run between measurements; the measurements are synchronous. */
+export function yieldToSignals(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Time one synchronous call, seconds. */
 export function timeSync<T>(fn: () => T): { seconds: number; value: T } {
   const t0 = process.hrtime.bigint();
