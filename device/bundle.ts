@@ -4,6 +4,6 @@
  */
 export {
   verifyManifest, verifyManifestWithTrust, loadTrust, verifyTrustUpdate, verifyRevocations, imageVerifier, verifyChunk,
-  verifyDigestPage, verifyEd25519, keyId, sha256, createVerifier, CODES, codeName,
+  verifyDigestPage, verifyEd25519, keyId, sha256, sha512, createVerifier, CODES, codeName,
 } from './index.js';
 export const version = '0.1.0';

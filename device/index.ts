@@ -8,7 +8,7 @@ import { createVerifier } from './verifier.js';
 const defaults = createVerifier();
 export const {
   verifyManifest, verifyManifestWithTrust, loadTrust, verifyTrustUpdate, verifyRevocations,
-  imageVerifier, verifyChunk, verifyDigestPage, verifyEd25519, keyId, sha256,
+  imageVerifier, verifyChunk, verifyDigestPage, verifyEd25519, keyId, sha256, sha512,
 } = defaults;
 export { createVerifier, type Verifier } from './verifier.js';
 export { type Platform } from './crypto/platform.js';

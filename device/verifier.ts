@@ -29,6 +29,7 @@ export type Verifier = {
   verifyEd25519(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean;
   keyId(publicKey: Uint8Array): Uint8Array;
   sha256(data: Uint8Array): Uint8Array;
+  sha512(data: Uint8Array): Uint8Array;
 };
 
 export function createVerifier(platform?: Platform): Verifier {
@@ -45,5 +46,6 @@ export function createVerifier(platform?: Platform): Verifier {
     verifyEd25519: c.verify,
     keyId: c.keyId,
     sha256: c.sha256,
+    sha512: c.sha512,
   });
 }

@@ -4,10 +4,11 @@
  *
  * Own low-memory arithmetic, no curve library: field elements are BigInts mod p, points use
  * extended twisted Edwards coordinates (X : Y : Z : T), x = X/Z, y = Y/Z, xy = T/Z [RFC 8032
- * §5.1.4]. There is no precomputed base-point table beyond 16 affine points built once on first
- * use (~2 KB), and each verification allocates only 8 odd multiples of A; the whole verification
- * runs in QuickJS under a 64 KB heap limit. It imports only `./hash.js` (SHA-512) and uses no
- * Node or DOM globals, so it bundles for the device unchanged.
+ * §5.1.4]. The only tables are 8 odd multiples of B, built on first use and kept, and 8 odd
+ * multiples of A per call (noble-ed25519's base-point precompute is 33 x 128 points), so it runs
+ * in the small QuickJS heaps of gateways and boot agents. Variable-time, which is fine here:
+ * verification handles public data only. It imports only `./hash.js` (SHA-512) and uses no Node
+ * or DOM globals, so it bundles for the device unchanged.
  *
  * The policy, rule by rule (RFC 8032 section numbers in brackets):
  *
@@ -47,7 +48,7 @@ const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 /** Curve constant d = -121665/121666 mod p [RFC 8032 §5.1]. */
 const D = 37095705934669439343138083508754565189542113879843219016388785533085940283555n;
 /** 2d, used by the addition formulas [RFC 8032 §5.1.4]. */
-const D2 = 16295367250680780974490674513165176452449235426866156013048779062215315747161n;
+const D2 = (2n * D) % P;
 /** sqrt(-1) = 2^((p-1)/4) mod p [RFC 8032 §5.1.3 step 3]. */
 const SQRT_M1 = 19681161376707505956807079304988542015446066515923890162744021073123829784752n;
 /** Base point B [RFC 8032 §5.1]. */
@@ -98,24 +99,36 @@ function leToBigInt(bytes: Uint8Array): bigint {
   return BigInt(hex);
 }
 
-/** Point doubling, a = -1 ("dbl-2008-hwcd" [RFC 8032 §5.1.4]); T of the input is not used. */
-function double([X, Y, Z]: Point): Point {
+// Points and cached points are read by index, not destructured: array destructuring goes through
+// the iterator protocol, which costs QuickJS more than the field multiplications of an addition.
+
+/**
+ * Point doubling, a = -1 ("dbl-2008-hwcd" [RFC 8032 §5.1.4]). The input's T is not used; the
+ * output's T is computed only if `withT` (it is needed by `add`, not by the next doubling).
+ */
+function double(p: Point, withT = true): Point {
+  const X = p[0];
+  const Y = p[1];
   const a = (X * X) % P;
   const b = (Y * Y) % P;
-  const c = (2n * Z * Z) % P;
+  const c = (p[2] * p[2] * 2n) % P;
   const h = a + b;
   const e = h - (((X + Y) * (X + Y)) % P);
   const g = a - b;
   const f = c + g;
-  return [(e * f) % P, (g * h) % P, (f * g) % P, (e * h) % P];
+  return [(e * f) % P, (g * h) % P, (f * g) % P, withT ? (e * h) % P : 0n];
 }
 
-/** P + Q for Q in cached form ("add-2008-hwcd-3" with k = 2d [RFC 8032 §5.1.4]). */
-function add([X, Y, Z, T]: Point, [yMinusX, yPlusX, t2d, z2]: Cached): Point {
-  const a = ((Y - X) * yMinusX) % P;
-  const b = ((Y + X) * yPlusX) % P;
-  const c = (T * t2d) % P;
-  const d = z2 === 2n ? Z + Z : (Z * z2) % P;
+/** p + q, or p - q if `subtract`, for q in cached form ("add-2008-hwcd-3", k = 2d [RFC 8032 §5.1.4]). */
+function add(p: Point, q: Cached, subtract = false): Point {
+  const X = p[0];
+  const Y = p[1];
+  const Z = p[2];
+  // -q = (-x, y): swaps Y - X with Y + X and negates T.
+  const a = ((Y - X) * q[subtract ? 1 : 0]) % P;
+  const b = ((Y + X) * q[subtract ? 0 : 1]) % P;
+  const c = subtract ? (-p[3] * q[2]) % P : (p[3] * q[2]) % P;
+  const d = q[3] === 2n ? Z + Z : (Z * q[3]) % P;
   const e = b - a;
   const f = d - c;
   const g = d + c;
@@ -123,9 +136,8 @@ function add([X, Y, Z, T]: Point, [yMinusX, yPlusX, t2d, z2]: Cached): Point {
   return [(e * f) % P, (g * h) % P, (f * g) % P, (e * h) % P];
 }
 
-const cached = ([X, Y, Z, T]: Point): Cached => [Y - X, Y + X, (T * D2) % P, Z + Z];
-const negate = ([yMinusX, yPlusX, t2d, z2]: Cached): Cached => [yPlusX, yMinusX, -t2d, z2];
-const isIdentity = ([X, Y, Z]: Point): boolean => mod(X) === 0n && mod(Y - Z) === 0n;
+const cached = (p: Point): Cached => [p[1] - p[0], p[1] + p[0], (p[3] * D2) % P, p[2] + p[2]];
+const isIdentity = (p: Point): boolean => mod(p[0]) === 0n && mod(p[1] - p[2]) === 0n;
 
 /**
  * Strict decoding of a 32-byte point encoding [RFC 8032 §5.1.3], null on failure (P3):
@@ -154,34 +166,28 @@ function decodePoint(bytes: Uint8Array): Point | null {
 }
 
 /**
- * Signed width-5 NAF of a scalar below 2^255 (digits odd, in [-15, 15], nonzero digits at least
- * 5 apart), least significant digit first; the "slide" recoding of ref10.
+ * Width-5 NAF of a scalar below 2^253: digits odd in [-15, 15] or 0, any two nonzero digits at
+ * least 5 positions apart, least significant first; the sum of digit[i] 2^i is the scalar.
  */
 function naf(scalar: bigint): Int8Array {
-  const r = new Int8Array(256);
   const bits = scalar.toString(2);
-  for (let i = 0; i < bits.length; i++) r[i] = bits.charCodeAt(bits.length - 1 - i) & 1;
-  for (let i = 0; i < 256; i++) {
-    if (!r[i]) continue;
-    for (let b = 1; b <= 4 && i + b < 256; b++) {
-      if (!r[i + b]) continue;
-      const step = r[i + b] << b;
-      if (r[i] + step <= 15) {
-        r[i] += step;
-        r[i + b] = 0;
-      } else if (r[i] - step >= -15) {
-        r[i] -= step;
-        for (let k = i + b; k < 256; k++) {
-          if (!r[k]) {
-            r[k] = 1;
-            break;
-          }
-          r[k] = 0;
-        }
-      } else break;
+  const end = bits.length; // bit i of the scalar is bits[end - 1 - i]
+  const digits = new Int8Array(256);
+  for (let i = 0, carry = 0; i < end || carry; ) {
+    const low = (i < end ? bits.charCodeAt(end - 1 - i) - 48 : 0) + carry;
+    if (low !== 1) {
+      carry = low >> 1; // digit 0; a carry passes through a 1 bit
+      i++;
+    } else {
+      // The 5-bit window at i, plus the carry, is odd; above 15 it becomes a negative digit that
+      // borrows 2^5 from position i + 5.
+      const window = carry + (i < end ? parseInt(bits.slice(Math.max(0, end - i - 5), end - i), 2) : 0);
+      carry = window >> 4;
+      digits[i] = window - (carry << 5);
+      i += 5;
     }
   }
-  return r;
+  return digits;
 }
 
 /** Odd multiples [1]Q, [3]Q, ..., [15]Q: the window table of a width-5 NAF. */
@@ -192,20 +198,20 @@ function oddMultiples(q: Point): Point[] {
   return table;
 }
 
-/** [1]B ... [15]B in affine cached form (Z = 1), built on first use and kept (16 BigInt triples). */
+/** [1]B, [3]B, ..., [15]B in affine cached form (Z = 1), built on first use and kept. */
 let baseTable: Cached[] | undefined;
 function baseMultiples(): Cached[] {
-  return (baseTable ??= oddMultiples([BX, BY, 1n, (BX * BY) % P]).map(([X, Y, Z]) => {
-    const zInv = invert(Z);
-    const x = (X * zInv) % P;
-    const y = (Y * zInv) % P;
+  return (baseTable ??= oddMultiples([BX, BY, 1n, (BX * BY) % P]).map((q) => {
+    const zInv = invert(q[2]);
+    const x = (q[0] * zInv) % P;
+    const y = (q[1] * zInv) % P;
     return [mod(y - x), mod(y + x), mod(x * y * D2), 2n];
   }));
 }
 
 /**
  * [s]B + [k]Q with one chain of doublings shared by both scalars (Straus / Shamir), both scalars
- * below 2^255. The identity is (0, 1, 1, 0).
+ * below 2^253. The identity is (0, 1, 1, 0).
  */
 function doubleScalarMultiply(s: bigint, k: bigint, qTable: Cached[]): Point {
   const sDigits = naf(s);
@@ -215,13 +221,11 @@ function doubleScalarMultiply(s: bigint, k: bigint, qTable: Cached[]): Point {
   let i = 255;
   while (i >= 0 && !sDigits[i] && !kDigits[i]) i--;
   for (; i >= 0; i--) {
-    acc = double(acc);
     const ds = sDigits[i];
     const dk = kDigits[i];
-    if (ds > 0) acc = add(acc, bTable[ds >> 1]);
-    else if (ds < 0) acc = add(acc, negate(bTable[-ds >> 1]));
-    if (dk > 0) acc = add(acc, qTable[dk >> 1]);
-    else if (dk < 0) acc = add(acc, negate(qTable[-dk >> 1]));
+    acc = double(acc, ds !== 0 || dk !== 0 || i === 0); // T for an addition, and in the result
+    if (ds) acc = add(acc, bTable[(ds < 0 ? -ds : ds) >> 1], ds < 0);
+    if (dk) acc = add(acc, qTable[(dk < 0 ? -dk : dk) >> 1], dk < 0);
   }
   return acc;
 }
@@ -241,8 +245,10 @@ function decodeAcceptablePublicKey(publicKey: Uint8Array): Point | null {
 
 /**
  * RFC 8032 §5.1.7 verification under fwseal's strict policy. Returns false for every invalid
- * input, wrong lengths and non-Uint8Array arguments included; it never throws, except that a
- * `sha512` hook returning anything but 64 bytes is a programmer error and throws TypeError.
+ * input, wrong lengths and non-Uint8Array arguments included, and never throws because of its
+ * inputs. The `sha512` hook (a platform's hash, default: ./hash.js) is trusted code: one that
+ * returns anything but 64 bytes is a programmer error and gets a TypeError, and an error thrown by
+ * the hook itself propagates. The hook is called once, only for signatures that pass P1-P4.
  */
 export function verifyEd25519(
   signature: Uint8Array,
@@ -276,9 +282,8 @@ export function verifyEd25519(
     const k = leToBigInt(digest) % L;
     // P8 [§5.1.7 step 3]: [8]([S]B - [k]A - R) = identity.
     const negA: Point = [-A[0], A[1], A[2], -A[3]];
-    let residue = add(doubleScalarMultiply(S, k, oddMultiples(negA).map(cached)), negate(cached(R)));
-    for (let i = 0; i < 3; i++) residue = double(residue);
-    return isIdentity(residue);
+    const residue = add(doubleScalarMultiply(S, k, oddMultiples(negA).map(cached)), cached(R), true);
+    return isIdentity(double(double(double(residue, false), false), false));
   } catch {
     return false;
   }

@@ -20,18 +20,31 @@ export type DeviceCrypto = {
   keyId(publicKey: Uint8Array): Uint8Array;
 };
 
+/**
+ * A platform hook broke its contract: a programmer error, thrown as a TypeError (never turned into
+ * a code). Marked so the verifier's catch-all can let it through; a plain TypeError keeps the same
+ * constructor in every runtime and after minification.
+ */
+export function platformError(message: string): TypeError {
+  return Object.assign(new TypeError(message), { fwsealPlatform: true });
+}
+
+export function isPlatformError(e: unknown): boolean {
+  return e instanceof TypeError && (e as { fwsealPlatform?: unknown }).fwsealPlatform === true;
+}
+
 function checked(name: string, hook: Hash, length: number): Hash {
   return (data) => {
     const out = hook(data);
-    if (!(out instanceof Uint8Array) || out.length !== length) throw new TypeError(`platform ${name} must return ${length} bytes`);
+    if (!(out instanceof Uint8Array) || out.length !== length) throw platformError(`platform ${name} must return ${length} bytes`);
     return out;
   };
 }
 
 export function deviceCrypto(platform: Platform = {}): DeviceCrypto {
-  if (platform === null || typeof platform !== 'object') throw new TypeError('platform must be an object');
+  if (platform === null || typeof platform !== 'object') throw platformError('platform must be an object');
   for (const name of ['sha256', 'sha512'] as const) {
-    if (platform[name] !== undefined && typeof platform[name] !== 'function') throw new TypeError(`platform.${name} must be a function`);
+    if (platform[name] !== undefined && typeof platform[name] !== 'function') throw platformError(`platform.${name} must be a function`);
   }
   const sha256 = platform.sha256 ? checked('sha256', platform.sha256, 32) : defaultSha256;
   const sha512 = platform.sha512 ? checked('sha512', platform.sha512, 64) : defaultSha512;

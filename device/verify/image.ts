@@ -13,7 +13,7 @@ import { type Failure, type Result, fail, ok } from '../../shared/codes.js';
 import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
 import { type Manifest } from '../../shared/manifest.js';
 import {
-  MerkleAccumulator, chunkCount, constantTimeEqual, leafHash, pageCount, pageLeafRange, pageRoot, rootFromInclusionProof,
+  MerkleAccumulator, chunkCount, constantTimeEqual, leafHash, pageCount, pageLeafRange, rootFromInclusionProof,
 } from '../../shared/merkle.js';
 import { type DeviceCrypto } from '../crypto/platform.js';
 
@@ -24,6 +24,19 @@ function proofNodes(proof: Uint8Array): Uint8Array[] | null {
   const nodes: Uint8Array[] = [];
   for (let o = 0; o < proof.length; o += DIGEST_BYTES) nodes.push(proof.subarray(o, o + DIGEST_BYTES));
   return nodes;
+}
+
+/** The RFC 9162 root of concatenated 32-byte leaf hashes, with a streaming O(log n) stack. */
+function streamingRoot(hash: (d: Uint8Array) => Uint8Array, leaves: Uint8Array): Uint8Array {
+  const acc = new MerkleAccumulator(hash);
+  for (let o = 0; o < leaves.length; o += DIGEST_BYTES) acc.push(leaves.subarray(o, o + DIGEST_BYTES));
+  return acc.root();
+}
+
+function pageRootOf(hash: (d: Uint8Array) => Uint8Array, leaves: readonly Uint8Array[]): Uint8Array {
+  const acc = new MerkleAccumulator(hash);
+  for (const leaf of leaves) acc.push(leaf);
+  return acc.root();
 }
 
 function chunkLength(manifest: Manifest, index: number): number {
@@ -63,9 +76,9 @@ export function verifyDigestPage(c: DeviceCrypto, manifest: Manifest, page: numb
   if (!(leaves instanceof Uint8Array) || leaves.length !== (end - start) * DIGEST_BYTES) return fail('DIGEST_PAGE_MISMATCH', `page ${page} must hold ${end - start} digests`);
   const nodes = proofNodes(proof);
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
-  const list: Uint8Array[] = [];
-  for (let o = 0; o < leaves.length; o += DIGEST_BYTES) list.push(leaves.slice(o, o + DIGEST_BYTES));
-  const proven = pageRoot(c.sha256, list);
+  // One 4 KiB buffer for the page, and a streaming root (O(log n) stack): little working memory.
+  const held = leaves.slice();
+  const proven = streamingRoot(c.sha256, held);
   const root = rootFromInclusionProof(c.sha256, page, pages, proven, nodes);
   if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for page ${page}`);
   if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('DIGEST_PAGE_MISMATCH', `page ${page}`);
@@ -73,7 +86,7 @@ export function verifyDigestPage(c: DeviceCrypto, manifest: Manifest, page: numb
     page,
     root: proven,
     leaf(index: number): Uint8Array | null {
-      return Number.isSafeInteger(index) && index >= start && index < end ? list[index - start] : null;
+      return Number.isSafeInteger(index) && index >= start && index < end ? held.subarray((index - start) * DIGEST_BYTES, (index - start + 1) * DIGEST_BYTES) : null;
     },
     checkChunk(index: number, chunk: Uint8Array): Result {
       const expected = this.leaf(index);
@@ -125,7 +138,7 @@ export function imageVerifier(c: DeviceCrypto, manifest: Manifest): ImageVerifie
     if (expected === null) pageAllChecked = false;
     pageLeaves.push(leaf);
     if (chunkIndex + 1 === Math.min(total, (Math.floor(chunkIndex / LIMITS.pageLeaves) + 1) * LIMITS.pageLeaves)) {
-      acc.push(pageAllChecked && page ? page.root : pageRoot(hash, pageLeaves));
+      acc.push(pageAllChecked && page ? page.root : pageRootOf(hash, pageLeaves));
       pageLeaves.length = 0;
       pageAllChecked = true;
     }

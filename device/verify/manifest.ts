@@ -7,7 +7,7 @@ import { type Result, fail, ok } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type Manifest, parseManifest } from '../../shared/manifest.js';
-import { type DeviceCrypto } from '../crypto/platform.js';
+import { type DeviceCrypto, isPlatformError } from '../crypto/platform.js';
 import { countSigners } from './signers.js';
 import { type VerifiedRevocations, type VerifiedTrust, loadTrust, verifyRevocations } from './trust.js';
 
@@ -56,7 +56,8 @@ export function verifyManifest(c: DeviceCrypto, envelopeBytes: Uint8Array, trust
     const loaded = loadTrust(c, trustBytes);
     if (!loaded.ok) return loaded;
     return verifyManifestSteps(c, envelopeBytes, loaded.trust, state);
-  } catch {
+  } catch (e) {
+    if (isPlatformError(e)) throw e; // a broken hook is the integrator's bug, not bad input
     return fail('MALFORMED', 'verifier failure');
   }
 }
@@ -68,7 +69,8 @@ export function verifyManifest(c: DeviceCrypto, envelopeBytes: Uint8Array, trust
 export function verifyManifestWithTrust(c: DeviceCrypto, envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
   try {
     return verifyManifestSteps(c, envelopeBytes, trust, state);
-  } catch {
+  } catch (e) {
+    if (isPlatformError(e)) throw e;
     // Unreachable by design (every step returns codes); kept so that "never throws" holds even for
     // an engine-level failure such as running out of memory in a small heap.
     return fail('MALFORMED', 'verifier failure');
