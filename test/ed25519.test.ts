@@ -91,12 +91,11 @@ describe('module surface', () => {
     expect(mod.isTrustableRoleKey(new Uint8Array(31))).toBe(false);
   });
 
-  it('imports only @noble/ed25519 and @noble/hashes/*, and uses no Node/DOM globals', () => {
+  it('imports only ./hash.js (no curve library), and uses no Node/DOM globals', () => {
     const src = readFileSync(join(here, '..', 'device', 'crypto', 'ed25519.ts'), 'utf8');
     const code = src.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
     const specifiers = [...code.matchAll(/\b(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)].map((m) => m[1]);
-    expect(specifiers.length).toBeGreaterThan(0);
-    for (const s of specifiers) expect(s === '@noble/ed25519' || s.startsWith('@noble/hashes/')).toBe(true);
+    expect(specifiers).toEqual(['./hash.js']);
     for (const banned of ['Buffer', 'TextEncoder', 'TextDecoder', 'console', 'require(', 'process', 'node:']) {
       expect(code.includes(banned), banned).toBe(false);
     }
@@ -464,6 +463,170 @@ describe('differential against node:crypto Ed25519', () => {
       { numRuns: 300 },
     );
     expect(flipsSeen).toBeGreaterThanOrEqual(300);
+  });
+});
+
+// =====================================================================================
+describe('differential against @noble/ed25519 (strict branch, the reference implementation)', () => {
+  // Our own arithmetic must agree with noble's `verify(..., { zip215: false })`, which applies the
+  // same rules (P2 S < L, P3 strict decoding, P4 small-order A, P8 cofactored equation). noble
+  // throws on wrong lengths; that counts as "rejected" (P1).
+  noble.hashes.sha512 = sha512;
+  const nobleVerify = (sig: Uint8Array, msg: Uint8Array, pub: Uint8Array): boolean => {
+    try {
+      return noble.verify(sig, msg, pub, { zip215: false });
+    } catch {
+      return false;
+    }
+  };
+  const nobleAcceptsKey = (pub: Uint8Array): boolean => {
+    try {
+      return !noble.Point.fromBytes(pub, false).isSmallOrder();
+    } catch {
+      return false;
+    }
+  };
+  const B = noble.Point.BASE;
+  // The 8 points of the torsion subgroup: multiples of the order-8 point from CCTV's list.
+  const T8 = noble.Point.fromBytes(fromHex('26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05'));
+  const torsion = Array.from({ length: 8 }, (_, i) => (i === 0 ? noble.Point.ZERO : T8.multiply(BigInt(i), false)));
+  const scalarArb = fc.bigInt({ min: 1n, max: L - 1n });
+  const challenge = (R: Uint8Array, A: Uint8Array, msg: Uint8Array): bigint => leToBigInt(sha512(Uint8Array.from([...R, ...A, ...msg]))) % L;
+
+  /**
+   * A signature made "by hand" from secret scalars a and r, with optional torsion added to A and R
+   * (P5, P6) and S = r + k a mod L. The cofactored equation holds for any torsion choice (P8); the
+   * cofactorless one only when the residue [k]T_A - T_R happens to vanish.
+   */
+  const handMade = (a: bigint, r: bigint, tA: number, tR: number, msg: Uint8Array) => {
+    const pub = B.multiply(a).add(torsion[tA]).toBytes();
+    const R = B.multiply(r).add(torsion[tR]).toBytes();
+    const S = (r + challenge(R, pub, msg) * a) % L;
+    return { sig: Uint8Array.from([...R, ...le32(S)]), pub };
+  };
+
+  it('property: honest signatures (noble.sign) on random keys and messages verify in both', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 300 }), (seed, msg) => {
+        const pub = noble.getPublicKey(seed);
+        const sig = noble.sign(msg, seed);
+        expect(verifyEd25519(sig, msg, pub)).toBe(true);
+        expect(nobleVerify(sig, msg, pub)).toBe(true);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('property: signatures with torsion in A and/or R verify in both (P5, P6, P8); S + 1 fails in both', () => {
+    fc.assert(
+      fc.property(scalarArb, scalarArb, fc.nat(7), fc.nat(7), fc.uint8Array({ maxLength: 64 }), (a, r, tA, tR, msg) => {
+        const { sig, pub } = handMade(a, r, tA, tR, msg);
+        expect(verifyEd25519(sig, msg, pub)).toBe(true); // the cofactored equation holds by construction
+        expect(nobleVerify(sig, msg, pub)).toBe(true);
+        // S + 1 leaves the residue -B, which is not of small order.
+        const next = Uint8Array.from([...sig.subarray(0, 32), ...le32((leToBigInt(sig.subarray(32)) + 1n) % L)]);
+        expect(verifyEd25519(next, msg, pub)).toBe(false);
+        expect(nobleVerify(next, msg, pub)).toBe(false);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('property: after random bit flips in a hand-made signature, key or message, ours equals noble', () => {
+    fc.assert(
+      fc.property(
+        scalarArb,
+        scalarArb,
+        fc.nat(7),
+        fc.nat(7),
+        fc.uint8Array({ minLength: 1, maxLength: 64 }),
+        fc.array(fc.tuple(fc.constantFrom('sig' as const, 'msg' as const, 'pub' as const), fc.nat()), { minLength: 1, maxLength: 3 }),
+        (a, r, tA, tR, msg, flips) => {
+          const made = handMade(a, r, tA, tR, msg);
+          let sig: Uint8Array = made.sig;
+          let pub: Uint8Array = made.pub;
+          let m: Uint8Array = msg;
+          for (const [target, n] of flips) {
+            if (target === 'sig') sig = flipBit(sig, n % 512);
+            else if (target === 'msg') m = flipBit(m, n % (m.length * 8));
+            else pub = flipBit(pub, n % 256);
+          }
+          expect(verifyEd25519(sig, m, pub)).toBe(nobleVerify(sig, m, pub));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('property: random 32-byte strings as R and A (and random S): ours equals noble, for verification and for keys', () => {
+    const bytes32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
+    fc.assert(
+      fc.property(bytes32, bytes32, fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }), fc.uint8Array({ maxLength: 16 }), (R, pub, S, msg) => {
+        const sig = Uint8Array.from([...R, ...le32(S % (2n * L))]); // about half the S are out of range (P2)
+        expect(verifyEd25519(sig, msg, pub)).toBe(nobleVerify(sig, msg, pub));
+        expect(isAcceptablePublicKey(pub)).toBe(nobleAcceptsKey(pub));
+        expect(isAcceptablePublicKey(R)).toBe(nobleAcceptsKey(R));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('property: isTrustableRoleKey equals noble (acceptable and torsion-free) for keys with random torsion', () => {
+    fc.assert(
+      fc.property(scalarArb, fc.nat(7), (a, t) => {
+        const pub = B.multiply(a).add(torsion[t]).toBytes();
+        const want = nobleAcceptsKey(pub) && noble.Point.fromBytes(pub, false).isTorsionFree();
+        expect(mod.isTrustableRoleKey(pub)).toBe(want);
+        expect(want).toBe(t === 0);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+// =====================================================================================
+describe('the injected SHA-512', () => {
+  const v = {
+    pub: fromHex('fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025'),
+    msg: fromHex('af82'),
+    sig: fromHex(
+      '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a',
+    ),
+  };
+  const nodeSha512 = (data: Uint8Array): Uint8Array => crypto.createHash('sha512').update(data).digest();
+
+  it('verifies with a node:crypto sha512 hook, hashing R || A || M once (P7)', () => {
+    const inputs: Uint8Array[] = [];
+    const hook = (data: Uint8Array) => {
+      inputs.push(Uint8Array.from(data));
+      return nodeSha512(data);
+    };
+    expect(verifyEd25519(v.sig, v.msg, v.pub, hook)).toBe(true);
+    expect(inputs.map(toHex)).toEqual([toHex(v.sig.subarray(0, 32)) + toHex(v.pub) + toHex(v.msg)]);
+    expect(verifyEd25519(v.sig, flipBit(v.msg, 3), v.pub, hook)).toBe(false);
+  });
+
+  it('uses the hook it is given: a wrong (but 64-byte) hash rejects a valid signature', () => {
+    expect(verifyEd25519(v.sig, v.msg, v.pub, () => new Uint8Array(64))).toBe(false);
+  });
+
+  it('throws TypeError for a hook that returns 63 bytes or a non-Uint8Array (a programmer error)', () => {
+    expect(() => verifyEd25519(v.sig, v.msg, v.pub, (d) => nodeSha512(d).subarray(0, 63))).toThrow(TypeError);
+    expect(() => verifyEd25519(v.sig, v.msg, v.pub, (d) => Uint8Array.of(...nodeSha512(d), 0))).toThrow(TypeError);
+    expect(() => verifyEd25519(v.sig, v.msg, v.pub, (d) => Array.from(nodeSha512(d)) as unknown as Uint8Array)).toThrow(TypeError);
+  });
+
+  it('is not called when the signature or key is already rejected by P1-P4', () => {
+    let calls = 0;
+    const hook = (data: Uint8Array) => {
+      calls++;
+      return nodeSha512(data);
+    };
+    const sPlusL = Uint8Array.from([...v.sig.subarray(0, 32), ...le32(leToBigInt(v.sig.subarray(32)) + L)]);
+    expect(verifyEd25519(sPlusL, v.msg, v.pub, hook)).toBe(false); // P2
+    expect(verifyEd25519(v.sig, v.msg, fromHex('0100000000000000000000000000000000000000000000000000000000000000'), hook)).toBe(false); // P4
+    expect(verifyEd25519(v.sig.subarray(1), v.msg, v.pub, hook)).toBe(false); // P1
+    expect(calls).toBe(0);
   });
 });
 
