@@ -147,6 +147,8 @@ describe('any-order chunk checks (I6) and digest pages (I2)', () => {
     expect(verifyChunk(manifest, 1, chunk, proof.subarray(0, 33)).code).toBe(CODES.PROOF_INVALID);
     expect(verifyChunk(manifest, 391, chunk, proof).code).toBe(CODES.CHUNK_INDEX_OUT_OF_RANGE);
     expect(verifyChunk(manifest, -1, chunk, proof).code).toBe(CODES.CHUNK_INDEX_OUT_OF_RANGE);
+    expect(verifyChunk(manifest, Symbol('i') as never, chunk, proof).code).toBe(CODES.CHUNK_INDEX_OUT_OF_RANGE);
+    expect(verifyDigestPage(manifest, Symbol('p') as never, chunk, proof).code).toBe(CODES.CHUNK_INDEX_OUT_OF_RANGE);
     expect(verifyChunk(manifest, 1, chunk.subarray(1), proof).code).toBe(CODES.CHUNK_DIGEST_MISMATCH);
   });
 

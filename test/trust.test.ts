@@ -88,6 +88,11 @@ describe('revocation lists (R1–R4)', () => {
     expect(verifyRevocations(rl, current, 5).code).toBe(CODES.REVOCATION_ROLLBACK);
   });
 
+  it('refuses a malformed stored version instead of skipping the rollback check', () => {
+    const rl = makeRevocations({ version: 2, keyIds: [], signers: [w.A, w.B] });
+    for (const bad of [NaN, -5, 1.5, '1', Infinity]) expect(verifyRevocations(rl, current, bad as never).code).toBe(CODES.INVALID_STATE);
+  });
+
   it('a revoked release key no longer counts even in a fresh manifest', () => {
     const rl = makeRevocations({ version: 1, keyIds: [w.R1.keyId], signers: [w.A, w.B] });
     expect(verifyManifest(makeManifestEnvelope(w.manifest, [w.R1, w.R3]), w.trust, { ...w.state, revocations: rl }).code).toBe(CODES.REVOKED_KEY);

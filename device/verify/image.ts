@@ -47,7 +47,7 @@ function chunkLength(manifest: Manifest, index: number): number {
 /** I6: a single chunk in any order with its full inclusion proof. */
 export function verifyChunk(c: DeviceCrypto, manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array): Result {
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
-  if (!Number.isSafeInteger(index) || index < 0 || index >= n) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${index} of ${n}`);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= n) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${String(index)} of ${n}`);
   if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
   const nodes = proofNodes(proof);
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
@@ -71,7 +71,7 @@ export type DigestPage = {
 export function verifyDigestPage(c: DeviceCrypto, manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array): Result<{ digestPage: DigestPage }> {
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   const pages = pageCount(n);
-  if (!Number.isSafeInteger(page) || page < 0 || page >= pages) return fail('CHUNK_INDEX_OUT_OF_RANGE', `page ${page} of ${pages}`);
+  if (!Number.isSafeInteger(page) || page < 0 || page >= pages) return fail('CHUNK_INDEX_OUT_OF_RANGE', `page ${String(page)} of ${pages}`);
   const { start, end } = pageLeafRange(page, n);
   if (!(leaves instanceof Uint8Array) || leaves.length !== (end - start) * DIGEST_BYTES) return fail('DIGEST_PAGE_MISMATCH', `page ${page} must hold ${end - start} digests`);
   const nodes = proofNodes(proof);
@@ -90,7 +90,7 @@ export function verifyDigestPage(c: DeviceCrypto, manifest: Manifest, page: numb
     },
     checkChunk(index: number, chunk: Uint8Array): Result {
       const expected = this.leaf(index);
-      if (expected === null) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${index} is not in page ${page}`);
+      if (expected === null) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${String(index)} is not in page ${page}`);
       if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
       return constantTimeEqual(leafHash(c.sha256, chunk), expected) ? ok({}) : fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
     },

@@ -77,6 +77,8 @@ export function verifyTrustUpdate(c: DeviceCrypto, candidate: Uint8Array, curren
  * stored one revokes do not count), R4 version >= the highest version the device has seen.
  */
 export function verifyRevocations(c: DeviceCrypto, bytes: Uint8Array, trust: VerifiedTrust, minVersion = 0): Result<{ revocations: VerifiedRevocations }> {
+  // A corrupted stored version must not switch the rollback check off.
+  if (typeof minVersion !== 'number' || !Number.isSafeInteger(minVersion) || minVersion < 0) return fail('INVALID_STATE', 'minVersion');
   const env = parseEnvelope(bytes); // R1
   if (!env.ok) return env;
   const parsed = parseRevocationList(env.envelope.payload); // R2

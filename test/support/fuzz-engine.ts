@@ -7,12 +7,12 @@
  *   - within `hangMs` (1 s)                                       else a "hang"
  *   - a well-formed result: ok === false with a code the table knows and error === codeName(code)
  *     (or ok === true with code 0 and error 'OK')                 else a "bad result"
- *   - a rejection, unless the input is one the target legitimately accepts (the unchanged valid
- *     input, another valid input of the corpus, or the same signed payload carrying only
- *     signature entries of that valid input, reordered or repeated) else "accepted"
+ *   - a rejection, unless the input is one the target legitimately accepts: one of its valid
+ *     inputs (listed by construction, never by asking the verifier), or the same signed payload
+ *     still carrying all of that input's signature entries unchanged            else "accepted"
  *
- * Every valid input carries exactly the threshold number of signatures, and every signature is
- * needed: no mutation can remove a surplus signature and leave a still-valid object.
+ * Every valid input carries exactly the signatures its thresholds need, for every target that
+ * accepts it: no mutation can destroy a surplus signature and leave a still-valid object.
  *
  * Reproducible: case n of seed s draws from its own PRNG stream (sfc32 seeded from s and n), so a
  * failure is replayed from (seed, case) alone, whatever the number of runs or workers.
@@ -21,7 +21,7 @@
 import { bytesEqual, toHex } from '../../shared/bytes.js';
 import { CborTag, type CborKey, type CborValue, type Encodable, decodeCbor, encodeCbor } from '../../shared/cbor.js';
 import { codeName } from '../../shared/codes.js';
-import { type Envelope, parseEnvelope } from '../../shared/cose.js';
+import { type CoseSignature, type Envelope, parseEnvelope } from '../../shared/cose.js';
 import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
 import { type Manifest } from '../../shared/manifest.js';
 import { inclusionProof, leafHash, pageProofs, pageRoots } from '../../shared/merkle.js';
@@ -515,6 +515,7 @@ function applyMutator(rng: Rng, name: MutatorName, b: Uint8Array, corpus: readon
 
 /** One to four stacked mutations of `base`. */
 export function mutate(rng: Rng, base: Uint8Array, corpus: readonly Uint8Array[]): { bytes: Uint8Array; ops: string[] } {
+  if (corpus.length === 0) corpus = [base];
   const n = rng.chance(0.6) ? 1 : rng.range(2, 4);
   let b = base;
   const ops: string[] = [];
@@ -553,15 +554,29 @@ export type FuzzTarget = {
   selfCheck?(): string | null;
 };
 
-type ParsedEnvelope = Envelope;
-
-/** Same signed payload, and every signature entry one of the valid input's (reordered or repeated). */
-function equivalentEnvelope(input: Uint8Array, valid: readonly ParsedEnvelope[]): boolean {
-  const e = parseEnvelope(input);
-  if (!e.ok) return false;
-  return valid.some((v) => bytesEqual(v.payload, e.envelope.payload) && e.envelope.signatures.every(
-    (s) => v.signatures.some((t) => bytesEqual(t.kid, s.kid) && bytesEqual(t.signature, s.signature)),
-  ));
+/**
+ * The acceptance oracle for a byte-string argument: true when `input` is one of the valid inputs, or
+ * carries the same signed payload as one of them together with every one of its signature entries,
+ * unchanged (in any order, possibly repeated, possibly next to extra entries). The valid inputs'
+ * signatures are exactly what their thresholds need, so those entries alone are a valid approval,
+ * and extra entries cannot take it away ("unknown key ids are ignored", "a signature counts once
+ * per distinct key id"); the fuzzer cannot forge a signature. Any other accepted input has lost or
+ * altered a needed signature, or changed the payload: a finding.
+ */
+export function legitimateInputs(accept: readonly Uint8Array[]): (input: Uint8Array) => boolean {
+  const parsed: Envelope[] = [];
+  for (const a of accept) {
+    const e = parseEnvelope(a);
+    if (e.ok) parsed.push(e.envelope);
+  }
+  const same = (s: CoseSignature, t: CoseSignature): boolean => bytesEqual(t.kid, s.kid) && bytesEqual(t.signature, s.signature);
+  return (input) => {
+    if (accept.some((a) => bytesEqual(a, input))) return true;
+    const e = parseEnvelope(input);
+    if (!e.ok) return false;
+    const mine = e.envelope.signatures;
+    return parsed.some((v) => bytesEqual(v.payload, e.envelope.payload) && v.signatures.every((t) => mine.some((s) => same(s, t))));
+  };
 }
 
 /**
@@ -576,11 +591,7 @@ export function bytesTarget(
 ): FuzzTarget {
   const acceptable = inputs.accept;
   const refuse = inputs.refuse ?? [];
-  const parsed: ParsedEnvelope[] = [];
-  for (const a of acceptable) {
-    const e = parseEnvelope(a);
-    if (e.ok) parsed.push(e.envelope);
-  }
+  const isLegit = legitimateInputs(acceptable);
   const pick = (rng: Rng, corpus: readonly Uint8Array[]): { bytes: Uint8Array; ops: string[] } => {
     const r = rng.u32() / 0x100000000;
     if (refuse.length > 0 && r < 0.04) return { bytes: rng.pick(refuse), ops: ['policy'] };
@@ -605,7 +616,7 @@ export function bytesTarget(
         note: m.ops.join('+'),
         ops: m.ops,
         run: () => call(input),
-        legit: () => acceptable.some((a) => bytesEqual(a, input)) || equivalentEnvelope(input, parsed),
+        legit: () => isLegit(input),
       };
     },
   };
@@ -641,8 +652,9 @@ const WEIRD_STATES: readonly unknown[] = [
  * The standard fuzz world. Every signed object carries exactly the signatures its threshold needs.
  *  - S: root A,B,C 2-of-3, release R1,R2,R3 2-of-3; trust signed by A+B; a manifest with SBOM and
  *    provenance signed by R1+R2; a revocation list v3 (R3's key id, the "revoked" manifest) signed
- *    by A+B; a rotation candidate v2 (root A,D,E 2-of-3, release R1,R4,R5) signed by A+B+D: A+B are
- *    exactly the old root threshold, A+D exactly the new one.
+ *    by A+B; a rotation candidate v2 (root A,B,D,E 3-of-4, release R1,R4,R5) signed by A+B+D: A+B
+ *    are exactly the old root threshold, A+B+D exactly the new one, so each is needed both for
+ *    loadTrust and for verifyTrustUpdate.
  *  - T: one root key and one release key, 1-of-1: the same checks at half the Ed25519 cost.
  *  - validly signed objects that policy must refuse (another device class, a lower security
  *    counter, a revoked signer, a revoked manifest, an older revocation list, a trust bundle that
@@ -668,7 +680,7 @@ export function buildWorld(): World {
   const envRevoked = makeManifestEnvelope(revokedManifest, [R1, R2]);
   const envRevokedDigest = must(parseEnvelope(envRevoked), 'revoked manifest envelope').envelope.payload;
   const revS = makeRevocations({ version: 3, keyIds: [R3.keyId], manifests: [sha256(envRevokedDigest)], signers: [A, B] });
-  const trustV2 = makeTrust({ version: 2, root: [A, D, E], rootThreshold: 2, release: [R1, R4, R5], releaseThreshold: 2, signers: [A, B, D] });
+  const trustV2 = makeTrust({ version: 2, root: [A, B, D, E], rootThreshold: 3, release: [R1, R4, R5], releaseThreshold: 2, signers: [A, B, D] });
   const stateS = { deviceClass: 'acme-gw', counter: 7, trustVersion: 1 };
   const stateSR = { ...stateS, revocations: revS, revocationVersion: 3 };
 
@@ -831,7 +843,8 @@ function chunkTarget(weight: number): FuzzTarget {
 function apiTarget(env: Uint8Array, state: object, verified: VerifiedTrust, manifest: Manifest, weight: number): FuzzTarget {
   const calls: readonly (readonly [string, (x: unknown) => unknown])[] = [
     ['verifyManifestWithTrust(envelope)', (x) => verifyManifestWithTrust(x as Uint8Array, verified, state as never)],
-    ['verifyManifestWithTrust(revocations)', (x) => verifyManifestWithTrust(env, verified, { ...state, revocations: x } as never)],
+    // (revocations: undefined is the valid "no list" state, so it is left out here)
+    ['verifyManifestWithTrust(revocations)', (x) => verifyManifestWithTrust(env, verified, { ...state, revocations: x ?? null } as never)],
     ['verifyManifest(trust)', (x) => verifyManifest(env, x as Uint8Array, state as never)],
     ['loadTrust', (x) => loadTrust(x as Uint8Array)],
     ['verifyRevocations', (x) => verifyRevocations(x as Uint8Array, verified, 3)],
