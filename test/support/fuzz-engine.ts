@@ -18,7 +18,7 @@
  * failure is replayed from (seed, case) alone, whatever the number of runs or workers.
  * Pure functions over the fixtures; no Math.random, no clock except for measuring calls.
  */
-import { bytesEqual, toHex } from '../../shared/bytes.js';
+import { bytesEqual, concatBytes, toHex } from '../../shared/bytes.js';
 import { CborTag, type CborKey, type CborValue, type Encodable, decodeCbor, encodeCbor } from '../../shared/cbor.js';
 import { codeName } from '../../shared/codes.js';
 import { type CoseSignature, type Envelope, parseEnvelope } from '../../shared/cose.js';
@@ -118,17 +118,7 @@ export class Rng {
 // ---------------------------------------------------------------------------------------------
 // CBOR helpers for the mutators.
 
-const cat = (...parts: Uint8Array[]): Uint8Array => {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
+const cat = concatBytes;
 
 /**
  * Offsets of the CBOR item heads of `bytes`, read leniently (stops at the first thing it cannot
