@@ -35,6 +35,13 @@ export type Row = {
   /** Peak resident set size of a child process, KiB (max over runs); null for in-process rows. */
   readonly peakRssKiB: number | null;
   readonly note?: string;
+  /**
+   * For rows whose headline figure is not a throughput (ms per call, bytes): that figure and its
+   * unit, printed in a `value` column. Such rows have `bytes` 0 and a non-finite `mbPerSec`
+   * (printed '-', null in the JSON); size rows, which time nothing, also have empty `seconds`.
+   */
+  readonly value?: number;
+  readonly unit?: string;
 };
 
 export type Verdict = { readonly name: string; readonly goal: number; readonly value: number | null; readonly pass: boolean; readonly basis: string };
@@ -84,6 +91,16 @@ export function row(name: string, bytes: number, samples: Samples, baselineBest:
     peakRssKiB: samples.rssKiB.length ? Math.max(...samples.rssKiB) : null,
     ...(note ? { note } : {}),
   };
+}
+
+/** A row for a per-call time: `value` is the best run in ms; ratio as in `row` (baseline best / this best). */
+export function msRow(name: string, samples: Samples, baselineBest: number | null, note?: string): Row {
+  return { ...row(name, 0, samples, baselineBest, note), mbPerSec: NaN, value: Math.min(...samples.seconds) * 1000, unit: 'ms' };
+}
+
+/** A row that times nothing (a size, a memory figure): only `value` and `unit`. */
+export function valueRow(name: string, value: number, unit: string, note?: string): Row {
+  return { name, bytes: 0, seconds: [], bestSeconds: NaN, medianSeconds: NaN, mbPerSec: NaN, ratio: null, peakRssKiB: null, ...(note ? { note } : {}), value, unit };
 }
 
 const GNU_TIME = '/usr/bin/time';
@@ -139,20 +156,26 @@ export class ChildRunner {
 // ---------- reporting ----------
 
 const fmt = {
-  s: (x: number) => x.toFixed(3),
-  mbs: (x: number) => x.toFixed(1),
+  s: (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '-'),
+  mbs: (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-'),
   ratio: (x: number | null) => (x === null ? '-' : x.toFixed(2)),
   rss: (k: number | null) => (k === null ? '-' : (k / 1024).toFixed(1)),
+  value: (v: number, unit: string) => `${Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1)} ${unit}`,
 };
 
 /** A plain aligned table of every section's rows, then each section's notes and verdict lines. */
 export function renderTable(results: readonly SectionResult[]): string {
-  const header = ['section', 'row', 'MiB', 'best s', 'median s', 'MB/s', 'ratio', 'peak RSS MiB'];
-  const right = [false, false, true, true, true, true, true, true];
+  // The `value` column appears only when some row has a unit, so throughput-only tables are unchanged.
+  const withValue = results.some((sec) => sec.rows.some((r) => r.unit !== undefined));
+  const header = ['section', 'row', 'MiB', 'best s', 'median s', 'MB/s', 'ratio', 'peak RSS MiB', ...(withValue ? ['value'] : [])];
+  const right = [false, false, true, true, true, true, true, true, true];
   const lines: string[][] = [header];
   for (const sec of results) {
     for (const r of sec.rows) {
-      lines.push([sec.name, r.name, String(Math.round((r.bytes / MiB) * 10) / 10), fmt.s(r.bestSeconds), fmt.s(r.medianSeconds), fmt.mbs(r.mbPerSec), fmt.ratio(r.ratio), fmt.rss(r.peakRssKiB)]);
+      const mib = r.unit !== undefined && r.bytes === 0 ? '-' : String(Math.round((r.bytes / MiB) * 10) / 10);
+      const line = [sec.name, r.name, mib, fmt.s(r.bestSeconds), fmt.s(r.medianSeconds), fmt.mbs(r.mbPerSec), fmt.ratio(r.ratio), fmt.rss(r.peakRssKiB)];
+      if (withValue) line.push(r.unit === undefined || r.value === undefined ? '' : fmt.value(r.value, r.unit));
+      lines.push(line);
     }
   }
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i].length)));
