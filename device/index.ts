@@ -1,6 +1,6 @@
 /**
  * fwseal device verifier: the one verifier, used by devices, boot agents and the host CLI alike.
- * Pure functions over bytes; imports shared/ and @noble/* only (enforced by the build).
+ * Pure functions over bytes; imports only shared/ (the build allows @noble/* too, and nothing else).
  * The functions below use the pure-JS primitives; `createVerifier(platform)` binds others.
  */
 import { createVerifier } from './verifier.js';

@@ -54,6 +54,21 @@ function hexNibble(c: number): number {
   return -1;
 }
 
+/** Length in bytes of a string's UTF-8 encoding (lone surrogates count as 3, like U+FFFD). */
+export function utf8Length(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
 /** UTF-8 encoding of a JS string; lone surrogates are a caller error (TypeError). */
 export function utf8Encode(text: string): Uint8Array {
   const out: number[] = [];

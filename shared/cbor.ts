@@ -68,7 +68,7 @@ class Reader {
   constructor(private readonly buf: Uint8Array, private readonly limits: DecodeLimits) {}
 
   private err(name: Exclude<CodeName, 'OK'>, detail: string): never {
-    throw new DecodeError(name, `${detail} at offset ${this.pos}`);
+    throw new DecodeError(name, `${detail ?? name} at offset ${this.pos}`);
   }
 
   private byte(): number {

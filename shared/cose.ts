@@ -11,7 +11,7 @@
  */
 import { CborTag, decodeCbor, encodeCbor } from './cbor.js';
 import { type Result, fail, ok } from './codes.js';
-import { bytesEqual, compareBytes } from './bytes.js';
+import { bytesEqual, compareBytes, concatBytes } from './bytes.js';
 import { LIMITS, KEY_ID_BYTES, SIGNATURE_BYTES } from './limits.js';
 import { FieldReader, SchemaError, asArray, asMap, schemaFail } from './fields.js';
 
@@ -20,7 +20,7 @@ export const HEADER_ALG = 1;
 export const HEADER_KID = 4;
 export const ALG_EDDSA = -8;
 /** The only accepted signer protected header: the deterministic encoding of {1: -8}. */
-export const SIGNER_PROTECTED: Uint8Array = encodeCbor(new Map([[HEADER_ALG, ALG_EDDSA]]));
+export const SIGNER_PROTECTED: Uint8Array = Uint8Array.of(0xa1, 0x01, 0x27); // {1: -8}, deterministic
 const EMPTY = new Uint8Array(0);
 
 export type CoseSignature = {
@@ -85,8 +85,15 @@ export function parseEnvelope(bytes: Uint8Array): Result<{ envelope: Envelope }>
 
 /** RFC 9052 §4.4 Sig_structure for one signer of a COSE_Sign: the exact bytes Ed25519 signs. */
 export function sigStructure(payload: Uint8Array): Uint8Array {
-  return encodeCbor(['Signature', EMPTY, SIGNER_PROTECTED, EMPTY, payload]);
+  // ["Signature", h'', h'A10127', h'', payload] in deterministic CBOR, written directly so the
+  // device needs no general encoder (test/cose.test.ts checks it against encodeCbor and cbor-x).
+  const n = payload.length;
+  const head = n < 24 ? [0x40 | n] : n < 0x100 ? [0x58, n] : n < 0x10000 ? [0x59, n >> 8, n & 0xff] : [0x5a, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+  return concatBytes(SIG_STRUCTURE_PREFIX, Uint8Array.from(head), payload);
 }
+
+/** 0x85, "Signature", h'', h'A10127', h'' */
+const SIG_STRUCTURE_PREFIX = Uint8Array.of(0x85, 0x69, 0x53, 0x69, 0x67, 0x6e, 0x61, 0x74, 0x75, 0x72, 0x65, 0x40, 0x43, 0xa1, 0x01, 0x27, 0x40);
 
 /**
  * Encode an envelope. Signatures are sorted by key id so that the bytes do not depend on the order

@@ -6,7 +6,7 @@
  */
 import { type CborKey, type CborMap, type CborValue } from './cbor.js';
 import { type CodeName } from './codes.js';
-import { utf8Encode } from './bytes.js';
+import { utf8Length } from './bytes.js';
 
 export class SchemaError {
   constructor(readonly name: Exclude<CodeName, 'OK'>, readonly detail: string) {}
@@ -42,7 +42,7 @@ export function asBytes(value: CborValue | undefined, what: string, length: numb
 export function asText(value: CborValue | undefined, what: string, maxBytes: number, pattern?: RegExp): string {
   if (typeof value !== 'string') schemaFail('WRONG_TYPE', `${what} is not text`);
   if (value.length === 0) schemaFail('BAD_VALUE', `${what} is empty`);
-  if (utf8Encode(value).length > maxBytes) schemaFail('TOO_LARGE', `${what} is longer than ${maxBytes} bytes`);
+  if (utf8Length(value) > maxBytes) schemaFail('TOO_LARGE', `${what} is longer than ${maxBytes} bytes`);
   if (pattern && !pattern.test(value)) schemaFail('BAD_VALUE', `${what} has an invalid form`);
   return value;
 }

@@ -153,3 +153,12 @@ describe('device state record', async () => {
     expect(parseStateRecord(manifestKind).code).toBe(CODES.WRONG_KIND);
   });
 });
+
+describe('utf8Length', async () => {
+  const { utf8Length, utf8Encode } = await import('../shared/bytes.js');
+  it('equals the encoded length for any well-formed string', () => {
+    fc.assert(fc.property(fc.string({ unit: 'grapheme' }), (s) => {
+      expect(utf8Length(s)).toBe(utf8Encode(s).length);
+    }), { numRuns: 2000 });
+  });
+});

@@ -11,7 +11,7 @@ import { Encoder, Tag } from 'cbor-x';
 import { fromHex } from '../shared/bytes.js';
 import { CborTag, decodeCbor, encodeCbor } from '../shared/cbor.js';
 import { CODES } from '../shared/codes.js';
-import { parseEnvelope } from '../shared/cose.js';
+import { SIGNER_PROTECTED, parseEnvelope, sigStructure } from '../shared/cose.js';
 import { verifyEd25519 } from '../device/index.js';
 import { standardWorld } from './support/fixtures.js';
 
@@ -39,6 +39,16 @@ describe('cose-wg EdDSA-01 (COSE_Sign, Ed25519)', () => {
 
   it('is outside the fwseal profile (body headers must be empty, kids 16 bytes): BAD_HEADER, not a crash', () => {
     expect(parseEnvelope(bytes).code).toBe(CODES.BAD_HEADER);
+  });
+});
+
+describe('Sig_structure (RFC 9052 §4.4)', () => {
+  it('is the deterministic encoding of ["Signature", h\'\', h\'A10127\', h\'\', payload] for every payload length class', () => {
+    for (const n of [0, 1, 23, 24, 255, 256, 4000, 12288, 65535, 65536]) {
+      const payload = new Uint8Array(n).fill(n & 0xff);
+      expect(sigStructure(payload)).toEqual(encodeCbor(['Signature', new Uint8Array(0), Uint8Array.of(0xa1, 0x01, 0x27), new Uint8Array(0), payload]));
+    }
+    expect(SIGNER_PROTECTED).toEqual(encodeCbor(new Map([[1, -8]])));
   });
 });
 

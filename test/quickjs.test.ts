@@ -17,7 +17,7 @@ import * as bundleEntry from '../device/bundle.js';
 import { CODES } from '../shared/codes.js';
 import { pageProof } from '../shared/merkle.js';
 import { nodeSha256 } from '../host/hash.js';
-import { generateVectors, stableJson } from '../tools/gen-vectors.js';
+import { generateVectors, stableJson } from './support/manifest-vectors.js';
 import {
   detKey, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust,
 } from './support/fixtures.js';

@@ -1,12 +1,7 @@
 /**
  * The pure-JS hash defaults of the device verifier (a platform may replace them: platform.ts).
+ * Our own implementations, shaped for interpreters (SPEC.md §10); checked against FIPS 180-4
+ * vectors and node:crypto in test/sha.test.ts.
  */
-import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
-
-export function sha256(data: Uint8Array): Uint8Array {
-  return nobleSha256(data);
-}
-
-export function sha512(data: Uint8Array): Uint8Array {
-  return nobleSha512(data);
-}
+export { sha256 } from './sha256.js';
+export { sha512 } from './sha512.js';

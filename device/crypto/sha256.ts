@@ -6,33 +6,48 @@
  *  - rounds are unrolled eight at a time, so renaming the registers replaces the h <- g <- ... <- a
  *    shuffle, and each pass of eight rounds slides the window by eight words;
  *  - each sum is wrapped with `| 0` once, and every shift result stays an int32;
- *  - whole blocks are read straight from the input (a DataView: one call per word); only the last
- *    one or two blocks are copied, for the padding; nothing is allocated per block and nothing is kept
- *    between calls, so the function is reentrant.
- * In QuickJS and QuickJS-ng this is about 3x @noble/hashes' sha256. Unrolling all 64 rounds was ~15%
- * faster but about twice the gzip size; a rolled loop was half the size and ~25% slower.
+ *  - whole blocks are read straight from the input (a DataView: one call per word, a little faster
+ *    and smaller than four byte reads); only the last one or two blocks are copied, for the padding;
+ *    nothing is allocated per block and nothing is kept between calls, so the function is reentrant.
+ * Measured in quickjs-emscripten 0.32 (quickjs and quickjs-ng): about 3x @noble/hashes' sha256.
+ * Unrolling all 64 rounds was 5-10% faster at nearly twice the gzip size; a rolled loop was half the
+ * size and a third slower; keeping the message schedule in an Int32Array cost 20-25%.
  */
 
 /**
- * §4.2.2 constants; never written. They are also the high halves of SHA-512's first 64 constants
- * (§4.2.3), which ./sha512.ts reuses.
+ * floor(p^(1/k) * 2^64) mod 2^64, the first 64 fractional bits of the k-th root of each of the first
+ * `count` primes p, as (high, low) int32 pairs. Newton's method on integers, started above the
+ * root (p < 2^9, so p^(1/k) < 2^ceil(9/k)), descends to the exact floor; no floating point.
  */
-// prettier-ignore
-export const SHA256_K = new Int32Array([
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-]);
+function rootFractions(k: bigint, count: number): Int32Array {
+  const out = new Int32Array(2 * count);
+  for (let n = 2, i = 0, d; i < out.length; n++) {
+    for (d = 2; d * d <= n && n % d; d++);
+    if (d * d <= n) continue; // not prime
+    const scaled = BigInt(n) << (64n * k);
+    let x = 1n << (64n + (8n + k) / k);
+    for (let y; (y = ((k - 1n) * x + scaled / x ** (k - 1n)) / k) < x; ) x = y;
+    out[i++] = Number((x >> 32n) & 0xffffffffn);
+    out[i++] = Number(x & 0xffffffffn);
+  }
+  return out;
+}
+
+/**
+ * SHA-512's constants K (§4.2.3: cube roots of the first 80 primes) and initial hash value H(0)
+ * (§5.3.5: square roots of the first 8 primes), as (high, low) pairs; never written. SHA-256's
+ * (§4.2.2, §5.3.3) are the high halves of their first 64 and 8 words. Derived at load (about 2 ms in
+ * QuickJS) because the spelled-out tables cost ~1.1 KB of the device bundle's gzip budget;
+ * test/sha.test.ts pins them to the FIPS 180-4 tables.
+ */
+export const SHA512_K = rootFractions(3n, 80);
+export const SHA512_IV = rootFractions(2n, 8);
+const K256 = SHA512_K.filter((_, i) => i % 2 === 0);
 
 // `var` throughout: QuickJS checks every read of a let/const binding against its temporal dead
-// zone, which cost 5-13% here.
+// zone, which cost 5-14% here.
 export function sha256(data: Uint8Array): Uint8Array {
-  var K = SHA256_K; // a local: cheaper to read than the module binding
+  var K = K256; // a local: cheaper to read than the module binding
   var length = data.length;
   var fullBlocks = Math.floor(length / 64);
   var rest = length - 64 * fullBlocks;
@@ -46,8 +61,8 @@ export function sha256(data: Uint8Array): Uint8Array {
   tailView.setInt32(tail.length - 4, length << 3); // low 32 bits of 8 * length
 
   // §5.3.3 initial hash value H(0).
-  var h0 = 0x6a09e667, h1 = 0xbb67ae85 | 0, h2 = 0x3c6ef372, h3 = 0xa54ff53a | 0;
-  var h4 = 0x510e527f, h5 = 0x9b05688c | 0, h6 = 0x1f83d9ab, h7 = 0x5be0cd19;
+  var iv = SHA512_IV;
+  var h0 = iv[0], h1 = iv[2], h2 = iv[4], h3 = iv[6], h4 = iv[8], h5 = iv[10], h6 = iv[12], h7 = iv[14];
   var view = new DataView(data.buffer, data.byteOffset, length);
   var blocks = fullBlocks + tail.length / 64;
   for (var block = 0, p = 0; block < blocks; block++, p += 64) {
@@ -75,8 +90,6 @@ export function sha256(data: Uint8Array): Uint8Array {
     var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7, x = 0;
     // Steps 2-3: eight rounds per pass (t = j..j+7).
     for (var j = 0; ; j += 8) {
-      // prettier-ignore
-      {
       h = (h + (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))) + (g ^ (e & (f ^ g))) + K[j] + w0) | 0;
       d = (d + h) | 0;
       h = (h + (((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10))) + ((a & b) | (c & (a | b)))) | 0;
@@ -101,13 +114,10 @@ export function sha256(data: Uint8Array): Uint8Array {
       a = (a + (((f >>> 6) | (f << 26)) ^ ((f >>> 11) | (f << 21)) ^ ((f >>> 25) | (f << 7))) + (h ^ (f & (g ^ h))) + K[j + 7] + w7) | 0;
       e = (e + a) | 0;
       a = (a + (((b >>> 2) | (b << 30)) ^ ((b >>> 13) | (b << 19)) ^ ((b >>> 22) | (b << 10))) + ((b & c) | (d & (b | c)))) | 0;
-      }
       if (j === 56) break;
       // Slide the window by eight: w0..w7 take W(t+8)..W(t+15), and while the schedule lasts
       // (t + 16 < 64) w8..w15 take W(t+16)..W(t+23) = σ1(W(t-2)) + W(t-7) + σ0(W(t-15)) + W(t-16).
       if (j < 48) {
-        // prettier-ignore
-        {
         x = (w0 + (((w14 >>> 17) | (w14 << 15)) ^ ((w14 >>> 19) | (w14 << 13)) ^ (w14 >>> 10)) + w9 + (((w1 >>> 7) | (w1 << 25)) ^ ((w1 >>> 18) | (w1 << 14)) ^ (w1 >>> 3))) | 0;
         w0 = w8;
         w8 = x;
@@ -132,7 +142,6 @@ export function sha256(data: Uint8Array): Uint8Array {
         x = (w7 + (((w13 >>> 17) | (w13 << 15)) ^ ((w13 >>> 19) | (w13 << 13)) ^ (w13 >>> 10)) + w8 + (((w0 >>> 7) | (w0 << 25)) ^ ((w0 >>> 18) | (w0 << 14)) ^ (w0 >>> 3))) | 0;
         w7 = w15;
         w15 = x;
-        }
       } else {
         w0 = w8;
         w1 = w9;
