@@ -87,7 +87,7 @@ for (const f of [`${outdir}/fwseal-verifier.js`, `${outdir}/fwseal-verifier.mjs`
   if (/(^|[;\n}])\s*import\s*[\s{*"'(]/.test(src)) problems.push('import');
   const hostObjects = {
     Buffer: /(?<![\w$.])Buffer\s*[.(]/, TextEncoder: /\bTextEncoder\b/, TextDecoder: /\bTextDecoder\b/,
-    process: /(?<![\w$.])process\s*\./, console: /(?<![\w$.])console\s*\./, timers: /(?<![\w$.])set(Timeout|Interval)\s*\(/,
+    globalThis: /\bglobalThis\b/, process: /(?<![\w$.])process\s*\./, console: /(?<![\w$.])console\s*\./, timers: /(?<![\w$.])set(Timeout|Interval)\s*\(/,
   };
   for (const [name, re] of Object.entries(hostObjects)) if (re.test(src)) problems.push(name);
   if (problems.length) {
