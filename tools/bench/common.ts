@@ -3,9 +3,9 @@
  * Benchmarks report, they never gate: a missed goal is a FAIL line, not a non-zero exit.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, platform, release } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 export const MiB = 1024 * 1024;
 
@@ -207,4 +207,17 @@ export function writeJson(path: string, config: Record<string, unknown>, results
   };
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, JSON.stringify(doc, null, 2) + '\n');
+}
+
+/** .ts files under root/dirs modified after `since` (ms), relative to root. */
+export function newerSources(root: string, dirs: readonly string[], since: number): string[] {
+  const out: string[] = [];
+  for (const d of dirs) {
+    for (const e of readdirSync(join(root, d), { withFileTypes: true, recursive: true })) {
+      if (!e.isFile() || !e.name.endsWith('.ts')) continue;
+      const full = join(e.parentPath, e.name);
+      if (statSync(full).mtimeMs > since) out.push(relative(root, full));
+    }
+  }
+  return out;
 }

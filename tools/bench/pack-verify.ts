@@ -17,7 +17,7 @@ import { pack } from '../../host/pack.js';
 import { signEnvelope } from '../../host/sign.js';
 import { verifyFiles } from '../../host/verify.js';
 import { detKey, makeTrust } from '../../test/support/fixtures.js';
-import { type BenchContext, ChildRunner, MiB, type Row, type Samples, type Section, type SectionResult, type Verdict, row, timeSync, yieldToSignals } from './common.js';
+import { type BenchContext, ChildRunner, MiB, newerSources, type Row, type Samples, type Section, type SectionResult, type Verdict, row, timeSync, yieldToSignals } from './common.js';
 
 const GOAL = 0.9;
 const BLOCK = 16 * MiB;
@@ -65,18 +65,6 @@ function findCli(ctx: BenchContext): { path: string | null; note: string } {
   return { path, note: `CLI: dist/host/cli.js as found (built ${new Date(built).toISOString()})${stale}` };
 }
 
-/** .ts files under root/dirs modified after `since` (ms), relative to root. */
-function newerSources(root: string, dirs: readonly string[], since: number): string[] {
-  const out: string[] = [];
-  for (const d of dirs) {
-    for (const e of readdirSync(join(root, d), { withFileTypes: true, recursive: true })) {
-      if (!e.isFile() || !e.name.endsWith('.ts')) continue;
-      const full = join(e.parentPath, e.name);
-      if (statSync(full).mtimeMs > since) out.push(relative(root, full));
-    }
-  }
-  return out;
-}
 
 type Image = { path: string; bytes: number; signed: string; digests: string };
 

@@ -35,7 +35,7 @@ import { detBytes, detKey, imageTree, makeManifest, makeManifestEnvelope, makeRe
 import {
   QUICKJS_VARIANTS, type QuickJSVariantName, type VerifierVM, loadVerifierInQuickJS, smallestMemoryLimit, xorshift32Bytes,
 } from '../../test/support/quickjs.js';
-import { type BenchContext, MiB, type Row, type Samples, type Section, type SectionResult, type Verdict, msRow, row, timeSync, valueRow, yieldToSignals } from './common.js';
+import { type BenchContext, MiB, newerSources, type Row, type Samples, type Section, type SectionResult, type Verdict, msRow, row, timeSync, valueRow, yieldToSignals } from './common.js';
 
 const SHA_GOAL = 2;
 const MANIFEST_GOAL = 1;
@@ -115,18 +115,6 @@ type Builds = {
   nobleRef: string;
 };
 
-/** .ts files under root/dirs modified after `since` (ms), relative to root. */
-function newerSources(root: string, dirs: readonly string[], since: number): string[] {
-  const out: string[] = [];
-  for (const d of dirs) {
-    for (const e of readdirSync(join(root, d), { withFileTypes: true, recursive: true })) {
-      if (!e.isFile() || !e.name.endsWith('.ts')) continue;
-      const full = join(e.parentPath, e.name);
-      if (statSync(full).mtimeMs > since) out.push(relative(root, full));
-    }
-  }
-  return out;
-}
 
 async function makeBuilds(ctx: BenchContext): Promise<Builds> {
   const { repoRoot, tmpDir } = ctx;
