@@ -49,6 +49,21 @@ export const CODES = Object.freeze({
   DIGEST_PAGE_MISMATCH: 406,
   VERIFIER_CLOSED: 407,
 
+  // 5xx flash and update agent: what happens on the device around the verifier.
+  FLASH_MISALIGNED: 500,
+  FLASH_OUT_OF_RANGE: 501,
+  FLASH_NOT_ERASED: 502,
+  FLASH_WRITE_FAILED: 503,
+  FLASH_ERASE_FAILED: 504,
+  FLASH_READBACK_MISMATCH: 505,
+  STATE_CORRUPT: 506,
+  COUNTER_EXHAUSTED: 507,
+  AGENT_BUSY: 508,
+  AGENT_BAD_STATE: 509,
+  SLOT_TOO_SMALL: 510,
+  NOT_CONFIRMED: 511,
+  BOOT_IMAGE_INVALID: 512,
+
   // 8xx host: the host tools' own failures (never sent by a device).
   USAGE: 800,
   IO: 801,

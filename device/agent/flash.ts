@@ -1,0 +1,44 @@
+/**
+ * The flash the update agent writes (SPEC.md §11). Models NOR/NAND-like parts: erase works on
+ * whole erase blocks and sets every byte to `erasedValue`; a program operation writes `writeAlign`-
+ * aligned data onto erased bytes only (no write without erase); reads return what is there.
+ *
+ * Implementations: device/sim/flash.ts (in memory, with fault injection: power cut before the Nth
+ * operation, torn writes, bit flips, bad blocks) and device/node/file-flash.ts (a file or block
+ * device). A power cut surfaces as a thrown PowerCut: the caller's state machine stops wherever it
+ * was, and a new agent boots over the same flash.
+ */
+export type FlashGeometry = {
+  /** Total bytes. */
+  readonly size: number;
+  /** Erase granularity in bytes (a power of two, e.g. 4096). */
+  readonly eraseBlockSize: number;
+  /** Program granularity: write offsets and lengths are multiples of this (e.g. 4 or 8). */
+  readonly writeAlign: number;
+  /** The value of an erased byte (0xff on NOR). */
+  readonly erasedValue: number;
+};
+
+export interface Flash extends FlashGeometry {
+  read(offset: number, length: number): Uint8Array;
+  /** Erase [offset, offset + length): both multiples of eraseBlockSize. */
+  erase(offset: number, length: number): void;
+  /** Program data at offset (aligned; every target byte must be erased). */
+  write(offset: number, data: Uint8Array): void;
+}
+
+/** The power went away before or during a flash operation (simulation only). */
+export class PowerCut extends Error {
+  constructor(readonly operation: number) {
+    super(`power cut at flash operation ${operation}`);
+    this.name = 'PowerCut';
+  }
+}
+
+/** A flash operation failed (bad block, misuse): carries a code from the 5xx group of shared/codes.ts. */
+export class FlashError extends Error {
+  constructor(readonly codeName: 'FLASH_MISALIGNED' | 'FLASH_OUT_OF_RANGE' | 'FLASH_NOT_ERASED' | 'FLASH_WRITE_FAILED' | 'FLASH_ERASE_FAILED', message: string) {
+    super(message);
+    this.name = 'FlashError';
+  }
+}
