@@ -13,6 +13,9 @@
  *     ? 7: bstr .size 32,    ; digest of the installed (confirmed) manifest payload
  *     ? 8: bstr .size 32,    ; digest of a manifest installed and pending its trial boot
  *     9: uint,               ; trial boots used by the pending image
+ *     ? 10: 0 / 1,           ; active slot (A = 0, B = 1); absent = 0 (SPEC.md §11)
+ *     ? 11: bstr .size 32,   ; digest of a manifest whose download into the inactive slot is in progress
+ *     ? 12: uint,            ; code of the last update/boot failure (e.g. NOT_CONFIRMED after a revert)
  *   }
  */
 import { type CborKey, type Encodable, encodeCbor } from './cbor.js';
@@ -24,6 +27,7 @@ import { parsePayload, payloadHeader } from './payload.js';
 
 export const STATE_KEY = Object.freeze({
   sequence: 2, deviceClass: 3, securityCounter: 4, trustVersion: 5, revocationVersion: 6, installed: 7, pending: 8, trialBoots: 9,
+  activeSlot: 10, downloading: 11, lastError: 12,
 });
 
 export type DeviceStateRecord = {
@@ -35,6 +39,12 @@ export type DeviceStateRecord = {
   readonly installed?: Uint8Array;
   readonly pending?: Uint8Array;
   readonly trialBoots: number;
+  /** Slot holding the installed (confirmed) image: 0 (A) or 1 (B); absent means 0. */
+  readonly activeSlot?: number;
+  /** Manifest digest of a download in progress into the inactive slot. */
+  readonly downloading?: Uint8Array;
+  /** Numeric code (shared/codes.ts) of the last update or boot failure, for reporting. */
+  readonly lastError?: number;
 };
 
 export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceStateRecord }> {
@@ -42,6 +52,9 @@ export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceState
     const K = STATE_KEY;
     const installed = f.optional(K.installed);
     const pending = f.optional(K.pending);
+    const activeSlot = f.optional(K.activeSlot);
+    const downloading = f.optional(K.downloading);
+    const lastError = f.optional(K.lastError);
     return Object.freeze({
       sequence: asUint(f.required(K.sequence, 'sequence'), 'sequence', 0, LIMITS.maxCounter),
       deviceClass: asText(f.required(K.deviceClass, 'device class'), 'device class', LIMITS.maxDeviceClassBytes, DEVICE_CLASS_PATTERN),
@@ -51,6 +64,9 @@ export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceState
       ...(installed !== undefined ? { installed: asBytes(installed, 'installed digest', DIGEST_BYTES) } : {}),
       ...(pending !== undefined ? { pending: asBytes(pending, 'pending digest', DIGEST_BYTES) } : {}),
       trialBoots: asUint(f.required(K.trialBoots, 'trial boots'), 'trial boots', 0, 255),
+      ...(activeSlot !== undefined ? { activeSlot: asUint(activeSlot, 'active slot', 0, 1) } : {}),
+      ...(downloading !== undefined ? { downloading: asBytes(downloading, 'downloading digest', DIGEST_BYTES) } : {}),
+      ...(lastError !== undefined ? { lastError: asUint(lastError, 'last error', 0, 65535) } : {}),
     });
   });
 }
@@ -64,6 +80,9 @@ export function encodeStateRecord(s: DeviceStateRecord): Uint8Array {
   ];
   if (s.installed) entries.push([K.installed, s.installed]);
   if (s.pending) entries.push([K.pending, s.pending]);
+  if (s.activeSlot !== undefined) entries.push([K.activeSlot, s.activeSlot]);
+  if (s.downloading) entries.push([K.downloading, s.downloading]);
+  if (s.lastError !== undefined) entries.push([K.lastError, s.lastError]);
   const bytes = encodeCbor(new Map(entries));
   const check = parseStateRecord(bytes);
   if (!check.ok) throw new RangeError(`state record rejected: ${check.error}${check.detail ? ' (' + check.detail + ')' : ''}`);

@@ -1,0 +1,99 @@
+/**
+ * Slot helpers shared by the update agent and the boot agent (SPEC.md §11): the manifest area of a
+ * slot, re-verification of a stored manifest with the one verifier, and the whole-slot image check
+ * streamed from flash. PowerCut propagates; FlashError becomes a code.
+ */
+import { bytesEqual } from '../../shared/bytes.js';
+import { type Result, fail, ok } from '../../shared/codes.js';
+import { LIMITS } from '../../shared/limits.js';
+import { type Manifest } from '../../shared/manifest.js';
+import { type DeviceStateRecord } from '../../shared/state.js';
+import { type DeviceState, type VerifiedManifest } from '../verify/manifest.js';
+import { type Verifier } from '../verifier.js';
+import { type Flash } from './flash.js';
+import { type Layout, MANIFEST_HEADER_BYTES } from './layout.js';
+import { flashResult } from './state-store.js';
+
+/** What the device keeps outside the state record: its trust bundle and stored revocation list. */
+export type TrustStore = { readonly trust: Uint8Array; readonly revocations?: Uint8Array };
+
+export function deviceStateOf(record: DeviceStateRecord, store: TrustStore): DeviceState {
+  return {
+    deviceClass: record.deviceClass,
+    counter: record.securityCounter,
+    trustVersion: record.trustVersion,
+    revocationVersion: record.revocationVersion,
+    ...(store.revocations !== undefined ? { revocations: store.revocations } : {}),
+  };
+}
+
+export const activeSlotOf = (record: DeviceStateRecord): 0 | 1 => (record.activeSlot === 1 ? 1 : 0);
+export const inactiveSlotOf = (record: DeviceStateRecord): 0 | 1 => (record.activeSlot === 1 ? 0 : 1);
+
+/** [len u32 LE][envelope] padded to writeAlign with the erased value. */
+export function encodeManifestArea(envelope: Uint8Array, flash: Pick<Flash, 'writeAlign' | 'erasedValue'>): Uint8Array {
+  const length = Math.ceil((MANIFEST_HEADER_BYTES + envelope.length) / flash.writeAlign) * flash.writeAlign;
+  const out = new Uint8Array(length).fill(flash.erasedValue);
+  const n = envelope.length;
+  out[0] = n & 0xff;
+  out[1] = (n >>> 8) & 0xff;
+  out[2] = (n >>> 16) & 0xff;
+  out[3] = n >>> 24;
+  out.set(envelope, MANIFEST_HEADER_BYTES);
+  return out;
+}
+
+/** Erase a slot's manifest area and store an envelope in it (read back). */
+export function writeManifestArea(flash: Flash, layout: Layout, slot: 0 | 1, envelope: Uint8Array): Result {
+  const region = layout.manifests[slot];
+  const bytes = encodeManifestArea(envelope, flash);
+  if (bytes.length > region.size) return fail('TOO_LARGE', 'envelope does not fit the manifest area');
+  const r = flashResult(() => {
+    flash.erase(region.offset, region.size);
+    flash.write(region.offset, bytes);
+    return { back: flash.read(region.offset, bytes.length) };
+  });
+  if (!r.ok) return r;
+  return bytesEqual(r.back, bytes) ? ok({}) : fail('FLASH_READBACK_MISMATCH', `manifest area ${slot}`);
+}
+
+/** The envelope stored in a slot's manifest area (not yet verified), or a failure. */
+export function readManifestArea(flash: Flash, layout: Layout, slot: 0 | 1): Result<{ envelope: Uint8Array }> {
+  const region = layout.manifests[slot];
+  const head = flashResult(() => ({ bytes: flash.read(region.offset, MANIFEST_HEADER_BYTES) }));
+  if (!head.ok) return head;
+  const h = head.bytes;
+  const n = (h[0] | (h[1] << 8) | (h[2] << 16) | (h[3] << 24)) >>> 0;
+  if (n === 0 || n > LIMITS.maxEnvelopeBytes || MANIFEST_HEADER_BYTES + n > region.size) return fail('MALFORMED', `manifest area ${slot} is empty or damaged`);
+  return flashResult(() => ({ envelope: flash.read(region.offset + MANIFEST_HEADER_BYTES, n) }));
+}
+
+/**
+ * Re-verify the manifest stored for a slot with the one verifier against the current trust,
+ * revocations and state, and check it is the manifest the state record names (`expected`).
+ */
+export function verifyStoredManifest(
+  verifier: Verifier, flash: Flash, layout: Layout, slot: 0 | 1, record: DeviceStateRecord, store: TrustStore, expected: Uint8Array,
+): Result<VerifiedManifest> {
+  const area = readManifestArea(flash, layout, slot);
+  if (!area.ok) return area;
+  const vm = verifier.verifyManifest(area.envelope, store.trust, deviceStateOf(record, store));
+  if (!vm.ok) return vm;
+  if (!bytesEqual(vm.manifestDigest, expected)) return fail('BOOT_IMAGE_INVALID', `manifest area ${slot} holds another manifest`);
+  return vm;
+}
+
+/** Stream the slot's image from flash through imageVerifier (one chunk of RAM at a time). */
+export function verifySlotImage(verifier: Verifier, flash: Flash, layout: Layout, slot: 0 | 1, manifest: Manifest): Result {
+  const region = layout.slots[slot];
+  if (manifest.imageSize > region.size) return fail('SLOT_TOO_SMALL', `image of ${manifest.imageSize} bytes in a slot of ${region.size}`);
+  const iv = verifier.imageVerifier(manifest);
+  for (let at = 0; at < manifest.imageSize; at += manifest.chunkSize) {
+    const length = Math.min(manifest.chunkSize, manifest.imageSize - at);
+    const piece = flashResult(() => ({ bytes: flash.read(region.offset + at, length) }));
+    if (!piece.ok) return piece;
+    const u = iv.update(piece.bytes);
+    if (!u.ok) return u;
+  }
+  return iv.finish();
+}
