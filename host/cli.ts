@@ -11,8 +11,9 @@ import { type Command, type Io, parse } from './commands/common.js';
 import { keygen } from './commands/keys.js';
 import { revoke, trustInit, trustRotate } from './commands/trust.js';
 import { inspectCmd, packCmd, signCmd, verifyCmd } from './commands/release.js';
+import { devicePowercutSweep, deviceProvision, deviceRun } from './commands/device.js';
 
-export const COMMANDS: readonly Command[] = [keygen, trustInit, trustRotate, packCmd, signCmd, verifyCmd, revoke, inspectCmd];
+export const COMMANDS: readonly Command[] = [keygen, trustInit, trustRotate, packCmd, signCmd, verifyCmd, revoke, inspectCmd, deviceProvision, deviceRun, devicePowercutSweep];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

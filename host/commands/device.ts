@@ -1,0 +1,218 @@
+/**
+ * `fwseal device ...`: the update agent and boot agent on a Linux gateway (flash as a file or block
+ * device under --state DIR), and the power-cut sweep. The transport here is local files
+ * (a manifest, its image and the digest table written by pack); the MQTT transport comes with the
+ * OTA issue.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { toHex } from '../../shared/bytes.js';
+import { type CodeName, type Result } from '../../shared/codes.js';
+import { LIMITS } from '../../shared/limits.js';
+import { encodeManifest } from '../../shared/manifest.js';
+import { inclusionProof, merkleRoot } from '../../shared/merkle.js';
+import { encodeTrustBundle } from '../../shared/trust.js';
+import { UpdateAgent, provision } from '../../device/agent/agent.js';
+import { boot } from '../../device/agent/boot.js';
+import { createLayout, layoutBytes } from '../../device/agent/layout.js';
+import { loadState } from '../../device/agent/state-store.js';
+import { powercutSweep } from '../../device/agent/sweep.js';
+import { openFileFlash } from '../../device/node/file-flash.js';
+import { createVerifier, parseEnvelope, parseManifest } from '../../device/index.js';
+import { FwsealError } from '../errors.js';
+import { LeafHasher, nodeSha256 } from '../hash.js';
+import { readFileLimited, writeFileAtomic } from '../io.js';
+import { signingKeyFromSeed } from '../keys.js';
+import { signPayload } from '../sign.js';
+import { type Command, type Parsed, int, json, noPositionals, str } from './common.js';
+
+const DEVICE_FILE = 'device.json';
+const FLASH_FILE = 'flash.img';
+const IMAGE_MAX = 1 << 30;
+const hostVerifier = createVerifier({ sha256: nodeSha256 });
+
+type DeviceConfig = { deviceClass: string; eraseBlockSize: number; writeAlign: number; erasedValue: number; slotSize: number; size: number; maxTrialBoots: number };
+
+function check<T extends object>(r: Result<T>, context: string): T {
+  if (!r.ok) throw new FwsealError(r.error as Exclude<CodeName, 'OK'>, `${context}${r.detail ? ': ' + r.detail : ''}`);
+  return r as unknown as T;
+}
+
+function openDevice(stateDir: string, create?: Omit<DeviceConfig, 'size'>) {
+  const cfgPath = join(stateDir, DEVICE_FILE);
+  let cfg: DeviceConfig;
+  if (create) {
+    if (existsSync(cfgPath)) throw new FwsealError('IO', `${stateDir} already holds a device; refusing to overwrite it`);
+    mkdirSync(stateDir, { recursive: true });
+    cfg = { ...create, size: layoutBytes(create.eraseBlockSize, create.writeAlign, create.slotSize) };
+    writeFileAtomic(cfgPath, JSON.stringify(cfg, null, 2) + '\n');
+  } else {
+    if (!existsSync(cfgPath)) throw new FwsealError('IO', `${stateDir} holds no device (run fwseal device provision first)`);
+    cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as DeviceConfig;
+  }
+  const geometry = { size: cfg.size, eraseBlockSize: cfg.eraseBlockSize, writeAlign: cfg.writeAlign, erasedValue: cfg.erasedValue };
+  const flash = openFileFlash(join(stateDir, FLASH_FILE), geometry, { create: !!create });
+  const layout = createLayout(geometry, { slotSize: cfg.slotSize });
+  return { cfg, flash, layout };
+}
+
+function trustInputs(p: Parsed) {
+  const trust = readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle');
+  const rl = str(p, 'revocations');
+  return { trust, ...(rl ? { revocations: readFileLimited(rl, LIMITS.maxEnvelopeBytes, 'revocation list') } : {}) };
+}
+
+export const deviceProvision: Command = {
+  name: 'device provision',
+  summary: 'create a simulated device (flash file under --state) with a factory image',
+  usage: `fwseal device provision --state DIR --trust trust.cbor --device-class CLASS --manifest M.cose --image IMAGE
+    [--slot-size BYTES] [--erase-block BYTES] [--max-trial-boots N] [--json]
+
+Creates DIR/flash.img (state records, manifest areas, progress area, slots A and B) and writes the
+verified factory image to slot A, confirmed, with the security counter of its manifest.`,
+  options: {
+    state: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, 'device-class': { type: 'string' },
+    manifest: { type: 'string' }, image: { type: 'string' }, 'slot-size': { type: 'string' }, 'erase-block': { type: 'string' },
+    'max-trial-boots': { type: 'string' }, json: { type: 'boolean' },
+  },
+  run(p, io) {
+    noPositionals(p);
+    const store = trustInputs(p);
+    const envelope = readFileLimited(str(p, 'manifest', true), LIMITS.maxEnvelopeBytes, 'manifest');
+    const image = readFileLimited(str(p, 'image', true), IMAGE_MAX, 'image');
+    const eraseBlockSize = int(p, 'erase-block', 512, 1 << 20, 4096);
+    const slotSize = int(p, 'slot-size', eraseBlockSize, IMAGE_MAX, Math.max(eraseBlockSize, Math.ceil((image.length * 2) / eraseBlockSize) * eraseBlockSize));
+    if (slotSize % eraseBlockSize !== 0) throw new FwsealError('USAGE', '--slot-size must be a multiple of --erase-block');
+    const deviceClass = str(p, 'device-class', true);
+    const { flash, layout } = openDevice(str(p, 'state', true), { deviceClass, eraseBlockSize, writeAlign: 8, erasedValue: 0xff, slotSize, maxTrialBoots: int(p, 'max-trial-boots', 1, 255, 2) });
+    try {
+      const r = check(provision(flash, layout, { ...store, deviceClass, envelope, image, verifier: hostVerifier }), 'provision');
+      if (p.values.json) json(io, { ok: true, counter: r.state.securityCounter, slot: 0 });
+      else io.stdout(`provisioned: slot A holds the factory image, security counter ${r.state.securityCounter}\n`);
+      return 0;
+    } finally {
+      flash.close();
+    }
+  },
+};
+
+export const deviceRun: Command = {
+  name: 'device run',
+  summary: 'run the update agent on a device under --state: boot, update from local files, trial boot',
+  usage: `fwseal device run --state DIR --trust trust.cbor --update M.cose --image IMAGE
+    [--revocations RL.cbor] [--confirm] [--json]
+
+Boots (the boot agent verifies the slot it runs), verifies the manifest before anything is written,
+writes only verified chunks to the inactive slot (resuming a download a reset interrupted), verifies
+the whole slot, marks it pending and boots it on trial. With --confirm the application confirms the
+trial image, and only then the security counter is raised. Exit 1 when the update is rejected.`,
+  options: {
+    state: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, update: { type: 'string' },
+    image: { type: 'string' }, confirm: { type: 'boolean' }, json: { type: 'boolean' },
+  },
+  run(p, io) {
+    noPositionals(p);
+    const store = trustInputs(p);
+    const envelope = readFileLimited(str(p, 'update', true), LIMITS.maxEnvelopeBytes, 'manifest');
+    const imagePath = str(p, 'image', true);
+    const { cfg, flash, layout } = openDevice(str(p, 'state', true));
+    const steps: string[] = [];
+    try {
+      const first = boot(flash, layout, store.trust, { maxTrialBoots: cfg.maxTrialBoots, verifier: hostVerifier, ...(store.revocations ? { revocations: store.revocations } : {}) });
+      steps.push(`boot: slot ${first.slot} ${first.version ?? ''}${first.trial ? ' on trial' : ''} (${first.error})`);
+      if (first.slot === null) return finish(false, first.error, first.code);
+      const agent = new UpdateAgent({ flash, layout, ...store, verifier: hostVerifier });
+      if (first.trial) {
+        // A trial image is running (a previous run installed it): the application confirms it, or not.
+        if (!p.values.confirm) return finish(true, 'OK', 0);
+        const c = agent.confirm();
+        if (!c.ok) return finish(false, c.error, c.code);
+        steps.push(`confirmed: security counter ${c.counter}`);
+        return finish(true, 'OK', 0);
+      }
+      const begin = agent.beginUpdate(envelope);
+      if (!begin.ok) return finish(false, begin.error, begin.code);
+      steps.push(`manifest verified; ${begin.missing} of ${begin.chunks} chunks to fetch${begin.resumed ? ' (resumed)' : ''}`);
+      // Local transport: chunks and their inclusion proofs from the image file.
+      const env = parseEnvelope(envelope);
+      const m = env.ok ? parseManifest(env.envelope.payload) : null;
+      if (!m || !m.ok) throw new FwsealError('INTERNAL', 'verified manifest did not parse');
+      const image = readFileLimited(imagePath, IMAGE_MAX, 'image');
+      const leafList = leavesOf(image, m.value.chunkSize);
+      for (const i of agent.missingChunks()) {
+        const chunk = image.subarray(i * m.value.chunkSize, Math.min(image.length, (i + 1) * m.value.chunkSize));
+        const proof = inclusionProof(nodeSha256, leafList, i);
+        const buf = new Uint8Array(proof.length * 32);
+        proof.forEach((n, k) => buf.set(n, k * 32));
+        const w = agent.writeChunk(i, chunk, buf);
+        if (!w.ok) return finish(false, w.error, w.code);
+      }
+      const done = agent.finishDownload();
+      if (!done.ok) return finish(false, done.error, done.code);
+      steps.push(`slot ${done.slot} verified and pending`);
+      const trial = boot(flash, layout, store.trust, { maxTrialBoots: cfg.maxTrialBoots, verifier: hostVerifier, ...(store.revocations ? { revocations: store.revocations } : {}) });
+      steps.push(`boot: slot ${trial.slot} ${trial.version ?? ''}${trial.trial ? ' on trial' : ''} (${trial.error})`);
+      if (p.values.confirm) {
+        const c = agent.confirm();
+        if (!c.ok) return finish(false, c.error, c.code);
+        steps.push(`confirmed: security counter ${c.counter}`);
+      }
+      return finish(true, 'OK', 0);
+    } finally {
+      flash.close();
+    }
+
+    function finish(okay: boolean, error: string, code: number): number {
+      const st = loadState(flash, layout);
+      const state = st.ok ? { counter: st.record.securityCounter, activeSlot: st.record.activeSlot ?? 0, pending: !!st.record.pending, trialBoots: st.record.trialBoots } : null;
+      if (p.values.json) json(io, { ok: okay, code, error, steps, state });
+      else io.stdout(`${steps.map((s) => '  ' + s).join('\n')}\n${okay ? 'DONE' : `REJECTED ${error} (code ${code})`}${state ? `: counter ${state.counter}, active slot ${state.activeSlot}${state.pending ? ', trial image pending confirmation' : ''}` : ''}\n`);
+      return okay ? 0 : 1;
+    }
+  },
+};
+
+export const devicePowercutSweep: Command = {
+  name: 'device powercut-sweep',
+  summary: 'cut power before (and in the middle of) every flash operation of an update, then boot',
+  usage: `fwseal device powercut-sweep [--image-size BYTES] [--step N] [--no-torn] [--json]
+
+Runs a complete update of a simulated device (old image confirmed, new image of --image-size,
+default 65536) and counts its N flash operations; then for k = 1..N replays it with the power cut
+before operation k, and with operation k torn half-way, boots, and finishes the update. Checks every
+time that the device boots a valid signed image (old or new), never an unverified one, and that the
+security counter never regresses. Prints N and the outcome counts; exit 1 on any violation.
+Throwaway keys are generated for the run.`,
+  options: { 'image-size': { type: 'string' }, step: { type: 'string' }, 'no-torn': { type: 'boolean' }, json: { type: 'boolean' } },
+  run(p, io) {
+    noPositionals(p);
+    const imageSize = int(p, 'image-size', 4096, 64 << 20, 65536);
+    const step = int(p, 'step', 1, 1 << 20, 1);
+    const [A, B, R1, R2] = ['A', 'B', 'R1', 'R2'].map((n) => signingKeyFromSeed(n, randomBytes(32)));
+    const trust = signPayload(encodeTrustBundle({ version: 1, root: { threshold: 2, keys: [A.publicKey, B.publicKey] }, release: { threshold: 2, keys: [R1.publicKey, R2.publicKey] } }), [A, B]);
+    const release = (version: string, counter: number) => {
+      const image = new Uint8Array(randomBytes(imageSize));
+      const manifest = { deviceClass: 'sweep-device', version, securityCounter: counter, imageSize, chunkSize: 4096, merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leavesOf(image, 4096))), created: 0 };
+      return { envelope: signPayload(encodeManifest(manifest), [R1, R2]), image };
+    };
+    const t0 = Date.now();
+    const report = powercutSweep({ trust, deviceClass: 'sweep-device', old: release('1.0.0', 1), next: release('2.0.0', 2), step, torn: !p.values['no-torn'], verifier: hostVerifier });
+    const seconds = (Date.now() - t0) / 1000;
+    if (p.values.json) json(io, { ...report, seconds, trustKeyIds: [A, B].map((k) => toHex(k.keyId)) });
+    else {
+      io.stdout(`image ${report.imageSize} bytes: N = ${report.operations} flash operations per update; ${report.runs} replays in ${seconds.toFixed(1)} s\n`);
+      for (const [k, v] of Object.entries(report.outcomes)) io.stdout(`  ${k.padEnd(20)} ${v}\n`);
+      io.stdout(report.violations.length === 0 ? 'violations: 0\n' : `violations: ${report.violations.length}\n${report.violations.slice(0, 20).map((v) => `  k=${v.k} ${v.mode}: ${v.message}`).join('\n')}\n`);
+    }
+    return report.violations.length === 0 ? 0 : 1;
+  },
+};
+
+/** Leaf hashes of an in-memory image. */
+function leavesOf(image: Uint8Array, chunkSize: number): Uint8Array[] {
+  const hasher = new LeafHasher(chunkSize);
+  const leaves: Uint8Array[] = [];
+  for (let o = 0; o < image.length; o += chunkSize) leaves.push(new Uint8Array(hasher.leaf(image.subarray(o, o + chunkSize))));
+  return leaves;
+}
