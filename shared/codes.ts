@@ -64,6 +64,10 @@ export const CODES = Object.freeze({
   NOT_CONFIRMED: 511,
   BOOT_IMAGE_INVALID: 512,
 
+  // 6xx transport: getting the bytes to the device.
+  TRANSPORT_UNAVAILABLE: 600,
+  TRANSPORT_TIMEOUT: 601,
+
   // 8xx host: the host tools' own failures (never sent by a device).
   USAGE: 800,
   IO: 801,

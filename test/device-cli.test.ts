@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CODES } from '../shared/codes.js';
-import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { concatBytes } from '../shared/bytes.js';
+import { encodeDigestTable } from '../host/digests.js';
+import { detBytes, imageTree, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 
 const cli = join(__dirname, '..', 'dist', 'host', 'cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-device-'));
@@ -20,6 +22,7 @@ const release = (name: string, version: string, counter: number, size: number) =
   const image = detBytes(size, name);
   writeFileSync(join(dir, `${name}.bin`), image);
   writeFileSync(join(dir, `${name}.cose`), makeManifestEnvelope(makeManifest(image, { version, securityCounter: counter }), [w.R1, w.R2]));
+  writeFileSync(join(dir, `${name}.digests`), encodeDigestTable(concatBytes(...imageTree(image, 4096).leaves)));
   return image;
 };
 writeFileSync(join(dir, 'trust.cbor'), w.trust);
@@ -47,7 +50,7 @@ describe('fwseal device', () => {
     expect(downgrade.status).toBe(1);
     expect(downgrade.json().code).toBe(CODES.ROLLBACK);
 
-    const tampered = run('device', 'run', ...base, '--update', 'v3.cose', '--image', 'v3-bad.bin', '--json');
+    const tampered = run('device', 'run', ...base, '--update', 'v3.cose', '--image', 'v3-bad.bin', '--digests', 'v3.digests', '--json');
     expect(tampered.status).toBe(1);
     expect(tampered.json().code).toBe(CODES.CHUNK_DIGEST_MISMATCH);
     expect(tampered.json().state).toMatchObject({ counter: 8, activeSlot: 1 });

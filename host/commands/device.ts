@@ -11,13 +11,16 @@ import { toHex } from '../../shared/bytes.js';
 import { type CodeName, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { encodeManifest } from '../../shared/manifest.js';
-import { inclusionProof, merkleRoot } from '../../shared/merkle.js';
+import { merkleRoot } from '../../shared/merkle.js';
 import { encodeTrustBundle } from '../../shared/trust.js';
 import { UpdateAgent, provision } from '../../device/agent/agent.js';
 import { boot } from '../../device/agent/boot.js';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
 import { loadState } from '../../device/agent/state-store.js';
 import { powercutSweep } from '../../device/agent/sweep.js';
+import { driveDownload } from '../../device/agent/driver.js';
+import { openFileTransport } from '../../device/node/file-transport.js';
+import { digestTablePath } from './release.js';
 import { openFileFlash } from '../../device/node/file-flash.js';
 import { createVerifier, parseEnvelope, parseManifest } from '../../device/index.js';
 import { FwsealError } from '../errors.js';
@@ -101,7 +104,7 @@ export const deviceRun: Command = {
   name: 'device run',
   summary: 'run the update agent on a device under --state: boot, update from local files, trial boot',
   usage: `fwseal device run --state DIR --trust trust.cbor --update M.cose --image IMAGE
-    [--revocations RL.cbor] [--confirm] [--json]
+    [--digests M.digests] [--revocations RL.cbor] [--confirm] [--json]
 
 Boots (the boot agent verifies the slot it runs), verifies the manifest before anything is written,
 writes only verified chunks to the inactive slot (resuming a download a reset interrupted), verifies
@@ -109,7 +112,7 @@ the whole slot, marks it pending and boots it on trial. With --confirm the appli
 trial image, and only then the security counter is raised. Exit 1 when the update is rejected.`,
   options: {
     state: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, update: { type: 'string' },
-    image: { type: 'string' }, confirm: { type: 'boolean' }, json: { type: 'boolean' },
+    image: { type: 'string' }, digests: { type: 'string' }, confirm: { type: 'boolean' }, json: { type: 'boolean' },
   },
   run(p, io) {
     noPositionals(p);
@@ -134,19 +137,17 @@ trial image, and only then the security counter is raised. Exit 1 when the updat
       const begin = agent.beginUpdate(envelope);
       if (!begin.ok) return finish(false, begin.error, begin.code);
       steps.push(`manifest verified; ${begin.missing} of ${begin.chunks} chunks to fetch${begin.resumed ? ' (resumed)' : ''}`);
-      // Local transport: chunks and their inclusion proofs from the image file.
+      // Local transport: the image file and its digest table (pages proven against the signed root).
       const env = parseEnvelope(envelope);
       const m = env.ok ? parseManifest(env.envelope.payload) : null;
       if (!m || !m.ok) throw new FwsealError('INTERNAL', 'verified manifest did not parse');
-      const image = readFileLimited(imagePath, IMAGE_MAX, 'image');
-      const leafList = leavesOf(image, m.value.chunkSize);
-      for (const i of agent.missingChunks()) {
-        const chunk = image.subarray(i * m.value.chunkSize, Math.min(image.length, (i + 1) * m.value.chunkSize));
-        const proof = inclusionProof(nodeSha256, leafList, i);
-        const buf = new Uint8Array(proof.length * 32);
-        proof.forEach((n, k) => buf.set(n, k * 32));
-        const w = agent.writeChunk(i, chunk, buf);
-        if (!w.ok) return finish(false, w.error, w.code);
+      const transport = openFileTransportChecked(imagePath, str(p, 'digests') ?? digestTablePath(str(p, 'update', true)), m.value.chunkSize);
+      try {
+        const d = driveDownload(agent, transport, { retries: 2 });
+        if (!d.ok) return finish(false, d.error, d.code);
+        steps.push(`fetched ${d.fetchedChunks} chunks and ${d.fetchedPages} digest pages; ${d.rejected} rejected`);
+      } finally {
+        transport.close();
       }
       const done = agent.finishDownload();
       if (!done.ok) return finish(false, done.error, done.code);
@@ -208,6 +209,16 @@ Throwaway keys are generated for the run.`,
     return report.violations.length === 0 ? 0 : 1;
   },
 };
+
+function openFileTransportChecked(imagePath: string, digestsPath: string, chunkSize: number) {
+  if (!existsSync(imagePath)) throw new FwsealError('IO', `no image ${imagePath}`);
+  if (!existsSync(digestsPath)) throw new FwsealError('IO', `no digest table ${digestsPath} (written by fwseal pack; or give --digests)`);
+  try {
+    return openFileTransport(imagePath, digestsPath, chunkSize);
+  } catch (e) {
+    throw new FwsealError('IO', (e as Error).message);
+  }
+}
 
 /** Leaf hashes of an in-memory image. */
 function leavesOf(image: Uint8Array, chunkSize: number): Uint8Array[] {
