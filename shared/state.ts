@@ -16,6 +16,10 @@
  *     ? 10: 0 / 1,           ; active slot (A = 0, B = 1); absent = 0 (SPEC.md §11)
  *     ? 11: bstr .size 32,   ; digest of a manifest whose download into the inactive slot is in progress
  *     ? 12: uint,            ; code of the last update/boot failure (e.g. NOT_CONFIRMED after a revert)
+ *     ? 13: 0 / 1,           ; trust area holding the device's current trust bundle (SPEC.md §11)
+ *     ? 14: bstr .size 32,   ; SHA-256 of that stored trust bundle envelope
+ *     ? 15: 0 / 1,           ; revocation area holding the device's current revocation list
+ *     ? 16: bstr .size 32,   ; SHA-256 of that stored revocation list envelope
  *   }
  */
 import { type CborKey, type Encodable, encodeCbor } from './cbor.js';
@@ -27,7 +31,7 @@ import { parsePayload, payloadHeader } from './payload.js';
 
 export const STATE_KEY = Object.freeze({
   sequence: 2, deviceClass: 3, securityCounter: 4, trustVersion: 5, revocationVersion: 6, installed: 7, pending: 8, trialBoots: 9,
-  activeSlot: 10, downloading: 11, lastError: 12,
+  activeSlot: 10, downloading: 11, lastError: 12, trustArea: 13, trustDigest: 14, revocationArea: 15, revocationDigest: 16,
 });
 
 export type DeviceStateRecord = {
@@ -45,6 +49,14 @@ export type DeviceStateRecord = {
   readonly downloading?: Uint8Array;
   /** Numeric code (shared/codes.ts) of the last update or boot failure, for reporting. */
   readonly lastError?: number;
+  /** Trust area (0 or 1) holding the current trust bundle; absent: none stored (the factory value applies). */
+  readonly trustArea?: number;
+  /** SHA-256 of the stored trust bundle envelope (the area must hold exactly it). */
+  readonly trustDigest?: Uint8Array;
+  /** Revocation area (0 or 1) holding the current revocation list; absent: none stored. */
+  readonly revocationArea?: number;
+  /** SHA-256 of the stored revocation list envelope. */
+  readonly revocationDigest?: Uint8Array;
 };
 
 export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceStateRecord }> {
@@ -55,6 +67,10 @@ export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceState
     const activeSlot = f.optional(K.activeSlot);
     const downloading = f.optional(K.downloading);
     const lastError = f.optional(K.lastError);
+    const trustArea = f.optional(K.trustArea);
+    const trustDigest = f.optional(K.trustDigest);
+    const revocationArea = f.optional(K.revocationArea);
+    const revocationDigest = f.optional(K.revocationDigest);
     return Object.freeze({
       sequence: asUint(f.required(K.sequence, 'sequence'), 'sequence', 0, LIMITS.maxCounter),
       deviceClass: asText(f.required(K.deviceClass, 'device class'), 'device class', LIMITS.maxDeviceClassBytes, DEVICE_CLASS_PATTERN),
@@ -67,6 +83,10 @@ export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceState
       ...(activeSlot !== undefined ? { activeSlot: asUint(activeSlot, 'active slot', 0, 1) } : {}),
       ...(downloading !== undefined ? { downloading: asBytes(downloading, 'downloading digest', DIGEST_BYTES) } : {}),
       ...(lastError !== undefined ? { lastError: asUint(lastError, 'last error', 0, 65535) } : {}),
+      ...(trustArea !== undefined ? { trustArea: asUint(trustArea, 'trust area', 0, 1) } : {}),
+      ...(trustDigest !== undefined ? { trustDigest: asBytes(trustDigest, 'trust digest', DIGEST_BYTES) } : {}),
+      ...(revocationArea !== undefined ? { revocationArea: asUint(revocationArea, 'revocation area', 0, 1) } : {}),
+      ...(revocationDigest !== undefined ? { revocationDigest: asBytes(revocationDigest, 'revocation digest', DIGEST_BYTES) } : {}),
     });
   });
 }
@@ -83,6 +103,10 @@ export function encodeStateRecord(s: DeviceStateRecord): Uint8Array {
   if (s.activeSlot !== undefined) entries.push([K.activeSlot, s.activeSlot]);
   if (s.downloading) entries.push([K.downloading, s.downloading]);
   if (s.lastError !== undefined) entries.push([K.lastError, s.lastError]);
+  if (s.trustArea !== undefined) entries.push([K.trustArea, s.trustArea]);
+  if (s.trustDigest) entries.push([K.trustDigest, s.trustDigest]);
+  if (s.revocationArea !== undefined) entries.push([K.revocationArea, s.revocationArea]);
+  if (s.revocationDigest) entries.push([K.revocationDigest, s.revocationDigest]);
   const bytes = encodeCbor(new Map(entries));
   const check = parseStateRecord(bytes);
   if (!check.ok) throw new RangeError(`state record rejected: ${check.error}${check.detail ? ' (' + check.detail + ')' : ''}`);

@@ -14,7 +14,7 @@ import { crc32, encodeStateCopy, loadState, saveState } from '../device/agent/st
 import { SimFlash } from '../device/sim/flash.js';
 import { keyId } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
-import { detBytes, makeManifest, makeManifestEnvelope, makeRevocations, standardWorld } from './support/fixtures.js';
+import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust, sha256, standardWorld } from './support/fixtures.js';
 
 const E = 4096;
 const W = 8;
@@ -66,7 +66,7 @@ describe('layout', () => {
   it('partitions the flash into aligned, disjoint regions', () => {
     const d = device();
     const L = d.layout;
-    const regions = [...L.state, ...L.manifests, L.progress, ...L.slots];
+    const regions = [...L.state, ...L.manifests, ...L.trustAreas, ...L.revocationAreas, L.progress, ...L.slots];
     for (const r of regions) {
       expect(r.offset % E).toBe(0);
       expect(r.size % E).toBe(0);
@@ -74,7 +74,8 @@ describe('layout', () => {
     for (let i = 1; i < regions.length; i++) expect(regions[i].offset).toBe(regions[i - 1].offset + regions[i - 1].size);
     expect(L.slots[0].size).toBe(L.slots[1].size);
     expect(L.progress.size).toBeGreaterThanOrEqual(L.maxChunks * W);
-    expect(L.manifests[0].size).toBeGreaterThanOrEqual(LIMITS.maxEnvelopeBytes + 4);
+    for (const r of [...L.manifests, ...L.trustAreas, ...L.revocationAreas]) expect(r.size).toBeGreaterThanOrEqual(LIMITS.maxEnvelopeBytes + 4);
+    expect(regions.at(-1)!.offset + regions.at(-1)!.size).toBe(layoutBytes(E, W, SLOT));
   });
   it('rejects geometries and sizes that do not fit', () => {
     const g = { size: layoutBytes(E, W, SLOT), eraseBlockSize: E, writeAlign: W, erasedValue: 0xff };
@@ -365,5 +366,239 @@ describe('boot agent', () => {
     expect(bootOf(d, 2, unrelated)).toMatchObject({ slot: 0, code: 0 });
     const agent = new UpdateAgent({ flash: d.flash, layout: d.layout, trust, revocations: rev });
     expect(agent.beginUpdate(v2).code).toBe(CODES.REVOKED_KEY);
+  });
+});
+
+describe('stored trust bundle and revocation list', () => {
+  const { C, R3 } = world;
+  const [N1, N2] = ['N1', 'N2'].map(detKey);
+  const [D, F] = ['D', 'F'].map(detKey);
+  // Version 2: the same roots, new release keys N1 and N2 added.
+  const trust2 = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [R1, R2, N1, N2], releaseThreshold: 2, signers: [A, B], version: 2 });
+  const newOnly = makeManifestEnvelope(v2Manifest, [N1, N2]);
+  const sameKeys = (flash: SimFlash, layout: Layout) => state(flash, layout);
+
+  it('provision stores the factory trust bundle (and list) on flash; the state names it', () => {
+    const d = device();
+    const s = state(d.flash, d.layout);
+    expect(s).toMatchObject({ trustVersion: 1, trustArea: 0, revocationVersion: 0 });
+    expect(s.trustDigest).toEqual(sha256(trust));
+    expect(s.revocationArea).toBeUndefined();
+    const stored = d.flash.read(d.layout.trustAreas[0].offset + 4, trust.length);
+    expect(stored).toEqual(trust);
+  });
+
+  it('a rotation is stored and used: a manifest signed by new release keys verifies only after updateTrust', () => {
+    const d = device();
+    expect(d.agent().beginUpdate(newOnly).code).toBe(CODES.THRESHOLD_NOT_MET);
+    expect(d.agent().updateTrust(trust2)).toMatchObject({ ok: true, version: 2, changed: true });
+    const s = state(d.flash, d.layout);
+    expect(s).toMatchObject({ trustVersion: 2, trustArea: 1 });
+    expect(s.trustDigest).toEqual(sha256(trust2));
+    expect(d.agent().updateTrust(trust2)).toMatchObject({ ok: true, version: 2, changed: false });
+    // A new agent configured with the factory bundle uses the stored one.
+    const agent = d.agent();
+    expect(agent.beginUpdate(newOnly)).toMatchObject({ ok: true, resumed: false });
+    downloadAll(agent);
+    expect(agent.finishDownload().ok).toBe(true);
+    expect(bootOf(d)).toMatchObject({ slot: 1, trial: true, code: 0 });
+    expect(agent.confirm()).toMatchObject({ ok: true, counter: 2 });
+    expect(bootOf(d)).toMatchObject({ slot: 1, version: '2.0.0', code: 0 });
+    expect(state(d.flash, d.layout)).toMatchObject({ trustVersion: 2, securityCounter: 2 });
+  });
+
+  it('an older, equal-but-different, skipped or unauthorized bundle is refused and the stored one unchanged', () => {
+    const d = device();
+    expect(d.agent().updateTrust(trust2).ok).toBe(true);
+    const before = d.flash.snapshot();
+    const s0 = sameKeys(d.flash, d.layout);
+    d.flash.setFaults({});
+    const agent = d.agent();
+    expect(agent.updateTrust(trust).code).toBe(CODES.TRUST_ROLLBACK);
+    const other2 = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [N1, N2], releaseThreshold: 2, signers: [A, B], version: 2 });
+    expect(agent.updateTrust(other2).code).toBe(CODES.TRUST_ROLLBACK);
+    const skip = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [N1, N2], releaseThreshold: 2, signers: [A, B], version: 4 });
+    expect(agent.updateTrust(skip).code).toBe(CODES.TRUST_VERSION_SKIP);
+    // Version 3 signed only by new root keys (its own threshold, not the current one).
+    const hijack = makeTrust({ root: [D, F], rootThreshold: 2, release: [N1, N2], releaseThreshold: 2, signers: [D, F], version: 3 });
+    expect(agent.updateTrust(hijack).code).toBe(CODES.ROTATION_NOT_AUTHORIZED);
+    expect(agent.updateTrust(new Uint8Array([1, 2, 3])).ok).toBe(false);
+    expect(d.flash.operations).toBe(0);
+    expect(d.flash.snapshot()).toEqual(before);
+    expect(state(d.flash, d.layout)).toEqual(s0);
+  });
+
+  it('root keys revoked by the stored list do not count towards a rotation', () => {
+    const d = device();
+    const rl = makeRevocations({ version: 1, keyIds: [keyId(A.publicKey)], signers: [B, C] });
+    expect(d.agent().updateRevocations(rl)).toMatchObject({ ok: true, version: 1, changed: true });
+    const byAB = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [R1, R2, N1, N2], releaseThreshold: 2, signers: [A, B], version: 2 });
+    expect(d.agent().updateTrust(byAB).code).toBe(CODES.ROTATION_NOT_AUTHORIZED);
+    const byBC = makeTrust({ root: [B, C, D], rootThreshold: 2, release: [R1, R2, N1, N2], releaseThreshold: 2, signers: [B, C, D], version: 2 });
+    expect(d.agent().updateTrust(byBC)).toMatchObject({ ok: true, version: 2 });
+  });
+
+  it('a rotation whose root keys do not sign the stored list needs a new list with it', () => {
+    const d = device();
+    const rl = makeRevocations({ version: 1, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
+    expect(d.agent().updateRevocations(rl).ok).toBe(true);
+    // New roots D, F (rotation signed by the current A, B and by D, F).
+    const rotated = makeTrust({ root: [D, F], rootThreshold: 2, release: [R1, R2, R3], releaseThreshold: 2, signers: [A, B, D, F], version: 2 });
+    expect(d.agent().updateTrust(rotated).code).toBe(CODES.REVOCATION_THRESHOLD_NOT_MET);
+    expect(state(d.flash, d.layout)).toMatchObject({ trustVersion: 1, revocationVersion: 1 });
+    const old = makeRevocations({ version: 1, keyIds: [], signers: [D, F] });
+    const rl2 = makeRevocations({ version: 2, keyIds: [keyId(R3.publicKey)], signers: [D, F] });
+    expect(d.agent().updateTrust(rotated, makeRevocations({ version: 2, keyIds: [], signers: [A, B] })).code).toBe(CODES.REVOCATION_THRESHOLD_NOT_MET);
+    expect(d.agent().updateTrust(rotated, old).code).toBe(CODES.REVOCATION_ROLLBACK); // same version 1, another list
+    expect(state(d.flash, d.layout)).toMatchObject({ trustVersion: 1, revocationVersion: 1 });
+    const d2 = device();
+    expect(d2.agent().updateRevocations(rl).ok).toBe(true);
+    expect(d2.agent().updateTrust(rotated, rl2)).toMatchObject({ ok: true, version: 2, changed: true });
+    expect(state(d2.flash, d2.layout)).toMatchObject({ trustVersion: 2, revocationVersion: 2 });
+    expect(bootOf(d2)).toMatchObject({ slot: 0, code: 0 });
+    expect(d2.agent().beginUpdate(makeManifestEnvelope(v2Manifest, [R1, R3])).code).toBe(CODES.REVOKED_KEY);
+  });
+
+  it('a revocation list is stored and used; older or same-version-different lists are refused', () => {
+    const d = device();
+    const rl2 = makeRevocations({ version: 2, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
+    expect(d.agent().updateRevocations(rl2)).toMatchObject({ ok: true, version: 2, changed: true });
+    expect(state(d.flash, d.layout)).toMatchObject({ revocationVersion: 2, revocationArea: 0 });
+    expect(d.agent().updateRevocations(rl2)).toMatchObject({ ok: true, changed: false });
+    const before = d.flash.snapshot();
+    d.flash.setFaults({});
+    expect(d.agent().updateRevocations(makeRevocations({ version: 1, signers: [A, B] })).code).toBe(CODES.REVOCATION_ROLLBACK);
+    expect(d.agent().updateRevocations(makeRevocations({ version: 2, signers: [A, B] })).code).toBe(CODES.REVOCATION_ROLLBACK);
+    expect(d.agent().updateRevocations(makeRevocations({ version: 3, signers: [R1, R2] })).code).toBe(CODES.REVOCATION_THRESHOLD_NOT_MET);
+    expect(d.flash.operations).toBe(0);
+    expect(d.flash.snapshot()).toEqual(before);
+    // The stored list applies although the agent and the boot agent are given none.
+    expect(d.agent().beginUpdate(makeManifestEnvelope(v2Manifest, [R1, R3])).code).toBe(CODES.REVOKED_KEY);
+    expect(bootOf(d)).toMatchObject({ slot: 0, code: 0 });
+    // Revoke R2: a manifest signed with it is refused before any write, and the installed image
+    // (signed by R1 + R2) no longer boots.
+    const rl3 = makeRevocations({ version: 3, keyIds: [keyId(R3.publicKey), keyId(R2.publicKey)], signers: [A, B] });
+    expect(d.agent().updateRevocations(rl3)).toMatchObject({ ok: true, version: 3 });
+    expect(state(d.flash, d.layout)).toMatchObject({ revocationVersion: 3, revocationArea: 1 });
+    d.flash.setFaults({});
+    expect(d.agent().beginUpdate(v2).code).toBe(CODES.REVOKED_KEY);
+    expect(d.flash.operations).toBe(0);
+    expect(bootOf(d)).toMatchObject({ slot: null, code: CODES.BOOT_IMAGE_INVALID });
+    // An older list passed as the factory value is ignored once one is stored.
+    expect(boot(d.flash, d.layout, trust, { maxTrialBoots: 2, revocations: rl2 })).toMatchObject({ slot: null, code: CODES.BOOT_IMAGE_INVALID });
+  });
+
+  it('a damaged stored bundle or list fails closed (STATE_CORRUPT), never falls back', () => {
+    const d = device();
+    d.flash.flipBit(d.layout.trustAreas[0].offset + 50, 4);
+    expect(bootOf(d)).toMatchObject({ slot: null, code: CODES.STATE_CORRUPT });
+    expect(d.agent().beginUpdate(v2).code).toBe(CODES.STATE_CORRUPT);
+    const d2 = device();
+    const rl = makeRevocations({ version: 1, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
+    expect(d2.agent().updateRevocations(rl).ok).toBe(true);
+    d2.flash.flipBit(d2.layout.revocationAreas[0].offset + 20, 0);
+    expect(bootOf(d2)).toMatchObject({ slot: null, code: CODES.STATE_CORRUPT });
+    expect(d2.agent().updateRevocations(rl).code).toBe(CODES.STATE_CORRUPT);
+  });
+
+  /** Every cut and tear during one update operation leaves the old or the new envelope, valid, in force. */
+  function sweepOne(apply: (a: UpdateAgent) => unknown, oldDigest: Uint8Array | undefined, newDigest: Uint8Array, pick: (s: ReturnType<typeof state>) => Uint8Array | undefined, prepare?: (d: ReturnType<typeof device>) => void) {
+    const base = device();
+    prepare?.(base);
+    const start = base.flash.snapshot();
+    const geometry = { size: start.length, eraseBlockSize: E, writeAlign: W, erasedValue: 0xff };
+    const measure = new SimFlash(geometry, {}, start);
+    const agentOn = (flash: SimFlash) => new UpdateAgent({ flash, layout: base.layout, trust });
+    apply(agentOn(measure));
+    expect(pick(state(measure, base.layout))).toEqual(newDigest);
+    const ops = measure.operations;
+    expect(ops).toBeGreaterThanOrEqual(4);
+    const seen = { old: 0, new: 0 };
+    for (let k = 1; k <= ops; k++) {
+      for (const plan of [{ powerCutBeforeOp: k }, { tornOp: { op: k, fraction: 0.5 } }]) {
+        const flash = new SimFlash(geometry, plan, start);
+        expect(() => apply(agentOn(flash))).toThrow(PowerCut);
+        flash.setFaults({});
+        const digest = pick(state(flash, base.layout));
+        const isNew = digest !== undefined && bytesEq(digest, newDigest);
+        expect(isNew || (oldDigest === undefined ? digest === undefined : digest !== undefined && bytesEq(digest, oldDigest))).toBe(true);
+        seen[isNew ? 'new' : 'old']++;
+        expect(boot(flash, base.layout, trust, { maxTrialBoots: 2 })).toMatchObject({ slot: 0, code: 0 });
+        const again = apply(agentOn(flash)) as { ok: boolean; error?: string };
+        expect(again.ok, again.error).toBe(true);
+        expect(pick(state(flash, base.layout))).toEqual(newDigest);
+        expect(boot(flash, base.layout, trust, { maxTrialBoots: 2 })).toMatchObject({ slot: 0, code: 0 });
+      }
+    }
+    expect(seen.old).toBeGreaterThan(0);
+  }
+  const bytesEq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+  it('a power cut or tear at every flash operation of updateTrust leaves the old or the new bundle', () => {
+    sweepOne((a) => a.updateTrust(trust2), sha256(trust), sha256(trust2), (s) => s.trustDigest);
+  });
+
+  it('a power cut or tear at every flash operation of updateRevocations leaves the old or the new list', () => {
+    const rl1 = makeRevocations({ version: 1, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
+    const rl2 = makeRevocations({ version: 2, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
+    sweepOne((a) => a.updateRevocations(rl1), undefined, sha256(rl1), (s) => s.revocationDigest);
+    sweepOne((a) => a.updateRevocations(rl2), sha256(rl1), sha256(rl2), (s) => s.revocationDigest, (d) => {
+      expect(d.agent().updateRevocations(rl1).ok).toBe(true);
+    });
+  });
+});
+
+describe('flash faults', () => {
+  const blockOf = (offset: number) => offset / E;
+
+  it('a bad block in the inactive slot: beginUpdate fails with FLASH_ERASE_FAILED, the old image boots', () => {
+    const d = device();
+    d.flash.setFaults({ badBlocks: [blockOf(d.layout.slots[1].offset) + 2] });
+    expect(d.agent().beginUpdate(v2).code).toBe(CODES.FLASH_ERASE_FAILED);
+    expect(d.agent().status()).toMatchObject({ phase: 'idle' });
+    expect(bootOf(d)).toMatchObject({ slot: 0, version: '1.0.0', code: 0 });
+  });
+
+  it('a block going bad during the download: writeChunk fails with FLASH_WRITE_FAILED, the old image boots', () => {
+    const d = device();
+    const agent = d.agent();
+    expect(agent.beginUpdate(v2).ok).toBe(true);
+    d.flash.setFaults({ badBlocks: [blockOf(d.layout.slots[1].offset) + 2] });
+    expect(agent.writeChunk(1, chunks[1], proofs[1]).ok).toBe(true);
+    expect(agent.writeChunk(2, chunks[2], proofs[2]).code).toBe(CODES.FLASH_WRITE_FAILED);
+    expect(agent.missingChunks()).toContain(2);
+    expect(bootOf(d)).toMatchObject({ slot: 0, version: '1.0.0', code: 0 });
+    expect(agent.finishDownload().code).toBe(CODES.AGENT_BAD_STATE);
+    expect(bootOf(d)).toMatchObject({ slot: 0, version: '1.0.0', code: 0 });
+  });
+
+  it('a bit flip in the inactive slot after finishDownload: the pending image is refused, the old one boots', () => {
+    const d = device();
+    const agent = d.agent();
+    agent.beginUpdate(v2);
+    downloadAll(agent);
+    expect(agent.finishDownload().ok).toBe(true);
+    d.flash.flipBit(d.layout.slots[1].offset + 3 * CHUNK + 1, 7);
+    expect(bootOf(d)).toMatchObject({ slot: 0, version: '1.0.0', reverted: true, code: CODES.BOOT_IMAGE_INVALID });
+    expect(bootOf(d)).toMatchObject({ slot: 0, version: '1.0.0', code: 0 });
+    expect(agent.confirm().code).toBe(CODES.AGENT_BAD_STATE);
+  });
+
+  it('a bit flip in one state copy: the other copy wins', () => {
+    const d = device();
+    const agent = d.agent();
+    agent.beginUpdate(v2); // state copy 1 (sequence 2) says downloading
+    const newest = loadState(d.flash, d.layout);
+    expect(newest).toMatchObject({ ok: true, copy: 1 });
+    d.flash.flipBit(d.layout.state[1].offset + 12, 1);
+    expect(loadState(d.flash, d.layout)).toMatchObject({ ok: true, copy: 0, valid: [true, false], record: { sequence: 1 } });
+    expect(agent.status()).toMatchObject({ phase: 'idle' });
+    expect(bootOf(d)).toMatchObject({ slot: 0, code: 0 });
+    // The older copy of a pair: flipping it does not matter either.
+    const d2 = device();
+    d2.agent().beginUpdate(v2);
+    d2.flash.flipBit(d2.layout.state[0].offset + 12, 1);
+    expect(loadState(d2.flash, d2.layout)).toMatchObject({ ok: true, copy: 1, valid: [false, true] });
+    expect(d2.agent().status()).toMatchObject({ phase: 'downloading' });
   });
 });

@@ -15,9 +15,13 @@
  * imageVerifier before the image can become pending, so a wrongly marked chunk (torn write, bit flip)
  * is caught there; the progress is then cleared and the download continues (chunks whose bytes are
  * already right are not rewritten).
+ *
+ * Trust: the trust bundle and revocation list in force are the ones stored on flash and named by the
+ * state record (provision stores the factory ones; updateTrust / updateRevocations replace them,
+ * write-new-then-switch); the config's `trust` / `revocations` apply only while none is stored.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { type CodeName, type Result, fail, ok } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type Manifest } from '../../shared/manifest.js';
 import { chunkCount } from '../../shared/merkle.js';
@@ -28,7 +32,8 @@ import { type VerifiedManifest } from '../verify/manifest.js';
 import { type Flash } from './flash.js';
 import { type Layout } from './layout.js';
 import {
-  type TrustStore, activeSlotOf, deviceStateOf, inactiveSlotOf, verifySlotImage, verifyStoredManifest, writeManifestArea,
+  type TrustStore, activeSlotOf, deviceStateOf, inactiveSlotOf, loadTrustStore, verifySlotImage, verifyStoredManifest, writeEnvelopeArea,
+  writeManifestArea,
 } from './slot.js';
 import { type StateUpdate, flashResult, loadState, provisionState, saveState } from './state-store.js';
 
@@ -46,7 +51,8 @@ const DEFAULT_VERIFIER = createVerifier();
 export class UpdateAgent {
   readonly #flash: Flash;
   readonly #layout: Layout;
-  readonly #store: TrustStore;
+  /** The factory trust bundle and revocation list, used while the state names none stored on flash. */
+  readonly #factory: TrustStore;
   readonly #v: Verifier;
   /** The verified manifest of the download in progress (loaded lazily after a reset). */
   #current: { manifest: Manifest; digest: Uint8Array } | null = null;
@@ -56,7 +62,7 @@ export class UpdateAgent {
   constructor(config: AgentConfig) {
     this.#flash = config.flash;
     this.#layout = config.layout;
-    this.#store = { trust: config.trust, ...(config.revocations !== undefined ? { revocations: config.revocations } : {}) };
+    this.#factory = { trust: config.trust, ...(config.revocations !== undefined ? { revocations: config.revocations } : {}) };
     this.#v = config.verifier ?? DEFAULT_VERIFIER;
   }
 
@@ -77,7 +83,10 @@ export class UpdateAgent {
     if (!s.ok) return s;
     let rec = s.record;
     if (rec.pending) return fail('AGENT_BUSY', 'an installed image awaits its trial boot and confirmation');
-    const vm = this.#v.verifyManifest(envelope, this.#store.trust, deviceStateOf(rec, this.#store));
+    const st = this.#store(rec);
+    if (!st.ok) return st;
+    const store = st.store;
+    const vm = this.#v.verifyManifest(envelope, store.trust, deviceStateOf(rec, store));
     if (!vm.ok) return vm;
     const m = vm.manifest;
     const slot = inactiveSlotOf(rec);
@@ -89,7 +98,7 @@ export class UpdateAgent {
     if (rec.installed && bytesEqual(rec.installed, vm.manifestDigest)) return fail('AGENT_BAD_STATE', 'this manifest is already installed');
 
     if (rec.downloading && bytesEqual(rec.downloading, vm.manifestDigest)) {
-      const stored = verifyStoredManifest(this.#v, this.#flash, this.#layout, slot, rec, this.#store, vm.manifestDigest);
+      const stored = verifyStoredManifest(this.#v, this.#flash, this.#layout, slot, rec, store, vm.manifestDigest);
       if (stored.ok) {
         this.#current = { manifest: m, digest: vm.manifestDigest };
         const missing = this.missingChunks().length;
@@ -235,7 +244,9 @@ export class UpdateAgent {
     if (!rec.pending) return fail('AGENT_BAD_STATE', 'no image is pending');
     if (rec.trialBoots < 1) return fail('NOT_CONFIRMED', 'the pending image has not been trial-booted');
     const slot = inactiveSlotOf(rec);
-    const vm = verifyStoredManifest(this.#v, this.#flash, this.#layout, slot, rec, this.#store, rec.pending);
+    const st = this.#store(rec);
+    if (!st.ok) return st;
+    const vm = verifyStoredManifest(this.#v, this.#flash, this.#layout, slot, rec, st.store, rec.pending);
     if (!vm.ok) return vm;
     const counter = Math.max(rec.securityCounter, vm.manifest.securityCounter);
     if (counter > LIMITS.maxCounter || rec.sequence >= LIMITS.maxCounter) return fail('COUNTER_EXHAUSTED', 'the counter or the state sequence cannot be raised');
@@ -254,6 +265,103 @@ export class UpdateAgent {
     return ok({ slot, counter });
   }
 
+  /**
+   * Rotate the device's trust bundle (SPEC.md §11.3): `candidate` must pass verifyTrustUpdate against
+   * the current bundle (version N+1, signed by a threshold of the current root keys not revoked by the
+   * current revocation list, and by its own root threshold). The revocation list kept must verify
+   * under the new bundle: pass `revocations` (verified against the new bundle, version >= the stored
+   * one) when the new root keys do not sign the stored list. The new bundle (and list) is written into
+   * the trust (revocation) area the state does not name, read back, and then one state save switches
+   * to it and raises the versions: a power cut at any point leaves the old or the new bundle, valid.
+   * The identical current bundle is accepted without a write (`changed: false`).
+   */
+  updateTrust(candidate: Uint8Array, revocations?: Uint8Array): Result<{ version: number; changed: boolean }> {
+    const s = loadState(this.#flash, this.#layout);
+    if (!s.ok) return s;
+    const rec = s.record;
+    const st = this.#store(rec);
+    if (!st.ok) return st;
+    const cur = this.#v.loadTrust(st.store.trust);
+    if (!cur.ok) return cur;
+    if (cur.trust.bundle.version < rec.trustVersion) return fail('TRUST_ROLLBACK', `stored trust version ${cur.trust.bundle.version} < ${rec.trustVersion}`);
+    let revoked: readonly Uint8Array[] = [];
+    if (st.store.revocations !== undefined) {
+      const r = this.#v.verifyRevocations(st.store.revocations, cur.trust, rec.revocationVersion);
+      if (!r.ok) return r;
+      revoked = r.revocations.list.keyIds;
+    }
+    const next = this.#v.verifyTrustUpdate(candidate, cur.trust, revoked);
+    if (!next.ok) return next;
+    const version = next.trust.bundle.version;
+    let listVersion = rec.revocationVersion;
+    if (revocations !== undefined) {
+      const r = this.#v.verifyRevocations(revocations, next.trust, rec.revocationVersion);
+      if (!r.ok) return r;
+      listVersion = r.revocations.list.version;
+      if (listVersion === rec.revocationVersion && st.store.revocations !== undefined && !bytesEqual(this.#v.sha256(st.store.revocations), this.#v.sha256(revocations))) {
+        return fail('REVOCATION_ROLLBACK', `a different list with the current version ${listVersion}`);
+      }
+    } else if (st.store.revocations !== undefined) {
+      const r = this.#v.verifyRevocations(st.store.revocations, next.trust, rec.revocationVersion);
+      if (!r.ok) return fail(r.error as Exclude<CodeName, 'OK'>, `the stored revocation list does not verify under the new trust bundle; pass one signed by its root keys (${r.detail ?? r.error})`);
+    }
+    const same = bytesEqual(next.trust.digest, cur.trust.digest);
+    if (same && revocations === undefined && rec.trustArea !== undefined) return ok({ version, changed: false });
+
+    const trustArea = rec.trustArea === 0 ? 1 : 0;
+    const wt = writeEnvelopeArea(this.#flash, this.#layout.trustAreas[trustArea], candidate, `trust area ${trustArea}`);
+    if (!wt.ok) return wt;
+    let update: StateUpdate = { ...rec, trustVersion: Math.max(rec.trustVersion, version), trustArea, trustDigest: this.#v.sha256(candidate) };
+    if (revocations !== undefined) {
+      const area = rec.revocationArea === 0 ? 1 : 0;
+      const wr = writeEnvelopeArea(this.#flash, this.#layout.revocationAreas[area], revocations, `revocation area ${area}`);
+      if (!wr.ok) return wr;
+      update = { ...update, revocationVersion: Math.max(rec.revocationVersion, listVersion), revocationArea: area, revocationDigest: this.#v.sha256(revocations) };
+    }
+    const { sequence: _s, ...fields } = update as DeviceStateRecord;
+    const w = saveState(this.#flash, this.#layout, fields);
+    if (!w.ok) return w;
+    this.#current = null;
+    return ok({ version, changed: true });
+  }
+
+  /**
+   * Store a new revocation list (SPEC.md §11.3): it must pass verifyRevocations against the device's
+   * current trust bundle with the stored revocation version as the minimum (REVOCATION_ROLLBACK); the
+   * same version is accepted only for the identical list (no write, `changed: false`). Written into
+   * the revocation area the state does not name, read back, then switched to by one state save.
+   */
+  updateRevocations(list: Uint8Array): Result<{ version: number; changed: boolean }> {
+    const s = loadState(this.#flash, this.#layout);
+    if (!s.ok) return s;
+    const rec = s.record;
+    const st = this.#store(rec);
+    if (!st.ok) return st;
+    const cur = this.#v.loadTrust(st.store.trust);
+    if (!cur.ok) return cur;
+    const r = this.#v.verifyRevocations(list, cur.trust, rec.revocationVersion);
+    if (!r.ok) return r;
+    const version = r.revocations.list.version;
+    const digest = this.#v.sha256(list);
+    if (version === rec.revocationVersion && st.store.revocations !== undefined) {
+      if (!bytesEqual(this.#v.sha256(st.store.revocations), digest)) return fail('REVOCATION_ROLLBACK', `a different list with the current version ${version}`);
+      if (rec.revocationArea !== undefined) return ok({ version, changed: false });
+    }
+    const area = rec.revocationArea === 0 ? 1 : 0;
+    const wr = writeEnvelopeArea(this.#flash, this.#layout.revocationAreas[area], list, `revocation area ${area}`);
+    if (!wr.ok) return wr;
+    const { sequence: _s, ...fields } = rec;
+    const w = saveState(this.#flash, this.#layout, { ...fields, revocationVersion: Math.max(rec.revocationVersion, version), revocationArea: area, revocationDigest: digest });
+    if (!w.ok) return w;
+    this.#current = null;
+    return ok({ version, changed: true });
+  }
+
+  /** The trust bundle and revocation list in force: stored on flash, else the factory values. */
+  #store(record: DeviceStateRecord): Result<{ store: TrustStore }> {
+    return loadTrustStore(this.#v.sha256, this.#flash, this.#layout, record, this.#factory);
+  }
+
   #slot(record: DeviceStateRecord): 0 | 1 {
     return inactiveSlotOf(record);
   }
@@ -265,7 +373,9 @@ export class UpdateAgent {
     const rec = s.record;
     if (!rec.downloading) return fail('AGENT_BAD_STATE', 'no download in progress');
     if (this.#current && bytesEqual(this.#current.digest, rec.downloading)) return ok({ ...this.#current, record: rec });
-    const vm: Result<VerifiedManifest> = verifyStoredManifest(this.#v, this.#flash, this.#layout, inactiveSlotOf(rec), rec, this.#store, rec.downloading);
+    const st = this.#store(rec);
+    if (!st.ok) return st;
+    const vm: Result<VerifiedManifest> = verifyStoredManifest(this.#v, this.#flash, this.#layout, inactiveSlotOf(rec), rec, st.store, rec.downloading);
     if (!vm.ok) return vm;
     this.#current = { manifest: vm.manifest, digest: vm.manifestDigest };
     return ok({ ...this.#current, record: rec });
@@ -347,6 +457,13 @@ export function provision(flash: Flash, layout: Layout, input: ProvisionInput): 
   if (data.length > region.size) return fail('SLOT_TOO_SMALL', 'factory image does not fit slot A');
   const stored = writeManifestArea(flash, layout, 0, input.envelope);
   if (!stored.ok) return stored;
+  // The factory trust bundle (and revocation list) go to area 0; the state record names them.
+  const wt = writeEnvelopeArea(flash, layout.trustAreas[0], input.trust, 'trust area 0');
+  if (!wt.ok) return wt;
+  if (input.revocations !== undefined) {
+    const wr = writeEnvelopeArea(flash, layout.revocationAreas[0], input.revocations, 'revocation area 0');
+    if (!wr.ok) return wr;
+  }
   const w = flashResult(() => {
     flash.erase(region.offset, region.size);
     flash.write(region.offset, data);
@@ -362,6 +479,9 @@ export function provision(flash: Flash, layout: Layout, input: ProvisionInput): 
     installed: vm.manifestDigest,
     trialBoots: 0,
     activeSlot: 0,
+    trustArea: 0,
+    trustDigest: v.sha256(input.trust),
+    ...(input.revocations !== undefined ? { revocationArea: 0, revocationDigest: v.sha256(input.revocations) } : {}),
   });
   if (!st.ok) return st;
   return ok({ state: st.record });

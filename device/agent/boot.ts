@@ -8,6 +8,14 @@
  * `maxTrialBoots` (never confirmed) or when it fails verification it is reverted (pending cleared,
  * lastError = NOT_CONFIRMED / BOOT_IMAGE_INVALID) and the active slot boots instead.
  *
+ * Trust: the trust bundle and revocation list stored on flash and named by the state record (written
+ * by provision / UpdateAgent.updateTrust / updateRevocations); the `trust` and `revocations` given here
+ * are the factory values, used only while the state names none stored. A stored one that is damaged
+ * gives STATE_CORRUPT with slot null (fail closed).
+ *
+ * No fallback: if the active image fails verification and no pending image verifies, nothing boots
+ * (BOOT_IMAGE_INVALID, slot null); unverified code is never run.
+ *
  * Result codes: OK (booted the active image, or trial-booting the pending one); NOT_CONFIRMED or
  * BOOT_IMAGE_INVALID with `reverted: true` and a slot (reverted, booted the old image); with
  * `slot: null` nothing is bootable (STATE_CORRUPT, BOOT_IMAGE_INVALID, or a flash code).
@@ -18,7 +26,7 @@ import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type Flash } from './flash.js';
 import { type Layout } from './layout.js';
-import { type TrustStore, activeSlotOf, inactiveSlotOf, verifySlotImage, verifyStoredManifest } from './slot.js';
+import { type TrustStore, activeSlotOf, inactiveSlotOf, loadTrustStore, verifySlotImage, verifyStoredManifest } from './slot.js';
 import { loadState, saveState } from './state-store.js';
 
 export type BootOptions = {
@@ -51,10 +59,14 @@ function result(code: CodeName, rest: Omit<BootResult, 'code' | 'error'>, detail
 
 export function boot(flash: Flash, layout: Layout, trust: Uint8Array, options: BootOptions): BootResult {
   const v = options.verifier ?? DEFAULT_VERIFIER;
-  const store: TrustStore = { trust, ...(options.revocations !== undefined ? { revocations: options.revocations } : {}) };
+  const factory: TrustStore = { trust, ...(options.revocations !== undefined ? { revocations: options.revocations } : {}) };
   const s = loadState(flash, layout);
   if (!s.ok) return Object.freeze({ slot: null, counter: null, code: s.code, error: s.error, ...(s.detail ? { detail: s.detail } : {}) });
   let rec: DeviceStateRecord = s.record;
+  // The trust bundle and revocation list stored on flash (else the factory values); damaged -> nothing boots.
+  const loaded = loadTrustStore(v.sha256, flash, layout, rec, factory);
+  if (!loaded.ok) return result(loaded.error as CodeName, { slot: null, counter: rec.securityCounter }, loaded.detail);
+  const store = loaded.store;
   let reverted: CodeName | null = null;
   let revertDetail: string | undefined;
 

@@ -1,10 +1,13 @@
 /**
  * The partition of one Flash used by the update agent and the boot agent (SPEC.md §11.1).
  *
- *   | state copy 0 | state copy 1 | manifest area A | manifest area B | progress | slot A | slot B |
+ *   | state 0 | state 1 | manifest A | manifest B | trust 0 | trust 1 | revocations 0 | revocations 1 | progress | slot A | slot B |
  *
  * - state copies: one erase block each (device/agent/state-store.ts);
  * - manifest areas: [len u32 LE][envelope][pad], enough erase blocks for a largest envelope;
+ * - trust areas and revocation areas: the same format, two of each: the state record names the one
+ *   holding the current trust bundle / revocation list (and its digest); an update is written into
+ *   the other one and then switched to by one state save (write-new-then-switch);
  * - progress: one writeAlign-sized word per chunk of the image being downloaded, written once;
  * - slots A and B: equal size, multiples of eraseBlockSize.
  * Every region starts on an erase-block boundary. Pure: no Node APIs.
@@ -18,6 +21,10 @@ export type Layout = {
   readonly geometry: FlashGeometry;
   readonly state: readonly [Region, Region];
   readonly manifests: readonly [Region, Region];
+  /** Two areas for the device's trust bundle (the state record names the current one). */
+  readonly trustAreas: readonly [Region, Region];
+  /** Two areas for the device's revocation list (the state record names the current one). */
+  readonly revocationAreas: readonly [Region, Region];
   readonly progress: Region;
   readonly slots: readonly [Region, Region];
   /** Most chunks the progress area can track. */
@@ -49,7 +56,7 @@ export function createLayout(geometry: FlashGeometry, options: LayoutOptions = {
   if (!Number.isSafeInteger(start) || start < 0 || start % E !== 0) throw new RangeError('offset must be a multiple of eraseBlockSize');
 
   const manifestSize = roundUp(MANIFEST_HEADER_BYTES + LIMITS.maxEnvelopeBytes, E);
-  const fixed = 2 * E + 2 * manifestSize;
+  const fixed = 2 * E + 6 * manifestSize;
   const progressFor = (chunks: number): number => Math.max(E, roundUp(chunks * W, E));
 
   let slotSize = options.slotSize;
@@ -72,17 +79,19 @@ export function createLayout(geometry: FlashGeometry, options: LayoutOptions = {
   };
   const state = Object.freeze([take(E), take(E)] as const);
   const manifests = Object.freeze([take(manifestSize), take(manifestSize)] as const);
+  const trustAreas = Object.freeze([take(manifestSize), take(manifestSize)] as const);
+  const revocationAreas = Object.freeze([take(manifestSize), take(manifestSize)] as const);
   const progress = take(progressSize);
   const slots = Object.freeze([take(slotSize), take(slotSize)] as const);
   if (at > size) throw new RangeError(`layout needs ${at} bytes, the flash has ${size}`);
   return Object.freeze({
     geometry: Object.freeze({ size, eraseBlockSize: E, writeAlign: W, erasedValue }),
-    state, manifests, progress, slots, maxChunks,
+    state, manifests, trustAreas, revocationAreas, progress, slots, maxChunks,
   });
 }
 
 /** Bytes a layout with this slot size needs (for sizing a simulated flash). */
 export function layoutBytes(eraseBlockSize: number, writeAlign: number, slotSize: number, maxChunks = Math.ceil(slotSize / LIMITS.minChunkSize)): number {
   const manifestSize = roundUp(MANIFEST_HEADER_BYTES + LIMITS.maxEnvelopeBytes, eraseBlockSize);
-  return 2 * eraseBlockSize + 2 * manifestSize + Math.max(eraseBlockSize, roundUp(maxChunks * writeAlign, eraseBlockSize)) + 2 * slotSize;
+  return 2 * eraseBlockSize + 6 * manifestSize + Math.max(eraseBlockSize, roundUp(maxChunks * writeAlign, eraseBlockSize)) + 2 * slotSize;
 }

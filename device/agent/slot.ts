@@ -11,7 +11,7 @@ import { type DeviceStateRecord } from '../../shared/state.js';
 import { type DeviceState, type VerifiedManifest } from '../verify/manifest.js';
 import { type Verifier } from '../verifier.js';
 import { type Flash } from './flash.js';
-import { type Layout, MANIFEST_HEADER_BYTES } from './layout.js';
+import { type Layout, MANIFEST_HEADER_BYTES, type Region } from './layout.js';
 import { flashResult } from './state-store.js';
 
 /** What the device keeps outside the state record: its trust bundle and stored revocation list. */
@@ -45,27 +45,70 @@ export function encodeManifestArea(envelope: Uint8Array, flash: Pick<Flash, 'wri
 
 /** Erase a slot's manifest area and store an envelope in it (read back). */
 export function writeManifestArea(flash: Flash, layout: Layout, slot: 0 | 1, envelope: Uint8Array): Result {
-  const region = layout.manifests[slot];
+  return writeEnvelopeArea(flash, layout.manifests[slot], envelope, `manifest area ${slot}`);
+}
+
+/** The envelope stored in a slot's manifest area (not yet verified), or a failure. */
+export function readManifestArea(flash: Flash, layout: Layout, slot: 0 | 1): Result<{ envelope: Uint8Array }> {
+  return readEnvelopeArea(flash, layout.manifests[slot], `manifest area ${slot}`);
+}
+
+/** Erase an envelope area (manifest, trust or revocation area) and store an envelope in it (read back). */
+export function writeEnvelopeArea(flash: Flash, region: Region, envelope: Uint8Array, name: string): Result {
   const bytes = encodeManifestArea(envelope, flash);
-  if (bytes.length > region.size) return fail('TOO_LARGE', 'envelope does not fit the manifest area');
+  if (bytes.length > region.size) return fail('TOO_LARGE', `envelope does not fit ${name}`);
   const r = flashResult(() => {
     flash.erase(region.offset, region.size);
     flash.write(region.offset, bytes);
     return { back: flash.read(region.offset, bytes.length) };
   });
   if (!r.ok) return r;
-  return bytesEqual(r.back, bytes) ? ok({}) : fail('FLASH_READBACK_MISMATCH', `manifest area ${slot}`);
+  return bytesEqual(r.back, bytes) ? ok({}) : fail('FLASH_READBACK_MISMATCH', name);
 }
 
-/** The envelope stored in a slot's manifest area (not yet verified), or a failure. */
-export function readManifestArea(flash: Flash, layout: Layout, slot: 0 | 1): Result<{ envelope: Uint8Array }> {
-  const region = layout.manifests[slot];
+/** The envelope stored in an envelope area (not verified), or MALFORMED when empty or damaged. */
+export function readEnvelopeArea(flash: Flash, region: Region, name: string): Result<{ envelope: Uint8Array }> {
   const head = flashResult(() => ({ bytes: flash.read(region.offset, MANIFEST_HEADER_BYTES) }));
   if (!head.ok) return head;
   const h = head.bytes;
   const n = (h[0] | (h[1] << 8) | (h[2] << 16) | (h[3] << 24)) >>> 0;
-  if (n === 0 || n > LIMITS.maxEnvelopeBytes || MANIFEST_HEADER_BYTES + n > region.size) return fail('MALFORMED', `manifest area ${slot} is empty or damaged`);
+  if (n === 0 || n > LIMITS.maxEnvelopeBytes || MANIFEST_HEADER_BYTES + n > region.size) return fail('MALFORMED', `${name} is empty or damaged`);
   return flashResult(() => ({ envelope: flash.read(region.offset + MANIFEST_HEADER_BYTES, n) }));
+}
+
+/**
+ * The trust bundle and revocation list the device uses now: the ones stored on flash when the state
+ * record names them (their area must hold exactly the envelope whose SHA-256 the record carries, else
+ * STATE_CORRUPT: fail closed, never fall back to an older or missing list), else the factory values
+ * given in the configuration (`fallback`). Signatures and versions are checked by the verifier (V2,
+ * V3) wherever the store is used.
+ */
+export function loadTrustStore(
+  sha256: (data: Uint8Array) => Uint8Array, flash: Flash, layout: Layout, record: DeviceStateRecord, fallback: TrustStore,
+): Result<{ store: TrustStore }> {
+  let trust = fallback.trust;
+  if (record.trustArea !== undefined || record.trustDigest !== undefined) {
+    const t = readStored(sha256, flash, layout.trustAreas, record.trustArea, record.trustDigest, 'trust');
+    if (!t.ok) return t;
+    trust = t.envelope;
+  }
+  let revocations = fallback.revocations;
+  if (record.revocationArea !== undefined || record.revocationDigest !== undefined) {
+    const r = readStored(sha256, flash, layout.revocationAreas, record.revocationArea, record.revocationDigest, 'revocation');
+    if (!r.ok) return r;
+    revocations = r.envelope;
+  }
+  return ok({ store: { trust, ...(revocations !== undefined ? { revocations } : {}) } });
+}
+
+function readStored(
+  sha256: (data: Uint8Array) => Uint8Array, flash: Flash, areas: readonly [Region, Region], area: number | undefined, digest: Uint8Array | undefined, what: string,
+): Result<{ envelope: Uint8Array }> {
+  if ((area !== 0 && area !== 1) || digest === undefined) return fail('STATE_CORRUPT', `the state names no complete stored ${what} envelope`);
+  const r = readEnvelopeArea(flash, areas[area], `${what} area ${area}`);
+  if (!r.ok) return fail('STATE_CORRUPT', `stored ${what} envelope unreadable: ${r.error}${r.detail ? ' (' + r.detail + ')' : ''}`);
+  if (!bytesEqual(sha256(r.envelope), digest)) return fail('STATE_CORRUPT', `${what} area ${area} does not hold the envelope the state names`);
+  return r;
 }
 
 /**
