@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CODES } from '../shared/codes.js';
 import { concatBytes } from '../shared/bytes.js';
 import { encodeDigestTable } from '../host/digests.js';
-import { detBytes, imageTree, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { detBytes, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, standardWorld } from './support/fixtures.js';
 
 const cli = join(__dirname, '..', 'dist', 'host', 'cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-device-'));
@@ -60,6 +60,20 @@ describe('fwseal device', () => {
     expect(resumed.status).toBe(0);
     const again = run('device', 'run', ...base, '--update', 'v3.cose', '--image', 'v3.bin', '--confirm', '--json');
     expect(again.json().state).toMatchObject({ counter: 9, activeSlot: 0, pending: false });
+  });
+
+  it('stores a revocation list on the device and then refuses the revoked signer; an older list is refused', () => {
+    const base = ['--state', 'dev2', '--trust', 'trust.cbor'];
+    // The factory image is signed by R1 + R3, so it stays bootable once R2 is revoked (SPEC §11.4: no grandfathering).
+    writeFileSync(join(dir, 'v1b.cose'), makeManifestEnvelope(makeManifest(detBytes(70_000, 'v1'), { version: '1.0.0', securityCounter: 7 }), [w.R1, w.R3]));
+    expect(run('device', 'provision', ...base, '--device-class', 'acme-gw', '--manifest', 'v1b.cose', '--image', 'v1.bin').status).toBe(0);
+    writeFileSync(join(dir, 'rl2.cbor'), makeRevocations({ version: 2, keyIds: [w.R2.keyId], signers: [w.A, w.B] }));
+    writeFileSync(join(dir, 'rl1.cbor'), makeRevocations({ version: 1, keyIds: [], signers: [w.A, w.B] }));
+    const revoked = run('device', 'run', ...base, '--revocations', 'rl2.cbor', '--update', 'v2.cose', '--image', 'v2.bin', '--json');
+    expect(revoked.status).toBe(1);
+    expect(revoked.json().code).toBe(CODES.REVOKED_KEY);
+    const older = run('device', 'run', ...base, '--revocations', 'rl1.cbor', '--update', 'v2.cose', '--image', 'v2.bin', '--json');
+    expect(older.json().code).toBe(CODES.REVOCATION_ROLLBACK);
   });
 
   it('refuses to provision over an existing device, and to run without one', () => {

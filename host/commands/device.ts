@@ -104,15 +104,17 @@ export const deviceRun: Command = {
   name: 'device run',
   summary: 'run the update agent on a device under --state: boot, update from local files, trial boot',
   usage: `fwseal device run --state DIR --trust trust.cbor --update M.cose --image IMAGE
-    [--digests M.digests] [--revocations RL.cbor] [--confirm] [--json]
+    [--digests M.digests] [--revocations RL.cbor] [--trust-update trust2.cbor] [--confirm] [--json]
 
 Boots (the boot agent verifies the slot it runs), verifies the manifest before anything is written,
 writes only verified chunks to the inactive slot (resuming a download a reset interrupted), verifies
 the whole slot, marks it pending and boots it on trial. With --confirm the application confirms the
-trial image, and only then the security counter is raised. Exit 1 when the update is rejected.`,
+trial image, and only then the security counter is raised. --revocations stores a newer revocation
+list on the device, --trust-update a rotated trust bundle (with --revocations: a list the new root
+keys signed); neither version ever goes down. Exit 1 when the update is rejected.`,
   options: {
     state: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, update: { type: 'string' },
-    image: { type: 'string' }, digests: { type: 'string' }, confirm: { type: 'boolean' }, json: { type: 'boolean' },
+    image: { type: 'string' }, digests: { type: 'string' }, confirm: { type: 'boolean' }, 'trust-update': { type: 'string' }, json: { type: 'boolean' },
   },
   run(p, io) {
     noPositionals(p);
@@ -126,6 +128,17 @@ trial image, and only then the security counter is raised. Exit 1 when the updat
       steps.push(`boot: slot ${first.slot} ${first.version ?? ''}${first.trial ? ' on trial' : ''} (${first.error})`);
       if (first.slot === null) return finish(false, first.error, first.code);
       const agent = new UpdateAgent({ flash, layout, ...store, verifier: hostVerifier });
+      // Root-of-trust updates first: stored on flash, versions never go down (SPEC.md §11).
+      const trustUpdatePath = str(p, 'trust-update');
+      if (trustUpdatePath) {
+        const t = agent.updateTrust(readFileLimited(trustUpdatePath, LIMITS.maxEnvelopeBytes, 'trust bundle'), store.revocations);
+        if (!t.ok) return finish(false, t.error, t.code);
+        steps.push(`trust bundle version ${t.version}${t.changed ? ' stored' : ' (already stored)'}`);
+      } else if (store.revocations) {
+        const r = agent.updateRevocations(store.revocations);
+        if (!r.ok) return finish(false, r.error, r.code);
+        steps.push(`revocation list version ${r.version}${r.changed ? ' stored' : ' (already stored)'}`);
+      }
       if (first.trial) {
         // A trial image is running (a previous run installed it): the application confirms it, or not.
         if (!p.values.confirm) return finish(true, 'OK', 0);
