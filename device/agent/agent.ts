@@ -265,6 +265,17 @@ export class UpdateAgent {
     return ok({ slot, counter });
   }
 
+  /** The state record, the device's stored trust and revocation list, and the stored trust loaded. */
+  #storedTrust() {
+    const s = loadState(this.#flash, this.#layout);
+    if (!s.ok) return s;
+    const st = this.#store(s.record);
+    if (!st.ok) return st;
+    const cur = this.#v.loadTrust(st.store.trust);
+    if (!cur.ok) return cur;
+    return ok({ rec: s.record, st, cur });
+  }
+
   /**
    * Rotate the device's trust bundle (SPEC.md §11.3): `candidate` must pass verifyTrustUpdate against
    * the current bundle (version N+1, signed by a threshold of the current root keys not revoked by the
@@ -276,13 +287,9 @@ export class UpdateAgent {
    * The identical current bundle is accepted without a write (`changed: false`).
    */
   updateTrust(candidate: Uint8Array, revocations?: Uint8Array): Result<{ version: number; changed: boolean }> {
-    const s = loadState(this.#flash, this.#layout);
-    if (!s.ok) return s;
-    const rec = s.record;
-    const st = this.#store(rec);
-    if (!st.ok) return st;
-    const cur = this.#v.loadTrust(st.store.trust);
-    if (!cur.ok) return cur;
+    const loaded = this.#storedTrust();
+    if (!loaded.ok) return loaded;
+    const { rec, st, cur } = loaded;
     if (cur.trust.bundle.version < rec.trustVersion) return fail('TRUST_ROLLBACK', `stored trust version ${cur.trust.bundle.version} < ${rec.trustVersion}`);
     let revoked: readonly Uint8Array[] = [];
     if (st.store.revocations !== undefined) {
@@ -332,13 +339,9 @@ export class UpdateAgent {
    * the revocation area the state does not name, read back, then switched to by one state save.
    */
   updateRevocations(list: Uint8Array): Result<{ version: number; changed: boolean }> {
-    const s = loadState(this.#flash, this.#layout);
-    if (!s.ok) return s;
-    const rec = s.record;
-    const st = this.#store(rec);
-    if (!st.ok) return st;
-    const cur = this.#v.loadTrust(st.store.trust);
-    if (!cur.ok) return cur;
+    const loaded = this.#storedTrust();
+    if (!loaded.ok) return loaded;
+    const { rec, st, cur } = loaded;
     const r = this.#v.verifyRevocations(list, cur.trust, rec.revocationVersion);
     if (!r.ok) return r;
     const version = r.revocations.list.version;
