@@ -67,6 +67,10 @@ export const CODES = Object.freeze({
   // 6xx transport: getting the bytes to the device.
   TRANSPORT_UNAVAILABLE: 600,
   TRANSPORT_TIMEOUT: 601,
+  UNKNOWN_CAMPAIGN: 602,
+  UNKNOWN_BLOCK: 603,
+  BAD_REQUEST: 604,
+  SERVER_BUSY: 605,
 
   // 8xx host: the host tools' own failures (never sent by a device).
   USAGE: 800,

@@ -40,6 +40,22 @@ export const LIMITS = Object.freeze({
   maxCounter: Number.MAX_SAFE_INTEGER,
   /** URI and provenance text fields. */
   maxUriBytes: 256,
+  /** OTA over MQTT (SPEC.md §12): most image bytes in one block response (well under a 128 KB broker cap). */
+  maxBlockBytes: 65536,
+  /** Most blocks one block request may ask for (also the most blocks a device keeps in flight). */
+  maxBlocksPerRequest: 16,
+  /** Most ranges in one block request. */
+  maxRangesPerRequest: 16,
+  /** Longest bitmap window in one block request, in bytes (8 blocks per byte). */
+  maxBitmapBytes: 128,
+  /** Campaign, device and group ids: 1..64 bytes of [A-Za-z0-9_-]. */
+  maxIdBytes: 64,
+  /** Longest MQTT topic an OTA message names (reply topic) or fwseal builds, in bytes. */
+  maxTopicBytes: 256,
+  /** Largest request id (32 bits). */
+  maxRequestId: 4294967295,
+  /** Largest OTA message (CBOR) accepted: a full block plus its envelope. */
+  maxOtaMessageBytes: 66560,
 });
 
 /** Length of a key id in bytes: SHA-256(public key) truncated (SPEC.md §Key ids). */
