@@ -2,33 +2,13 @@
 import { describe, expect, it } from 'vitest';
 import { concatBytes } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
-import { pageLeafRange, pageProofs } from '../shared/merkle.js';
-import { UpdateAgent, provision } from '../device/agent/agent.js';
+import { pageLeafRange } from '../shared/merkle.js';
 import { type Transport, driveDownload } from '../device/agent/driver.js';
 import { PowerCut } from '../device/agent/flash.js';
-import { createLayout, layoutBytes } from '../device/agent/layout.js';
-import { SimFlash } from '../device/sim/flash.js';
-import { nodeSha256 } from '../host/hash.js';
-import { detBytes, imageTree, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { agentWorld } from './support/agent-world.js';
 
-const E = 4096;
-const SLOT = 512 * 1024;
-const w = standardWorld();
-const v1Image = detBytes(20_000, 'driver v1');
-const v1 = makeManifestEnvelope(makeManifest(v1Image, { version: '1.0.0', securityCounter: 1 }), [w.R1, w.R2]);
 // 600 chunks of 512 bytes: 5 digest pages.
-const v2Image = detBytes(600 * 512, 'driver v2');
-const v2 = makeManifestEnvelope(makeManifest(v2Image, { version: '2.0.0', securityCounter: 2, chunkSize: 512 }), [w.R1, w.R2]);
-const { leaves } = imageTree(v2Image, 512);
-const proofs = pageProofs(nodeSha256, leaves);
-
-function device() {
-  const geometry = { size: layoutBytes(E, 8, SLOT), eraseBlockSize: E, writeAlign: 8, erasedValue: 0xff };
-  const layout = createLayout(geometry, { slotSize: SLOT });
-  const flash = new SimFlash(geometry);
-  expect(provision(flash, layout, { deviceClass: 'acme-gw', trust: w.trust, envelope: v1, image: v1Image }).ok).toBe(true);
-  return { flash, agent: () => new UpdateAgent({ flash, layout, trust: w.trust }) };
-}
+const { v2, v2Image, leaves, proofs, device } = agentWorld('driver', 600);
 
 /** A transport over the v2 image; `corrupt(index, attempt)` may return bad bytes (a rogue publisher). */
 function transport(corrupt?: (index: number, attempt: number) => boolean, log: number[] = []): Transport {
