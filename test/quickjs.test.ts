@@ -15,9 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as device from '../device/index.js';
 import * as bundleEntry from '../device/bundle.js';
 import { CODES } from '../shared/codes.js';
-import { pageProof } from '../shared/merkle.js';
 import { nodeSha256 } from '../host/hash.js';
 import { generateVectors, stableJson } from './support/manifest-vectors.js';
+import { flowSource, flowWorld as makeFlowWorld, loadFlowInputs } from './support/quickjs-flow.js';
 import {
   detKey, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust,
 } from './support/fixtures.js';
@@ -98,61 +98,8 @@ const differences = (list: readonly { id: string }[], a: readonly boolean[], b: 
 
 // ---- the 128 KB flow: a world whose 1 MiB image the VM makes itself ----
 
-const FLOW_SEED = 0x5eed_f00d;
-const FLOW_IMAGE_BYTES = 1 << 20;
-const PIECE = 4096;
 const MEMORY_LIMIT = 128 * 1024;
-
-const flowWorld = (() => {
-  const [A, B, C, R1, R2, R3, X] = ['A', 'B', 'C', 'R1', 'R2', 'R3', 'X'].map((l) => detKey(`quickjs flow/${l}`));
-  const trust = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [R1, R2, R3], releaseThreshold: 2, signers: [A, B] });
-  const revocations = makeRevocations({ version: 1, keyIds: [X.keyId], signers: [B, C] }); // revokes some other key
-  const image = xorshift32Bytes(FLOW_SEED, FLOW_IMAGE_BYTES, PIECE); // what the VM generates piece by piece
-  const manifest = makeManifest(image, { chunkSize: 4096 });
-  const envelope = makeManifestEnvelope(manifest, [R1, R2, R3]);
-  const { leaves } = imageTree(image, manifest.chunkSize);
-  const pages = [0, 1].map((p) => ({ leaves: Buffer.concat(leaves.slice(128 * p, 128 * p + 128)), proof: Buffer.concat(pageProof(nodeSha256, leaves, p)) }));
-  return { trust, revocations, manifest, envelope, pages };
-})();
-
-/** Runs inside the VM: every input is already in fwsealHarness.slots; the image is made here. */
-const flowSource = (tamperOffset: number) => `(function () {
-  var H = fwsealHarness, V = fwsealVerifier, S = H.slots, out = {};
-  var t = V.loadTrust(S.trust);
-  out.loadTrust = t.code;
-  if (!t.ok) return out;
-  var r = V.verifyRevocations(S.revocations, t.trust, 1);
-  out.verifyRevocations = r.code;
-  if (!r.ok) return out;
-  var m = V.verifyManifest(S.envelope, S.trust, { deviceClass: 'acme-gw', counter: 7, revocations: S.revocations, revocationVersion: 1, trustVersion: 1 });
-  out.verifyManifest = m.code;
-  if (!m.ok) return out;
-  out.signers = m.signers.length;
-  var iv = V.imageVerifier(m.manifest);
-  var pageBytes = 128 * m.manifest.chunkSize, piece = new Uint8Array(${PIECE}), state = ${FLOW_SEED};
-  for (var offset = 0; offset < m.manifest.imageSize; offset += piece.length) {
-    if (offset % pageBytes === 0) {
-      var p = offset / pageBytes, a = iv.addDigestPage(p, S['leaves' + p], S['proof' + p]);
-      if (!a.ok) { out.image = a.code; out.at = offset; return out; }
-    }
-    state = H.xorshift32Fill(state, piece);
-    if (offset <= ${tamperOffset} && ${tamperOffset} < offset + piece.length) piece[${tamperOffset} - offset] ^= 1;
-    var u = iv.update(piece);
-    if (!u.ok) { out.image = u.code; out.at = offset; return out; }
-  }
-  out.image = iv.finish().code;
-  return out;
-})()`;
-
-function loadFlowInputs(vm: VerifierVM): void {
-  vm.setBytes('trust', flowWorld.trust);
-  vm.setBytes('revocations', flowWorld.revocations);
-  vm.setBytes('envelope', flowWorld.envelope);
-  flowWorld.pages.forEach((p, i) => {
-    vm.setBytes(`leaves${i}`, p.leaves);
-    vm.setBytes(`proof${i}`, p.proof);
-  });
-}
+const flowWorld = makeFlowWorld();
 
 // =====================================================================================
 
@@ -329,12 +276,12 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
     // inputs were loaded: the run is interrupted at the first sample above that.
     const flowVm = await loadVerifierInQuickJS({ variant, memoryLimit: MEMORY_LIMIT });
     try {
-      loadFlowInputs(flowVm);
+      loadFlowInputs(flowVm, flowWorld);
       const baseline = flowVm.memory();
       const good = timed(`${variant}: 128 KB flow, 1 MiB image`, () =>
-        flowVm.measurePeak(() => flowVm.evalJson(flowSource(-1)), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }));
+        flowVm.measurePeak(() => flowVm.evalJson(flowSource()), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }));
       const tampered = timed(`${variant}: 128 KB flow, tampered chunk 200`, () =>
-        flowVm.measurePeak(() => flowVm.evalJson(flowSource(200 * 4096 + 5)), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }));
+        flowVm.measurePeak(() => flowVm.evalJson(flowSource({ tamperOffset: 200 * 4096 + 5 })), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }));
       const report = (p: typeof good) => `peak ${p.peakUsedBytes} B used (+${p.peakUsedBytes - baseline.usedBytes} over the loaded baseline ${baseline.usedBytes}), `
         + `peak ${p.peakBlocks} blocks = ${8 * p.peakBlocks} B against the limit, ${p.samples} samples, ${(p.ms / 1000).toFixed(2)} s`;
       console.log(`${variant} 128 KB flow: bundle loaded ${flowVm.afterBundle.usedBytes} B used (${flowVm.afterBundle.blocks} blocks); `

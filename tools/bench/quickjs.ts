@@ -30,7 +30,7 @@ import { gzipSync } from 'node:zlib';
 import { type BuildOptions, type Plugin, build } from 'esbuild';
 import { nodeSha256 } from '../../host/hash.js';
 import { parseEnvelope, sigStructure } from '../../shared/cose.js';
-import { pageProof } from '../../shared/merkle.js';
+import { flowSource, flowWorld, loadFlowInputs } from '../../test/support/quickjs-flow.js';
 import { detBytes, detKey, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust } from '../../test/support/fixtures.js';
 import {
   QUICKJS_VARIANTS, type QuickJSVariantName, type VerifierVM, loadVerifierInQuickJS, smallestMemoryLimit, xorshift32Bytes,
@@ -188,62 +188,9 @@ function manifestWorld(n: number) {
   return { trust, envelope, releaseKeys: release };
 }
 
-/** The 128 KB flow of test/quickjs.test.ts, same keys and image. */
-const FLOW_SEED = 0x5eed_f00d;
-const FLOW_PIECE = 4096;
-function flowWorld() {
-  const [A, B, C, R1, R2, R3, X] = ['A', 'B', 'C', 'R1', 'R2', 'R3', 'X'].map((l) => detKey(`quickjs flow/${l}`));
-  const trust = makeTrust({ root: [A, B, C], rootThreshold: 2, release: [R1, R2, R3], releaseThreshold: 2, signers: [A, B] });
-  const revocations = makeRevocations({ version: 1, keyIds: [X.keyId], signers: [B, C] });
-  const image = xorshift32Bytes(FLOW_SEED, MiB, FLOW_PIECE);
-  const manifest = makeManifest(image, { chunkSize: 4096 });
-  const envelope = makeManifestEnvelope(manifest, [R1, R2, R3]);
-  const { leaves } = imageTree(image, manifest.chunkSize);
-  const pages = [0, 1].map((p) => ({ leaves: Buffer.concat(leaves.slice(128 * p, 128 * p + 128)), proof: Buffer.concat(pageProof(nodeSha256, leaves, p)) }));
-  return { trust, revocations, envelope, pages };
-}
-type FlowWorld = ReturnType<typeof flowWorld>;
 const FLOW_OK = JSON.stringify({ loadTrust: 0, verifyRevocations: 0, verifyManifest: 0, signers: 2, image: 0 });
 const SIG_PART_OK = JSON.stringify({ loadTrust: 0, verifyRevocations: 0, verifyManifest: 0, signers: 2 });
 
-/** Runs inside the VM; the image is made there piece by piece. `withImage` false: the signature part only. */
-const flowSource = (withImage: boolean) => `(function () {
-  var H = fwsealHarness, V = fwsealVerifier, S = H.slots, out = {};
-  var t = V.loadTrust(S.trust);
-  out.loadTrust = t.code;
-  if (!t.ok) return out;
-  var r = V.verifyRevocations(S.revocations, t.trust, 1);
-  out.verifyRevocations = r.code;
-  if (!r.ok) return out;
-  var m = V.verifyManifest(S.envelope, S.trust, { deviceClass: 'acme-gw', counter: 7, revocations: S.revocations, revocationVersion: 1, trustVersion: 1 });
-  out.verifyManifest = m.code;
-  if (!m.ok) return out;
-  out.signers = m.signers.length;
-  if (!${withImage}) return out;
-  var iv = V.imageVerifier(m.manifest);
-  var pageBytes = 128 * m.manifest.chunkSize, piece = new Uint8Array(${FLOW_PIECE}), state = ${FLOW_SEED};
-  for (var offset = 0; offset < m.manifest.imageSize; offset += piece.length) {
-    if (offset % pageBytes === 0) {
-      var p = offset / pageBytes, a = iv.addDigestPage(p, S['leaves' + p], S['proof' + p]);
-      if (!a.ok) { out.image = a.code; return out; }
-    }
-    state = H.xorshift32Fill(state, piece);
-    var u = iv.update(piece);
-    if (!u.ok) { out.image = u.code; return out; }
-  }
-  out.image = iv.finish().code;
-  return out;
-})()`;
-
-function loadFlowInputs(vm: VerifierVM, w: FlowWorld): void {
-  vm.setBytes('trust', w.trust);
-  vm.setBytes('revocations', w.revocations);
-  vm.setBytes('envelope', w.envelope);
-  w.pages.forEach((p, i) => {
-    vm.setBytes(`leaves${i}`, p.leaves);
-    vm.setBytes(`proof${i}`, p.proof);
-  });
-}
 
 // ---------- the section ----------
 
@@ -419,7 +366,7 @@ export const quickjsBench: Section = {
       try {
         vm = await load(variant, limit);
         loadFlowInputs(vm, flow);
-        return JSON.stringify(vm.evalJson(flowSource(withImage))) === (withImage ? FLOW_OK : SIG_PART_OK);
+        return JSON.stringify(vm.evalJson(flowSource({ withImage }))) === (withImage ? FLOW_OK : SIG_PART_OK);
       } catch {
         return false;
       } finally {
@@ -443,7 +390,7 @@ export const quickjsBench: Section = {
         try {
           loadFlowInputs(vm, flow);
           const base = vm.memory();
-          const p = vm.measurePeak(() => vm.evalJson(flowSource(true)));
+          const p = vm.measurePeak(() => vm.evalJson(flowSource()));
           if (JSON.stringify(p.result) !== FLOW_OK) throw new Error(`${variant} ${which}: the 128 KB flow failed: ${JSON.stringify(p.result)}`);
           const tag = `${variant} flow, ${which === 'ours' ? 'ours' : 'noble-Ed25519 build'}`;
           const limitNote = `setMemoryLimit(${limit})`;
