@@ -71,6 +71,8 @@ export const CODES = Object.freeze({
   UNKNOWN_BLOCK: 603,
   BAD_REQUEST: 604,
   SERVER_BUSY: 605,
+  CAMPAIGN_INACTIVE: 606,
+  BROKER_UNREACHABLE: 607,
 
   // 8xx host: the host tools' own failures (never sent by a device).
   USAGE: 800,
@@ -80,6 +82,10 @@ export const CODES = Object.freeze({
   KEY_FORMAT: 804,
   NO_PASSPHRASE: 805,
   KEY_NOT_IN_TRUST: 806,
+  SERVER_UNREACHABLE: 807,
+  NOT_FOUND: 808,
+  CONFLICT: 809,
+  UNAUTHORIZED: 810,
   INTERNAL: 899,
 });
 

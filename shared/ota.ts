@@ -102,15 +102,15 @@ export const KEY_CAMPAIGN = 1;
 export const KEY_REQUEST_ID = 2;
 export const KEY_REPLY_TOPIC = 3;
 
-export const ANNOUNCEMENT_KEY = Object.freeze({ manifestDigest: 4, manifestSize: 5, imageSize: 6, chunkSize: 7, blockSize: 8, pageCount: 9 });
+export const ANNOUNCEMENT_KEY = Object.freeze({ manifestDigest: 4, manifestSize: 5, imageSize: 6, chunkSize: 7, blockSize: 8, pageCount: 9, rollout: 10 });
 export const MANIFEST_RESPONSE_KEY = Object.freeze({ manifest: 4 });
 export const PAGE_KEY = Object.freeze({ page: 4, leaves: 5, proof: 6 });
 export const BLOCK_REQUEST_KEY = Object.freeze({ ranges: 4, bitmapBase: 5, bitmap: 6 });
 export const BLOCK_RESPONSE_KEY = Object.freeze({ block: 4, data: 5 });
 export const ERROR_KEY = Object.freeze({ code: 4, index: 5 });
-export const STATUS_KEY = Object.freeze({ device: 4, state: 5, done: 6, total: 7, code: 8 });
+export const STATUS_KEY = Object.freeze({ device: 4, state: 5, done: 6, total: 7, code: 8, group: 9, version: 10, counter: 11 });
 
-export const STATUS_STATES = Object.freeze(['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed'] as const);
+export const STATUS_STATES = Object.freeze(['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed', 'online'] as const);
 export type StatusState = (typeof STATUS_STATES)[number];
 
 const MAX_INDEX = LIMITS.maxImageSize; // block and page indices fit the device's 32-bit offsets
@@ -126,6 +126,11 @@ export type Announcement = {
   /** Bytes per block: a power of two, a multiple of chunkSize, at most maxBlockBytes. */
   readonly blockSize: number;
   readonly pageCount: number;
+  /**
+   * Staged rollout (waves): a device takes part iff rolloutBucket(campaign, device) < rollout.
+   * 0 = nobody yet, ROLLOUT_ALL (2^32) = every device of the group.
+   */
+  readonly rollout: number;
 };
 export type ManifestRequest = { readonly campaign: string; readonly requestId: number; readonly replyTopic?: string };
 export type ManifestResponse = { readonly campaign: string; readonly requestId: number; readonly manifest: Uint8Array };
@@ -150,13 +155,32 @@ export type BlockRequest = {
 export type BlockResponse = { readonly campaign: string; readonly requestId: number; readonly block: number; readonly data: Uint8Array };
 export type ErrorReply = { readonly campaign?: string; readonly requestId?: number; readonly code: number; readonly index?: number };
 export type StatusEvent = {
-  readonly campaign: string;
+  /** Absent only in state `online`. */
+  readonly campaign?: string;
   readonly device: string;
   readonly state: StatusState;
   readonly done?: number;
   readonly total?: number;
   readonly code?: number;
+  /** State `online` only (required there): the device's group, installed version and security counter. */
+  readonly group?: string;
+  readonly version?: string;
+  readonly counter?: number;
 };
+
+/** Every device of the group (announcement key 10). */
+export const ROLLOUT_ALL = 2 ** 32;
+
+/**
+ * A device's place in the rollout order of a campaign: the first 4 bytes (big-endian) of
+ * SHA-256(utf8(campaign + "/" + device)). Uniform and independent per campaign, so waves are a
+ * different random sample each time, and a server fixes a wave's exact size by choosing `rollout`
+ * just above the k-th smallest bucket among the devices it knows.
+ */
+export function rolloutBucket(sha256: (data: Uint8Array) => Uint8Array, campaign: string, device: string): number {
+  const d = sha256(new TextEncoder().encode(`${campaign}/${device}`));
+  return ((d[0]! << 24) >>> 0) + (d[1]! << 16) + (d[2]! << 8) + d[3]!;
+}
 
 const isPowerOfTwo = (n: number) => n > 0 && Number.isSafeInteger(n) && (n & (n - 1)) === 0 && n <= 2 ** 30;
 
@@ -235,11 +259,12 @@ export function parseAnnouncement(bytes: Uint8Array): Result<{ value: Announceme
     const chunkSize = asUint(f.required(K.chunkSize, 'chunk size'), 'chunk size', LIMITS.minChunkSize, LIMITS.maxChunkSize);
     const blockSize = asUint(f.required(K.blockSize, 'block size'), 'block size', LIMITS.minChunkSize, LIMITS.maxBlockBytes);
     const pageCount = asUint(f.required(K.pageCount, 'page count'), 'page count', 1, MAX_INDEX);
+    const rollout = asUint(f.required(K.rollout, 'rollout'), 'rollout', 0, ROLLOUT_ALL);
     if (!isPowerOfTwo(chunkSize)) schemaFail('BAD_VALUE', 'chunk size is not a power of two');
     if (!isPowerOfTwo(blockSize) || blockSize < chunkSize) schemaFail('BAD_VALUE', 'block size is not a power-of-two multiple of the chunk size');
     const chunks = Math.ceil(imageSize / chunkSize);
     if (pageCount !== Math.ceil(chunks / LIMITS.pageLeaves)) schemaFail('BAD_VALUE', `page count ${pageCount} does not match the image`);
-    return { campaign, manifestDigest, manifestSize, imageSize, chunkSize, blockSize, pageCount };
+    return { campaign, manifestDigest, manifestSize, imageSize, chunkSize, blockSize, pageCount, rollout };
   });
 }
 
@@ -247,7 +272,7 @@ export function encodeAnnouncement(a: Announcement): Uint8Array {
   const K = ANNOUNCEMENT_KEY;
   return encodeMessage('announcement', [
     [KEY_CAMPAIGN, a.campaign], [K.manifestDigest, a.manifestDigest], [K.manifestSize, a.manifestSize], [K.imageSize, a.imageSize],
-    [K.chunkSize, a.chunkSize], [K.blockSize, a.blockSize], [K.pageCount, a.pageCount],
+    [K.chunkSize, a.chunkSize], [K.blockSize, a.blockSize], [K.pageCount, a.pageCount], [K.rollout, a.rollout],
   ], parseAnnouncement);
 }
 
@@ -428,7 +453,7 @@ export function encodeErrorReply(m: ErrorReply): Uint8Array {
 export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent }> {
   return parseMessage(bytes, 'statusEvent', (f) => {
     const K = STATUS_KEY;
-    const campaign = campaignOf(f);
+    const campaignV = f.optional(KEY_CAMPAIGN);
     const device = asText(f.required(K.device, 'device id'), 'device id', LIMITS.maxIdBytes, ID_PATTERN);
     const state = STATUS_STATES[asUint(f.required(K.state, 'state'), 'state', 0, STATUS_STATES.length - 1)];
     const doneV = f.optional(K.done);
@@ -439,7 +464,19 @@ export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent
     const failed = state === 'rejected' || state === 'failed';
     if (failed && codeV === undefined) schemaFail('MISSING_FIELD', `statusEvent message: ${state} without a code`);
     if (!failed && codeV !== undefined) schemaFail('BAD_VALUE', `statusEvent message: ${state} with a code`);
-    const out: { -readonly [K in keyof StatusEvent]: StatusEvent[K] } = { campaign, device, state };
+    const online = state === 'online';
+    const groupV = f.optional(K.group);
+    const versionV = f.optional(K.version);
+    const counterV = f.optional(K.counter);
+    if (online !== (groupV !== undefined)) schemaFail(online ? 'MISSING_FIELD' : 'BAD_VALUE', 'statusEvent message: group goes with state online only');
+    if (!online && (versionV !== undefined || counterV !== undefined)) schemaFail('BAD_VALUE', 'statusEvent message: version and counter go with state online only');
+    if (!online && campaignV === undefined) schemaFail('MISSING_FIELD', 'statusEvent message: campaign id');
+    if (online && doneV !== undefined) schemaFail('BAD_VALUE', 'statusEvent message: online with done/total');
+    const out: { -readonly [K in keyof StatusEvent]: StatusEvent[K] } = { device, state };
+    if (campaignV !== undefined) out.campaign = asText(campaignV, 'campaign id', LIMITS.maxIdBytes, ID_PATTERN);
+    if (groupV !== undefined) out.group = asText(groupV, 'group', LIMITS.maxIdBytes, ID_PATTERN);
+    if (versionV !== undefined) out.version = asText(versionV, 'version', LIMITS.maxVersionBytes);
+    if (counterV !== undefined) out.counter = asUint(counterV, 'counter', 0, MAX_INDEX);
     if (doneV !== undefined) {
       out.total = asUint(totalV, 'total', 0, MAX_INDEX);
       out.done = asUint(doneV, 'done', 0, out.total);
@@ -455,6 +492,7 @@ export function encodeStatusEvent(m: StatusEvent): Uint8Array {
   if (state < 0) throw new RangeError('unknown status state');
   return encodeMessage('statusEvent', [
     [KEY_CAMPAIGN, m.campaign], [K.device, m.device], [K.state, state], [K.done, m.done], [K.total, m.total], [K.code, m.code],
+    [K.group, m.group], [K.version, m.version], [K.counter, m.counter],
   ], parseStatusEvent);
 }
 

@@ -4,8 +4,9 @@ import fc from 'fast-check';
 import { type CborKey, type CborMap, type CborValue, type Encodable, decodeCbor, encodeCbor } from '../shared/cbor.js';
 import { type Result, CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
+import { sha256 } from '../device/crypto/sha256.js';
 import {
-  type BlockRequest, type MessageType, MSG, SHARE_GROUP, STATUS_STATES,
+  type BlockRequest, type MessageType, MSG, ROLLOUT_ALL, SHARE_GROUP, STATUS_STATES, rolloutBucket,
   encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeErrorReply, encodeManifestRequest, encodeManifestResponse,
   encodePageRequest, encodePageResponse, encodeStatusEvent, isValidId, maxBlockResponseBytes, messageType,
   parseAnnouncement, parseBlockRequest, parseBlockResponse, parseErrorReply, parseManifestRequest, parseManifestResponse,
@@ -31,7 +32,8 @@ type Case = {
 
 const announcementArb = fc
   .record({ campaign: idArb, manifestDigest: fc.uint8Array({ minLength: 32, maxLength: 32 }), manifestSize: fc.integer({ min: 1, max: LIMITS.maxEnvelopeBytes }),
-    imageSize: fc.integer({ min: 1, max: LIMITS.maxImageSize }), chunkExp: fc.integer({ min: 9, max: 16 }), blockExtra: fc.integer({ min: 0, max: 7 }) })
+    imageSize: fc.integer({ min: 1, max: LIMITS.maxImageSize }), chunkExp: fc.integer({ min: 9, max: 16 }), blockExtra: fc.integer({ min: 0, max: 7 }),
+    rollout: fc.oneof(fc.constant(0), fc.constant(ROLLOUT_ALL), fc.integer({ min: 0, max: ROLLOUT_ALL })) })
   .map(({ chunkExp, blockExtra, ...a }) => {
     const chunkSize = 2 ** chunkExp;
     const blockSize = 2 ** Math.min(16, chunkExp + blockExtra);
@@ -59,7 +61,7 @@ const bitmapArb = fc
 const cases: Case[] = [
   {
     type: 'announcement', parse: parseAnnouncement, encode: encodeAnnouncement as (m: never) => Uint8Array, required: [0, 1, 4, 5, 6, 7, 8, 9],
-    sample: { campaign: 'spring-2025', manifestDigest: digest, manifestSize: 900, imageSize: 1_000_000, chunkSize: 4096, blockSize: 16384, pageCount: 2 },
+    sample: { campaign: 'spring-2025', manifestDigest: digest, manifestSize: 900, imageSize: 1_000_000, chunkSize: 4096, blockSize: 16384, pageCount: 2, rollout: ROLLOUT_ALL },
     arb: announcementArb,
   },
   {
@@ -105,7 +107,7 @@ const cases: Case[] = [
     type: 'statusEvent', parse: parseStatusEvent, encode: encodeStatusEvent as (m: never) => Uint8Array, required: [0, 1, 4, 5],
     sample: { campaign: 'c1', device: 'dev-42', state: 'downloading', done: 3, total: 10 },
     arb: fc
-      .record({ campaign: idArb, device: idArb, state: fc.constantFrom(...STATUS_STATES), total: fc.integer({ min: 0, max: 1 << 20 }), frac: fc.double({ min: 0, max: 1, noNaN: true }),
+      .record({ campaign: idArb, device: idArb, state: fc.constantFrom(...STATUS_STATES.filter((s) => s !== 'online')), total: fc.integer({ min: 0, max: 1 << 20 }), frac: fc.double({ min: 0, max: 1, noNaN: true }),
         progress: fc.boolean(), code: fc.integer({ min: 1, max: 999 }) })
       .map(({ frac, progress, total, code, ...e }) => ({
         ...e,
@@ -364,5 +366,35 @@ describe('topics', () => {
       expect(parseRequestTopic('fwseal', t).code, t).toBe(CODES.BAD_VALUE);
     }
     expect(parseStatusTopic('fwseal', 'fwseal/device/d1/reply').code).toBe(CODES.BAD_VALUE);
+  });
+});
+
+describe('online status and staged rollout', () => {
+  it('an online event carries group, version and counter, and needs no campaign', () => {
+    const bytes = encodeStatusEvent({ device: 'd1', state: 'online', group: 'g1', version: '1.2.3', counter: 7 });
+    const r = parseStatusEvent(bytes);
+    expect(r.ok && r.value).toEqual({ device: 'd1', state: 'online', group: 'g1', version: '1.2.3', counter: 7 });
+  });
+
+  it('group goes with online only; other states need a campaign', () => {
+    const state = (s: string) => STATUS_STATES.indexOf(s as never);
+    const enc = (entries: [number, Encodable][]) => encodeCbor(new Map(entries) as unknown as Encodable);
+    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [4, 'd1'], [5, state('online')]])).code).toBe(CODES.MISSING_FIELD);
+    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [1, 'c1'], [4, 'd1'], [5, state('accepted')], [9, 'g1']])).code).toBe(CODES.BAD_VALUE);
+    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [4, 'd1'], [5, state('accepted')]])).code).toBe(CODES.MISSING_FIELD);
+    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [1, 'c1'], [4, 'd1'], [5, state('confirmed')], [10, '1.0']])).code).toBe(CODES.BAD_VALUE);
+    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [4, 'd1'], [5, state('online')], [9, 'g/1']])).code).toBe(CODES.BAD_VALUE);
+  });
+
+  it('rollout buckets are 32-bit, stable, and differ per campaign', () => {
+    const b1 = rolloutBucket(sha256, 'c1', 'dev-1');
+    expect(b1).toBe(rolloutBucket(sha256, 'c1', 'dev-1'));
+    const d = sha256(new TextEncoder().encode('c1/dev-1'));
+    expect(b1).toBe(new DataView(d.buffer, d.byteOffset).getUint32(0));
+    const inC1 = Array.from({ length: 200 }, (_, i) => rolloutBucket(sha256, 'c1', `dev-${i}`));
+    const inC2 = Array.from({ length: 200 }, (_, i) => rolloutBucket(sha256, 'c2', `dev-${i}`));
+    expect(inC1.every((b) => b >= 0 && b < ROLLOUT_ALL)).toBe(true);
+    expect(inC1.filter((b, i) => b < inC2[i]!).length).toBeGreaterThan(50); // independent orders
+    expect(inC1.filter((b, i) => b < inC2[i]!).length).toBeLessThan(150);
   });
 });

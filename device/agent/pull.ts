@@ -19,7 +19,10 @@ import { PowerCut } from './flash.js';
 export interface AsyncTransport {
   /** Digest page `page`: its leaf digests and proof; null for an error reply or unavailable. */
   requestPage(page: number): Promise<{ readonly leaves: Uint8Array; readonly proof: Uint8Array } | null>;
-  /** Block `index` (one chunk per block here: block size = chunk size); null for an error reply. */
+  /**
+   * Block `index`: chunks `index * chunksPerBlock ...` of the image, concatenated (the last block may
+   * be shorter); null for an error reply.
+   */
   requestBlock(index: number): Promise<Uint8Array | null>;
 }
 
@@ -44,6 +47,12 @@ export type PullOptions = {
   readonly maxAttempts?: number;
   /** Give up (TRANSPORT_TIMEOUT) when the download takes longer than this many ms. */
   readonly budgetMs?: number;
+  /**
+   * Chunks per block (default 1): a power of two, at most one digest page (pageLeaves), so a block
+   * never spans two pages. With more than one, `chunkSize` (the manifest's) is required.
+   */
+  readonly chunksPerBlock?: number;
+  readonly chunkSize?: number;
 };
 
 export type PullReport = { readonly requests: number; readonly rejected: number; readonly timeouts: number };
@@ -75,11 +84,24 @@ export async function pullDownload(agent: UpdateAgent, transport: AsyncTransport
   };
   const stopped = () => failure !== null || thrown !== null;
 
-  const missing = agent.missingChunks();
   const P = LIMITS.pageLeaves;
+  const cpb = Math.floor(options.chunksPerBlock ?? 1);
+  if (!(cpb >= 1 && cpb <= P && (cpb & (cpb - 1)) === 0)) return fail('BAD_VALUE', `chunks per block ${options.chunksPerBlock} is not a power of two up to ${P}`);
+  const chunkSize = options.chunkSize ?? 0;
+  if (cpb > 1 && !(chunkSize > 0)) return fail('BAD_VALUE', 'chunkSize is required with more than one chunk per block');
+  // Missing chunks grouped by block (ascending): the blocks to fetch.
+  const chunksOf = new Map<number, number[]>();
+  for (const i of agent.missingChunks()) {
+    const b = Math.floor(i / cpb);
+    const list = chunksOf.get(b);
+    if (list) list.push(i);
+    else chunksOf.set(b, [i]);
+  }
+  const missing = [...chunksOf.keys()];
+  const pageOf = (block: number) => Math.floor((block * cpb) / P);
   // Pages still needed: how many missing blocks each still has to write.
   const remaining = new Map<number, number>();
-  for (const i of missing) remaining.set(Math.floor(i / P), (remaining.get(Math.floor(i / P)) ?? 0) + 1);
+  for (const b of missing) remaining.set(pageOf(b), (remaining.get(pageOf(b)) ?? 0) + 1);
   // Pages held (at most 2): the proven page (or its pending fetch).
   const held = new Map<number, Promise<Result<{ page: DigestPage }>>>();
   let released: (() => void)[] = [];
@@ -178,11 +200,22 @@ export async function pullDownload(agent: UpdateAgent, transport: AsyncTransport
   let next = 0;
   async function worker(): Promise<void> {
     while (!stopped() && next < missing.length) {
-      const index = missing[next++];
-      const p = Math.floor(index / P);
+      const index = missing[next++]!;
+      const p = pageOf(index);
       const page = await pageFor(p);
       if (page === null) return;
-      const r = await attempts(() => transport.requestBlock(index), (bytes) => agent.writeChunk(index, bytes, page), `block ${index}`);
+      const chunks = chunksOf.get(index)!;
+      const write = (bytes: Uint8Array): Result => {
+        if (cpb === 1) return agent.writeChunk(index, bytes, page);
+        // Every chunk of the block still missing is checked against its leaf before it is written.
+        for (const i of chunks) {
+          const at = (i - index * cpb) * chunkSize;
+          const w = agent.writeChunk(i, bytes.subarray(at, at + chunkSize), page);
+          if (!w.ok) return w;
+        }
+        return ok({});
+      };
+      const r = await attempts(() => transport.requestBlock(index), write, `block ${index}`);
       if (r === null) return;
       if (!r.ok) {
         stop(r);
