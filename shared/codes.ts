@@ -73,6 +73,8 @@ export const CODES = Object.freeze({
   SERVER_BUSY: 605,
   CAMPAIGN_INACTIVE: 606,
   BROKER_UNREACHABLE: 607,
+  // 62x serial: SMP over the console (SPEC.md §13).
+  FRAME_CRC_MISMATCH: 620,
 
   // 8xx host: the host tools' own failures (never sent by a device).
   USAGE: 800,

@@ -56,6 +56,10 @@ export const LIMITS = Object.freeze({
   maxRequestId: 4294967295,
   /** Largest OTA message (CBOR) accepted: a full block plus its envelope. */
   maxOtaMessageBytes: 66560,
+  /** SMP over the console (SPEC.md §13): longest line, start marker and '\n' included (Zephyr's MCUMGR_SERIAL_MAX_FRAME). */
+  maxSmpLineBytes: 127,
+  /** Largest SMP packet (8-byte header + CBOR payload) a console frame may carry; the device's buf_size. */
+  maxSmpPacketBytes: 4096,
 });
 
 /** Length of a key id in bytes: SHA-256(public key) truncated (SPEC.md §Key ids). */
