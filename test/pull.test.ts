@@ -231,3 +231,96 @@ describe('pullDownload', () => {
     expect(agent.finishDownload().ok).toBe(true);
   });
 });
+
+/** Blocks of `cpb` chunks: block b is chunks b*cpb .. b*cpb+cpb-1 concatenated (the last block shorter). */
+function blockTransport(timer: VirtualTimer, cpb: number, opts: { alter?: (block: number, attempt: number, bytes: Uint8Array) => Uint8Array } = {}): Fake {
+  const attempts = new Map<number, number>();
+  const fake: Fake = {
+    blocks: [],
+    pages: [],
+    maxInFlight: 0,
+    async requestPage(page) {
+      fake.pages.push(page);
+      await timer.after(20);
+      const { start, end } = pageLeafRange(page, leaves.length);
+      return { leaves: concatBytes(...leaves.slice(start, end)), proof: concatBytes(...proofs[page]) };
+    },
+    async requestBlock(index) {
+      const n = (attempts.get(index) ?? 0) + 1;
+      attempts.set(index, n);
+      fake.blocks.push(index);
+      await timer.after(5 + (index * 7) % 13);
+      const bytes = v2Image.slice(index * cpb * 512, (index + 1) * cpb * 512);
+      return opts.alter ? opts.alter(index, n, bytes) : bytes;
+    },
+  };
+  return fake;
+}
+
+describe('pullDownload with several chunks per block', () => {
+  it('writes a block of 4 chunks, each checked against its leaf, one request per block', async () => {
+    const d = device();
+    const agent = d.agent();
+    agent.beginUpdate(v2);
+    const timer = new VirtualTimer();
+    const t = blockTransport(timer, 4);
+    const r = await pull(agent, t, timer, { chunksPerBlock: 4, chunkSize: 512 });
+    expect(r.ok).toBe(true);
+    expect(t.blocks.length).toBe(N / 4);
+    expect(new Set(t.blocks).size).toBe(N / 4);
+    expect(r.ok && r.requests).toBe(N / 4 + 3);
+    expect(agent.missingChunks()).toEqual([]);
+    expect(agent.finishDownload().ok).toBe(true);
+  });
+
+  it('re-fetches a block with one tampered chunk; its good chunks before it are kept', async () => {
+    const d = device();
+    const agent = d.agent();
+    agent.beginUpdate(v2);
+    const timer = new VirtualTimer();
+    const t = blockTransport(timer, 4, { alter: (b, n, bytes) => { if (b === 10 && n === 1) bytes[512 * 2 + 9] ^= 1; return bytes; } });
+    const r = await pull(agent, t, timer, { chunksPerBlock: 4, chunkSize: 512, window: 1 });
+    expect(r.ok && r.rejected).toBe(1);
+    expect(t.blocks.filter((b) => b === 10).length).toBe(2);
+    expect(agent.finishDownload().ok).toBe(true);
+  });
+
+  it('accepts a short last block (300 chunks in blocks of 8: the last has 4)', async () => {
+    const d = device();
+    const agent = d.agent();
+    agent.beginUpdate(v2);
+    const timer = new VirtualTimer();
+    const lengths = new Map<number, number>();
+    const t = blockTransport(timer, 8, { alter: (b, _n, bytes) => { lengths.set(b, bytes.length); return bytes; } });
+    const r = await pull(agent, t, timer, { chunksPerBlock: 8, chunkSize: 512 });
+    expect(r.ok).toBe(true);
+    expect(t.blocks.length).toBe(Math.ceil(N / 8));
+    expect(lengths.get(Math.ceil(N / 8) - 1)).toBe((N % 8) * 512);
+    expect(agent.finishDownload().ok).toBe(true);
+  });
+
+  it('rejects a truncated block (fetched again), and gives up with a verification code when it stays truncated', async () => {
+    const d = device();
+    const agent = d.agent();
+    agent.beginUpdate(v2);
+    const timer = new VirtualTimer();
+    const t = blockTransport(timer, 4, { alter: (b, n, bytes) => (b === 5 && n === 1 ? bytes.slice(0, bytes.length - 100) : bytes) });
+    const r = await pull(agent, t, timer, { chunksPerBlock: 4, chunkSize: 512 });
+    expect(r.ok && r.rejected).toBe(1);
+    expect(t.blocks.filter((b) => b === 5).length).toBe(2);
+    expect(agent.finishDownload().ok).toBe(true);
+
+    const d2 = device();
+    const agent2 = d2.agent();
+    agent2.beginUpdate(v2);
+    const timer2 = new VirtualTimer();
+    const t2 = blockTransport(timer2, 4, { alter: (b, _n, bytes) => (b === 7 ? bytes.slice(0, 1024) : bytes) });
+    const r2 = await pull(agent2, t2, timer2, { chunksPerBlock: 4, chunkSize: 512, maxAttempts: 3 });
+    expect(r2.ok).toBe(false);
+    expect(r2.code).toBe(CODES.CHUNK_DIGEST_MISMATCH);
+    expect(t2.blocks.filter((b) => b === 7).length).toBe(3);
+    // The two chunks that did arrive whole were checked and written; the missing two were not.
+    expect(agent2.missingChunks()).toEqual(expect.arrayContaining([30, 31]));
+    expect(agent2.missingChunks()).not.toContain(28);
+  });
+});

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian machine (root, Node >= 20).
-# Debian packages: mosquitto (the OTA tests start their own broker on a free loopback port).
+# Debian packages: mosquitto (OTA tests start their own broker on a free loopback port), socat (HIL pty pairs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(mosquitto)
+APT_PACKAGES=(mosquitto socat)
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -5,17 +5,28 @@
  * pure-JS defaults are used otherwise.
  */
 import { KEY_ID_BYTES } from '../../shared/limits.js';
-import { verifyEd25519 } from './ed25519.js';
+import { isTrustableRoleKey, verifyEd25519 } from './ed25519.js';
 import { sha256 as defaultSha256, sha512 as defaultSha512 } from './hash.js';
 
 export type Hash = (data: Uint8Array) => Uint8Array;
-export type Platform = { readonly sha256?: Hash; readonly sha512?: Hash };
+export type Platform = {
+  readonly sha256?: Hash;
+  readonly sha512?: Hash;
+  /**
+   * Memo of Ed25519 outcomes, for hosts that simulate many devices in one process (the outcome is
+   * a pure function of signature, key and message; keyed by SHA-256 over all three). Real devices
+   * leave it out.
+   */
+  readonly signatureCache?: { get(key: string): boolean | undefined; set(key: string, value: boolean): unknown };
+};
 
 export type DeviceCrypto = {
   readonly sha256: Hash;
   readonly sha512: Hash;
   /** Ed25519 under the policy of SPEC.md §7, with this platform's SHA-512. */
   verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean;
+  /** A key a trust role may list (canonical, torsion-free: SPEC.md §7). */
+  trustableKey(publicKey: Uint8Array): boolean;
   /** SPEC.md §3.1: the first 16 bytes of SHA-256 over the public key. */
   keyId(publicKey: Uint8Array): Uint8Array;
 };
@@ -48,10 +59,28 @@ export function deviceCrypto(platform: Platform = {}): DeviceCrypto {
   }
   const sha256 = platform.sha256 ? checked('sha256', platform.sha256, 32) : defaultSha256;
   const sha512 = platform.sha512 ? checked('sha512', platform.sha512, 64) : defaultSha512;
+  const ed = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => (verifyEd25519 as (s: Uint8Array, m: Uint8Array, p: Uint8Array, h: Hash) => boolean)(signature, message, publicKey, sha512);
+  const cache = platform.signatureCache;
+  if (cache !== undefined && (typeof cache?.get !== 'function' || typeof cache.set !== 'function')) throw platformError('platform.signatureCache must have get and set');
   return Object.freeze({
     sha256,
     sha512,
-    verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => (verifyEd25519 as (s: Uint8Array, m: Uint8Array, p: Uint8Array, h: Hash) => boolean)(signature, message, publicKey, sha512),
+    verify: cache === undefined ? ed : (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => {
+      const all = new Uint8Array(signature.length + publicKey.length + message.length);
+      all.set(signature);
+      all.set(publicKey, signature.length);
+      all.set(message, signature.length + publicKey.length);
+      const key = String.fromCharCode(...sha256(all));
+      let v = cache.get(key);
+      if (v === undefined) cache.set(key, (v = ed(signature, message, publicKey)));
+      return v;
+    },
+    trustableKey: cache === undefined ? isTrustableRoleKey : (publicKey: Uint8Array) => {
+      const key = 'k' + String.fromCharCode(...publicKey);
+      let v = cache.get(key);
+      if (v === undefined) cache.set(key, (v = isTrustableRoleKey(publicKey)));
+      return v;
+    },
     keyId: (publicKey: Uint8Array) => sha256(publicKey).slice(0, KEY_ID_BYTES),
   });
 }

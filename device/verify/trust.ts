@@ -5,7 +5,6 @@ import { bytesEqual } from '../../shared/bytes.js';
 import { type Result, fail, ok } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { type RevocationList, type Role, type TrustBundle, parseRevocationList, parseTrustBundle } from '../../shared/trust.js';
-import { isTrustableRoleKey } from '../crypto/ed25519.js';
 import { type DeviceCrypto } from '../crypto/platform.js';
 import { type RoleKeys, countSigners } from './signers.js';
 
@@ -22,7 +21,7 @@ export type VerifiedRevocations = { readonly list: RevocationList };
 function roleKeys(c: DeviceCrypto, role: Role): RoleKeys | null {
   const kids: Uint8Array[] = [];
   for (const key of role.keys) {
-    if (!isTrustableRoleKey(key)) return null;
+    if (!c.trustableKey(key)) return null;
     kids.push(c.keyId(key));
   }
   return Object.freeze({ threshold: role.threshold, keys: role.keys, kids: Object.freeze(kids) });

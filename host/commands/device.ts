@@ -1,8 +1,7 @@
 /**
  * `fwseal device ...`: the update agent and boot agent on a Linux gateway (flash as a file or block
  * device under --state DIR), and the power-cut sweep. The transport here is local files
- * (a manifest, its image and the digest table written by pack); the MQTT transport comes with the
- * OTA issue.
+ * (a manifest, its image and the digest table written by pack), or OTA campaigns over MQTT (--broker).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -28,7 +27,10 @@ import { LeafHasher, nodeSha256 } from '../hash.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { signingKeyFromSeed } from '../keys.js';
 import { signPayload } from '../sign.js';
-import { type Command, type Parsed, int, json, noPositionals, str } from './common.js';
+import { type Command, type Io, type Parsed, int, json, noPositionals, str } from './common.js';
+import { type StatusEvent, isValidId, isValidPrefix } from '../../shared/ota.js';
+import { OtaDevice } from '../ota/device-client.js';
+import { MQTT_FLAGS, MQTT_USAGE, connectMqtt, mqttSettings } from '../ota/mqtt-options.js';
 
 const DEVICE_FILE = 'device.json';
 const FLASH_FILE = 'flash.img';
@@ -105,19 +107,34 @@ export const deviceRun: Command = {
   summary: 'run the update agent on a device under --state: boot, update from local files, trial boot',
   usage: `fwseal device run --state DIR --trust trust.cbor --update M.cose --image IMAGE
     [--digests M.digests] [--revocations RL.cbor] [--trust-update trust2.cbor] [--confirm] [--json]
+fwseal device run --broker URL --id ID --group G --trust trust.cbor --device-class CLASS --state DIR
+    [--prefix P] [--revocations RL.cbor] [--exit-after-update] [--connect-timeout MS] [--json]
+    ${MQTT_USAGE.replace(/\n/g, '\n    ')}
 
 Boots (the boot agent verifies the slot it runs), verifies the manifest before anything is written,
 writes only verified chunks to the inactive slot (resuming a download a reset interrupted), verifies
 the whole slot, marks it pending and boots it on trial. With --confirm the application confirms the
 trial image, and only then the security counter is raised. --revocations stores a newer revocation
 list on the device, --trust-update a rotated trust bundle (with --revocations: a list the new root
-keys signed); neither version ever goes down. Exit 1 when the update is rejected.`,
+keys signed); neither version ever goes down. Exit 1 when the update is rejected.
+
+With --broker the device takes its updates from OTA campaigns over MQTT (SPEC.md §12): it reports
+online, follows the retained announcement of --group, and downloads, installs, trial-boots and
+confirms each campaign it is eligible for, resuming an interrupted download from flash. It runs until
+SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 0 confirmed,
+1 rejected or failed). --device-class must be the one the device was provisioned with.`,
   options: {
     state: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, update: { type: 'string' },
     image: { type: 'string' }, digests: { type: 'string' }, confirm: { type: 'boolean' }, 'trust-update': { type: 'string' }, json: { type: 'boolean' },
+    ...MQTT_FLAGS, id: { type: 'string' }, group: { type: 'string' }, 'device-class': { type: 'string' }, prefix: { type: 'string' },
+    'exit-after-update': { type: 'boolean' }, 'connect-timeout': { type: 'string' },
   },
   run(p, io) {
     noPositionals(p);
+    if (str(p, 'broker') !== undefined) return runOverMqtt(p, io);
+    for (const flag of ['id', 'group', 'device-class', 'prefix', 'exit-after-update', 'connect-timeout']) {
+      if (p.values[flag] !== undefined) throw new FwsealError('USAGE', `--${flag} goes with --broker`);
+    }
     const store = trustInputs(p);
     const envelope = readFileLimited(str(p, 'update', true), LIMITS.maxEnvelopeBytes, 'manifest');
     const imagePath = str(p, 'image', true);
@@ -222,6 +239,62 @@ Throwaway keys are generated for the run.`,
     return report.violations.length === 0 ? 0 : 1;
   },
 };
+
+/** `device run --broker`: the OTA device client on the device under --state. */
+async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
+  for (const flag of ['update', 'image', 'digests', 'confirm', 'trust-update']) {
+    if (p.values[flag] !== undefined) throw new FwsealError('USAGE', `--${flag} does not go with --broker`);
+  }
+  const id = str(p, 'id', true);
+  const group = str(p, 'group', true);
+  const prefix = str(p, 'prefix') ?? 'fwseal';
+  if (!isValidId(id)) throw new FwsealError('USAGE', '--id must be 1..64 characters of [A-Za-z0-9_-]');
+  if (!isValidId(group)) throw new FwsealError('USAGE', '--group must be 1..64 characters of [A-Za-z0-9_-]');
+  if (!isValidPrefix(prefix)) throw new FwsealError('USAGE', '--prefix must be id segments joined by "/"');
+  const deviceClass = str(p, 'device-class', true);
+  const store = trustInputs(p);
+  const settings = mqttSettings(p, process.env, id, 4);
+  const timeout = int(p, 'connect-timeout', 100, 600_000, 10_000);
+  const { cfg, flash, layout } = openDevice(str(p, 'state', true));
+  const asJson = !!p.values.json;
+  let device: OtaDevice | null = null;
+  let onSignal = () => {};
+  try {
+    if (cfg.deviceClass !== deviceClass) throw new FwsealError('USAGE', `--device-class ${deviceClass} is not the provisioned class ${cfg.deviceClass}`);
+    const client = await connectMqtt(settings, timeout);
+    const line = (text: string) => { if (!asJson) io.stdout(text + '\n'); };
+    let onEnd: (e: StatusEvent | null) => void = () => {};
+    const ended = new Promise<StatusEvent | null>((resolve) => {
+      onEnd = resolve;
+      onSignal = () => resolve(null);
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+    });
+    const d = await OtaDevice.start({
+      id, group, prefix, mqtt: client, flash, layout, ...store, verifier: hostVerifier, maxTrialBoots: cfg.maxTrialBoots, log: line,
+      onStatus: (e: StatusEvent) => {
+        if (asJson) io.stdout(JSON.stringify(e) + '\n');
+        if (p.values['exit-after-update'] && (e.state === 'confirmed' || e.state === 'rejected' || e.state === 'failed')) onEnd(e);
+      },
+    });
+    device = d;
+    const last = await ended;
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await d.stop();
+    device = null;
+    const s = d.state();
+    const summary = { state: last?.state ?? 'stopped', ...(last?.campaign ? { campaign: last.campaign } : {}), ...(last?.code !== undefined ? { code: last.code } : {}), version: s.version, counter: s.counter, slot: s.slot };
+    if (asJson) io.stdout(JSON.stringify(summary) + '\n');
+    else io.stdout(`${summary.state.toUpperCase()}${summary.code !== undefined ? ` code ${summary.code}` : ''}: version ${s.version ?? '-'}, counter ${s.counter ?? '-'}, slot ${s.slot ?? '-'}\n`);
+    return last === null || last.state === 'confirmed' ? 0 : 1;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    if (device) await device.stop();
+    flash.close();
+  }
+}
 
 function openFileTransportChecked(imagePath: string, digestsPath: string, chunkSize: number) {
   if (!existsSync(imagePath)) throw new FwsealError('IO', `no image ${imagePath}`);
