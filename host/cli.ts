@@ -12,42 +12,46 @@ import { keygen } from './commands/keys.js';
 import { revoke, trustInit, trustRotate } from './commands/trust.js';
 import { inspectCmd, packCmd, signCmd, verifyCmd } from './commands/release.js';
 import { devicePowercutSweep, deviceProvision, deviceRun } from './commands/device.js';
+import { OTA_COMMANDS } from './commands/ota.js';
+import { fleetSim } from './commands/fleet.js';
 
-export const COMMANDS: readonly Command[] = [keygen, trustInit, trustRotate, packCmd, signCmd, verifyCmd, revoke, inspectCmd, deviceProvision, deviceRun, devicePowercutSweep];
+export const COMMANDS: readonly Command[] = [keygen, trustInit, trustRotate, packCmd, signCmd, verifyCmd, revoke, inspectCmd, deviceProvision, deviceRun, devicePowercutSweep, ...OTA_COMMANDS, fleetSim];
 
-function overview(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+function overview(commands: readonly Command[]): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
   return `fwseal: sign firmware on the host, verify it on the device
 
 usage: fwseal COMMAND [options]   (fwseal COMMAND --help for details)
 
-${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
 Exit status: 0 ok/accepted, 1 rejected, 2 usage or I/O error.
 `;
 }
 
-function findCommand(argv: string[]): { cmd: Command; rest: string[] } | null {
-  for (const c of COMMANDS) {
+function findCommand(argv: string[], commands: readonly Command[]): { cmd: Command; rest: string[] } | null {
+  for (const c of commands) {
     const words = c.name.split(' ');
     if (words.every((w, i) => argv[i] === w)) return { cmd: c, rest: argv.slice(words.length) };
   }
   return null;
 }
 
-export async function main(argv: string[], io: Io): Promise<number> {
+/** `extra`: commands added by another entry point (hil/cli.ts adds `hil run`; host/ never imports hil/). */
+export async function main(argv: string[], io: Io, extra: readonly Command[] = []): Promise<number> {
+  const commands: readonly Command[] = extra.length === 0 ? COMMANDS : [...COMMANDS, ...extra];
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    (argv.length === 0 ? io.stderr : io.stdout)(overview());
+    (argv.length === 0 ? io.stderr : io.stdout)(overview(commands));
     return argv.length === 0 ? 2 : 0;
   }
   if (argv[0] === '--version') {
     io.stdout('fwseal 0.1.0\n');
     return 0;
   }
-  const found = findCommand(argv);
-  if (!found && argv.length >= 1 && COMMANDS.some((c) => c.name.startsWith(argv[0] + ' '))) {
+  const found = findCommand(argv, commands);
+  if (!found && argv.length >= 1 && commands.some((c) => c.name.startsWith(argv[0] + ' '))) {
     // A command group (`fwseal trust`): list its subcommands.
-    const group = COMMANDS.filter((c) => c.name.startsWith(argv[0] + ' '));
+    const group = commands.filter((c) => c.name.startsWith(argv[0] + ' '));
     const help = argv.includes('--help') || argv.includes('-h');
     if (help) {
       io.stdout(`usage:\n${group.map((c) => `  fwseal ${c.name}  ${c.summary}`).join('\n')}\n`);

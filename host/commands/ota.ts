@@ -1,0 +1,241 @@
+/**
+ * `fwseal serve` (the OTA server, SPEC.md §12.8) and `fwseal campaign ...` (its operator CLI over the
+ * HTTP API). The server token comes from FWSEAL_SERVER_TOKEN and the MQTT password from
+ * FWSEAL_MQTT_PASSWORD: never flags, never printed.
+ */
+import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { createReadStream, statSync } from 'node:fs';
+import { codeName } from '../../shared/codes.js';
+import { LIMITS } from '../../shared/limits.js';
+import { FwsealError } from '../errors.js';
+import { readFileLimited } from '../io.js';
+import { type ApiTarget, apiRequest } from '../ota/api-client.js';
+import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
+import { OtaServer, RESPONSE_QOS } from '../ota/server.js';
+import { type Command, type Io, type Parsed, int, json, noPositionals, onePositional, str } from './common.js';
+
+const DEFAULT_SERVER = 'http://127.0.0.1:8080';
+
+/** HOST:PORT or [IPv6]:PORT. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = text.match(/^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new FwsealError('USAGE', '--http must be HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks a free one)');
+  return { host: m[1] ?? m[2], port };
+}
+
+export const serveCmd: Command = {
+  name: 'serve',
+  summary: 'run the OTA server: answer device requests over MQTT, run campaigns, serve the HTTP API',
+  usage: `fwseal serve --broker URL --data DIR --trust trust.cbor [--revocations RL.cbor] [--http HOST:PORT]
+    [--prefix P] [--tick-ms N] [--response-qos 0|1]
+${MQTT_USAGE}
+
+Answers manifest, digest page and block requests under <prefix>/campaign/+/req/+ (MQTT 5 shared
+subscriptions, so several instances on one broker and one --data folder share the work), records
+device status events in DIR/fwseal.db, opens the waves of each campaign, and serves the HTTP API on
+--http (default 127.0.0.1:8080; FWSEAL_SERVER_TOKEN set = every /api request needs that bearer
+token). Responses go out with QoS 0 unless --response-qos 1 (a lost one is a device retry). Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
+  options: {
+    ...MQTT_FLAGS, data: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, http: { type: 'string' },
+    prefix: { type: 'string' }, 'tick-ms': { type: 'string' }, 'response-qos': { type: 'string' },
+  },
+  async run(p, io) {
+    noPositionals(p);
+    const mqtt = mqttSettings(p, process.env, `serve-${randomBytes(4).toString('hex')}`, 5);
+    const trust = readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle');
+    const rl = str(p, 'revocations');
+    const revocations = rl ? readFileLimited(rl, LIMITS.maxEnvelopeBytes, 'revocation list') : undefined;
+    const http = parseListen(str(p, 'http') ?? '127.0.0.1:8080');
+    const token = process.env.FWSEAL_SERVER_TOKEN || undefined;
+    const server = await OtaServer.start({
+      mqtt, dataDir: str(p, 'data', true), prefix: str(p, 'prefix') ?? 'fwseal', trust, ...(revocations ? { revocations } : {}),
+      http, ...(token ? { token } : {}), tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000), responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1,
+      log: (line) => io.stderr(`fwseal serve: ${line}\n`),
+    });
+    const addr = server.address()!;
+    io.stdout(`fwseal serve: HTTP API on ${addr.url} (MQTT ${mqtt.url}, prefix ${server.prefix}${token ? ', token required' : ''})\n`);
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.removeListener('SIGINT', stop);
+        process.removeListener('SIGTERM', stop);
+        resolve();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await server.close();
+    io.stderr('fwseal serve: stopped\n');
+    return 0;
+  },
+};
+
+const SERVER_FLAGS = { server: { type: 'string' } } as const;
+const SERVER_USAGE = `--server URL defaults to FWSEAL_SERVER, else ${DEFAULT_SERVER}; the token comes from FWSEAL_SERVER_TOKEN.`;
+
+function target(p: Parsed): ApiTarget {
+  const server = str(p, 'server') ?? process.env.FWSEAL_SERVER ?? DEFAULT_SERVER;
+  const token = process.env.FWSEAL_SERVER_TOKEN;
+  return { server, ...(token ? { token } : {}) };
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    const s = createReadStream(path);
+    s.on('data', (c) => h.update(c));
+    s.on('error', (e) => reject(new FwsealError('IO', `cannot read image ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)));
+    s.on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+export type CampaignDetail = {
+  id: string; group: string; version: string; securityCounter: number; state: string; wave: number; waves: number[]; rollout: number;
+  abortFailureRate: number; failureRate: number; counts: Record<string, number>;
+  devices: { id: string; state: string; done: number | null; total: number | null; code: number | null; updated: number | null }[];
+};
+
+function parseWaves(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const parts = text.split(',');
+  if (parts.length > 100 || !parts.every((x) => /^\d{1,3}(\.\d{1,3})?$/.test(x))) throw new FwsealError('USAGE', '--waves must be percentages like 5,25,100');
+  return parts.map(Number);
+}
+
+export const campaignCreate: Command = {
+  name: 'campaign create',
+  summary: 'upload an image and start a campaign for a device group on an OTA server',
+  usage: `fwseal campaign create --manifest M.cose --image IMAGE --group G [--waves 5,25,100]
+    [--abort-failure-rate 0.1] [--block-size N] [--server URL] [--json]
+
+Uploads IMAGE (PUT /api/images/<sha256>), then creates the campaign: the server verifies the manifest
+against its trust bundle and the image against the manifest (exit 1 with the verifier's code when
+they do not verify). Prints the campaign id (the campaign detail with --json).
+${SERVER_USAGE}`,
+  options: {
+    ...SERVER_FLAGS, manifest: { type: 'string' }, image: { type: 'string' }, group: { type: 'string' }, waves: { type: 'string' },
+    'abort-failure-rate': { type: 'string' }, 'block-size': { type: 'string' }, json: { type: 'boolean' },
+  },
+  async run(p, io) {
+    noPositionals(p);
+    const t = target(p);
+    const manifest = readFileLimited(str(p, 'manifest', true), LIMITS.maxEnvelopeBytes, 'manifest');
+    const image = str(p, 'image', true);
+    const group = str(p, 'group', true);
+    const waves = parseWaves(str(p, 'waves'));
+    const rateText = str(p, 'abort-failure-rate');
+    if (rateText !== undefined && !/^(0(\.\d{1,6})?|1(\.0{1,6})?)$/.test(rateText)) throw new FwsealError('USAGE', '--abort-failure-rate must be a number from 0 to 1');
+    const blockSize = p.values['block-size'] !== undefined ? int(p, 'block-size', LIMITS.minChunkSize, LIMITS.maxBlockBytes) : undefined;
+    let size: number;
+    try {
+      const st = statSync(image);
+      if (!st.isFile()) throw new FwsealError('IO', `image ${image} is not a regular file`);
+      size = st.size;
+    } catch (e) {
+      if (e instanceof FwsealError) throw e;
+      throw new FwsealError('IO', `cannot open image ${image}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    if (size > LIMITS.maxImageSize) throw new FwsealError('TOO_LARGE', `image of ${size} bytes exceeds ${LIMITS.maxImageSize}`);
+    const sha = await sha256File(image);
+    await apiRequest(t, 'PUT', `api/images/${sha}`, { file: image, size });
+    const detail = await apiRequest<CampaignDetail>(t, 'POST', 'api/campaigns', {
+      json: {
+        manifest: Buffer.from(manifest).toString('base64'), image: sha, group,
+        ...(waves ? { waves } : {}), ...(rateText !== undefined ? { abortFailureRate: Number(rateText) } : {}), ...(blockSize !== undefined ? { blockSize } : {}),
+      },
+    });
+    if (p.values.json) json(io, detail);
+    else io.stdout(detail.id + '\n');
+    return 0;
+  },
+};
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** The status table of a campaign (what `campaign status` prints). */
+export function formatStatus(d: CampaignDetail, bar?: number): string {
+  const c = d.counts;
+  const lines = [
+    `campaign ${d.id}  group ${d.group}  version ${d.version} (counter ${d.securityCounter})`,
+    `state ${d.state}  wave ${d.wave}/${d.waves.length} (${d.waves[d.wave - 1]}% of ${d.waves.join(',')})`,
+    `devices: known ${c.known}  eligible ${c.eligible}  waiting ${c.waiting}  accepted ${c.accepted}  downloading ${c.downloading}  verifying ${c.verifying}  installed ${c.installed}  confirmed ${c.confirmed}  rejected ${c.rejected}  failed ${c.failed}`,
+    `failure rate ${pct(d.failureRate)} (halts above ${pct(d.abortFailureRate)})`,
+  ];
+  if (bar !== undefined) {
+    const done = c.confirmed + c.rejected + c.failed;
+    const all = Math.max(c.known, done, 1);
+    const fill = Math.round((done / all) * 30);
+    lines.push(`[${'#'.repeat(fill)}${'.'.repeat(30 - fill)}] ${done}/${all} devices done`);
+  }
+  if (d.devices.length > 0) {
+    const w = Math.max(6, ...d.devices.map((x) => x.id.length));
+    lines.push('', `${'DEVICE'.padEnd(w)}  ${'STATE'.padEnd(11)}  ${'PROGRESS'.padEnd(9)}  CODE`);
+    for (const x of d.devices) {
+      const prog = x.total ? `${x.done}/${x.total}` : '';
+      lines.push(`${x.id.padEnd(w)}  ${x.state.padEnd(11)}  ${prog.padEnd(9)}  ${x.code ? `${codeName(x.code)} (${x.code})` : ''}`.trimEnd());
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+function changeLine(d: CampaignDetail): string {
+  const c = d.counts;
+  return `${d.id} ${d.state} wave ${d.wave}/${d.waves.length} eligible ${c.eligible} downloading ${c.downloading} confirmed ${c.confirmed} rejected ${c.rejected} failed ${c.failed} failure-rate ${pct(d.failureRate)}\n`;
+}
+
+const FINAL = new Set(['completed', 'aborted', 'halted']);
+
+export const campaignStatus: Command = {
+  name: 'campaign status',
+  summary: 'show a campaign: state, wave, device counts, failure rate, devices (--watch to follow it)',
+  usage: `fwseal campaign status ID [--watch] [--json] [--server URL]
+
+--watch polls every second until the campaign is completed, aborted or halted: on a terminal it
+redraws the table with a progress bar, otherwise it prints one line per change.
+${SERVER_USAGE}`,
+  options: { ...SERVER_FLAGS, watch: { type: 'boolean' }, json: { type: 'boolean' } },
+  async run(p, io) {
+    const id = onePositional(p, 'campaign id');
+    const t = target(p);
+    const get = () => apiRequest<CampaignDetail>(t, 'GET', `api/campaigns/${encodeURIComponent(id)}`);
+    if (!p.values.watch) {
+      const d = await get();
+      if (p.values.json) json(io, d);
+      else io.stdout(formatStatus(d));
+      return 0;
+    }
+    const tty = !p.values.json && !!process.stdout.isTTY;
+    let last = '';
+    for (;;) {
+      const d = await get();
+      const text = p.values.json ? JSON.stringify(d) + '\n' : tty ? formatStatus(d, 1) : changeLine(d);
+      if (text !== last) io.stdout(tty ? `\x1b[H\x1b[2J${text}` : text);
+      last = text;
+      if (FINAL.has(d.state)) return 0;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  },
+};
+
+function transitionCmd(action: 'pause' | 'resume' | 'abort', summary: string): Command {
+  return {
+    name: `campaign ${action}`,
+    summary,
+    usage: `fwseal campaign ${action} ID [--server URL] [--json]\n\n${SERVER_USAGE}`,
+    options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
+    async run(p, io: Io) {
+      const id = onePositional(p, 'campaign id');
+      const d = await apiRequest<CampaignDetail>(target(p), 'POST', `api/campaigns/${encodeURIComponent(id)}/${action}`);
+      if (p.values.json) json(io, d);
+      else io.stdout(`${d.id} ${d.state}\n`);
+      return 0;
+    },
+  };
+}
+
+export const campaignPause = transitionCmd('pause', 'pause a campaign (devices stop asking; requests get CAMPAIGN_INACTIVE)');
+export const campaignResume = transitionCmd('resume', 'resume a paused or halted campaign');
+export const campaignAbort = transitionCmd('abort', 'abort a campaign (clears its announcement; requests get UNKNOWN_CAMPAIGN)');
+
+export const OTA_COMMANDS: readonly Command[] = [serveCmd, campaignCreate, campaignStatus, campaignPause, campaignResume, campaignAbort];

@@ -1,0 +1,238 @@
+/**
+ * Campaigns (SPEC.md §12.8): creation (the manifest verified against the server's trust bundle, the
+ * stored image against the manifest), the wave engine and the operator transitions. Every change
+ * runs in an IMMEDIATE SQLite transaction that re-reads the row, so two instances sharing a data
+ * folder never open a wave twice or undo each other's transition.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { toHex } from '../../shared/bytes.js';
+import { type CodeName } from '../../shared/codes.js';
+import { parseEnvelope } from '../../shared/cose.js';
+import { LIMITS } from '../../shared/limits.js';
+import { parseManifest } from '../../shared/manifest.js';
+import { ID_PATTERN, ROLLOUT_ALL, type Announcement, rolloutBucket } from '../../shared/ota.js';
+import { chunkCount, pageCount } from '../../shared/merkle.js';
+import { encodeDigestTable } from '../digests.js';
+import { FwsealError } from '../errors.js';
+import { nodeSha256 } from '../hash.js';
+import { writeFileAtomic } from '../io.js';
+import { hashImage } from '../pack.js';
+import { verifyFiles } from '../verify.js';
+import { digestTableFile, imageFile } from './assets.js';
+import { type CampaignRow, type CampaignState, type DeviceCampaignRow, DEVICE_STATES, type Store, TERMINAL_RANK } from './store.js';
+
+/** An API failure with its HTTP status (the body carries the fwseal code). */
+export class ApiError extends FwsealError {
+  constructor(readonly status: number, codeName: Exclude<CodeName, 'OK'>, message: string) {
+    super(codeName, message);
+  }
+}
+
+export const DEFAULT_WAVES = Object.freeze([5, 25, 100]);
+export const DEFAULT_ABORT_FAILURE_RATE = 0.1;
+const MAX_WAVES = 100;
+
+export type CreateCampaign = {
+  readonly manifest: Uint8Array;
+  readonly image: string;
+  readonly group: string;
+  readonly waves?: readonly number[];
+  readonly abortFailureRate?: number;
+  readonly blockSize?: number;
+};
+
+export type Trust = { readonly trust: Uint8Array; readonly revocations?: Uint8Array };
+
+const isPow2 = (n: number) => Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
+
+/** Block size announced for a chunk size (brief: 16 chunks, at most maxBlockBytes, never across a page). */
+export function defaultBlockSize(chunkSize: number): number {
+  return Math.max(chunkSize, Math.min(LIMITS.maxBlockBytes, chunkSize * 16, chunkSize * LIMITS.pageLeaves));
+}
+
+export function checkWaves(waves: unknown): number[] {
+  if (!Array.isArray(waves) || waves.length === 0 || waves.length > MAX_WAVES) throw new ApiError(400, 'BAD_VALUE', `waves must be 1..${MAX_WAVES} percentages`);
+  let prev = 0;
+  for (const w of waves) {
+    if (typeof w !== 'number' || !Number.isFinite(w) || w <= prev || w > 100) throw new ApiError(400, 'BAD_VALUE', 'waves must be ascending percentages in (0, 100]');
+    prev = w;
+  }
+  if (prev !== 100) throw new ApiError(400, 'BAD_VALUE', 'the last wave must be 100');
+  return waves as number[];
+}
+
+/** rollout admitting exactly ceil(percent% of the known devices): just above the k-th smallest bucket. */
+export function rolloutFor(campaign: string, devices: readonly string[], percent: number): number {
+  if (percent >= 100) return ROLLOUT_ALL;
+  const k = Math.ceil((percent * devices.length) / 100);
+  if (k === 0) return 0;
+  const buckets = devices.map((d) => rolloutBucket(nodeSha256, campaign, d)).sort((a, b) => a - b);
+  return buckets[k - 1] + 1;
+}
+
+export function newCampaignId(): string {
+  return `c${Date.now().toString(36)}${toHex(randomBytes(3))}`;
+}
+
+/** The announcement of a campaign (rollout 0 while paused or halted); null when aborted. */
+export function announcementOf(row: CampaignRow): Announcement | null {
+  if (row.state === 'aborted') return null;
+  return {
+    campaign: row.id,
+    manifestDigest: new Uint8Array(row.manifest_sha),
+    manifestSize: row.manifest.length,
+    imageSize: row.image_size,
+    chunkSize: row.chunk_size,
+    blockSize: row.block_size,
+    pageCount: row.page_count,
+    rollout: row.state === 'running' || row.state === 'completed' ? row.rollout : 0,
+  };
+}
+
+/** Verify and insert a campaign; the caller publishes its announcement. */
+export function createCampaign(store: Store, trust: Trust, req: CreateCampaign, now = Date.now()): CampaignRow {
+  if (!ID_PATTERN.test(req.group)) throw new ApiError(400, 'BAD_VALUE', 'group must be 1..64 characters of [A-Za-z0-9_-]');
+  if (!/^[0-9a-f]{64}$/.test(req.image)) throw new ApiError(400, 'BAD_VALUE', 'image must be a lowercase SHA-256 hex digest');
+  const waves = checkWaves(req.waves ?? DEFAULT_WAVES);
+  const rate = req.abortFailureRate ?? DEFAULT_ABORT_FAILURE_RATE;
+  if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) throw new ApiError(400, 'BAD_VALUE', 'abortFailureRate must be in [0, 1]');
+  if (req.manifest.length > LIMITS.maxEnvelopeBytes) throw new ApiError(413, 'TOO_LARGE', `manifest of ${req.manifest.length} bytes`);
+  const imagePath = imageFile(store, req.image);
+  if (!existsSync(imagePath)) throw new ApiError(404, 'NOT_FOUND', `no stored image ${req.image} (PUT /api/images/<sha256> first)`);
+  // Conflicts are cheap to find: refuse before hashing the image.
+  const other = store.activeInGroup(req.group);
+  if (other) throw new ApiError(409, 'CONFLICT', `group ${req.group} already has the active campaign ${other}`);
+
+  const env = parseEnvelope(req.manifest);
+  const parsed = env.ok ? parseManifest(env.envelope.payload) : env;
+  if (!parsed.ok) throw new ApiError(422, parsed.error as Exclude<CodeName, 'OK'>, `manifest: ${parsed.detail ?? parsed.error}`);
+  const manifest = parsed.value;
+  // Device class and security counter are each device's business; signatures, threshold and revocation are checked here.
+  const state = { deviceClass: manifest.deviceClass, counter: 0, ...(trust.revocations ? { revocations: trust.revocations } : {}) };
+  const verified = verifyFiles({ envelope: req.manifest, trust: trust.trust, state, imagePath }).result;
+  if (!verified.ok) throw new ApiError(422, verified.error as Exclude<CodeName, 'OK'>, verified.detail ?? verified.error);
+
+  const blockSize = req.blockSize ?? defaultBlockSize(manifest.chunkSize);
+  if (manifest.chunkSize > LIMITS.maxBlockBytes) throw new ApiError(400, 'BAD_VALUE', `chunks of ${manifest.chunkSize} bytes do not fit a ${LIMITS.maxBlockBytes}-byte block`);
+  if (!isPow2(blockSize) || blockSize < manifest.chunkSize || blockSize > LIMITS.maxBlockBytes || blockSize > manifest.chunkSize * LIMITS.pageLeaves) {
+    throw new ApiError(400, 'BAD_VALUE', `blockSize must be a power of two from the chunk size ${manifest.chunkSize} to ${Math.min(LIMITS.maxBlockBytes, manifest.chunkSize * LIMITS.pageLeaves)}`);
+  }
+  const id = newCampaignId();
+  const { leaves } = hashImage(imagePath, manifest.chunkSize);
+  writeFileAtomic(digestTableFile(store, id), encodeDigestTable(leaves));
+  const devices = store.devices(req.group).map((d) => d.id);
+  const row: Omit<CampaignRow, 'halt_baseline'> = {
+    id, grp: req.group, version: manifest.version, security_counter: manifest.securityCounter, state: 'running', wave: 0,
+    waves: JSON.stringify(waves), rollout: rolloutFor(id, devices, waves[0]), abort_failure_rate: rate,
+    manifest: Buffer.from(req.manifest), manifest_sha: nodeSha256(req.manifest) as Buffer, image_sha: req.image,
+    image_size: manifest.imageSize, chunk_size: manifest.chunkSize, block_size: blockSize,
+    page_count: pageCount(chunkCount(manifest.imageSize, manifest.chunkSize)), created: now, updated: now,
+  };
+  try {
+    store.insertCampaign(row);
+  } catch (e) {
+    if (e instanceof FwsealError && e.codeName === 'CONFLICT') throw new ApiError(409, 'CONFLICT', e.message);
+    throw e;
+  }
+  return store.campaign(id)!;
+}
+
+type Tally = { statuses: Map<string, DeviceCampaignRow>; failures: number; terminal: number };
+
+function tally(store: Store, id: string): Tally {
+  const statuses = new Map<string, DeviceCampaignRow>();
+  let failures = 0;
+  let terminal = 0;
+  for (const s of store.statuses(id)) {
+    statuses.set(s.device, s);
+    if (s.rank >= TERMINAL_RANK) terminal++;
+    if (s.state === 'rejected' || s.state === 'failed') failures++;
+  }
+  return { statuses, failures, terminal };
+}
+
+/**
+ * One step of the wave engine for a running campaign: halt on too many failures, open the next
+ * wave when every device of the open one is terminal, complete after the 100% wave. Returns the
+ * changed row (the caller republishes the announcement) or null.
+ */
+export function advance(store: Store, id: string): CampaignRow | null {
+  return store.updateCampaign(id, (row) => {
+    if (row.state !== 'running') return null;
+    const t = tally(store, id);
+    if (t.terminal > 0 && t.failures / t.terminal > row.abort_failure_rate && t.failures > row.halt_baseline) return { state: 'halted' };
+    const waves = JSON.parse(row.waves) as number[];
+    const known = store.devices(row.grp).map((d) => d.id);
+    const eligible = known.filter((d) => rolloutBucket(nodeSha256, id, d) < row.rollout);
+    if (eligible.length === 0) {
+      // The wave opened before any device of the group was known: size it now.
+      const rollout = rolloutFor(id, known, waves[row.wave]);
+      return rollout > row.rollout ? { rollout } : null;
+    }
+    if (!eligible.every((d) => (t.statuses.get(d)?.rank ?? -1) >= TERMINAL_RANK)) return null;
+    if (row.wave >= waves.length - 1) return { state: 'completed' };
+    const wave = row.wave + 1;
+    return { wave, rollout: Math.max(row.rollout, rolloutFor(id, known, waves[wave])) };
+  });
+}
+
+const TRANSITIONS: Record<'pause' | 'resume' | 'abort', { from: readonly CampaignState[]; to: CampaignState }> = {
+  pause: { from: ['running'], to: 'paused' },
+  resume: { from: ['paused', 'halted'], to: 'running' },
+  abort: { from: ['running', 'paused', 'halted', 'completed'], to: 'aborted' },
+};
+
+/** pause | resume | abort; 404 for an unknown campaign, 409 for a transition its state does not allow. */
+export function transition(store: Store, id: string, action: 'pause' | 'resume' | 'abort'): CampaignRow {
+  if (!store.campaign(id)) throw new ApiError(404, 'NOT_FOUND', `no campaign ${id}`);
+  const t = TRANSITIONS[action];
+  let refused: CampaignState | null = null;
+  const row = store.updateCampaign(id, (r) => {
+    if (!t.from.includes(r.state)) {
+      refused = r.state;
+      return null;
+    }
+    // Resuming a halted campaign is the operator's override of the failures seen so far.
+    if (action === 'resume' && r.state === 'halted') return { state: t.to, halt_baseline: tally(store, id).failures };
+    return { state: t.to };
+  });
+  if (!row) throw new ApiError(409, 'CONFLICT', `cannot ${action} a campaign that is ${refused ?? 'gone'}`);
+  return row;
+}
+
+export type DeviceView = { id: string; state: string; done: number | null; total: number | null; code: number | null; updated: number | null };
+
+export function summary(row: CampaignRow) {
+  return {
+    id: row.id, group: row.grp, version: row.version, securityCounter: row.security_counter, state: row.state,
+    wave: row.wave + 1, waves: JSON.parse(row.waves) as number[], rollout: row.rollout, created: row.created, updated: row.updated,
+  };
+}
+
+/** The API's campaign detail: counts derived from the (campaign, device) rows. */
+export function detail(store: Store, row: CampaignRow) {
+  const t = tally(store, row.id);
+  const known = store.devices(row.grp);
+  const counts: Record<string, number> = { known: known.length, eligible: 0, waiting: 0 };
+  for (const s of DEVICE_STATES) counts[s] = 0;
+  for (const s of t.statuses.values()) counts[s.state]++;
+  const devices: DeviceView[] = [];
+  for (const d of known) {
+    if (rolloutBucket(nodeSha256, row.id, d.id) >= row.rollout) continue;
+    counts.eligible++;
+    if (!t.statuses.has(d.id)) {
+      counts.waiting++;
+      devices.push({ id: d.id, state: 'waiting', done: null, total: null, code: null, updated: null });
+    }
+  }
+  for (const s of t.statuses.values()) devices.push({ id: s.device, state: s.state, done: s.done, total: s.total, code: s.code, updated: s.updated });
+  devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return {
+    ...summary(row),
+    imageSha256: row.image_sha, imageSize: row.image_size, chunkSize: row.chunk_size, blockSize: row.block_size,
+    manifestSha256: toHex(new Uint8Array(row.manifest_sha)),
+    abortFailureRate: row.abort_failure_rate, counts,
+    failureRate: t.terminal === 0 ? 0 : t.failures / t.terminal, devices,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * Answering one device request (SPEC.md §12.2, §12.5): manifest, digest page or blocks, or one error
+ * reply. Pure over the store and the assets: the server decides where and how the replies go.
+ */
+import { CODES } from '../../shared/codes.js';
+import { type CborKey, type Encodable, decodeCbor, encodeCbor } from '../../shared/cbor.js';
+import { LIMITS } from '../../shared/limits.js';
+import {
+  BLOCK_RESPONSE_KEY, ID_PATTERN, KEY_CAMPAIGN, KEY_REPLY_TOPIC, KEY_REQUEST_ID, KEY_TYPE, MSG, type BlockResponse, encodeErrorReply, encodeManifestResponse,
+  encodePageResponse, messageType, parseBlockRequest, parseManifestRequest, parsePageRequest, requestedBlocks, rolloutBucket,
+} from '../../shared/ota.js';
+import { nodeSha256 } from '../hash.js';
+import { type AssetCache } from './assets.js';
+import { type Store } from './store.js';
+
+export type Reply = { readonly payload: Uint8Array; readonly block?: number; readonly bytes?: number; readonly code?: number };
+export type Answer = { readonly replies: Reply[]; readonly replyTopic?: string; readonly malformed: boolean; readonly kind: 'manifest' | 'page' | 'block' | 'error' };
+
+/** Campaign and request id of a request that did not parse, when they can be read (for BAD_REQUEST). */
+export function readableIds(payload: Uint8Array): { campaign?: string; requestId?: number } {
+  if (payload.length > LIMITS.maxOtaMessageBytes) return {};
+  const d = decodeCbor(payload, { maxBytes: LIMITS.maxOtaMessageBytes, maxDepth: 4, maxContainerEntries: 64, maxTextBytes: LIMITS.maxTopicBytes });
+  if (!d.ok || !(d.value instanceof Map)) return {};
+  const c = d.value.get(KEY_CAMPAIGN);
+  const r = d.value.get(KEY_REQUEST_ID);
+  return {
+    ...(typeof c === 'string' && ID_PATTERN.test(c) ? { campaign: c } : {}),
+    ...(typeof r === 'number' && Number.isSafeInteger(r) && r >= 0 && r <= LIMITS.maxRequestId ? { requestId: r } : {}),
+  };
+}
+
+/**
+ * The bytes of encodeBlockResponse without its self-check (a full parse and copy of the block): the
+ * hot path, a third of the server's CPU per block otherwise. test/ota-server.test.ts checks the bytes are equal.
+ */
+export function blockResponseBytes(m: BlockResponse): Uint8Array {
+  return encodeCbor(new Map<CborKey, Encodable>([
+    [KEY_TYPE, MSG.blockResponse], [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [BLOCK_RESPONSE_KEY.block, m.block], [BLOCK_RESPONSE_KEY.data, m.data],
+  ]));
+}
+
+export function errorReply(code: number, ids: { campaign?: string; requestId?: number }, index?: number): Reply {
+  return { payload: encodeErrorReply({ ...ids, code, ...(index !== undefined ? { index } : {}) }), code };
+}
+
+/** The reply topic a request names in its payload (key 3), if any: only for reading before a full parse. */
+function payloadReplyTopic(payload: Uint8Array): string | undefined {
+  const d = decodeCbor(payload, { maxBytes: LIMITS.maxOtaMessageBytes, maxDepth: 4, maxContainerEntries: 64, maxTextBytes: LIMITS.maxTopicBytes });
+  if (!d.ok || !(d.value instanceof Map)) return undefined;
+  const t = d.value.get(KEY_REPLY_TOPIC);
+  return typeof t === 'string' ? t : undefined;
+}
+
+export function answer(store: Store, assets: AssetCache, topicCampaign: string, device: string, payload: Uint8Array): Answer {
+  const bad = (): Answer => {
+    const ids = readableIds(payload);
+    const t = payloadReplyTopic(payload);
+    return { replies: [errorReply(CODES.BAD_REQUEST, ids)], malformed: true, kind: 'error', ...(t ? { replyTopic: t } : {}) };
+  };
+  const type = messageType(payload);
+  if (!type.ok) return bad();
+  const t = type.type;
+  const parsed = t === 'manifestRequest' ? parseManifestRequest(payload) : t === 'pageRequest' ? parsePageRequest(payload) : t === 'blockRequest' ? parseBlockRequest(payload) : null;
+  if (!parsed || !parsed.ok) return bad();
+  const req = parsed.value;
+  const ids = { campaign: req.campaign, requestId: req.requestId };
+  const reply = req.replyTopic !== undefined ? { replyTopic: req.replyTopic } : {};
+  const fail = (code: number, index?: number): Answer => ({ replies: [errorReply(code, ids, index)], malformed: false, kind: 'error', ...reply });
+  if (req.campaign !== topicCampaign) return { ...fail(CODES.BAD_REQUEST), malformed: true };
+
+  const row = store.gate(req.campaign);
+  if (!row || row.state === 'aborted') return fail(CODES.UNKNOWN_CAMPAIGN);
+  if (row.state === 'paused' || row.state === 'halted') return fail(CODES.CAMPAIGN_INACTIVE);
+  if (rolloutBucket(nodeSha256, row.id, device) >= row.rollout) return fail(CODES.CAMPAIGN_INACTIVE);
+  const a = assets.get(row.id);
+
+  if (t === 'manifestRequest') {
+    return { replies: [{ payload: encodeManifestResponse({ ...ids, manifest: a.envelope }) }], malformed: false, kind: 'manifest', ...reply };
+  }
+  if (t === 'pageRequest') {
+    const page = (req as unknown as { page: number }).page;
+    if (page >= a.pages.count) return fail(CODES.UNKNOWN_BLOCK, page);
+    return { replies: [{ payload: encodePageResponse({ ...ids, page, leaves: a.pages.leaves(page), proof: a.pages.proof(page) }) }], malformed: false, kind: 'page', ...reply };
+  }
+  const blocks = requestedBlocks(req as Parameters<typeof requestedBlocks>[0]);
+  const beyond = blocks.find((b) => b >= a.blockCount);
+  if (beyond !== undefined) return fail(CODES.UNKNOWN_BLOCK, beyond);
+  const replies = blocks.map((block): Reply => {
+    const data = a.block(block);
+    return { payload: blockResponseBytes({ ...ids, block, data }), block, bytes: data.length };
+  });
+  return { replies, malformed: false, kind: 'block', ...reply };
+}

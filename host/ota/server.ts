@@ -1,0 +1,320 @@
+/**
+ * `fwseal serve` (SPEC.md §12.8): answers device requests over MQTT, ingests status events into
+ * SQLite, runs the wave engine and the HTTP API. Several instances may share one broker (MQTT 5
+ * shared subscriptions) and one data folder (SQLite WAL); no per-device session is kept in memory.
+ */
+import { type MqttClient, type IClientPublishOptions, type Packet } from 'mqtt';
+import { CODES } from '../../shared/codes.js';
+import { LIMITS } from '../../shared/limits.js';
+import {
+  encodeAnnouncement, isValidPrefix, parseRequestTopic, parseStatusEvent, parseStatusTopic, topics,
+} from '../../shared/ota.js';
+import { createVerifier } from '../../device/index.js';
+import { FwsealError } from '../errors.js';
+import { nodeSha256 } from '../hash.js';
+import { type MqttSettings, connectMqtt } from './mqtt-options.js';
+import { AssetCache } from './assets.js';
+import { type CampaignRow, Store } from './store.js';
+import { type Answer, answer, errorReply, readableIds } from './requests.js';
+import { advance, announcementOf, createCampaign, transition, type CreateCampaign } from './campaigns.js';
+import { Metrics } from './metrics.js';
+import { type HttpApi, startHttp } from './http.js';
+
+export type OtaServerOptions = {
+  readonly mqtt: MqttSettings;
+  readonly dataDir: string;
+  readonly prefix?: string;
+  readonly trust: Uint8Array;
+  readonly revocations?: Uint8Array;
+  /** HTTP API listener; port 0 picks a free port (see address()). None when absent. */
+  readonly http?: { readonly host: string; readonly port: number };
+  /** Bearer token every /api request must carry. */
+  readonly token?: string;
+  /** Wave engine period (default 1000 ms). */
+  readonly tickMs?: number;
+  readonly log?: (line: string) => void;
+  /** QoS of responses and error replies (default RESPONSE_QOS). */
+  readonly responseQos?: 0 | 1;
+  /** Requests waiting to be answered before new ones get SERVER_BUSY (default MAX_QUEUED_REQUESTS). */
+  readonly maxQueued?: number;
+};
+
+/** QoS 0 responses: measured ~2x the block throughput of QoS 1 (see the report); a lost response is a device retry. */
+export const RESPONSE_QOS: 0 | 1 = 0;
+export const MAX_QUEUED_REQUESTS = 4096;
+/** Stop taking requests from the queue while this much is buffered on the broker socket. */
+const SOCKET_HIGH_WATER = 8 * 1024 * 1024;
+const ANNOUNCE_WAIT_MS = 2000;
+
+type Queued = { topic: string; payload: Buffer; packet: Packet; campaign: string; device: string; received: bigint };
+
+export class OtaServer {
+  readonly metrics = new Metrics();
+  private readonly assets: AssetCache;
+  private readonly queue: Queued[] = [];
+  private draining = false;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private tickPending = false;
+  private closed = false;
+  private http: HttpApi | null = null;
+
+  private constructor(
+    private readonly opts: OtaServerOptions,
+    readonly store: Store,
+    private readonly client: MqttClient,
+    readonly prefix: string,
+  ) {
+    this.assets = new AssetCache(store);
+  }
+
+  static async start(opts: OtaServerOptions): Promise<OtaServer> {
+    const prefix = opts.prefix ?? 'fwseal';
+    if (!isValidPrefix(prefix)) throw new FwsealError('USAGE', '--prefix must be ids of [A-Za-z0-9_-] joined by "/"');
+    const trust = createVerifier({ sha256: nodeSha256 }).loadTrust(opts.trust);
+    if (!trust.ok) throw FwsealError.from(trust, 'trust bundle');
+    if (opts.revocations) {
+      const rl = createVerifier({ sha256: nodeSha256 }).verifyRevocations(opts.revocations, trust.trust);
+      if (!rl.ok) throw FwsealError.from(rl, 'revocation list');
+    }
+    const store = new Store(opts.dataDir);
+    let client: MqttClient;
+    try {
+      client = await connectMqtt({ url: opts.mqtt.url, options: { ...opts.mqtt.options, queueQoSZero: false } });
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+    const server = new OtaServer(opts, store, client, prefix);
+    try {
+      server.attach();
+      await server.onConnect();
+      if (opts.http) server.http = await startHttp(server, opts.http, opts.token);
+    } catch (e) {
+      await server.close();
+      throw e;
+    }
+    const tickMs = opts.tickMs ?? 1000;
+    server.tickTimer = setInterval(() => server.tick(), tickMs);
+    server.tickTimer.unref();
+    return server;
+  }
+
+  /** The HTTP API's bound address, or null without one. */
+  address(): { host: string; port: number; url: string } | null {
+    return this.http ? this.http.address() : null;
+  }
+
+  private log(line: string): void {
+    this.opts.log?.(line);
+  }
+
+  private get v5(): boolean {
+    return this.opts.mqtt.options.protocolVersion === 5;
+  }
+
+  private attach(): void {
+    this.metrics.mqttConnected = this.client.connected;
+    this.client.on('connect', () => {
+      if (this.closed) return;
+      this.onConnect().catch((e) => this.log(`resubscribe failed: ${(e as Error).message}`));
+    });
+    this.client.on('close', () => { this.metrics.mqttConnected = false; });
+    this.client.on('offline', () => { this.metrics.mqttConnected = false; });
+    this.client.on('message', (topic, payload, packet) => {
+      try {
+        this.onMessage(topic, payload, packet);
+      } catch (e) {
+        // Never crash on a message: a bug here is logged and the message dropped.
+        this.log(`message on ${topic} dropped: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  /** (Re)connected: subscribe, then republish every live announcement (a broker restarted without persistence has none). */
+  private async onConnect(): Promise<void> {
+    this.metrics.mqttConnected = true;
+    const filters = [topics.requestFilter(this.prefix), topics.statusFilter(this.prefix)].map((f) => (this.v5 ? topics.shared(f) : f));
+    await this.client.subscribeAsync(filters.map((topic) => ({ topic, qos: 1 as const })).reduce((o, s) => ({ ...o, [s.topic]: { qos: s.qos } }), {}));
+    const newest = new Map<string, CampaignRow>();
+    for (const row of this.store.campaigns()) if (row.state !== 'aborted') newest.set(row.grp, row); // ordered by creation
+    await Promise.all([...newest.values()].map((row) => this.announce(row)));
+    this.log(`subscribed to ${filters.join(', ')}; ${newest.size} announcement(s) republished`);
+  }
+
+  /**
+   * Publish a campaign's retained announcement (an aborted campaign clears its topic). Resolves once
+   * the broker has it (PUBACK), or after ANNOUNCE_WAIT_MS while the broker is away (mqtt.js resends it).
+   */
+  announce(row: CampaignRow): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const a = announcementOf(row);
+    const payload = a ? Buffer.from(encodeAnnouncement(a)) : Buffer.alloc(0);
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ANNOUNCE_WAIT_MS);
+      this.client.publish(topics.announce(this.prefix, row.grp), payload, { qos: 1, retain: true }, (e) => {
+        clearTimeout(timer);
+        if (e) this.log(`announcement of ${row.id} not published: ${e.message}`);
+        resolve();
+      });
+    });
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: Packet): void {
+    const req = parseRequestTopic(this.prefix, topic);
+    if (req.ok) return this.onRequest(topic, payload, packet, req.campaign, req.device);
+    const st = parseStatusTopic(this.prefix, topic);
+    if (st.ok) return this.onStatus(payload, st.device);
+    this.metrics.malformedMessage('topic');
+  }
+
+  private onRequest(topic: string, payload: Buffer, packet: Packet, campaign: string, device: string): void {
+    if (payload.length > LIMITS.maxOtaMessageBytes) {
+      this.metrics.malformedMessage('oversize');
+      this.send([errorReply(CODES.BAD_REQUEST, {})], packet, device, undefined, null);
+      return;
+    }
+    if (this.queue.length >= (this.opts.maxQueued ?? MAX_QUEUED_REQUESTS)) {
+      this.send([errorReply(CODES.SERVER_BUSY, readableIds(payload))], packet, device, undefined, null);
+      return;
+    }
+    this.queue.push({ topic, payload, packet, campaign, device, received: process.hrtime.bigint() });
+    this.drain();
+  }
+
+  /** Answer queued requests while the broker socket keeps up; the queue bound turns overload into SERVER_BUSY. */
+  private drain(): void {
+    if (this.draining || this.closed) return;
+    this.draining = true;
+    const step = () => {
+      let budget = 64; // requests per turn of the event loop, so status events and HTTP keep flowing
+      while (this.queue.length > 0 && budget-- > 0) {
+        const stream = (this.client as unknown as { stream?: { writableLength?: number; once(e: string, f: () => void): void } }).stream;
+        if (stream && (stream.writableLength ?? 0) > SOCKET_HIGH_WATER) {
+          let resumed = false;
+          const resume = () => { if (!resumed) { resumed = true; step(); } };
+          stream.once('drain', resume);
+          setTimeout(resume, 50).unref();
+          return;
+        }
+        const q = this.queue.shift()!;
+        let a: Answer;
+        try {
+          a = answer(this.store, this.assets, q.campaign, q.device, q.payload);
+        } catch (e) {
+          this.log(`request on ${q.topic} failed: ${(e as Error).message}`);
+          a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
+        }
+        if (a.malformed) this.metrics.malformedMessage('request');
+        this.send(a.replies, q.packet, q.device, a.replyTopic, a.kind === 'block' ? q.received : null);
+      }
+      if (this.queue.length > 0 && !this.closed) setImmediate(step);
+      else this.draining = false;
+    };
+    step();
+  }
+
+  /** Reply topic: Response Topic, else payload key 3, else the device's default; never outside the prefix. */
+  private replyTopic(packet: Packet, device: string, payloadTopic: string | undefined): string {
+    const props = (packet as { properties?: { responseTopic?: string } }).properties;
+    const wanted = props?.responseTopic ?? payloadTopic;
+    if (wanted !== undefined && wanted.startsWith(this.prefix + '/') && wanted.length <= LIMITS.maxTopicBytes && !/[+#\u0000]/.test(wanted)) return wanted;
+    return topics.reply(this.prefix, device);
+  }
+
+  private send(replies: Answer['replies'], packet: Packet, device: string, payloadTopic: string | undefined, received: bigint | null): void {
+    if (this.closed) return;
+    const topic = this.replyTopic(packet, device, payloadTopic);
+    const correlationData = (packet as { properties?: { correlationData?: Buffer } }).properties?.correlationData;
+    const options: IClientPublishOptions = { qos: this.opts.responseQos ?? RESPONSE_QOS, ...(correlationData && this.v5 ? { properties: { correlationData } } : {}) };
+    let left = replies.length;
+    for (const r of replies) {
+      if (r.code !== undefined) this.metrics.errorReply(r.code);
+      this.client.publish(topic, Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.length), options, (e) => {
+        if (e) return;
+        if (r.block !== undefined) {
+          this.metrics.blocksServed++;
+          this.metrics.blockBytesServed += r.bytes ?? 0;
+        }
+        if (--left === 0 && received !== null) this.metrics.observeBlockLatency(Number(process.hrtime.bigint() - received) / 1e9);
+      });
+    }
+  }
+
+  private onStatus(payload: Buffer, device: string): void {
+    if (payload.length > LIMITS.maxOtaMessageBytes) return this.metrics.malformedMessage('oversize');
+    const p = parseStatusEvent(payload);
+    if (!p.ok || p.value.device !== device) return this.metrics.malformedMessage('status');
+    const s = p.value;
+    if (s.state === 'online') {
+      this.store.upsertDevice(s.device, s.group!, s.version, s.counter);
+      this.scheduleTick();
+      return;
+    }
+    const row = this.store.campaign(s.campaign!);
+    if (!row) return; // a campaign another deployment runs, or one long gone
+    this.store.touchDevice(s.device);
+    const moved = this.store.recordStatus({
+      campaign: row.id, device: s.device, state: s.state,
+      ...(s.done !== undefined ? { done: s.done, total: s.total } : {}), ...(s.code !== undefined ? { code: s.code } : {}),
+    });
+    if (moved && (s.state === 'confirmed' || s.state === 'rejected' || s.state === 'failed')) this.scheduleTick();
+  }
+
+  private scheduleTick(): void {
+    if (this.tickPending || this.closed) return;
+    this.tickPending = true;
+    setImmediate(() => {
+      this.tickPending = false;
+      this.tick();
+    });
+  }
+
+  /** Advance every running campaign one step; republish what changed. */
+  tick(): void {
+    if (this.closed) return;
+    try {
+      for (const row of this.store.campaigns('running')) {
+        const changed = advance(this.store, row.id);
+        if (changed) {
+          this.log(`campaign ${changed.id}: ${changed.state}, wave ${changed.wave + 1}`);
+          void this.announce(changed);
+        }
+      }
+    } catch (e) {
+      this.log(`wave engine: ${(e as Error).message}`);
+    }
+  }
+
+  // ---- operations used by the HTTP API ----
+
+  async createCampaign(req: CreateCampaign): Promise<CampaignRow> {
+    const row = createCampaign(this.store, { trust: this.opts.trust, ...(this.opts.revocations ? { revocations: this.opts.revocations } : {}) }, req);
+    await this.announce(row);
+    this.log(`campaign ${row.id} created for group ${row.grp}`);
+    return row;
+  }
+
+  async transition(id: string, action: 'pause' | 'resume' | 'abort'): Promise<CampaignRow> {
+    const row = transition(this.store, id, action);
+    if (action === 'abort') this.assets.drop(id);
+    await this.announce(row);
+    if (action === 'resume') this.scheduleTick();
+    return row;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.queue.length = 0;
+    await this.http?.close();
+    // Let in-flight publishes finish, but never hang on a broker that is gone.
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => this.client.end(true, {}, () => resolve()), 3000);
+      this.client.end(false, {}, () => { clearTimeout(force); resolve(); });
+    });
+    this.metrics.mqttConnected = false;
+    this.assets.close();
+    this.store.close();
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The OTA server's state (SPEC.md §12.8): one SQLite file, DATA/fwseal.db, shared by every `fwseal serve`
+ * instance on the same data folder (WAL, busy_timeout), plus image files DATA/images/<sha256hex> and
+ * digest tables DATA/digests/<campaign>.digests. Counts are always derived from rows keyed
+ * (campaign, device) whose state only moves forward, so a redelivered status event never double-counts.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { FwsealError } from '../errors.js';
+
+export type CampaignState = 'running' | 'paused' | 'halted' | 'aborted' | 'completed';
+
+/** Per-device progress states in their order; the last three are terminal. */
+export const DEVICE_STATES = ['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed'] as const;
+export type DeviceCampaignState = (typeof DEVICE_STATES)[number];
+const RANK: Record<DeviceCampaignState, number> = { accepted: 0, downloading: 1, verifying: 2, installed: 3, confirmed: 4, rejected: 4, failed: 4 };
+export const TERMINAL_RANK = 4;
+
+export type CampaignRow = {
+  readonly id: string;
+  readonly grp: string;
+  readonly version: string;
+  readonly security_counter: number;
+  readonly state: CampaignState;
+  /** Index of the open wave (0-based) in `waves`. */
+  readonly wave: number;
+  readonly waves: string;
+  /** The open wave's rollout (announced as 0 while paused or halted). */
+  readonly rollout: number;
+  readonly abort_failure_rate: number;
+  /** Failed + rejected count when the campaign was last resumed from halted: a resume overrides earlier failures. */
+  readonly halt_baseline: number;
+  readonly manifest: Buffer;
+  readonly manifest_sha: Buffer;
+  readonly image_sha: string;
+  readonly image_size: number;
+  readonly chunk_size: number;
+  readonly block_size: number;
+  readonly page_count: number;
+  readonly created: number;
+  readonly updated: number;
+};
+
+export type DeviceRow = { readonly id: string; readonly grp: string; readonly version: string | null; readonly counter: number | null; readonly last_seen: number };
+export type DeviceCampaignRow = {
+  readonly campaign: string;
+  readonly device: string;
+  readonly state: DeviceCampaignState;
+  readonly rank: number;
+  readonly done: number | null;
+  readonly total: number | null;
+  readonly code: number | null;
+  readonly updated: number;
+};
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS campaigns (
+  id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT NOT NULL, security_counter INTEGER NOT NULL,
+  state TEXT NOT NULL, wave INTEGER NOT NULL, waves TEXT NOT NULL, rollout INTEGER NOT NULL,
+  abort_failure_rate REAL NOT NULL, halt_baseline INTEGER NOT NULL DEFAULT 0,
+  manifest BLOB NOT NULL, manifest_sha BLOB NOT NULL, image_sha TEXT NOT NULL, image_size INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL, block_size INTEGER NOT NULL, page_count INTEGER NOT NULL,
+  created INTEGER NOT NULL, updated INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS campaigns_grp ON campaigns(grp, state);
+CREATE TABLE IF NOT EXISTS devices (
+  id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT, counter INTEGER, last_seen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS devices_grp ON devices(grp);
+CREATE TABLE IF NOT EXISTS device_campaign (
+  campaign TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL, rank INTEGER NOT NULL,
+  done INTEGER, total INTEGER, code INTEGER, updated INTEGER NOT NULL,
+  PRIMARY KEY (campaign, device));
+`;
+
+export class Store {
+  readonly db: Database.Database;
+  readonly imagesDir: string;
+  readonly digestsDir: string;
+  private readonly stmts;
+
+  constructor(readonly dataDir: string) {
+    try {
+      mkdirSync(join(dataDir, 'images'), { recursive: true });
+      mkdirSync(join(dataDir, 'digests'), { recursive: true });
+      this.db = new Database(join(dataDir, 'fwseal.db'));
+    } catch (e) {
+      throw new FwsealError('IO', `cannot open the data folder ${dataDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    this.imagesDir = join(dataDir, 'images');
+    this.digestsDir = join(dataDir, 'digests');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.stmts = {
+      campaign: db.prepare('SELECT * FROM campaigns WHERE id = ?'),
+      gate: db.prepare('SELECT id, state, rollout FROM campaigns WHERE id = ?'),
+      campaigns: db.prepare('SELECT * FROM campaigns ORDER BY created, id'),
+      byState: db.prepare('SELECT * FROM campaigns WHERE state = ? ORDER BY created, id'),
+      activeInGroup: db.prepare("SELECT id FROM campaigns WHERE grp = ? AND state IN ('running','paused','halted')"),
+      insertCampaign: db.prepare(`INSERT INTO campaigns (id, grp, version, security_counter, state, wave, waves, rollout, abort_failure_rate,
+        manifest, manifest_sha, image_sha, image_size, chunk_size, block_size, page_count, created, updated)
+        VALUES (@id, @grp, @version, @security_counter, @state, @wave, @waves, @rollout, @abort_failure_rate,
+        @manifest, @manifest_sha, @image_sha, @image_size, @chunk_size, @block_size, @page_count, @created, @updated)`),
+      upsertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen`),
+      touchDevice: db.prepare('UPDATE devices SET last_seen = ? WHERE id = ?'),
+      devices: db.prepare('SELECT * FROM devices ORDER BY id'),
+      groupDevices: db.prepare('SELECT * FROM devices WHERE grp = ? ORDER BY id'),
+      deviceCount: db.prepare('SELECT count(*) AS n FROM devices'),
+      // Monotonic: a row moves to a higher rank, or within downloading to more blocks done; terminal rows never change.
+      upsertStatus: db.prepare(`INSERT INTO device_campaign (campaign, device, state, rank, done, total, code, updated)
+        VALUES (@campaign, @device, @state, @rank, @done, @total, @code, @updated)
+        ON CONFLICT(campaign, device) DO UPDATE SET state = excluded.state, rank = excluded.rank, done = excluded.done,
+          total = excluded.total, code = excluded.code, updated = excluded.updated
+        WHERE device_campaign.rank < ${TERMINAL_RANK} AND (excluded.rank > device_campaign.rank
+          OR (excluded.rank = device_campaign.rank AND coalesce(excluded.done, 0) > coalesce(device_campaign.done, 0)))`),
+      statuses: db.prepare('SELECT * FROM device_campaign WHERE campaign = ? ORDER BY device'),
+      stateCounts: db.prepare('SELECT campaign, state, count(*) AS n FROM device_campaign GROUP BY campaign, state'),
+      rejections: db.prepare("SELECT code, count(*) AS n FROM device_campaign WHERE state = 'rejected' GROUP BY code"),
+    };
+  }
+
+  campaign(id: string): CampaignRow | undefined {
+    return this.stmts.campaign.get(id) as CampaignRow | undefined;
+  }
+
+  /** What a request needs to know (the hot path: no manifest blob). */
+  gate(id: string): Pick<CampaignRow, 'id' | 'state' | 'rollout'> | undefined {
+    return this.stmts.gate.get(id) as Pick<CampaignRow, 'id' | 'state' | 'rollout'> | undefined;
+  }
+
+  campaigns(state?: CampaignState): CampaignRow[] {
+    return (state ? this.stmts.byState.all(state) : this.stmts.campaigns.all()) as CampaignRow[];
+  }
+
+  activeInGroup(group: string): string | undefined {
+    return (this.stmts.activeInGroup.get(group) as { id: string } | undefined)?.id;
+  }
+
+  /** Insert a campaign unless the group already has an active one (checked in the same transaction). */
+  insertCampaign(row: Omit<CampaignRow, 'halt_baseline'>): void {
+    this.db.transaction(() => {
+      const other = this.activeInGroup(row.grp);
+      if (other) throw new FwsealError('CONFLICT', `group ${row.grp} already has the active campaign ${other}`);
+      this.stmts.insertCampaign.run(row);
+    }).immediate();
+  }
+
+  /**
+   * Change a campaign inside an IMMEDIATE transaction: `change` sees the current row (another instance
+   * may have changed it) and returns the new fields, or null for no change. Returns the new row or null.
+   */
+  updateCampaign(id: string, change: (row: CampaignRow) => Partial<CampaignRow> | null): CampaignRow | null {
+    return this.db.transaction(() => {
+      const row = this.campaign(id);
+      if (!row) return null;
+      const fields = change(row);
+      if (!fields || Object.keys(fields).length === 0) return null;
+      const next = { ...row, ...fields, updated: Date.now() };
+      const names = Object.keys(fields).filter((k) => k !== 'id').concat('updated');
+      this.db.prepare(`UPDATE campaigns SET ${names.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`).run(
+        Object.fromEntries([['id', id], ...names.map((k) => [k, (next as Record<string, unknown>)[k]])]),
+      );
+      return next as CampaignRow;
+    }).immediate();
+  }
+
+  upsertDevice(id: string, group: string, version: string | undefined, counter: number | undefined): void {
+    this.stmts.upsertDevice.run(id, group, version ?? null, counter ?? null, Date.now());
+  }
+
+  touchDevice(id: string): void {
+    this.stmts.touchDevice.run(Date.now(), id);
+  }
+
+  devices(group?: string): DeviceRow[] {
+    return (group === undefined ? this.stmts.devices.all() : this.stmts.groupDevices.all(group)) as DeviceRow[];
+  }
+
+  deviceCount(): number {
+    return (this.stmts.deviceCount.get() as { n: number }).n;
+  }
+
+  /** Record a status event; false when it did not move the row forward (old or redelivered). */
+  recordStatus(s: { campaign: string; device: string; state: DeviceCampaignState; done?: number; total?: number; code?: number }): boolean {
+    const r = this.stmts.upsertStatus.run({
+      campaign: s.campaign, device: s.device, state: s.state, rank: RANK[s.state],
+      done: s.done ?? null, total: s.total ?? null, code: s.code ?? null, updated: Date.now(),
+    });
+    return r.changes > 0;
+  }
+
+  statuses(campaign: string): DeviceCampaignRow[] {
+    return this.stmts.statuses.all(campaign) as DeviceCampaignRow[];
+  }
+
+  stateCounts(): { campaign: string; state: DeviceCampaignState; n: number }[] {
+    return this.stmts.stateCounts.all() as { campaign: string; state: DeviceCampaignState; n: number }[];
+  }
+
+  rejections(): { code: number; n: number }[] {
+    return this.stmts.rejections.all() as { code: number; n: number }[];
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

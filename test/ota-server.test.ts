@@ -1,0 +1,420 @@
+/**
+ * `fwseal serve` (host/ota/) against a real mosquitto, with raw MQTT clients acting as devices:
+ * request serving (SPEC.md §12.2-§12.5), status ingest, waves, operator transitions, the HTTP API,
+ * metrics, two instances on one data folder, and a restart. Codes are asserted, never messages.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toHex } from '../shared/bytes.js';
+import { CODES } from '../shared/codes.js';
+import { encodeCbor } from '../shared/cbor.js';
+import { LIMITS } from '../shared/limits.js';
+import {
+  ROLLOUT_ALL, encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeManifestRequest, encodeStatusEvent, parseBlockResponse, parseManifestResponse,
+  parsePageResponse, rolloutBucket, topics,
+} from '../shared/ota.js';
+import { createVerifier } from '../device/index.js';
+import { nodeSha256 } from '../host/hash.js';
+import { type MqttSettings } from '../host/ota/mqtt-options.js';
+import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
+import { blockResponseBytes } from '../host/ota/requests.js';
+import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
+import { RawDevice, errorOf, eventually, retainedAnnouncement } from './support/ota-client.js';
+import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+
+const w = standardWorld();
+const verifier = createVerifier({ sha256: nodeSha256 });
+// 200 KB in 1 KiB chunks: 2 digest pages, 13 blocks of 16 KiB (the default block size for 1 KiB chunks).
+const image = detBytes(200_000, 'ota server image');
+const manifest = makeManifest(image, { chunkSize: 1024 });
+const envelope = makeManifestEnvelope(manifest, [w.R1, w.R2]);
+const BLOCK = 16384;
+const BLOCKS = Math.ceil(image.length / BLOCK);
+
+let broker: Mosquitto;
+let dataDir: string;
+let server: OtaServer;
+const servers: OtaServer[] = [];
+const devices: RawDevice[] = [];
+const dirs: string[] = [];
+
+function mqttSettings(version: 4 | 5 = 5): MqttSettings {
+  return { url: broker.url, options: { protocolVersion: version, clientId: `srv-${randomBytes(4).toString('hex')}`, reconnectPeriod: 500, keepalive: 30, clean: true, connectTimeout: 5000 } };
+}
+
+async function startServer(opts: Partial<OtaServerOptions> = {}): Promise<OtaServer> {
+  const s = await OtaServer.start({ mqtt: mqttSettings(), dataDir, trust: w.trust, http: { host: '127.0.0.1', port: 0 }, tickMs: 100, ...opts });
+  servers.push(s);
+  return s;
+}
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'fwseal-ota-'));
+  dirs.push(d);
+  return d;
+}
+
+async function device(id: string, version: 4 | 5 = 4): Promise<RawDevice> {
+  const d = await RawDevice.connect(broker.url, id, { version });
+  devices.push(d);
+  return d;
+}
+
+type Api = { status: number; body: any };
+async function api(s: OtaServer, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Api> {
+  const res = await fetch(s.address()!.url + path, {
+    method, headers: { ...headers, ...(body instanceof Uint8Array ? { 'content-type': 'application/octet-stream' } : body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body instanceof Uint8Array ? { body: Buffer.from(body) } : body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try { parsed = JSON.parse(text); } catch { /* metrics */ }
+  return { status: res.status, body: parsed };
+}
+
+async function upload(s: OtaServer, bytes: Uint8Array): Promise<string> {
+  const sha = toHex(nodeSha256(bytes));
+  const r = await api(s, 'PUT', `/api/images/${sha}`, bytes);
+  expect([200, 201]).toContain(r.status);
+  return sha;
+}
+
+async function create(s: OtaServer, group: string, extra: Record<string, unknown> = {}, env = envelope, img = image): Promise<Api> {
+  const sha = await upload(s, img);
+  return api(s, 'POST', '/api/campaigns', { manifest: Buffer.from(env).toString('base64'), image: sha, group, waves: [100], ...extra });
+}
+
+beforeAll(async () => {
+  broker = await startMosquitto({ persistence: false });
+  dataDir = tempDir();
+  server = await startServer();
+});
+
+afterAll(async () => {
+  for (const d of devices) await d.close().catch(() => {});
+  for (const s of servers) await s.close().catch(() => {});
+  await broker?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('request serving', () => {
+  let campaign: string;
+  beforeAll(async () => {
+    const r = await create(server, 'g-serve');
+    expect(r.status).toBe(201);
+    campaign = r.body.id;
+  });
+
+  it('announces the campaign (retained) and serves manifest, pages and blocks whose bytes verify against the manifest', async () => {
+    const a = await retainedAnnouncement(broker.url, 'g-serve');
+    expect(a).toMatchObject({ campaign, imageSize: image.length, chunkSize: 1024, blockSize: BLOCK, pageCount: 2, rollout: ROLLOUT_ALL, manifestSize: envelope.length });
+    expect(toHex(a!.manifestDigest)).toBe(toHex(nodeSha256(envelope)));
+
+    const d = await device('d-serve');
+    const m = parseManifestResponse((await d.manifest(campaign, 1)).payload);
+    expect(m.ok).toBe(true);
+    const checked = verifier.verifyManifest(m.ok ? m.value.manifest : new Uint8Array(), w.trust, { deviceClass: 'acme-gw', counter: 0 });
+    expect(checked.ok).toBe(true);
+    if (!checked.ok) return;
+    const iv = verifier.imageVerifier(checked.manifest);
+    for (let p = 0; p < 2; p++) {
+      const pr = parsePageResponse((await d.page(campaign, 10 + p, p)).payload);
+      expect(pr.ok && iv.addDigestPage(p, pr.value.leaves, pr.value.proof).ok).toBe(true);
+    }
+    const replies = await d.blocks(campaign, 20, [[0, BLOCKS]]);
+    expect(replies).toHaveLength(BLOCKS);
+    const parsed = replies.map((r) => parseBlockResponse(r.payload)).map((r) => (r.ok ? r.value : null)!).sort((x, y) => x.block - y.block);
+    expect(parsed.map((b) => b.block)).toEqual([...Array(BLOCKS).keys()]);
+    for (const b of parsed) expect(iv.update(b.data).ok).toBe(true);
+    expect(iv.finish().ok).toBe(true);
+  });
+
+  it('the block response fast path encodes exactly what encodeBlockResponse does', () => {
+    for (const data of [new Uint8Array(1), detBytes(BLOCK, 'blk'), new Uint8Array(LIMITS.maxBlockBytes)]) {
+      const m = { campaign: 'c'.repeat(64), requestId: LIMITS.maxRequestId, block: 123456, data };
+      expect(toHex(blockResponseBytes(m))).toBe(toHex(encodeBlockResponse(m)));
+    }
+  });
+
+  it('MQTT 5: replies on the Response Topic with the Correlation Data; 3.1.1: on the payload reply topic; never outside the prefix', async () => {
+    const d5 = await device('d-five', 5);
+    await d5.subscribe('fwseal/custom/d-five');
+    const corr = Buffer.from([0, 0, 0, 42]);
+    await d5.request(campaign, encodeManifestRequest({ campaign, requestId: 42 }), { responseTopic: 'fwseal/custom/d-five', correlationData: corr });
+    const r5 = await d5.replyTo(42);
+    expect(r5.topic).toBe('fwseal/custom/d-five');
+    expect(r5.correlationData?.equals(corr)).toBe(true);
+
+    const d4 = await device('d-four', 4);
+    await d4.subscribe('fwseal/mine/d-four');
+    await d4.subscribe('elsewhere/#');
+    await d4.request(campaign, encodeManifestRequest({ campaign, requestId: 7, replyTopic: 'fwseal/mine/d-four' }));
+    expect((await d4.replyTo(7)).topic).toBe('fwseal/mine/d-four');
+    await d4.request(campaign, encodeManifestRequest({ campaign, requestId: 8, replyTopic: 'elsewhere/evil' }));
+    expect((await d4.replyTo(8)).topic).toBe(topics.reply('fwseal', 'd-four'));
+    await d5.request(campaign, encodeManifestRequest({ campaign, requestId: 9 }), { responseTopic: 'elsewhere/evil5' });
+    expect((await d5.replyTo(9)).topic).toBe(topics.reply('fwseal', 'd-five'));
+    expect(d4.messages.filter((m) => m.topic.startsWith('elsewhere/'))).toHaveLength(0);
+  });
+
+  it('answers every error with its code: UNKNOWN_CAMPAIGN, UNKNOWN_BLOCK with the index, BAD_REQUEST with the ids it could read', async () => {
+    const d = await device('d-errors');
+    expect(errorOf(await d.manifest('no-such-campaign', 1)).code).toBe(CODES.UNKNOWN_CAMPAIGN);
+    const [beyond] = await d.blocks(campaign, 2, [[BLOCKS - 1, 3]]);
+    expect(errorOf(beyond)).toMatchObject({ code: CODES.UNKNOWN_BLOCK, index: BLOCKS, requestId: 2, campaign });
+    expect(errorOf(await d.page(campaign, 3, 2))).toMatchObject({ code: CODES.UNKNOWN_BLOCK, index: 2 });
+    // A manifest request with an unknown key: does not parse, but its campaign and request id are readable.
+    const extra = encodeStatusEvent({ campaign, device: 'd-errors', state: 'accepted' }); // wrong type on a request topic
+    await d.request(campaign, extra);
+    const bad1 = errorOf(await d.next((m) => m.type === 'errorReply' && errorOf(m).code === CODES.BAD_REQUEST && errorOf(m).campaign === campaign));
+    expect(bad1.requestId).toBeUndefined();
+    const withKey = new Map<number, unknown>([[0, 2], [1, campaign], [2, 77], [99, 1]]);
+    await d.request(campaign, encodeCbor(withKey as never));
+    expect(errorOf(await d.replyTo(77))).toMatchObject({ code: CODES.BAD_REQUEST, campaign, requestId: 77 });
+    // The campaign in the payload must be the one in the topic.
+    await d.request(campaign, encodeManifestRequest({ campaign: 'other', requestId: 78 }));
+    expect(errorOf(await d.replyTo(78)).code).toBe(CODES.BAD_REQUEST);
+  });
+
+  it('sheds load with SERVER_BUSY when too many requests are queued', async () => {
+    const busy = await startServer({ prefix: 'busy', maxQueued: 0, dataDir: tempDir() });
+    const d = await RawDevice.connect(broker.url, 'd-busy', { prefix: 'busy' });
+    devices.push(d);
+    await d.request('any', encodeManifestRequest({ campaign: 'any', requestId: 5 }));
+    expect(errorOf(await d.replyTo(5))).toMatchObject({ code: CODES.SERVER_BUSY, campaign: 'any', requestId: 5 });
+    expect((await api(busy, 'GET', '/metrics')).body).toMatch(/fwseal_error_replies_total\{code="SERVER_BUSY"\} 1/);
+  });
+
+  it('with --mqtt-version 4 (plain subscriptions) a single instance serves the same way', async () => {
+    const plain = await startServer({ prefix: 'plain', dataDir: tempDir(), mqtt: mqttSettings(4) });
+    const r = await create(plain, 'g-plain');
+    expect(r.status).toBe(201);
+    const d = await RawDevice.connect(broker.url, 'd-plain', { prefix: 'plain' });
+    devices.push(d);
+    expect((await d.manifest(r.body.id, 1)).topic).toBe(topics.reply('plain', 'd-plain'));
+  });
+
+  it('counts malformed, oversize and wrong-type payloads on request and status topics and keeps answering', async () => {
+    const d = await device('d-junk');
+    const before = (await api(server, 'GET', '/metrics')).body as string;
+    const count = (text: string, kind: string) => Number(text.match(new RegExp(`fwseal_malformed_messages_total\\{kind="${kind}"\\} (\\d+)`))?.[1] ?? 0);
+    const req = topics.request('fwseal', campaign, 'd-junk');
+    const status = topics.status('fwseal', 'd-junk');
+    await d.raw(req, 'not cbor at all');
+    await d.raw(req, new Uint8Array(LIMITS.maxOtaMessageBytes + 1));
+    await d.raw(req, encodeAnnouncement({ campaign, manifestDigest: new Uint8Array(32), manifestSize: 1, imageSize: 1, chunkSize: 512, blockSize: 512, pageCount: 1, rollout: 0 }));
+    await d.raw(status, new Uint8Array([0xff, 0x00, 0x13]));
+    await d.raw(status, new Uint8Array(LIMITS.maxOtaMessageBytes + 1));
+    await d.raw(status, encodeManifestRequest({ campaign, requestId: 1 }));
+    await d.raw(status, encodeStatusEvent({ campaign, device: 'someone-else', state: 'accepted' }));
+    await d.raw('fwseal/device/d-junk/status/extra', 'x'); // not subscribed: never reaches the server
+    const after = await eventually(async () => {
+      const t = (await api(server, 'GET', '/metrics')).body as string;
+      return count(t, 'status') - count(before, 'status') >= 3 && count(t, 'oversize') - count(before, 'oversize') >= 2 ? t : null;
+    });
+    expect(count(after, 'request') - count(before, 'request')).toBe(2);
+    expect(count(after, 'oversize') - count(before, 'oversize')).toBe(2);
+    expect(count(after, 'status') - count(before, 'status')).toBe(3);
+    expect(parseManifestResponse((await d.manifest(campaign, 99)).payload).ok).toBe(true);
+  });
+});
+
+describe('status ingest, waves and operator transitions', () => {
+  it('wave 1 admits exactly ceil(10% of 20) devices; completing them opens the next wave; the last completes the campaign', async () => {
+    const group = 'g-waves';
+    const fleet = await Promise.all(Array.from({ length: 20 }, (_, i) => device(`w-${i}`)));
+    for (const d of fleet) await d.online(group, '1.0.0', 6);
+    await eventually(async () => (await api(server, 'GET', '/api/devices')).body.devices.filter((x: any) => x.group === group).length === 20);
+    const r = await create(server, group, { waves: [10, 50, 100] });
+    expect(r.status).toBe(201);
+    const id: string = r.body.id;
+    expect(r.body.counts).toMatchObject({ known: 20, eligible: 2, waiting: 2 });
+    const inWave = (rollout: number) => fleet.filter((d) => rolloutBucket(nodeSha256, id, d.id) < rollout);
+    expect(inWave(r.body.rollout)).toHaveLength(2);
+    expect((await retainedAnnouncement(broker.url, group))?.rollout).toBe(r.body.rollout);
+
+    let rid = 1000;
+    for (const d of fleet) {
+      const reply = await d.manifest(id, ++rid);
+      if (inWave(r.body.rollout).includes(d)) expect(reply.type).toBe('manifestResponse');
+      else expect(errorOf(reply).code).toBe(CODES.CAMPAIGN_INACTIVE);
+    }
+    const finish = async (ds: RawDevice[]) => {
+      for (const d of ds) {
+        await d.status({ campaign: id, device: d.id, state: 'accepted' });
+        await d.status({ campaign: id, device: d.id, state: 'downloading', done: 5, total: 13 });
+        await d.status({ campaign: id, device: d.id, state: 'downloading', done: 3, total: 13 }); // late: ignored
+        await d.status({ campaign: id, device: d.id, state: 'installed' });
+        await d.status({ campaign: id, device: d.id, state: 'confirmed' });
+        await d.status({ campaign: id, device: d.id, state: 'downloading', done: 13, total: 13 }); // redelivered: ignored
+      }
+    };
+    const first = inWave(r.body.rollout);
+    await finish(first);
+    const w2 = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.wave === 2 ? x : null; });
+    expect(w2.counts).toMatchObject({ eligible: 10, confirmed: 2, downloading: 0 });
+    expect(w2.devices.filter((x: any) => x.state === 'confirmed')).toHaveLength(2);
+    await finish(inWave(w2.rollout).filter((d) => !first.includes(d)));
+    const w3 = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.wave === 3 ? x : null; });
+    expect(w3.rollout).toBe(ROLLOUT_ALL);
+    await finish(fleet.filter((d) => !inWave(w2.rollout).includes(d)));
+    const done = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.state === 'completed' ? x : null; });
+    expect(done.counts).toMatchObject({ confirmed: 20, failed: 0, rejected: 0 });
+    expect(done.failureRate).toBe(0);
+    // Completed campaigns are still announced and served.
+    expect((await retainedAnnouncement(broker.url, group))?.rollout).toBe(ROLLOUT_ALL);
+    const metrics = (await api(server, 'GET', '/metrics')).body as string;
+    expect(metrics).toContain(`fwseal_campaign_devices{campaign="${id}",state="confirmed"} 20`);
+  });
+
+  it('halts when the failure rate passes the threshold; resume overrides it', async () => {
+    const group = 'g-halt';
+    const fleet = await Promise.all(Array.from({ length: 6 }, (_, i) => device(`h-${i}`)));
+    for (const d of fleet) await d.online(group);
+    await eventually(async () => (await api(server, 'GET', '/api/devices')).body.devices.filter((x: any) => x.group === group).length === 6);
+    const r = await create(server, group, { abortFailureRate: 0.2 });
+    const id: string = r.body.id;
+    for (const d of fleet.slice(0, 3)) await d.status({ campaign: id, device: d.id, state: 'confirmed' });
+    await fleet[3].status({ campaign: id, device: fleet[3].id, state: 'rejected', code: CODES.ROLLBACK });
+    const halted = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.state === 'halted' ? x : null; });
+    expect(halted.failureRate).toBeCloseTo(0.25);
+    // The engine's announcement follows the state change.
+    await eventually(async () => (await retainedAnnouncement(broker.url, group))?.rollout === 0, 10_000, 'rollout 0 announced');
+    expect(errorOf(await fleet[4].manifest(id, 1)).code).toBe(CODES.CAMPAIGN_INACTIVE);
+    const metrics = (await api(server, 'GET', '/metrics')).body as string;
+    expect(metrics).toMatch(/fwseal_rejections\{code="ROLLBACK"\} 1/);
+    const resumed = await api(server, 'POST', `/api/campaigns/${id}/resume`);
+    expect(resumed.body.state).toBe('running');
+    expect((await retainedAnnouncement(broker.url, group))?.rollout).toBe(ROLLOUT_ALL);
+    expect((await fleet[4].manifest(id, 2)).type).toBe('manifestResponse');
+  });
+
+  it('pause, resume and abort: announcement, replies and invalid transitions (409)', async () => {
+    const group = 'g-ops';
+    const r = await create(server, group);
+    const id: string = r.body.id;
+    const d = await device('ops-1');
+    expect((await api(server, 'POST', `/api/campaigns/${id}/resume`)).status).toBe(409);
+    expect((await api(server, 'POST', `/api/campaigns/${id}/pause`)).body.state).toBe('paused');
+    expect((await retainedAnnouncement(broker.url, group))?.rollout).toBe(0);
+    expect(errorOf(await d.manifest(id, 1)).code).toBe(CODES.CAMPAIGN_INACTIVE);
+    expect((await api(server, 'POST', `/api/campaigns/${id}/resume`)).body.state).toBe('running');
+    expect((await retainedAnnouncement(broker.url, group))?.rollout).toBe(ROLLOUT_ALL);
+    expect((await d.manifest(id, 2)).type).toBe('manifestResponse');
+    // One active campaign per group.
+    expect((await create(server, group)).status).toBe(409);
+    expect((await api(server, 'POST', `/api/campaigns/${id}/abort`)).body.state).toBe('aborted');
+    expect(await retainedAnnouncement(broker.url, group)).toBeNull();
+    expect(errorOf(await d.manifest(id, 3)).code).toBe(CODES.UNKNOWN_CAMPAIGN);
+    expect((await api(server, 'POST', `/api/campaigns/${id}/abort`)).body.code).toBe(CODES.CONFLICT);
+    expect((await api(server, 'POST', `/api/campaigns/${id}/pause`)).status).toBe(409);
+    expect((await api(server, 'POST', '/api/campaigns/nope/pause')).status).toBe(404);
+    // The group is free again.
+    expect((await create(server, group)).status).toBe(201);
+  });
+});
+
+describe('HTTP API', () => {
+  it('refuses a manifest that does not verify (422 with the verifier code), an image that does not match, bad uploads', async () => {
+    const weak = makeManifestEnvelope(manifest, [w.R1]);
+    const r1 = await create(server, 'g-refuse', {}, weak);
+    expect(r1.status).toBe(422);
+    expect(r1.body).toMatchObject({ error: 'THRESHOLD_NOT_MET', code: CODES.THRESHOLD_NOT_MET });
+    const other = detBytes(image.length, 'another image');
+    const r2 = await create(server, 'g-refuse', {}, envelope, other);
+    expect(r2.status).toBe(422);
+    expect(r2.body.code).toBe(CODES.MERKLE_ROOT_MISMATCH);
+    const r3 = await create(server, 'g-refuse', {}, envelope, image.subarray(0, 100_000));
+    expect(r3.body.code).toBe(CODES.IMAGE_TOO_SHORT);
+    const r4 = await api(server, 'POST', '/api/campaigns', { manifest: Buffer.from(envelope).toString('base64'), image: 'ab'.repeat(32), group: 'g-refuse' });
+    expect(r4.status).toBe(404);
+    const r5 = await api(server, 'PUT', `/api/images/${'00'.repeat(32)}`, image);
+    expect(r5.body).toMatchObject({ error: 'BAD_VALUE', code: CODES.BAD_VALUE });
+    const r6 = await api(server, 'POST', '/api/campaigns', { manifest: 'not base64!', image: 'ab'.repeat(32), group: 'g-refuse' });
+    expect(r6.status).toBe(400);
+    const r7 = await create(server, 'g-refuse', { waves: [50, 90] });
+    expect(r7.status).toBe(400);
+    const r8 = await create(server, 'g-refuse', { blockSize: 3000 });
+    expect(r8.body.code).toBe(CODES.BAD_VALUE);
+    const untrusted = makeManifestEnvelope(manifest, [w.A, w.B]);
+    expect((await create(server, 'g-refuse', {}, untrusted)).body.code).toBe(CODES.THRESHOLD_NOT_MET);
+    expect((await api(server, 'GET', '/api/campaigns')).body.campaigns.some((c: any) => c.group === 'g-refuse')).toBe(false);
+  });
+
+  it('/metrics is Prometheus text; /healthz answers; the token guards /api only', async () => {
+    const text = (await api(server, 'GET', '/metrics')).body as string;
+    for (const line of text.trim().split('\n')) {
+      if (line.startsWith('#')) expect(line).toMatch(/^# (HELP|TYPE) (fwseal|process)_[a-z_]+ .+$/);
+      else expect(line).toMatch(/^(fwseal|process)_[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? -?[0-9.e+-]+$/);
+    }
+    expect(text).toMatch(/fwseal_mqtt_connected 1/);
+    expect(Number(text.match(/fwseal_blocks_served_total (\d+)/)?.[1])).toBeGreaterThanOrEqual(BLOCKS);
+    expect(Number(text.match(/fwseal_block_latency_seconds_count (\d+)/)?.[1])).toBeGreaterThan(0);
+    expect(Number(text.match(/fwseal_devices_seen (\d+)/)?.[1])).toBeGreaterThanOrEqual(26);
+    expect((await api(server, 'GET', '/healthz')).body).toMatchObject({ ok: true, mqtt: true });
+
+    const guarded = await startServer({ dataDir: tempDir(), prefix: 'guarded', token: 's3cret-token' });
+    expect((await api(guarded, 'GET', '/api/campaigns')).body).toMatchObject({ code: CODES.UNAUTHORIZED });
+    expect((await api(guarded, 'GET', '/api/campaigns', undefined, { authorization: 'Bearer wrong' })).status).toBe(401);
+    expect((await api(guarded, 'GET', '/api/campaigns', undefined, { authorization: 'Bearer s3cret-token' })).status).toBe(200);
+    expect((await api(guarded, 'GET', '/metrics')).status).toBe(200);
+  });
+});
+
+describe('persistence and several instances', () => {
+  it('two instances on one broker and one data folder answer each of 200 requests exactly once', async () => {
+    const r = await create(server, 'g-multi');
+    const id: string = r.body.id;
+    const second = await startServer(); // same dataDir, same prefix: a shared subscription
+    const before = server.metrics.blocksServed + second.metrics.blocksServed;
+    const d = await device('d-multi');
+    await Promise.all(Array.from({ length: 200 }, (_, i) => d.request(id, encodeBlockRequest({ campaign: id, requestId: 5000 + i, ranges: [[i % BLOCKS, 1]] }))));
+    await eventually(() => d.messages.filter((m) => m.type === 'blockResponse').length >= 200, 20_000, '200 replies');
+    const ids = d.messages.filter((m) => m.type === 'blockResponse').map((m) => { const p = parseBlockResponse(m.payload); return p.ok ? p.value.requestId : -1; });
+    expect(new Set(ids).size).toBe(200);
+    await eventually(() => server.metrics.blocksServed + second.metrics.blocksServed - before >= 200);
+    expect(server.metrics.blocksServed + second.metrics.blocksServed - before).toBe(200);
+    expect(d.messages.filter((m) => m.type === 'blockResponse')).toHaveLength(200);
+    expect(second.metrics.blocksServed).toBeGreaterThan(0);
+    // The second instance sees campaigns the first created (one SQLite file).
+    expect((await api(second, 'GET', `/api/campaigns/${id}`)).body.id).toBe(id);
+    await second.close();
+  });
+
+  it('a restart on the same data folder keeps campaigns and device states; the announcement is republished', async () => {
+    const dir = tempDir();
+    let s = await startServer({ dataDir: dir, prefix: 'restart' });
+    const created = await create(s, 'g-restart');
+    const id: string = created.body.id;
+    const d = await RawDevice.connect(broker.url, 'r-1', { prefix: 'restart' });
+    devices.push(d);
+    await d.online('g-restart', '1.0.0', 3);
+    await d.status({ campaign: id, device: 'r-1', state: 'downloading', done: 4, total: 13 });
+    await eventually(async () => (await api(s, 'GET', `/api/campaigns/${id}`)).body.counts.downloading === 1);
+    await s.close();
+    // Clear the retained announcement: the restarted server must publish it again.
+    await d.client.publishAsync(topics.announce('restart', 'g-restart'), '', { qos: 1, retain: true });
+    s = await startServer({ dataDir: dir, prefix: 'restart' });
+    const again = (await api(s, 'GET', `/api/campaigns/${id}`)).body;
+    expect(again).toMatchObject({ id, state: 'running', group: 'g-restart' });
+    expect(again.devices).toEqual([expect.objectContaining({ id: 'r-1', state: 'downloading', done: 4, total: 13 })]);
+    expect((await api(s, 'GET', '/api/devices')).body.devices).toEqual([expect.objectContaining({ id: 'r-1', group: 'g-restart', version: '1.0.0', counter: 3 })]);
+    expect((await retainedAnnouncement(broker.url, 'g-restart', 'restart'))?.campaign).toBe(id);
+    expect((await d.manifest(id, 1)).type).toBe('manifestResponse');
+  });
+
+  it('after a broker restart without persistence it reconnects, resubscribes and republishes the announcements', async () => {
+    const r = await create(server, 'g-bounce');
+    const id: string = r.body.id;
+    expect((await retainedAnnouncement(broker.url, 'g-bounce'))?.campaign).toBe(id);
+    await broker.kill();
+    await broker.start();
+    await eventually(async () => (await retainedAnnouncement(broker.url, 'g-bounce').catch(() => null))?.campaign === id, 15_000, 'announcement republished');
+    expect((await api(server, 'GET', '/metrics')).body).toMatch(/fwseal_mqtt_connected 1/);
+    const d = await device('d-bounce');
+    expect((await d.manifest(id, 1)).type).toBe('manifestResponse');
+  });
+});
