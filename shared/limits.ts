@@ -56,6 +56,21 @@ export const LIMITS = Object.freeze({
   maxRequestId: 4294967295,
   /** Largest OTA message (CBOR) accepted: a full block plus its envelope. */
   maxOtaMessageBytes: 66560,
+  /** OTA server (SPEC.md §12.9): requests queued before new ones get SERVER_BUSY. */
+  maxQueuedRequests: 4096,
+  /** OTA server: bytes waiting on the broker socket above which the request queue is not drained. */
+  maxBrokerBacklogBytes: 8388608,
+  /** OTA server: image blocks kept in memory per instance (LRU). */
+  blockCacheEntries: 256,
+  /** Waves in one campaign. */
+  maxWaves: 100,
+  /** Largest JSON request body of the server's HTTP API, and largest answer its CLI client reads. */
+  maxApiJsonBytes: 65536,
+  maxApiResponseBytes: 67108864,
+  /** Largest PEM file (CA, client certificate, key) for MQTT over TLS. */
+  maxPemBytes: 1048576,
+  /** Most simulated devices in one `fwseal fleet-sim` process. */
+  maxFleetDevices: 10000,
   /** SMP over the console (SPEC.md §13): longest line, start marker and '\n' included (Zephyr's MCUMGR_SERIAL_MAX_FRAME). */
   maxSmpLineBytes: 127,
   /** Largest SMP packet (8-byte header + CBOR payload) a console frame may carry; the device's buf_size. */

@@ -507,4 +507,4 @@ export function maxBlockResponseBytes(): number {
 }
 
 /** Codes a server puts in an error reply (SPEC.md §12.5). */
-export const ERROR_REPLY_CODES = Object.freeze([CODES.UNKNOWN_CAMPAIGN, CODES.UNKNOWN_BLOCK, CODES.BAD_REQUEST, CODES.SERVER_BUSY]);
+export const ERROR_REPLY_CODES = Object.freeze([CODES.UNKNOWN_CAMPAIGN, CODES.UNKNOWN_BLOCK, CODES.BAD_REQUEST, CODES.SERVER_BUSY, CODES.CAMPAIGN_INACTIVE]);

@@ -19,7 +19,7 @@ import { OtaDevice } from '../ota/device-client.js';
 import { MQTT_FLAGS, MQTT_USAGE, connectMqtt, mqttSettings } from '../ota/mqtt-options.js';
 import { type Command, int, json, noPositionals, str } from './common.js';
 
-const MAX_DEVICES = 10_000;
+const MAX_DEVICES = LIMITS.maxFleetDevices;
 const IMAGE_MAX = 1 << 30;
 /** Devices connecting at the same time (a connect storm helps nobody). */
 const CONNECT_CONCURRENCY = 50;

@@ -7,10 +7,11 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { CODES, type CodeName } from '../../shared/codes.js';
 import { FwsealError } from '../errors.js';
+import { LIMITS } from '../../shared/limits.js';
 
 export type ApiTarget = { readonly server: string; readonly token?: string };
 
-const MAX_RESPONSE = 64 * 1024 * 1024;
+const MAX_RESPONSE = LIMITS.maxApiResponseBytes;
 const TIMEOUT_MS = 120_000;
 
 function codeNameOf(name: unknown, fallback: Exclude<CodeName, 'OK'>): Exclude<CodeName, 'OK'> {

@@ -13,9 +13,10 @@ import { FwsealError } from '../errors.js';
 import { readFileLimited } from '../io.js';
 import { DIGEST_BYTES } from '../../shared/limits.js';
 import { type CampaignRow, type Store } from './store.js';
+import { LIMITS } from '../../shared/limits.js';
 
 /** Blocks kept in memory per instance (64 KiB blocks: 16 MiB). */
-const BLOCK_CACHE_ENTRIES = 256;
+const BLOCK_CACHE_ENTRIES = LIMITS.blockCacheEntries;
 
 export type CampaignAssets = {
   readonly id: string;

@@ -31,7 +31,7 @@ export class ApiError extends FwsealError {
 
 export const DEFAULT_WAVES = Object.freeze([5, 25, 100]);
 export const DEFAULT_ABORT_FAILURE_RATE = 0.1;
-const MAX_WAVES = 100;
+const MAX_WAVES = LIMITS.maxWaves;
 
 export type CreateCampaign = {
   readonly manifest: Uint8Array;

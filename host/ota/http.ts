@@ -17,7 +17,7 @@ import { type OtaServer } from './server.js';
 export type HttpApi = { address(): { host: string; port: number; url: string }; close(): Promise<void> };
 
 /** Largest JSON body: a base64 manifest envelope plus the campaign fields. */
-const MAX_JSON_BODY = 64 * 1024;
+const MAX_JSON_BODY = LIMITS.maxApiJsonBytes;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { FwsealError } from '../errors.js';
 import { type Parsed, int, str } from '../commands/common.js';
+import { LIMITS } from '../../shared/limits.js';
 
 export const MQTT_FLAGS = {
   broker: { type: 'string' },
@@ -26,7 +27,7 @@ export const MQTT_USAGE = `MQTT: --broker mqtt://HOST:PORT | mqtts://HOST:PORT  
 
 export type MqttSettings = { readonly url: string; readonly options: IClientOptions };
 
-const MAX_PEM = 1 << 20;
+const MAX_PEM = LIMITS.maxPemBytes;
 
 function readPem(path: string, what: string): Buffer {
   try {

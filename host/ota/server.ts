@@ -41,9 +41,9 @@ export type OtaServerOptions = {
 
 /** QoS 0 responses: measured ~2x the block throughput of QoS 1 (see the report); a lost response is a device retry. */
 export const RESPONSE_QOS: 0 | 1 = 0;
-export const MAX_QUEUED_REQUESTS = 4096;
+export const MAX_QUEUED_REQUESTS = LIMITS.maxQueuedRequests;
 /** Stop taking requests from the queue while this much is buffered on the broker socket. */
-const SOCKET_HIGH_WATER = 8 * 1024 * 1024;
+const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
 const ANNOUNCE_WAIT_MS = 2000;
 
 type Queued = { topic: string; payload: Buffer; packet: Packet; campaign: string; device: string; received: bigint };
