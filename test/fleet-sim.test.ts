@@ -1,10 +1,10 @@
 /** `fwseal fleet-sim`: ten simulated devices update over a real mosquitto from the in-test server. */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CODES } from '../shared/codes.js';
-import { main } from '../host/cli.js';
+import { fileWriter, runCli } from './support/cli-run.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { OtaResponder, otaWorld } from './support/ota-responder.js';
 
@@ -23,21 +23,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const file = (name: string, bytes: Uint8Array) => {
-  const p = join(dir, name);
-  writeFileSync(p, bytes);
-  return p;
-};
+const file = fileWriter(dir);
 const trust = file('trust.cbor', world.trust);
 const factory = file('v1.cose', world.v1.envelope);
 const factoryImage = file('v1.bin', world.v1.image);
 
-async function cli(...argv: string[]) {
-  let out = '';
-  let err = '';
-  const status = await main(argv, { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, stderrIsTty: false });
-  return { status, out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 type Row = { id: string; version: string; counter: number; outcome: string; code?: number; blocks: number };
 

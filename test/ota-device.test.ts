@@ -1,5 +1,5 @@
 /** The OTA device client (host/ota/device-client.ts) against a real mosquitto and a minimal in-test server. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -8,7 +8,7 @@ import { CODES } from '../shared/codes.js';
 import { ROLLOUT_ALL, encodeAnnouncement, encodeBlockResponse, encodeStatusEvent, parseBlockRequest, parseStatusEvent, topics } from '../shared/ota.js';
 import { LIMITS } from '../shared/limits.js';
 import { type OtaDevice, type OtaDeviceOptions, OtaDevice as Device } from '../host/ota/device-client.js';
-import { main } from '../host/cli.js';
+import { fileWriter, runCli } from './support/cli-run.js';
 import { exitStatusFor } from '../host/errors.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { OtaResponder, otaWorld, until } from './support/ota-responder.js';
@@ -298,20 +298,11 @@ describe('OtaDevice over MQTT', () => {
 });
 
 describe('fwseal device run --broker', () => {
-  const file = (name: string, bytes: Uint8Array) => {
-    const p = join(dir, name);
-    writeFileSync(p, bytes);
-    return p;
-  };
+  const file = fileWriter(dir);
   const trust = file('trust.cbor', world.trust);
   const v1m = file('v1.cose', world.v1.envelope);
   const v1i = file('v1.bin', world.v1.image);
-  const cli = async (...argv: string[]) => {
-    let out = '';
-    let err = '';
-    const status = await main(argv, { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, stderrIsTty: false });
-    return { status, out, err };
-  };
+  const cli = (...argv: string[]) => runCli(argv);
 
   it('updates a provisioned device from an MQTT campaign and exits after it (--exit-after-update)', async () => {
     const state = join(dir, 'cli-dev');

@@ -4,7 +4,7 @@
  * simulated flash). Issue list: waves over 50 devices, a rogue publisher, a replayed older manifest,
  * broker and server restarts mid-campaign, a device reset mid-download, junk on every topic.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -16,7 +16,7 @@ import {
 import { createLayout, layoutBytes } from '../device/agent/layout.js';
 import { provision } from '../device/agent/agent.js';
 import { SimFlash } from '../device/sim/flash.js';
-import { main } from '../host/cli.js';
+import { fileWriter, runCli } from './support/cli-run.js';
 import { fleetVerifier, nodeSha256 } from '../host/hash.js';
 import { OtaDevice } from '../host/ota/device-client.js';
 import { OtaServer } from '../host/ota/server.js';
@@ -41,11 +41,7 @@ const geometry = { size: layoutBytes(E, 8, SLOT), eraseBlockSize: E, writeAlign:
 const layout = createLayout(geometry, { slotSize: SLOT });
 
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-e2e-'));
-const file = (name: string, bytes: Uint8Array) => {
-  const p = join(dir, name);
-  writeFileSync(p, bytes);
-  return p;
-};
+const file = fileWriter(dir);
 const files = {
   v2: { manifest: file('v2.cose', v2.envelope), image: file('v2.bin', v2.image) },
   v3: { manifest: file('v3.cose', v3.envelope), image: file('v3.bin', v3.image) },
@@ -96,12 +92,7 @@ async function startDevice(id: string, group: string, flash?: SimFlash): Promise
   return sim;
 }
 
-async function cli(...argv: string[]): Promise<{ status: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const status = await main(argv, { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, stderrIsTty: false });
-  return { status, out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 async function createCampaign(server: OtaServer, rel: { manifest: string; image: string }, group: string, ...extra: string[]): Promise<string> {
   const r = await cli('campaign', 'create', '--server', server.address()!.url, '--manifest', rel.manifest, '--image', rel.image, '--group', group, ...extra);

@@ -15,15 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as device from '../device/index.js';
 import * as bundleEntry from '../device/bundle.js';
 import { CODES } from '../shared/codes.js';
-import { nodeSha256 } from '../host/hash.js';
 import { generateVectors, stableJson } from './support/manifest-vectors.js';
 import { flowSource, flowWorld as makeFlowWorld, loadFlowInputs } from './support/quickjs-flow.js';
-import {
-  detKey, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust,
-} from './support/fixtures.js';
+import { detKey } from './support/fixtures.js';
 import {
   type CaseOutcome, DEFAULT_BUNDLE_PATH, QUICKJS_VARIANTS, type VectorCase, type VerifierVM, loadVerifierInQuickJS, runVectorCase,
-  xorshift32Bytes,
 } from './support/quickjs.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
