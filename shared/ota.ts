@@ -46,6 +46,8 @@ export const topics = Object.freeze({
     `${checkPrefix(prefix)}/campaign/${checkId(campaign, 'campaign id')}/req/${checkId(device, 'device id')}`,
   /** Replies to one device (servers -> device): the 3.1.1 reply topic and the MQTT 5 response topic. */
   reply: (prefix: string, device: string) => `${checkPrefix(prefix)}/device/${checkId(device, 'device id')}/reply`,
+  /** Block responses a server sends once for every device of the campaign that asked (§12.11). */
+  data: (prefix: string, campaign: string) => `${checkPrefix(prefix)}/campaign/${checkId(campaign, 'campaign id')}/data`,
   /** Status events of one device (device -> servers). */
   status: (prefix: string, device: string) => `${checkPrefix(prefix)}/device/${checkId(device, 'device id')}/status`,
   /** Filter a server subscribes to for every request. */
@@ -105,7 +107,7 @@ export const KEY_REPLY_TOPIC = 3;
 export const ANNOUNCEMENT_KEY = Object.freeze({ manifestDigest: 4, manifestSize: 5, imageSize: 6, chunkSize: 7, blockSize: 8, pageCount: 9, rollout: 10 });
 export const MANIFEST_RESPONSE_KEY = Object.freeze({ manifest: 4 });
 export const PAGE_KEY = Object.freeze({ page: 4, leaves: 5, proof: 6 });
-export const BLOCK_REQUEST_KEY = Object.freeze({ ranges: 4, bitmapBase: 5, bitmap: 6 });
+export const BLOCK_REQUEST_KEY = Object.freeze({ ranges: 4, bitmapBase: 5, bitmap: 6, multicast: 7 });
 export const BLOCK_RESPONSE_KEY = Object.freeze({ block: 4, data: 5 });
 export const ERROR_KEY = Object.freeze({ code: 4, index: 5 });
 export const STATUS_KEY = Object.freeze({ device: 4, state: 5, done: 6, total: 7, code: 8, group: 9, version: 10, counter: 11 });
@@ -148,6 +150,8 @@ export type BlockRequest = {
   readonly campaign: string;
   readonly requestId: number;
   readonly replyTopic?: string;
+  /** The device listens on the campaign's data topic: the server may answer there, once for many devices (§12.11). */
+  readonly multicast?: boolean;
 } & (
   | { readonly ranges: readonly BlockRange[]; readonly bitmapBase?: undefined; readonly bitmap?: undefined }
   | { readonly ranges?: undefined; readonly bitmapBase: number; readonly bitmap: Uint8Array }
@@ -381,14 +385,17 @@ export function parseBlockRequest(bytes: Uint8Array): Result<{ value: BlockReque
     const ranges = f.optional(K.ranges);
     const base = f.optional(K.bitmapBase);
     const bitmap = f.optional(K.bitmap);
+    const mc = f.optional(K.multicast);
+    if (mc !== undefined) asUint(mc, 'multicast', 1, 1);
+    const multicast = mc !== undefined ? { multicast: true } : {};
     if (ranges !== undefined) {
       if (base !== undefined || bitmap !== undefined) schemaFail('BAD_VALUE', 'both ranges and a bitmap');
-      return { campaign, requestId, ...reply, ranges: Object.freeze(readRanges(ranges)) };
+      return { campaign, requestId, ...reply, ...multicast, ranges: Object.freeze(readRanges(ranges)) };
     }
     if (base === undefined && bitmap === undefined) schemaFail('MISSING_FIELD', 'blockRequest message: neither ranges nor a bitmap');
     if (base === undefined) schemaFail('MISSING_FIELD', 'blockRequest message: missing bitmap base');
     if (bitmap === undefined) schemaFail('MISSING_FIELD', 'blockRequest message: missing bitmap');
-    return { campaign, requestId, ...reply, ...readBitmap(base, bitmap) };
+    return { campaign, requestId, ...reply, ...multicast, ...readBitmap(base, bitmap) };
   });
 }
 
@@ -397,6 +404,7 @@ export function encodeBlockRequest(m: BlockRequest): Uint8Array {
   return encodeMessage('blockRequest', [
     [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [KEY_REPLY_TOPIC, m.replyTopic],
     [K.ranges, m.ranges === undefined ? undefined : m.ranges.map((r) => [r[0], r[1]])], [K.bitmapBase, m.bitmapBase], [K.bitmap, m.bitmap],
+    [K.multicast, m.multicast ? 1 : undefined],
   ], parseBlockRequest);
 }
 

@@ -12,7 +12,7 @@ import { FwsealError } from '../errors.js';
 import { readFileLimited } from '../io.js';
 import { type ApiTarget, apiRequest } from '../ota/api-client.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
-import { OtaServer, RESPONSE_QOS } from '../ota/server.js';
+import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
 import { type Command, type Io, type Parsed, int, json, noPositionals, onePositional, str } from './common.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
@@ -29,17 +29,19 @@ export const serveCmd: Command = {
   name: 'serve',
   summary: 'run the OTA server: answer device requests over MQTT, run campaigns, serve the HTTP API',
   usage: `fwseal serve --broker URL --data DIR --trust trust.cbor [--revocations RL.cbor] [--http HOST:PORT]
-    [--prefix P] [--tick-ms N] [--response-qos 0|1]
+    [--prefix P] [--tick-ms N] [--response-qos 0|1] [--coalesce-ms N]
 ${MQTT_USAGE}
 
 Answers manifest, digest page and block requests under <prefix>/campaign/+/req/+ (MQTT 5 shared
 subscriptions, so several instances on one broker and one --data folder share the work), records
 device status events in DIR/fwseal.db, opens the waves of each campaign, and serves the HTTP API on
 --http (default 127.0.0.1:8080; FWSEAL_SERVER_TOKEN set = every /api request needs that bearer
-token). Responses go out with QoS 0 unless --response-qos 1 (a lost one is a device retry). Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
+token). Responses go out with QoS 0 unless --response-qos 1 (a lost one is a device retry). Blocks
+that several devices ask for within --coalesce-ms (default 20; 0 = off) go out once, on the campaign's
+data topic, for all of them. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
   options: {
     ...MQTT_FLAGS, data: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, http: { type: 'string' },
-    prefix: { type: 'string' }, 'tick-ms': { type: 'string' }, 'response-qos': { type: 'string' },
+    prefix: { type: 'string' }, 'tick-ms': { type: 'string' }, 'response-qos': { type: 'string' }, 'coalesce-ms': { type: 'string' },
   },
   async run(p, io) {
     noPositionals(p);
@@ -51,7 +53,7 @@ token). Responses go out with QoS 0 unless --response-qos 1 (a lost one is a dev
     const token = process.env.FWSEAL_SERVER_TOKEN || undefined;
     const server = await OtaServer.start({
       mqtt, dataDir: str(p, 'data', true), prefix: str(p, 'prefix') ?? 'fwseal', trust, ...(revocations ? { revocations } : {}),
-      http, ...(token ? { token } : {}), tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000), responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1,
+      http, ...(token ? { token } : {}), tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000), responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1, coalesceMs: int(p, 'coalesce-ms', 0, 1000, COALESCE_MS),
       log: (line) => io.stderr(`fwseal serve: ${line}\n`),
     });
     const addr = server.address()!;

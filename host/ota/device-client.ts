@@ -52,6 +52,8 @@ export type OtaDeviceOptions = {
   readonly pull?: OtaPullOptions;
   /** Confirm a trial image as soon as it boots (default true). */
   readonly autoConfirm?: boolean;
+  /** Listen on the campaign's data topic while downloading and flag block requests for multicast (default true; §12.11). */
+  readonly multicast?: boolean;
   readonly log?: (line: string) => void;
   /** Called for every status event, from before the first announcement can arrive. */
   readonly onStatus?: (e: StatusEvent) => void;
@@ -275,6 +277,7 @@ export class OtaDevice extends EventEmitter {
     try {
       if (topic === this.#announceTopic) this.#onAnnouncement(payload);
       else if (topic === this.#replyTopic) this.#onReply(payload);
+      else if (this.#dataTopic !== null && topic === this.#dataTopic) this.#onData(payload);
       else this.#stats.malformed++;
     } catch (e) {
       // Never let a message take the device down; a bug shows up in the log and the counter.
@@ -299,6 +302,52 @@ export class OtaDevice extends EventEmitter {
     const run = this.#run;
     if (run && (run.a.campaign !== a.campaign || !bytesEqual(run.a.manifestDigest, a.manifestDigest) || !this.#eligible(a))) this.#abortRun();
     this.#kick();
+  }
+
+  /** The campaign's data topic while this device downloads with multicast, else null. */
+  #dataTopic: string | null = null;
+
+  /** A block the server sent once for several devices: it fills any outstanding request for that block. */
+  #onData(payload: Buffer): void {
+    const m = parseBlockResponse(payload);
+    if (!m.ok) return void this.#stats.malformed++;
+    for (const [id, p] of this.#pending) {
+      if (p.kind !== 'block' || p.campaign !== m.value.campaign) continue;
+      const w = p.blocks.get(m.value.block);
+      if (!w) continue;
+      p.blocks.delete(m.value.block);
+      if (p.blocks.size === 0) this.#pending.delete(id);
+      this.#stats.blocksReceived++;
+      w(m.value.data);
+      return;
+    }
+  }
+
+  #listening: Promise<unknown> = Promise.resolve();
+
+  /** Subscribe to (or leave) the data topic of `campaign`, one change at a time; false when off or failed. */
+  #listenData(campaign: string | null): Promise<boolean> {
+    const next = this.#listening.then(() => this.#switchData(campaign));
+    this.#listening = next;
+    return next;
+  }
+
+  async #switchData(campaign: string | null): Promise<boolean> {
+    if (this.#o.multicast === false || this.#stopped) return false;
+    const want = campaign === null ? null : topics.data(this.prefix, campaign);
+    if (want === this.#dataTopic) return want !== null;
+    const old = this.#dataTopic;
+    this.#dataTopic = null;
+    try {
+      if (old !== null) await this.#client.unsubscribeAsync(old);
+      if (want !== null) {
+        await this.#client.subscribeAsync(want, { qos: 0 });
+        this.#dataTopic = want;
+      }
+    } catch {
+      return false; // not subscribed: plain replies still work
+    }
+    return this.#dataTopic !== null;
   }
 
   #onReply(payload: Buffer): void {
@@ -406,7 +455,7 @@ export class OtaDevice extends EventEmitter {
   }
 
   /** The pull driver's transport: block requests made in the same tick go out as one request. */
-  #transport(run: Run, campaign: string, timeoutMs: number): AsyncTransport {
+  #transport(run: Run, campaign: string, timeoutMs: number, multicast = false): AsyncTransport {
     const gone = () => run.aborted || this.#stopped;
     let batch: { block: number; resolve: Waiter<Uint8Array> }[] = [];
     const flush = () => {
@@ -431,7 +480,7 @@ export class OtaDevice extends EventEmitter {
         }
         this.#pending.set(id, { kind: 'block', campaign, blocks });
         const rs: readonly BlockRange[] = ranges;
-        this.#send(campaign, id, (replyTopic) => encodeBlockRequest({ campaign, requestId: id, ranges: rs, ...(replyTopic ? { replyTopic } : {}) }));
+        this.#send(campaign, id, (replyTopic) => encodeBlockRequest({ campaign, requestId: id, ranges: rs, ...(replyTopic ? { replyTopic } : {}), ...(multicast && this.#dataTopic !== null ? { multicast: true } : {}) }));
         this.#expire(id, timeoutMs + 100);
       }
     };
@@ -670,7 +719,8 @@ export class OtaDevice extends EventEmitter {
       const want = Math.min(a.blockSize, a.imageSize - block * a.blockSize);
       return bytes.length === want;
     };
-    const transport = this.#transport(run, a.campaign, timeoutMs);
+    const multicast = await this.#listenData(a.campaign);
+    const transport = this.#transport(run, a.campaign, timeoutMs, multicast);
     const checked: AsyncTransport = {
       requestPage: (p) => transport.requestPage(p),
       requestBlock: async (block) => {
@@ -697,6 +747,8 @@ export class OtaDevice extends EventEmitter {
     } catch (e) {
       if (e instanceof PullAborted) return null;
       throw e;
+    } finally {
+      if (multicast) void this.#listenData(null);
     }
   }
 }

@@ -17,6 +17,7 @@ export class Metrics {
   blockBytesServed = 0;
   pagesServed = 0;
   manifestsServed = 0;
+  multicasts = 0;
   mqttConnected = false;
   readonly errorReplies = new Map<number, number>();
   readonly malformed = new Map<MalformedKind, number>();
@@ -58,6 +59,7 @@ export class Metrics {
       counts.map((c) => [`{campaign="${esc(c.campaign)}",state="${c.state}"}`, c.n]));
     metric('fwseal_devices_seen', 'gauge', 'Devices that reported online.', [['', store.deviceCount()]]);
     metric('fwseal_blocks_served_total', 'counter', 'Block responses handed to the broker by this instance.', [['', this.blocksServed]]);
+    metric('fwseal_block_multicasts_total', 'counter', 'Block responses published once on a campaign data topic for several devices.', [['', this.multicasts]]);
     metric('fwseal_block_bytes_served_total', 'counter', 'Image bytes in block responses of this instance.', [['', this.blockBytesServed]]);
     out.push('# HELP fwseal_block_latency_seconds Block request received to last response handed to the broker.', '# TYPE fwseal_block_latency_seconds histogram');
     LATENCY_BUCKETS.forEach((b, i) => out.push(`fwseal_block_latency_seconds_bucket{le="${b}"} ${this.latency[i]}`));

@@ -13,8 +13,15 @@ import { nodeSha256 } from '../hash.js';
 import { type AssetCache } from './assets.js';
 import { type Store } from './store.js';
 
-export type Reply = { readonly payload: Uint8Array; readonly block?: number; readonly bytes?: number; readonly code?: number };
-export type Answer = { readonly replies: Reply[]; readonly replyTopic?: string; readonly malformed: boolean; readonly kind: 'manifest' | 'page' | 'block' | 'error' };
+export type Reply = { readonly payload: Uint8Array; readonly block?: number; readonly bytes?: number; readonly data?: Uint8Array; readonly code?: number };
+export type Answer = {
+  readonly replies: Reply[];
+  readonly replyTopic?: string;
+  readonly malformed: boolean;
+  readonly kind: 'manifest' | 'page' | 'block' | 'error';
+  /** Block answers the server may coalesce onto the campaign's data topic (the device listens there). */
+  readonly multicast?: { readonly campaign: string };
+};
 
 /** Campaign and request id of a request that did not parse, when they can be read (for BAD_REQUEST). */
 export function readableIds(payload: Uint8Array): { campaign?: string; requestId?: number } {
@@ -87,7 +94,8 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   if (beyond !== undefined) return fail(CODES.UNKNOWN_BLOCK, beyond);
   const replies = blocks.map((block): Reply => {
     const data = a.block(block);
-    return { payload: blockResponseBytes({ ...ids, block, data }), block, bytes: data.length };
+    return { payload: blockResponseBytes({ ...ids, block, data }), block, bytes: data.length, data };
   });
-  return { replies, malformed: false, kind: 'block', ...reply };
+  const multicast = (req as { multicast?: boolean }).multicast ? { multicast: { campaign: row.id } } : {};
+  return { replies, malformed: false, kind: 'block', ...reply, ...multicast };
 }

@@ -15,7 +15,7 @@ import { nodeSha256 } from '../hash.js';
 import { type MqttSettings, connectMqtt } from './mqtt-options.js';
 import { AssetCache } from './assets.js';
 import { type CampaignRow, Store } from './store.js';
-import { type Answer, answer, errorReply, readableIds } from './requests.js';
+import { type Answer, type Reply, answer, blockResponseBytes, errorReply, readableIds } from './requests.js';
 import { advance, announcementOf, createCampaign, transition, type CreateCampaign } from './campaigns.js';
 import { Metrics } from './metrics.js';
 import { type HttpApi, startHttp } from './http.js';
@@ -33,6 +33,12 @@ export type OtaServerOptions = {
   /** Wave engine period (default 1000 ms). */
   readonly tickMs?: number;
   readonly log?: (line: string) => void;
+  /**
+   * How long a block asked for with the multicast flag waits for other devices asking for the same
+   * block (default COALESCE_MS; 0 = never multicast). Two or more askers: one response on the
+   * campaign's data topic; one: a normal reply.
+   */
+  readonly coalesceMs?: number;
   /** QoS of responses and error replies (default RESPONSE_QOS). */
   readonly responseQos?: 0 | 1;
   /** Requests waiting to be answered before new ones get SERVER_BUSY (default MAX_QUEUED_REQUESTS). */
@@ -42,6 +48,10 @@ export type OtaServerOptions = {
 /** QoS 0 responses: measured ~2x the block throughput of QoS 1 (see the report); a lost response is a device retry. */
 export const RESPONSE_QOS: 0 | 1 = 0;
 export const MAX_QUEUED_REQUESTS = LIMITS.maxQueuedRequests;
+export const COALESCE_MS = 20;
+
+type Asker = { reply: Reply; packet: Packet; device: string; payloadTopic: string | undefined; received: bigint };
+type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[] };
 /** Stop taking requests from the queue while this much is buffered on the broker socket. */
 const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
 const ANNOUNCE_WAIT_MS = 2000;
@@ -52,6 +62,8 @@ export class OtaServer {
   readonly metrics = new Metrics();
   private readonly assets: AssetCache;
   private readonly queue: Queued[] = [];
+  /** Block answers waiting COALESCE_MS for more devices that want the same block. */
+  private readonly gathering = new Map<string, Gathering>();
   private draining = false;
   private tickTimer: NodeJS.Timeout | null = null;
   private tickPending = false;
@@ -205,12 +217,52 @@ export class OtaServer {
           a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
         }
         if (a.malformed) this.metrics.malformedMessage('request');
-        this.send(a.replies, q.packet, q.device, a.replyTopic, a.kind === 'block' ? q.received : null);
+        if (a.multicast && (this.opts.coalesceMs ?? COALESCE_MS) > 0) this.gather(a, q);
+        else this.send(a.replies, q.packet, q.device, a.replyTopic, a.kind === 'block' ? q.received : null);
       }
       if (this.queue.length > 0 && !this.closed) setImmediate(step);
       else this.draining = false;
     };
     step();
+  }
+
+  /**
+   * Multicast (SPEC.md §12.11): hold each block answer for coalesceMs; if other devices ask for the
+   * same block meanwhile, publish it once on the campaign's data topic (the broker fans it out),
+   * else reply as usual. A device that already has the block drops the copy as not outstanding.
+   */
+  private gather(a: Answer, q: Queued): void {
+    const campaign = a.multicast!.campaign;
+    for (const reply of a.replies) {
+      const key = `${campaign}/${reply.block}`;
+      let g = this.gathering.get(key);
+      if (!g) {
+        g = { campaign, block: reply.block!, data: reply.data!, askers: [] };
+        this.gathering.set(key, g);
+        const started = g;
+        setTimeout(() => this.release(key, started), this.opts.coalesceMs ?? COALESCE_MS).unref();
+      }
+      g.askers.push({ reply, packet: q.packet, device: q.device, payloadTopic: a.replyTopic, received: q.received });
+    }
+  }
+
+  private release(key: string, g: Gathering): void {
+    if (this.gathering.get(key) === g) this.gathering.delete(key);
+    if (this.closed) return;
+    if (g.askers.length === 1) {
+      const one = g.askers[0]!;
+      this.send([one.reply], one.packet, one.device, one.payloadTopic, one.received);
+      return;
+    }
+    const payload = blockResponseBytes({ campaign: g.campaign, requestId: 0, block: g.block, data: g.data });
+    this.client.publish(topics.data(this.prefix, g.campaign), Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: this.opts.responseQos ?? RESPONSE_QOS }, (e) => {
+      if (e) return;
+      this.metrics.blocksServed++;
+      this.metrics.blockBytesServed += g.data.length;
+      this.metrics.multicasts++;
+      const now = process.hrtime.bigint();
+      for (const x of g.askers) this.metrics.observeBlockLatency(Number(now - x.received) / 1e9);
+    });
   }
 
   /** Reply topic: Response Topic, else payload key 3, else the device's default; never outside the prefix. */
@@ -307,6 +359,7 @@ export class OtaServer {
     this.closed = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.queue.length = 0;
+    this.gathering.clear();
     await this.http?.close();
     // Let in-flight publishes finish, but never hang on a broker that is gone.
     await new Promise<void>((resolve) => {
