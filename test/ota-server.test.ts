@@ -132,6 +132,32 @@ describe('request serving', () => {
     expect(iv.finish().ok).toBe(true);
   });
 
+  it('multicast: a block two devices ask for within the window goes out once on the data topic; a lone asker gets a plain reply', async () => {
+    const a = await device('d-mc-a');
+    const b = await device('d-mc-b');
+    const c = await device('d-mc-c');
+    for (const d of [a, b, c]) await d.subscribe(topics.data('fwseal', campaign));
+    const before = (await api(server, 'GET', '/metrics')).body as string;
+    const served = (text: string, name: string) => Number(text.match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? NaN);
+    const ask = (d: RawDevice, rid: number, block: number) => d.request(campaign, encodeBlockRequest({ campaign, requestId: rid, ranges: [[block, 1]], multicast: true }));
+    await Promise.all([ask(a, 501, 3), ask(b, 502, 3)]);
+    const onData = (d: RawDevice) => d.next((m) => m.topic === topics.data('fwseal', campaign) && m.type === 'blockResponse');
+    const [ma, mb, mc] = await Promise.all([onData(a), onData(b), onData(c)]);
+    for (const m of [ma, mb, mc]) {
+      const r = parseBlockResponse(m.payload);
+      expect(r.ok && r.value.block).toBe(3);
+      expect(r.ok && Buffer.compare(Buffer.from(r.value.data), Buffer.from(image.subarray(3 * BLOCK, 4 * BLOCK)))).toBe(0);
+    }
+    // A lone asker (flag set) is answered on its own reply topic with its request id, not on the data topic.
+    await ask(c, 503, 5);
+    const lone = parseBlockResponse((await c.replyTo(503, 'blockResponse')).payload);
+    expect(lone.ok && lone.value.block).toBe(5);
+    const after = (await api(server, 'GET', '/metrics')).body as string;
+    expect(served(after, 'fwseal_block_multicasts_total') - served(before, 'fwseal_block_multicasts_total')).toBe(1);
+    expect(served(after, 'fwseal_blocks_served_total') - served(before, 'fwseal_blocks_served_total')).toBe(2);
+    expect(a.messages.some((m) => m.topic === topics.reply('fwseal', 'd-mc-a') && m.type === 'blockResponse')).toBe(false);
+  });
+
   it('the block response fast path encodes exactly what encodeBlockResponse does', () => {
     for (const data of [new Uint8Array(1), detBytes(BLOCK, 'blk'), new Uint8Array(LIMITS.maxBlockBytes)]) {
       const m = { campaign: 'c'.repeat(64), requestId: LIMITS.maxRequestId, block: 123456, data };

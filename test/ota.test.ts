@@ -398,3 +398,22 @@ describe('online status and staged rollout', () => {
     expect(inC1.filter((b, i) => b < inC2[i]!).length).toBeLessThan(150);
   });
 });
+
+describe('multicast flag and data topic', () => {
+  it('a block request may carry multicast (key 7 = 1); other values are refused', () => {
+    const r = parseBlockRequest(encodeBlockRequest({ campaign: 'c1', requestId: 4, ranges: [[0, 2]], multicast: true }));
+    expect(r.ok && r.value.multicast).toBe(true);
+    const plain = parseBlockRequest(encodeBlockRequest({ campaign: 'c1', requestId: 4, ranges: [[0, 2]] }));
+    expect(plain.ok && plain.value.multicast).toBe(undefined);
+    const enc = (v: Encodable) => encodeCbor(new Map<CborKey, Encodable>([[0, MSG.blockRequest], [1, 'c1'], [2, 4], [4, [[0, 1]]], [7, v]]) as unknown as Encodable);
+    expect(parseBlockRequest(enc(1)).ok).toBe(true);
+    expect(parseBlockRequest(enc(0)).code).toBe(CODES.BAD_VALUE);
+    expect(parseBlockRequest(enc(2)).code).toBe(CODES.BAD_VALUE);
+    expect(parseBlockRequest(enc('yes')).code).toBe(CODES.WRONG_TYPE);
+  });
+
+  it('the data topic sits under the campaign and refuses bad ids', () => {
+    expect(topics.data('fwseal', 'c-1')).toBe('fwseal/campaign/c-1/data');
+    expect(() => topics.data('fwseal', 'c/1')).toThrow(RangeError);
+  });
+});
