@@ -56,6 +56,11 @@ export class UpdateAgent {
   readonly #v: Verifier;
   /** The verified manifest of the download in progress (loaded lazily after a reset). */
   #current: { manifest: Manifest; digest: Uint8Array } | null = null;
+  /**
+   * The state record as this agent last read it, kept only between the calls of one download
+   * (chunk writes never change it): every other entry point reads the state from flash again.
+   */
+  #record: DeviceStateRecord | null = null;
   /** Digest pages proven by this agent for the current download. */
   readonly #pages = new WeakSet<DigestPage>();
 
@@ -68,6 +73,7 @@ export class UpdateAgent {
 
   /** The state record and the phase it implies. */
   status(): Result<{ state: DeviceStateRecord; phase: AgentPhase }> {
+    this.#record = null;
     const s = loadState(this.#flash, this.#layout);
     if (!s.ok) return s;
     const r = s.record;
@@ -79,6 +85,7 @@ export class UpdateAgent {
    * the inactive slot.
    */
   beginUpdate(envelope: Uint8Array): Result<{ resumed: boolean; chunks: number; missing: number }> {
+    this.#record = null;
     const s = loadState(this.#flash, this.#layout);
     if (!s.ok) return s;
     let rec = s.record;
@@ -187,7 +194,7 @@ export class UpdateAgent {
     data.set(bytes);
     const now = flashResult(() => ({ bytes: f.read(at, data.length) }));
     if (!now.ok) return now;
-    if (!bytesEqual(now.bytes, data)) {
+    if (!sameBytes(now.bytes, data)) {
       if (!isErased(now.bytes, f.erasedValue)) {
         const repaired = this.#clearRegion(m, index, at, data.length, this.#layout.slots[slot].offset);
         if (!repaired.ok) return repaired;
@@ -197,7 +204,7 @@ export class UpdateAgent {
         return { back: f.read(at, data.length) };
       });
       if (!w.ok) return w;
-      if (!bytesEqual(w.back, data)) return fail('FLASH_READBACK_MISMATCH', `chunk ${index}`);
+      if (!sameBytes(w.back, data)) return fail('FLASH_READBACK_MISMATCH', `chunk ${index}`);
     }
     const markWord = new Uint8Array(W).fill(~f.erasedValue & 0xff);
     const marked = flashResult(() => {
@@ -210,6 +217,7 @@ export class UpdateAgent {
 
   /** All chunks written: verify the whole slot from flash, then record the image as pending. */
   finishDownload(): Result<{ slot: 0 | 1 }> {
+    this.#record = null;
     const cur = this.#download();
     if (!cur.ok) return cur;
     const missing = this.missingChunks();
@@ -238,6 +246,7 @@ export class UpdateAgent {
    * security counter raised to the new manifest's counter, and the new slot becomes active.
    */
   confirm(): Result<{ slot: 0 | 1; counter: number }> {
+    this.#record = null;
     const s = loadState(this.#flash, this.#layout);
     if (!s.ok) return s;
     const rec = s.record;
@@ -287,6 +296,7 @@ export class UpdateAgent {
    * The identical current bundle is accepted without a write (`changed: false`).
    */
   updateTrust(candidate: Uint8Array, revocations?: Uint8Array): Result<{ version: number; changed: boolean }> {
+    this.#record = null;
     const loaded = this.#storedTrust();
     if (!loaded.ok) return loaded;
     const { rec, st, cur } = loaded;
@@ -339,6 +349,7 @@ export class UpdateAgent {
    * the revocation area the state does not name, read back, then switched to by one state save.
    */
   updateRevocations(list: Uint8Array): Result<{ version: number; changed: boolean }> {
+    this.#record = null;
     const loaded = this.#storedTrust();
     if (!loaded.ok) return loaded;
     const { rec, st, cur } = loaded;
@@ -371,9 +382,12 @@ export class UpdateAgent {
 
   /** The download in progress with its verified manifest (re-verified from flash after a reset). */
   #download(): Result<{ manifest: Manifest; digest: Uint8Array; record: DeviceStateRecord }> {
-    const s = loadState(this.#flash, this.#layout);
-    if (!s.ok) return s;
-    const rec = s.record;
+    let rec = this.#record;
+    if (rec === null) {
+      const s = loadState(this.#flash, this.#layout);
+      if (!s.ok) return s;
+      rec = this.#record = s.record;
+    }
     if (!rec.downloading) return fail('AGENT_BAD_STATE', 'no download in progress');
     if (this.#current && bytesEqual(this.#current.digest, rec.downloading)) return ok({ ...this.#current, record: rec });
     const st = this.#store(rec);
@@ -425,8 +439,31 @@ export class UpdateAgent {
 
 }
 
+/** Equal bytes (flash contents, not secrets): four at a time when both views are aligned. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let i = 0;
+  if (a.length >= 64 && ((a.byteOffset | b.byteOffset) & 3) === 0) {
+    const words = a.length >>> 2;
+    const x = new Uint32Array(a.buffer, a.byteOffset, words);
+    const y = new Uint32Array(b.buffer, b.byteOffset, words);
+    for (let j = 0; j < words; j++) if (x[j] !== y[j]) return false;
+    i = words << 2;
+  }
+  for (; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function isErased(bytes: Uint8Array, erased: number): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== erased) return false;
+  let i = 0;
+  if (bytes.length >= 64 && (bytes.byteOffset & 3) === 0) {
+    const words = bytes.length >>> 2;
+    const w = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
+    const e = (erased * 0x01010101) >>> 0;
+    for (let j = 0; j < words; j++) if (w[j] !== e) return false;
+    i = words << 2;
+  }
+  for (; i < bytes.length; i++) if (bytes[i] !== erased) return false;
   return true;
 }
 

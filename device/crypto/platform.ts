@@ -4,6 +4,7 @@
  * lengths are checked on every call (a wrong-length hook is a programmer error: TypeError). The
  * pure-JS defaults are used otherwise.
  */
+import { concatBytes } from '../../shared/bytes.js';
 import { KEY_ID_BYTES } from '../../shared/limits.js';
 import { isTrustableRoleKey, verifyEd25519 } from './ed25519.js';
 import { sha256 as defaultSha256, sha512 as defaultSha512 } from './hash.js';
@@ -61,26 +62,20 @@ export function deviceCrypto(platform: Platform = {}): DeviceCrypto {
   const sha512 = platform.sha512 ? checked('sha512', platform.sha512, 64) : defaultSha512;
   const ed = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => (verifyEd25519 as (s: Uint8Array, m: Uint8Array, p: Uint8Array, h: Hash) => boolean)(signature, message, publicKey, sha512);
   const cache = platform.signatureCache;
-  if (cache !== undefined && (typeof cache?.get !== 'function' || typeof cache.set !== 'function')) throw platformError('platform.signatureCache must have get and set');
+  if (cache && (typeof cache.get !== 'function' || typeof cache.set !== 'function')) throw platformError('platform.signatureCache must have get and set');
+  // Memo of a pure outcome, keyed by the bytes it depends on (or their digest).
+  const memo = (key: () => Uint8Array, f: () => boolean) => {
+    if (!cache) return f();
+    const k = String.fromCharCode(...key());
+    let v = cache.get(k);
+    if (v === undefined) cache.set(k, (v = f()));
+    return v;
+  };
   return Object.freeze({
     sha256,
     sha512,
-    verify: cache === undefined ? ed : (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => {
-      const all = new Uint8Array(signature.length + publicKey.length + message.length);
-      all.set(signature);
-      all.set(publicKey, signature.length);
-      all.set(message, signature.length + publicKey.length);
-      const key = String.fromCharCode(...sha256(all));
-      let v = cache.get(key);
-      if (v === undefined) cache.set(key, (v = ed(signature, message, publicKey)));
-      return v;
-    },
-    trustableKey: cache === undefined ? isTrustableRoleKey : (publicKey: Uint8Array) => {
-      const key = 'k' + String.fromCharCode(...publicKey);
-      let v = cache.get(key);
-      if (v === undefined) cache.set(key, (v = isTrustableRoleKey(publicKey)));
-      return v;
-    },
+    verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => memo(() => sha256(concatBytes(signature, publicKey, message)), () => ed(signature, message, publicKey)),
+    trustableKey: (publicKey: Uint8Array) => memo(() => publicKey, () => isTrustableRoleKey(publicKey)),
     keyId: (publicKey: Uint8Array) => sha256(publicKey).slice(0, KEY_ID_BYTES),
   });
 }

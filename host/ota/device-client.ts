@@ -278,6 +278,7 @@ export class OtaDevice extends EventEmitter {
       if (topic === this.#announceTopic) this.#onAnnouncement(payload);
       else if (topic === this.#replyTopic) this.#onReply(payload);
       else if (this.#dataTopic !== null && topic === this.#dataTopic) this.#onData(payload);
+      else if (topic.startsWith(`${this.prefix}/campaign/`) && topic.endsWith('/data')) return; // a data topic just left: late copies
       else this.#stats.malformed++;
     } catch (e) {
       // Never let a message take the device down; a bug shows up in the log and the counter.

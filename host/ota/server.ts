@@ -49,6 +49,8 @@ export type OtaServerOptions = {
 export const RESPONSE_QOS: 0 | 1 = 0;
 export const MAX_QUEUED_REQUESTS = LIMITS.maxQueuedRequests;
 export const COALESCE_MS = 20;
+/** After a block went out on a data topic, askers within this many coalesce windows get plain replies. */
+const MULTICAST_QUIET_FACTOR = 50;
 
 type Asker = { reply: Reply; packet: Packet; device: string; payloadTopic: string | undefined; received: bigint };
 type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[] };
@@ -64,6 +66,8 @@ export class OtaServer {
   private readonly queue: Queued[] = [];
   /** Block answers waiting COALESCE_MS for more devices that want the same block. */
   private readonly gathering = new Map<string, Gathering>();
+  /** When each block last went out on a data topic: later askers of it get plain replies for a while. */
+  private readonly multicastAt = new Map<string, number>();
   private draining = false;
   private tickTimer: NodeJS.Timeout | null = null;
   private tickPending = false;
@@ -233,8 +237,15 @@ export class OtaServer {
    */
   private gather(a: Answer, q: Queued): void {
     const campaign = a.multicast!.campaign;
+    const window = this.opts.coalesceMs ?? COALESCE_MS;
+    const now = Date.now();
     for (const reply of a.replies) {
       const key = `${campaign}/${reply.block}`;
+      // Stragglers of a block just multicast: a copy to each of them, not another copy to everybody.
+      if (now - (this.multicastAt.get(key) ?? -Infinity) < MULTICAST_QUIET_FACTOR * window) {
+        this.send([reply], q.packet, q.device, a.replyTopic, q.received);
+        continue;
+      }
       let g = this.gathering.get(key);
       if (!g) {
         g = { campaign, block: reply.block!, data: reply.data!, askers: [] };
@@ -254,6 +265,8 @@ export class OtaServer {
       this.send([one.reply], one.packet, one.device, one.payloadTopic, one.received);
       return;
     }
+    if (this.multicastAt.size >= LIMITS.blockCacheEntries * 16) this.multicastAt.clear();
+    this.multicastAt.set(key, Date.now());
     const payload = blockResponseBytes({ campaign: g.campaign, requestId: 0, block: g.block, data: g.data });
     this.client.publish(topics.data(this.prefix, g.campaign), Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: this.opts.responseQos ?? RESPONSE_QOS }, (e) => {
       if (e) return;
@@ -360,6 +373,7 @@ export class OtaServer {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.queue.length = 0;
     this.gathering.clear();
+    this.multicastAt.clear();
     await this.http?.close();
     // Let in-flight publishes finish, but never hang on a broker that is gone.
     await new Promise<void>((resolve) => {
