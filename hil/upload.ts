@@ -76,6 +76,10 @@ export type UploadReport = {
   readonly resent: number;
   /** Where the device said the upload stood at the start (> 0: resumed). */
   readonly resumedAt: number;
+  /** Data bytes sent, resends included. */
+  readonly dataBytes: number;
+  /** Bytes the device told the uploader to skip (answered offsets past the chunk sent: it already holds them). */
+  readonly skipped: number;
 };
 
 type Sent = { readonly off: number; readonly end: number; readonly epoch: number };
@@ -99,6 +103,8 @@ export async function uploadImage(client: SmpClient, image: Uint8Array, options:
 
   let requests = 0;
   let resent = 0;
+  let dataBytes = 0;
+  let skipped = 0;
   let stalls = 0;
   let highestSent = 0;
 
@@ -107,9 +113,13 @@ export async function uploadImage(client: SmpClient, image: Uint8Array, options:
   while (acked < 0) {
     const n = chunkAt(0);
     requests++;
+    dataBytes += n;
     const r = await client.request(imageUpload, requestAt(0, n), options.timeoutMs);
-    if (r.ok && r.value !== undefined) acked = r.value.off;
-    else if (r.ok) return fail('TRANSPORT_UNAVAILABLE', `device refused the upload: rc ${r.smpError.rc}`);
+    if (r.ok && r.value !== undefined) {
+      acked = r.value.off;
+      if (acked > n) skipped += acked - n;
+    }
+    else if (r.ok) return fail('TRANSPORT_UNAVAILABLE', `device refused the upload: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
     else if (++stalls > maxStalls) return fail('TRANSPORT_TIMEOUT', `no answer to the first chunk: ${r.error}`);
   }
   const resumedAt = acked === chunkAt(0) ? 0 : acked;
@@ -127,12 +137,14 @@ export async function uploadImage(client: SmpClient, image: Uint8Array, options:
     if (off < highestSent) resent++;
     highestSent = Math.max(highestSent, off + n);
     requests++;
+    dataBytes += n;
     const p: Promise<void> = client.request(imageUpload, requestAt(off, n), options.timeoutMs).then((r) => {
       inFlight.delete(p);
       if (r.ok && r.value !== undefined) {
         const answered = r.value.off;
         if (answered > acked) { acked = answered; stalls = 0; }
         if (answered !== sent.end && sent.epoch === epoch) {
+          if (answered > sent.end) skipped += answered - sent.end;
           // This chunk was not taken: go back to where the device is.
           epoch++;
           sendOff = answered;
@@ -140,7 +152,7 @@ export async function uploadImage(client: SmpClient, image: Uint8Array, options:
           if (++stalls > maxStalls) failure = fail('TRANSPORT_TIMEOUT', 'no progress');
         }
       } else if (r.ok) {
-        failure = fail('TRANSPORT_UNAVAILABLE', `device refused a chunk at ${sent.off}: rc ${r.smpError.rc}`);
+        failure = fail('TRANSPORT_UNAVAILABLE', `device refused a chunk at ${sent.off}: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
       } else if (acked < sent.end && sent.epoch === epoch) {
         epoch++;
         sendOff = acked;
@@ -163,5 +175,5 @@ export async function uploadImage(client: SmpClient, image: Uint8Array, options:
   // Let the remaining answers land so no request outlives the upload.
   await Promise.all(inFlight.keys());
   if (failure !== null) return failure;
-  return ok({ requests, resent, resumedAt });
+  return ok({ requests, resent, resumedAt, dataBytes, skipped });
 }

@@ -83,27 +83,26 @@ export async function main(argv: string[], io: Io, extra: readonly Command[] = [
   }
 }
 
-function isEntryPoint(): boolean {
+/**
+ * Run the CLI on process.argv when `moduleUrl` (the caller's import.meta.url) is the script node was
+ * started with; `extra` adds commands (hil/cli.ts adds `hil run`).
+ */
+export function runIfEntryPoint(moduleUrl: string, extra: readonly Command[] = []): void {
+  let entry = false;
   try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+    entry = process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(moduleUrl));
   } catch {
-    return false;
+    entry = false;
   }
-}
-
-if (isEntryPoint()) {
-  const io: Io = {
-    stdout: (t) => process.stdout.write(t),
-    stderr: (t) => process.stderr.write(t),
-    stderrIsTty: !!process.stderr.isTTY,
-  };
-  main(process.argv.slice(2), io).then(
-    (code) => {
-      process.exitCode = code;
-    },
+  if (!entry) return;
+  const io: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), stderrIsTty: !!process.stderr.isTTY };
+  main(process.argv.slice(2), io, extra).then(
+    (code) => { process.exitCode = code; },
     (e) => {
       process.stderr.write(`fwseal: INTERNAL: ${(e as Error).message}\n`);
       process.exitCode = 2;
     },
   );
 }
+
+runIfEntryPoint(import.meta.url);

@@ -14,12 +14,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Section, type SectionResult, renderTable, writeJson } from './bench/common.js';
+import { hilBench } from './bench/hil.js';
 import { packVerify } from './bench/pack-verify.js';
 import { ota } from './bench/ota.js';
 import { powercut } from './bench/powercut.js';
 import { quickjsBench } from './bench/quickjs.js';
 
-const SECTIONS: readonly Section[] = [packVerify, quickjsBench, powercut, ota];
+const SECTIONS: readonly Section[] = [packVerify, quickjsBench, powercut, ota, hilBench];
 
 const USAGE = `usage: tsx tools/bench.ts [--size-mb N] [--runs N] [--json-out PATH] [--only SECTION[,SECTION]]
   --size-mb N     image size in MiB (default 256)

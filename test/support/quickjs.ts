@@ -19,6 +19,7 @@
  * with `memory()` and sampled during a run by `measurePeak` from the interrupt handler.
  */
 import { readFileSync } from 'node:fs';
+import { QJS_HEX_CODEC_SOURCE } from '../../hil/quickjs-verifier.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import quickjsVariant from '@jitl/quickjs-wasmfile-release-sync';
@@ -96,28 +97,7 @@ export const CASE_RUNNER_SOURCE = `function runCase(v, c, images, hex) {
 
 /** The VM-side helper: the only global the harness adds besides the bundle's `fwsealVerifier`. */
 const HARNESS_SOURCE = `(function (g) {
-  var DIGITS = '0123456789abcdef';
-  var NIBBLE = new Int8Array(128).fill(-1);
-  for (var i = 0; i < 16; i++) { NIBBLE[DIGITS.charCodeAt(i)] = i; NIBBLE[DIGITS.toUpperCase().charCodeAt(i)] = i; }
-  function hex(s) {
-    if (typeof s !== 'string' || s.length % 2 !== 0) throw new TypeError('hex: not an even-length string');
-    var out = new Uint8Array(s.length >> 1);
-    for (var j = 0; j < out.length; j++) {
-      var hi = NIBBLE[s.charCodeAt(2 * j)], lo = NIBBLE[s.charCodeAt(2 * j + 1)];
-      if (!(hi >= 0 && lo >= 0)) throw new TypeError('hex: bad digit');
-      out[j] = (hi << 4) | lo;
-    }
-    return out;
-  }
-  function toHex(b) {
-    var s = '';
-    for (var j = 0; j < b.length; j++) s += DIGITS[b[j] >> 4] + DIGITS[b[j] & 15];
-    return s;
-  }
-  function replacer(k, v) { return v instanceof Uint8Array ? { $hex: toHex(v) } : v; }
-  function reviver(k, v) {
-    return v !== null && typeof v === 'object' && typeof v.$hex === 'string' && Object.keys(v).length === 1 ? hex(v.$hex) : v;
-  }
+  ${QJS_HEX_CODEC_SOURCE}
   ${XORSHIFT32_SOURCE}
   ${CASE_RUNNER_SOURCE}
   g.fwsealHarness = {

@@ -1,0 +1,181 @@
+/**
+ * The device verifier bundle (dist/device/fwseal-verifier.js) running inside QuickJS
+ * (quickjs-emscripten, the bellard build as WASM), wrapped as a `Verifier` so the simulated device's
+ * UpdateAgent and boot agent verify with the code a QuickJS-class device runs (`--runtime quickjs`).
+ *
+ * Bytes cross the VM boundary as hex inside JSON ({"$hex": ...} both ways; QuickJS has no
+ * TextEncoder or Buffer). Stateful results (a proven DigestPage, an ImageVerifier) stay in the VM in
+ * a small registry and are driven through proxies; the registry keeps the most recent few, which is
+ * all the agent ever holds (one page, one image check).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import quickjsVariant from '@jitl/quickjs-wasmfile-release-sync';
+import { type QuickJSContext, type QuickJSHandle, newQuickJSWASMModuleFromVariant } from 'quickjs-emscripten-core';
+import { type Verifier } from '../device/index.js';
+import { type DigestPage, type ImageVerifier } from '../device/verify/image.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** dist/device/fwseal-verifier.js: FWSEAL_DEVICE_BUNDLE, else beside the build or the sources. */
+export function defaultBundlePath(): string {
+  const candidates = [process.env.FWSEAL_DEVICE_BUNDLE, join(here, '..', 'device', 'fwseal-verifier.js'), join(here, '..', 'dist', 'device', 'fwseal-verifier.js')];
+  for (const c of candidates) if (c && existsSync(c)) return c;
+  throw new Error('the device bundle dist/device/fwseal-verifier.js is missing (npm run build)');
+}
+
+/**
+ * VM-side hex codec for passing bytes through JSON ({ $hex } objects), shared with the test harness
+ * (test/support/quickjs.ts). Strict: odd lengths and non-hex digits throw.
+ */
+export const QJS_HEX_CODEC_SOURCE = `  var DIGITS = '0123456789abcdef';
+  var NIBBLE = new Int8Array(128).fill(-1);
+  for (var i = 0; i < 16; i++) { NIBBLE[DIGITS.charCodeAt(i)] = i; NIBBLE[DIGITS.toUpperCase().charCodeAt(i)] = i; }
+  function hex(s) {
+    if (typeof s !== 'string' || s.length % 2 !== 0) throw new TypeError('hex: not an even-length string');
+    var out = new Uint8Array(s.length >> 1);
+    for (var j = 0; j < out.length; j++) {
+      var hi = NIBBLE[s.charCodeAt(2 * j)], lo = NIBBLE[s.charCodeAt(2 * j + 1)];
+      if (!(hi >= 0 && lo >= 0)) throw new TypeError('hex: bad digit');
+      out[j] = (hi << 4) | lo;
+    }
+    return out;
+  }
+  function toHex(b) {
+    var s = '';
+    for (var j = 0; j < b.length; j++) s += DIGITS[b[j] >> 4] + DIGITS[b[j] & 15];
+    return s;
+  }
+  function replacer(k, v) { return v instanceof Uint8Array ? { $hex: toHex(v) } : v; }
+  function reviver(k, v) {
+    return v !== null && typeof v === 'object' && typeof v.$hex === 'string' && Object.keys(v).length === 1 ? hex(v.$hex) : v;
+  }`;
+
+const HELPER = `(function (g) {
+  ${QJS_HEX_CODEC_SOURCE}
+  var objs = {};
+  var order = [];
+  var next = 1;
+  function keep(o) {
+    var id = next++;
+    objs[id] = o;
+    order.push(id);
+    while (order.length > 16) delete objs[order.shift()];
+    return id;
+  }
+  g.hil = {
+    call: function (name, argsJson) {
+      var r = g.fwsealVerifier[name].apply(null, JSON.parse(argsJson, reviver));
+      if (name === 'imageVerifier') r = { $obj: keep(r) };
+      else if (name === 'verifyDigestPage' && r.ok) {
+        var out = {};
+        for (var k in r) if (k !== 'digestPage') out[k] = r[k];
+        out.digestPage = { $obj: keep(r.digestPage), page: r.digestPage.page, root: r.digestPage.root };
+        r = out;
+      }
+      return JSON.stringify(r, replacer);
+    },
+    method: function (id, name, argsJson) {
+      var o = objs[id];
+      if (!o) throw new Error('object ' + id + ' is gone');
+      return JSON.stringify(o[name].apply(o, JSON.parse(argsJson, reviver)), replacer);
+    },
+  };
+})(globalThis);`;
+
+function encode(value: unknown): unknown {
+  if (value instanceof Uint8Array) return { $hex: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex') };
+  if (Array.isArray(value)) return value.map(encode);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = encode(v);
+    return out;
+  }
+  return value;
+}
+
+function decode(json: string): any {
+  return JSON.parse(json, (_k, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 1 && typeof (v as { $hex?: unknown }).$hex === 'string'
+      ? new Uint8Array(Buffer.from((v as { $hex: string }).$hex, 'hex'))
+      : v);
+}
+
+export type QuickJSVerifier = Verifier & { dispose(): void };
+
+/** A Verifier whose every check runs in the device bundle inside a fresh QuickJS runtime. */
+export async function quickjsVerifier(bundlePath: string = defaultBundlePath()): Promise<QuickJSVerifier> {
+  const module = await newQuickJSWASMModuleFromVariant(quickjsVariant);
+  const runtime = module.newRuntime();
+  const ctx: QuickJSContext = runtime.newContext();
+  const run = (code: string, file: string) => {
+    const r = ctx.evalCode(code, file);
+    if (r.error) {
+      const e = ctx.dump(r.error);
+      r.error.dispose();
+      throw new Error(`QuickJS: ${JSON.stringify(e)}`);
+    }
+    r.value.dispose();
+  };
+  run(readFileSync(bundlePath, 'utf8'), 'fwseal-verifier.js');
+  run(HELPER, 'hil-helper.js');
+  const hil = ctx.getProp(ctx.global, 'hil');
+  const fnCall = ctx.getProp(hil, 'call');
+  const fnMethod = ctx.getProp(hil, 'method');
+
+  const invoke = (fn: QuickJSHandle, args: (string | number)[]): any => {
+    const handles = args.map((a) => (typeof a === 'number' ? ctx.newNumber(a) : ctx.newString(a)));
+    const r = ctx.callFunction(fn, ctx.undefined, ...handles);
+    for (const h of handles) h.dispose();
+    if (r.error) {
+      const e = ctx.dump(r.error);
+      r.error.dispose();
+      throw new Error(`QuickJS: ${JSON.stringify(e)}`);
+    }
+    const s = ctx.getString(r.value);
+    r.value.dispose();
+    return decode(s);
+  };
+  const call = (name: string, ...args: unknown[]) => invoke(fnCall, [name, JSON.stringify(encode(args))]);
+  const method = (id: number, name: string, ...args: unknown[]) => invoke(fnMethod, [id, name, JSON.stringify(encode(args))]);
+
+  const page = (p: { $obj: number; page: number; root: Uint8Array }): DigestPage => Object.freeze({
+    page: p.page,
+    root: p.root,
+    checkChunk: (index: number, chunk: Uint8Array) => method(p.$obj, 'checkChunk', index, chunk),
+    leaf: (index: number) => method(p.$obj, 'leaf', index),
+  });
+
+  return Object.freeze({
+    verifyManifest: (envelope, trust, state) => call('verifyManifest', envelope, trust, state),
+    verifyManifestWithTrust: (envelope, trust, state) => call('verifyManifestWithTrust', envelope, trust, state),
+    loadTrust: (trust) => call('loadTrust', trust),
+    verifyTrustUpdate: (candidate, current, revoked) => call('verifyTrustUpdate', candidate, current, revoked),
+    verifyRevocations: (list, trust, minVersion) => call('verifyRevocations', list, trust, minVersion),
+    imageVerifier: (manifest): ImageVerifier => {
+      const { $obj: id } = call('imageVerifier', manifest) as { $obj: number };
+      return Object.freeze({
+        addDigestPage: (p: number, leaves: Uint8Array, proof: Uint8Array) => method(id, 'addDigestPage', p, leaves, proof),
+        update: (bytes: Uint8Array) => method(id, 'update', bytes),
+        finish: () => method(id, 'finish'),
+      });
+    },
+    verifyChunk: (manifest, index, chunk, proof) => call('verifyChunk', manifest, index, chunk, proof),
+    verifyDigestPage: (manifest, p, leaves, proof) => {
+      const r = call('verifyDigestPage', manifest, p, leaves, proof);
+      return r.ok ? { ...r, digestPage: page(r.digestPage) } : r;
+    },
+    verifyEd25519: (signature, message, publicKey) => call('verifyEd25519', signature, message, publicKey) as boolean,
+    keyId: (publicKey) => call('keyId', publicKey) as Uint8Array,
+    sha256: (data) => call('sha256', data) as Uint8Array,
+    sha512: (data) => call('sha512', data) as Uint8Array,
+    dispose: () => {
+      fnCall.dispose();
+      fnMethod.dispose();
+      hil.dispose();
+      ctx.dispose();
+      runtime.dispose();
+    },
+  } satisfies QuickJSVerifier);
+}

@@ -1,0 +1,107 @@
+/**
+ * The signed material of a HIL scenario, built with the real host code: keys from labels (the same
+ * label always gives the same key, so a scenario file names keys, not key files), trust bundles,
+ * revocation lists, releases (image + signed manifest) and the update bundle (shared/bundle.ts) that
+ * carries a release over SMP image upload.
+ */
+import { createHash } from 'node:crypto';
+import { bundleLayout } from '../shared/bundle.js';
+import { encodeManifest, type Manifest } from '../shared/manifest.js';
+import { merkleRoot, pageProofs } from '../shared/merkle.js';
+import { encodeRevocationList, encodeTrustBundle } from '../shared/trust.js';
+import { LeafHasher, nodeSha256 } from '../host/hash.js';
+import { type SigningKey, signingKeyFromSeed } from '../host/keys.js';
+import { signPayload } from '../host/sign.js';
+
+const sha256 = (data: Uint8Array | string): Uint8Array => new Uint8Array(createHash('sha256').update(data).digest());
+
+const keys = new Map<string, SigningKey>();
+/** A deterministic Ed25519 key named `label`. */
+export function hilKey(label: string): SigningKey {
+  let k = keys.get(label);
+  if (k === undefined) {
+    k = signingKeyFromSeed(label, sha256('fwseal hil key ' + label));
+    keys.set(label, k);
+  }
+  return k;
+}
+
+/** Deterministic pseudo-random bytes (SHA-256 in counter mode). */
+export function detBytes(length: number, seed: string): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0, block = 0; i < length; block++, i += 32) out.set(sha256(`${seed}/${block}`).subarray(0, Math.min(32, length - i)), i);
+  return out;
+}
+
+export type TrustSpec = {
+  readonly version?: number;
+  readonly root: readonly string[];
+  readonly rootThreshold: number;
+  readonly release: readonly string[];
+  readonly releaseThreshold: number;
+  /** Who signs the bundle (default: the root keys). */
+  readonly signers?: readonly string[];
+};
+
+export function makeTrust(spec: TrustSpec): Uint8Array {
+  const payload = encodeTrustBundle({
+    version: spec.version ?? 1,
+    root: { threshold: spec.rootThreshold, keys: spec.root.map((l) => hilKey(l).publicKey) },
+    release: { threshold: spec.releaseThreshold, keys: spec.release.map((l) => hilKey(l).publicKey) },
+  });
+  return signPayload(payload, (spec.signers ?? spec.root).map(hilKey));
+}
+
+export type RevocationSpec = { readonly version: number; readonly keys?: readonly string[]; readonly signers: readonly string[] };
+
+export function makeRevocations(spec: RevocationSpec): Uint8Array {
+  return signPayload(encodeRevocationList({ version: spec.version, keyIds: (spec.keys ?? []).map((l) => hilKey(l).keyId), manifests: [] }), spec.signers.map(hilKey));
+}
+
+export type ReleaseSpec = {
+  readonly version: string;
+  readonly counter: number;
+  readonly signers: readonly string[];
+  readonly deviceClass: string;
+  readonly imageSize?: number;
+  readonly chunkSize?: number;
+};
+
+export type Release = { readonly manifest: Manifest; readonly envelope: Uint8Array; readonly image: Uint8Array; readonly leaves: Uint8Array[] };
+
+export function makeRelease(spec: ReleaseSpec): Release {
+  const imageSize = spec.imageSize ?? 16384;
+  const chunkSize = spec.chunkSize ?? 1024;
+  const image = detBytes(imageSize, `hil image ${spec.deviceClass} ${spec.version} ${imageSize}`);
+  const hasher = new LeafHasher(chunkSize);
+  const leaves: Uint8Array[] = [];
+  for (let o = 0; o < image.length; o += chunkSize) leaves.push(new Uint8Array(hasher.leaf(image.subarray(o, o + chunkSize))));
+  const manifest: Manifest = {
+    deviceClass: spec.deviceClass, version: spec.version, securityCounter: spec.counter, imageSize, chunkSize,
+    merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leaves)), created: 1764000000,
+  };
+  return { manifest, envelope: signPayload(encodeManifest(manifest), spec.signers.map(hilKey)), image, leaves };
+}
+
+/** The update bundle of a release (SPEC.md §13.5). `tamperChunk` flips a byte of that chunk after signing. */
+export function makeBundle(release: Release, options: { readonly tamperChunk?: number } = {}): Uint8Array {
+  const { manifest, envelope, image, leaves } = release;
+  const layout = bundleLayout(envelope.length, manifest.imageSize, manifest.chunkSize);
+  const proofs = pageProofs(nodeSha256, leaves);
+  const out = new Uint8Array(layout.length);
+  out.set([0x46, 0x57, 0x53, 0x42, 0x4e, 0x44, 0x31, 0x00]);
+  new DataView(out.buffer).setUint32(8, envelope.length);
+  out.set(envelope, 12);
+  for (const p of layout.pages) {
+    let at = p.digestsAt;
+    for (let i = p.firstChunk; i < p.endChunk; i++, at += 32) out.set(leaves[i], at);
+    for (const node of proofs[p.page]) { out.set(node, at); at += 32; }
+    out.set(image.subarray(p.firstChunk * manifest.chunkSize, Math.min(manifest.imageSize, p.endChunk * manifest.chunkSize)), p.chunksAt);
+  }
+  if (options.tamperChunk !== undefined) {
+    const i = options.tamperChunk;
+    const p = layout.pages[Math.floor(i / 128)];
+    out[p.chunksAt + (i - p.firstChunk) * manifest.chunkSize + 7] ^= 0x40;
+  }
+  return out;
+}
