@@ -18,6 +18,7 @@ import { type Mosquitto, startMosquitto } from '../../test/support/mosquitto.js'
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from '../../test/support/fixtures.js';
 import { type BenchContext, MiB, type Row, type Section, type SectionResult, type Verdict, row, valueRow } from './common.js';
 import { rawFanout } from './fanout.js';
+import { lightFleet } from './ota-light.js';
 
 const DEVICES = 200;
 const IMAGE_BYTES = 1 << 20;
@@ -275,6 +276,47 @@ export const ota: Section = {
       verdicts.push({ name: '0 lost updates', goal: 1, value: lost === 0 ? 1 : 0, pass: lost === 0, basis: `devices not confirmed per run: ${lostPerRun.join(', ')}` });
       notes.push(...cpuSplits, ...timeline);
       notes.push(`OTA time: from campaign create (image upload included) to the server counting ${DEVICES} confirmed (GET /api/campaigns/<id> every 50 ms); chunk ${CHUNK}, server default block size, --waves 100, mosquitto defaults, persistence off`);
+      // ---- delivery only: the same campaign to protocol clients that check chunks but simulate no flash ----
+      const lightSeconds: number[] = [];
+      for (let i = 0; i < ctx.runs; i++) {
+        const group = `bench-light${i + 1}`;
+        const runDir = join(ctx.tmpDir, `light-${i + 1}`);
+        mkdirSync(runDir);
+        ctx.log(`ota: delivery-only run ${i + 1}: serve, ${DEVICES} protocol clients, 1 MiB`);
+        const server = start('fwseal serve', ['serve', '--broker', b.url, '--data', join(runDir, 'data'), '--trust', trust, '--http', '127.0.0.1:0']);
+        let fleet: Awaited<ReturnType<typeof lightFleet>> | null = null;
+        try {
+          let api = '';
+          await waitFor('the server address line', 20_000, () => {
+            const m = server.out.match(/HTTP API on (http:\/\/\S+)/);
+            if (m) api = m[1];
+            return !!m;
+          }, 50, server);
+          fleet = await lightFleet(b.url, DEVICES, group);
+          await waitFor(`${DEVICES} protocol clients on the server`, 60_000, async () => {
+            const d = await getJson<{ devices: { group: string }[] }>(`${api}/api/devices`);
+            return d.devices.filter((x) => x.group === group).length >= DEVICES;
+          }, 200, server);
+          const t0 = performance.now();
+          let err = '';
+          const status = await main(['campaign', 'create', '--server', api, '--manifest', v2, '--image', v2Bin, '--group', group, '--waves', '100'],
+            { stdout: () => {}, stderr: (t) => { err += t; }, stderrIsTty: false });
+          if (status !== 0) throw new Error(`campaign create exited ${status}: ${err}`);
+          await Promise.race([fleet.done, sleep(120_000).then(() => { throw new Error('delivery-only run did not finish in 120 s'); })]);
+          lightSeconds.push((performance.now() - t0) / 1000);
+        } finally {
+          await fleet?.close();
+          await stop(server);
+          rmSync(runDir, { recursive: true, force: true });
+        }
+      }
+      const lightRow = row(`delivery only: ${DEVICES} protocol clients x 1 MiB (serve, multicast; every chunk checked, no flash)`, aggregate, { seconds: lightSeconds, rssKiB: [] }, null,
+        'what server + broker deliver when the devices cost nothing: the same protocol, no agent, no simulated flash');
+      rows.push(lightRow);
+      const lightRatio = rawRow.bestSeconds / lightRow.bestSeconds;
+      rows.push(valueRow('ratio: raw fan-out best / delivery-only best', lightRatio, 'x', 'goal >= 0.5 (delivery system alone)'));
+      verdicts.push({ name: 'delivery only vs raw fan-out', goal: 0.5, value: lightRatio, pass: lightRatio >= 0.5, basis: `raw best ${rawRow.bestSeconds.toFixed(3)} s / delivery best ${lightRow.bestSeconds.toFixed(3)} s` });
+
       const drops = b.log().split('\n').filter((l) => /dropped/i.test(l));
       notes.push(`mosquitto log: ${drops.length} "messages are being dropped" notices${drops.length ? ` (first: ${drops[0].replace(/^\d+: /, '')})` : ''}`);
       await b.stop();
