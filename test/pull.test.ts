@@ -94,6 +94,13 @@ function pull(agent: UpdateAgent, t: Fake, timer: VirtualTimer, options?: PullOp
   return timer.run(pullDownload(agent, t, timer, options));
 }
 
+/** A provisioned device with the v2 download begun, and a virtual timer. */
+function begin() {
+  const agent = device().agent();
+  agent.beginUpdate(v2);
+  return { agent, timer: new VirtualTimer() };
+}
+
 describe('pullDownload', () => {
   for (const window of [1, 8]) {
     it(`downloads every block with window ${window}, never more than ${window} requests in flight`, async () => {
@@ -116,10 +123,7 @@ describe('pullDownload', () => {
   }
 
   it('retries lost replies after a timeout and completes', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const t = transport(timer, { lose: (i, n) => (i % 50 === 3 && n <= 2) || (i === 200 && n === 1) });
     const r = await pull(agent, t, timer, { window: 4, timeoutMs: 1000 });
     expect(r.ok).toBe(true);
@@ -131,10 +135,7 @@ describe('pullDownload', () => {
   });
 
   it('rejects a tampered block from a rogue publisher and fetches it again', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const t = transport(timer, { corrupt: (i, n) => i === 221 && n === 1 });
     const r = await pull(agent, t, timer);
     expect(r.ok && r.rejected).toBe(1);
@@ -143,10 +144,7 @@ describe('pullDownload', () => {
   });
 
   it('gives up with the verification code when every attempt is tampered', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const t = transport(timer, { corrupt: (i) => i === 10 });
     const r = await pull(agent, t, timer, { maxAttempts: 3 });
     expect(r.code).toBe(CODES.CHUNK_DIGEST_MISMATCH);
@@ -186,10 +184,7 @@ describe('pullDownload', () => {
   });
 
   it('reports TRANSPORT_TIMEOUT when every request is lost, after maxAttempts', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const t = transport(timer, { lose: () => true });
     const r = await pull(agent, t, timer, { window: 8, maxAttempts: 4 });
     expect(r.code).toBe(CODES.TRANSPORT_TIMEOUT);
@@ -201,10 +196,7 @@ describe('pullDownload', () => {
   });
 
   it('reports TRANSPORT_UNAVAILABLE when every reply is an error, and TRANSPORT_TIMEOUT past the budget', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     expect((await pull(agent, transport(timer, { nothing: true }), timer, { maxAttempts: 2 })).code).toBe(CODES.TRANSPORT_UNAVAILABLE);
     const timer2 = new VirtualTimer();
     const r = await pull(agent, transport(timer2), timer2, { window: 1, budgetMs: 100 });
@@ -259,10 +251,7 @@ function blockTransport(timer: VirtualTimer, cpb: number, opts: { alter?: (block
 
 describe('pullDownload with several chunks per block', () => {
   it('writes a block of 4 chunks, each checked against its leaf, one request per block', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const t = blockTransport(timer, 4);
     const r = await pull(agent, t, timer, { chunksPerBlock: 4, chunkSize: 512 });
     expect(r.ok).toBe(true);
@@ -274,10 +263,7 @@ describe('pullDownload with several chunks per block', () => {
   });
 
   it('re-fetches a block with one tampered chunk; its good chunks before it are kept', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const t = blockTransport(timer, 4, { alter: (b, n, bytes) => { if (b === 10 && n === 1) bytes[512 * 2 + 9] ^= 1; return bytes; } });
     const r = await pull(agent, t, timer, { chunksPerBlock: 4, chunkSize: 512, window: 1 });
     expect(r.ok && r.rejected).toBe(1);
@@ -286,10 +272,7 @@ describe('pullDownload with several chunks per block', () => {
   });
 
   it('accepts a short last block (300 chunks in blocks of 8: the last has 4)', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const lengths = new Map<number, number>();
     const t = blockTransport(timer, 8, { alter: (b, _n, bytes) => { lengths.set(b, bytes.length); return bytes; } });
     const r = await pull(agent, t, timer, { chunksPerBlock: 8, chunkSize: 512 });
@@ -300,10 +283,7 @@ describe('pullDownload with several chunks per block', () => {
   });
 
   it('rejects a truncated block (fetched again), and gives up with a verification code when it stays truncated', async () => {
-    const d = device();
-    const agent = d.agent();
-    agent.beginUpdate(v2);
-    const timer = new VirtualTimer();
+    const { agent, timer } = begin();
     const t = blockTransport(timer, 4, { alter: (b, n, bytes) => (b === 5 && n === 1 ? bytes.slice(0, bytes.length - 100) : bytes) });
     const r = await pull(agent, t, timer, { chunksPerBlock: 4, chunkSize: 512 });
     expect(r.ok && r.rejected).toBe(1);
