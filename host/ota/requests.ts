@@ -94,7 +94,9 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   if (beyond !== undefined) return fail(CODES.UNKNOWN_BLOCK, beyond);
   const replies = blocks.map((block): Reply => {
     const data = a.block(block);
-    return { payload: blockResponseBytes({ ...ids, block, data }), block, bytes: data.length, data };
+    // Encoded when sent: a block that goes out on the data topic never needs this device's copy.
+    let payload: Uint8Array | undefined;
+    return { get payload() { return (payload ??= blockResponseBytes({ ...ids, block, data })); }, block, bytes: data.length, data };
   });
   const multicast = (req as { multicast?: boolean }).multicast ? { multicast: { campaign: row.id } } : {};
   return { replies, malformed: false, kind: 'block', ...reply, ...multicast };

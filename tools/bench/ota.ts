@@ -159,6 +159,17 @@ export const ota: Section = {
     try {
       // ---- mosquitto's raw fan-out (the reference), default limits ----
       const b = await broker();
+      /** `fwseal serve` on this broker with its data under runDir; resolves with its HTTP API address. */
+      const serve = async (runDir: string): Promise<{ server: Proc; api: string }> => {
+        const server = start('fwseal serve', ['serve', '--broker', b.url, '--data', join(runDir, 'data'), '--trust', trust, '--http', '127.0.0.1:0']);
+        let api = '';
+        await waitFor('the server address line', 20_000, () => {
+          const m = server.out.match(/HTTP API on (http:\/\/\S+)/);
+          if (m) api = m[1];
+          return !!m;
+        }, 50, server);
+        return { server, api };
+      };
       const rawSeconds: number[] = [];
       for (let i = 0; i < ctx.runs; i++) {
         ctx.log(`ota: raw fan-out ${DEVICES} x ${IMAGE_BYTES} bytes (run ${i + 1})`);
@@ -181,13 +192,7 @@ export const ota: Section = {
         const runDir = join(ctx.tmpDir, `run-${i + 1}`);
         mkdirSync(runDir);
         ctx.log(`ota: campaign run ${i + 1}: serve, ${DEVICES} devices, 1 MiB`);
-        const server = start('fwseal serve', ['serve', '--broker', b.url, '--data', join(runDir, 'data'), '--trust', trust, '--http', '127.0.0.1:0']);
-        let api = '';
-        await waitFor('the server address line', 20_000, () => {
-          const m = server.out.match(/HTTP API on (http:\/\/\S+)/);
-          if (m) api = m[1];
-          return !!m;
-        }, 50, server);
+        const { server, api } = await serve(runDir);
         const fleet = start('fwseal fleet-sim', ['fleet-sim', '--broker', b.url, '--count', String(DEVICES), '--group', group, '--trust', trust, '--device-class', CLASS,
           '--state', join(runDir, 'fleet'), '--factory', v1, '--factory-image', v1Bin, '--memory', '--slot-size', String(slotSize),
           '--id-prefix', `r${i + 1}-`, '--exit-after-update', '--json']);
@@ -283,15 +288,9 @@ export const ota: Section = {
         const runDir = join(ctx.tmpDir, `light-${i + 1}`);
         mkdirSync(runDir);
         ctx.log(`ota: delivery-only run ${i + 1}: serve, ${DEVICES} protocol clients, 1 MiB`);
-        const server = start('fwseal serve', ['serve', '--broker', b.url, '--data', join(runDir, 'data'), '--trust', trust, '--http', '127.0.0.1:0']);
+        const { server, api } = await serve(runDir);
         let fleet: Awaited<ReturnType<typeof lightFleet>> | null = null;
         try {
-          let api = '';
-          await waitFor('the server address line', 20_000, () => {
-            const m = server.out.match(/HTTP API on (http:\/\/\S+)/);
-            if (m) api = m[1];
-            return !!m;
-          }, 50, server);
           fleet = await lightFleet(b.url, DEVICES, group);
           await waitFor(`${DEVICES} protocol clients on the server`, 60_000, async () => {
             const d = await getJson<{ devices: { group: string }[] }>(`${api}/api/devices`);
