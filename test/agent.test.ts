@@ -318,6 +318,28 @@ describe('update agent: resume across resets', () => {
   });
 });
 
+describe('update agent: chunk lengths that are not a multiple of writeAlign', () => {
+  it('pads the short last chunk with erased bytes, installs it, and the caller\'s bytes stay untouched', () => {
+    const d = device();
+    const a = d.agent();
+    const odd = detBytes(2 * CHUNK + 5, 'agent odd'); // last chunk: 5 bytes, written as one 8-byte word
+    const env = makeManifestEnvelope(makeManifest(odd, { version: '4.0.0', securityCounter: 4 }), [R1, R2]);
+    const pieces = [0, 1, 2].map((i) => odd.slice(i * CHUNK, Math.min(odd.length, (i + 1) * CHUNK)));
+    const lv = pieces.map((c) => leafHash(nodeSha256, c));
+    expect(a.beginUpdate(env)).toMatchObject({ ok: true, chunks: 3 });
+    for (let i = 0; i < 3; i++) {
+      const copy = Uint8Array.from(pieces[i]!);
+      expect(a.writeChunk(i, pieces[i]!, concatBytes(...inclusionProof(nodeSha256, lv, i))).ok).toBe(true);
+      expect(pieces[i]).toEqual(copy);
+    }
+    const slot = d.layout.slots[state(d.flash, d.layout).activeSlot === 0 ? 1 : 0];
+    expect(d.flash.read(slot.offset + 2 * CHUNK, 8)).toEqual(Uint8Array.from([...odd.subarray(2 * CHUNK), 0xff, 0xff, 0xff]));
+    expect(a.finishDownload().ok).toBe(true);
+    expect(bootOf(d)).toMatchObject({ slot: 1, trial: true, code: 0 });
+    expect(d.agent().confirm()).toMatchObject({ ok: true, counter: 4 });
+  });
+});
+
 describe('boot agent', () => {
   it('reverts a pending image never confirmed after maxTrialBoots (NOT_CONFIRMED)', () => {
     const d = device();

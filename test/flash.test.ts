@@ -105,6 +105,30 @@ describe.each(makers)('%s: the flash contract', (_name, make) => {
     });
   });
 
+  it('readInto fills the caller\'s buffer with what read returns, with the same range check', () => {
+    withFlash(G, (f) => {
+      f.write(256, bytes(512, 4));
+      const target = new Uint8Array(300);
+      f.readInto!(250, target);
+      expect(target).toEqual(f.read(250, 300));
+      f.readInto!(G.size - 3, target.subarray(0, 3)); // an unaligned view, up to the end
+      expect(target.subarray(0, 3)).toEqual(new Uint8Array(3).fill(0xff));
+      expect(code(() => f.readInto!(G.size - 2, new Uint8Array(3)))).toBe('FLASH_OUT_OF_RANGE');
+      expect(code(() => f.readInto!(-1, new Uint8Array(1)))).toBe('FLASH_OUT_OF_RANGE');
+    });
+  });
+
+  it('a write of many words onto one non-erased byte is refused whole: in the first word, mid-way and in the last word', () => {
+    for (const at of [0, 3, 700, 1021]) {
+      const init = new Uint8Array(G.size).fill(0xff);
+      init[256 + at] = 0x5a; // one programmed byte inside the target of the next write
+      withFlash(G, (f) => {
+        expect(code(() => f.write(256, bytes(1024, 2)))).toBe('FLASH_NOT_ERASED');
+        expect(f.read(256, 1024).filter((v) => v !== 0xff)).toEqual(Uint8Array.of(0x5a)); // nothing landed
+      }, init);
+    }
+  });
+
   it('no write without erase; erase sets erasedValue (whole blocks only)', () => {
     withFlash(G, (f) => {
       f.write(0, bytes(16));

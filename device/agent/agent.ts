@@ -29,7 +29,7 @@ import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type DigestPage } from '../verify/image.js';
 import { type VerifiedManifest } from '../verify/manifest.js';
-import { type Flash } from './flash.js';
+import { type Flash, readScratch } from './flash.js';
 import { type Layout } from './layout.js';
 import {
   type TrustStore, activeSlotOf, deviceStateOf, inactiveSlotOf, loadTrustStore, verifySlotImage, verifyStoredManifest, writeEnvelopeArea,
@@ -61,6 +61,8 @@ export class UpdateAgent {
    * (chunk writes never change it): every other entry point reads the state from flash again.
    */
   #record: DeviceStateRecord | null = null;
+  /** Read buffer of writeChunk (flash read-back without a buffer per chunk). */
+  #scratch = new Uint8Array(0);
   /** Digest pages proven by this agent for the current download. */
   readonly #pages = new WeakSet<DigestPage>();
 
@@ -190,9 +192,14 @@ export class UpdateAgent {
 
     const slot = this.#slot(cur.record);
     const at = this.#layout.slots[slot].offset + index * m.chunkSize;
-    const data = new Uint8Array(Math.ceil(bytes.length / W) * W).fill(f.erasedValue);
-    data.set(bytes);
-    const now = flashResult(() => ({ bytes: f.read(at, data.length) }));
+    let data = bytes;
+    if (bytes.length % W !== 0) {
+      data = new Uint8Array(Math.ceil(bytes.length / W) * W).fill(f.erasedValue);
+      data.set(bytes);
+    }
+    if (this.#scratch.length < data.length) this.#scratch = new Uint8Array(data.length);
+    const scratch = this.#scratch; // holds `now`, then `back` (now is not looked at after the write)
+    const now = flashResult(() => ({ bytes: readScratch(f, at, data.length, scratch) }));
     if (!now.ok) return now;
     if (!sameBytes(now.bytes, data)) {
       if (!isErased(now.bytes, f.erasedValue)) {
@@ -201,7 +208,7 @@ export class UpdateAgent {
       }
       const w = flashResult(() => {
         f.write(at, data);
-        return { back: f.read(at, data.length) };
+        return { back: readScratch(f, at, data.length, scratch) };
       });
       if (!w.ok) return w;
       if (!sameBytes(w.back, data)) return fail('FLASH_READBACK_MISMATCH', `chunk ${index}`);

@@ -25,6 +25,19 @@ export interface Flash extends FlashGeometry {
   erase(offset: number, length: number): void;
   /** Program data at offset (aligned; every target byte must be erased). */
   write(offset: number, data: Uint8Array): void;
+  /**
+   * Optional: read target.length bytes at offset into target (as Zephyr's flash_read), same checks
+   * as read(). Hot paths (chunk read-back, slot verification) use it to avoid a buffer per read.
+   */
+  readInto?(offset: number, target: Uint8Array): void;
+}
+
+/** `length` bytes at `offset`: into `scratch` when the flash can read into a buffer and it is large enough (valid until the next call), else a fresh copy. */
+export function readScratch(flash: Flash, offset: number, length: number, scratch: Uint8Array): Uint8Array {
+  if (flash.readInto === undefined || length > scratch.length) return flash.read(offset, length);
+  const target = scratch.subarray(0, length);
+  flash.readInto(offset, target);
+  return target;
 }
 
 /** The power went away before or during a flash operation (simulation only). */

@@ -10,7 +10,7 @@ import { type Manifest } from '../../shared/manifest.js';
 import { type DeviceStateRecord } from '../../shared/state.js';
 import { type DeviceState, type VerifiedManifest } from '../verify/manifest.js';
 import { type Verifier } from '../verifier.js';
-import { type Flash } from './flash.js';
+import { type Flash, readScratch } from './flash.js';
 import { type Layout, MANIFEST_HEADER_BYTES, type Region } from './layout.js';
 import { flashResult } from './state-store.js';
 
@@ -131,9 +131,10 @@ export function verifySlotImage(verifier: Verifier, flash: Flash, layout: Layout
   const region = layout.slots[slot];
   if (manifest.imageSize > region.size) return fail('SLOT_TOO_SMALL', `image of ${manifest.imageSize} bytes in a slot of ${region.size}`);
   const iv = verifier.imageVerifier(manifest);
+  const scratch = new Uint8Array(manifest.chunkSize);
   for (let at = 0; at < manifest.imageSize; at += manifest.chunkSize) {
     const length = Math.min(manifest.chunkSize, manifest.imageSize - at);
-    const piece = flashResult(() => ({ bytes: flash.read(region.offset + at, length) }));
+    const piece = flashResult(() => ({ bytes: readScratch(flash, region.offset + at, length, scratch) }));
     if (!piece.ok) return piece;
     const u = iv.update(piece.bytes);
     if (!u.ok) return u;

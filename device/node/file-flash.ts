@@ -28,7 +28,12 @@ export class FileFlash implements Flash {
 
   read(offset: number, length: number): Uint8Array {
     checkRange(this, offset, length);
-    return this.#pread(offset, length);
+    return this.#pread(offset, length, new Uint8Array(length));
+  }
+
+  readInto(offset: number, target: Uint8Array): void {
+    checkRange(this, offset, target.length);
+    this.#pread(offset, target.length, target);
   }
 
   erase(offset: number, length: number): void {
@@ -63,9 +68,8 @@ export class FileFlash implements Flash {
     return this.#fd;
   }
 
-  #pread(offset: number, length: number): Uint8Array {
+  #pread(offset: number, length: number, out: Uint8Array = new Uint8Array(length)): Uint8Array {
     const fd = this.#handle();
-    const out = new Uint8Array(length);
     let done = 0;
     while (done < length) {
       const n = readSync(fd, out, done, length - done, offset + done);
