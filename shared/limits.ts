@@ -62,6 +62,8 @@ export const LIMITS = Object.freeze({
   maxBrokerBacklogBytes: 8388608,
   /** OTA server: image blocks kept in memory per instance (LRU). */
   blockCacheEntries: 256,
+  /** OTA server: longest a block answer waits for more devices asking for it (SPEC.md §12.11), well under a device's 5 s request timeout. */
+  maxMulticastHoldMs: 1000,
   /** Waves in one campaign. */
   maxWaves: 100,
   /** Largest JSON request body of the server's HTTP API, and largest answer its CLI client reads. */

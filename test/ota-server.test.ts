@@ -158,6 +158,47 @@ describe('request serving', () => {
     expect(a.messages.some((m) => m.topic === topics.reply('fwseal', 'd-mc-a') && m.type === 'blockResponse')).toBe(false);
   });
 
+  it('multicast: askers who trickle in, each within the window of the one before, share one copy; the hold ends after 25 windows (at most 1 s)', async () => {
+    // A 150 ms window: each asker comes 75 ms after the previous one, six of them (375 ms > the window).
+    const herd = await startServer({ prefix: 'herd', dataDir: tempDir(), coalesceMs: 150 });
+    const r = await create(herd, 'g-herd');
+    expect(r.status).toBe(201);
+    const id = r.body.id as string;
+    const devs: RawDevice[] = [];
+    for (let i = 0; i < 6; i++) {
+      const d = await RawDevice.connect(broker.url, `d-herd-${i}`, { prefix: 'herd' });
+      devices.push(d);
+      devs.push(d);
+      await d.subscribe(topics.data('herd', id));
+    }
+    const metric = async (name: string) => Number(((await api(herd, 'GET', '/metrics')).body as string).match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? NaN);
+    const ask = (d: RawDevice, rid: number, block: number) => d.request(id, encodeBlockRequest({ campaign: id, requestId: rid, ranges: [[block, 1]], multicast: true }));
+    const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+    for (let i = 0; i < devs.length; i++) {
+      await ask(devs[i]!, 600 + i, 2);
+      if (i < devs.length - 1) await sleep(75);
+    }
+    const onData = (d: RawDevice, block: number) => d.next((m) => m.topic === topics.data('herd', id) && m.type === 'blockResponse'
+      && (() => { const b = parseBlockResponse(m.payload); return b.ok && b.value.block === block; })());
+    await Promise.all(devs.map((d) => onData(d, 2)));
+    expect(await metric('fwseal_block_multicasts_total')).toBe(1);
+    expect(await metric('fwseal_blocks_served_total')).toBe(1);
+    for (const d of devs) expect(d.messages.some((m) => m.topic === topics.reply('herd', d.id) && m.type === 'blockResponse')).toBe(false);
+
+    // Two devices asking for block 4 in turn every 100 ms for 1.6 s would hold it forever without
+    // the cap; the first copy goes out while they are still asking (25 x 150 ms > 1 s: the 1 s cap).
+    let sentAfterFirstCopy = 0;
+    let gotCopy = false;
+    void onData(devs[0]!, 4).then(() => { gotCopy = true; });
+    for (let k = 0; k < 17; k++) {
+      await ask(devs[k % 2]!, 700 + k, 4);
+      if (gotCopy) sentAfterFirstCopy++;
+      await sleep(100);
+    }
+    expect(gotCopy).toBe(true);
+    expect(sentAfterFirstCopy).toBeGreaterThan(0);
+  });
+
   it('the block response fast path encodes exactly what encodeBlockResponse does', () => {
     for (const data of [new Uint8Array(1), detBytes(BLOCK, 'blk'), new Uint8Array(LIMITS.maxBlockBytes)]) {
       const m = { campaign: 'c'.repeat(64), requestId: LIMITS.maxRequestId, block: 123456, data };

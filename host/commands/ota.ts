@@ -37,8 +37,9 @@ subscriptions, so several instances on one broker and one --data folder share th
 device status events in DIR/fwseal.db, opens the waves of each campaign, and serves the HTTP API on
 --http (default 127.0.0.1:8080; FWSEAL_SERVER_TOKEN set = every /api request needs that bearer
 token). Responses go out with QoS 0 unless --response-qos 1 (a lost one is a device retry). Blocks
-that several devices ask for within --coalesce-ms (default 20; 0 = off) go out once, on the campaign's
-data topic, for all of them. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
+that several devices ask for go out once, on the campaign's data topic, for all of them: a block
+answer waits until --coalesce-ms (default 20; 0 = off) pass without another device asking for it, at
+most 25 of them and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
   options: {
     ...MQTT_FLAGS, data: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, http: { type: 'string' },
     prefix: { type: 'string' }, 'tick-ms': { type: 'string' }, 'response-qos': { type: 'string' }, 'coalesce-ms': { type: 'string' },

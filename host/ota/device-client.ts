@@ -89,7 +89,9 @@ type Run = {
 };
 
 const FINAL_CODES: ReadonlySet<number> = new Set([CODES.UNKNOWN_CAMPAIGN, CODES.UNKNOWN_BLOCK]);
+/** `downloading` reports: one per 10 % of the blocks, at most one per PROGRESS_MIN_MS, and one at least every PROGRESS_MS. */
 const PROGRESS_MS = 5000;
+const PROGRESS_MIN_MS = 1000;
 
 const realTimer: Timer = {
   now: () => performance.now(),
@@ -663,7 +665,7 @@ export class OtaDevice extends EventEmitter {
     }
   }
 
-  /** One pull; null when aborted. Reports `downloading` every 10 % or 5 s. */
+  /** One pull; null when aborted. Reports `downloading` every 10 % (at most once a second) or 5 s. */
   async #pull(run: Run, a: Announcement, cpb: number, total: number, timeoutMs: number, first: boolean): Promise<Result | null> {
     const agent = this.#agent;
     const left = new Map<number, number>();
@@ -678,7 +680,7 @@ export class OtaDevice extends EventEmitter {
       const pct = Math.floor((done / total) * 10);
       const now = Date.now();
       this.emit('progress', done, total);
-      if (!force && pct === lastPct && now - lastAt < PROGRESS_MS) return;
+      if (!force && (pct === lastPct || now - lastAt < PROGRESS_MIN_MS) && now - lastAt < PROGRESS_MS) return;
       lastPct = pct;
       lastAt = now;
       this.#status({ campaign: a.campaign, device: this.id, state: 'downloading', done, total });

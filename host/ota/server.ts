@@ -51,9 +51,11 @@ export const MAX_QUEUED_REQUESTS = LIMITS.maxQueuedRequests;
 export const COALESCE_MS = 20;
 /** After a block went out on a data topic, askers within this many coalesce windows get plain replies. */
 const MULTICAST_QUIET_FACTOR = 50;
+/** A block answer gathers askers for at most this many coalesce windows (and at most LIMITS.maxMulticastHoldMs). */
+const MULTICAST_HOLD_FACTOR = 25;
 
 type Asker = { reply: Reply; packet: Packet; device: string; payloadTopic: string | undefined; received: bigint };
-type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[] };
+type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[]; first: number; last: number };
 /** Stop taking requests from the queue while this much is buffered on the broker socket. */
 const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
 const ANNOUNCE_WAIT_MS = 2000;
@@ -231,9 +233,10 @@ export class OtaServer {
   }
 
   /**
-   * Multicast (SPEC.md §12.11): hold each block answer for coalesceMs; if other devices ask for the
-   * same block meanwhile, publish it once on the campaign's data topic (the broker fans it out),
-   * else reply as usual. A device that already has the block drops the copy as not outstanding.
+   * Multicast (SPEC.md §12.11): hold each block answer until coalesceMs pass without another device
+   * asking for it (at most MULTICAST_HOLD_FACTOR windows); two or more askers: publish it once on the
+   * campaign's data topic (the broker fans it out), else reply as usual. A device that already has
+   * the block drops the copy as not outstanding.
    */
   private gather(a: Answer, q: Queued): void {
     const campaign = a.multicast!.campaign;
@@ -248,11 +251,20 @@ export class OtaServer {
       }
       let g = this.gathering.get(key);
       if (!g) {
-        g = { campaign, block: reply.block!, data: reply.data!, askers: [] };
+        g = { campaign, block: reply.block!, data: reply.data!, askers: [], first: now, last: now };
         this.gathering.set(key, g);
         const started = g;
-        setTimeout(() => this.release(key, started), this.opts.coalesceMs ?? COALESCE_MS).unref();
+        // Released once no new asker came for one window (a herd keeps it open), at most MULTICAST_HOLD_FACTOR windows.
+        const hold = Math.min(MULTICAST_HOLD_FACTOR * window, LIMITS.maxMulticastHoldMs);
+        const check = () => {
+          const t = Date.now();
+          const until = Math.min(started.last + window, started.first + hold);
+          if (t >= until) this.release(key, started);
+          else setTimeout(check, until - t).unref();
+        };
+        setTimeout(check, window).unref();
       }
+      g.last = now;
       g.askers.push({ reply, packet: q.packet, device: q.device, payloadTopic: a.replyTopic, received: q.received });
     }
   }
