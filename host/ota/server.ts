@@ -59,6 +59,8 @@ type Gathering = { campaign: string; block: number; data: Uint8Array; askers: As
 /** Stop taking requests from the queue while this much is buffered on the broker socket. */
 const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
 const ANNOUNCE_WAIT_MS = 2000;
+/** Wave steps triggered by status events are at least this far apart (the periodic tick runs regardless). */
+const MIN_TICK_GAP_MS = 100;
 
 type Queued = { topic: string; payload: Buffer; packet: Packet; campaign: string; device: string; received: bigint };
 
@@ -73,6 +75,7 @@ export class OtaServer {
   private draining = false;
   private tickTimer: NodeJS.Timeout | null = null;
   private tickPending = false;
+  private lastTick = 0;
   private closed = false;
   private http: HttpApi | null = null;
 
@@ -337,18 +340,26 @@ export class OtaServer {
     if (moved && (s.state === 'confirmed' || s.state === 'rejected' || s.state === 'failed')) this.scheduleTick();
   }
 
+  /**
+   * A wave step soon after a device reached an end state, at most one per MIN_TICK_GAP_MS: a step
+   * reads every status of the campaign, so one per confirmation would make a campaign O(devices^2).
+   */
   private scheduleTick(): void {
     if (this.tickPending || this.closed) return;
     this.tickPending = true;
-    setImmediate(() => {
+    const run = () => {
       this.tickPending = false;
       this.tick();
-    });
+    };
+    const wait = this.lastTick + MIN_TICK_GAP_MS - Date.now();
+    if (wait <= 0) setImmediate(run);
+    else setTimeout(run, wait).unref();
   }
 
   /** Advance every running campaign one step; republish what changed. */
   tick(): void {
     if (this.closed) return;
+    this.lastTick = Date.now();
     try {
       for (const row of this.store.campaigns('running')) {
         const changed = advance(this.store, row.id);
