@@ -200,7 +200,7 @@ describe('request serving', () => {
   });
 
   it('the block response fast path encodes exactly what encodeBlockResponse does', () => {
-    for (const data of [new Uint8Array(1), detBytes(BLOCK, 'blk'), new Uint8Array(LIMITS.maxBlockBytes)]) {
+    for (const data of [new Uint8Array(1), detBytes(23, 'b23'), detBytes(24, 'b24'), detBytes(255, 'b255'), detBytes(256, 'b256'), detBytes(BLOCK, 'blk'), new Uint8Array(LIMITS.maxBlockBytes)]) {
       const m = { campaign: 'c'.repeat(64), requestId: LIMITS.maxRequestId, block: 123456, data };
       expect(toHex(blockResponseBytes(m))).toBe(toHex(encodeBlockResponse(m)));
     }

@@ -7,9 +7,10 @@ import { type CborKey, type Encodable, decodeCbor, encodeCbor } from '../../shar
 import { LIMITS } from '../../shared/limits.js';
 import {
   BLOCK_RESPONSE_KEY, ID_PATTERN, KEY_CAMPAIGN, KEY_REPLY_TOPIC, KEY_REQUEST_ID, KEY_TYPE, MSG, type BlockResponse, encodeErrorReply, encodeManifestResponse,
-  encodePageResponse, messageType, parseBlockRequest, parseManifestRequest, parsePageRequest, requestedBlocks, rolloutBucket,
+  encodePageResponse, messageType, parseBlockRequest, parseManifestRequest, parsePageRequest, requestedBlocks,
 } from '../../shared/ota.js';
 import { nodeSha256 } from '../hash.js';
+import { bucketOf } from './campaigns.js';
 import { type AssetCache } from './assets.js';
 import { type Store } from './store.js';
 
@@ -41,9 +42,18 @@ export function readableIds(payload: Uint8Array): { campaign?: string; requestId
  * hot path, a third of the server's CPU per block otherwise. test/ota-server.test.ts checks the bytes are equal.
  */
 export function blockResponseBytes(m: BlockResponse): Uint8Array {
-  return encodeCbor(new Map<CborKey, Encodable>([
-    [KEY_TYPE, MSG.blockResponse], [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [BLOCK_RESPONSE_KEY.block, m.block], [BLOCK_RESPONSE_KEY.data, m.data],
+  // The data (key 5) is the last entry in canonical key order: encode the map around an empty byte
+  // string, then put the real byte string head and the data in its place (one buffer, one copy).
+  const head = encodeCbor(new Map<CborKey, Encodable>([
+    [KEY_TYPE, MSG.blockResponse], [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [BLOCK_RESPONSE_KEY.block, m.block], [BLOCK_RESPONSE_KEY.data, new Uint8Array(0)],
   ]));
+  const n = m.data.length;
+  const bstr = n < 24 ? [0x40 | n] : n < 0x100 ? [0x58, n] : n < 0x10000 ? [0x59, n >>> 8, n & 0xff] : [0x5a, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+  const out = new Uint8Array(head.length - 1 + bstr.length + n);
+  out.set(head.subarray(0, head.length - 1));
+  out.set(bstr, head.length - 1);
+  out.set(m.data, head.length - 1 + bstr.length);
+  return out;
 }
 
 export function errorReply(code: number, ids: { campaign?: string; requestId?: number }, index?: number): Reply {
@@ -78,7 +88,7 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   const row = store.gate(req.campaign);
   if (!row || row.state === 'aborted') return fail(CODES.UNKNOWN_CAMPAIGN);
   if (row.state === 'paused' || row.state === 'halted') return fail(CODES.CAMPAIGN_INACTIVE);
-  if (rolloutBucket(nodeSha256, row.id, device) >= row.rollout) return fail(CODES.CAMPAIGN_INACTIVE);
+  if (bucketOf(row.id, device) >= row.rollout) return fail(CODES.CAMPAIGN_INACTIVE);
   const a = assets.get(row.id);
 
   if (t === 'manifestRequest') {
