@@ -22,6 +22,21 @@ import { verifyFiles } from '../verify.js';
 import { digestTableFile, imageFile } from './assets.js';
 import { type CampaignRow, type CampaignState, type DeviceCampaignRow, DEVICE_STATES, type Store, TERMINAL_RANK } from './store.js';
 
+/** Rollout buckets the server has computed (a SHA-256 each; wave steps and the API ask for every device, often). */
+const buckets = new Map<string, number>();
+
+/** rolloutBucket (SPEC.md §12.8), remembered for up to 4 x maxFleetDevices (campaign, device) pairs. */
+export function bucketOf(campaign: string, device: string): number {
+  const key = `${campaign}/${device}`;
+  let b = buckets.get(key);
+  if (b === undefined) {
+    b = rolloutBucket(nodeSha256, campaign, device);
+    if (buckets.size >= 4 * LIMITS.maxFleetDevices) buckets.clear();
+    buckets.set(key, b);
+  }
+  return b;
+}
+
 /** An API failure with its HTTP status (the body carries the fwseal code). */
 export class ApiError extends FwsealError {
   constructor(readonly status: number, codeName: Exclude<CodeName, 'OK'>, message: string) {
@@ -67,7 +82,7 @@ export function rolloutFor(campaign: string, devices: readonly string[], percent
   if (percent >= 100) return ROLLOUT_ALL;
   const k = Math.ceil((percent * devices.length) / 100);
   if (k === 0) return 0;
-  const buckets = devices.map((d) => rolloutBucket(nodeSha256, campaign, d)).sort((a, b) => a - b);
+  const buckets = devices.map((d) => bucketOf(campaign, d)).sort((a, b) => a - b);
   return buckets[k - 1] + 1;
 }
 
@@ -164,7 +179,7 @@ export function advance(store: Store, id: string): CampaignRow | null {
     if (t.terminal > 0 && t.failures / t.terminal > row.abort_failure_rate && t.failures > row.halt_baseline) return { state: 'halted' };
     const waves = JSON.parse(row.waves) as number[];
     const known = store.devices(row.grp).map((d) => d.id);
-    const eligible = known.filter((d) => rolloutBucket(nodeSha256, id, d) < row.rollout);
+    const eligible = known.filter((d) => bucketOf(id, d) < row.rollout);
     if (eligible.length === 0) {
       // The wave opened before any device of the group was known: size it now.
       const rollout = rolloutFor(id, known, waves[row.wave]);
@@ -219,7 +234,7 @@ export function detail(store: Store, row: CampaignRow) {
   for (const s of t.statuses.values()) counts[s.state]++;
   const devices: DeviceView[] = [];
   for (const d of known) {
-    if (rolloutBucket(nodeSha256, row.id, d.id) >= row.rollout) continue;
+    if (bucketOf(row.id, d.id) >= row.rollout) continue;
     counts.eligible++;
     if (!t.statuses.has(d.id)) {
       counts.waiting++;
