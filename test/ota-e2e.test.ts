@@ -73,7 +73,7 @@ async function startServer(dataDir: string, coalesceMs?: number): Promise<OtaSer
 
 type Sim = { id: string; flash: SimFlash; device: OtaDevice; events: string[] };
 
-async function startDevice(id: string, group: string, flash?: SimFlash): Promise<Sim> {
+async function startDevice(id: string, group: string, flash?: SimFlash, window = 8): Promise<Sim> {
   let f = flash;
   if (!f) {
     f = new SimFlash(geometry);
@@ -84,7 +84,7 @@ async function startDevice(id: string, group: string, flash?: SimFlash): Promise
   const device = await OtaDevice.start({
     id, group, flash: f, layout, trust: w.trust, verifier, maxTrialBoots: 2,
     mqtt: { url: broker.url, options: { protocolVersion: 4, clientId: `e2e-${id}`, reconnectPeriod: 200 } },
-    pull: { timeoutMs: 1500, baseBackoffMs: 100, maxBackoffMs: 1000, retryBaseMs: 100, retryMaxMs: 1000 },
+    pull: { timeoutMs: 1500, baseBackoffMs: 100, maxBackoffMs: 1000, retryBaseMs: 100, retryMaxMs: 1000, window },
     onStatus: (e) => events.push(`${e.campaign ?? ''}:${e.state}${e.code ? ':' + e.code : ''}`),
   });
   const sim = { id, flash: f, device, events };
@@ -176,7 +176,8 @@ describe('OTA end to end (mosquitto, fwseal serve, device clients)', () => {
   it('a rogue publisher injects bad blocks: the device rejects them, fetches them again, installs the signed image', async () => {
     const dataDir = join(dir, 'rogue');
     let server = await startServer(dataDir);
-    const victim = await startDevice('rogue-victim', 'rogue');
+    // One block per request: every request after the server stops is for a block still outstanding.
+    const victim = await startDevice('rogue-victim', 'rogue', undefined, 1);
     await until('device known', async () => (await knownDevices(server)).devices.length === 1);
     // The attacker reads the victim's requests (no broker ACLs) and answers with flipped bytes. So
     // that its answers are not merely late duplicates, the real server goes down at the victim's
@@ -189,17 +190,16 @@ describe('OTA end to end (mosquitto, fwseal serve, device clients)', () => {
     attacker.on('message', (_topic, payload) => {
       const r = parseBlockRequest(payload);
       if (!r.ok) return;
-      down ??= server.close();
-      void down.then(async () => {
-        if (forged >= 2) return;
-        const block = requestedBlocks(r.value)[0]!;
-        const data = Uint8Array.from(v2.image.subarray(block * 65536, (block + 1) * 65536));
-        data[100] ^= 0xff;
-        forged++;
-        const reply = r.value.replyTopic ?? topics.reply('fwseal', 'rogue-victim');
-        await attacker.publishAsync(reply, Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })), { qos: 0 });
-        if (forged === 2) back = startServer(dataDir);
-      });
+      const stopped = (down ??= server.close()); // the server answers nothing from here on
+      if (forged >= 2) return;
+      // At once: waiting for the close to finish could let the request expire first.
+      const block = requestedBlocks(r.value)[0]!;
+      const data = Uint8Array.from(v2.image.subarray(block * 65536, (block + 1) * 65536));
+      data[100] ^= 0xff;
+      forged++;
+      const reply = r.value.replyTopic ?? topics.reply('fwseal', 'rogue-victim');
+      void attacker.publishAsync(reply, Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })), { qos: 0 }).catch(() => undefined);
+      if (forged === 2) back = stopped.then(() => startServer(dataDir));
     });
     await attacker.subscribeAsync(`fwseal/campaign/+/req/rogue-victim`, { qos: 0 });
     await createCampaign(server, files.v2, 'rogue', '--waves', '100');

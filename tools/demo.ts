@@ -150,7 +150,9 @@ trust bundle; each connects, subscribes to its group's announcements and reports
       const device = await OtaDevice.start({
         id: `gw-${i}`, group: 'acme-gw', flash, layout, trust, revocations, verifier, maxTrialBoots: 2,
         mqtt: { url, options: { protocolVersion: 4, clientId: `demo-gw-${i}`, reconnectPeriod: 500 } },
-        pull: { timeoutMs: 2000, baseBackoffMs: 100, maxBackoffMs: 1000, retryBaseMs: 200, retryMaxMs: 1000 },
+        // gw-3 (the one under attack in step 13) asks for one block at a time, so every request it
+        // makes after the server stops is for a block whose digest page it already holds.
+        pull: { timeoutMs: 2000, baseBackoffMs: 100, maxBackoffMs: 1000, retryBaseMs: 200, retryMaxMs: 1000, ...(i === 3 ? { window: 1 } : {}) },
       });
       devices.push({ id: `gw-${i}`, device, flash });
     }
@@ -173,33 +175,37 @@ gw-3 fetches those blocks again and completes.`);
     let forged = 0;
     let down: Promise<void> | null = null;
     let back: Promise<OtaServer> | null = null;
+    let seen = 0;
     attacker.on('message', (_t, payload) => {
+      seen++;
       const r = parseBlockRequest(payload);
       if (!r.ok) return;
       if (!down) {
         console.log('  [update server stops]');
-        down = server.close();
+        down = server.close(); // it answers nothing from here on
       }
-      void down.then(async () => {
-        if (forged >= 2) return;
-        const block = requestedBlocks(r.value)[0]!;
-        const data = Uint8Array.from(next.subarray(block * 65536, (block + 1) * 65536));
-        data[1234] ^= 0x5a;
-        forged++;
-        console.log(`  [attacker answers gw-3's request for block ${block} with a forged block]`);
-        await attacker.publishAsync(r.value.replyTopic ?? topics.reply('fwseal', 'gw-3'), Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })), { qos: 0 });
-        if (forged === 2) {
-          back = startServer().then((s) => {
-            console.log('  [update server back, state from SQLite]');
-            return (server = s);
-          });
-        }
-      });
+      if (forged >= 2) return;
+      // Answer at once: the server is already deaf, and a late answer would find the request expired.
+      const block = requestedBlocks(r.value)[0]!;
+      const data = Uint8Array.from(next.subarray(block * 65536, (block + 1) * 65536));
+      data[1234] ^= 0x5a;
+      forged++;
+      console.log(`  [attacker answers gw-3's request for block ${block} with a forged block]`);
+      void attacker.publishAsync(r.value.replyTopic ?? topics.reply('fwseal', 'gw-3'), Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })), { qos: 0 }).catch(() => undefined);
+      if (forged === 2) {
+        back = down.then(startServer).then((s) => {
+          console.log('  [update server back, state from SQLite]');
+          return (server = s);
+        });
+      }
     });
     await attacker.subscribeAsync('fwseal/campaign/+/req/gw-3', { qos: 0 });
     const out = await fwseal(`campaign create --server ${api} --manifest M2.cose --image firmware-1.5.0.bin --group acme-gw --waves 34,100`, { exit: 0, step: 'campaign create (waves 34,100)' });
     const id = out.trim();
-    await waitUntil(async () => back !== null, 60_000);
+    await waitUntil(async () => back !== null, 60_000, async () => {
+      const c = await fetch(`${api}/api/campaigns/${id}`).then((r) => r.json()).catch((e: Error) => `API: ${e.message}`);
+      return `attacker saw ${seen}, connected ${attacker.connected}; forged ${forged}, server ${down ? 'stopped' : 'up'}; devices ${JSON.stringify(devices.map((d) => ({ id: d.id, ...d.device.state(), ...d.device.stats() })))}; campaign ${JSON.stringify(c)}`;
+    });
     await back;
     await fwseal(`campaign status ${id} --watch --server ${api}`, { exit: 0, step: 'campaign completed in waves' });
     const gw3 = devices[2]!.device.stats();
@@ -235,10 +241,10 @@ the failure rate passes the threshold and the campaign halts.`);
   }
 }
 
-async function waitUntil(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
+async function waitUntil(check: () => Promise<boolean>, ms = 30_000, why?: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('demo: timed out');
+    if (Date.now() > deadline) throw new Error(`demo: timed out${why ? `: ${await why()}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
