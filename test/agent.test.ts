@@ -318,7 +318,7 @@ describe('update agent: resume across resets', () => {
   });
 });
 
-describe('update agent: chunk lengths that are not a multiple of writeAlign', () => {
+describe('update agent: chunk buffers (padding, alignment, read-back)', () => {
   it('pads the short last chunk with erased bytes, installs it, and the caller\'s bytes stay untouched', () => {
     const d = device();
     const a = d.agent();
@@ -337,6 +337,49 @@ describe('update agent: chunk lengths that are not a multiple of writeAlign', ()
     expect(a.finishDownload().ok).toBe(true);
     expect(bootOf(d)).toMatchObject({ slot: 1, trial: true, code: 0 });
     expect(d.agent().confirm()).toMatchObject({ ok: true, counter: 4 });
+  });
+
+  it('chunks that are views at odd offsets of one reused receive buffer land intact', () => {
+    const d = device();
+    const a = d.agent();
+    expect(a.beginUpdate(v2).ok).toBe(true);
+    for (const offset of [1, 2, 3]) {
+      const rx = new Uint8Array(CHUNK + 8); // one buffer for every "message", as a transport reuses it
+      for (let i = offset - 1; i < N; i += 3) {
+        rx.fill(0xee);
+        rx.set(chunks[i]!, offset);
+        const view = rx.subarray(offset, offset + chunks[i]!.length);
+        const w = a.writeChunk(i, view, proofs[i]!);
+        expect(w.ok, w.error).toBe(true);
+      }
+    }
+    const slot = d.layout.slots[state(d.flash, d.layout).activeSlot === 0 ? 1 : 0];
+    expect(d.flash.read(slot.offset, v2Image.length)).toEqual(v2Image);
+    expect(a.finishDownload().ok).toBe(true);
+  });
+
+  it('a write that lands wrong is caught by the read-back (FLASH_READBACK_MISMATCH), aligned or not', () => {
+    for (const [offset, at] of [[0, 0], [3, 0], [0, CHUNK - 1], [1, CHUNK - 1], [2, 1234]] as const) {
+      const d = device();
+      const a = new UpdateAgent({ flash: d.flash, layout: d.layout, trust });
+      expect(a.beginUpdate(v2).ok).toBe(true);
+      // A flash that gets one bit of the next whole-chunk write wrong (a weak cell).
+      const write = d.flash.write.bind(d.flash);
+      let armed = true;
+      d.flash.write = (o: number, data: Uint8Array) => {
+        if (!armed || data.length !== CHUNK) return write(o, data);
+        armed = false;
+        const bad = Uint8Array.from(data);
+        bad[at] = bad[at]! ^ 0x01;
+        return write(o, bad);
+      };
+      const rx = new Uint8Array(CHUNK + 4);
+      rx.set(chunks[0]!, offset);
+      const w = a.writeChunk(0, rx.subarray(offset, offset + CHUNK), proofs[0]!);
+      expect(w.ok).toBe(false);
+      expect(w.code).toBe(CODES.FLASH_READBACK_MISMATCH);
+      expect(a.missingChunks()).toContain(0); // not marked written
+    }
   });
 });
 

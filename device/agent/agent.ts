@@ -63,6 +63,8 @@ export class UpdateAgent {
   #record: DeviceStateRecord | null = null;
   /** Read buffer of writeChunk (flash read-back without a buffer per chunk). */
   #scratch = new Uint8Array(0);
+  /** A chunk padded and aligned for writing (flash writes copy it). */
+  #staging = new Uint8Array(0);
   /** Digest pages proven by this agent for the current download. */
   readonly #pages = new WeakSet<DigestPage>();
 
@@ -193,9 +195,14 @@ export class UpdateAgent {
     const slot = this.#slot(cur.record);
     const at = this.#layout.slots[slot].offset + index * m.chunkSize;
     let data = bytes;
-    if (bytes.length % W !== 0) {
-      data = new Uint8Array(Math.ceil(bytes.length / W) * W).fill(f.erasedValue);
+    // Padded to the write alignment, and 4-byte aligned in memory so the comparisons below go a word
+    // at a time (a chunk inside a received message usually starts at an odd offset): one copy.
+    if (bytes.length % W !== 0 || (bytes.byteOffset & 3) !== 0) {
+      const n = Math.ceil(bytes.length / W) * W;
+      if (this.#staging.length < n) this.#staging = new Uint8Array(n);
+      data = this.#staging.subarray(0, n);
       data.set(bytes);
+      data.fill(f.erasedValue, bytes.length);
     }
     if (this.#scratch.length < data.length) this.#scratch = new Uint8Array(data.length);
     const scratch = this.#scratch; // holds `now`, then `back` (now is not looked at after the write)

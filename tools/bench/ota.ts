@@ -95,7 +95,9 @@ export const ota: Section = {
 
     const start = (label: string, args: string[]): Proc => {
       const rssFile = join(ctx.tmpDir, `stats-${++seq}.json`);
-      const child = spawn(process.execPath, ['--require', preload, cli, ...args], {
+      // FWSEAL_BENCH_CPU_PROF=DIR: a V8 CPU profile of every child (written when it exits) into DIR.
+      const prof = process.env.FWSEAL_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FWSEAL_BENCH_CPU_PROF}`] : [];
+      const child = spawn(process.execPath, [...prof, '--require', preload, cli, ...args], {
         stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FWSEAL_BENCH_STATS: rssFile },
       });
       const p: Proc = { child, out: '', err: '', rssFile, label, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
