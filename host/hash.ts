@@ -24,7 +24,7 @@ export class LeafHasher {
 export const nodeSha512 = (data: Uint8Array): Uint8Array => hash('sha512', data, 'buffer');
 
 /** A Map that forgets everything once it holds `max` entries (enough for a memo of a few releases). */
-class BoundedMemo<V> extends Map<string, V> {
+export class BoundedMemo<V> extends Map<string, V> {
   constructor(private readonly max: number) {
     super();
   }
@@ -53,7 +53,7 @@ const DIGEST_MEMO_BUCKET = 4;
  */
 export function memoSha256(maxBytes = DIGEST_MEMO_MAX_BYTES): Sha256 & { readonly stats: { hits: number; misses: number } } {
   const memo = new Map<number, { input: Buffer; digest: Buffer }[]>();
-  const small = new Map<string, Buffer>();
+  const small = new BoundedMemo<Buffer>(DIGEST_MEMO_SMALL_ENTRIES);
   let held = 0;
   const stats = { hits: 0, misses: 0 };
   const fingerprint = (d: Uint8Array): number => {
@@ -77,7 +77,6 @@ export function memoSha256(maxBytes = DIGEST_MEMO_MAX_BYTES): Sha256 & { readonl
       }
       stats.misses++;
       const digest = hash('sha256', data, 'buffer');
-      if (small.size >= DIGEST_MEMO_SMALL_ENTRIES) small.clear();
       small.set(k, Buffer.from(digest));
       return digest;
     }

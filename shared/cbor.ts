@@ -196,7 +196,8 @@ export type Encodable =
   | ReadonlyMap<CborKey, Encodable>
   | CborTag;
 
-function head(major: number, value: number): Uint8Array {
+/** The head of a data item: major type and argument (RFC 8949 §3), in the shortest form. */
+export function head(major: number, value: number): Uint8Array {
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError('CBOR argument out of range');
   const m = major << 5;
   if (value < 24) return Uint8Array.of(m | value);

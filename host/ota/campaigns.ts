@@ -15,7 +15,7 @@ import { ID_PATTERN, ROLLOUT_ALL, type Announcement, rolloutBucket } from '../..
 import { chunkCount, pageCount } from '../../shared/merkle.js';
 import { encodeDigestTable } from '../digests.js';
 import { FwsealError } from '../errors.js';
-import { nodeSha256 } from '../hash.js';
+import { BoundedMemo, nodeSha256 } from '../hash.js';
 import { writeFileAtomic } from '../io.js';
 import { hashImage } from '../pack.js';
 import { verifyFiles } from '../verify.js';
@@ -23,7 +23,7 @@ import { digestTableFile, imageFile } from './assets.js';
 import { type CampaignRow, type CampaignState, type DeviceCampaignRow, DEVICE_STATES, type Store, TERMINAL_RANK } from './store.js';
 
 /** Rollout buckets the server has computed (a SHA-256 each; wave steps and the API ask for every device, often). */
-const buckets = new Map<string, number>();
+const buckets = new BoundedMemo<number>(4 * LIMITS.maxFleetDevices);
 
 /** rolloutBucket (SPEC.md §12.8), remembered for up to 4 x maxFleetDevices (campaign, device) pairs. */
 export function bucketOf(campaign: string, device: string): number {
@@ -31,7 +31,6 @@ export function bucketOf(campaign: string, device: string): number {
   let b = buckets.get(key);
   if (b === undefined) {
     b = rolloutBucket(nodeSha256, campaign, device);
-    if (buckets.size >= 4 * LIMITS.maxFleetDevices) buckets.clear();
     buckets.set(key, b);
   }
   return b;

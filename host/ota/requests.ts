@@ -3,13 +3,12 @@
  * reply. Pure over the store and the assets: the server decides where and how the replies go.
  */
 import { CODES } from '../../shared/codes.js';
-import { type CborKey, type Encodable, decodeCbor, encodeCbor } from '../../shared/cbor.js';
+import { type CborKey, type Encodable, decodeCbor, encodeCbor, head as cborHead } from '../../shared/cbor.js';
 import { LIMITS } from '../../shared/limits.js';
 import {
   BLOCK_RESPONSE_KEY, ID_PATTERN, KEY_CAMPAIGN, KEY_REPLY_TOPIC, KEY_REQUEST_ID, KEY_TYPE, MSG, type BlockResponse, encodeErrorReply, encodeManifestResponse,
   encodePageResponse, messageType, parseBlockRequest, parseManifestRequest, parsePageRequest, requestedBlocks,
 } from '../../shared/ota.js';
-import { nodeSha256 } from '../hash.js';
 import { bucketOf } from './campaigns.js';
 import { type AssetCache } from './assets.js';
 import { type Store } from './store.js';
@@ -44,15 +43,15 @@ export function readableIds(payload: Uint8Array): { campaign?: string; requestId
 export function blockResponseBytes(m: BlockResponse): Uint8Array {
   // The data (key 5) is the last entry in canonical key order: encode the map around an empty byte
   // string, then put the real byte string head and the data in its place (one buffer, one copy).
-  const head = encodeCbor(new Map<CborKey, Encodable>([
+  const map = encodeCbor(new Map<CborKey, Encodable>([
     [KEY_TYPE, MSG.blockResponse], [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [BLOCK_RESPONSE_KEY.block, m.block], [BLOCK_RESPONSE_KEY.data, new Uint8Array(0)],
   ]));
-  const n = m.data.length;
-  const bstr = n < 24 ? [0x40 | n] : n < 0x100 ? [0x58, n] : n < 0x10000 ? [0x59, n >>> 8, n & 0xff] : [0x5a, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
-  const out = new Uint8Array(head.length - 1 + bstr.length + n);
-  out.set(head.subarray(0, head.length - 1));
-  out.set(bstr, head.length - 1);
-  out.set(m.data, head.length - 1 + bstr.length);
+  const bstr = cborHead(2, m.data.length);
+  const at = map.length - 1;
+  const out = new Uint8Array(at + bstr.length + m.data.length);
+  out.set(map.subarray(0, at));
+  out.set(bstr, at);
+  out.set(m.data, at + bstr.length);
   return out;
 }
 
