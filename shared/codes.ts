@@ -38,6 +38,7 @@ export const CODES = Object.freeze({
   TRUST_ROLLBACK: 305,
   TRUST_VERSION_SKIP: 306,
   INVALID_STATE: 307,
+  INVALID_ARGUMENT: 308,
 
   // 4xx image: the bytes do not match the signed Merkle root.
   IMAGE_TOO_LONG: 400,
@@ -73,6 +74,7 @@ export const CODES = Object.freeze({
   SERVER_BUSY: 605,
   CAMPAIGN_INACTIVE: 606,
   BROKER_UNREACHABLE: 607,
+  REPLY_TOPIC_REFUSED: 608,
   // 62x serial: SMP over the console (SPEC.md §13).
   FRAME_CRC_MISMATCH: 620,
 
