@@ -2,9 +2,9 @@
  * The verifier API, bound to one platform (SPEC.md §6). `createVerifier()` uses the pure-JS
  * primitives; `createVerifier({ sha256, sha512 })` plugs in native or hardware hashing.
  */
-import { type Result } from '../shared/codes.js';
+import { type Result, fail } from '../shared/codes.js';
 import { type Manifest } from '../shared/manifest.js';
-import { type DeviceCrypto, type Platform, deviceCrypto } from './crypto/platform.js';
+import { type DeviceCrypto, type Platform, deviceCrypto, isPlatformError } from './crypto/platform.js';
 import { type DigestPage, type ImageVerifier, imageVerifier, verifyChunk, verifyDigestPage } from './verify/image.js';
 import { type DeviceState, type VerifiedManifest, verifyManifest, verifyManifestWithTrust } from './verify/manifest.js';
 import { type VerifiedRevocations, type VerifiedTrust, loadTrust, verifyRevocations, verifyTrustUpdate } from './verify/trust.js';
@@ -16,10 +16,10 @@ export type Verifier = {
   verifyManifestWithTrust(envelope: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest>;
   /** T1–T4: a trust bundle carrying its own root threshold. */
   loadTrust(trust: Uint8Array): Result<{ trust: VerifiedTrust }>;
-  /** T1–T6: a new trust bundle replacing `current`. */
-  verifyTrustUpdate(candidate: Uint8Array, current: VerifiedTrust, revokedKeyIds?: readonly Uint8Array[]): Result<{ trust: VerifiedTrust }>;
-  /** R1–R4: a revocation list. */
-  verifyRevocations(list: Uint8Array, trust: VerifiedTrust, minVersion?: number): Result<{ revocations: VerifiedRevocations }>;
+  /** T1–T7: a new trust bundle replacing `current`; `stored` is the device's revocation list, verified against `current`. */
+  verifyTrustUpdate(candidate: Uint8Array, current: VerifiedTrust, stored?: VerifiedRevocations): Result<{ trust: VerifiedTrust }>;
+  /** R1–R5: a revocation list; `stored` is the list the device keeps (its revoked keys stay revoked). */
+  verifyRevocations(list: Uint8Array, trust: VerifiedTrust, minVersion?: number, stored?: VerifiedRevocations): Result<{ revocations: VerifiedRevocations }>;
   /** I1–I5: the image streamed in order. */
   imageVerifier(manifest: Manifest): ImageVerifier;
   /** I6: one chunk, any order, with its inclusion proof. */
@@ -32,20 +32,48 @@ export type Verifier = {
   sha512(data: Uint8Array): Uint8Array;
 };
 
+/** A Result-returning entry point never throws for its arguments (SPEC.md §6.6); a broken platform hook still does. */
+function guard<A extends unknown[], R>(f: (...args: A) => Result<R>): (...args: A) => Result<R> {
+  return (...args) => {
+    try {
+      return f(...args);
+    } catch (e) {
+      if (isPlatformError(e)) throw e;
+      return fail('INVALID_ARGUMENT', 'an argument is not what this function takes');
+    }
+  };
+}
+
+/** Byte-returning primitives take bytes only: anything else is the caller's bug (TypeError, §6.6). */
+function bytesIn<R>(f: (data: Uint8Array) => R): (data: Uint8Array) => R {
+  return (data) => {
+    if (!(data instanceof Uint8Array)) throw new TypeError('expected a Uint8Array');
+    return f(data);
+  };
+}
+
 export function createVerifier(platform?: Platform): Verifier {
-  const c: DeviceCrypto = deviceCrypto(platform);
+  return verifierFrom(deviceCrypto(platform));
+}
+
+/**
+ * The verifier over given primitives. Not part of the device bundle's API (device/bundle.ts exports
+ * createVerifier only): the host uses it to memoise Ed25519 outcomes for simulated fleets
+ * (host/hash.ts), which a device must never be able to do.
+ */
+export function verifierFrom(c: DeviceCrypto): Verifier {
   return Object.freeze({
-    verifyManifest: (envelope: Uint8Array, trust: Uint8Array, state: DeviceState) => verifyManifest(c, envelope, trust, state),
-    verifyManifestWithTrust: (envelope: Uint8Array, trust: VerifiedTrust, state: DeviceState) => verifyManifestWithTrust(c, envelope, trust, state),
-    loadTrust: (trust: Uint8Array) => loadTrust(c, trust),
-    verifyTrustUpdate: (candidate: Uint8Array, current: VerifiedTrust, revoked: readonly Uint8Array[] = []) => verifyTrustUpdate(c, candidate, current, revoked),
-    verifyRevocations: (list: Uint8Array, trust: VerifiedTrust, minVersion = 0) => verifyRevocations(c, list, trust, minVersion),
+    verifyManifest: guard((envelope: Uint8Array, trust: Uint8Array, state: DeviceState) => verifyManifest(c, envelope, trust, state)),
+    verifyManifestWithTrust: guard((envelope: Uint8Array, trust: VerifiedTrust, state: DeviceState) => verifyManifestWithTrust(c, envelope, trust, state)),
+    loadTrust: guard((trust: Uint8Array) => loadTrust(c, trust)),
+    verifyTrustUpdate: guard((candidate: Uint8Array, current: VerifiedTrust, stored?: VerifiedRevocations) => verifyTrustUpdate(c, candidate, current, stored)),
+    verifyRevocations: guard((list: Uint8Array, trust: VerifiedTrust, minVersion = 0, stored?: VerifiedRevocations) => verifyRevocations(c, list, trust, minVersion, stored)),
     imageVerifier: (manifest: Manifest) => imageVerifier(c, manifest),
-    verifyChunk: (manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array) => verifyChunk(c, manifest, index, chunk, proof),
-    verifyDigestPage: (manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array) => verifyDigestPage(c, manifest, page, leaves, proof),
+    verifyChunk: guard((manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array) => verifyChunk(c, manifest, index, chunk, proof)),
+    verifyDigestPage: guard((manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array) => verifyDigestPage(c, manifest, page, leaves, proof)),
     verifyEd25519: c.verify,
-    keyId: c.keyId,
-    sha256: c.sha256,
-    sha512: c.sha512,
+    keyId: bytesIn(c.keyId),
+    sha256: bytesIn(c.sha256),
+    sha512: bytesIn(c.sha512),
   });
 }

@@ -6,7 +6,9 @@
  * Bytes cross the VM boundary as hex inside JSON ({"$hex": ...} both ways; QuickJS has no
  * TextEncoder or Buffer). Stateful results (a proven DigestPage, an ImageVerifier) stay in the VM in
  * a small registry and are driven through proxies; the registry keeps the most recent few, which is
- * all the agent ever holds (one page, one image check).
+ * all the agent ever holds (one page, one image check). Verified trust bundles and revocation lists
+ * stay in the VM too (a second registry) and come back as handles: the verifier takes only the
+ * objects it produced (SPEC.md §6.6), never a copy rebuilt from JSON.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -54,37 +56,57 @@ export const QJS_HEX_CODEC_SOURCE = `  var DIGITS = '0123456789abcdef';
 
 const HELPER = `(function (g) {
   ${QJS_HEX_CODEC_SOURCE}
-  var objs = {};
-  var order = [];
+  // Two registries: stateful results (image verifiers, digest pages) and verified trust bundles and
+  // revocation lists, which the verifier accepts back only as the very objects it returned.
+  var stores = { state: { objs: {}, order: [] }, trust: { objs: {}, order: [] } };
   var next = 1;
-  function keep(o) {
+  function keep(store, o) {
     var id = next++;
-    objs[id] = o;
-    order.push(id);
-    while (order.length > 16) delete objs[order.shift()];
+    store.objs[id] = o;
+    store.order.push(id);
+    while (store.order.length > 16) delete store.objs[store.order.shift()];
     return id;
+  }
+  function find(id) {
+    var o = stores.state.objs[id] || stores.trust.objs[id];
+    if (!o) throw new Error('object ' + id + ' is gone');
+    return o;
+  }
+  function args(json) {
+    return JSON.parse(json, function (k, v) {
+      var r = reviver(k, v);
+      return r !== null && typeof r === 'object' && typeof r.$obj === 'number' ? find(r.$obj) : r;
+    });
+  }
+  function handle(o, store) {
+    var out = { $obj: keep(store, o) };
+    for (var k in o) out[k] = o[k];
+    return out;
   }
   g.hil = {
     call: function (name, argsJson) {
-      var r = g.fwsealVerifier[name].apply(null, JSON.parse(argsJson, reviver));
-      if (name === 'imageVerifier') r = { $obj: keep(r) };
-      else if (name === 'verifyDigestPage' && r.ok) {
+      var r = g.fwsealVerifier[name].apply(null, args(argsJson));
+      if (name === 'imageVerifier') r = { $obj: keep(stores.state, r) };
+      else if (r && r.ok && (r.digestPage || r.trust || r.revocations)) {
         var out = {};
-        for (var k in r) if (k !== 'digestPage') out[k] = r[k];
-        out.digestPage = { $obj: keep(r.digestPage), page: r.digestPage.page, root: r.digestPage.root };
+        for (var k in r) out[k] = r[k];
+        if (r.digestPage) out.digestPage = { $obj: keep(stores.state, r.digestPage), page: r.digestPage.page, root: r.digestPage.root };
+        if (r.trust) out.trust = handle(r.trust, stores.trust);
+        if (r.revocations) out.revocations = handle(r.revocations, stores.trust);
         r = out;
       }
       return JSON.stringify(r, replacer);
     },
     method: function (id, name, argsJson) {
-      var o = objs[id];
-      if (!o) throw new Error('object ' + id + ' is gone');
-      return JSON.stringify(o[name].apply(o, JSON.parse(argsJson, reviver)), replacer);
+      var o = find(id);
+      return JSON.stringify(o[name].apply(o, args(argsJson)), replacer);
     },
   };
 })(globalThis);`;
 
 function encode(value: unknown): unknown {
+  // A verified trust bundle or revocation list goes back as its VM handle: the VM-side object.
+  if (value !== null && typeof value === 'object' && typeof (value as { $obj?: unknown }).$obj === 'number') return { $obj: (value as { $obj: number }).$obj };
   if (value instanceof Uint8Array) return { $hex: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex') };
   if (Array.isArray(value)) return value.map(encode);
   if (value !== null && typeof value === 'object') {
@@ -137,7 +159,13 @@ export async function quickjsVerifier(bundlePath: string = defaultBundlePath()):
     r.value.dispose();
     return decode(s);
   };
-  const call = (name: string, ...args: unknown[]) => invoke(fnCall, [name, JSON.stringify(encode(args))]);
+  // Trailing undefined arguments are dropped (JSON would turn them into null, which is not "absent").
+  const present = (args: unknown[]) => {
+    let n = args.length;
+    while (n > 0 && args[n - 1] === undefined) n--;
+    return args.slice(0, n);
+  };
+  const call = (name: string, ...args: unknown[]) => invoke(fnCall, [name, JSON.stringify(encode(present(args)))]);
   const method = (id: number, name: string, ...args: unknown[]) => invoke(fnMethod, [id, name, JSON.stringify(encode(args))]);
 
   const page = (p: { $obj: number; page: number; root: Uint8Array }): DigestPage => Object.freeze({
@@ -151,8 +179,8 @@ export async function quickjsVerifier(bundlePath: string = defaultBundlePath()):
     verifyManifest: (envelope, trust, state) => call('verifyManifest', envelope, trust, state),
     verifyManifestWithTrust: (envelope, trust, state) => call('verifyManifestWithTrust', envelope, trust, state),
     loadTrust: (trust) => call('loadTrust', trust),
-    verifyTrustUpdate: (candidate, current, revoked) => call('verifyTrustUpdate', candidate, current, revoked),
-    verifyRevocations: (list, trust, minVersion) => call('verifyRevocations', list, trust, minVersion),
+    verifyTrustUpdate: (candidate, current, stored) => call('verifyTrustUpdate', candidate, current, stored),
+    verifyRevocations: (list, trust, minVersion, stored) => call('verifyRevocations', list, trust, minVersion, stored),
     imageVerifier: (manifest): ImageVerifier => {
       const { $obj: id } = call('imageVerifier', manifest) as { $obj: number };
       return Object.freeze({

@@ -1,7 +1,8 @@
 /** Bulk hashing on the host: node:crypto's one-shot SHA-256 (hardware SHA extensions where present). */
 import { hash } from 'node:crypto';
 import { type Sha256 } from '../shared/merkle.js';
-import { createVerifier } from '../device/verifier.js';
+import { deviceCrypto } from '../device/crypto/platform.js';
+import { type Verifier, verifierFrom } from '../device/verifier.js';
 
 export const nodeSha256: Sha256 = (data) => hash('sha256', data, 'buffer');
 
@@ -109,13 +110,32 @@ export function memoSha256(maxBytes = DIGEST_MEMO_MAX_BYTES): Sha256 & { readonl
   return Object.assign(sha, { stats });
 }
 
+/** A memo of a pure boolean outcome, keyed by the bytes it depends on (or their SHA-256). */
+function memoised<A extends unknown[]>(memo: BoundedMemo<boolean>, key: (...args: A) => Uint8Array, f: (...args: A) => boolean): (...args: A) => boolean {
+  return (...args) => {
+    const k = Buffer.from(key(...args)).toString('latin1');
+    let v = memo.get(k);
+    if (v === undefined) memo.set(k, (v = f(...args)));
+    return v;
+  };
+}
+
 /**
  * The verifier for many simulated devices in one process (fleet-sim, benchmarks): node:crypto
- * hashing, a memo of Ed25519 outcomes (N devices checking one release cost one signature check
- * instead of N) and an exact digest memo (N devices hashing the same chunk of the same release cost
- * one hash; every other device's chunk is still compared with it byte for byte). Real devices each
- * do their own. Verification logic, policy and outcomes are unchanged.
+ * hashing, a memo of Ed25519 and role-key outcomes (N devices checking one release cost one
+ * signature check instead of N) and an exact digest memo (N devices hashing the same chunk of the
+ * same release cost one hash; every other device's chunk is still compared with it byte for byte).
+ * Real devices each do their own: the memo lives here, on the host, around the device's own
+ * primitives (`verifierFrom`), and the device bundle has no way to take one (SPEC.md §6.5).
+ * Verification logic, policy and outcomes are unchanged.
  */
-export function fleetVerifier() {
-  return createVerifier({ sha256: memoSha256(), sha512: nodeSha512, signatureCache: new BoundedMemo<boolean>(4096) });
+export function fleetVerifier(): Verifier {
+  const c = deviceCrypto({ sha256: memoSha256(), sha512: nodeSha512 });
+  const memo = new BoundedMemo<boolean>(4096);
+  return verifierFrom(Object.freeze({
+    ...c,
+    // Keyed by SHA-256 over everything the outcome depends on; the 1-byte tag keeps the two apart.
+    verify: memoised(memo, (s: Uint8Array, m: Uint8Array, p: Uint8Array) => c.sha256(Buffer.concat([Buffer.of(1), s, p, m])), c.verify),
+    trustableKey: memoised(memo, (p: Uint8Array) => Buffer.concat([Buffer.of(2), p]), c.trustableKey),
+  }));
 }

@@ -89,7 +89,8 @@ export function createdTime(explicit?: number): number {
   if (explicit !== undefined) return explicit;
   const epoch = process.env.SOURCE_DATE_EPOCH;
   if (epoch !== undefined) {
-    if (!/^\d{1,15}$/.test(epoch)) throw new FwsealError('USAGE', 'SOURCE_DATE_EPOCH must be whole seconds');
+    // SPEC.md §4.1: created is 0 .. maxCreated (a date every tool can show).
+    if (!/^\d{1,15}$/.test(epoch) || Number(epoch) > LIMITS.maxCreated) throw new FwsealError('USAGE', `SOURCE_DATE_EPOCH must be whole seconds, at most ${LIMITS.maxCreated}`);
     return Number(epoch);
   }
   return Math.floor(Date.now() / 1000);

@@ -33,6 +33,8 @@ export type DecodeLimits = {
   readonly maxDepth: number;
   readonly maxContainerEntries: number;
   readonly maxTextBytes: number;
+  /** Most data items in the whole input (default LIMITS.maxDecodedItems): bounds the decoded tree. */
+  readonly maxItems?: number;
 };
 
 const DEFAULT_LIMITS: DecodeLimits = Object.freeze({
@@ -40,6 +42,7 @@ const DEFAULT_LIMITS: DecodeLimits = Object.freeze({
   maxDepth: LIMITS.maxDepth,
   maxContainerEntries: LIMITS.maxContainerEntries,
   maxTextBytes: LIMITS.maxTextBytes,
+  maxItems: LIMITS.maxDecodedItems,
 });
 
 class DecodeError {
@@ -65,7 +68,11 @@ export function decodeCbor(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_LIM
 
 class Reader {
   pos = 0;
-  constructor(private readonly buf: Uint8Array, private readonly limits: DecodeLimits) {}
+  /** Items left before the input is too large: every item costs memory in the decoded tree. */
+  private budget: number;
+  constructor(private readonly buf: Uint8Array, private readonly limits: DecodeLimits) {
+    this.budget = limits.maxItems ?? LIMITS.maxDecodedItems;
+  }
 
   private err(name: Exclude<CodeName, 'OK'>, detail: string): never {
     throw new DecodeError(name, `${detail ?? name} at offset ${this.pos}`);
@@ -108,6 +115,7 @@ class Reader {
   }
 
   item(depth: number): CborValue {
+    if (--this.budget < 0) this.err('TOO_LARGE', 'too many data items');
     const head = this.byte();
     const major = head >> 5;
     const info = head & 31;
@@ -117,6 +125,8 @@ class Reader {
       case 0:
         return arg;
       case 1:
+        // -1 - (2^53 - 1) = -2^53 is outside ±(2^53 - 1) (SPEC.md §2).
+        if (arg === Number.MAX_SAFE_INTEGER) this.err('TOO_LARGE', 'integer below -(2^53 - 1)');
         return -1 - arg;
       case 2:
         return this.bytes(arg);

@@ -12,6 +12,12 @@ export const LIMITS = Object.freeze({
   maxDepth: 8,
   /** Most entries in one CBOR array or map. */
   maxContainerEntries: 256,
+  /**
+   * Most CBOR data items in one decoded input (an envelope, a payload, a message). The largest
+   * honest object, a revocation list of 128 key ids and 128 manifest digests, has 267; the bound
+   * keeps refusing a hostile 16 KiB envelope inside the device's memory budget (SPEC.md §10).
+   */
+  maxDecodedItems: 400,
   /** Longest text string, in bytes (UTF-8). */
   maxTextBytes: 256,
   /** Most COSE_Signature entries in one envelope. */
@@ -38,6 +44,8 @@ export const LIMITS = Object.freeze({
   maxProofNodes: 32,
   /** Largest security counter, trust version or revocation version (2^53 - 1: exact in JS numbers). */
   maxCounter: Number.MAX_SAFE_INTEGER,
+  /** Latest manifest creation time, in seconds since the Unix epoch (9999-12-31T23:59:59Z): every allowed value is a valid date. */
+  maxCreated: 253402300799,
   /** URI and provenance text fields. */
   maxUriBytes: 256,
   /** OTA over MQTT (SPEC.md §12): most image bytes in one block response (well under a 128 KB broker cap). */
@@ -60,6 +68,8 @@ export const LIMITS = Object.freeze({
   maxQueuedRequests: 4096,
   /** OTA server: bytes waiting on the broker socket above which the request queue is not drained. */
   maxBrokerBacklogBytes: 8388608,
+  /** OTA server (SPEC.md §12.9): devices known from `online` events; a new device beyond it is ignored (invented ids never grow the store without bound). */
+  maxKnownDevices: 1048576,
   /** OTA server: image blocks kept in memory per instance (LRU). */
   blockCacheEntries: 256,
   /** OTA server: longest a block answer waits for more devices asking for it (SPEC.md §12.11), well under a device's 5 s request timeout. */

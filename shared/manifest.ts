@@ -66,7 +66,7 @@ function readManifest(f: FieldReader): Manifest {
   const chunkSize = asUint(f.required(K.chunkSize, 'chunk size'), 'chunk size', LIMITS.minChunkSize, LIMITS.maxChunkSize);
   if (!isPowerOfTwo(chunkSize)) schemaFail('BAD_VALUE', 'chunk size is not a power of two');
   const merkleRoot = asBytes(f.required(K.merkleRoot, 'merkle root'), 'merkle root', DIGEST_BYTES);
-  const created = asUint(f.required(K.created, 'created'), 'created', 0, LIMITS.maxCounter);
+  const created = asUint(f.required(K.created, 'created'), 'created', 0, LIMITS.maxCreated);
   let sbom: Manifest['sbom'];
   const sbomValue = f.optional(K.sbom);
   if (sbomValue !== undefined) {

@@ -70,6 +70,20 @@ describe('deterministic CBOR decoding (RFC 8949 §4.2.1)', () => {
     expect(codeOf('1b 001fffffffffffff')).toBe(CODES.OK);
   });
 
+  it('rejects integers below -(2^53 - 1): -2^53 is major type 1 with argument 2^53 - 1', () => {
+    expect(codeOf('3b 001fffffffffffff')).toBe(CODES.TOO_LARGE);
+    expect(codeOf('3b 001ffffffffffffe')).toBe(CODES.OK);
+    expect(decodeCbor(hex('3b 001ffffffffffffe'))).toMatchObject({ value: -Number.MAX_SAFE_INTEGER });
+  });
+
+  it('refuses more than maxDecodedItems data items in one input, counted as they are read', () => {
+    // [[255 zeros], [k zeros]]: 1 + 1 + 255 + 1 + k items.
+    const at = (total: number) => Uint8Array.from([0x82, 0x98, 0xff, ...new Uint8Array(255), 0x98, total - 258, ...new Uint8Array(total - 258)]);
+    expect(codeOf(at(LIMITS.maxDecodedItems))).toBe(CODES.OK);
+    expect(codeOf(at(LIMITS.maxDecodedItems + 1))).toBe(CODES.TOO_LARGE);
+    expect(decodeCbor(at(LIMITS.maxDecodedItems + 1), { maxBytes: 1000, maxDepth: 8, maxContainerEntries: 256, maxTextBytes: 256, maxItems: 1000 }).code).toBe(CODES.OK);
+  });
+
   it('rejects invalid UTF-8 in text strings', () => {
     for (const h of ['62 c0 80', '63 ed a0 80', '64 f4 90 80 80', '61 80', '62 e6 b0']) expect(codeOf(h), h).toBe(CODES.MALFORMED);
   });

@@ -32,8 +32,13 @@ describe('fleetVerifier (signature memo)', () => {
     expect(memo.verifyManifest(good, w.trust, { deviceClass: 'acme-gw', counter: 0, revocations: rl }).code).toBe(CODES.REVOKED_KEY);
   });
 
-  it('a cache without get/set is a programmer error (TypeError)', () => {
-    expect(() => createVerifier({ signatureCache: {} as never })).toThrow(TypeError);
+  it('the device verifier takes no outcome cache: a lying one passed to createVerifier changes nothing', () => {
+    const lying = { get: () => true, set: () => undefined, has: () => true };
+    const v = createVerifier({ signatureCache: lying } as never);
+    const state = { deviceClass: 'acme-gw', counter: 0 };
+    expect(v.verifyManifest(short, w.trust, state).code).toBe(CODES.THRESHOLD_NOT_MET);
+    expect(v.verifyManifest(tampered, w.trust, state).ok).toBe(false);
+    expect(v.verifyManifest(good, w.trust, state).code).toBe(CODES.OK);
   });
 });
 

@@ -32,7 +32,10 @@ describe('trust bundle rotation (T5, T6)', () => {
   });
 
   it('refuses a rotation where one of the two old signatures is by a revoked root key', () => {
-    expect(verifyTrustUpdate(v2([w.A, w.B, D, E]), current, [w.B.keyId]).code).toBe(CODES.ROTATION_NOT_AUTHORIZED);
+    const stored = verifyRevocations(makeRevocations({ version: 1, keyIds: [w.B.keyId], signers: [w.A, w.C] }), current);
+    if (!stored.ok) throw new Error(stored.error);
+    expect(verifyTrustUpdate(v2([w.A, w.B, D, E]), current, stored.revocations).code).toBe(CODES.ROTATION_NOT_AUTHORIZED);
+    expect(verifyTrustUpdate(v2([w.A, w.C, D, E]), current, stored.revocations).code).toBe(CODES.OK);
   });
 
   it('moves versions by exactly one', () => {

@@ -29,6 +29,7 @@ import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type DigestPage } from '../verify/image.js';
 import { type VerifiedManifest } from '../verify/manifest.js';
+import { type VerifiedRevocations } from '../verify/trust.js';
 import { type Flash, readScratch } from './flash.js';
 import { type Layout } from './layout.js';
 import {
@@ -288,45 +289,51 @@ export class UpdateAgent {
     return ok({ slot, counter });
   }
 
-  /** The state record, the device's stored trust and revocation list, and the stored trust loaded. */
+  /**
+   * The state record, the device's stored trust and revocation list, the stored trust loaded, and
+   * the stored list verified against it (`kept`; undefined when the device keeps none). A stored
+   * list that no longer verifies fails closed: its revocations must never silently lapse.
+   */
   #storedTrust() {
     const s = loadState(this.#flash, this.#layout);
     if (!s.ok) return s;
-    const st = this.#store(s.record);
+    const rec = s.record;
+    const st = this.#store(rec);
     if (!st.ok) return st;
     const cur = this.#v.loadTrust(st.store.trust);
     if (!cur.ok) return cur;
-    return ok({ rec: s.record, st, cur });
+    if (cur.trust.bundle.version < rec.trustVersion) return fail('TRUST_ROLLBACK', `stored trust version ${cur.trust.bundle.version} < ${rec.trustVersion}`);
+    let kept: VerifiedRevocations | undefined;
+    if (st.store.revocations !== undefined) {
+      const r = this.#v.verifyRevocations(st.store.revocations, cur.trust, rec.revocationVersion);
+      if (!r.ok) return r;
+      kept = r.revocations;
+    }
+    return ok({ rec, st, cur, kept });
   }
 
   /**
    * Rotate the device's trust bundle (SPEC.md §11.3): `candidate` must pass verifyTrustUpdate against
-   * the current bundle (version N+1, signed by a threshold of the current root keys not revoked by the
-   * current revocation list, and by its own root threshold). The revocation list kept must verify
-   * under the new bundle: pass `revocations` (verified against the new bundle, version >= the stored
-   * one) when the new root keys do not sign the stored list. The new bundle (and list) is written into
-   * the trust (revocation) area the state does not name, read back, and then one state save switches
-   * to it and raises the versions: a power cut at any point leaves the old or the new bundle, valid.
+   * the current bundle and the stored revocation list (T5–T7: version N+1, a threshold of the current
+   * root keys and of its own root keys, neither counting keys the stored list revokes). The revocation
+   * list kept must verify under the new bundle: pass `revocations` (R1–R5 under the new bundle
+   * against the stored list: it keeps every revoked key the new bundle still lists) when the new root
+   * keys do not sign the stored list. The new bundle (and list) is written into the trust
+   * (revocation) area the state does not name, read back, and then one state save switches to it and
+   * raises the versions: a power cut at any point leaves the old or the new bundle, valid.
    * The identical current bundle is accepted without a write (`changed: false`).
    */
   updateTrust(candidate: Uint8Array, revocations?: Uint8Array): Result<{ version: number; changed: boolean }> {
     this.#record = null;
     const loaded = this.#storedTrust();
     if (!loaded.ok) return loaded;
-    const { rec, st, cur } = loaded;
-    if (cur.trust.bundle.version < rec.trustVersion) return fail('TRUST_ROLLBACK', `stored trust version ${cur.trust.bundle.version} < ${rec.trustVersion}`);
-    let revoked: readonly Uint8Array[] = [];
-    if (st.store.revocations !== undefined) {
-      const r = this.#v.verifyRevocations(st.store.revocations, cur.trust, rec.revocationVersion);
-      if (!r.ok) return r;
-      revoked = r.revocations.list.keyIds;
-    }
-    const next = this.#v.verifyTrustUpdate(candidate, cur.trust, revoked);
+    const { rec, st, cur, kept } = loaded;
+    const next = this.#v.verifyTrustUpdate(candidate, cur.trust, kept);
     if (!next.ok) return next;
     const version = next.trust.bundle.version;
     let listVersion = rec.revocationVersion;
     if (revocations !== undefined) {
-      const r = this.#v.verifyRevocations(revocations, next.trust, rec.revocationVersion);
+      const r = this.#v.verifyRevocations(revocations, next.trust, rec.revocationVersion, kept);
       if (!r.ok) return r;
       listVersion = r.revocations.list.version;
       if (listVersion === rec.revocationVersion && st.store.revocations !== undefined && !bytesEqual(this.#v.sha256(st.store.revocations), this.#v.sha256(revocations))) {
@@ -357,17 +364,19 @@ export class UpdateAgent {
   }
 
   /**
-   * Store a new revocation list (SPEC.md §11.3): it must pass verifyRevocations against the device's
-   * current trust bundle with the stored revocation version as the minimum (REVOCATION_ROLLBACK); the
-   * same version is accepted only for the identical list (no write, `changed: false`). Written into
-   * the revocation area the state does not name, read back, then switched to by one state save.
+   * Store a new revocation list (SPEC.md §11.3): it must pass verifyRevocations (R1–R5) against the
+   * device's current trust bundle and stored list: root keys either list revokes do not count, the
+   * version is at least the stored one (REVOCATION_ROLLBACK), and every key the stored list revokes
+   * that the bundle still lists stays revoked (REVOCATION_ROLLBACK); the same version is accepted only
+   * for the identical list (no write, `changed: false`). Written into the revocation area the state
+   * does not name, read back, then switched to by one state save.
    */
   updateRevocations(list: Uint8Array): Result<{ version: number; changed: boolean }> {
     this.#record = null;
     const loaded = this.#storedTrust();
     if (!loaded.ok) return loaded;
-    const { rec, st, cur } = loaded;
-    const r = this.#v.verifyRevocations(list, cur.trust, rec.revocationVersion);
+    const { rec, st, cur, kept } = loaded;
+    const r = this.#v.verifyRevocations(list, cur.trust, rec.revocationVersion, kept);
     if (!r.ok) return r;
     const version = r.revocations.list.version;
     const digest = this.#v.sha256(list);

@@ -4,7 +4,6 @@
  * lengths are checked on every call (a wrong-length hook is a programmer error: TypeError). The
  * pure-JS defaults are used otherwise.
  */
-import { concatBytes } from '../../shared/bytes.js';
 import { KEY_ID_BYTES } from '../../shared/limits.js';
 import { isTrustableRoleKey, verifyEd25519 } from './ed25519.js';
 import { sha256 as defaultSha256, sha512 as defaultSha512 } from './hash.js';
@@ -13,12 +12,6 @@ export type Hash = (data: Uint8Array) => Uint8Array;
 export type Platform = {
   readonly sha256?: Hash;
   readonly sha512?: Hash;
-  /**
-   * Memo of Ed25519 outcomes, for hosts that simulate many devices in one process (the outcome is
-   * a pure function of signature, key and message; keyed by SHA-256 over all three). Real devices
-   * leave it out.
-   */
-  readonly signatureCache?: { get(key: string): boolean | undefined; set(key: string, value: boolean): unknown };
 };
 
 export type DeviceCrypto = {
@@ -60,22 +53,12 @@ export function deviceCrypto(platform: Platform = {}): DeviceCrypto {
   }
   const sha256 = platform.sha256 ? checked('sha256', platform.sha256, 32) : defaultSha256;
   const sha512 = platform.sha512 ? checked('sha512', platform.sha512, 64) : defaultSha512;
-  const ed = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => (verifyEd25519 as (s: Uint8Array, m: Uint8Array, p: Uint8Array, h: Hash) => boolean)(signature, message, publicKey, sha512);
-  const cache = platform.signatureCache;
-  if (cache && (typeof cache.get !== 'function' || typeof cache.set !== 'function')) throw platformError('platform.signatureCache must have get and set');
-  // Memo of a pure outcome, keyed by the bytes it depends on (or their digest).
-  const memo = (key: () => Uint8Array, f: () => boolean) => {
-    if (!cache) return f();
-    const k = String.fromCharCode(...key());
-    let v = cache.get(k);
-    if (v === undefined) cache.set(k, (v = f()));
-    return v;
-  };
+  const verify = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => (verifyEd25519 as (s: Uint8Array, m: Uint8Array, p: Uint8Array, h: Hash) => boolean)(signature, message, publicKey, sha512);
   return Object.freeze({
     sha256,
     sha512,
-    verify: (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => memo(() => sha256(concatBytes(signature, publicKey, message)), () => ed(signature, message, publicKey)),
-    trustableKey: (publicKey: Uint8Array) => memo(() => publicKey, () => isTrustableRoleKey(publicKey)),
+    verify,
+    trustableKey: isTrustableRoleKey,
     keyId: (publicKey: Uint8Array) => sha256(publicKey).slice(0, KEY_ID_BYTES),
   });
 }

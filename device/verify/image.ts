@@ -11,11 +11,32 @@
  */
 import { type Failure, type Result, fail, ok } from '../../shared/codes.js';
 import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
-import { type Manifest } from '../../shared/manifest.js';
+import { type Manifest, isPowerOfTwo } from '../../shared/manifest.js';
 import {
   MerkleAccumulator, chunkCount, constantTimeEqual, leafHash, pageCount, pageLeafRange, rootFromInclusionProof,
 } from '../../shared/merkle.js';
 import { type DeviceCrypto } from '../crypto/platform.js';
+
+/** What the image checks read of a manifest. */
+export type ImageShape = Pick<Manifest, 'imageSize' | 'chunkSize' | 'merkleRoot'>;
+
+/**
+ * The manifest argument has the shape parseManifest gives (SPEC.md §6.6): a look-alike with a size,
+ * chunk size or root out of range (or whose fields throw) is INVALID_ARGUMENT, never a throw or a
+ * huge allocation. The checks then use this snapshot, not the caller's object.
+ */
+export function manifestShape(m: ImageShape): Failure | ImageShape {
+  try {
+    const { imageSize, chunkSize, merkleRoot } = m;
+    if (Number.isSafeInteger(imageSize) && imageSize >= 1 && imageSize <= LIMITS.maxImageSize && isPowerOfTwo(chunkSize)
+      && chunkSize >= LIMITS.minChunkSize && chunkSize <= LIMITS.maxChunkSize && merkleRoot instanceof Uint8Array && merkleRoot.length === DIGEST_BYTES) {
+      return Object.freeze({ imageSize, chunkSize, merkleRoot });
+    }
+  } catch {
+    // a getter or proxy that throws: the same answer as any other wrong shape
+  }
+  return fail('INVALID_ARGUMENT', 'manifest must come from verifyManifest');
+}
 
 /** Split a proof given as concatenated 32-byte nodes. */
 function proofNodes(proof: Uint8Array): Uint8Array[] | null {
@@ -39,13 +60,15 @@ function pageRootOf(hash: (d: Uint8Array) => Uint8Array, leaves: readonly Uint8A
   return acc.root();
 }
 
-function chunkLength(manifest: Manifest, index: number): number {
+function chunkLength(manifest: ImageShape, index: number): number {
   const start = index * manifest.chunkSize;
   return Math.min(manifest.chunkSize, manifest.imageSize - start);
 }
 
 /** I6: a single chunk in any order with its full inclusion proof. */
-export function verifyChunk(c: DeviceCrypto, manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array): Result {
+export function verifyChunk(c: DeviceCrypto, arg: ImageShape, index: number, chunk: Uint8Array, proof: Uint8Array): Result {
+  const manifest = manifestShape(arg);
+  if ('ok' in manifest) return manifest;
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   if (!Number.isSafeInteger(index) || index < 0 || index >= n) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${String(index)} of ${n}`);
   if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
@@ -68,7 +91,9 @@ export type DigestPage = {
 };
 
 /** I2: prove a page of leaf digests (concatenated, 32 bytes each) against the manifest root. */
-export function verifyDigestPage(c: DeviceCrypto, manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array): Result<{ digestPage: DigestPage }> {
+export function verifyDigestPage(c: DeviceCrypto, arg: ImageShape, page: number, leaves: Uint8Array, proof: Uint8Array): Result<{ digestPage: DigestPage }> {
+  const manifest = manifestShape(arg);
+  if ('ok' in manifest) return manifest;
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   const pages = pageCount(n);
   if (!Number.isSafeInteger(page) || page < 0 || page >= pages) return fail('CHUNK_INDEX_OUT_OF_RANGE', `page ${String(page)} of ${pages}`);
@@ -113,7 +138,10 @@ export type ImageVerifier = {
  * current page's leaf digests (at most 4 KiB).
  * After any failure every later call returns that failure.
  */
-export function imageVerifier(c: DeviceCrypto, manifest: Manifest): ImageVerifier {
+export function imageVerifier(c: DeviceCrypto, arg: ImageShape): ImageVerifier {
+  const shape = manifestShape(arg);
+  if ('ok' in shape) return Object.freeze({ addDigestPage: () => shape, update: () => shape, finish: () => shape });
+  const manifest: ImageShape = shape;
   const hash = c.sha256;
   const total = chunkCount(manifest.imageSize, manifest.chunkSize);
   // The accumulator runs over page roots (the same RFC 9162 tree, SPEC.md §5.3): a page whose

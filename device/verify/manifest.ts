@@ -9,12 +9,12 @@ import { LIMITS } from '../../shared/limits.js';
 import { type Manifest, parseManifest } from '../../shared/manifest.js';
 import { type DeviceCrypto, isPlatformError } from '../crypto/platform.js';
 import { countSigners } from './signers.js';
-import { type VerifiedRevocations, type VerifiedTrust, loadTrust, verifyRevocations } from './trust.js';
+import { type VerifiedRevocations, type VerifiedTrust, isIssued, loadTrust, verifyRevocations } from './trust.js';
 
 export type DeviceState = {
-  /** The device class this device is (V7). */
+  /** The device class this device is (V8). */
   readonly deviceClass: string;
-  /** The stored security counter: manifests below it are rollbacks (V8). */
+  /** The stored security counter: manifests below it are rollbacks (V9). */
   readonly counter: number;
   /** The stored revocation list, if any (V3). */
   readonly revocations?: Uint8Array;
@@ -52,7 +52,6 @@ function checkState(state: DeviceState): string | null {
 export function verifyManifest(c: DeviceCrypto, envelopeBytes: Uint8Array, trustBytes: Uint8Array, state: DeviceState): Result<VerifiedManifest> {
   try {
     // V2 (first half): the trust bundle carries its own root threshold.
-    if (!(trustBytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'trust must be bytes');
     const loaded = loadTrust(c, trustBytes);
     if (!loaded.ok) return loaded;
     return verifyManifestSteps(c, envelopeBytes, loaded.trust, state);
@@ -68,6 +67,7 @@ export function verifyManifest(c: DeviceCrypto, envelopeBytes: Uint8Array, trust
  */
 export function verifyManifestWithTrust(c: DeviceCrypto, envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
   try {
+    if (!isIssued(trust)) return fail('INVALID_ARGUMENT', 'trust must come from loadTrust or verifyTrustUpdate');
     return verifyManifestSteps(c, envelopeBytes, trust, state);
   } catch (e) {
     if (isPlatformError(e)) throw e;

@@ -1,5 +1,5 @@
 /**
- * Threshold counting (SPEC.md V6 / T3 / R3): the number of distinct, non-revoked key ids of a role
+ * Threshold counting (SPEC.md V6 / T4, T6, T7 / R3): the number of distinct, non-revoked key ids of a role
  * with a valid Ed25519 signature over the envelope's Sig_structure. A second signature by the same
  * key counts once; kids the role does not list are ignored; revoked kids never count.
  */
@@ -22,8 +22,9 @@ function indexOfKid(kids: readonly Uint8Array[], kid: Uint8Array): number {
   return -1;
 }
 
-export function isRevoked(revoked: readonly Uint8Array[], kid: Uint8Array): boolean {
-  return indexOfKid(revoked, kid) >= 0;
+/** Whether `kids` (a role's key ids, or the ids a list revokes) holds `kid`. */
+export function hasKid(kids: readonly Uint8Array[], kid: Uint8Array): boolean {
+  return indexOfKid(kids, kid) >= 0;
 }
 
 export function countSigners(c: DeviceCrypto, envelope: Envelope, role: RoleKeys, revoked: readonly Uint8Array[]): SignerCount {
@@ -35,7 +36,7 @@ export function countSigners(c: DeviceCrypto, envelope: Envelope, role: RoleKeys
     if (counted.length >= role.threshold) break; // enough: no need to spend more verifications
     const i = indexOfKid(role.kids, sig.kid);
     if (i < 0 || counted.includes(i)) continue; // unknown kid, or this key already counted
-    if (isRevoked(revoked, sig.kid)) {
+    if (hasKid(revoked, sig.kid)) {
       if (!revokedCandidates.includes(i)) revokedCandidates.push(i);
       continue;
     }

@@ -639,6 +639,37 @@ const WEIRD_STATES: readonly unknown[] = [
 ];
 
 /**
+ * World U, the root-revocation chain of SPEC.md §6.7: root A,B,C,D 2-of-4; the device stores list v1
+ * (signed by C+D) revoking A and B. Accepted: the next list that keeps A and B revoked, the stored
+ * list itself, a rotation by C+D to a root without A and B. Refused: A+B's list that revokes nothing,
+ * A+C's, a list that drops B, another list with version 1, A+B's rotation, and C+D's rotation whose
+ * own threshold rests on A+B again.
+ */
+function rootRevocationWorld() {
+  const [A, B, C, D, E] = ['A', 'B', 'C', 'D', 'E'].map((l) => detKey(`fuzz U/${l}`));
+  const [R1, R2] = ['R1', 'R2'].map((l) => detKey(`fuzz U/${l}`));
+  const rot = (root: typeof A[], signers: typeof A[]) => makeTrust({ version: 2, root, rootThreshold: 2, release: [R1, R2], releaseThreshold: 2, signers });
+  const trustU = makeTrust({ root: [A, B, C, D], rootThreshold: 2, release: [R1, R2], releaseThreshold: 2, signers: [C, D] });
+  const revAB = makeRevocations({ version: 1, keyIds: [A.keyId, B.keyId], signers: [C, D] });
+  const trust = must(loadTrust(trustU), 'trust U').trust;
+  const stored = must(verifyRevocations(revAB, trust), 'stored list U').revocations;
+  return {
+    trust, stored,
+    accept: {
+      lists: [makeRevocations({ version: 2, keyIds: [A.keyId, B.keyId, R2.keyId], signers: [C, D] }), revAB],
+      rotations: [rot([C, D, E], [C, D])],
+    },
+    refuse: {
+      lists: [
+        makeRevocations({ version: 2, keyIds: [], signers: [A, B] }), makeRevocations({ version: 2, keyIds: [A.keyId, B.keyId], signers: [A, C] }),
+        makeRevocations({ version: 2, keyIds: [A.keyId], signers: [C, D] }), makeRevocations({ version: 1, keyIds: [A.keyId, B.keyId, R1.keyId], signers: [C, D] }),
+      ],
+      rotations: [rot([A, B, C, D], [A, B]), rot([A, B, E], [A, B, C, D])],
+    },
+  };
+}
+
+/**
  * The standard fuzz world. Every signed object carries exactly the signatures its threshold needs.
  *  - S: root A,B,C 2-of-3, release R1,R2,R3 2-of-3; trust signed by A+B; a manifest with SBOM and
  *    provenance signed by R1+R2; a revocation list v3 (R3's key id, the "revoked" manifest) signed
@@ -690,11 +721,15 @@ export function buildWorld(): World {
   const trustV2Unauthorized = makeTrust({ version: 2, root: [D, E, F], rootThreshold: 2, release: [R4, R5], releaseThreshold: 2, signers: [D, E] });
   const trustV1Other = makeTrust({ version: 1, root: [A, B, C], rootThreshold: 2, release: [R4, R5], releaseThreshold: 1, signers: [A, C] });
 
+  const u = rootRevocationWorld();
+
   const verifiedS: VerifiedTrust = must(loadTrust(trustS), 'trust S').trust;
   const verifiedT: VerifiedTrust = must(loadTrust(trustT), 'trust T').trust;
   const corpus = [
     envS, envT, trustS, trustT, trustV2, revS, revT,
     envRevoked, envOtherClass, envRollback, envRevokedSigner, revOld, trustV3, trustV2Unauthorized, trustV1Other,
+    // (world U stays out of the shared corpus: its rotations carry signatures for two thresholds, so
+    // for loadTrust some are extra, and a mutated extra signature would rightly still load)
   ];
   const allTrust = [trustS, trustT, trustV2, trustV3, trustV2Unauthorized, trustV1Other];
 
@@ -712,6 +747,8 @@ export function buildWorld(): World {
     bytesTarget('loadTrust/S', 7, { accept: allTrust }, (b) => loadTrust(b)),
     bytesTarget('revocations/S', 10, { accept: [revS], refuse: [revOld, revT] }, (b) => verifyRevocations(b, verifiedS, 3)),
     bytesTarget('trustUpdate/S', 10, { accept: [trustV2, trustS], refuse: [trustV3, trustV2Unauthorized, trustV1Other, trustT] }, (b) => verifyTrustUpdate(b, verifiedS)),
+    bytesTarget('revocations+stored/U', 6, { accept: u.accept.lists, refuse: u.refuse.lists }, (b) => verifyRevocations(b, u.trust, 1, u.stored)),
+    bytesTarget('trustUpdate+stored/U', 6, { accept: u.accept.rotations, refuse: u.refuse.rotations }, (b) => verifyTrustUpdate(b, u.trust, u.stored)),
     streamTarget(manifestS, smallImage, 14),
     chunkTarget(16),
     apiTarget(envS, stateS, verifiedS, manifestS, 6),
@@ -839,6 +876,14 @@ function apiTarget(env: Uint8Array, state: object, verified: VerifiedTrust, mani
     ['loadTrust', (x) => loadTrust(x as Uint8Array)],
     ['verifyRevocations', (x) => verifyRevocations(x as Uint8Array, verified, 3)],
     ['verifyTrustUpdate', (x) => verifyTrustUpdate(x as Uint8Array, verified)],
+    // Objects the verifier did not produce, where it takes its own (SPEC.md §6.6).
+    ['verifyManifestWithTrust(trust)', (x) => verifyManifestWithTrust(env, x as VerifiedTrust, state as never)],
+    ['verifyTrustUpdate(current)', (x) => verifyTrustUpdate(env, x as VerifiedTrust)],
+    ['verifyTrustUpdate(stored)', (x) => verifyTrustUpdate(env, verified, x as never)],
+    ['verifyRevocations(trust)', (x) => verifyRevocations(env, x as VerifiedTrust, 3)],
+    ['verifyRevocations(stored)', (x) => verifyRevocations(env, verified, 3, x as never)],
+    ['imageVerifier(manifest)', (x) => imageVerifier(x as Manifest).update(new Uint8Array(4))],
+    ['verifyChunk(manifest)', (x) => verifyChunk(x as Manifest, 0, new Uint8Array(512), new Uint8Array(64))],
     ['verifyChunk(chunk)', (x) => verifyChunk(manifest, 0, x as Uint8Array, new Uint8Array(64))],
     ['verifyChunk(proof)', (x) => verifyChunk(manifest, 0, new Uint8Array(512), x as Uint8Array)],
     ['verifyDigestPage(leaves)', (x) => verifyDigestPage(manifest, 0, x as Uint8Array, new Uint8Array(0))],

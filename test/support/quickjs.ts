@@ -29,6 +29,11 @@ import {
 } from 'quickjs-emscripten-core';
 
 export type QuickJSVariantName = 'quickjs' | 'quickjs-ng';
+/**
+ * The device bundle's size budget, gzip -9 of dist/device/fwseal-verifier.js (SPEC.md §10). 13 KiB
+ * since monotonic revocations and argument checks (issue 11) took the bundle past the old 12 KiB.
+ */
+export const BUNDLE_GZIP_BUDGET = 13 * 1024;
 export const QUICKJS_VARIANTS: readonly QuickJSVariantName[] = ['quickjs', 'quickjs-ng'];
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
