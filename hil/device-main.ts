@@ -29,6 +29,8 @@ async function run(): Promise<void> {
   const port = await new Promise<SerialPort>((resolve, reject) => {
     const p = new SerialPort({ path: values.port as string, baudRate: Number(values.baud ?? 115200) }, (e) => (e ? reject(e) : resolve(p)));
   });
+  // A port error is logged, not thrown: nothing on the line ends the device (SPEC.md §13.7).
+  port.on('error', (e: Error) => log(`serial port error: ${e.message}`));
   const device = new SimDevice({
     dir: values.dir,
     verifier,

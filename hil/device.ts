@@ -8,20 +8,23 @@
  * chunk against it before writing, and decides the resume offset from what its flash holds: after a
  * reset it skips the pages and chunks already written (UpdateAgent.missingChunks).
  *
+ * Hostile requests (SPEC.md §13.7): upload offsets and lengths are checked by the UploadReceiver
+ * (hil/upload.ts) before anything is sized by them; anything a handler throws is answered EUNKNOWN
+ * by the SmpServer and logged. Only a power cut (below) ends the device.
+ *
  * Faults (power cuts) come from the rig, not the wire: `armFault` cuts the power after K chunks, or
  * before / in the middle of the Nth flash operation of a write, a commit (finishDownload) or a
  * confirm. A cut calls `powerCut` (in the device process: SIGKILL to itself).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bytesEqual } from '../shared/bytes.js';
 import { type CodeName, CODES, type Result, codeName, ok } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { type BundleLayout, type BundlePage, BUNDLE_HEADER_BYTES, bundleLayout, chunkLength, chunkOffset, parseBundleHeader } from '../shared/bundle.js';
 import {
-  type DeviceStatus, type EnvelopeUploadRequest, type ImageSlotState, type ImageStateResponse, type EnvelopeUploadResponse, type ImageUploadRequest, type ImageUploadResponse, type SmpError,
-  type SmpHeader, MGMT_ERR, SMP_GROUP, SMP_VERSION, echo, imageState, imageStateWrite, imageUpload, manifestUpload, params, reset,
-  revocationUpdate, status, trustUpdate,
+  type DeviceStatus, type EnvelopeUploadRequest, type ImageSlotState, type ImageStateResponse, type SmpError, type SmpHeader, IMAGE_UPLOAD_BOUNDS,
+  MGMT_ERR, SMP_GROUP, SMP_VERSION, echo, imageState, imageStateWrite, imageUpload, manifestUpload, params, reset, revocationUpdate, status,
+  trustUpdate,
 } from '../shared/smp.js';
 import { UpdateAgent, provision } from '../device/agent/agent.js';
 import { type BootResult, boot } from '../device/agent/boot.js';
@@ -33,6 +36,7 @@ import { type DigestPage } from '../device/verify/image.js';
 import { openFileFlash } from '../device/node/file-flash.js';
 import { nodeSha256 } from '../host/hash.js';
 import { type ByteEnd, SmpServer } from './smp-endpoint.js';
+import { EnvelopeReceiver, UploadReceiver } from './upload.js';
 
 export const DEVICE_CONFIG_FILE = 'device.json';
 export const FLASH_FILE = 'flash.img';
@@ -141,11 +145,9 @@ export type SimDeviceOptions = {
   readonly verifier?: Verifier;
 };
 
+/** The bundle upload in progress; offsets, `len` and resume are the UploadReceiver's. */
 type Upload = {
   readonly len: number;
-  readonly sha: Uint8Array | undefined;
-  /** The next bundle offset the device wants. */
-  expected: number;
   header: Uint8Array;
   /** From the bundle header (-1 until it is complete). */
   manifestLength: number;
@@ -157,7 +159,6 @@ type Upload = {
   page: DigestPage | null;
   pageIndex: number;
   chunkBuf: Uint8Array | null;
-  failed: boolean;
 };
 
 /** SMP v1 rc for an fwseal rejection (v2 requests get the fwseal code itself as a group-64 error). */
@@ -185,9 +186,13 @@ export class SimDevice {
   #boot: BootResult;
   #lastCode: number;
   #upload: Upload | null = null;
+  readonly #bundleReceiver: UploadReceiver;
+  /** The longest bundle whose image could fit the slot (largest manifest, smallest chunks): `len` above it is refused before anything is kept. */
+  readonly #maxBundleBytes: number;
   #chunkFault: number | null = null;
   #pendingFault: { at: 'commit' | 'confirm'; op: number; torn: boolean } | null = null;
-  readonly #envelopes = new Map<string, { len: number; buf: Uint8Array; got: number; code?: number }>();
+  /** Set when the power goes: the exception that follows is not a handler failure and is not answered. */
+  #poweredOff = false;
 
   constructor(opts: SimDeviceOptions) {
     this.#opts = opts;
@@ -197,7 +202,7 @@ export class SimDevice {
     this.#trust = new Uint8Array(readFileSync(join(opts.dir, TRUST_FILE)));
     const file = openFileFlash(join(opts.dir, FLASH_FILE), this.config.geometry);
     this.#close = () => file.close();
-    this.#flash = new FaultFlash(file, opts.powerCut);
+    this.#flash = new FaultFlash(file, () => this.#powerCut());
     this.#layout = createLayout(this.config.geometry, { slotSize: this.config.slotSize });
     const verifier = opts.verifier ?? createVerifier({ sha256: nodeSha256 });
     this.#lastCode = existsSync(join(opts.dir, LAST_CODE_FILE)) ? Number(readFileSync(join(opts.dir, LAST_CODE_FILE), 'utf8')) || 0 : 0;
@@ -205,7 +210,17 @@ export class SimDevice {
     if (this.#boot.reverted || this.#boot.slot === null) this.#setCode(this.#boot.code);
     this.#log(`boot: slot ${this.#boot.slot} ${this.#boot.version ?? '-'}${this.#boot.trial ? ' on trial' : ''} (${this.#boot.error})`);
     this.#agent = new UpdateAgent({ flash: this.#flash, layout: this.#layout, trust: this.#trust, verifier });
-    this.server = new SmpServer(opts.end)
+    this.#maxBundleBytes = bundleLayout(LIMITS.maxEnvelopeBytes, this.config.slotSize, LIMITS.minChunkSize).length;
+    this.#bundleReceiver = new UploadReceiver({
+      begin: (len, _sha, header) => this.#beginBundle(len, header),
+      write: (off, data, header) => this.#writeBundle(off, data, header),
+    }, IMAGE_UPLOAD_BOUNDS);
+    const envelope = (kind: string, apply: (bytes: Uint8Array) => Result<object>) => {
+      const receiver = new EnvelopeReceiver((bytes) => this.#applyEnvelope(kind, bytes, apply));
+      return (req: EnvelopeUploadRequest, header: SmpHeader) => receiver.handle(req, header);
+    };
+    // SPEC.md §13.7: whatever a handler throws is answered EUNKNOWN and logged; only a power cut ends the device.
+    this.server = new SmpServer(opts.end, { log: this.#log, fatal: () => this.#poweredOff })
       .handle(echo, (req) => ({ value: { text: req.text } }))
       .handle(params, () => ({ value: { bufSize: LIMITS.maxSmpPacketBytes, bufCount: 1 } }))
       .handle(reset, () => {
@@ -216,10 +231,15 @@ export class SimDevice {
       .handle(status, () => ({ value: this.status() }))
       .handle(imageState, () => ({ value: this.#imageState() }))
       .handle(imageStateWrite, (req, header) => this.#stateWrite(req.confirm, header))
-      .handle(imageUpload, (req, header) => this.#imageUpload(req, header))
-      .handle(manifestUpload, (req) => this.#envelope('manifest', req, (b) => this.#agent.beginUpdate(b)))
-      .handle(trustUpdate, (req) => this.#envelope('trust', req, (b) => this.#agent.updateTrust(b)))
-      .handle(revocationUpdate, (req) => this.#envelope('revocation', req, (b) => this.#agent.updateRevocations(b)));
+      .handle(imageUpload, (req, header) => this.#bundleReceiver.handle(req, header))
+      .handle(manifestUpload, envelope('manifest', (b) => this.#agent.beginUpdate(b)))
+      .handle(trustUpdate, envelope('trust', (b) => this.#agent.updateTrust(b)))
+      .handle(revocationUpdate, envelope('revocation', (b) => this.#agent.updateRevocations(b)));
+  }
+
+  #powerCut(): never {
+    this.#poweredOff = true;
+    return this.#opts.powerCut();
   }
 
   close(): void {
@@ -250,10 +270,10 @@ export class SimDevice {
     writeFileSync(join(this.#dir, LAST_CODE_FILE), String(code));
   }
 
-  #reject(r: { code: number; error: string; detail?: string }, header: SmpHeader, what: string): { error: SmpError } {
+  #reject(r: { code: number; error: string; detail?: string }, header: SmpHeader | undefined, what: string): { error: SmpError } {
     this.#setCode(r.code);
     this.#log(`${what}: rejected ${r.error} (${r.code})${r.detail ? ': ' + r.detail : ''}`);
-    return { error: header.version === SMP_VERSION.v2 ? { rc: r.code, group: SMP_GROUP.fwseal } : { rc: mgmtRc(r.code), rsn: codeName(r.code) } };
+    return { error: header?.version === SMP_VERSION.v2 ? { rc: r.code, group: SMP_GROUP.fwseal } : { rc: mgmtRc(r.code), rsn: codeName(r.code) } };
   }
 
   #imageState(): ImageStateResponse {
@@ -284,67 +304,58 @@ export class SimDevice {
     }
   }
 
-  /** Envelope upload (group 64): collect `len` bytes, then run `apply` once and answer its code. */
-  #envelope(kind: string, req: EnvelopeUploadRequest, apply: (bytes: Uint8Array) => Result<object>): { value: EnvelopeUploadResponse } {
-    let e = this.#envelopes.get(kind);
-    if (req.off === 0 && req.len !== undefined) {
-      e = { len: req.len, buf: new Uint8Array(req.len), got: 0 };
-      this.#envelopes.set(kind, e);
-    }
-    if (e === undefined || req.off !== e.got) return { value: { off: e?.got ?? 0 } };
-    if (e.got < e.len) {
-      e.buf.set(req.data, e.got);
-      e.got += req.data.length;
-      if (e.got === e.len) {
-        const r = apply(e.buf);
-        e.code = r.code;
-        if (r.ok) {
-          if (kind === 'manifest') this.#upload = null;
-          this.#setCode(0);
-          this.#log(`${kind}: accepted`);
-        } else {
-          this.#setCode(r.code);
-          this.#log(`${kind}: rejected ${r.error} (${r.code})${r.detail ? ': ' + r.detail : ''}`);
-        }
+  /** A group 64 envelope is complete: verify and apply it; its §9 code is the answer's `code`. */
+  #applyEnvelope(kind: string, bytes: Uint8Array, apply: (bytes: Uint8Array) => Result<object>): number {
+    const r = apply(bytes);
+    if (r.ok) {
+      if (kind === 'manifest') {
+        // A new download began: a bundle upload in progress belongs to the previous one.
+        this.#upload = null;
+        this.#bundleReceiver.abandon();
       }
+      this.#setCode(0);
+      this.#log(`${kind}: accepted`);
+    } else {
+      this.#setCode(r.code);
+      this.#log(`${kind}: rejected ${r.error} (${r.code})${r.detail ? ': ' + r.detail : ''}`);
     }
-    return { value: e.code === undefined ? { off: e.got } : { off: e.got, code: e.code } };
+    return r.code;
   }
 
-  /** Image upload of an update bundle: the device decides the offset it wants next. */
-  #imageUpload(req: ImageUploadRequest, header: SmpHeader): { value: ImageUploadResponse } | { error: SmpError } {
-    if (req.off === 0 && req.len !== undefined) {
-      const u = this.#upload;
-      const same = u !== null && !u.failed && u.len === req.len && u.sha !== undefined && req.sha !== undefined && bytesEqual(u.sha, req.sha);
-      if (!same) {
-        this.#upload = { len: req.len, sha: req.sha?.slice(), expected: 0, header: new Uint8Array(0), manifestLength: -1, manifest: null, layout: null, missing: new Set(), pageBuf: null, page: null, pageIndex: -1, chunkBuf: null, failed: false };
-        this.#log(`upload: new bundle of ${req.len} bytes`);
-      } else if (u.expected > 0) {
-        this.#log(`upload: resumed in RAM at ${u.expected}`);
-        return { value: { off: u.expected } };
-      }
-    }
+  /**
+   * A new bundle upload (SPEC.md §13.5, §13.7): `len` must leave room for the bundle header and a
+   * manifest, and not exceed the longest bundle whose image fits the slot (SLOT_TOO_SMALL, before
+   * anything is kept). Offsets, resume and `len` itself are then the UploadReceiver's.
+   */
+  #beginBundle(len: number, header: SmpHeader | undefined): SmpError | null {
+    const refuse = (name: 'BAD_VALUE' | 'SLOT_TOO_SMALL', detail: string) => this.#reject({ code: CODES[name], error: name, detail }, header, 'upload').error;
+    if (len <= BUNDLE_HEADER_BYTES) return refuse('BAD_VALUE', `upload len ${len} holds no bundle`);
+    if (len > this.#maxBundleBytes) return refuse('SLOT_TOO_SMALL', `upload len ${len}, at most ${this.#maxBundleBytes} for this slot`);
+    this.#upload = { len, header: new Uint8Array(0), manifestLength: -1, manifest: null, layout: null, missing: new Set(), pageBuf: null, page: null, pageIndex: -1, chunkBuf: null };
+    this.#log(`upload: new bundle of ${len} bytes`);
+    return null;
+  }
+
+  /** Bundle bytes at `off` (the expected offset): the offset the device wants next, or a rejection (the upload is dropped). */
+  #writeBundle(off: number, data: Uint8Array, header: SmpHeader | undefined): SmpError | { next: number } {
     const u = this.#upload;
-    if (u === null || u.failed || req.off !== u.expected) return { value: { off: u?.expected ?? 0 } };
-    if (req.off + req.data.length > u.len) return { error: { rc: MGMT_ERR.EINVAL, rsn: 'BAD_VALUE' } };
-    let pos = req.off;
-    const end = req.off + req.data.length;
+    if (u === null) return { rc: MGMT_ERR.EBADSTATE, rsn: 'AGENT_BAD_STATE' }; // the receiver begins before it writes
+    let pos = off;
+    const end = off + data.length;
     while (pos < end) {
-      const step = this.#consume(u, req.data.subarray(pos - req.off), pos);
+      const step = this.#consume(u, data.subarray(pos - off), pos);
       if ('error' in step) {
-        u.failed = true;
         this.#upload = null;
-        return this.#reject(step.error, header, 'upload');
+        return this.#reject(step.error, header, 'upload').error;
       }
       pos = step.next;
-      u.expected = pos;
       if (step.jumped) break; // the bytes after a jump are not the ones the device wants
     }
-    if (u.expected === u.len && u.layout !== null && !u.failed && u.missing.size === 0 && u.manifest !== null) {
+    if (pos === u.len && u.layout !== null && u.missing.size === 0 && u.manifest !== null) {
       const done = this.#finish(u);
-      if (done !== null) return this.#reject(done, header, 'commit');
+      if (done !== null) return this.#reject(done, header, 'commit').error;
     }
-    return { value: { off: u.expected } };
+    return { next: pos };
   }
 
   #finish(u: Upload): Result<object> | null {
@@ -375,6 +386,7 @@ export class SimDevice {
         const len = parseBundleHeader(u.header);
         if (len === null) return bad('MALFORMED', 'not an fwseal update bundle');
         if (len < 1 || len > LIMITS.maxEnvelopeBytes) return bad('TOO_LARGE', `manifest of ${len} bytes`);
+        if (BUNDLE_HEADER_BYTES + len > u.len) return bad('BAD_VALUE', `upload len ${u.len} is shorter than its manifest of ${len} bytes`);
         u.manifestLength = len;
         u.manifest = new Uint8Array(0);
       }
@@ -390,6 +402,8 @@ export class SimDevice {
       const m = env.ok ? parseManifest(env.envelope.payload) : null;
       if (!env.ok) return { error: env };
       if (m === null || !m.ok) return m === null ? bad('MALFORMED', 'manifest') : { error: m };
+      // The layout is built only for an image that fits this upload (and so the slot): unsigned input sizes nothing.
+      if (m.value.imageSize > u.len) return bad('BAD_VALUE', `upload len ${u.len}, the manifest's image is ${m.value.imageSize} bytes`);
       const layout = bundleLayout(want, m.value.imageSize, m.value.chunkSize);
       if (layout.length !== u.len) return bad('BAD_VALUE', `upload len ${u.len}, the bundle of this manifest is ${layout.length} bytes`);
       const begun = this.#agent.beginUpdate(u.manifest);
@@ -436,7 +450,7 @@ export class SimDevice {
     u.missing.delete(index);
     if (this.#chunkFault !== null && --this.#chunkFault <= 0) {
       this.#log(`power cut after chunk ${index}`);
-      this.#opts.powerCut();
+      this.#powerCut();
     }
     const next = this.#nextWanted(u, at + n);
     return { next, jumped: next !== at + n };

@@ -7,8 +7,8 @@
  */
 import { type Result, fail, ok } from '../shared/codes.js';
 import {
-  type SmpCommand, type SmpError, type SmpHeader, ConsoleDecoder, MGMT_ERR, SMP_VERSION, encodeConsoleFrame,
-  encodeErrorResponse, encodeRequest, encodeResponse, findCommand, parseRequest, parseResponse, parseSmpPacket,
+  type SmpCommand, type SmpError, type SmpHeader, ConsoleDecoder, MGMT_ERR, SMP_HEADER_BYTES, SMP_VERSION, encodeConsoleFrame,
+  encodeErrorResponse, encodeRequest, encodeResponse, findCommand, parseRequest, parseResponse, parseSmpHeader, parseSmpPacket,
 } from '../shared/smp.js';
 import { type Scheduler } from './clock.js';
 
@@ -116,22 +116,49 @@ export class SmpClient {
 /** A handler answers a parsed request with a value or an SMP error. */
 export type SmpHandler<Req, Res> = (request: Req, header: SmpHeader) => { readonly value: Res } | { readonly error: SmpError };
 
-export type SmpServerStats = { readonly requests: number; readonly unsupported: number; readonly invalid: number };
+export type SmpServerStats = {
+  readonly requests: number;
+  readonly unsupported: number;
+  /** Requests whose payload did not parse (answered EINVAL, or ECORRUPT when truncated). */
+  readonly invalid: number;
+  /** Requests whose handler threw or answered something unencodable (answered EUNKNOWN). */
+  readonly failed: number;
+  /** Packets dropped without an answer: a header that does not parse (no sequence number to answer). */
+  readonly unanswerable: number;
+};
+
+export type SmpServerOptions = {
+  readonly maxLineBytes?: number;
+  /** One line per request refused or failed (the device's log). */
+  readonly log?: (line: string) => void;
+  /**
+   * Errors that end the device by design and must not be answered (a simulated power cut: the
+   * device is gone, there is nobody to answer). Everything else a handler throws is answered.
+   */
+  readonly fatal?: (error: unknown) => boolean;
+};
 
 /**
  * The device side: requests in, responses out, one at a time in arrival order (as Zephyr's SMP work
- * queue). No handler for a command -> ENOTSUP; a request that does not parse -> EINVAL with the
- * fwseal code name as "rsn"; packets that are not requests are ignored.
+ * queue). Every request whose header parses is answered exactly once (SPEC.md §13.7): no handler for
+ * the command -> ENOTSUP; a payload that does not parse -> EINVAL with the fwseal code name as "rsn"
+ * (ECORRUPT when the packet is shorter than its header says, as Zephyr); a handler that throws, or
+ * answers something that cannot be encoded -> EUNKNOWN, logged. Nothing a peer sends ends the
+ * device. Packets that are not requests (responses) are ignored.
  */
 export class SmpServer {
   private readonly decoder = new ConsoleDecoder();
   private readonly handlers = new Map<SmpCommand<any, any>, SmpHandler<any, any>>();
   private readonly stopListening: () => void;
+  private readonly log: (line: string) => void;
   private requests = 0;
   private unsupported = 0;
   private invalid = 0;
+  private failed = 0;
+  private unanswerable = 0;
 
-  constructor(private readonly end: ByteEnd, private readonly options: { readonly maxLineBytes?: number } = {}) {
+  constructor(private readonly end: ByteEnd, private readonly options: SmpServerOptions = {}) {
+    this.log = options.log ?? (() => {});
     this.stopListening = end.onData((chunk) => this.receive(chunk));
   }
 
@@ -141,7 +168,7 @@ export class SmpServer {
   }
 
   stats(): SmpServerStats & { readonly frames: ReturnType<ConsoleDecoder['stats']> } {
-    return Object.freeze({ requests: this.requests, unsupported: this.unsupported, invalid: this.invalid, frames: this.decoder.stats() });
+    return Object.freeze({ requests: this.requests, unsupported: this.unsupported, invalid: this.invalid, failed: this.failed, unanswerable: this.unanswerable, frames: this.decoder.stats() });
   }
 
   /** Forget a partial frame, as a device does when it resets. */
@@ -154,29 +181,96 @@ export class SmpServer {
   }
 
   private receive(chunk: Uint8Array): void {
-    for (const event of this.decoder.push(chunk)) {
-      if (!event.ok) continue;
-      const packet = parseSmpPacket(event.packet);
-      if (!packet.ok || (packet.header.op & 1) === 1) continue; // not a request: nothing to answer
-      this.requests++;
-      const header = packet.header;
-      const cmd = findCommand(header);
-      const handler = cmd === undefined ? undefined : this.handlers.get(cmd);
-      let response: Uint8Array;
-      if (cmd === undefined || handler === undefined) {
-        this.unsupported++;
-        response = encodeErrorResponse(header, { rc: MGMT_ERR.ENOTSUP });
-      } else {
-        const request = parseRequest(cmd, packet);
-        if (!request.ok) {
-          this.invalid++;
-          response = encodeErrorResponse(header, { rc: MGMT_ERR.EINVAL, rsn: request.error });
-        } else {
-          const answer = handler(request.value, header);
-          response = 'error' in answer ? encodeErrorResponse(header, answer.error) : encodeResponse(cmd, header, answer.value);
-        }
+    let events: ReturnType<ConsoleDecoder['push']>;
+    try {
+      events = this.decoder.push(chunk);
+    } catch (e) {
+      // The decoder never throws (SPEC.md §13.2); should it ever, the bytes are lost, not the device.
+      this.decoder.reset();
+      this.log(`smp: console decoder failed, partial frame dropped: ${describe(e)}`);
+      return;
+    }
+    for (const event of events) {
+      if (!event.ok) continue; // counted by the decoder
+      const response = this.guardedAnswer(event.packet);
+      if (response === null) continue;
+      try {
+        this.end.write(encodeConsoleFrame(response, this.options.maxLineBytes));
+      } catch (e) {
+        if (this.options.fatal?.(e)) throw e;
+        this.log(`smp: response not sent: ${describe(e)}`);
       }
-      this.end.write(encodeConsoleFrame(response, this.options.maxLineBytes));
     }
   }
+
+  /** answer(), and EUNKNOWN for a request should any of it throw (the parsers never do: defence in depth). */
+  private guardedAnswer(bytes: Uint8Array): Uint8Array | null {
+    try {
+      return this.answer(bytes);
+    } catch (e) {
+      if (this.options.fatal?.(e)) throw e;
+      this.failed++;
+      this.log(`smp: request failed, answered EUNKNOWN: ${describe(e)}`);
+      const h = parseSmpHeader(bytes);
+      return h.ok && (h.header.op & 1) === 0 ? this.errorResponse(h.header, { rc: MGMT_ERR.EUNKNOWN }) : null;
+    }
+  }
+
+  /** The response to one packet, or null when there is none to give (not a request, or no header). */
+  private answer(bytes: Uint8Array): Uint8Array | null {
+    const h = parseSmpHeader(bytes);
+    if (!h.ok) {
+      this.unanswerable++;
+      this.log(`smp: packet dropped: ${h.error}`);
+      return null;
+    }
+    const header = h.header;
+    if ((header.op & 1) === 1) return null; // a response: nothing to answer
+    this.requests++;
+    const packet = parseSmpPacket(bytes);
+    if (!packet.ok) {
+      this.invalid++;
+      this.log(`smp: group ${header.group} command ${header.command} seq ${header.seq}: ${packet.error}`);
+      // Zephyr answers ECORRUPT when the message is not whole, EINVAL when its CBOR does not decode.
+      const notWhole = header.length > bytes.length - SMP_HEADER_BYTES;
+      return this.errorResponse(header, { rc: notWhole ? MGMT_ERR.ECORRUPT : MGMT_ERR.EINVAL, rsn: packet.error });
+    }
+    const cmd = findCommand(header);
+    const handler = cmd === undefined ? undefined : this.handlers.get(cmd);
+    if (cmd === undefined || handler === undefined) {
+      this.unsupported++;
+      return this.errorResponse(header, { rc: MGMT_ERR.ENOTSUP });
+    }
+    const request = parseRequest(cmd, packet);
+    if (!request.ok) {
+      this.invalid++;
+      this.log(`smp: ${cmd.name} seq ${header.seq}: ${request.error}${request.detail ? ': ' + request.detail : ''}`);
+      return this.errorResponse(header, { rc: MGMT_ERR.EINVAL, rsn: request.error });
+    }
+    try {
+      const answer = handler(request.value, header);
+      if (!('error' in answer)) return encodeResponse(cmd, header, answer.value);
+      this.log(`smp: ${cmd.name} seq ${header.seq}: answered rc ${answer.error.rc}${answer.error.group !== undefined ? ` (group ${answer.error.group})` : ''}${answer.error.rsn ? ' ' + answer.error.rsn : ''}`);
+      return encodeErrorResponse(header, answer.error);
+    } catch (e) {
+      if (this.options.fatal?.(e)) throw e;
+      this.failed++;
+      this.log(`smp: ${cmd.name} seq ${header.seq}: handler failed, answered EUNKNOWN: ${describe(e)}`);
+      return this.errorResponse(header, { rc: MGMT_ERR.EUNKNOWN });
+    }
+  }
+
+  /** An error response; for a header no response can carry (cannot happen for a parsed header), none. */
+  private errorResponse(header: SmpHeader, error: SmpError): Uint8Array | null {
+    try {
+      return encodeErrorResponse(header, error);
+    } catch (e) {
+      this.log(`smp: no error response possible: ${describe(e)}`);
+      return null;
+    }
+  }
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }

@@ -4,55 +4,123 @@
  */
 import { bytesEqual } from '../shared/bytes.js';
 import { type Result, fail, ok } from '../shared/codes.js';
-import { type ImageUploadRequest, type ImageUploadResponse, type SmpError, MGMT_ERR, chunkCapacity, imageUpload } from '../shared/smp.js';
+import {
+  type EnvelopeUploadResponse, type ImageUploadRequest, type SmpError, type SmpHeader, type UploadBounds, type UploadChunk, ENVELOPE_UPLOAD_BOUNDS,
+  IMAGE_UPLOAD_BOUNDS, MGMT_ERR, chunkCapacity, imageUpload, uploadChunkFault,
+} from '../shared/smp.js';
 import { type SmpClient } from './smp-endpoint.js';
 
-/** Where the received bytes go (the simulated device's slot, via its update agent). */
+/** Where the received bytes go (a slot, an envelope buffer, the simulated device's update agent). */
 export interface UploadSink {
-  /** A new upload of `len` bytes; an SMP error refuses it (e.g. ENOMEM: does not fit the slot). */
-  begin(len: number, sha: Uint8Array | undefined): SmpError | null;
-  /** Bytes at `off`, always the next expected ones. */
-  write(off: number, data: Uint8Array): SmpError | null;
+  /**
+   * A new upload of `len` bytes, `len` already inside the receiver's bounds (so a sink may allocate
+   * it); an SMP error refuses it (e.g. ENOMEM: does not fit the slot). `header`: the request's, when
+   * the receiver was given it (errors in the request's SMP version).
+   */
+  begin(len: number, sha: Uint8Array | undefined, header?: SmpHeader): SmpError | null;
+  /**
+   * Bytes at `off`: always the next expected ones, never past `len`. null: all taken; `{ next }`: the
+   * offset the sink wants next (off..len, past what it took: it skips what it already holds); an SMP
+   * error: refused, the upload is dropped (a client starts again at 0).
+   */
+  write(off: number, data: Uint8Array, header?: SmpHeader): SmpError | null | { readonly next: number };
 }
 
 /**
- * The device side of image upload, as Zephyr's img_mgmt: the device answers the offset it expects
- * next. A chunk at another offset is not taken (the answer tells the client where to go back to);
- * a first chunk (off 0, len) with the sha of the upload in progress resumes it; any other first
- * chunk starts a new upload. Pure: no I/O but the sink.
+ * The device side of an upload (image upload, and the group 64 envelope uploads), as Zephyr's
+ * img_mgmt (SPEC.md §13.3, §13.7): the device answers the offset it expects next.
+ *  - a chunk breaking the rules of uploadChunkFault (types, ranges, a first chunk without `len`,
+ *    data past `len`) -> EINVAL with the code name as "rsn"; the upload in progress is kept
+ *  - a first chunk (off 0, len) with the sha of the upload in progress resumes it (answers the
+ *    offset held); any other first chunk starts a new upload (sink.begin)
+ *  - a chunk at another offset than the expected one, or with no upload in progress, is not taken
+ *    and is answered the expected offset (0 with none: the client starts again)
+ *  - data running past the upload's `len` -> EINVAL "BAD_VALUE" (Zephyr's "data overrun")
+ * Nothing is sized or indexed with a number that was not checked. Pure: no I/O but the sink.
  */
 export class UploadReceiver {
   private len = -1;
   private sha: Uint8Array | undefined;
   private expected = 0;
 
-  constructor(private readonly sink: UploadSink) {}
+  constructor(private readonly sink: UploadSink, private readonly bounds: UploadBounds = IMAGE_UPLOAD_BOUNDS) {}
 
   /** Bytes received so far of the upload in progress (0 when none). */
   get offset(): number {
     return this.len < 0 ? 0 : this.expected;
   }
 
-  handle(req: ImageUploadRequest): { readonly value: ImageUploadResponse } | { readonly error: SmpError } {
+  /** Forget the upload in progress (the next chunk must be a first chunk). */
+  abandon(): void {
+    this.len = -1;
+    this.sha = undefined;
+    this.expected = 0;
+  }
+
+  handle(req: UploadChunk, header?: SmpHeader): { readonly value: { readonly off: number } } | { readonly error: SmpError } {
+    const fault = uploadChunkFault(req, this.bounds);
+    if (fault !== null) return { error: { rc: MGMT_ERR.EINVAL, rsn: fault.name } };
+    const sha = req.sha instanceof Uint8Array ? req.sha : undefined;
     if (req.off === 0 && req.len !== undefined) {
-      const resume = this.len === req.len && this.sha !== undefined && req.sha !== undefined && bytesEqual(this.sha, req.sha);
+      const resume = this.len === req.len && this.sha !== undefined && sha !== undefined && bytesEqual(this.sha, sha);
       if (resume && this.expected > 0) return { value: { off: this.expected } };
       if (!resume) {
-        const refused = this.sink.begin(req.len, req.sha);
+        this.abandon();
+        const refused = this.sink.begin(req.len, sha, header);
         if (refused !== null) return { error: refused };
         this.len = req.len;
-        this.sha = req.sha?.slice();
-        this.expected = 0;
+        this.sha = sha?.slice();
       }
     }
     if (this.len < 0 || req.off !== this.expected) return { value: { off: this.offset } };
-    if (req.off + req.data.length > this.len) return { error: { rc: MGMT_ERR.EINVAL, rsn: 'chunk past len' } };
+    if (req.off + req.data.length > this.len) return { error: { rc: MGMT_ERR.EINVAL, rsn: 'BAD_VALUE' } };
     if (req.data.length > 0) {
-      const failed = this.sink.write(req.off, req.data);
-      if (failed !== null) return { error: failed };
-      this.expected += req.data.length;
+      const written = this.sink.write(req.off, req.data, header);
+      if (written !== null && 'rc' in written) {
+        this.abandon();
+        return { error: written };
+      }
+      const next = written === null ? req.off + req.data.length : written.next;
+      if (!Number.isSafeInteger(next) || next <= req.off || next > this.len) {
+        // A sink bug, not the peer's: answered EUNKNOWN by the server, and the upload starts over.
+        this.abandon();
+        throw new RangeError(`upload sink answered offset ${next} after a chunk at ${req.off}`);
+      }
+      this.expected = next;
     }
     return { value: { off: this.expected } };
+  }
+}
+
+/**
+ * A group 64 envelope upload (SPEC.md §13.3): an UploadReceiver into RAM, `len` inside
+ * ENVELOPE_UPLOAD_BOUNDS (1..maxEnvelopeBytes) before the buffer is allocated; once all `len` bytes
+ * are in, `complete` runs once and its §9 code (0 accepted) is carried by every later answer.
+ */
+export class EnvelopeReceiver {
+  #buf = new Uint8Array(0);
+  #code: number | undefined;
+  readonly #receiver: UploadReceiver;
+
+  constructor(complete: (bytes: Uint8Array) => number) {
+    this.#receiver = new UploadReceiver({
+      begin: (len) => {
+        this.#buf = new Uint8Array(len);
+        this.#code = undefined;
+        return null;
+      },
+      write: (off, data) => {
+        this.#buf.set(data, off);
+        if (off + data.length === this.#buf.length) this.#code = complete(this.#buf);
+        return null;
+      },
+    }, ENVELOPE_UPLOAD_BOUNDS);
+  }
+
+  handle(req: UploadChunk, header?: SmpHeader): { readonly value: EnvelopeUploadResponse } | { readonly error: SmpError } {
+    const r = this.#receiver.handle(req, header);
+    if ('error' in r) return r;
+    return { value: this.#code === undefined ? { off: r.value.off } : { off: r.value.off, code: this.#code } };
   }
 }
 

@@ -10,7 +10,7 @@
  * are open: keys fwseal does not know are ignored, as Zephyr does. fwseal writes deterministic CBOR.
  */
 import { type CborMap, type CborValue, type Encodable, encodeCbor } from './cbor.js';
-import { type Failure, type Result, fail, ok } from './codes.js';
+import { type CodeName, type Failure, type Result, fail, ok } from './codes.js';
 import { SchemaError, schemaFail } from './fields.js';
 import { LIMITS } from './limits.js';
 import { decodeSmpCbor } from './smp-cbor.js';
@@ -633,6 +633,44 @@ export const imageStateWrite: SmpCommand<ImageStateWriteRequest, ImageStateRespo
   response: imageStateResponse,
 });
 
+// Upload chunks (image upload and the group 64 envelope uploads share these rules)
+
+/** The fields of an upload chunk that its receiver reads (SPEC.md §13.3). */
+export type UploadChunk = { readonly off: number; readonly data: Uint8Array; readonly len?: number; readonly sha?: Uint8Array };
+/** Allowed upload lengths: `len` in minLen..maxLen; every byte of the upload lies below maxLen. */
+export type UploadBounds = { readonly minLen: number; readonly maxLen: number };
+export const IMAGE_UPLOAD_BOUNDS: UploadBounds = Object.freeze({ minLen: 0, maxLen: LIMITS.maxImageSize });
+export const ENVELOPE_UPLOAD_BOUNDS: UploadBounds = Object.freeze({ minLen: 1, maxLen: LIMITS.maxEnvelopeBytes });
+
+/**
+ * The rules of SPEC.md §13.7 every upload chunk obeys on its own, before any upload state is
+ * consulted: `off` and `len` are integers (WRONG_TYPE) in range (BAD_VALUE), `data` is bytes
+ * (WRONG_TYPE), the first chunk (off 0) carries `len` (MISSING_FIELD), off + |data| <= len when
+ * `len` is given (BAD_VALUE) and <= maxLen (TOO_LARGE). The first rule broken, or null. The codecs
+ * apply it to what they parse and the receivers again to what they are handed (they may be called
+ * without a codec), so no receiver ever sizes or indexes anything with an unchecked number.
+ */
+export function uploadChunkFault(chunk: { readonly off?: unknown; readonly data?: unknown; readonly len?: unknown }, bounds: UploadBounds): { readonly name: Exclude<CodeName, 'OK'>; readonly detail: string } | null {
+  const { off, data, len } = chunk;
+  const fault = (name: Exclude<CodeName, 'OK'>, detail: string) => ({ name, detail });
+  if (typeof off !== 'number' || !Number.isSafeInteger(off)) return fault('WRONG_TYPE', '"off" is not an integer');
+  if (off < 0 || off > bounds.maxLen) return fault('BAD_VALUE', `"off" = ${off} is outside 0..${bounds.maxLen}`);
+  if (!(data instanceof Uint8Array)) return fault('WRONG_TYPE', '"data" is not a byte string');
+  if (len !== undefined) {
+    if (typeof len !== 'number' || !Number.isSafeInteger(len)) return fault('WRONG_TYPE', '"len" is not an integer');
+    if (len < bounds.minLen || len > bounds.maxLen) return fault('BAD_VALUE', `"len" = ${len} is outside ${bounds.minLen}..${bounds.maxLen}`);
+  }
+  if (off === 0 && len === undefined) return fault('MISSING_FIELD', 'the first chunk has no "len"');
+  if (len !== undefined && off + data.length > len) return fault('BAD_VALUE', `chunk at ${off} of ${data.length} bytes runs past len ${len}`);
+  if (off + data.length > bounds.maxLen) return fault('TOO_LARGE', `chunk at ${off} of ${data.length} bytes runs past ${bounds.maxLen}`);
+  return null;
+}
+
+function checkChunk(chunk: { readonly off: number; readonly data: Uint8Array; readonly len: number | undefined }, bounds: UploadBounds): void {
+  const f = uploadChunkFault(chunk, bounds);
+  if (f !== null) schemaFail(f.name, f.detail);
+}
+
 /**
  * One chunk of an image upload. The first chunk (off 0) carries `len` and, optionally, `sha` (the
  * SHA-256 of the whole image, which identifies the upload: a device that already holds part of an
@@ -660,8 +698,7 @@ export const imageUpload: SmpCommand<ImageUploadRequest, ImageUploadResponse> = 
       const off = required(uintField(m, 'off', LIMITS.maxImageSize), 'off');
       const data = required(bytesField(m, 'data', LIMITS.maxSmpPacketBytes), 'data');
       const len = uintField(m, 'len', LIMITS.maxImageSize);
-      if (off === 0 && len === undefined) schemaFail('MISSING_FIELD', 'the first chunk has no "len"');
-      if (len !== undefined && off + data.length > len) schemaFail('BAD_VALUE', `chunk at ${off} of ${data.length} bytes runs past len ${len}`);
+      checkChunk({ off, data, len }, IMAGE_UPLOAD_BOUNDS);
       const sha = bytesField(m, 'sha', MAX_HASH_BYTES);
       const image = uintField(m, 'image', 0xff);
       const upgrade = boolField(m, 'upgrade');
@@ -705,10 +742,7 @@ const envelopeUpload: Pick<SmpCommand<EnvelopeUploadRequest, EnvelopeUploadRespo
       const off = required(uintField(m, 'off', LIMITS.maxEnvelopeBytes), 'off');
       const data = required(bytesField(m, 'data', LIMITS.maxEnvelopeBytes), 'data');
       const len = uintField(m, 'len', LIMITS.maxEnvelopeBytes);
-      if (off === 0 && len === undefined) schemaFail('MISSING_FIELD', 'the first chunk has no "len"');
-      if (len === 0) schemaFail('BAD_VALUE', '"len" is 0');
-      if (len !== undefined && off + data.length > len) schemaFail('BAD_VALUE', `chunk at ${off} of ${data.length} bytes runs past len ${len}`);
-      if (off + data.length > LIMITS.maxEnvelopeBytes) schemaFail('TOO_LARGE', 'envelope above maxEnvelopeBytes');
+      checkChunk({ off, data, len }, ENVELOPE_UPLOAD_BOUNDS);
       return len === undefined ? { off, data } : { off, data, len };
     }),
   },

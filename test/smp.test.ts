@@ -8,11 +8,11 @@ import { decodeCbor } from '../shared/cbor.js';
 import { LIMITS } from '../shared/limits.js';
 import { decodeSmpCbor } from '../shared/smp-cbor.js';
 import {
-  ConsoleDecoder, FRAME_CONTINUE, FRAME_START, MGMT_ERR, SMP_COMMANDS, SMP_GROUP, SMP_OP, SMP_VERSION,
+  ConsoleDecoder, ENVELOPE_UPLOAD_BOUNDS, FRAME_CONTINUE, FRAME_START, MGMT_ERR, SMP_COMMANDS, SMP_GROUP, SMP_OP, SMP_VERSION, IMAGE_UPLOAD_BOUNDS,
   base64CharsPerLine, chunkCapacity, consoleFrameWireBytes, crc16Xmodem, echo, encodeConsoleFrame, encodeErrorResponse,
   encodeRequest, encodeResponse, encodeSmpHeader, encodeSmpPacket, findCommand, imageState, imageStateWrite, imageUpload,
   manifestUpload, params, parseRequest, parseResponse, parseSmpHeader, parseSmpPacket, reset, revocationUpdate,
-  smpErrorOf, status, trustUpdate,
+  smpErrorOf, status, trustUpdate, uploadChunkFault,
 } from '../shared/smp.js';
 
 const ascii = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
@@ -439,6 +439,30 @@ describe('SMP commands', () => {
     expect(parseRequest(manifestUpload, big).error).toBe('BAD_VALUE');
   });
 
+  it('uploadChunkFault: the chunk rules of SPEC.md §13.7, for codecs and receivers alike', () => {
+    const img = IMAGE_UPLOAD_BOUNDS;
+    const env = ENVELOPE_UPLOAD_BOUNDS;
+    const d = (n: number) => new Uint8Array(n);
+    expect(uploadChunkFault({ off: 0, len: 10, data: d(10) }, img)).toBeNull();
+    expect(uploadChunkFault({ off: LIMITS.maxImageSize - 4, data: d(4) }, img)).toBeNull();
+    const cases: [object, typeof img, string][] = [
+      [{ off: 0.5, len: 4, data: d(1) }, img, 'WRONG_TYPE'],
+      [{ off: '0', len: 4, data: d(1) }, img, 'WRONG_TYPE'],
+      [{ off: 2 ** 53, data: d(1) }, img, 'WRONG_TYPE'],
+      [{ off: -1, data: d(1) }, img, 'BAD_VALUE'],
+      [{ off: LIMITS.maxImageSize + 1, data: d(0) }, img, 'BAD_VALUE'],
+      [{ off: 0, len: 4, data: [1, 2] }, img, 'WRONG_TYPE'],
+      [{ off: 0, len: NaN, data: d(1) }, img, 'WRONG_TYPE'],
+      [{ off: 0, len: 0, data: d(0) }, env, 'BAD_VALUE'],
+      [{ off: 0, len: LIMITS.maxEnvelopeBytes + 1, data: d(1) }, env, 'BAD_VALUE'],
+      [{ off: 0, data: d(1) }, env, 'MISSING_FIELD'],
+      [{ off: 0, len: 4, data: d(5) }, env, 'BAD_VALUE'],
+      [{ off: LIMITS.maxEnvelopeBytes - 1, data: d(2) }, env, 'TOO_LARGE'],
+      [{ off: LIMITS.maxImageSize - 1, data: d(2) }, img, 'TOO_LARGE'],
+    ];
+    for (const [chunk, bounds, code] of cases) expect(uploadChunkFault(chunk, bounds)?.name, JSON.stringify(chunk)).toBe(code);
+  });
+
   it('ignores keys it does not know and checks the types of those it does', () => {
     const extra = viaWire(encodeSmpPacket({ op: 2, version: 0, flags: 0, group: 1, seq: 0, command: 1 }, new Map<string, Uint8Array | number | string>([['off', 8], ['data', new Uint8Array(4)], ['vendor', 'x']])));
     expect(parseRequest(imageUpload, extra).ok).toBe(true);
@@ -479,7 +503,8 @@ describe('SMP commands', () => {
     ));
     fc.assert(fc.property(
       fc.integer({ min: 0, max: LIMITS.maxImageSize }), fc.uint8Array({ maxLength: 2000 }), fc.option(fc.uint8Array({ minLength: 1, maxLength: 32 }), { nil: undefined }), fc.nat({ max: 255 }),
-      (off, data, sha, seq) => {
+      (anyOff, data, sha, seq) => {
+        const off = Math.min(anyOff, LIMITS.maxImageSize - data.length); // a chunk lies below maxImageSize (SPEC.md §13.7)
         const len = off === 0 ? data.length + 5 : undefined;
         const req = { off, data, ...(len === undefined ? {} : { len }), ...(sha === undefined ? {} : { sha }) };
         const r = parseRequest(imageUpload, viaWire(encodeRequest(imageUpload, req, seq)));
