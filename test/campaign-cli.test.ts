@@ -83,6 +83,7 @@ describe('fwseal campaign', () => {
     expect(table.stdout).toMatch(/state running/);
     expect(table.stdout).toMatch(/cli-dev-1\s+waiting/);
 
+    await d.manifest(id, 1); // a status counts only from a device served the manifest (SPEC.md §12.9)
     await d.status({ campaign: id, device: 'cli-dev-1', state: 'downloading', done: 3, total: 10 });
     const js = await eventually(async () => {
       const r = await fwseal('campaign', 'status', id, '--json');

@@ -2,7 +2,9 @@
  * OTA end to end against a real mosquitto: the real `fwseal serve` (OtaServer, SQLite, HTTP API),
  * the operator CLI (`fwseal campaign ...` through main()), and real device clients (OtaDevice over
  * simulated flash). Issue list: waves over 50 devices, a rogue publisher, a replayed older manifest,
- * broker and server restarts mid-campaign, a device reset mid-download, junk on every topic.
+ * broker and server restarts mid-campaign, a device reset mid-download, junk on every topic. The
+ * waves and the rogue publisher run twice: on an anonymous broker, and on one that enforces the
+ * shipped ACL file (SPEC.md §12.12) with a password per device and one for the servers.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +22,7 @@ import { fileWriter, runCli } from './support/cli-run.js';
 import { fleetVerifier, nodeSha256 } from '../host/hash.js';
 import { OtaDevice } from '../host/ota/device-client.js';
 import { OtaServer } from '../host/ota/server.js';
-import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
+import { type Credentials, type Mosquitto, SERVER_USERNAME, fleetAuth, startMosquitto } from './support/mosquitto.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 
 const w = standardWorld();
@@ -49,22 +51,32 @@ const files = {
 };
 
 let broker: Mosquitto;
+/** Broker credentials of a user when the broker enforces the ACL file; none on an anonymous broker. */
+let login: (user: string) => Credentials | object = () => ({});
 const live: { stop(): Promise<void> }[] = [];
 
-beforeAll(async () => {
-  broker = await startMosquitto();
-});
+/** Each describe block brings its broker: anonymous, or with the ACL file and these devices' credentials. */
+function useBroker(acl?: readonly { id: string; group: string }[]): void {
+  beforeAll(async () => {
+    const fleet = acl ? fleetAuth(acl) : null;
+    broker = await startMosquitto(fleet ? { auth: fleet.auth } : {});
+    login = fleet ? fleet.credentials : () => ({});
+  });
+  afterAll(async () => {
+    await broker?.stop();
+  });
+}
+
 afterEach(async () => {
   await Promise.allSettled(live.splice(0).map((x) => x.stop()));
 });
-afterAll(async () => {
-  await broker?.stop();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
 async function startServer(dataDir: string, coalesceMs?: number): Promise<OtaServer> {
   const s = await OtaServer.start({
-    mqtt: { url: broker.url, options: { protocolVersion: 5, clientId: `e2e-server-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 200 } },
+    mqtt: { url: broker.url, options: { protocolVersion: 5, clientId: `e2e-server-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 200, ...login(SERVER_USERNAME) } },
     dataDir, trust: w.trust, http: { host: '127.0.0.1', port: 0 }, tickMs: 100, ...(coalesceMs !== undefined ? { coalesceMs } : {}),
   });
   live.push({ stop: () => s.close() });
@@ -83,7 +95,7 @@ async function startDevice(id: string, group: string, flash?: SimFlash, window =
   const events: string[] = [];
   const device = await OtaDevice.start({
     id, group, flash: f, layout, trust: w.trust, verifier, maxTrialBoots: 2,
-    mqtt: { url: broker.url, options: { protocolVersion: 4, clientId: `e2e-${id}`, reconnectPeriod: 200 } },
+    mqtt: { url: broker.url, options: { protocolVersion: 4, clientId: `e2e-${id}`, reconnectPeriod: 200, ...login(id) } },
     pull: { timeoutMs: 1500, baseBackoffMs: 100, maxBackoffMs: 1000, retryBaseMs: 100, retryMaxMs: 1000, window },
     onStatus: (e) => events.push(`${e.campaign ?? ''}:${e.state}${e.code ? ':' + e.code : ''}`),
   });
@@ -126,14 +138,29 @@ function activeImage(s: Sim): Uint8Array {
   return s.flash.read(region.offset, region.size);
 }
 
-describe('OTA end to end (mosquitto, fwseal serve, device clients)', () => {
+const WAVES = Array.from({ length: 50 }, (_, i) => ({ id: `w-${String(i).padStart(2, '0')}`, group: 'waves' }));
+const ROGUE = [{ id: 'rogue-victim', group: 'rogue' }];
+
+describe.each([
+  { broker: 'an anonymous broker', tag: 'anonymous', acl: undefined },
+  { broker: 'a broker with the ACL file and per-device credentials', tag: 'acl', acl: [...WAVES, ...ROGUE] },
+])('OTA end to end on $broker (mosquitto, fwseal serve, device clients)', ({ tag, acl }) => {
+  useBroker(acl);
+
+  it(acl ? 'the broker refuses a client without credentials' : 'the broker admits anonymous clients', async () => {
+    const anonymous = mqtt.connectAsync(broker.url, { clientId: `e2e-anon-${tag}`, reconnectPeriod: 0, connectTimeout: 5000 });
+    if (acl) await expect(anonymous).rejects.toThrow();
+    else await (await anonymous).endAsync(true);
+  });
+
   it('updates 50 devices in waves 10%, 50%, 100%: each wave exactly its share, in order, all confirmed', async () => {
-    const server = await startServer(join(dir, 'waves'));
-    const sims = await Promise.all(Array.from({ length: 50 }, (_, i) => startDevice(`w-${String(i).padStart(2, '0')}`, 'waves')));
+    const server = await startServer(join(dir, `waves-${tag}`));
+    const sims = await Promise.all(WAVES.map((d) => startDevice(d.id, d.group)));
     await until('50 devices known', async () => (await knownDevices(server)).devices.length === 50);
 
-    // Watch the retained announcement: every rollout value the server publishes, in order.
-    const watcher = await mqtt.connectAsync(broker.url, { clientId: 'e2e-watch', reconnectPeriod: 0 });
+    // Watch the retained announcement: every rollout value the server publishes, in order (with the
+    // ACL file, as a device of the group: only they may read it).
+    const watcher = await mqtt.connectAsync(broker.url, { clientId: 'e2e-watch', reconnectPeriod: 0, ...login('w-00') });
     live.push({ stop: () => watcher.endAsync(true) });
     const rollouts: number[] = [];
     watcher.on('message', (_t, payload) => {
@@ -174,15 +201,17 @@ describe('OTA end to end (mosquitto, fwseal serve, device clients)', () => {
   }, 150_000);
 
   it('a rogue publisher injects bad blocks: the device rejects them, fetches them again, installs the signed image', async () => {
-    const dataDir = join(dir, 'rogue');
+    const dataDir = join(dir, `rogue-${tag}`);
     let server = await startServer(dataDir);
     // One block per request: every request after the server stops is for a block still outstanding.
     const victim = await startDevice('rogue-victim', 'rogue', undefined, 1);
     await until('device known', async () => (await knownDevices(server)).devices.length === 1);
-    // The attacker reads the victim's requests (no broker ACLs) and answers with flipped bytes. So
-    // that its answers are not merely late duplicates, the real server goes down at the victim's
-    // first block request and comes back (same SQLite) once two forged blocks went out.
-    const attacker: MqttClient = await mqtt.connectAsync(broker.url, { clientId: 'e2e-attacker', reconnectPeriod: 0 });
+    // The attacker reads the victim's requests and answers with flipped bytes: anybody on an
+    // anonymous broker; with the ACL file only a holder of the servers' credentials (a rogue or
+    // compromised server; a device's credentials cannot, test/ota-acl.test.ts). So that its answers
+    // are not merely late duplicates, the real server goes down at the victim's first block request
+    // and comes back (same SQLite) once two forged blocks went out.
+    const attacker: MqttClient = await mqtt.connectAsync(broker.url, { clientId: 'e2e-attacker', reconnectPeriod: 0, ...login(SERVER_USERNAME) });
     live.push({ stop: () => attacker.endAsync(true) });
     let forged = 0;
     let down: Promise<void> | null = null;
@@ -210,6 +239,10 @@ describe('OTA end to end (mosquitto, fwseal serve, device clients)', () => {
     expect(victim.device.stats().rejected).toBeGreaterThanOrEqual(1);
     expect(Buffer.compare(Buffer.from(activeImage(victim).subarray(0, v2.image.length)), Buffer.from(v2.image))).toBe(0);
   }, 90_000);
+});
+
+describe('OTA end to end: restarts, resets and junk (anonymous mosquitto, fwseal serve, device clients)', () => {
+  useBroker();
 
   it('the broker is killed mid-campaign and the server with it; both restart (the server on its SQLite): every device completes', async () => {
     const dataDir = join(dir, 'restarts');

@@ -3,7 +3,6 @@
  * request serving (SPEC.md §12.2-§12.5), status ingest, waves, operator transitions, the HTTP API,
  * metrics, two instances on one data folder, and a restart. Codes are asserted, never messages.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
 import { blockResponseBytes } from '../host/ota/requests.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { RawDevice, errorOf, eventually, retainedAnnouncement } from './support/ota-client.js';
+import { type Api, api, createCampaign, serverMqtt } from './support/ota-harness.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 
 const w = standardWorld();
@@ -41,9 +41,7 @@ const servers: OtaServer[] = [];
 const devices: RawDevice[] = [];
 const dirs: string[] = [];
 
-function mqttSettings(version: 4 | 5 = 5): MqttSettings {
-  return { url: broker.url, options: { protocolVersion: version, clientId: `srv-${randomBytes(4).toString('hex')}`, reconnectPeriod: 500, keepalive: 30, clean: true, connectTimeout: 5000 } };
-}
+const mqttSettings = (version: 4 | 5 = 5): MqttSettings => serverMqtt(broker.url, version);
 
 async function startServer(opts: Partial<OtaServerOptions> = {}): Promise<OtaServer> {
   const s = await OtaServer.start({ mqtt: mqttSettings(), dataDir, trust: w.trust, http: { host: '127.0.0.1', port: 0 }, tickMs: 100, ...opts });
@@ -63,29 +61,8 @@ async function device(id: string, version: 4 | 5 = 4): Promise<RawDevice> {
   return d;
 }
 
-type Api = { status: number; body: any };
-async function api(s: OtaServer, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Api> {
-  const res = await fetch(s.address()!.url + path, {
-    method, headers: { ...headers, ...(body instanceof Uint8Array ? { 'content-type': 'application/octet-stream' } : body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body instanceof Uint8Array ? { body: Buffer.from(body) } : body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try { parsed = JSON.parse(text); } catch { /* metrics */ }
-  return { status: res.status, body: parsed };
-}
-
-async function upload(s: OtaServer, bytes: Uint8Array): Promise<string> {
-  const sha = toHex(nodeSha256(bytes));
-  const r = await api(s, 'PUT', `/api/images/${sha}`, bytes);
-  expect([200, 201]).toContain(r.status);
-  return sha;
-}
-
-async function create(s: OtaServer, group: string, extra: Record<string, unknown> = {}, env = envelope, img = image): Promise<Api> {
-  const sha = await upload(s, img);
-  return api(s, 'POST', '/api/campaigns', { manifest: Buffer.from(env).toString('base64'), image: sha, group, waves: [100], ...extra });
-}
+const create = (s: OtaServer, group: string, extra: Record<string, unknown> = {}, env = envelope, img = image): Promise<Api> =>
+  createCampaign(s, group, { envelope: env, image: img }, extra);
 
 beforeAll(async () => {
   broker = await startMosquitto({ persistence: false });
@@ -206,25 +183,21 @@ describe('request serving', () => {
     }
   });
 
-  it('MQTT 5: replies on the Response Topic with the Correlation Data; 3.1.1: on the payload reply topic; never outside the prefix', async () => {
+  it('MQTT 5: replies on the device\'s reply topic with the Correlation Data; 3.1.1: a key 3 naming that topic is answered there', async () => {
     const d5 = await device('d-five', 5);
-    await d5.subscribe('fwseal/custom/d-five');
     const corr = Buffer.from([0, 0, 0, 42]);
-    await d5.request(campaign, encodeManifestRequest({ campaign, requestId: 42 }), { responseTopic: 'fwseal/custom/d-five', correlationData: corr });
+    await d5.request(campaign, encodeManifestRequest({ campaign, requestId: 42 }), { responseTopic: topics.reply('fwseal', 'd-five'), correlationData: corr });
     const r5 = await d5.replyTo(42);
-    expect(r5.topic).toBe('fwseal/custom/d-five');
+    expect([r5.topic, r5.type]).toEqual([topics.reply('fwseal', 'd-five'), 'manifestResponse']);
     expect(r5.correlationData?.equals(corr)).toBe(true);
+    await d5.request(campaign, encodeManifestRequest({ campaign, requestId: 43 })); // no Response Topic: the same topic
+    expect((await d5.replyTo(43)).type).toBe('manifestResponse');
 
     const d4 = await device('d-four', 4);
-    await d4.subscribe('fwseal/mine/d-four');
-    await d4.subscribe('elsewhere/#');
-    await d4.request(campaign, encodeManifestRequest({ campaign, requestId: 7, replyTopic: 'fwseal/mine/d-four' }));
-    expect((await d4.replyTo(7)).topic).toBe('fwseal/mine/d-four');
-    await d4.request(campaign, encodeManifestRequest({ campaign, requestId: 8, replyTopic: 'elsewhere/evil' }));
-    expect((await d4.replyTo(8)).topic).toBe(topics.reply('fwseal', 'd-four'));
-    await d5.request(campaign, encodeManifestRequest({ campaign, requestId: 9 }), { responseTopic: 'elsewhere/evil5' });
-    expect((await d5.replyTo(9)).topic).toBe(topics.reply('fwseal', 'd-five'));
-    expect(d4.messages.filter((m) => m.topic.startsWith('elsewhere/'))).toHaveLength(0);
+    await d4.request(campaign, encodeManifestRequest({ campaign, requestId: 7, replyTopic: topics.reply('fwseal', 'd-four') }));
+    const r4 = await d4.replyTo(7);
+    expect([r4.topic, r4.type]).toEqual([topics.reply('fwseal', 'd-four'), 'manifestResponse']);
+    // Any other reply topic is refused: test/ota-abuse.test.ts.
   });
 
   it('answers every error with its code: UNKNOWN_CAMPAIGN, UNKNOWN_BLOCK with the index, BAD_REQUEST with the ids it could read', async () => {
@@ -311,6 +284,8 @@ describe('status ingest, waves and operator transitions', () => {
     }
     const finish = async (ds: RawDevice[]) => {
       for (const d of ds) {
+        // A status counts only from a device the server served the manifest (SPEC.md §12.9).
+        expect((await d.manifest(id, ++rid)).type).toBe('manifestResponse');
         await d.status({ campaign: id, device: d.id, state: 'accepted' });
         await d.status({ campaign: id, device: d.id, state: 'downloading', done: 5, total: 13 });
         await d.status({ campaign: id, device: d.id, state: 'downloading', done: 3, total: 13 }); // late: ignored
@@ -344,6 +319,7 @@ describe('status ingest, waves and operator transitions', () => {
     await eventually(async () => (await api(server, 'GET', '/api/devices')).body.devices.filter((x: any) => x.group === group).length === 6);
     const r = await create(server, group, { abortFailureRate: 0.2 });
     const id: string = r.body.id;
+    for (const [i, d] of fleet.slice(0, 4).entries()) expect((await d.manifest(id, 100 + i)).type).toBe('manifestResponse');
     for (const d of fleet.slice(0, 3)) await d.status({ campaign: id, device: d.id, state: 'confirmed' });
     await fleet[3].status({ campaign: id, device: fleet[3].id, state: 'rejected', code: CODES.ROLLBACK });
     const halted = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.state === 'halted' ? x : null; });
@@ -459,6 +435,8 @@ describe('persistence and several instances', () => {
     const d = await RawDevice.connect(broker.url, 'r-1', { prefix: 'restart' });
     devices.push(d);
     await d.online('g-restart', '1.0.0', 3);
+    await eventually(() => s.store.devices('g-restart').length === 1);
+    expect((await d.manifest(id, 50)).type).toBe('manifestResponse');
     await d.status({ campaign: id, device: 'r-1', state: 'downloading', done: 4, total: 13 });
     await eventually(async () => (await api(s, 'GET', `/api/campaigns/${id}`)).body.counts.downloading === 1);
     await s.close();

@@ -11,7 +11,7 @@ import { type CodeName } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { parseManifest } from '../../shared/manifest.js';
-import { ID_PATTERN, ROLLOUT_ALL, type Announcement, rolloutBucket } from '../../shared/ota.js';
+import { ID_PATTERN, ROLLOUT_ALL, type Announcement, type StatusEvent, rolloutBucket } from '../../shared/ota.js';
 import { chunkCount, pageCount } from '../../shared/merkle.js';
 import { encodeDigestTable } from '../digests.js';
 import { FwsealError } from '../errors.js';
@@ -150,6 +150,42 @@ export function createCampaign(store: Store, trust: Trust, req: CreateCampaign, 
     throw e;
   }
   return store.campaign(id)!;
+}
+
+/** Why a status event changed nothing (`fwseal_status_ignored_total{reason}`): a closed set. */
+export const IGNORED_REASONS = ['unknown_campaign', 'unknown_device', 'other_group', 'outside_wave', 'not_fetched', 'stale', 'fleet_full'] as const;
+export type IgnoredReason = (typeof IGNORED_REASONS)[number];
+
+export type Ingested = { readonly counted: true; readonly terminal: boolean } | { readonly counted: false; readonly reason: IgnoredReason };
+
+const ignored = (reason: IgnoredReason): Ingested => ({ counted: false, reason });
+
+/**
+ * Status ingest (SPEC.md §12.9). `online` records the device (a new one only while fewer than
+ * `maxDevices` are known). Any other event counts toward a campaign only from a device (a) of the
+ * campaign's group, (b) inside its open waves (§12.8), (c) that was served the campaign's manifest
+ * envelope, or, for `confirmed` only, whose last `online` named the campaign's version and counter
+ * (it runs the release already and has nothing to fetch); and only when it moves the device's row
+ * forward. The halt rule and the waves read those rows only, so a forged event changes nothing.
+ */
+export function ingestStatus(store: Store, s: StatusEvent, maxDevices: number): Ingested {
+  if (s.state === 'online') {
+    return store.upsertDevice(s.device, s.group!, s.version, s.counter, maxDevices) ? { counted: true, terminal: false } : ignored('fleet_full');
+  }
+  const c = store.statusContext(s.campaign!, s.device);
+  if (!c) return ignored('unknown_campaign'); // a campaign another deployment runs, or one long gone
+  if (c.device_grp === null) return ignored('unknown_device');
+  if (c.device_grp !== c.grp) return ignored('other_group');
+  if (bucketOf(c.id, s.device) >= c.rollout) return ignored('outside_wave');
+  const runsRelease = s.state === 'confirmed' && c.device_version === c.version && c.device_counter === c.security_counter;
+  if (!c.fetched && !runsRelease) return ignored('not_fetched');
+  store.touchDevice(s.device);
+  const moved = store.recordStatus({
+    campaign: c.id, device: s.device, state: s.state,
+    ...(s.done !== undefined ? { done: s.done, total: s.total } : {}), ...(s.code !== undefined ? { code: s.code } : {}),
+  });
+  if (!moved) return ignored('stale'); // backwards, redelivered, or after a terminal state
+  return { counted: true, terminal: s.state === 'confirmed' || s.state === 'rejected' || s.state === 'failed' };
 }
 
 type Tally = { statuses: Map<string, DeviceCampaignRow>; failures: number; terminal: number };

@@ -4,12 +4,13 @@
  * `Authorization: Bearer <token>` (compared in constant time; never logged).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createWriteStream, existsSync, renameSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, fsync, openSync, renameSync, rmSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { join } from 'node:path';
 import { type CodeName, CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
+import { NEW_FILE_FLAGS, syncFolder } from '../io.js';
 import { imageFile } from './assets.js';
 import { ApiError, detail, summary } from './campaigns.js';
 import { type OtaServer } from './server.js';
@@ -26,6 +27,9 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 }
 
 function sendError(res: ServerResponse, e: unknown): void {
+  // A body refused as too large may still be arriving: close the connection after the answer rather
+  // than read the rest of it for the next request on a kept-alive connection (§12.9).
+  if (e instanceof FwsealError && e.codeName === 'TOO_LARGE') res.shouldKeepAlive = false;
   if (e instanceof ApiError) return sendJson(res, e.status, { error: e.codeName, code: e.code, detail: e.message });
   if (e instanceof FwsealError) {
     const status = e.codeName === 'TOO_LARGE' ? 413 : e.codeName === 'CONFLICT' ? 409 : e.codeName === 'NOT_FOUND' ? 404 : e.code >= 100 && e.code < 800 ? 422 : e.codeName === 'USAGE' ? 400 : 500;
@@ -36,21 +40,30 @@ function sendError(res: ServerResponse, e: unknown): void {
 
 const apiError = (status: number, name: Exclude<CodeName, 'OK'>, detailText: string) => new ApiError(status, name, detailText);
 
+/**
+ * The JSON body, at most MAX_JSON_BODY bytes kept. Larger (by Content-Length, or once a chunked body
+ * passes the limit): 413 TOO_LARGE at once; the rest is read and dropped, never kept, so the client
+ * gets the answer and not a reset, and the connection closes after it (sendError).
+ */
 function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > MAX_JSON_BODY) return reject(apiError(413, 'TOO_LARGE', `body of ${declared} bytes; at most ${MAX_JSON_BODY}`));
     const parts: Buffer[] = [];
     let size = 0;
+    let refused = false;
     req.on('data', (c: Buffer) => {
+      if (refused) return;
       size += c.length;
       if (size > MAX_JSON_BODY) {
-        req.destroy();
+        refused = true;
+        parts.length = 0;
         reject(apiError(413, 'TOO_LARGE', `body larger than ${MAX_JSON_BODY} bytes`));
       } else parts.push(c);
     });
     req.on('error', reject);
     req.on('end', () => {
+      if (refused) return;
       try {
         resolve(JSON.parse(Buffer.concat(parts).toString('utf8')));
       } catch {
@@ -67,7 +80,15 @@ function putImage(server: OtaServer, req: IncomingMessage, sha: string): Promise
     if (declared !== undefined && declared > LIMITS.maxImageSize) return reject(apiError(413, 'TOO_LARGE', `image of ${declared} bytes; at most ${LIMITS.maxImageSize}`));
     const final = imageFile(server.store, sha);
     const tmp = join(server.store.imagesDir, `.upload-${randomBytes(6).toString('hex')}`);
-    const out = createWriteStream(tmp, { mode: 0o644 });
+    // A new file (random name, O_EXCL|O_NOFOLLOW), fsynced, then renamed: SPEC.md §14 H5.
+    let fd: number;
+    try {
+      fd = openSync(tmp, NEW_FILE_FLAGS, 0o644);
+    } catch (e) {
+      req.resume();
+      return reject(apiError(500, 'IO', `cannot store the image: ${(e as NodeJS.ErrnoException).code ?? 'error'}`));
+    }
+    const out = createWriteStream(tmp, { fd });
     const hash = createHash('sha256');
     let size = 0;
     let failed = false;
@@ -92,16 +113,27 @@ function putImage(server: OtaServer, req: IncomingMessage, sha: string): Promise
     out.on('error', (e) => abort(apiError(500, 'IO', `cannot store the image: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)));
     req.on('end', () => {
       if (failed) return;
-      out.end(() => {
-        if (failed) return;
-        const got = hash.digest('hex');
-        if (size === 0) return abort(apiError(400, 'BAD_VALUE', 'empty image'));
-        if (got !== sha) return abort(apiError(400, 'BAD_VALUE', `body hashes to ${got}, not ${sha}`));
-        const existed = existsSync(final);
-        if (existed) rmSync(tmp, { force: true });
-        else renameSync(tmp, final);
-        resolve({ status: existed ? 200 : 201, body: { sha256: sha, size } });
-      });
+      const got = hash.digest('hex');
+      if (size === 0) return abort(apiError(400, 'BAD_VALUE', 'empty image'));
+      if (got !== sha) return abort(apiError(400, 'BAD_VALUE', `body hashes to ${got}, not ${sha}`));
+      // The empty write's callback runs once every earlier write reached the file.
+      out.write('', () => fsync(fd, (e) => {
+        if (e) return abort(apiError(500, 'IO', `cannot store the image: ${e.code ?? 'error'}`));
+        out.end(() => {
+          if (failed) return;
+          try {
+            const existed = existsSync(final);
+            if (existed) rmSync(tmp, { force: true });
+            else {
+              renameSync(tmp, final);
+              syncFolder(server.store.imagesDir);
+            }
+            resolve({ status: existed ? 200 : 201, body: { sha256: sha, size } });
+          } catch {
+            abort(apiError(500, 'IO', 'cannot store the image'));
+          }
+        });
+      }));
     });
   });
 }

@@ -4,11 +4,14 @@
  * SQLite at scrape time, so every instance reports the same fleet-wide values.
  */
 import { codeName } from '../../shared/codes.js';
+import { IGNORED_REASONS, type IgnoredReason } from './campaigns.js';
 import { type Store } from './store.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export type MalformedKind = 'request' | 'status' | 'oversize' | 'topic';
+/** Where a refused request named another reply topic (SPEC.md §12.4): the MQTT 5 property or key 3. */
+export type RefusedVia = 'response_topic' | 'payload';
 
 const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
@@ -21,6 +24,9 @@ export class Metrics {
   mqttConnected = false;
   readonly errorReplies = new Map<number, number>();
   readonly malformed = new Map<MalformedKind, number>();
+  /** Every reason present from the start: a scrape shows 0, not a missing series, before the first one. */
+  readonly statusIgnored = new Map<IgnoredReason, number>(IGNORED_REASONS.map((r) => [r, 0]));
+  readonly replyTopicRefused = new Map<RefusedVia, number>([['response_topic', 0], ['payload', 0]]);
   private readonly latency = new Array<number>(LATENCY_BUCKETS.length).fill(0);
   private latencyCount = 0;
   private latencySum = 0;
@@ -31,6 +37,14 @@ export class Metrics {
 
   malformedMessage(kind: MalformedKind): void {
     this.malformed.set(kind, (this.malformed.get(kind) ?? 0) + 1);
+  }
+
+  ignoredStatus(reason: IgnoredReason): void {
+    this.statusIgnored.set(reason, (this.statusIgnored.get(reason) ?? 0) + 1);
+  }
+
+  refusedReplyTopic(via: RefusedVia): void {
+    this.replyTopicRefused.set(via, (this.replyTopicRefused.get(via) ?? 0) + 1);
   }
 
   observeBlockLatency(seconds: number): void {
@@ -68,6 +82,10 @@ export class Metrics {
       [...this.errorReplies].map(([c, n]) => [`{code="${esc(codeName(c))}"}`, n]));
     metric('fwseal_malformed_messages_total', 'counter', 'Messages ignored or refused because they did not parse, by kind.',
       [...this.malformed].map(([k, n]) => [`{kind="${k}"}`, n]));
+    metric('fwseal_status_ignored_total', 'counter', 'Status events that counted toward nothing (SPEC.md §12.9), by reason.',
+      [...this.statusIgnored].map(([r, n]) => [`{reason="${r}"}`, n]));
+    metric('fwseal_reply_topic_refused_total', 'counter', 'Requests refused for naming a reply topic other than their device\'s own, by where they named it.',
+      [...this.replyTopicRefused].map(([v, n]) => [`{via="${v}"}`, n]));
     const cpu = process.cpuUsage();
     metric('process_cpu_seconds_total', 'counter', 'User and system CPU time of this instance.', [['', (cpu.user + cpu.system) / 1e6]]);
     metric('fwseal_mqtt_connected', 'gauge', '1 while this instance is connected to the broker.', [['', this.mqttConnected ? 1 : 0]]);

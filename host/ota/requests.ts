@@ -1,12 +1,13 @@
 /**
  * Answering one device request (SPEC.md §12.2, §12.5): manifest, digest page or blocks, or one error
- * reply. Pure over the store and the assets: the server decides where and how the replies go.
+ * reply. Pure over the store and the assets: the server sends the replies, always on the reply topic
+ * of the device the request topic names (§12.4).
  */
 import { CODES } from '../../shared/codes.js';
 import { type CborKey, type Encodable, decodeCbor, encodeCbor, head as cborHead } from '../../shared/cbor.js';
 import { LIMITS } from '../../shared/limits.js';
 import {
-  BLOCK_RESPONSE_KEY, ID_PATTERN, KEY_CAMPAIGN, KEY_REPLY_TOPIC, KEY_REQUEST_ID, KEY_TYPE, MSG, type BlockResponse, encodeErrorReply, encodeManifestResponse,
+  BLOCK_RESPONSE_KEY, ID_PATTERN, KEY_CAMPAIGN, KEY_REQUEST_ID, KEY_TYPE, MSG, type BlockResponse, encodeErrorReply, encodeManifestResponse,
   encodePageResponse, messageType, parseBlockRequest, parseManifestRequest, parsePageRequest, requestedBlocks,
 } from '../../shared/ota.js';
 import { bucketOf } from './campaigns.js';
@@ -16,7 +17,8 @@ import { type Store } from './store.js';
 export type Reply = { readonly payload: Uint8Array; readonly block?: number; readonly bytes?: number; readonly data?: Uint8Array; readonly code?: number };
 export type Answer = {
   readonly replies: Reply[];
-  readonly replyTopic?: string;
+  /** The request named a reply topic (key 3) other than its device's own: refused (REPLY_TOPIC_REFUSED). */
+  readonly refused?: true;
   readonly malformed: boolean;
   readonly kind: 'manifest' | 'page' | 'block' | 'error';
   /** Block answers the server may coalesce onto the campaign's data topic (the device listens there). */
@@ -59,20 +61,12 @@ export function errorReply(code: number, ids: { campaign?: string; requestId?: n
   return { payload: encodeErrorReply({ ...ids, code, ...(index !== undefined ? { index } : {}) }), code };
 }
 
-/** The reply topic a request names in its payload (key 3), if any: only for reading before a full parse. */
-function payloadReplyTopic(payload: Uint8Array): string | undefined {
-  const d = decodeCbor(payload, { maxBytes: LIMITS.maxOtaMessageBytes, maxDepth: 4, maxContainerEntries: 64, maxTextBytes: LIMITS.maxTopicBytes });
-  if (!d.ok || !(d.value instanceof Map)) return undefined;
-  const t = d.value.get(KEY_REPLY_TOPIC);
-  return typeof t === 'string' ? t : undefined;
-}
-
-export function answer(store: Store, assets: AssetCache, topicCampaign: string, device: string, payload: Uint8Array): Answer {
-  const bad = (): Answer => {
-    const ids = readableIds(payload);
-    const t = payloadReplyTopic(payload);
-    return { replies: [errorReply(CODES.BAD_REQUEST, ids)], malformed: true, kind: 'error', ...(t ? { replyTopic: t } : {}) };
-  };
+/**
+ * The answer to one request that arrived on `<prefix>/campaign/<topicCampaign>/req/<device>`;
+ * `ownReplyTopic` is that device's reply topic, the only one a request may name (§12.4).
+ */
+export function answer(store: Store, assets: AssetCache, topicCampaign: string, device: string, ownReplyTopic: string, payload: Uint8Array): Answer {
+  const bad = (): Answer => ({ replies: [errorReply(CODES.BAD_REQUEST, readableIds(payload))], malformed: true, kind: 'error' });
   const type = messageType(payload);
   if (!type.ok) return bad();
   const t = type.type;
@@ -80,8 +74,9 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   if (!parsed || !parsed.ok) return bad();
   const req = parsed.value;
   const ids = { campaign: req.campaign, requestId: req.requestId };
-  const reply = req.replyTopic !== undefined ? { replyTopic: req.replyTopic } : {};
-  const fail = (code: number, index?: number): Answer => ({ replies: [errorReply(code, ids, index)], malformed: false, kind: 'error', ...reply });
+  const fail = (code: number, index?: number): Answer => ({ replies: [errorReply(code, ids, index)], malformed: false, kind: 'error' });
+  // Before anything else: a request that wants its answer elsewhere gets nothing but the refusal.
+  if (req.replyTopic !== undefined && req.replyTopic !== ownReplyTopic) return { ...fail(CODES.REPLY_TOPIC_REFUSED), refused: true };
   if (req.campaign !== topicCampaign) return { ...fail(CODES.BAD_REQUEST), malformed: true };
 
   const row = store.gate(req.campaign);
@@ -91,12 +86,12 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   const a = assets.get(row.id);
 
   if (t === 'manifestRequest') {
-    return { replies: [{ payload: encodeManifestResponse({ ...ids, manifest: a.envelope }) }], malformed: false, kind: 'manifest', ...reply };
+    return { replies: [{ payload: encodeManifestResponse({ ...ids, manifest: a.envelope }) }], malformed: false, kind: 'manifest' };
   }
   if (t === 'pageRequest') {
     const page = (req as unknown as { page: number }).page;
     if (page >= a.pages.count) return fail(CODES.UNKNOWN_BLOCK, page);
-    return { replies: [{ payload: encodePageResponse({ ...ids, page, leaves: a.pages.leaves(page), proof: a.pages.proof(page) }) }], malformed: false, kind: 'page', ...reply };
+    return { replies: [{ payload: encodePageResponse({ ...ids, page, leaves: a.pages.leaves(page), proof: a.pages.proof(page) }) }], malformed: false, kind: 'page' };
   }
   const blocks = requestedBlocks(req as Parameters<typeof requestedBlocks>[0]);
   const beyond = blocks.find((b) => b >= a.blockCount);
@@ -108,5 +103,5 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
     return { get payload() { return (payload ??= blockResponseBytes({ ...ids, block, data })); }, block, bytes: data.length, data };
   });
   const multicast = (req as { multicast?: boolean }).multicast ? { multicast: { campaign: row.id } } : {};
-  return { replies, malformed: false, kind: 'block', ...reply, ...multicast };
+  return { replies, malformed: false, kind: 'block', ...multicast };
 }

@@ -16,7 +16,7 @@ import { type MqttSettings, connectMqtt } from './mqtt-options.js';
 import { AssetCache } from './assets.js';
 import { type CampaignRow, Store } from './store.js';
 import { type Answer, type Reply, answer, blockResponseBytes, errorReply, readableIds } from './requests.js';
-import { advance, announcementOf, createCampaign, transition, type CreateCampaign } from './campaigns.js';
+import { advance, announcementOf, createCampaign, ingestStatus, transition, type CreateCampaign } from './campaigns.js';
 import { Metrics } from './metrics.js';
 import { type HttpApi, startHttp } from './http.js';
 
@@ -43,6 +43,8 @@ export type OtaServerOptions = {
   readonly responseQos?: 0 | 1;
   /** Requests waiting to be answered before new ones get SERVER_BUSY (default MAX_QUEUED_REQUESTS). */
   readonly maxQueued?: number;
+  /** Devices known from `online` events before a new one is ignored (default LIMITS.maxKnownDevices). */
+  readonly maxDevices?: number;
 };
 
 /** QoS 0 responses: measured ~2x the block throughput of QoS 1 (see the report); a lost response is a device retry. */
@@ -54,7 +56,7 @@ const MULTICAST_QUIET_FACTOR = 50;
 /** A block answer gathers askers for at most this many coalesce windows (and at most LIMITS.maxMulticastHoldMs). */
 const MULTICAST_HOLD_FACTOR = 25;
 
-type Asker = { reply: Reply; packet: Packet; device: string; payloadTopic: string | undefined; received: bigint };
+type Asker = { reply: Reply; packet: Packet; device: string; received: bigint };
 type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[]; first: number; last: number };
 /** Stop taking requests from the queue while this much is buffered on the broker socket. */
 const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
@@ -189,13 +191,20 @@ export class OtaServer {
   }
 
   private onRequest(topic: string, payload: Buffer, packet: Packet, campaign: string, device: string): void {
+    // §12.4, §12.5: a Response Topic other than the device's own reply topic is refused, before any work.
+    const wanted = (packet as { properties?: { responseTopic?: string } }).properties?.responseTopic;
+    if (wanted !== undefined && wanted !== topics.reply(this.prefix, device)) {
+      this.metrics.refusedReplyTopic('response_topic');
+      this.send([errorReply(CODES.REPLY_TOPIC_REFUSED, readableIds(payload))], packet, device, null);
+      return;
+    }
     if (payload.length > LIMITS.maxOtaMessageBytes) {
       this.metrics.malformedMessage('oversize');
-      this.send([errorReply(CODES.BAD_REQUEST, {})], packet, device, undefined, null);
+      this.send([errorReply(CODES.BAD_REQUEST, {})], packet, device, null);
       return;
     }
     if (this.queue.length >= (this.opts.maxQueued ?? MAX_QUEUED_REQUESTS)) {
-      this.send([errorReply(CODES.SERVER_BUSY, readableIds(payload))], packet, device, undefined, null);
+      this.send([errorReply(CODES.SERVER_BUSY, readableIds(payload))], packet, device, null);
       return;
     }
     this.queue.push({ topic, payload, packet, campaign, device, received: process.hrtime.bigint() });
@@ -220,14 +229,17 @@ export class OtaServer {
         const q = this.queue.shift()!;
         let a: Answer;
         try {
-          a = answer(this.store, this.assets, q.campaign, q.device, q.payload);
+          a = answer(this.store, this.assets, q.campaign, q.device, topics.reply(this.prefix, q.device), q.payload);
+          // Served a manifest: the device's status events for the campaign may now count (§12.9).
+          if (a.kind === 'manifest') this.store.recordFetch(q.campaign, q.device);
         } catch (e) {
           this.log(`request on ${q.topic} failed: ${(e as Error).message}`);
           a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
         }
         if (a.malformed) this.metrics.malformedMessage('request');
+        if (a.refused) this.metrics.refusedReplyTopic('payload');
         if (a.multicast && (this.opts.coalesceMs ?? COALESCE_MS) > 0) this.gather(a, q);
-        else this.send(a.replies, q.packet, q.device, a.replyTopic, a.kind === 'block' ? q.received : null);
+        else this.send(a.replies, q.packet, q.device, a.kind === 'block' ? q.received : null);
       }
       if (this.queue.length > 0 && !this.closed) setImmediate(step);
       else this.draining = false;
@@ -249,7 +261,7 @@ export class OtaServer {
       const key = `${campaign}/${reply.block}`;
       // Stragglers of a block just multicast: a copy to each of them, not another copy to everybody.
       if (now - (this.multicastAt.get(key) ?? -Infinity) < MULTICAST_QUIET_FACTOR * window) {
-        this.send([reply], q.packet, q.device, a.replyTopic, q.received);
+        this.send([reply], q.packet, q.device, q.received);
         continue;
       }
       let g = this.gathering.get(key);
@@ -268,7 +280,7 @@ export class OtaServer {
         setTimeout(check, window).unref();
       }
       g.last = now;
-      g.askers.push({ reply, packet: q.packet, device: q.device, payloadTopic: a.replyTopic, received: q.received });
+      g.askers.push({ reply, packet: q.packet, device: q.device, received: q.received });
     }
   }
 
@@ -277,11 +289,12 @@ export class OtaServer {
     if (this.closed) return;
     if (g.askers.length === 1) {
       const one = g.askers[0]!;
-      this.send([one.reply], one.packet, one.device, one.payloadTopic, one.received);
+      this.send([one.reply], one.packet, one.device, one.received);
       return;
     }
     if (this.multicastAt.size >= LIMITS.blockCacheEntries * 16) this.multicastAt.clear();
     this.multicastAt.set(key, Date.now());
+    // The data topic is built from the stored campaign id only: no request can steer it (§12.11).
     const payload = blockResponseBytes({ campaign: g.campaign, requestId: 0, block: g.block, data: g.data });
     this.client.publish(topics.data(this.prefix, g.campaign), Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: this.opts.responseQos ?? RESPONSE_QOS }, (e) => {
       if (e) return;
@@ -293,17 +306,10 @@ export class OtaServer {
     });
   }
 
-  /** Reply topic: Response Topic, else payload key 3, else the device's default; never outside the prefix. */
-  private replyTopic(packet: Packet, device: string, payloadTopic: string | undefined): string {
-    const props = (packet as { properties?: { responseTopic?: string } }).properties;
-    const wanted = props?.responseTopic ?? payloadTopic;
-    if (wanted !== undefined && wanted.startsWith(this.prefix + '/') && wanted.length <= LIMITS.maxTopicBytes && !/[+#\u0000]/.test(wanted)) return wanted;
-    return topics.reply(this.prefix, device);
-  }
-
-  private send(replies: Answer['replies'], packet: Packet, device: string, payloadTopic: string | undefined, received: bigint | null): void {
+  /** Replies go only to the reply topic of the device the request topic names (§12.4), never elsewhere. */
+  private send(replies: Answer['replies'], packet: Packet, device: string, received: bigint | null): void {
     if (this.closed) return;
-    const topic = this.replyTopic(packet, device, payloadTopic);
+    const topic = topics.reply(this.prefix, device);
     const correlationData = (packet as { properties?: { correlationData?: Buffer } }).properties?.correlationData;
     const options: IClientPublishOptions = { qos: this.opts.responseQos ?? RESPONSE_QOS, ...(correlationData && this.v5 ? { properties: { correlationData } } : {}) };
     let left = replies.length;
@@ -320,24 +326,14 @@ export class OtaServer {
     }
   }
 
+  /** Status events: only those that count (§12.9, `ingestStatus`) reach the waves; the rest are counted by reason. */
   private onStatus(payload: Buffer, device: string): void {
     if (payload.length > LIMITS.maxOtaMessageBytes) return this.metrics.malformedMessage('oversize');
     const p = parseStatusEvent(payload);
     if (!p.ok || p.value.device !== device) return this.metrics.malformedMessage('status');
-    const s = p.value;
-    if (s.state === 'online') {
-      this.store.upsertDevice(s.device, s.group!, s.version, s.counter);
-      this.scheduleTick();
-      return;
-    }
-    const row = this.store.campaign(s.campaign!);
-    if (!row) return; // a campaign another deployment runs, or one long gone
-    this.store.touchDevice(s.device);
-    const moved = this.store.recordStatus({
-      campaign: row.id, device: s.device, state: s.state,
-      ...(s.done !== undefined ? { done: s.done, total: s.total } : {}), ...(s.code !== undefined ? { code: s.code } : {}),
-    });
-    if (moved && (s.state === 'confirmed' || s.state === 'rejected' || s.state === 'failed')) this.scheduleTick();
+    const r = ingestStatus(this.store, p.value, this.opts.maxDevices ?? LIMITS.maxKnownDevices);
+    if (!r.counted) return this.metrics.ignoredStatus(r.reason);
+    if (p.value.state === 'online' || r.terminal) this.scheduleTick();
   }
 
   /**

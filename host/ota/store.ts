@@ -3,6 +3,7 @@
  * instance on the same data folder (WAL, busy_timeout), plus image files DATA/images/<sha256hex> and
  * digest tables DATA/digests/<campaign>.digests. Counts are always derived from rows keyed
  * (campaign, device) whose state only moves forward, so a redelivered status event never double-counts.
+ * Which status events reach those rows at all is decided in campaigns.ts (`ingestStatus`, SPEC.md §12.9).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,6 +43,21 @@ export type CampaignRow = {
   readonly updated: number;
 };
 
+/** What deciding whether a status event counts needs (SPEC.md §12.9 "Status ingest"), in one read. */
+export type StatusContext = {
+  readonly id: string;
+  readonly grp: string;
+  readonly rollout: number;
+  readonly version: string;
+  readonly security_counter: number;
+  /** The device as known from its `online` events: null when it never reported. */
+  readonly device_grp: string | null;
+  readonly device_version: string | null;
+  readonly device_counter: number | null;
+  /** 1 when the server served this campaign's manifest envelope to the device (under any campaign). */
+  readonly fetched: 0 | 1;
+};
+
 export type DeviceRow = { readonly id: string; readonly grp: string; readonly version: string | null; readonly counter: number | null; readonly last_seen: number };
 export type DeviceCampaignRow = {
   readonly campaign: string;
@@ -70,6 +86,9 @@ CREATE TABLE IF NOT EXISTS device_campaign (
   campaign TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL, rank INTEGER NOT NULL,
   done INTEGER, total INTEGER, code INTEGER, updated INTEGER NOT NULL,
   PRIMARY KEY (campaign, device));
+CREATE TABLE IF NOT EXISTS manifest_fetches (
+  manifest_sha BLOB NOT NULL, device TEXT NOT NULL, at INTEGER NOT NULL,
+  PRIMARY KEY (manifest_sha, device)) WITHOUT ROWID;
 `;
 
 export class Store {
@@ -91,7 +110,15 @@ export class Store {
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
+    const upgrading = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").get() !== undefined
+      && this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manifest_fetches'").get() === undefined;
     this.db.exec(SCHEMA);
+    // A data folder from before manifest_fetches: a device with a row reported under the old rules
+    // (and was counted then); it keeps counting, so a campaign in flight does not stall on the upgrade.
+    if (upgrading) {
+      this.db.exec(`INSERT OR IGNORE INTO manifest_fetches (manifest_sha, device, at)
+        SELECT c.manifest_sha, dc.device, dc.updated FROM device_campaign dc JOIN campaigns c ON c.id = dc.campaign`);
+    }
     const db = this.db;
     this.stmts = {
       campaign: db.prepare('SELECT * FROM campaigns WHERE id = ?'),
@@ -103,7 +130,11 @@ export class Store {
         manifest, manifest_sha, image_sha, image_size, chunk_size, block_size, page_count, created, updated)
         VALUES (@id, @grp, @version, @security_counter, @state, @wave, @waves, @rollout, @abort_failure_rate,
         @manifest, @manifest_sha, @image_sha, @image_size, @chunk_size, @block_size, @page_count, @created, @updated)`),
-      upsertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen) VALUES (?, ?, ?, ?, ?)
+      updateDevice: db.prepare('UPDATE devices SET grp = ?, version = ?, counter = ?, last_seen = ? WHERE id = ?'),
+      // A new device only while fewer than @max were ever inserted: rowids only grow (no device is
+      // ever deleted), so max(rowid) is the count without a scan (SPEC.md §12.9, maxKnownDevices).
+      insertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen)
+        SELECT @id, @grp, @version, @counter, @now WHERE (SELECT coalesce(max(rowid), 0) FROM devices) < @max
         ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen`),
       touchDevice: db.prepare('UPDATE devices SET last_seen = ? WHERE id = ?'),
       devices: db.prepare('SELECT * FROM devices ORDER BY id'),
@@ -119,6 +150,14 @@ export class Store {
       statuses: db.prepare('SELECT * FROM device_campaign WHERE campaign = ? ORDER BY device'),
       stateCounts: db.prepare('SELECT campaign, state, count(*) AS n FROM device_campaign GROUP BY campaign, state'),
       rejections: db.prepare("SELECT code, count(*) AS n FROM device_campaign WHERE state = 'rejected' GROUP BY code"),
+      // Only for a device known in the campaign's group, so invented ids never add rows.
+      recordFetch: db.prepare(`INSERT OR IGNORE INTO manifest_fetches (manifest_sha, device, at)
+        SELECT c.manifest_sha, d.id, @now FROM campaigns c JOIN devices d ON d.id = @device AND d.grp = c.grp WHERE c.id = @campaign`),
+      statusContext: db.prepare(`SELECT c.id, c.grp, c.rollout, c.version, c.security_counter,
+          d.grp AS device_grp, d.version AS device_version, d.counter AS device_counter,
+          EXISTS (SELECT 1 FROM manifest_fetches f WHERE f.manifest_sha = c.manifest_sha AND f.device = @device) AS fetched
+        FROM campaigns c LEFT JOIN devices d ON d.id = @device WHERE c.id = @campaign`),
+      fetchCount: db.prepare('SELECT count(*) AS n FROM manifest_fetches'),
     };
   }
 
@@ -167,8 +206,25 @@ export class Store {
     }).immediate();
   }
 
-  upsertDevice(id: string, group: string, version: string | undefined, counter: number | undefined): void {
-    this.stmts.upsertDevice.run(id, group, version ?? null, counter ?? null, Date.now());
+  /** Record an `online` report; false (nothing stored) for a new device once `max` devices are known. */
+  upsertDevice(id: string, group: string, version: string | undefined, counter: number | undefined, max: number): boolean {
+    const now = Date.now();
+    if (this.stmts.updateDevice.run(group, version ?? null, counter ?? null, now, id).changes > 0) return true;
+    return this.stmts.insertDevice.run({ id, grp: group, version: version ?? null, counter: counter ?? null, now, max }).changes > 0;
+  }
+
+  /** The server served `campaign`'s manifest to `device`: remembered only for a device of the campaign's group. */
+  recordFetch(campaign: string, device: string): void {
+    this.stmts.recordFetch.run({ campaign, device, now: Date.now() });
+  }
+
+  statusContext(campaign: string, device: string): StatusContext | undefined {
+    return this.stmts.statusContext.get({ campaign, device }) as StatusContext | undefined;
+  }
+
+  /** Rows of manifest_fetches (tests and the fuzzer check that abuse does not grow the store). */
+  fetchCount(): number {
+    return (this.stmts.fetchCount.get() as { n: number }).n;
   }
 
   touchDevice(id: string): void {

@@ -3,16 +3,61 @@
  * broker gets a free loopback port, its own config and persistence folder under the OS temp dir, and
  * is stopped and removed by `stop()`. `kill()` / `start()` simulate a broker crash and restart on the
  * same port (persistence keeps retained messages and persistent sessions when `persistence` is set).
+ * With `auth`, anonymous clients are refused and the broker enforces an ACL file with per-user
+ * passwords: `fleetAuth` builds one from the shipped ops/mosquitto/fwseal.acl (SPEC.md §12.12).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export function mosquittoPath(): string {
   for (const p of ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto']) if (existsSync(p)) return p;
   throw new Error('mosquitto is not installed (run npm run setup)');
+}
+
+function mosquittoPasswdPath(): string {
+  for (const p of ['/usr/bin/mosquitto_passwd', '/usr/local/bin/mosquitto_passwd', '/usr/sbin/mosquitto_passwd']) if (existsSync(p)) return p;
+  throw new Error('mosquitto_passwd is not installed (Debian package mosquitto; run npm run setup)');
+}
+
+/** The ACL file a deployment installs (SPEC.md §12.12). */
+export const FWSEAL_ACL_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'ops', 'mosquitto', 'fwseal.acl');
+/** The OTA servers' broker username in that file. */
+export const SERVER_USERNAME = 'fwseal.server';
+
+export type MosquittoAuth = {
+  /** username -> password; hashed into the broker's password file with `mosquitto_passwd -U`. */
+  readonly users: Readonly<Record<string, string>>;
+  /** The ACL file's text. */
+  readonly acl: string;
+};
+
+export type Credentials = { readonly username: string; readonly password: string };
+
+/**
+ * Broker auth for a fleet as a deployment sets it up: the shipped ACL file, one section per device
+ * (its group's announce topic and the data topics), a password per device and one for the servers,
+ * plus `extra` ACL lines (test-only users such as a privileged observer, who also get passwords).
+ */
+export function fleetAuth(devices: readonly { id: string; group: string }[], extra: { users?: readonly string[]; acl?: string } = {}) {
+  const password = (user: string) => `pw-${user}-${Math.random().toString(36).slice(2, 10)}`;
+  const users: Record<string, string> = { [SERVER_USERNAME]: password(SERVER_USERNAME) };
+  const sections: string[] = [];
+  for (const d of devices) {
+    users[d.id] = password(d.id);
+    sections.push(`user ${d.id}`, `topic read fwseal/group/${d.group}/announce`, 'topic read fwseal/campaign/+/data', '');
+  }
+  for (const u of extra.users ?? []) users[u] = password(u);
+  const acl = [readFileSync(FWSEAL_ACL_PATH, 'utf8'), '', ...sections, extra.acl ?? ''].join('\n') + '\n';
+  const credentials = (username: string): Credentials => {
+    const p = users[username];
+    if (p === undefined) throw new Error(`no broker user ${username}`);
+    return { username, password: p };
+  };
+  return { auth: { users, acl } satisfies MosquittoAuth, credentials };
 }
 
 /** A free TCP port on 127.0.0.1 (bound and released; the caller binds it right away). */
@@ -43,6 +88,8 @@ export type MosquittoOptions = {
   readonly persistence?: boolean;
   /** Extra mosquitto.conf lines (e.g. `message_size_limit 131072`, `max_queued_messages 1000`). */
   readonly extra?: readonly string[];
+  /** Passwords and an ACL file instead of anonymous access. */
+  readonly auth?: MosquittoAuth;
 };
 
 export type Mosquitto = {
@@ -64,9 +111,20 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   const dir = mkdtempSync(join(tmpdir(), 'fwseal-mosquitto-'));
   const conf = join(dir, 'mosquitto.conf');
   const logFile = join(dir, 'mosquitto.log');
+  const access = ['allow_anonymous true'];
+  if (options.auth) {
+    const passwd = join(dir, 'passwd');
+    const acl = join(dir, 'fwseal.acl');
+    // Readable by the broker: started as root, mosquitto drops to its own user before it reads them.
+    chmodSync(dir, 0o711);
+    writeFileSync(passwd, Object.entries(options.auth.users).map(([u, p]) => `${u}:${p}\n`).join(''), { mode: 0o644 });
+    execFileSync(mosquittoPasswdPath(), ['-U', passwd], { stdio: 'pipe', timeout: 30_000 });
+    writeFileSync(acl, options.auth.acl, { mode: 0o644 });
+    access.splice(0, 1, 'allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`);
+  }
   writeFileSync(conf, [
     `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
+    ...access,
     `persistence ${options.persistence === false ? 'false' : 'true'}`,
     `persistence_location ${dir}/`,
     `log_dest file ${logFile}`,

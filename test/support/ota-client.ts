@@ -12,7 +12,8 @@ import {
 
 export type Msg = { topic: string; payload: Uint8Array; type: MessageType | null; correlationData?: Buffer; retain: boolean };
 
-export type RawDeviceOptions = { prefix?: string; version?: 4 | 5 };
+/** Broker credentials, for a broker with the ACL file of SPEC.md §12.12 (username = device id). */
+export type RawDeviceOptions = { prefix?: string; version?: 4 | 5; credentials?: { username: string; password: string } };
 
 const WAIT_MS = 10_000;
 
@@ -36,14 +37,18 @@ export class RawDevice {
   }
 
   static async connect(url: string, id: string, opts: RawDeviceOptions = {}): Promise<RawDevice> {
-    const client = await mqtt.connectAsync(url, { clientId: `test-${id}-${Math.random().toString(36).slice(2, 8)}`, protocolVersion: opts.version ?? 4, reconnectPeriod: 0, clean: true });
+    const client = await mqtt.connectAsync(url, {
+      clientId: `test-${id}-${Math.random().toString(36).slice(2, 8)}`, protocolVersion: opts.version ?? 4, reconnectPeriod: 0, clean: true, ...(opts.credentials ?? {}),
+    });
     const prefix = opts.prefix ?? 'fwseal';
     await client.subscribeAsync(topics.reply(prefix, id), { qos: 1 });
     return new RawDevice(id, client, prefix);
   }
 
-  async subscribe(topic: string): Promise<void> {
-    await this.client.subscribeAsync(topic, { qos: 1 });
+  /** Subscribe; the granted QoS or failure code of the SUBACK (128 / MQTT 5 reason 0x87 = refused). */
+  async subscribe(topic: string): Promise<number> {
+    const granted = await this.client.subscribeAsync(topic, { qos: 1 });
+    return granted[0]?.qos ?? -1;
   }
 
   /** The first message (already received or still to come) matching pred. */

@@ -1,0 +1,62 @@
+/**
+ * `fwseal serve` in a test, shared by test/ota-server.test.ts, test/ota-abuse.test.ts and
+ * tools/fuzz-ota.ts: MQTT settings for a server, its HTTP API as JSON, image upload and campaign
+ * creation, and the Prometheus samples of /metrics.
+ */
+import { randomBytes } from 'node:crypto';
+import { toHex } from '../../shared/bytes.js';
+import { nodeSha256 } from '../../host/hash.js';
+import { type MqttSettings } from '../../host/ota/mqtt-options.js';
+import { type OtaServer } from '../../host/ota/server.js';
+import { type Credentials } from './mosquitto.js';
+
+/** A server's connection to `url` (MQTT 5 by default: shared subscriptions), with credentials if given. */
+export function serverMqtt(url: string, version: 4 | 5 = 5, credentials?: Credentials): MqttSettings {
+  return {
+    url,
+    options: {
+      protocolVersion: version, clientId: `srv-${randomBytes(4).toString('hex')}`, reconnectPeriod: 500, keepalive: 30, clean: true, connectTimeout: 5000,
+      ...(credentials ?? {}),
+    },
+  };
+}
+
+/** Answer of an API call; the body is whatever JSON came back (tests read it loosely). */
+export type Api = { status: number; body: any };
+
+/** One HTTP API call: JSON or octet-stream in, JSON (or the /metrics text) out. */
+export async function api(s: OtaServer, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Api> {
+  const res = await fetch(s.address()!.url + path, {
+    method, headers: { ...headers, ...(body instanceof Uint8Array ? { 'content-type': 'application/octet-stream' } : body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body instanceof Uint8Array ? { body: Buffer.from(body) } : body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try { parsed = JSON.parse(text); } catch { /* metrics */ }
+  return { status: res.status, body: parsed };
+}
+
+/** PUT the image; its SHA-256 hex. Throws unless the server stored it. */
+export async function upload(s: OtaServer, bytes: Uint8Array): Promise<string> {
+  const sha = toHex(nodeSha256(bytes));
+  const r = await api(s, 'PUT', `/api/images/${sha}`, bytes);
+  if (r.status !== 200 && r.status !== 201) throw new Error(`upload: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  return sha;
+}
+
+/** Upload the image and POST the campaign (one 100% wave unless `extra` says otherwise). */
+export async function createCampaign(s: OtaServer, group: string, release: { envelope: Uint8Array; image: Uint8Array }, extra: Record<string, unknown> = {}): Promise<Api> {
+  const sha = await upload(s, release.image);
+  return api(s, 'POST', '/api/campaigns', { manifest: Buffer.from(release.envelope).toString('base64'), image: sha, group, waves: [100], ...extra });
+}
+
+/** The value of one sample of a /metrics text (`name{labels}`), 0 when absent. */
+export function sample(metrics: string, name: string, labels = ''): number {
+  const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const m = metrics.match(new RegExp(`^${esc(name)}${labels ? esc(labels) : ''} (\\S+)$`, 'm'));
+  return m ? Number(m[1]) : 0;
+}
+
+export async function metricsOf(s: OtaServer): Promise<string> {
+  return (await api(s, 'GET', '/metrics')).body as string;
+}
