@@ -4,11 +4,12 @@
  * CLI (host/cli.ts `main`) with the hil commands added, so `fwseal hil run` works without host/
  * importing hil/ (DESIGN.md layering).
  */
-import { realpathSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { realpathSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FwsealError } from '../host/errors.js';
+import { writeFileAtomic } from '../host/io.js';
 import { type Command, type Io, int, noPositionals, str } from '../host/commands/common.js';
 import { runIfEntryPoint } from '../host/cli.js';
 import { junitXml, summaryTable } from './report.js';
@@ -97,7 +98,7 @@ export async function runHil(options: HilRunOptions, io: Io): Promise<number> {
     const results = await runMatrix(rig, scenarios, (r) => {
       if (io.stderrIsTty) io.stderr(`${r.passed ? 'pass' : 'FAIL'} ${r.scenario} [dev ${r.device}] ${r.seconds.toFixed(1)} s\n`);
     });
-    if (options.junit) writeFileSync(options.junit, junitXml(results));
+    if (options.junit) writeFileAtomic(options.junit, junitXml(results));
     io.stdout(summaryTable(results));
     io.stdout(`${scenarios.length} scenarios x ${rig.slots.length} ${options.port ? 'board' : `simulated devices (verifier: ${options.runtime ?? 'quickjs'})`} at ${options.baud} baud in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     return results.every((r) => r.passed) ? 0 : 1;

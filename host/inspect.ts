@@ -23,6 +23,44 @@ function kindOf(payload: Uint8Array): number | undefined {
   return typeof k === 'number' ? k : undefined;
 }
 
+/** The three signed objects a file can hold (SPEC.md §1). */
+export type ObjectKind = 'manifest' | 'trust-bundle' | 'revocation-list';
+
+export const OBJECT_NAMES: Readonly<Record<ObjectKind, string>> = Object.freeze({ manifest: 'manifest', 'trust-bundle': 'trust bundle', 'revocation-list': 'revocation list' });
+
+/** The object kind a payload declares (key 0), or null when it declares none of the three. */
+export function payloadKind(payload: Uint8Array): ObjectKind | null {
+  const k = kindOf(payload);
+  return k === KIND.manifest ? 'manifest' : k === KIND.trust ? 'trust-bundle' : k === KIND.revocations ? 'revocation-list' : null;
+}
+
+/** The kind a well-formed envelope (E1–E4) declares; null for anything else (then the verifier decides). */
+export function envelopeKind(bytes: Uint8Array): ObjectKind | null {
+  const env = parseEnvelope(bytes);
+  return env.ok ? payloadKind(env.envelope.payload) : null;
+}
+
+/**
+ * SPEC.md §14 H8: what a file recognisably is when it is another kind of file (empty, a digest
+ * table, JSON, PEM), or null: then the verifier decides, with the code a device would give.
+ */
+export function notAnFwsealObject(head: Uint8Array, size: number): string | null {
+  // Only files that are recognisably something else (SPEC.md §14 H8): any other bytes go to the
+  // verifier, so the CLI answers a hostile or damaged object with the same code as a device.
+  if (size === 0) return 'an empty file';
+  if (isDigestTable(head)) return 'an fwseal digest table';
+  const text = Buffer.from(head).toString('latin1');
+  if (text.startsWith('{')) return 'JSON (an fwseal key file?)';
+  if (text.startsWith('-----BEGIN')) return 'a PEM file';
+  return null;
+}
+
+/** Seconds since the epoch as ISO 8601, or the plain number when no calendar date can show it. */
+function createdText(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? `${seconds} s after 1970-01-01 (beyond the calendar)` : date.toISOString();
+}
+
 function roleView(role: { threshold: number; keys: readonly Uint8Array[] }) {
   return { threshold: role.threshold, keys: role.keys.map((k) => ({ keyId: toHex(keyId(k)), publicKey: toHex(k) })) };
 }
@@ -64,7 +102,7 @@ export function inspectBytes(bytes: Uint8Array): Inspection {
       chunks: Math.ceil(v.imageSize / v.chunkSize), merkleRoot: toHex(v.merkleRoot),
       ...(v.sbom ? { sbom: { digest: toHex(v.sbom.digest), uri: v.sbom.uri } } : {}),
       ...(v.provenance ? { provenance: v.provenance } : {}),
-      created: new Date(v.created * 1000).toISOString(),
+      created: createdText(v.created),
     };
   }
   if (kind === KIND.trust) {

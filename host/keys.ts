@@ -3,7 +3,7 @@
  * (scrypt -> AES-256-GCM, node:crypto), files 0600, loose permissions refused.
  */
 import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scryptSync, sign as nodeSign } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { lstatSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromHex, toHex } from '../shared/bytes.js';
 import { isAcceptablePublicKey, isTrustableRoleKey, keyId } from '../device/index.js';
@@ -77,6 +77,8 @@ export function generateKey(name: string, dir: string, passphrases: PassphraseSo
   if (!NAME_PATTERN.test(name)) throw new FwsealError('USAGE', `key name must match ${NAME_PATTERN.source}`);
   const keyPath = join(dir, `${name}.key`);
   const pubPath = join(dir, `${name}.pub`);
+  // Before the passphrase is asked for; the writes below refuse an existing name again, atomically.
+  for (const path of [keyPath, pubPath]) if (nameTaken(path)) throw new FwsealError('IO', `${path} exists; refusing to overwrite a key`);
   const passphrase = passphrases(`new key ${name}`, true);
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const jwk = privateKey.export({ format: 'jwk' });
@@ -98,8 +100,23 @@ export function generateKey(name: string, dir: string, passphrases: PassphraseSo
   const file: PrivateKeyFile = { ...header, cipher: { name: 'aes-256-gcm', iv: b64(iv), ciphertext: b64(ciphertext), tag: b64(cipher.getAuthTag()) } };
   writeSecretFile(keyPath, JSON.stringify(file, null, 2) + '\n');
   const pubFile: PublicKeyFile = { type: 'fwseal-public-key', version: 1, algorithm: 'Ed25519', name, keyId: toHex(kid), publicKey: toHex(pub) };
-  writeFileAtomic(pubPath, JSON.stringify(pubFile, null, 2) + '\n');
+  try {
+    writeFileAtomic(pubPath, JSON.stringify(pubFile, null, 2) + '\n', { replace: false });
+  } catch (e) {
+    unlinkSync(keyPath); // the key this call just created: no private key without its public file
+    throw e;
+  }
   return { name, publicKey: pub, keyId: kid, keyPath, pubPath };
+}
+
+/** Anything at `path`, a dangling symlink included. */
+function nameTaken(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function parseJson(bytes: Uint8Array, path: string): Record<string, unknown> {

@@ -3,8 +3,11 @@
  * files and feeds device/ — manifest checks, then the image streamed with its digest pages.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { bytesEqual, toHex } from '../shared/bytes.js';
 import { type CodeName, type Result, fail, ok } from '../shared/codes.js';
+import { parseEnvelope, sigStructure } from '../shared/cose.js';
 import { type Manifest } from '../shared/manifest.js';
+import { parseRevocationList } from '../shared/trust.js';
 import { LIMITS } from '../shared/limits.js';
 import { type DeviceState, type VerifiedManifest, createVerifier } from '../device/index.js';
 import { FwsealError, exitStatusFor } from './errors.js';
@@ -96,4 +99,49 @@ export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Why a manifest signature did not count (SPEC.md §14 H9). */
+export type IgnoredReason = 'unknown-kid' | 'wrong-role' | 'revoked' | 'duplicate' | 'invalid';
+export type IgnoredSignature = { readonly keyId: string; readonly reason: IgnoredReason };
+
+export const IGNORED_TEXT: Readonly<Record<IgnoredReason, string>> = Object.freeze({
+  'unknown-kid': 'a key in no role of the trust bundle',
+  'wrong-role': 'a root key; manifests count release keys only',
+  revoked: 'a release key the revocation list revokes',
+  duplicate: 'a second signature by a key already counted',
+  invalid: 'does not verify with the release key of that id',
+});
+
+/**
+ * The manifest signatures that V6 does not count, and why. This explains a verdict, it never makes
+ * one: the verdict is verifyFiles' (the device verifier's). It reads the same parsed objects and uses
+ * the verifier's own Ed25519; when the trust bundle does not load there is nothing to explain.
+ */
+export function explainManifestSignatures(envelope: Uint8Array, trust: Uint8Array, revocations?: Uint8Array): IgnoredSignature[] {
+  const env = parseEnvelope(envelope);
+  const loaded = hostVerifier.loadTrust(trust);
+  if (!env.ok || !loaded.ok) return [];
+  const { release, root } = loaded.trust;
+  let revoked: readonly Uint8Array[] = [];
+  const rl = revocations ? parseEnvelope(revocations) : null;
+  if (rl?.ok) {
+    const list = parseRevocationList(rl.envelope.payload);
+    if (list.ok) revoked = list.value.keyIds;
+  }
+  const has = (kids: readonly Uint8Array[], kid: Uint8Array) => kids.findIndex((k) => bytesEqual(k, kid));
+  const message = sigStructure(env.envelope.payload);
+  const counted: number[] = [];
+  const ignored: IgnoredSignature[] = [];
+  for (const sig of env.envelope.signatures) {
+    const i = has(release.kids, sig.kid);
+    let reason: IgnoredReason | null = null;
+    if (i < 0) reason = has(root.kids, sig.kid) >= 0 ? 'wrong-role' : 'unknown-kid';
+    else if (has(revoked, sig.kid) >= 0) reason = 'revoked';
+    else if (counted.includes(i)) reason = 'duplicate';
+    else if (!hostVerifier.verifyEd25519(sig.signature, message, release.keys[i])) reason = 'invalid';
+    else counted.push(i);
+    if (reason) ignored.push({ keyId: toHex(sig.kid), reason });
+  }
+  return ignored;
 }

@@ -1,6 +1,9 @@
 /** What every CLI command shares: argument parsing, output, progress, file helpers. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
+import { type ObjectKind, OBJECT_NAMES, envelopeKind, notAnFwsealObject } from '../inspect.js';
+import { readFileLimited } from '../io.js';
 
 export type Io = {
   readonly stdout: (text: string) => void;
@@ -68,6 +71,23 @@ export function onePositional(p: Parsed, what: string): string {
 
 export function noPositionals(p: Parsed): void {
   if (p.positionals.length > 0) throw new FwsealError('USAGE', `unexpected argument ${p.positionals[0]}`);
+}
+
+/**
+ * Read a file given where an fwseal object of `expected` kind belongs (null: any of the three).
+ * SPEC.md §14 H8: a file that is no fwseal object, or a well-formed envelope of another kind, is a
+ * USAGE error (exit 2); anything that starts like one goes to the verifier, which answers a code.
+ */
+export function readObjectFile(path: string, expected: ObjectKind | null): Uint8Array {
+  const what = expected ? `an fwseal ${OBJECT_NAMES[expected]}` : 'an fwseal manifest, trust bundle or revocation list';
+  const bytes = readFileLimited(path, LIMITS.maxEnvelopeBytes, expected ? OBJECT_NAMES[expected] : 'envelope', (head, size) => {
+    const other = notAnFwsealObject(head, size);
+    if (other !== null) throw new FwsealError('USAGE', `${path} is not ${what}: it is ${other}`);
+  });
+  const kind = expected ? envelopeKind(bytes) : null;
+  // Another kind of fwseal object is what a device would refuse too (WRONG_KIND, §3): a rejection, named clearly.
+  if (kind !== null && kind !== expected) throw new FwsealError('WRONG_KIND', `${path} is an fwseal ${OBJECT_NAMES[kind]}, not ${what}`);
+  return bytes;
 }
 
 export function json(io: Io, value: unknown): void {

@@ -8,7 +8,6 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '../../shared/bytes.js';
 import { type CodeName, type Result } from '../../shared/codes.js';
-import { LIMITS } from '../../shared/limits.js';
 import { encodeManifest } from '../../shared/manifest.js';
 import { merkleRoot } from '../../shared/merkle.js';
 import { encodeTrustBundle } from '../../shared/trust.js';
@@ -27,7 +26,7 @@ import { LeafHasher, nodeSha256 } from '../hash.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { signingKeyFromSeed } from '../keys.js';
 import { signPayload } from '../sign.js';
-import { type Command, type Io, type Parsed, int, json, noPositionals, str } from './common.js';
+import { type Command, type Io, type Parsed, int, json, noPositionals, readObjectFile, str } from './common.js';
 import { type StatusEvent, isValidId, isValidPrefix } from '../../shared/ota.js';
 import { OtaDevice } from '../ota/device-client.js';
 import { MQTT_FLAGS, MQTT_USAGE, connectMqtt, mqttSettings } from '../ota/mqtt-options.js';
@@ -63,9 +62,9 @@ function openDevice(stateDir: string, create?: Omit<DeviceConfig, 'size'>) {
 }
 
 function trustInputs(p: Parsed) {
-  const trust = readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle');
+  const trust = readObjectFile(str(p, 'trust', true), 'trust-bundle');
   const rl = str(p, 'revocations');
-  return { trust, ...(rl ? { revocations: readFileLimited(rl, LIMITS.maxEnvelopeBytes, 'revocation list') } : {}) };
+  return { trust, ...(rl ? { revocations: readObjectFile(rl, 'revocation-list') } : {}) };
 }
 
 export const deviceProvision: Command = {
@@ -84,7 +83,7 @@ verified factory image to slot A, confirmed, with the security counter of its ma
   run(p, io) {
     noPositionals(p);
     const store = trustInputs(p);
-    const envelope = readFileLimited(str(p, 'manifest', true), LIMITS.maxEnvelopeBytes, 'manifest');
+    const envelope = readObjectFile(str(p, 'manifest', true), 'manifest');
     const image = readFileLimited(str(p, 'image', true), IMAGE_MAX, 'image');
     const eraseBlockSize = int(p, 'erase-block', 512, 1 << 20, 4096);
     const slotSize = int(p, 'slot-size', eraseBlockSize, IMAGE_MAX, Math.max(eraseBlockSize, Math.ceil((image.length * 2) / eraseBlockSize) * eraseBlockSize));
@@ -136,7 +135,7 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
       if (p.values[flag] !== undefined) throw new FwsealError('USAGE', `--${flag} goes with --broker`);
     }
     const store = trustInputs(p);
-    const envelope = readFileLimited(str(p, 'update', true), LIMITS.maxEnvelopeBytes, 'manifest');
+    const envelope = readObjectFile(str(p, 'update', true), 'manifest');
     const imagePath = str(p, 'image', true);
     const { cfg, flash, layout } = openDevice(str(p, 'state', true));
     const steps: string[] = [];
@@ -148,7 +147,7 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
       // Root-of-trust updates first: stored on flash, versions never go down (SPEC.md §11).
       const trustUpdatePath = str(p, 'trust-update');
       if (trustUpdatePath) {
-        const t = agent.updateTrust(readFileLimited(trustUpdatePath, LIMITS.maxEnvelopeBytes, 'trust bundle'), store.revocations);
+        const t = agent.updateTrust(readObjectFile(trustUpdatePath, 'trust-bundle'), store.revocations);
         if (!t.ok) return finish(false, t.error, t.code);
         steps.push(`trust bundle version ${t.version}${t.changed ? ' stored' : ' (already stored)'}`);
       } else if (store.revocations) {

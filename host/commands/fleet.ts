@@ -17,7 +17,7 @@ import { fleetVerifier } from '../hash.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { OtaDevice } from '../ota/device-client.js';
 import { MQTT_FLAGS, MQTT_USAGE, connectMqtt, mqttSettings } from '../ota/mqtt-options.js';
-import { type Command, int, json, noPositionals, str } from './common.js';
+import { type Command, int, json, noPositionals, readObjectFile, str } from './common.js';
 
 const MAX_DEVICES = LIMITS.maxFleetDevices;
 const IMAGE_MAX = 1 << 30;
@@ -70,10 +70,10 @@ every device has ended its first campaign (exit 0 when all confirmed, else 1).`,
     const width = String(count).length < 4 ? 4 : String(count).length;
     if (!isValidId(idPrefix + '0'.repeat(width))) throw new FwsealError('USAGE', '--id-prefix must be characters of [A-Za-z0-9_-] (ids are at most 64)');
     const deviceClass = str(p, 'device-class', true);
-    const trust = readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle');
+    const trust = readObjectFile(str(p, 'trust', true), 'trust-bundle');
     const rl = str(p, 'revocations');
-    const revocations = rl ? readFileLimited(rl, LIMITS.maxEnvelopeBytes, 'revocation list') : undefined;
-    const factory = readFileLimited(str(p, 'factory', true), LIMITS.maxEnvelopeBytes, 'factory manifest');
+    const revocations = rl ? readObjectFile(rl, 'revocation-list') : undefined;
+    const factory = readObjectFile(str(p, 'factory', true), 'manifest');
     const factoryImage = readFileLimited(str(p, 'factory-image', true), IMAGE_MAX, 'factory image');
     const stateDir = str(p, 'state', true);
     const memory = !!p.values.memory;

@@ -9,11 +9,10 @@ import { createReadStream, statSync } from 'node:fs';
 import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
-import { readFileLimited } from '../io.js';
 import { type ApiTarget, apiRequest } from '../ota/api-client.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
-import { type Command, type Io, type Parsed, int, json, noPositionals, onePositional, str } from './common.js';
+import { type Command, type Io, type Parsed, int, json, noPositionals, onePositional, readObjectFile, str } from './common.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -47,9 +46,9 @@ most 25 of them and 1 s. Prints one line with the HTTP address, then runs until 
   async run(p, io) {
     noPositionals(p);
     const mqtt = mqttSettings(p, process.env, `serve-${randomBytes(4).toString('hex')}`, 5);
-    const trust = readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle');
+    const trust = readObjectFile(str(p, 'trust', true), 'trust-bundle');
     const rl = str(p, 'revocations');
-    const revocations = rl ? readFileLimited(rl, LIMITS.maxEnvelopeBytes, 'revocation list') : undefined;
+    const revocations = rl ? readObjectFile(rl, 'revocation-list') : undefined;
     const http = parseListen(str(p, 'http') ?? '127.0.0.1:8080');
     const token = process.env.FWSEAL_SERVER_TOKEN || undefined;
     const server = await OtaServer.start({
@@ -123,7 +122,7 @@ ${SERVER_USAGE}`,
   async run(p, io) {
     noPositionals(p);
     const t = target(p);
-    const manifest = readFileLimited(str(p, 'manifest', true), LIMITS.maxEnvelopeBytes, 'manifest');
+    const manifest = readObjectFile(str(p, 'manifest', true), 'manifest');
     const image = str(p, 'image', true);
     const group = str(p, 'group', true);
     const waves = parseWaves(str(p, 'waves'));

@@ -1,15 +1,18 @@
 import { basename } from 'node:path';
 import { rmSync, statSync } from 'node:fs';
-import { toHex } from '../../shared/bytes.js';
+import { bytesEqual, toHex } from '../../shared/bytes.js';
+import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
+import { parseManifest } from '../../shared/manifest.js';
 import { FwsealError } from '../errors.js';
 import { fileExists, readFileLimited, writeFileAtomic } from '../io.js';
-import { loadSigningKey } from '../keys.js';
+import { loadPublicKey, loadSigningKey } from '../keys.js';
 import { pack } from '../pack.js';
-import { signEnvelope } from '../sign.js';
-import { verifyFiles } from '../verify.js';
-import { inspectBytes } from '../inspect.js';
-import { type Command, int, json, onePositional, progress, str } from './common.js';
+import { checkSignerRole, signEnvelope } from '../sign.js';
+import { IGNORED_TEXT, explainManifestSignatures, verifyFiles } from '../verify.js';
+import { envelopeKind, inspectBytes } from '../inspect.js';
+import { type Command, int, json, onePositional, progress, readObjectFile, str } from './common.js';
+import { verifyRevocationFile, verifyTrustFile } from './verify-trust.js';
 
 /** Where the digest table of a manifest lives: M.cose -> M.digests, anything else -> NAME.digests. */
 export function digestTablePath(manifestPath: string): string {
@@ -79,56 +82,83 @@ verifiers and the OTA server check every chunk on its own. --counter is the secu
 export const signCmd: Command = {
   name: 'sign',
   summary: 'add one signature to a manifest, trust bundle or revocation list (in place)',
-  usage: `fwseal sign FILE --key KEY.key [--json]
+  usage: `fwseal sign FILE --key KEY.key [--trust trust.cbor] [--json]
 
 Adds a COSE_Signature by KEY to FILE, in place (atomically). Signers may work on different
-machines in any order: signatures are kept sorted by key id, and signing twice with one key
-changes nothing.`,
-  options: { key: { type: 'string' }, json: { type: 'boolean' } },
+machines in any order: signatures are kept sorted by key id. A signature already there by KEY is
+checked: a valid one is kept (FILE unchanged), an invalid one is replaced (and reported).
+--trust checks that KEY is in the role that signs FILE, and refuses it otherwise
+(KEY_NOT_IN_TRUST): a manifest needs a release key of trust.cbor, a revocation list a root key of
+trust.cbor, a trust bundle a root key of its own or, in a rotation, of trust.cbor = the bundle it
+replaces. Without --trust, what cannot be checked is a warning on stderr.`,
+  options: { key: { type: 'string' }, trust: { type: 'string' }, json: { type: 'boolean' } },
   run(p, io) {
     const file = onePositional(p, 'FILE');
     const keyPath = str(p, 'key', true);
-    const envelope = readFileLimited(file, LIMITS.maxEnvelopeBytes, 'envelope');
+    const trustPath = str(p, 'trust');
+    const envelope = readObjectFile(file, null);
+    const trust = trustPath === undefined ? undefined : readObjectFile(trustPath, 'trust-bundle');
+    // The role is checked with the public half of the key file, before the passphrase is asked for.
+    const claimed = loadPublicKey(keyPath);
+    const role = checkSignerRole(envelope, claimed, trust);
     const key = loadSigningKey(keyPath);
-    const r = signEnvelope(envelope, key);
-    if (r.added) writeFileAtomic(file, r.envelope);
-    if (p.values.json) json(io, { file, keyId: toHex(key.keyId), added: r.added, bytes: r.envelope.length });
-    else io.stdout(r.added ? `signed ${file} with ${toHex(key.keyId)} (${r.envelope.length} bytes)\n` : `${file} already carries a signature by ${toHex(key.keyId)}; unchanged\n`);
+    if (!bytesEqual(key.keyId, claimed.keyId)) throw new FwsealError('IO', `${keyPath} changed while it was read`);
+    const r = signEnvelope(envelope, key, { knownKeys: role.knownKeys });
+    if (r.envelope !== envelope) writeFileAtomic(file, r.envelope);
+    const kid = toHex(key.keyId);
+    const warnings = [
+      ...role.notes,
+      ...(r.removedInvalid > 0 ? [`${file} carried ${r.removedInvalid} invalid signature(s) by ${kid}; replaced by a valid one`] : []),
+      ...(r.removedDuplicates > 0 ? [`removed ${r.removedDuplicates} repeated signature(s) so that each key id signs once`] : []),
+    ];
+    for (const w of warnings) io.stderr(`warning: ${w}\n`);
+    if (p.values.json) json(io, { file, keyId: kid, added: r.added, removedInvalid: r.removedInvalid, removedDuplicates: r.removedDuplicates, roleChecked: role.checked, warnings, bytes: r.envelope.length });
+    else if (r.added) io.stdout(`signed ${file} with ${kid}${r.removedInvalid > 0 ? ', replacing an invalid signature by that key' : ''} (${r.envelope.length} bytes)\n`);
+    else io.stdout(`${file} already carries a valid signature by ${kid}; ${r.envelope === envelope ? 'unchanged' : 'repeated signatures removed'}\n`);
     return 0;
   },
 };
 
 export const verifyCmd: Command = {
   name: 'verify',
-  summary: 'check a manifest (and its image) exactly as a device would',
+  summary: 'check a manifest (and its image), a revocation list or a trust bundle exactly as a device would',
   usage: `fwseal verify M.cose --trust trust.cbor [--image IMAGE] [--revocations RL.cbor]
     [--device-class CLASS] [--counter STORED] [--digests FILE] [--json]
+fwseal verify RL2.cbor --trust trust.cbor [--revocations STORED-RL.cbor] [--revocation-version N] [--json]
+fwseal verify trust2.cbor [--trust CURRENT-trust.cbor [--revocations STORED-RL.cbor]] [--json]
 
 Runs the device verifier: signatures against the trust bundle's release threshold, revocations,
 device class (default: accept the manifest's own), security counter >= STORED (default 0), then
 the image streamed chunk by chunk against the signed Merkle root. When the digest table written by
-pack is present (M.digests, or --digests), the first wrong chunk is named.
-Exit status: 0 accepted, 1 rejected (the error name is printed), 2 usage or I/O error.`,
+pack is present (M.digests, or --digests), the first wrong chunk is named. Signatures that do not
+count are named with the reason (unknown key, wrong role, revoked, repeated, invalid).
+A revocation list or trust bundle is checked as a device checks it before storing it: --trust is the
+bundle the device holds, --revocations the list it stores (its revoked keys stay revoked: SPEC.md
+§6.2 R3-R5, §6.1 T6-T7); a trust bundle without --trust gets the provisioning check only (T1-T4).
+Exit status: 0 accepted, 1 rejected (the error name is printed), 2 usage or I/O error (a file that
+is recognisably not an fwseal object, such as a key file, is a usage error).`,
   options: {
     image: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, 'device-class': { type: 'string' },
     counter: { type: 'string' }, digests: { type: 'string' }, 'revocation-version': { type: 'string' }, json: { type: 'boolean' },
   },
   run(p, io) {
     const file = onePositional(p, 'M.cose');
-    const envelope = readFileLimited(file, LIMITS.maxEnvelopeBytes, 'manifest');
-    const trust = readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle');
+    const envelope = readObjectFile(file, null);
+    const kind = envelopeKind(envelope);
+    if (kind === 'revocation-list' || kind === 'trust-bundle') {
+      const manifestOnly = ['image', 'digests', 'device-class', 'counter'].filter((o) => p.values[o] !== undefined);
+      if (manifestOnly.length > 0) throw new FwsealError('USAGE', `--${manifestOnly[0]} applies to manifests; ${file} is an fwseal ${kind.replace('-', ' ')}`);
+      return kind === 'revocation-list' ? verifyRevocationFile(p, io, envelope) : verifyTrustFile(p, io, envelope);
+    }
+    const trust = readObjectFile(str(p, 'trust', true), 'trust-bundle');
     const rlPath = str(p, 'revocations');
-    const revocations = rlPath ? readFileLimited(rlPath, LIMITS.maxEnvelopeBytes, 'revocation list') : undefined;
+    const revocations = rlPath ? readObjectFile(rlPath, 'revocation-list') : undefined;
     const image = str(p, 'image');
     const explicitDigests = str(p, 'digests');
     const digestsPath = explicitDigests ?? (image && fileExists(digestTablePath(file)) ? digestTablePath(file) : undefined);
     const counter = int(p, 'counter', 0, LIMITS.maxCounter, 0);
-    let deviceClass = str(p, 'device-class');
-    if (deviceClass === undefined) {
-      // No class given: check against the manifest's own (a laptop is not a device).
-      const info = inspectSafe(envelope);
-      deviceClass = typeof info?.deviceClass === 'string' ? info.deviceClass : '-';
-    }
+    // No class given: check against the manifest's own (a laptop is not a device).
+    const deviceClass = str(p, 'device-class') ?? ownDeviceClass(envelope);
     const revocationVersion = p.values['revocation-version'] === undefined ? undefined : int(p, 'revocation-version', 0, LIMITS.maxCounter);
     const { result, usedDigestTable } = verifyFiles({
       envelope, trust,
@@ -137,19 +167,30 @@ Exit status: 0 accepted, 1 rejected (the error name is printed), 2 usage or I/O 
       ...(digestsPath ? { digestsPath } : {}),
       onProgress: image ? progress(io, 'verify', fileSize(image)) : undefined,
     });
+    const ignored = explainManifestSignatures(envelope, trust, revocations);
     if (p.values.json) {
       json(io, result.ok
-        ? { ok: true, code: 0, error: 'OK', imageChecked: !!image, digestTable: usedDigestTable, manifest: inspectSafe(envelope), signers: result.signers.map(toHex), trustVersion: result.trustVersion, revocationVersion: result.revocationVersion }
-        : { ok: false, code: result.code, error: result.error, ...(result.detail ? { detail: result.detail } : {}) });
-    } else if (result.ok) {
-      const m = result.manifest;
-      io.stdout(`ACCEPTED ${m.deviceClass} ${m.version} counter ${m.securityCounter}: ${result.signers.length} release signature(s) by ${result.signers.map(toHex).join(', ')}${image ? '; image matches' : '; image not checked (no --image)'}\n`);
+        ? { ok: true, code: 0, error: 'OK', imageChecked: !!image, digestTable: usedDigestTable, manifest: inspectSafe(envelope), signers: result.signers.map(toHex), ignoredSignatures: ignored, trustVersion: result.trustVersion, revocationVersion: result.revocationVersion }
+        : { ok: false, code: result.code, error: result.error, ...(result.detail ? { detail: result.detail } : {}), ignoredSignatures: ignored });
     } else {
-      io.stdout(`REJECTED ${result.error} (code ${result.code})${result.detail ? ': ' + result.detail : ''}\n`);
+      if (result.ok) {
+        const m = result.manifest;
+        io.stdout(`ACCEPTED ${m.deviceClass} ${m.version} counter ${m.securityCounter}: ${result.signers.length} release signature(s) by ${result.signers.map(toHex).join(', ')}${image ? '; image matches' : '; image not checked (no --image)'}\n`);
+      } else {
+        io.stdout(`REJECTED ${result.error} (code ${result.code})${result.detail ? ': ' + result.detail : ''}\n`);
+      }
+      for (const g of ignored) io.stdout(`  not counted: signature by ${g.keyId}: ${IGNORED_TEXT[g.reason]} (${g.reason})\n`);
     }
     return result.ok ? 0 : 1;
   },
 };
+
+/** The device class a manifest names, read with the device's parsers; '-' when it has none. */
+function ownDeviceClass(envelope: Uint8Array): string {
+  const env = parseEnvelope(envelope);
+  const m = env.ok ? parseManifest(env.envelope.payload) : null;
+  return m?.ok ? m.value.deviceClass : '-';
+}
 
 function inspectSafe(envelope: Uint8Array): Record<string, unknown> | null {
   try {
@@ -169,7 +210,15 @@ does not decide whether to trust it (that is 'fwseal verify').`,
   options: { json: { type: 'boolean' } },
   run(p, io) {
     const file = onePositional(p, 'FILE');
-    const info = inspectBytes(readFileLimited(file, 64 * 1024 * 1024, 'file'));
+    const bytes = readFileLimited(file, 64 * 1024 * 1024, 'file');
+    let info: Record<string, unknown>;
+    try {
+      info = inspectBytes(bytes);
+    } catch (e) {
+      // Every file the parsers accept or refuse gets a code; a throw from the display is not INTERNAL.
+      if (e instanceof FwsealError) throw e;
+      throw new FwsealError('MALFORMED', `${file} cannot be shown: ${(e as Error).message}`);
+    }
     if (p.values.json) json(io, info);
     else io.stdout(render(info, ''));
     return 0;

@@ -1,11 +1,11 @@
 import { toHex } from '../../shared/bytes.js';
 import { loadTrust } from '../../device/index.js';
 import { FwsealError } from '../errors.js';
-import { readFileLimited, writeFileAtomic } from '../io.js';
+import { writeFileAtomic } from '../io.js';
 import { loadPublicKey, loadSigningKey } from '../keys.js';
 import { LIMITS } from '../../shared/limits.js';
 import { buildRevocationList, buildTrustBundle } from '../trust.js';
-import { type Command, type Io, type Parsed, int, json, list, noPositionals, str } from './common.js';
+import { type Command, type Io, type Parsed, int, json, list, noPositionals, readObjectFile, str } from './common.js';
 
 const ROLE_FLAGS = {
   root: { type: 'string', multiple: true },
@@ -28,7 +28,7 @@ function report(io: Io, p: Parsed, out: string, version: number, complete: boole
 function runTrust(p: Parsed, io: Io, rotate: boolean): number {
   noPositionals(p);
   const out = str(p, 'out', true);
-  const previous = rotate ? loadTrust(readFileLimited(str(p, 'previous', true), LIMITS.maxEnvelopeBytes, 'previous trust bundle')) : undefined;
+  const previous = rotate ? loadTrust(readObjectFile(str(p, 'previous', true), 'trust-bundle')) : undefined;
   if (previous && !previous.ok) throw FwsealError.from(previous, '--previous trust bundle');
   const root = list(p, 'root').map(loadPublicKey);
   const release = list(p, 'release').map(loadPublicKey);
@@ -89,12 +89,12 @@ forward (the new --version must be higher).`,
     noPositionals(p);
     const out = str(p, 'out', true);
     const version = int(p, 'version', 1, LIMITS.maxCounter);
-    const trust = loadTrust(readFileLimited(str(p, 'trust', true), LIMITS.maxEnvelopeBytes, 'trust bundle'));
+    const trust = loadTrust(readObjectFile(str(p, 'trust', true), 'trust-bundle'));
     if (!trust.ok) throw FwsealError.from(trust, '--trust');
     const keys = list(p, 'key').map(loadPublicKey);
-    const manifests = list(p, 'manifest').map((m) => readFileLimited(m, LIMITS.maxEnvelopeBytes, 'manifest'));
+    const manifests = list(p, 'manifest').map((m) => readObjectFile(m, 'manifest'));
     const previousPath = str(p, 'previous');
-    const previous = previousPath ? readFileLimited(previousPath, LIMITS.maxEnvelopeBytes, 'previous revocation list') : undefined;
+    const previous = previousPath ? readObjectFile(previousPath, 'revocation-list') : undefined;
     const signPaths = list(p, 'sign');
     if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
     const signers = signPaths.map((path) => loadSigningKey(path));

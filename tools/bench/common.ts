@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, platform, release } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { writeFileAtomic } from '../../host/io.js';
 
 export const MiB = 1024 * 1024;
 
@@ -206,7 +207,7 @@ export function writeJson(path: string, config: Record<string, unknown>, results
     sections: results,
   };
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, JSON.stringify(doc, null, 2) + '\n');
+  writeFileAtomic(path, JSON.stringify(doc, null, 2) + '\n');
 }
 
 /** .ts files under root/dirs modified after `since` (ms), relative to root. */
