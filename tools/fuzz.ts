@@ -1,5 +1,6 @@
 /**
  * npm run fuzz -- [--runs N] [--seed S] [--json] [--workers W] [--only PREFIX[,PREFIX]] [--case N] [--hang-ms MS]
+ *                  [--smp-runs N] [--ota-runs N]
  *
  * Feeds mutated and random envelopes, trust bundles, revocation lists, images, chunks and proofs to
  * the device verifier (engine: test/support/fuzz-engine.ts) and fails when a call throws, hangs,
@@ -9,6 +10,10 @@
  * Runs are spread over worker threads (one per core by default). A watchdog reads each worker's
  * current case from shared memory: a call that never returns is reported as a hang with its case
  * number, the worker is replaced, and the run goes on.
+ *
+ * `--smp-runs N` then throws N SMP offset/length/type abuse cases at an in-process simulated device
+ * (tools/fuzz-smp.ts), `--ota-runs N` N status-event and reply-topic abuse cases at a live server
+ * behind a real mosquitto (tools/fuzz-ota.ts); each counts as failures in the exit status.
  *
  * Exit status: 0 when every case was a well-formed rejection (or a legitimate acceptance of a valid
  * input), 1 on any crash, hang, malformed result or acceptance, 2 on a usage error.
@@ -21,7 +26,7 @@ import {
   type Finding, type FuzzReport, defaultWorld, emptyReport, makeCase, mergeReports, replayCase, runFuzz, selectTargets,
 } from '../test/support/fuzz-engine.js';
 
-type Options = { runs: number; seed: number; json: boolean; workers: number; only: string[]; replay: number | null; hangMs: number };
+type Options = { runs: number; seed: number; json: boolean; workers: number; only: string[]; replay: number | null; hangMs: number; smpRuns: number; otaRuns: number };
 
 type WorkerJob = {
   seed: number; lane: number; start: number; end: number; stride: number; only: string[]; hangMs: number; skip: number[];
@@ -31,10 +36,10 @@ type WorkerJob = {
 type WorkerMessage = { type: 'block'; report: FuzzReport; next: number } | { type: 'done' };
 
 const BLOCK = 2000; // cases per lane between two partial reports
-const USAGE = 'usage: tsx tools/fuzz.ts [--runs N] [--seed S] [--json] [--workers W] [--only PREFIX[,PREFIX]] [--case N] [--hang-ms MS]';
+const USAGE = 'usage: tsx tools/fuzz.ts [--runs N] [--seed S] [--json] [--workers W] [--only PREFIX[,PREFIX]] [--case N] [--hang-ms MS] [--smp-runs N] [--ota-runs N]';
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { runs: 20_000, seed: 1, json: false, workers: Math.min(availableParallelism(), 8), only: [], replay: null, hangMs: 1000 };
+  const o: Options = { runs: 20_000, seed: 1, json: false, workers: Math.min(availableParallelism(), 8), only: [], replay: null, hangMs: 1000, smpRuns: 0, otaRuns: 0 };
   const int = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = v !== undefined && /^(0x[0-9a-f]+|\d+)$/i.test(v) ? Number(v) : NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) throw new Error(`${flag} needs an integer in ${min}..${max}`);
@@ -47,6 +52,8 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--workers') o.workers = int(a, argv[++i], 0, 64);
     else if (a === '--case') o.replay = int(a, argv[++i], 0, 2 ** 31 - 1);
     else if (a === '--hang-ms') o.hangMs = int(a, argv[++i], 1, 3_600_000);
+    else if (a === '--smp-runs') o.smpRuns = int(a, argv[++i], 0, 2 ** 31 - 1);
+    else if (a === '--ota-runs') o.otaRuns = int(a, argv[++i], 0, 2 ** 31 - 1);
     else if (a === '--only') o.only = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a === '--json') o.json = true;
     else if (a === '--help' || a === '-h') {
@@ -247,10 +254,34 @@ async function main(): Promise<number> {
   const workers = o.runs < 2000 ? 0 : o.workers;
   process.stderr.write(`[fuzz] seed ${o.seed}, ${o.runs} runs, ${workers === 0 ? 'in process' : `${workers} workers`}\n`);
   const report = workers === 0 ? runInProcess(o) : await runParallel({ ...o, workers });
+  const extra = await runOtherSuites(o);
+  const ok = failures(report) === 0 && extra.every((e) => e.failures.length === 0);
   if (o.json) {
-    process.stdout.write(JSON.stringify({ ...report, workers, runsPerSecond: Math.round(report.runs / (report.elapsedMs / 1000)), ok: failures(report) === 0 }, null, 2) + '\n');
-  } else printSummary(report, o, workers);
-  return failures(report) === 0 ? 0 : 1;
+    process.stdout.write(JSON.stringify({ ...report, workers, runsPerSecond: Math.round(report.runs / (report.elapsedMs / 1000)), suites: extra, ok }, null, 2) + '\n');
+  } else {
+    printSummary(report, o, workers);
+    for (const e of extra) {
+      process.stdout.write(`${e.suite}: ${e.cases} cases, seed ${o.seed}, ${e.failures.length} failures in ${e.seconds.toFixed(1)} s\n`);
+      for (const f of e.failures.slice(0, 20)) process.stdout.write(`  ${f}\n`);
+    }
+  }
+  return ok ? 0 : 1;
+}
+
+type SuiteReport = { suite: string; cases: number; failures: string[]; seconds: number };
+
+/** The SMP and OTA-server suites (issue 11), loaded only when asked for. */
+async function runOtherSuites(o: Options): Promise<SuiteReport[]> {
+  const out: SuiteReport[] = [];
+  const timed = async (suite: string, run: () => Promise<{ cases: number; failures: string[] }>) => {
+    const t0 = Date.now();
+    process.stderr.write(`[fuzz] ${suite}\n`);
+    const r = await run();
+    out.push({ suite, cases: r.cases, failures: r.failures, seconds: (Date.now() - t0) / 1000 });
+  };
+  if (o.smpRuns > 0) await timed('smp', async () => (await import('./fuzz-smp.js')).fuzzSmp({ runs: o.smpRuns, seed: o.seed }));
+  if (o.otaRuns > 0) await timed('ota-server', async () => (await import('./fuzz-ota.js')).fuzzOtaServer({ runs: o.otaRuns, seed: o.seed }));
+  return out;
 }
 
 if (isMainThread) {
