@@ -5,10 +5,12 @@
  * Parsers never throw on bad bytes; encoders throw RangeError on values outside the schema (a bug in
  * the caller), after checking their output with the parser.
  */
+import { utf8Encode } from './bytes.js';
 import { type CborKey, type CborValue, type Encodable, decodeCbor, encodeCbor } from './cbor.js';
 import { type Result, CODES, fail, ok } from './codes.js';
 import { FieldReader, SchemaError, asArray, asBytes, asMap, asText, asUint, schemaFail } from './fields.js';
 import { DIGEST_BYTES, LIMITS } from './limits.js';
+import { isPowerOfTwo } from './manifest.js';
 
 // ---- Ids and topics ----
 
@@ -182,11 +184,9 @@ export const ROLLOUT_ALL = 2 ** 32;
  * just above the k-th smallest bucket among the devices it knows.
  */
 export function rolloutBucket(sha256: (data: Uint8Array) => Uint8Array, campaign: string, device: string): number {
-  const d = sha256(new TextEncoder().encode(`${campaign}/${device}`));
+  const d = sha256(utf8Encode(`${campaign}/${device}`));
   return ((d[0]! << 24) >>> 0) + (d[1]! << 16) + (d[2]! << 8) + d[3]!;
 }
-
-const isPowerOfTwo = (n: number) => n > 0 && Number.isSafeInteger(n) && (n & (n - 1)) === 0 && n <= 2 ** 30;
 
 function parseMessage<T>(bytes: Uint8Array, type: MessageType, read: (f: FieldReader) => T): Result<{ value: T }> {
   const decoded = decodeCbor(bytes, {

@@ -13,8 +13,17 @@
 import { type Result, fail, ok } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type DigestPage } from '../verify/image.js';
-import { type UpdateAgent } from './agent.js';
 import { PowerCut } from './flash.js';
+
+/**
+ * What the pull driver needs of the update agent. `UpdateAgent` is one; the OTA client wraps it to
+ * count rejections, report progress and stop at once when a campaign is withdrawn.
+ */
+export interface PullTarget {
+  missingChunks(): number[];
+  verifyDigestPage(page: number, leaves: Uint8Array, proof: Uint8Array): Result<{ digestPage: DigestPage }>;
+  writeChunk(index: number, bytes: Uint8Array, page: DigestPage): Result<{ written: boolean }>;
+}
 
 export interface AsyncTransport {
   /** Digest page `page`: its leaf digests and proof; null for an error reply or unavailable. */
@@ -60,7 +69,7 @@ export type PullReport = { readonly requests: number; readonly rejected: number;
 type Reply<T> = { kind: 'reply'; value: T | null } | { kind: 'timeout' } | { kind: 'stopped' };
 
 /** Fetch and write every missing chunk of the download `agent` has begun. Never throws (but PowerCut). */
-export async function pullDownload(agent: UpdateAgent, transport: AsyncTransport, timer: Timer, options: PullOptions = {}): Promise<Result<PullReport>> {
+export async function pullDownload(agent: PullTarget, transport: AsyncTransport, timer: Timer, options: PullOptions = {}): Promise<Result<PullReport>> {
   const window = Math.max(1, Math.floor(options.window ?? 8));
   const timeoutMs = options.timeoutMs ?? 5000;
   const base = options.baseBackoffMs ?? 1000;

@@ -1,0 +1,390 @@
+/**
+ * The OTA device client (SPEC.md §12.3, §12.10): an UpdateAgent driven over an MQTT link. It learns
+ * campaigns from the retained group announcement, runs one campaign at a time (device/ota/
+ * campaign.ts: manifest first, then the windowed pull, install, trial boot, confirm), and reports
+ * every step as a status event. Pure: the link, time and chance are injected (device/ota/ports.ts);
+ * device/node/mqtt-link.ts connects it to mqtt.js.
+ *
+ * Never throws on bad input from the broker: undecodable or unexpected messages are counted
+ * (`stats().malformed`) and dropped. Trust never depends on MQTT: every chunk is checked against its
+ * proven digest page before it is written, so a rogue publisher can only cost a re-fetch.
+ */
+import { bytesEqual } from '../../shared/bytes.js';
+import { type Result, ok } from '../../shared/codes.js';
+import { parseEnvelope } from '../../shared/cose.js';
+import { type Announcement, type StatusEvent, type StatusState, encodeStatusEvent, parseAnnouncement, rolloutBucket, topics } from '../../shared/ota.js';
+import { UpdateAgent, activeSlotOf } from '../agent/agent.js';
+import { boot } from '../agent/boot.js';
+import { type Flash } from '../agent/flash.js';
+import { type Layout } from '../agent/layout.js';
+import { readManifestArea } from '../agent/slot.js';
+import { type Verifier } from '../verifier.js';
+import { type CampaignHost, type OtaPhase, type OtaPullOptions, manifestKey, runCampaign } from './campaign.js';
+import { Listeners, type OtaClock, type OtaLink } from './ports.js';
+import { type OtaStats, Requests, type Run } from './requests.js';
+
+export type { OtaPhase, OtaPullOptions } from './campaign.js';
+export type { OtaStats } from './requests.js';
+
+export type OtaClientOptions = {
+  readonly id: string;
+  readonly group: string;
+  readonly prefix?: string;
+  readonly flash: Flash;
+  readonly layout: Layout;
+  /** Factory trust bundle and revocation list (the ones stored on flash take precedence). */
+  readonly trust: Uint8Array;
+  readonly revocations?: Uint8Array;
+  readonly verifier: Verifier;
+  readonly maxTrialBoots: number;
+  readonly pull?: OtaPullOptions;
+  /** Confirm a trial image as soon as it boots (default true). */
+  readonly autoConfirm?: boolean;
+  /** Listen on the campaign's data topic while downloading and flag block requests for multicast (default true; §12.11). */
+  readonly multicast?: boolean;
+  readonly log?: (line: string) => void;
+  /** Called for every status event, from before the first announcement can arrive. */
+  readonly onStatus?: (e: StatusEvent) => void;
+};
+
+export type OtaState = {
+  readonly slot: 0 | 1 | null;
+  readonly version?: string;
+  readonly counter: number | null;
+  readonly phase: OtaPhase;
+  readonly lastStatus?: StatusEvent;
+};
+
+type Events = { status: [StatusEvent]; progress: [number, number] };
+
+export class OtaClient implements CampaignHost {
+  readonly id: string;
+  readonly group: string;
+  readonly prefix: string;
+  readonly agent: UpdateAgent;
+  readonly verifier: Verifier;
+  readonly requests: Requests;
+  readonly counters: OtaStats = { requests: 0, blocksReceived: 0, rejected: 0, timeouts: 0, malformed: 0 };
+  readonly pull: OtaPullOptions;
+  phase: OtaPhase = 'idle';
+  readonly #o: OtaClientOptions;
+  readonly #announceTopic: string;
+  readonly #replyTopic: string;
+  readonly #events: { [K in keyof Events]: Listeners<Events[K]> } = { status: new Listeners(), progress: new Listeners() };
+  #slot: 0 | 1 | null = null;
+  #version: string | undefined;
+  #counter: number | null = null;
+  #lastStatus: StatusEvent | undefined;
+  #stopped = false;
+  /** The standing announcement (null: none or withdrawn). */
+  #latest: Announcement | null = null;
+  #run: Run | null = null;
+  #loop: Promise<void> | null = null;
+  /** Campaigns this device reached a terminal state for (not attempted again). */
+  readonly #done = new Map<string, StatusState>();
+  /** Announced manifests the verifier refused, with the code. */
+  readonly #refused = new Map<string, number>();
+  #listening: Promise<unknown> = Promise.resolve();
+
+  /** Validates the ids and prefix (RangeError from the topic builders) before anything is sent. */
+  constructor(o: OtaClientOptions, readonly link: OtaLink, readonly clock: OtaClock) {
+    this.#o = o;
+    this.id = o.id;
+    this.group = o.group;
+    this.prefix = o.prefix ?? 'fwseal';
+    this.#announceTopic = topics.announce(this.prefix, o.group);
+    this.#replyTopic = topics.reply(this.prefix, o.id);
+    this.verifier = o.verifier;
+    this.pull = o.pull ?? {};
+    this.agent = new UpdateAgent({ flash: o.flash, layout: o.layout, trust: o.trust, verifier: o.verifier, ...(o.revocations ? { revocations: o.revocations } : {}) });
+    this.requests = new Requests(link, clock, { prefix: this.prefix, device: o.id, replyTopic: this.#replyTopic }, this.counters, () => this.#stopped);
+    if (o.onStatus) this.#events.status.add(o.onStatus);
+  }
+
+  /** Boot, subscribe to the group announcement and the reply topic, report `online`. */
+  async start(): Promise<void> {
+    this.boot();
+    await this.link.subscribe([this.#announceTopic, this.#replyTopic], 1);
+    this.connected();
+  }
+
+  on<K extends keyof Events>(event: K, fn: (...args: Events[K]) => void): this {
+    this.#events[event].add(fn);
+    return this;
+  }
+
+  off<K extends keyof Events>(event: K, fn: (...args: Events[K]) => void): this {
+    this.#events[event].delete(fn);
+    return this;
+  }
+
+  stats(): OtaStats {
+    return { ...this.counters };
+  }
+
+  state(): OtaState {
+    return { slot: this.#slot, ...(this.#version !== undefined ? { version: this.#version } : {}), counter: this.#counter, phase: this.phase, ...(this.#lastStatus ? { lastStatus: this.#lastStatus } : {}) };
+  }
+
+  /** Resolves with the first status event (published from now on) that `match` accepts. */
+  waitFor(match: (e: StatusEvent) => boolean): Promise<StatusEvent> {
+    return new Promise((resolve) => {
+      const on = (e: StatusEvent) => {
+        if (!match(e)) return;
+        this.off('status', on);
+        resolve(e);
+      };
+      this.on('status', on);
+    });
+  }
+
+  /** Graceful: stop any pull, wait (at most 2 s) for the campaign loop, close the link. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#abortRun();
+    const loop = this.#loop;
+    if (loop) await Promise.race([loop, this.clock.sleep(2000)]);
+    this.#stopped = true;
+    this.phase = 'stopped';
+    this.#abortRun();
+    await this.link.close(true).catch(() => undefined);
+  }
+
+  /** Abrupt (a reset): drop the connection without a word and never touch the flash again. */
+  crash(): void {
+    this.#stopped = true;
+    this.phase = 'stopped';
+    this.#abortRun();
+    void this.link.close(false).catch(() => undefined);
+  }
+
+  /** Confirm a trial image by hand (autoConfirm false). */
+  confirm(): Result<{ counter: number }> {
+    const c = this.agent.confirm();
+    if (!c.ok) return c;
+    this.boot();
+    const campaign = this.#run?.campaign ?? this.#latest?.campaign;
+    if (campaign) this.status({ campaign, device: this.id, state: 'confirmed' });
+    return ok({ counter: c.counter });
+  }
+
+  stopped(): boolean {
+    return this.#stopped;
+  }
+
+  // ---- boot, state and status ----
+
+  boot(): void {
+    const o = this.#o;
+    const b = boot(o.flash, o.layout, o.trust, { maxTrialBoots: o.maxTrialBoots, verifier: this.verifier, ...(o.revocations ? { revocations: o.revocations } : {}) });
+    this.#slot = b.slot;
+    this.#version = b.version;
+    this.#counter = b.counter;
+    this.#log(`boot: slot ${b.slot} ${b.version ?? ''}${b.trial ? ' on trial' : ''} (${b.error})`);
+    if (!b.trial) return;
+    this.phase = 'trial';
+    if (o.autoConfirm === false) return;
+    const c = this.agent.confirm();
+    if (c.ok) {
+      this.#counter = c.counter;
+      this.phase = 'idle';
+    } else this.#log(`confirm: ${c.error}${c.detail ? ' (' + c.detail + ')' : ''}`);
+  }
+
+  /**
+   * Whether the announced manifest is the installed one. The announcement names the SHA-256 of the
+   * manifest ENVELOPE, the state record the manifest digest (of the payload): compare the envelope
+   * stored for the active slot, and that it is the one the state names.
+   */
+  #isInstalled(announcedEnvelopeDigest: Uint8Array): boolean {
+    const s = this.agent.status();
+    if (!s.ok || !s.state.installed) return false;
+    const stored = readManifestArea(this.#o.flash, this.#o.layout, activeSlotOf(s.state));
+    if (!stored.ok || !bytesEqual(this.verifier.sha256(stored.envelope), announcedEnvelopeDigest)) return false;
+    const env = parseEnvelope(stored.envelope);
+    return env.ok && bytesEqual(this.verifier.sha256(env.envelope.payload), s.state.installed);
+  }
+
+  /** Whether an envelope's manifest digest (payload) is the installed one (e.g. the same manifest re-signed). */
+  payloadInstalled(envelope: Uint8Array): boolean {
+    const s = this.agent.status();
+    const env = parseEnvelope(envelope);
+    return s.ok && !!s.state.installed && env.ok && bytesEqual(this.verifier.sha256(env.envelope.payload), s.state.installed);
+  }
+
+  /** (Re)connected: report `online` with the group, version and counter (SPEC.md §12.2). */
+  connected(): void {
+    if (this.#stopped) return;
+    this.#publishStatus({ device: this.id, state: 'online', group: this.group, ...(this.#version !== undefined ? { version: this.#version } : {}), ...(this.#counter !== null ? { counter: this.#counter } : {}) });
+  }
+
+  status(e: StatusEvent): void {
+    this.#lastStatus = e;
+    this.#log(`${e.campaign ?? ''} ${e.state}${e.done !== undefined ? ` ${e.done}/${e.total}` : ''}${e.code !== undefined ? ` code ${e.code}` : ''}`);
+    this.#publishStatus(e);
+    this.#events.status.emit(e);
+  }
+
+  progress(done: number, total: number): void {
+    this.#events.progress.emit(done, total);
+  }
+
+  terminal(a: Announcement, state: 'confirmed' | 'rejected' | 'failed', code?: number): void {
+    this.#done.set(a.campaign, state);
+    this.status({ campaign: a.campaign, device: this.id, state, ...(code !== undefined ? { code } : {}) });
+  }
+
+  refused(manifestDigest: Uint8Array, code: number): void {
+    this.#refused.set(manifestKey(manifestDigest), code);
+  }
+
+  #publishStatus(e: StatusEvent): void {
+    if (this.#stopped) return;
+    this.link.publish(topics.status(this.prefix, this.id), encodeStatusEvent(e), 1);
+  }
+
+  #log(line: string): void {
+    this.#o.log?.(`${this.id}: ${line}`);
+  }
+
+  // ---- incoming messages ----
+
+  /** A message from the broker (the adapter calls this for every PUBLISH it receives). */
+  receive(topic: string, payload: Uint8Array): void {
+    if (this.#stopped) return;
+    try {
+      if (topic === this.#announceTopic) this.#onAnnouncement(payload);
+      else if (topic === this.#replyTopic) this.requests.onReply(payload, this.#run, (code) => this.#final(code));
+      else if (this.requests.dataTopic !== null && topic === this.requests.dataTopic) this.requests.onData(payload);
+      else if (topic.startsWith(`${this.prefix}/campaign/`) && topic.endsWith('/data')) return; // a data topic just left: late copies
+      else this.counters.malformed++;
+    } catch (e) {
+      // Never let a message take the device down; a bug shows up in the log and the counter.
+      this.counters.malformed++;
+      this.#log(`message handler error: ${(e as Error).message}`);
+    }
+  }
+
+  #final(code: number): void {
+    if (!this.#run) return;
+    this.#run.finalCode = code;
+    this.#abortRun();
+  }
+
+  #onAnnouncement(payload: Uint8Array): void {
+    if (payload.length === 0) {
+      this.#latest = null; // withdrawn (campaign aborted)
+      this.#abortRun();
+      return;
+    }
+    const p = parseAnnouncement(payload);
+    if (!p.ok) return void this.counters.malformed++;
+    const a = p.value;
+    this.#latest = a;
+    const run = this.#run;
+    if (run && (run.campaign !== a.campaign || !bytesEqual(this.#runDigest, a.manifestDigest) || !this.#eligible(a))) this.#abortRun();
+    this.#kick();
+  }
+
+  /** The announced manifest digest of the campaign being run. */
+  #runDigest: Uint8Array = new Uint8Array(0);
+
+  /** Subscribe to (or leave) the data topic of `campaign`, one change at a time; false when off or failed. */
+  listenData(campaign: string | null): Promise<boolean> {
+    const next = this.#listening.then(() => this.#switchData(campaign));
+    this.#listening = next;
+    return next;
+  }
+
+  async #switchData(campaign: string | null): Promise<boolean> {
+    if (this.#o.multicast === false || this.#stopped) return false;
+    const want = campaign === null ? null : topics.data(this.prefix, campaign);
+    const r = this.requests;
+    if (want === r.dataTopic) return want !== null;
+    const old = r.dataTopic;
+    r.dataTopic = null;
+    try {
+      if (old !== null) await this.link.unsubscribe(old);
+      if (want !== null) {
+        await this.link.subscribe([want], 0);
+        r.dataTopic = want;
+      }
+    } catch {
+      return false; // not subscribed: plain replies still work
+    }
+    return r.dataTopic !== null;
+  }
+
+  #abortRun(): void {
+    const run = this.#run;
+    if (!run || run.aborted) return;
+    run.aborted = true;
+    // Wake every waiter: the agent view then throws in the pull's continuation.
+    this.requests.abortAll();
+    run.wake();
+  }
+
+  // ---- campaigns ----
+
+  #eligible(a: Announcement): boolean {
+    return rolloutBucket(this.verifier.sha256, a.campaign, this.id) < a.rollout;
+  }
+
+  #kick(): void {
+    if (this.#loop || this.#stopped) return;
+    this.#loop = (async () => {
+      await null; // let the assignment happen before the finally below can clear it
+      try {
+        for (;;) {
+          const a = this.#latest;
+          if (!a || this.#stopped || !this.#actionable(a)) break;
+          const run: Run = { campaign: a.campaign, aborted: false, finalCode: null, wake: () => {} };
+          this.#run = run;
+          this.#runDigest = a.manifestDigest;
+          await runCampaign(this, run, a);
+          // Another announcement arrived meanwhile: look at it; else wait for the next one.
+          if (this.#latest === a) break;
+        }
+      } catch (e) {
+        this.#log(`campaign loop error: ${(e as Error).message}`);
+      } finally {
+        this.#loop = null;
+        this.#run = null;
+        if (this.phase !== 'stopped' && this.phase !== 'trial') this.phase = 'idle';
+      }
+      if (this.#latest && !this.#stopped && this.#actionable(this.#latest)) this.#kick();
+    })();
+  }
+
+  /** Whether an announcement asks something of this device (also reports `confirmed` / `rejected` once). */
+  #actionable(a: Announcement): boolean {
+    if (this.#done.has(a.campaign)) return false;
+    if (this.#isInstalled(a.manifestDigest)) {
+      this.terminal(a, 'confirmed');
+      return false;
+    }
+    const refused = this.#refused.get(manifestKey(a.manifestDigest));
+    if (refused !== undefined) {
+      this.terminal(a, 'rejected', refused);
+      return false;
+    }
+    if (!this.#eligible(a)) {
+      this.phase = 'waiting';
+      return false;
+    }
+    return true;
+  }
+
+  /** Sleep that an abort (withdrawal, new announcement, stop) cuts short. */
+  pause(run: Run, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const cancel = this.clock.after(ms, done);
+      const prev = run.wake;
+      run.wake = () => { prev(); done(); };
+      function done() {
+        cancel();
+        resolve();
+      }
+    });
+  }
+}
