@@ -2,7 +2,7 @@
 /**
  * `fwseal hil run`: the HIL harness as a CLI command. This file is also an entry point: the fwseal
  * CLI (host/cli.ts `main`) with the hil commands added, so `fwseal hil run` works without host/
- * importing hil/ (DESIGN.md layering).
+ * importing hil/ (ARCHITECTURE.md layering).
  */
 import { realpathSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

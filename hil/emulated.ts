@@ -6,7 +6,8 @@
  */
 import { nodeSha256 } from '../host/hash.js';
 import { VirtualClock } from './clock.js';
-import { type PowerCutPoint, SimDevice, provisionDevice } from './device.js';
+import { type PowerCutPoint, SimDevice } from './device.js';
+import { provisionDevice } from './provision.js';
 import { type LinkFaults, Link } from './link.js';
 import { SmpClient } from './smp-endpoint.js';
 import { type UploadReport, uploadImage } from './upload.js';

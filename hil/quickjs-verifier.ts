@@ -29,7 +29,7 @@ export function defaultBundlePath(): string {
 
 /**
  * VM-side hex codec for passing bytes through JSON ({ $hex } objects), shared with the test harness
- * (test/support/quickjs.ts). Strict: odd lengths and non-hex digits throw.
+ * (test/support/quickjs-harness.ts). Strict: odd lengths and non-hex digits throw.
  */
 export const QJS_HEX_CODEC_SOURCE = `  var DIGITS = '0123456789abcdef';
   var NIBBLE = new Int8Array(128).fill(-1);

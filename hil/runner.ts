@@ -6,10 +6,15 @@
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { codeName } from '../shared/codes.js';
-import { type SmpCommand, type EnvelopeUploadRequest, type EnvelopeUploadResponse, type DeviceStatus, consoleFrameWireBytes, imageStateWrite, manifestUpload, reset, revocationUpdate, status, trustUpdate } from '../shared/smp.js';
+import { consoleFrameWireBytes } from '../shared/smp/console.js';
+import { type SmpCommand } from '../shared/smp/messages.js';
+import {
+  type EnvelopeUploadRequest, type EnvelopeUploadResponse, type DeviceStatus, imageStateWrite, manifestUpload, reset, revocationUpdate,
+  status, trustUpdate,
+} from '../shared/smp/commands.js';
 import { LIMITS } from '../shared/limits.js';
 import { nodeSha256 } from '../host/hash.js';
-import { provisionDevice } from './device.js';
+import { provisionDevice } from './provision.js';
 import { type DeviceSlot, type Rig } from './rig.js';
 import { type ExpectedState, type ReleaseStep, type Scenario, type Step, codeOf } from './scenario.js';
 import { uploadImage } from './upload.js';

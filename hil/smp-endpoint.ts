@@ -6,10 +6,11 @@
  * Liveness is by timeouts, never by stream events (a killed socat sends none).
  */
 import { type Result, fail, ok } from '../shared/codes.js';
-import {
-  type SmpCommand, type SmpError, type SmpHeader, ConsoleDecoder, MGMT_ERR, SMP_HEADER_BYTES, SMP_VERSION, encodeConsoleFrame,
-  encodeErrorResponse, encodeRequest, encodeResponse, findCommand, parseRequest, parseResponse, parseSmpHeader, parseSmpPacket,
-} from '../shared/smp.js';
+import { type SmpHeader, SMP_HEADER_BYTES, SMP_VERSION, parseSmpHeader, parseSmpPacket } from '../shared/smp/packet.js';
+import { ConsoleDecoder, encodeConsoleFrame } from '../shared/smp/console.js';
+import { type SmpError, MGMT_ERR, encodeErrorResponse } from '../shared/smp/errors.js';
+import { type SmpCommand, encodeRequest, encodeResponse, parseRequest, parseResponse } from '../shared/smp/messages.js';
+import { findCommand } from '../shared/smp/commands.js';
 import { type Scheduler } from './clock.js';
 
 export interface ByteEnd {

@@ -4,11 +4,13 @@
  */
 import { bytesEqual } from '../shared/bytes.js';
 import { type Result, fail, ok } from '../shared/codes.js';
+import { type SmpHeader } from '../shared/smp/packet.js';
+import { type SmpError, MGMT_ERR } from '../shared/smp/errors.js';
 import {
-  type EnvelopeUploadResponse, type ImageUploadRequest, type SmpError, type SmpHeader, type UploadBounds, type UploadChunk, ENVELOPE_UPLOAD_BOUNDS,
-  IMAGE_UPLOAD_BOUNDS, MGMT_ERR, chunkCapacity, imageUpload, uploadChunkFault,
-} from '../shared/smp.js';
-import { type SmpClient } from './smp-endpoint.js';
+  type UploadBounds, type UploadChunk, ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS, chunkCapacity, uploadChunkFault,
+} from '../shared/smp/upload.js';
+import { type EnvelopeUploadResponse, type ImageUploadRequest, type ImageUploadResponse, imageUpload } from '../shared/smp/commands.js';
+import { type SmpClient, type SmpReply } from './smp-endpoint.js';
 
 /** Where the received bytes go (a slot, an envelope buffer, the simulated device's update agent). */
 export interface UploadSink {
@@ -159,89 +161,120 @@ type Sent = { readonly off: number; readonly end: number; readonly epoch: number
  * rewinds to the highest answered offset. Never throws.
  */
 export async function uploadImage(client: SmpClient, image: Uint8Array, options: UploadOptions = {}): Promise<Result<UploadReport>> {
-  const len = image.length;
-  const window = Math.max(1, Math.floor(options.window ?? 2));
-  const maxStalls = options.maxStalls ?? 8;
-  const chunkAt = (off: number) => {
-    const fields = off === 0 ? { off, len, sha: options.sha, data: new Uint8Array(0) } : { off, data: new Uint8Array(0) };
-    return Math.min(options.chunkBytes ?? Number.POSITIVE_INFINITY, chunkCapacity(imageUpload, fields), len - off);
-  };
-  const requestAt = (off: number, n: number): ImageUploadRequest =>
-    off === 0 ? { off, len, ...(options.sha ? { sha: options.sha } : {}), data: image.subarray(0, n) } : { off, data: image.subarray(off, off + n) };
+  return new PipelinedUpload(client, image, options).run();
+}
 
-  let requests = 0;
-  let resent = 0;
-  let dataBytes = 0;
-  let skipped = 0;
-  let stalls = 0;
-  let highestSent = 0;
+/** One run of uploadImage: its counters, where the device stands, and the chunks in flight. */
+class PipelinedUpload {
+  readonly #len: number;
+  readonly #window: number;
+  readonly #maxStalls: number;
+  #requests = 0;
+  #resent = 0;
+  #dataBytes = 0;
+  #skipped = 0;
+  #stalls = 0;
+  #highestSent = 0;
+  /** The highest offset the device answered; -1 until it answered the first chunk. */
+  #acked = -1;
+  /** Bumped at each rewind: answers to chunks sent before it rewind nothing. */
+  #epoch = 0;
+  #sendOff = 0;
+  readonly #inFlight = new Map<Promise<void>, Sent>();
+  #failure: Result<UploadReport> | null = null;
 
-  // The first chunk learns where the device stands (a resume answers its offset, not ours).
-  let acked = -1;
-  while (acked < 0) {
-    const n = chunkAt(0);
-    requests++;
-    dataBytes += n;
-    const r = await client.request(imageUpload, requestAt(0, n), options.timeoutMs);
-    if (r.ok && r.value !== undefined) {
-      acked = r.value.off;
-      if (acked > n) skipped += acked - n;
-    }
-    else if (r.ok) return fail('TRANSPORT_UNAVAILABLE', `device refused the upload: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
-    else if (++stalls > maxStalls) return fail('TRANSPORT_TIMEOUT', `no answer to the first chunk: ${r.error}`);
+  constructor(private readonly client: SmpClient, private readonly image: Uint8Array, private readonly options: UploadOptions) {
+    this.#len = image.length;
+    this.#window = Math.max(1, Math.floor(options.window ?? 2));
+    this.#maxStalls = options.maxStalls ?? 8;
   }
-  const resumedAt = acked === chunkAt(0) ? 0 : acked;
-  highestSent = Math.max(acked, chunkAt(0));
-  stalls = 0;
 
-  let epoch = 0;
-  let sendOff = acked;
-  const inFlight = new Map<Promise<void>, Sent>();
-  let failure: Result<UploadReport> | null = null;
-
-  const send = (off: number) => {
-    const n = chunkAt(off);
-    const sent: Sent = { off, end: off + n, epoch };
-    if (off < highestSent) resent++;
-    highestSent = Math.max(highestSent, off + n);
-    requests++;
-    dataBytes += n;
-    const p: Promise<void> = client.request(imageUpload, requestAt(off, n), options.timeoutMs).then((r) => {
-      inFlight.delete(p);
-      if (r.ok && r.value !== undefined) {
-        const answered = r.value.off;
-        if (answered > acked) { acked = answered; stalls = 0; }
-        if (answered !== sent.end && sent.epoch === epoch) {
-          if (answered > sent.end) skipped += answered - sent.end;
-          // This chunk was not taken: go back to where the device is.
-          epoch++;
-          sendOff = answered;
-          acked = answered;
-          if (++stalls > maxStalls) failure = fail('TRANSPORT_TIMEOUT', 'no progress');
-        }
-      } else if (r.ok) {
-        failure = fail('TRANSPORT_UNAVAILABLE', `device refused a chunk at ${sent.off}: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
-      } else if (acked < sent.end && sent.epoch === epoch) {
-        epoch++;
-        sendOff = acked;
-        if (++stalls > maxStalls) failure = fail('TRANSPORT_TIMEOUT', `no answer for chunk at ${sent.off}`);
+  async run(): Promise<Result<UploadReport>> {
+    const refused = await this.#firstChunk();
+    if (refused !== null) return refused;
+    const resumedAt = this.#acked === this.#chunkAt(0) ? 0 : this.#acked;
+    this.#highestSent = Math.max(this.#acked, this.#chunkAt(0));
+    this.#stalls = 0;
+    this.#sendOff = this.#acked;
+    while (this.#acked < this.#len && this.#failure === null) {
+      while (this.#inFlight.size < this.#window && this.#sendOff < this.#len) this.#sendOff += this.#send(this.#sendOff);
+      if (this.#inFlight.size === 0) {
+        // Everything sent and answered, yet the device is short: send from where it is.
+        this.#sendOff = this.#acked;
+        continue;
       }
-    });
-    inFlight.set(p, sent);
-    return n;
-  };
-
-  while (acked < len && failure === null) {
-    while (inFlight.size < window && sendOff < len) sendOff += send(sendOff);
-    if (inFlight.size === 0) {
-      // Everything sent and answered, yet the device is short: send from where it is.
-      sendOff = acked;
-      continue;
+      await Promise.race(this.#inFlight.keys());
     }
-    await Promise.race(inFlight.keys());
+    // Let the remaining answers land so no request outlives the upload.
+    await Promise.all(this.#inFlight.keys());
+    if (this.#failure !== null) return this.#failure;
+    return ok({ requests: this.#requests, resent: this.#resent, resumedAt, dataBytes: this.#dataBytes, skipped: this.#skipped });
   }
-  // Let the remaining answers land so no request outlives the upload.
-  await Promise.all(inFlight.keys());
-  if (failure !== null) return failure;
-  return ok({ requests, resent, resumedAt, dataBytes, skipped });
+
+  /** Data bytes of the chunk at `off`: as many as fit one packet, at most chunkBytes, none past the image. */
+  #chunkAt(off: number): number {
+    const len = this.#len;
+    const fields = off === 0 ? { off, len, sha: this.options.sha, data: new Uint8Array(0) } : { off, data: new Uint8Array(0) };
+    return Math.min(this.options.chunkBytes ?? Number.POSITIVE_INFINITY, chunkCapacity(imageUpload, fields), len - off);
+  }
+
+  #requestAt(off: number, n: number): ImageUploadRequest {
+    const { image, options } = this;
+    return off === 0 ? { off, len: this.#len, ...(options.sha ? { sha: options.sha } : {}), data: image.subarray(0, n) } : { off, data: image.subarray(off, off + n) };
+  }
+
+  /** The first chunk learns where the device stands (a resume answers its offset, not ours); a failure, or null. */
+  async #firstChunk(): Promise<Result<UploadReport> | null> {
+    while (this.#acked < 0) {
+      const n = this.#chunkAt(0);
+      this.#requests++;
+      this.#dataBytes += n;
+      const r = await this.client.request(imageUpload, this.#requestAt(0, n), this.options.timeoutMs);
+      if (r.ok && r.value !== undefined) {
+        this.#acked = r.value.off;
+        if (this.#acked > n) this.#skipped += this.#acked - n;
+      }
+      else if (r.ok) return fail('TRANSPORT_UNAVAILABLE', `device refused the upload: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
+      else if (++this.#stalls > this.#maxStalls) return fail('TRANSPORT_TIMEOUT', `no answer to the first chunk: ${r.error}`);
+    }
+    return null;
+  }
+
+  /** Send the chunk at `off` without waiting for its answer; its data bytes. */
+  #send(off: number): number {
+    const n = this.#chunkAt(off);
+    const sent: Sent = { off, end: off + n, epoch: this.#epoch };
+    if (off < this.#highestSent) this.#resent++;
+    this.#highestSent = Math.max(this.#highestSent, off + n);
+    this.#requests++;
+    this.#dataBytes += n;
+    const p: Promise<void> = this.client.request(imageUpload, this.#requestAt(off, n), this.options.timeoutMs).then((r) => {
+      this.#inFlight.delete(p);
+      this.#answered(sent, r);
+    });
+    this.#inFlight.set(p, sent);
+    return n;
+  }
+
+  /** The answer to a chunk (or its timeout): progress, a rewind to where the device is, or a failure. */
+  #answered(sent: Sent, r: Result<SmpReply<ImageUploadResponse>>): void {
+    if (r.ok && r.value !== undefined) {
+      const answered = r.value.off;
+      if (answered > this.#acked) { this.#acked = answered; this.#stalls = 0; }
+      if (answered !== sent.end && sent.epoch === this.#epoch) {
+        if (answered > sent.end) this.#skipped += answered - sent.end;
+        // This chunk was not taken: go back to where the device is.
+        this.#epoch++;
+        this.#sendOff = answered;
+        this.#acked = answered;
+        if (++this.#stalls > this.#maxStalls) this.#failure = fail('TRANSPORT_TIMEOUT', 'no progress');
+      }
+    } else if (r.ok) {
+      this.#failure = fail('TRANSPORT_UNAVAILABLE', `device refused a chunk at ${sent.off}: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
+    } else if (this.#acked < sent.end && sent.epoch === this.#epoch) {
+      this.#epoch++;
+      this.#sendOff = this.#acked;
+      if (++this.#stalls > this.#maxStalls) this.#failure = fail('TRANSPORT_TIMEOUT', `no answer for chunk at ${sent.off}`);
+    }
+  }
 }

@@ -9,7 +9,11 @@ import { Link, bridge } from '../hil/link.js';
 import { SmpClient, SmpServer } from '../hil/smp-endpoint.js';
 import { UploadReceiver, uploadImage } from '../hil/upload.js';
 import { LIMITS } from '../shared/limits.js';
-import { ConsoleDecoder, MGMT_ERR, chunkCapacity, consoleFrameWireBytes, echo, encodeConsoleFrame, encodeRequest, imageUpload, reset, status } from '../shared/smp.js';
+import { ConsoleDecoder, consoleFrameWireBytes, encodeConsoleFrame } from '../shared/smp/console.js';
+import { MGMT_ERR } from '../shared/smp/errors.js';
+import { encodeRequest } from '../shared/smp/messages.js';
+import { chunkCapacity } from '../shared/smp/upload.js';
+import { echo, imageUpload, reset, status } from '../shared/smp/commands.js';
 
 function setup(options: ConstructorParameters<typeof Link>[1]) {
   const clock = new VirtualClock();

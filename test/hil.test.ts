@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HIL_COMMANDS, defaultScenarioDir } from '../hil/cli.js';
 import { main } from '../host/cli.js';
 import { CODES } from '../shared/codes.js';
-import { provisionDevice } from '../hil/device.js';
+import { provisionDevice } from '../hil/provision.js';
 import { makeRelease, makeTrust } from '../hil/world.js';
 
 // socat is a test requirement (tools/setup.sh installs it): missing, the suite fails here, not silently.

@@ -9,7 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MGMT_ERR, echo, encodeConsoleFrame, status, trustUpdate } from '../shared/smp.js';
+import { encodeConsoleFrame } from '../shared/smp/console.js';
+import { MGMT_ERR } from '../shared/smp/errors.js';
+import { echo, status, trustUpdate } from '../shared/smp/commands.js';
 import { Rig } from '../hil/rig.js';
 import { RawMap, provisionTestDevice, rawPacket } from './support/smp-device.js';
 

@@ -8,7 +8,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
-import { type SmpPacket, MGMT_ERR, SMP_VERSION, echo, encodeConsoleFrame, encodeRequest, smpErrorOf, status } from '../shared/smp.js';
+import { type SmpPacket, SMP_VERSION } from '../shared/smp/packet.js';
+import { encodeConsoleFrame } from '../shared/smp/console.js';
+import { MGMT_ERR, smpErrorOf } from '../shared/smp/errors.js';
+import { encodeRequest } from '../shared/smp/messages.js';
+import { echo, status } from '../shared/smp/commands.js';
 import { SmpServer } from '../hil/smp-endpoint.js';
 import { createVerifier } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';

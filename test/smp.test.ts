@@ -6,14 +6,18 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeCbor } from '../shared/cbor.js';
 import { LIMITS } from '../shared/limits.js';
-import { decodeSmpCbor } from '../shared/smp-cbor.js';
+import { decodeSmpCbor } from '../shared/smp/tolerant-cbor.js';
+import { SMP_GROUP, SMP_OP, SMP_VERSION, encodeSmpHeader, encodeSmpPacket, parseSmpHeader, parseSmpPacket } from '../shared/smp/packet.js';
 import {
-  ConsoleDecoder, ENVELOPE_UPLOAD_BOUNDS, FRAME_CONTINUE, FRAME_START, MGMT_ERR, SMP_COMMANDS, SMP_GROUP, SMP_OP, SMP_VERSION, IMAGE_UPLOAD_BOUNDS,
-  base64CharsPerLine, chunkCapacity, consoleFrameWireBytes, crc16Xmodem, echo, encodeConsoleFrame, encodeErrorResponse,
-  encodeRequest, encodeResponse, encodeSmpHeader, encodeSmpPacket, findCommand, imageState, imageStateWrite, imageUpload,
-  manifestUpload, params, parseRequest, parseResponse, parseSmpHeader, parseSmpPacket, reset, revocationUpdate,
-  smpErrorOf, status, trustUpdate, uploadChunkFault,
-} from '../shared/smp.js';
+  ConsoleDecoder, FRAME_CONTINUE, FRAME_START, base64CharsPerLine, consoleFrameWireBytes, crc16Xmodem, encodeConsoleFrame,
+} from '../shared/smp/console.js';
+import { MGMT_ERR, encodeErrorResponse, smpErrorOf } from '../shared/smp/errors.js';
+import { encodeRequest, encodeResponse, parseRequest, parseResponse } from '../shared/smp/messages.js';
+import { ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS, chunkCapacity, uploadChunkFault } from '../shared/smp/upload.js';
+import {
+  SMP_COMMANDS, echo, findCommand, imageState, imageStateWrite, imageUpload, manifestUpload, params, reset, revocationUpdate, status,
+  trustUpdate,
+} from '../shared/smp/commands.js';
 
 const ascii = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const hex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (b) => parseInt(b, 16));

@@ -21,12 +21,13 @@ import { existsSync } from 'node:fs';
 import { type CborMap } from '../../shared/cbor.js';
 import { LIMITS } from '../../shared/limits.js';
 import { bundleLayout } from '../../shared/bundle.js';
-import { MGMT_ERR, SMP_HEADER_BYTES, parseSmpHeader, smpErrorOf } from '../../shared/smp.js';
+import { SMP_HEADER_BYTES, parseSmpHeader } from '../../shared/smp/packet.js';
+import { MGMT_ERR, smpErrorOf } from '../../shared/smp/errors.js';
 import { type Verifier } from '../../device/index.js';
 import { nodeSha256 } from '../../host/hash.js';
 import { EMULATED_TRUST, release2 } from '../../hil/emulated.js';
 import { makeBundle, makeTrust } from '../../hil/world.js';
-import { Rng } from './fuzz-engine.js';
+import { Rng } from './fuzz/rng.js';
 import { DeviceUnderTest, FACTORY_IMAGE_BYTES, type RawCbor, type RawHeader, RawFloat, RawMap, rawCbor, rawPacket } from './smp-device.js';
 
 export type SmpFuzzOptions = {
@@ -50,7 +51,7 @@ const MAX_FAILURES = 100;
 type World = {
   readonly bundle: Uint8Array;
   readonly sha: Uint8Array;
-  /** The longest `len` the device takes for its slot (hil/device.ts #maxBundleBytes). */
+  /** The longest `len` the device takes for its slot (hil/bundle-sink.ts). */
   readonly maxBundle: number;
   readonly envelopes: readonly Uint8Array[];
 };

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { LIMITS } from '../../shared/limits.js';
-import { consoleFrameWireBytes } from '../../shared/smp.js';
+import { consoleFrameWireBytes } from '../../shared/smp/console.js';
 import { emulatedDevice, emulatedUpload, release2 } from '../../hil/emulated.js';
 import { Rig } from '../../hil/rig.js';
 import { runMatrix } from '../../hil/runner.js';

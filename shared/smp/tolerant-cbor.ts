@@ -16,10 +16,10 @@
  *  - bytes after the top-level item                  -> TRAILING_BYTES
  * Never throws. Encoding is not here: fwseal sends deterministic CBOR (encodeCbor), which every peer reads.
  */
-import { concatBytes, utf8Decode } from './bytes.js';
-import { type CborKey, type CborValue, CborTag } from './cbor.js';
-import { type CodeName, type Result, fail, ok } from './codes.js';
-import { LIMITS } from './limits.js';
+import { concatBytes, utf8Decode } from '../bytes.js';
+import { type CborKey, type CborValue, CborTag } from '../cbor.js';
+import { type CodeName, type Result, fail, ok } from '../codes.js';
+import { LIMITS } from '../limits.js';
 
 export type SmpCborLimits = {
   readonly maxBytes: number;
