@@ -8,7 +8,9 @@
  * anything before it would be too.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeManifestRequest, encodeStatusEvent, topics } from '../shared/ota.js';
+import { topics } from '../shared/ota/topics.js';
+import { encodeManifestRequest } from '../shared/ota/messages.js';
+import { encodeStatusEvent } from '../shared/ota/status.js';
 import { type Mosquitto, SERVER_USERNAME, fleetAuth, startMosquitto } from './support/mosquitto.js';
 import { RawDevice } from './support/ota-client.js';
 

@@ -12,11 +12,10 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CODES } from '../shared/codes.js';
-import {
-  encodeBlockResponse, parseAnnouncement, parseBlockRequest, requestedBlocks, rolloutBucket, topics,
-} from '../shared/ota.js';
+import { rolloutBucket, topics } from '../shared/ota/topics.js';
+import { encodeBlockResponse, parseAnnouncement, parseBlockRequest, requestedBlocks } from '../shared/ota/messages.js';
 import { createLayout, layoutBytes } from '../device/agent/layout.js';
-import { provision } from '../device/agent/agent.js';
+import { provision } from '../device/agent/provision.js';
 import { SimFlash } from '../device/sim/flash.js';
 import { fileWriter, runCli } from './support/cli-run.js';
 import { fleetVerifier, nodeSha256 } from '../host/hash.js';

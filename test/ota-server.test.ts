@@ -11,10 +11,11 @@ import { toHex } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { encodeCbor } from '../shared/cbor.js';
 import { LIMITS } from '../shared/limits.js';
+import { ROLLOUT_ALL, rolloutBucket, topics } from '../shared/ota/topics.js';
 import {
-  ROLLOUT_ALL, encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeManifestRequest, encodeStatusEvent, parseBlockResponse, parseManifestResponse,
-  parsePageResponse, rolloutBucket, topics,
-} from '../shared/ota.js';
+  encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeManifestRequest, parseBlockResponse, parseManifestResponse, parsePageResponse,
+} from '../shared/ota/messages.js';
+import { encodeStatusEvent } from '../shared/ota/status.js';
 import { createVerifier } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
 import { type MqttSettings } from '../host/ota/mqtt-options.js';

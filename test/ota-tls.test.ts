@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CODES } from '../shared/codes.js';
-import { provision } from '../device/agent/agent.js';
+import { provision } from '../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../device/agent/layout.js';
 import { SimFlash } from '../device/sim/flash.js';
 import { fleetVerifier } from '../host/hash.js';

@@ -5,13 +5,14 @@ import { type CborKey, type CborMap, type CborValue, type Encodable, decodeCbor,
 import { type Result, CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { sha256 } from '../device/crypto/sha256.js';
+import { ROLLOUT_ALL, SHARE_GROUP, rolloutBucket, isValidId, parseRequestTopic, parseStatusTopic, topics } from '../shared/ota/topics.js';
+import { type MessageType, MSG, messageType } from '../shared/ota/codec.js';
 import {
-  type BlockRequest, type MessageType, MSG, ROLLOUT_ALL, SHARE_GROUP, STATUS_STATES, rolloutBucket,
-  encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeErrorReply, encodeManifestRequest, encodeManifestResponse,
-  encodePageRequest, encodePageResponse, encodeStatusEvent, isValidId, maxBlockResponseBytes, messageType,
-  parseAnnouncement, parseBlockRequest, parseBlockResponse, parseErrorReply, parseManifestRequest, parseManifestResponse,
-  parsePageRequest, parsePageResponse, parseRequestTopic, parseStatusEvent, parseStatusTopic, requestedBlocks, topics,
-} from '../shared/ota.js';
+  type BlockRequest, encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeErrorReply, encodeManifestRequest, encodeManifestResponse,
+  encodePageRequest, encodePageResponse, maxBlockResponseBytes, parseAnnouncement, parseBlockRequest, parseBlockResponse, parseErrorReply,
+  parseManifestRequest, parseManifestResponse, parsePageRequest, parsePageResponse, requestedBlocks,
+} from '../shared/ota/messages.js';
+import { STATUS_STATES, encodeStatusEvent, parseStatusEvent } from '../shared/ota/status.js';
 
 const idArb = fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/);
 const u32 = fc.integer({ min: 0, max: LIMITS.maxRequestId });

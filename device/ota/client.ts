@@ -12,7 +12,9 @@
 import { bytesEqual } from '../../shared/bytes.js';
 import { type Result, ok } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
-import { type Announcement, type StatusEvent, type StatusState, encodeStatusEvent, parseAnnouncement, rolloutBucket, topics } from '../../shared/ota.js';
+import { rolloutBucket, topics } from '../../shared/ota/topics.js';
+import { type Announcement, parseAnnouncement } from '../../shared/ota/messages.js';
+import { type StatusEvent, type StatusState, encodeStatusEvent } from '../../shared/ota/status.js';
 import { UpdateAgent, activeSlotOf } from '../agent/agent.js';
 import { boot } from '../agent/boot.js';
 import { type Flash } from '../agent/flash.js';

@@ -7,10 +7,12 @@
  */
 import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
+import { topics } from '../../shared/ota/topics.js';
+import { messageType } from '../../shared/ota/codec.js';
 import {
-  type BlockRange, encodeBlockRequest, encodeManifestRequest, encodePageRequest, messageType, parseBlockResponse, parseErrorReply,
-  parseManifestResponse, parsePageResponse, topics,
-} from '../../shared/ota.js';
+  type BlockRange, encodeBlockRequest, encodeManifestRequest, encodePageRequest, parseBlockResponse, parseErrorReply, parseManifestResponse,
+  parsePageResponse,
+} from '../../shared/ota/messages.js';
 import { type AsyncTransport } from '../agent/pull.js';
 import { type OtaClock, type OtaLink } from './ports.js';
 

@@ -5,7 +5,7 @@
  * mqtt-link.ts; nothing of a device's message path runs here.
  */
 import { type MqttClient } from 'mqtt';
-import { topics } from '../../shared/ota.js';
+import { topics } from '../../shared/ota/topics.js';
 import { type OtaClient, type OtaClientOptions } from '../../device/ota/client.js';
 import { startOtaClient } from '../../device/node/mqtt-link.js';
 import { createVerifier, type Verifier } from '../../device/verifier.js';

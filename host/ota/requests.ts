@@ -6,10 +6,12 @@
 import { CODES } from '../../shared/codes.js';
 import { type CborKey, type Encodable, decodeCbor, encodeCbor, head as cborHead } from '../../shared/cbor.js';
 import { LIMITS } from '../../shared/limits.js';
+import { ID_PATTERN } from '../../shared/ota/topics.js';
+import { KEY_CAMPAIGN, KEY_REQUEST_ID, KEY_TYPE, MSG, messageType } from '../../shared/ota/codec.js';
 import {
-  BLOCK_RESPONSE_KEY, ID_PATTERN, KEY_CAMPAIGN, KEY_REQUEST_ID, KEY_TYPE, MSG, type BlockResponse, encodeErrorReply, encodeManifestResponse,
-  encodePageResponse, messageType, parseBlockRequest, parseManifestRequest, parsePageRequest, requestedBlocks,
-} from '../../shared/ota.js';
+  BLOCK_RESPONSE_KEY, type BlockResponse, encodeErrorReply, encodeManifestResponse, encodePageResponse, parseBlockRequest, parseManifestRequest,
+  parsePageRequest, requestedBlocks,
+} from '../../shared/ota/messages.js';
 import { bucketOf } from './campaigns.js';
 import { type AssetCache } from './assets.js';
 import { type Store } from './store.js';

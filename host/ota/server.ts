@@ -1,24 +1,27 @@
 /**
- * `fwseal serve` (SPEC.md §12.8): answers device requests over MQTT, ingests status events into
+ * `fwseal serve` (SPEC.md §12.9): answers device requests over MQTT, ingests status events into
  * SQLite, runs the wave engine and the HTTP API. Several instances may share one broker (MQTT 5
  * shared subscriptions) and one data folder (SQLite WAL); no per-device session is kept in memory.
+ * This file holds the lifecycle, the subscriptions and the announcements; requests are answered in
+ * request-queue.ts (multicast in multicast.ts), status events handled in status-ingest.ts.
  */
-import { type MqttClient, type IClientPublishOptions, type Packet } from 'mqtt';
-import { CODES } from '../../shared/codes.js';
+import { type MqttClient, type Packet } from 'mqtt';
 import { LIMITS } from '../../shared/limits.js';
-import {
-  encodeAnnouncement, isValidPrefix, parseRequestTopic, parseStatusEvent, parseStatusTopic, topics,
-} from '../../shared/ota.js';
+import { isValidPrefix, parseRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
+import { encodeAnnouncement } from '../../shared/ota/messages.js';
 import { createVerifier } from '../../device/index.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
 import { type MqttSettings, connectMqtt } from './mqtt-options.js';
 import { AssetCache } from './assets.js';
 import { type CampaignRow, Store } from './store.js';
-import { type Answer, type Reply, answer, blockResponseBytes, errorReply, readableIds } from './requests.js';
-import { advance, announcementOf, createCampaign, ingestStatus, transition, type CreateCampaign } from './campaigns.js';
+import { announcementOf, createCampaign, transition, type CreateCampaign } from './campaigns.js';
 import { Metrics } from './metrics.js';
 import { type HttpApi, startHttp } from './http.js';
+import { BlockMulticast } from './multicast.js';
+import { ReplyPublisher } from './reply-publisher.js';
+import { RequestQueue } from './request-queue.js';
+import { StatusIngest } from './status-ingest.js';
 
 export type OtaServerOptions = {
   readonly mqtt: MqttSettings;
@@ -51,33 +54,15 @@ export type OtaServerOptions = {
 export const RESPONSE_QOS: 0 | 1 = 0;
 export const MAX_QUEUED_REQUESTS = LIMITS.maxQueuedRequests;
 export const COALESCE_MS = 20;
-/** After a block went out on a data topic, askers within this many coalesce windows get plain replies. */
-const MULTICAST_QUIET_FACTOR = 50;
-/** A block answer gathers askers for at most this many coalesce windows (and at most LIMITS.maxMulticastHoldMs). */
-const MULTICAST_HOLD_FACTOR = 25;
-
-type Asker = { reply: Reply; packet: Packet; device: string; received: bigint };
-type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[]; first: number; last: number };
-/** Stop taking requests from the queue while this much is buffered on the broker socket. */
-const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
 const ANNOUNCE_WAIT_MS = 2000;
-/** Wave steps triggered by status events are at least this far apart (the periodic tick runs regardless). */
-const MIN_TICK_GAP_MS = 100;
-
-type Queued = { topic: string; payload: Buffer; packet: Packet; campaign: string; device: string; received: bigint };
 
 export class OtaServer {
   readonly metrics = new Metrics();
   private readonly assets: AssetCache;
-  private readonly queue: Queued[] = [];
-  /** Block answers waiting COALESCE_MS for more devices that want the same block. */
-  private readonly gathering = new Map<string, Gathering>();
-  /** When each block last went out on a data topic: later askers of it get plain replies for a while. */
-  private readonly multicastAt = new Map<string, number>();
-  private draining = false;
-  private tickTimer: NodeJS.Timeout | null = null;
-  private tickPending = false;
-  private lastTick = 0;
+  private readonly publisher: ReplyPublisher;
+  private readonly multicast: BlockMulticast | null;
+  private readonly requests: RequestQueue;
+  private readonly ingest: StatusIngest;
   private closed = false;
   private http: HttpApi | null = null;
 
@@ -88,6 +73,15 @@ export class OtaServer {
     readonly prefix: string,
   ) {
     this.assets = new AssetCache(store);
+    const log = (line: string) => this.log(line);
+    this.publisher = new ReplyPublisher(client, prefix, opts.responseQos ?? RESPONSE_QOS, opts.mqtt.options.protocolVersion === 5, this.metrics);
+    const coalesceMs = opts.coalesceMs ?? COALESCE_MS;
+    this.multicast = coalesceMs > 0 ? new BlockMulticast(coalesceMs, this.publisher) : null;
+    this.requests = new RequestQueue({
+      client, store, assets: this.assets, prefix, metrics: this.metrics, publisher: this.publisher, multicast: this.multicast,
+      maxQueued: opts.maxQueued ?? MAX_QUEUED_REQUESTS, log,
+    });
+    this.ingest = new StatusIngest({ store, metrics: this.metrics, maxDevices: opts.maxDevices ?? LIMITS.maxKnownDevices, announce: (row) => this.announce(row), log });
   }
 
   static async start(opts: OtaServerOptions): Promise<OtaServer> {
@@ -116,9 +110,7 @@ export class OtaServer {
       await server.close();
       throw e;
     }
-    const tickMs = opts.tickMs ?? 1000;
-    server.tickTimer = setInterval(() => server.tick(), tickMs);
-    server.tickTimer.unref();
+    server.ingest.start(opts.tickMs ?? 1000);
     return server;
   }
 
@@ -184,189 +176,15 @@ export class OtaServer {
 
   private onMessage(topic: string, payload: Buffer, packet: Packet): void {
     const req = parseRequestTopic(this.prefix, topic);
-    if (req.ok) return this.onRequest(topic, payload, packet, req.campaign, req.device);
+    if (req.ok) return this.requests.receive(topic, payload, packet, req.campaign, req.device);
     const st = parseStatusTopic(this.prefix, topic);
-    if (st.ok) return this.onStatus(payload, st.device);
+    if (st.ok) return this.ingest.receive(payload, st.device);
     this.metrics.malformedMessage('topic');
-  }
-
-  private onRequest(topic: string, payload: Buffer, packet: Packet, campaign: string, device: string): void {
-    // §12.4, §12.5: a Response Topic other than the device's own reply topic is refused, before any work.
-    const wanted = (packet as { properties?: { responseTopic?: string } }).properties?.responseTopic;
-    if (wanted !== undefined && wanted !== topics.reply(this.prefix, device)) {
-      this.metrics.refusedReplyTopic('response_topic');
-      this.send([errorReply(CODES.REPLY_TOPIC_REFUSED, readableIds(payload))], packet, device, null);
-      return;
-    }
-    if (payload.length > LIMITS.maxOtaMessageBytes) {
-      this.metrics.malformedMessage('oversize');
-      this.send([errorReply(CODES.BAD_REQUEST, {})], packet, device, null);
-      return;
-    }
-    if (this.queue.length >= (this.opts.maxQueued ?? MAX_QUEUED_REQUESTS)) {
-      this.send([errorReply(CODES.SERVER_BUSY, readableIds(payload))], packet, device, null);
-      return;
-    }
-    this.queue.push({ topic, payload, packet, campaign, device, received: process.hrtime.bigint() });
-    this.drain();
-  }
-
-  /** Answer queued requests while the broker socket keeps up; the queue bound turns overload into SERVER_BUSY. */
-  private drain(): void {
-    if (this.draining || this.closed) return;
-    this.draining = true;
-    const step = () => {
-      let budget = 64; // requests per turn of the event loop, so status events and HTTP keep flowing
-      while (this.queue.length > 0 && budget-- > 0) {
-        const stream = (this.client as unknown as { stream?: { writableLength?: number; once(e: string, f: () => void): void } }).stream;
-        if (stream && (stream.writableLength ?? 0) > SOCKET_HIGH_WATER) {
-          let resumed = false;
-          const resume = () => { if (!resumed) { resumed = true; step(); } };
-          stream.once('drain', resume);
-          setTimeout(resume, 50).unref();
-          return;
-        }
-        const q = this.queue.shift()!;
-        let a: Answer;
-        try {
-          a = answer(this.store, this.assets, q.campaign, q.device, topics.reply(this.prefix, q.device), q.payload);
-          // Served a manifest: the device's status events for the campaign may now count (§12.9).
-          if (a.kind === 'manifest') this.store.recordFetch(q.campaign, q.device);
-        } catch (e) {
-          this.log(`request on ${q.topic} failed: ${(e as Error).message}`);
-          a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
-        }
-        if (a.malformed) this.metrics.malformedMessage('request');
-        if (a.refused) this.metrics.refusedReplyTopic('payload');
-        if (a.multicast && (this.opts.coalesceMs ?? COALESCE_MS) > 0) this.gather(a, q);
-        else this.send(a.replies, q.packet, q.device, a.kind === 'block' ? q.received : null);
-      }
-      if (this.queue.length > 0 && !this.closed) setImmediate(step);
-      else this.draining = false;
-    };
-    step();
-  }
-
-  /**
-   * Multicast (SPEC.md §12.11): hold each block answer until coalesceMs pass without another device
-   * asking for it (at most MULTICAST_HOLD_FACTOR windows); two or more askers: publish it once on the
-   * campaign's data topic (the broker fans it out), else reply as usual. A device that already has
-   * the block drops the copy as not outstanding.
-   */
-  private gather(a: Answer, q: Queued): void {
-    const campaign = a.multicast!.campaign;
-    const window = this.opts.coalesceMs ?? COALESCE_MS;
-    const now = Date.now();
-    for (const reply of a.replies) {
-      const key = `${campaign}/${reply.block}`;
-      // Stragglers of a block just multicast: a copy to each of them, not another copy to everybody.
-      if (now - (this.multicastAt.get(key) ?? -Infinity) < MULTICAST_QUIET_FACTOR * window) {
-        this.send([reply], q.packet, q.device, q.received);
-        continue;
-      }
-      let g = this.gathering.get(key);
-      if (!g) {
-        g = { campaign, block: reply.block!, data: reply.data!, askers: [], first: now, last: now };
-        this.gathering.set(key, g);
-        const started = g;
-        // Released once no new asker came for one window (a herd keeps it open), at most MULTICAST_HOLD_FACTOR windows.
-        const hold = Math.min(MULTICAST_HOLD_FACTOR * window, LIMITS.maxMulticastHoldMs);
-        const check = () => {
-          const t = Date.now();
-          const until = Math.min(started.last + window, started.first + hold);
-          if (t >= until) this.release(key, started);
-          else setTimeout(check, until - t).unref();
-        };
-        setTimeout(check, window).unref();
-      }
-      g.last = now;
-      g.askers.push({ reply, packet: q.packet, device: q.device, received: q.received });
-    }
-  }
-
-  private release(key: string, g: Gathering): void {
-    if (this.gathering.get(key) === g) this.gathering.delete(key);
-    if (this.closed) return;
-    if (g.askers.length === 1) {
-      const one = g.askers[0]!;
-      this.send([one.reply], one.packet, one.device, one.received);
-      return;
-    }
-    if (this.multicastAt.size >= LIMITS.blockCacheEntries * 16) this.multicastAt.clear();
-    this.multicastAt.set(key, Date.now());
-    // The data topic is built from the stored campaign id only: no request can steer it (§12.11).
-    const payload = blockResponseBytes({ campaign: g.campaign, requestId: 0, block: g.block, data: g.data });
-    this.client.publish(topics.data(this.prefix, g.campaign), Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: this.opts.responseQos ?? RESPONSE_QOS }, (e) => {
-      if (e) return;
-      this.metrics.blocksServed++;
-      this.metrics.blockBytesServed += g.data.length;
-      this.metrics.multicasts++;
-      const now = process.hrtime.bigint();
-      for (const x of g.askers) this.metrics.observeBlockLatency(Number(now - x.received) / 1e9);
-    });
-  }
-
-  /** Replies go only to the reply topic of the device the request topic names (§12.4), never elsewhere. */
-  private send(replies: Answer['replies'], packet: Packet, device: string, received: bigint | null): void {
-    if (this.closed) return;
-    const topic = topics.reply(this.prefix, device);
-    const correlationData = (packet as { properties?: { correlationData?: Buffer } }).properties?.correlationData;
-    const options: IClientPublishOptions = { qos: this.opts.responseQos ?? RESPONSE_QOS, ...(correlationData && this.v5 ? { properties: { correlationData } } : {}) };
-    let left = replies.length;
-    for (const r of replies) {
-      if (r.code !== undefined) this.metrics.errorReply(r.code);
-      this.client.publish(topic, Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.length), options, (e) => {
-        if (e) return;
-        if (r.block !== undefined) {
-          this.metrics.blocksServed++;
-          this.metrics.blockBytesServed += r.bytes ?? 0;
-        }
-        if (--left === 0 && received !== null) this.metrics.observeBlockLatency(Number(process.hrtime.bigint() - received) / 1e9);
-      });
-    }
-  }
-
-  /** Status events: only those that count (§12.9, `ingestStatus`) reach the waves; the rest are counted by reason. */
-  private onStatus(payload: Buffer, device: string): void {
-    if (payload.length > LIMITS.maxOtaMessageBytes) return this.metrics.malformedMessage('oversize');
-    const p = parseStatusEvent(payload);
-    if (!p.ok || p.value.device !== device) return this.metrics.malformedMessage('status');
-    const r = ingestStatus(this.store, p.value, this.opts.maxDevices ?? LIMITS.maxKnownDevices);
-    if (!r.counted) return this.metrics.ignoredStatus(r.reason);
-    if (p.value.state === 'online' || r.terminal) this.scheduleTick();
-  }
-
-  /**
-   * A wave step soon after a device reached an end state, at most one per MIN_TICK_GAP_MS: a step
-   * reads every status of the campaign, so one per confirmation would make a campaign O(devices^2).
-   */
-  private scheduleTick(): void {
-    if (this.tickPending || this.closed) return;
-    this.tickPending = true;
-    const run = () => {
-      this.tickPending = false;
-      this.tick();
-    };
-    const wait = this.lastTick + MIN_TICK_GAP_MS - Date.now();
-    if (wait <= 0) setImmediate(run);
-    else setTimeout(run, wait).unref();
   }
 
   /** Advance every running campaign one step; republish what changed. */
   tick(): void {
-    if (this.closed) return;
-    this.lastTick = Date.now();
-    try {
-      for (const row of this.store.campaigns('running')) {
-        const changed = advance(this.store, row.id);
-        if (changed) {
-          this.log(`campaign ${changed.id}: ${changed.state}, wave ${changed.wave + 1}`);
-          void this.announce(changed);
-        }
-      }
-    } catch (e) {
-      this.log(`wave engine: ${(e as Error).message}`);
-    }
+    this.ingest.tick();
   }
 
   // ---- operations used by the HTTP API ----
@@ -382,17 +200,17 @@ export class OtaServer {
     const row = transition(this.store, id, action);
     if (action === 'abort') this.assets.drop(id);
     await this.announce(row);
-    if (action === 'resume') this.scheduleTick();
+    if (action === 'resume') this.ingest.scheduleTick();
     return row;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.tickTimer) clearInterval(this.tickTimer);
-    this.queue.length = 0;
-    this.gathering.clear();
-    this.multicastAt.clear();
+    this.ingest.close();
+    this.requests.close();
+    this.multicast?.close();
+    this.publisher.close();
     await this.http?.close();
     // Let in-flight publishes finish, but never hang on a broker that is gone.
     await new Promise<void>((resolve) => {

@@ -5,10 +5,13 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { type Result } from '../../shared/codes.js';
+import { topics } from '../../shared/ota/topics.js';
+import { type MessageType, messageType } from '../../shared/ota/codec.js';
 import {
-  type Announcement, type BlockRange, type MessageType, type StatusEvent, encodeBlockRequest, encodeManifestRequest, encodePageRequest,
-  encodeStatusEvent, messageType, parseAnnouncement, parseBlockResponse, parseErrorReply, parseManifestResponse, parsePageResponse, topics,
-} from '../../shared/ota.js';
+  type Announcement, type BlockRange, encodeBlockRequest, encodeManifestRequest, encodePageRequest, parseAnnouncement, parseBlockResponse,
+  parseErrorReply, parseManifestResponse, parsePageResponse,
+} from '../../shared/ota/messages.js';
+import { type StatusEvent, encodeStatusEvent } from '../../shared/ota/status.js';
 
 export type Msg = { topic: string; payload: Uint8Array; type: MessageType | null; correlationData?: Buffer; retain: boolean };
 

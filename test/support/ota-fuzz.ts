@@ -27,13 +27,17 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
+import { rolloutBucket, topics } from '../../shared/ota/topics.js';
+import { messageType } from '../../shared/ota/codec.js';
 import {
-  type StatusEvent, encodeBlockRequest, encodeManifestRequest, encodePageRequest, encodeStatusEvent, messageType, parseAnnouncement, parseBlockResponse,
-  parseErrorReply, parseManifestResponse, parsePageResponse, rolloutBucket, topics,
-} from '../../shared/ota.js';
+  encodeBlockRequest, encodeManifestRequest, encodePageRequest, parseAnnouncement, parseBlockResponse, parseErrorReply, parseManifestResponse,
+  parsePageResponse,
+} from '../../shared/ota/messages.js';
+import { type StatusEvent, encodeStatusEvent } from '../../shared/ota/status.js';
 import { nodeSha256 } from '../../host/hash.js';
 import { OtaServer } from '../../host/ota/server.js';
-import { Rng, mutate } from './fuzz-engine.js';
+import { mutate } from './fuzz/mutators.js';
+import { Rng } from './fuzz/rng.js';
 import { startMosquitto } from './mosquitto.js';
 import { createCampaign, serverMqtt } from './ota-harness.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './fixtures.js';

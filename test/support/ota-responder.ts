@@ -1,5 +1,5 @@
 /**
- * A minimal OTA server for the device-client tests, written from the wire forms of shared/ota.ts
+ * A minimal OTA server for the device-client tests, written from the wire forms of shared/ota/
  * only (not the real `fwseal serve`): it announces campaigns (retained) and answers manifest, page
  * and block requests. Per campaign it can answer normally, with CAMPAIGN_INACTIVE or with
  * UNKNOWN_CAMPAIGN, and it records every request it saw.
@@ -8,13 +8,15 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { concatBytes } from '../../shared/bytes.js';
 import { CODES } from '../../shared/codes.js';
 import { pageLeafRange, pageProofs } from '../../shared/merkle.js';
+import { parseRequestTopic, topics } from '../../shared/ota/topics.js';
+import { messageType } from '../../shared/ota/codec.js';
 import {
-  type Announcement, encodeAnnouncement, encodeBlockResponse, encodeErrorReply, encodeManifestResponse, encodePageResponse,
-  messageType, parseBlockRequest, parseManifestRequest, parsePageRequest, parseRequestTopic, requestedBlocks, topics,
-} from '../../shared/ota.js';
+  type Announcement, encodeAnnouncement, encodeBlockResponse, encodeErrorReply, encodeManifestResponse, encodePageResponse, parseBlockRequest,
+  parseManifestRequest, parsePageRequest, requestedBlocks,
+} from '../../shared/ota/messages.js';
 import { LIMITS } from '../../shared/limits.js';
 import { nodeSha256 } from '../../host/hash.js';
-import { provision } from '../../device/agent/agent.js';
+import { provision } from '../../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
 import { SimFlash } from '../../device/sim/flash.js';
 import { createVerifier } from '../../device/verifier.js';

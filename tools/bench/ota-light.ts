@@ -6,9 +6,10 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { LeafHasher } from '../../host/hash.js';
-import {
-  encodeBlockRequest, encodePageRequest, encodeStatusEvent, messageType, parseAnnouncement, parseBlockResponse, parsePageResponse, topics,
-} from '../../shared/ota.js';
+import { topics } from '../../shared/ota/topics.js';
+import { messageType } from '../../shared/ota/codec.js';
+import { encodeBlockRequest, encodePageRequest, parseAnnouncement, parseBlockResponse, parsePageResponse } from '../../shared/ota/messages.js';
+import { encodeStatusEvent } from '../../shared/ota/status.js';
 
 const PREFIX = 'fwseal';
 

@@ -1,0 +1,62 @@
+/**
+ * What the server publishes in answer to requests (SPEC.md §12.4, §12.11): replies on the reply topic
+ * of the device the request topic names, and blocks on a campaign's data topic, with the response
+ * QoS, the MQTT 5 Correlation Data and the served-block metrics.
+ */
+import { type IClientPublishOptions, type MqttClient, type Packet } from 'mqtt';
+import { topics } from '../../shared/ota/topics.js';
+import { type Metrics } from './metrics.js';
+import { type Answer, blockResponseBytes } from './requests.js';
+
+export class ReplyPublisher {
+  private closed = false;
+
+  constructor(
+    private readonly client: MqttClient,
+    private readonly prefix: string,
+    private readonly qos: 0 | 1,
+    private readonly v5: boolean,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Replies go only to the reply topic of the device the request topic names (§12.4), never elsewhere. */
+  send(replies: Answer['replies'], packet: Packet, device: string, received: bigint | null): void {
+    if (this.closed) return;
+    const topic = topics.reply(this.prefix, device);
+    const correlationData = (packet as { properties?: { correlationData?: Buffer } }).properties?.correlationData;
+    const options: IClientPublishOptions = { qos: this.qos, ...(correlationData && this.v5 ? { properties: { correlationData } } : {}) };
+    let left = replies.length;
+    for (const r of replies) {
+      if (r.code !== undefined) this.metrics.errorReply(r.code);
+      this.client.publish(topic, Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.length), options, (e) => {
+        if (e) return;
+        if (r.block !== undefined) {
+          this.metrics.blocksServed++;
+          this.metrics.blockBytesServed += r.bytes ?? 0;
+        }
+        if (--left === 0 && received !== null) this.metrics.observeBlockLatency(Number(process.hrtime.bigint() - received) / 1e9);
+      });
+    }
+  }
+
+  /**
+   * One block response (request id 0) on the campaign's data topic for every device that asked;
+   * `received` holds when each asker's request arrived, for the latency histogram.
+   */
+  multicast(campaign: string, block: number, data: Uint8Array, received: readonly bigint[]): void {
+    // The data topic is built from the stored campaign id only: no request can steer it (§12.11).
+    const payload = blockResponseBytes({ campaign, requestId: 0, block, data });
+    this.client.publish(topics.data(this.prefix, campaign), Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: this.qos }, (e) => {
+      if (e) return;
+      this.metrics.blocksServed++;
+      this.metrics.blockBytesServed += data.length;
+      this.metrics.multicasts++;
+      const now = process.hrtime.bigint();
+      for (const t of received) this.metrics.observeBlockLatency(Number(now - t) / 1e9);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}

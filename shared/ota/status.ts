@@ -1,0 +1,75 @@
+/**
+ * Status events (SPEC.md §12.2, §12.9): what a device reports on its status topic, from `online`
+ * (group, installed version and counter) to the end of a campaign. Schema, encoder and parser over
+ * the codec (codec.ts).
+ */
+import { type Result } from '../codes.js';
+import { asText, asUint, schemaFail } from '../fields.js';
+import { LIMITS } from '../limits.js';
+import { KEY_CAMPAIGN, MAX_CODE, MAX_INDEX, encodeMessage, parseMessage } from './codec.js';
+import { ID_PATTERN } from './topics.js';
+
+export const STATUS_KEY = Object.freeze({ device: 4, state: 5, done: 6, total: 7, code: 8, group: 9, version: 10, counter: 11 });
+
+export const STATUS_STATES = Object.freeze(['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed', 'online'] as const);
+export type StatusState = (typeof STATUS_STATES)[number];
+
+export type StatusEvent = {
+  /** Absent only in state `online`. */
+  readonly campaign?: string;
+  readonly device: string;
+  readonly state: StatusState;
+  readonly done?: number;
+  readonly total?: number;
+  readonly code?: number;
+  /** State `online` only (required there): the device's group, installed version and security counter. */
+  readonly group?: string;
+  readonly version?: string;
+  readonly counter?: number;
+};
+
+export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent }> {
+  return parseMessage(bytes, 'statusEvent', (f) => {
+    const K = STATUS_KEY;
+    const campaignV = f.optional(KEY_CAMPAIGN);
+    const device = asText(f.required(K.device, 'device id'), 'device id', LIMITS.maxIdBytes, ID_PATTERN);
+    const state = STATUS_STATES[asUint(f.required(K.state, 'state'), 'state', 0, STATUS_STATES.length - 1)];
+    const doneV = f.optional(K.done);
+    const totalV = f.optional(K.total);
+    const codeV = f.optional(K.code);
+    if ((doneV === undefined) !== (totalV === undefined)) schemaFail('MISSING_FIELD', 'statusEvent message: done and total go together');
+    if (state === 'downloading' && doneV === undefined) schemaFail('MISSING_FIELD', 'statusEvent message: downloading without done/total');
+    const failed = state === 'rejected' || state === 'failed';
+    if (failed && codeV === undefined) schemaFail('MISSING_FIELD', `statusEvent message: ${state} without a code`);
+    if (!failed && codeV !== undefined) schemaFail('BAD_VALUE', `statusEvent message: ${state} with a code`);
+    const online = state === 'online';
+    const groupV = f.optional(K.group);
+    const versionV = f.optional(K.version);
+    const counterV = f.optional(K.counter);
+    if (online !== (groupV !== undefined)) schemaFail(online ? 'MISSING_FIELD' : 'BAD_VALUE', 'statusEvent message: group goes with state online only');
+    if (!online && (versionV !== undefined || counterV !== undefined)) schemaFail('BAD_VALUE', 'statusEvent message: version and counter go with state online only');
+    if (!online && campaignV === undefined) schemaFail('MISSING_FIELD', 'statusEvent message: campaign id');
+    if (online && doneV !== undefined) schemaFail('BAD_VALUE', 'statusEvent message: online with done/total');
+    const out: { -readonly [K in keyof StatusEvent]: StatusEvent[K] } = { device, state };
+    if (campaignV !== undefined) out.campaign = asText(campaignV, 'campaign id', LIMITS.maxIdBytes, ID_PATTERN);
+    if (groupV !== undefined) out.group = asText(groupV, 'group', LIMITS.maxIdBytes, ID_PATTERN);
+    if (versionV !== undefined) out.version = asText(versionV, 'version', LIMITS.maxVersionBytes);
+    if (counterV !== undefined) out.counter = asUint(counterV, 'counter', 0, MAX_INDEX);
+    if (doneV !== undefined) {
+      out.total = asUint(totalV, 'total', 0, MAX_INDEX);
+      out.done = asUint(doneV, 'done', 0, out.total);
+    }
+    if (codeV !== undefined) out.code = asUint(codeV, 'code', 1, MAX_CODE);
+    return out;
+  });
+}
+
+export function encodeStatusEvent(m: StatusEvent): Uint8Array {
+  const K = STATUS_KEY;
+  const state = STATUS_STATES.indexOf(m.state);
+  if (state < 0) throw new RangeError('unknown status state');
+  return encodeMessage('statusEvent', [
+    [KEY_CAMPAIGN, m.campaign], [K.device, m.device], [K.state, state], [K.done, m.done], [K.total, m.total], [K.code, m.code],
+    [K.group, m.group], [K.version, m.version], [K.counter, m.counter],
+  ], parseStatusEvent);
+}
