@@ -8,9 +8,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CborTag, decodeCbor, encodeCbor } from '../shared/cbor.js';
 import { CODES, fail } from '../shared/codes.js';
 import { bytesEqual, toHex } from '../shared/bytes.js';
-import {
-  type Finding, type FuzzReport, type FuzzTarget, Rng, bytesTarget, defaultWorld, legitimateInputs, makeCase, runFuzz,
-} from './support/fuzz-engine.js';
+import { type Finding, type FuzzReport } from './support/fuzz/report.js';
+import { Rng } from './support/fuzz/rng.js';
+import { makeCase, runFuzz } from './support/fuzz/runner.js';
+import { bytesTarget, legitimateInputs } from './support/fuzz/signed-object-target.js';
+import { type FuzzTarget } from './support/fuzz/target.js';
+import { defaultWorld } from './support/fuzz/world.js';
 
 const SEED = 0x5eed;
 const RUNS = 20_000;

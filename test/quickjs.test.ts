@@ -3,7 +3,7 @@
  * runtimes"): the one-file bundle dist/device/fwseal-verifier.js is evaluated in both
  * quickjs-emscripten builds (bellard `quickjs` and `quickjs-ng`) and must give Node's answers on
  * every vector, run the whole update flow under a 128 KB memory limit, and stay within its gzip
- * budget. Harness and the notes on how these builds count memory: test/support/quickjs.ts.
+ * budget. Harness: test/support/quickjs.ts; how these builds count memory: test/support/quickjs-memory.ts.
  * FWSEAL_DEVICE_BUNDLE points the suite at another build of the bundle.
  */
 import { readFileSync } from 'node:fs';
@@ -18,9 +18,8 @@ import { CODES } from '../shared/codes.js';
 import { generateVectors, stableJson } from './support/manifest-vectors.js';
 import { flowSource, flowWorld as makeFlowWorld, loadFlowInputs } from './support/quickjs-flow.js';
 import { detKey } from './support/fixtures.js';
-import {
-  BUNDLE_GZIP_BUDGET, type CaseOutcome, DEFAULT_BUNDLE_PATH, QUICKJS_VARIANTS, type VectorCase, type VerifierVM, loadVerifierInQuickJS, runVectorCase,
-} from './support/quickjs.js';
+import { BUNDLE_GZIP_BUDGET, DEFAULT_BUNDLE_PATH, QUICKJS_VARIANTS, type VerifierVM, loadVerifierInQuickJS } from './support/quickjs.js';
+import { type CaseOutcome, type VectorCase, runVectorCase } from './support/quickjs-harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const readVector = (rel: string): string => readFileSync(join(here, 'vectors', rel), 'utf8');
@@ -267,7 +266,7 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
 
   it('128 KB: trust, revocation list, a 3-signature manifest and a 1 MiB image in 4 KiB pieces, under setMemoryLimit(131072)', { timeout: 180_000 }, async () => {
     // The limit is set before the bundle is evaluated and stays for the whole flow. These builds
-    // count 8 bytes per live allocation against it (see test/support/quickjs.ts), so the flow is
+    // count 8 bytes per live allocation against it (see test/support/quickjs-memory.ts), so the flow is
     // also held to 128 KiB of QuickJS's byte estimate above what was live once the bundle and the
     // inputs were loaded: the run is interrupted at the first sample above that.
     const flowVm = await loadVerifierInQuickJS({ variant, memoryLimit: MEMORY_LIMIT });

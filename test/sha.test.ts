@@ -12,7 +12,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SHA512_IV, SHA512_K, sha256 } from '../device/crypto/sha256.js';
 import { sha512 } from '../device/crypto/sha512.js';
-import { QUICKJS_VARIANTS, XORSHIFT32_SOURCE, quickjsModule, xorshift32Fill } from './support/quickjs.js';
+import { QUICKJS_VARIANTS, quickjsModule } from './support/quickjs.js';
+import { XORSHIFT32_SOURCE, xorshift32Fill } from './support/quickjs-harness.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const ascii = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'latin1'));

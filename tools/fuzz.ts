@@ -3,7 +3,7 @@
  *                  [--smp-runs N] [--ota-runs N]
  *
  * Feeds mutated and random envelopes, trust bundles, revocation lists, images, chunks and proofs to
- * the device verifier (engine: test/support/fuzz-engine.ts) and fails when a call throws, hangs,
+ * the device verifier (engine: test/support/fuzz/runner.ts) and fails when a call throws, hangs,
  * returns a malformed result or accepts a mutated input. Case n of seed s is the same on every
  * machine and with any number of workers: `--seed s --case n` replays it and prints its input.
  *
@@ -22,9 +22,9 @@ import { availableParallelism } from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { CODES } from '../shared/codes.js';
 import { toHex } from '../shared/bytes.js';
-import {
-  type Finding, type FuzzReport, defaultWorld, emptyReport, makeCase, mergeReports, replayCase, runFuzz, selectTargets,
-} from '../test/support/fuzz-engine.js';
+import { type Finding, type FuzzReport, emptyReport, mergeReports } from '../test/support/fuzz/report.js';
+import { makeCase, replayCase, runFuzz, selectTargets } from '../test/support/fuzz/runner.js';
+import { defaultWorld } from '../test/support/fuzz/world.js';
 
 type Options = { runs: number; seed: number; json: boolean; workers: number; only: string[]; replay: number | null; hangMs: number; smpRuns: number; otaRuns: number };
 

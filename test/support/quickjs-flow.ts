@@ -6,7 +6,8 @@
 import { pageProof } from '../../shared/merkle.js';
 import { nodeSha256 } from '../../host/hash.js';
 import { detKey, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust } from './fixtures.js';
-import { type VerifierVM, xorshift32Bytes } from './quickjs.js';
+import { type VerifierVM } from './quickjs.js';
+import { xorshift32Bytes } from './quickjs-harness.js';
 
 export const FLOW_SEED = 0x5eed_f00d;
 export const FLOW_IMAGE_BYTES = 1 << 20;
