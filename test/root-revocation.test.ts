@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CODES, type Result } from '../shared/codes.js';
 import { type VerifiedRevocations, type VerifiedTrust, type Verifier, createVerifier } from '../device/index.js';
-import { UpdateAgent, provision } from '../device/agent/agent.js';
+import { UpdateAgent } from '../device/agent/agent.js';
+import { provision } from '../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../device/agent/layout.js';
 import { loadState } from '../device/agent/state-store.js';
 import { SimFlash } from '../device/sim/flash.js';

@@ -21,7 +21,7 @@
  * write-new-then-switch); the config's `trust` / `revocations` apply only while none is stored.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type CodeName, type Result, fail, ok } from '../../shared/codes.js';
+import { type Result, fail, ok } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type Manifest } from '../../shared/manifest.js';
 import { chunkCount } from '../../shared/merkle.js';
@@ -29,14 +29,14 @@ import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type DigestPage } from '../verify/image.js';
 import { type VerifiedManifest } from '../verify/manifest.js';
-import { type VerifiedRevocations } from '../verify/trust.js';
-import { type Flash, readScratch } from './flash.js';
+import { type TrustContext, updateRevocations, updateTrust } from './trust-update.js';
+import { type Flash, isErased, readScratch, sameBytes } from './flash.js';
 import { type Layout } from './layout.js';
 import {
-  type TrustStore, activeSlotOf, deviceStateOf, inactiveSlotOf, loadTrustStore, verifySlotImage, verifyStoredManifest, writeEnvelopeArea,
+  type TrustStore, activeSlotOf, deviceStateOf, inactiveSlotOf, loadTrustStore, verifySlotImage, verifyStoredManifest,
   writeManifestArea,
 } from './slot.js';
-import { type StateUpdate, flashResult, loadState, provisionState, saveState } from './state-store.js';
+import { type StateUpdate, flashResult, loadState, saveState } from './state-store.js';
 
 export type AgentConfig = TrustStore & {
   readonly flash: Flash;
@@ -289,109 +289,24 @@ export class UpdateAgent {
     return ok({ slot, counter });
   }
 
-  /**
-   * The state record, the device's stored trust and revocation list, the stored trust loaded, and
-   * the stored list verified against it (`kept`; undefined when the device keeps none). A stored
-   * list that no longer verifies fails closed: its revocations must never silently lapse.
-   */
-  #storedTrust() {
-    const s = loadState(this.#flash, this.#layout);
-    if (!s.ok) return s;
-    const rec = s.record;
-    const st = this.#store(rec);
-    if (!st.ok) return st;
-    const cur = this.#v.loadTrust(st.store.trust);
-    if (!cur.ok) return cur;
-    if (cur.trust.bundle.version < rec.trustVersion) return fail('TRUST_ROLLBACK', `stored trust version ${cur.trust.bundle.version} < ${rec.trustVersion}`);
-    let kept: VerifiedRevocations | undefined;
-    if (st.store.revocations !== undefined) {
-      const r = this.#v.verifyRevocations(st.store.revocations, cur.trust, rec.revocationVersion);
-      if (!r.ok) return r;
-      kept = r.revocations;
-    }
-    return ok({ rec, st, cur, kept });
-  }
-
-  /**
-   * Rotate the device's trust bundle (SPEC.md §11.3): `candidate` must pass verifyTrustUpdate against
-   * the current bundle and the stored revocation list (T5–T7: version N+1, a threshold of the current
-   * root keys and of its own root keys, neither counting keys the stored list revokes). The revocation
-   * list kept must verify under the new bundle: pass `revocations` (R1–R5 under the new bundle
-   * against the stored list: it keeps every revoked key the new bundle still lists) when the new root
-   * keys do not sign the stored list. The new bundle (and list) is written into the trust
-   * (revocation) area the state does not name, read back, and then one state save switches to it and
-   * raises the versions: a power cut at any point leaves the old or the new bundle, valid.
-   * The identical current bundle is accepted without a write (`changed: false`).
-   */
+  /** Rotate the device's trust bundle (SPEC.md §11.3): see trust-update.ts. */
   updateTrust(candidate: Uint8Array, revocations?: Uint8Array): Result<{ version: number; changed: boolean }> {
     this.#record = null;
-    const loaded = this.#storedTrust();
-    if (!loaded.ok) return loaded;
-    const { rec, st, cur, kept } = loaded;
-    const next = this.#v.verifyTrustUpdate(candidate, cur.trust, kept);
-    if (!next.ok) return next;
-    const version = next.trust.bundle.version;
-    let listVersion = rec.revocationVersion;
-    if (revocations !== undefined) {
-      const r = this.#v.verifyRevocations(revocations, next.trust, rec.revocationVersion, kept);
-      if (!r.ok) return r;
-      listVersion = r.revocations.list.version;
-      if (listVersion === rec.revocationVersion && st.store.revocations !== undefined && !bytesEqual(this.#v.sha256(st.store.revocations), this.#v.sha256(revocations))) {
-        return fail('REVOCATION_ROLLBACK', `a different list with the current version ${listVersion}`);
-      }
-    } else if (st.store.revocations !== undefined) {
-      const r = this.#v.verifyRevocations(st.store.revocations, next.trust, rec.revocationVersion);
-      if (!r.ok) return fail(r.error as Exclude<CodeName, 'OK'>, `the stored revocation list does not verify under the new trust bundle; pass one signed by its root keys (${r.detail ?? r.error})`);
-    }
-    const same = bytesEqual(next.trust.digest, cur.trust.digest);
-    if (same && revocations === undefined && rec.trustArea !== undefined) return ok({ version, changed: false });
-
-    const trustArea = rec.trustArea === 0 ? 1 : 0;
-    const wt = writeEnvelopeArea(this.#flash, this.#layout.trustAreas[trustArea], candidate, `trust area ${trustArea}`);
-    if (!wt.ok) return wt;
-    let update: StateUpdate = { ...rec, trustVersion: Math.max(rec.trustVersion, version), trustArea, trustDigest: this.#v.sha256(candidate) };
-    if (revocations !== undefined) {
-      const area = rec.revocationArea === 0 ? 1 : 0;
-      const wr = writeEnvelopeArea(this.#flash, this.#layout.revocationAreas[area], revocations, `revocation area ${area}`);
-      if (!wr.ok) return wr;
-      update = { ...update, revocationVersion: Math.max(rec.revocationVersion, listVersion), revocationArea: area, revocationDigest: this.#v.sha256(revocations) };
-    }
-    const { sequence: _s, ...fields } = update as DeviceStateRecord;
-    const w = saveState(this.#flash, this.#layout, fields);
-    if (!w.ok) return w;
-    this.#current = null;
-    return ok({ version, changed: true });
+    const r = updateTrust(this.#trustContext(), candidate, revocations);
+    if (r.ok && r.changed) this.#current = null;
+    return r;
   }
 
-  /**
-   * Store a new revocation list (SPEC.md §11.3): it must pass verifyRevocations (R1–R5) against the
-   * device's current trust bundle and stored list: root keys either list revokes do not count, the
-   * version is at least the stored one (REVOCATION_ROLLBACK), and every key the stored list revokes
-   * that the bundle still lists stays revoked (REVOCATION_ROLLBACK); the same version is accepted only
-   * for the identical list (no write, `changed: false`). Written into the revocation area the state
-   * does not name, read back, then switched to by one state save.
-   */
+  /** Store a new revocation list (SPEC.md §11.3): see trust-update.ts. */
   updateRevocations(list: Uint8Array): Result<{ version: number; changed: boolean }> {
     this.#record = null;
-    const loaded = this.#storedTrust();
-    if (!loaded.ok) return loaded;
-    const { rec, st, cur, kept } = loaded;
-    const r = this.#v.verifyRevocations(list, cur.trust, rec.revocationVersion, kept);
-    if (!r.ok) return r;
-    const version = r.revocations.list.version;
-    const digest = this.#v.sha256(list);
-    if (version === rec.revocationVersion && st.store.revocations !== undefined) {
-      if (!bytesEqual(this.#v.sha256(st.store.revocations), digest)) return fail('REVOCATION_ROLLBACK', `a different list with the current version ${version}`);
-      if (rec.revocationArea !== undefined) return ok({ version, changed: false });
-    }
-    const area = rec.revocationArea === 0 ? 1 : 0;
-    const wr = writeEnvelopeArea(this.#flash, this.#layout.revocationAreas[area], list, `revocation area ${area}`);
-    if (!wr.ok) return wr;
-    const { sequence: _s, ...fields } = rec;
-    const w = saveState(this.#flash, this.#layout, { ...fields, revocationVersion: Math.max(rec.revocationVersion, version), revocationArea: area, revocationDigest: digest });
-    if (!w.ok) return w;
-    this.#current = null;
-    return ok({ version, changed: true });
+    const r = updateRevocations(this.#trustContext(), list);
+    if (r.ok && r.changed) this.#current = null;
+    return r;
+  }
+
+  #trustContext(): TrustContext {
+    return { flash: this.#flash, layout: this.#layout, verifier: this.#v, factory: this.#factory };
   }
 
   /** The trust bundle and revocation list in force: stored on flash, else the factory values. */
@@ -460,94 +375,6 @@ export class UpdateAgent {
     return r;
   }
 
-}
-
-/** Equal bytes (flash contents, not secrets): four at a time when both views are aligned. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let i = 0;
-  if (a.length >= 64 && ((a.byteOffset | b.byteOffset) & 3) === 0) {
-    const words = a.length >>> 2;
-    const x = new Uint32Array(a.buffer, a.byteOffset, words);
-    const y = new Uint32Array(b.buffer, b.byteOffset, words);
-    for (let j = 0; j < words; j++) if (x[j] !== y[j]) return false;
-    i = words << 2;
-  }
-  for (; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function isErased(bytes: Uint8Array, erased: number): boolean {
-  let i = 0;
-  if (bytes.length >= 64 && (bytes.byteOffset & 3) === 0) {
-    const words = bytes.length >>> 2;
-    const w = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
-    const e = (erased * 0x01010101) >>> 0;
-    for (let j = 0; j < words; j++) if (w[j] !== e) return false;
-    i = words << 2;
-  }
-  for (; i < bytes.length; i++) if (bytes[i] !== erased) return false;
-  return true;
-}
-
-export type ProvisionInput = TrustStore & {
-  readonly deviceClass: string;
-  /** The factory image and its signed manifest, written to slot A and confirmed. */
-  readonly envelope: Uint8Array;
-  readonly image: Uint8Array;
-  readonly verifier?: Verifier;
-};
-
-/**
- * Factory provisioning of a blank flash: verify the manifest and image, write them to slot A and its
- * manifest area, and write the first state record (counter = the manifest's counter).
- */
-export function provision(flash: Flash, layout: Layout, input: ProvisionInput): Result<{ state: DeviceStateRecord }> {
-  const v = input.verifier ?? DEFAULT_VERIFIER;
-  const trustV = v.loadTrust(input.trust);
-  if (!trustV.ok) return trustV;
-  const vm = v.verifyManifest(input.envelope, input.trust, { deviceClass: input.deviceClass, counter: 0, ...(input.revocations ? { revocations: input.revocations } : {}) });
-  if (!vm.ok) return vm;
-  const iv = v.imageVerifier(vm.manifest);
-  const u = iv.update(input.image);
-  if (!u.ok) return u;
-  const fin = iv.finish();
-  if (!fin.ok) return fin;
-  const region = layout.slots[0];
-  const W = flash.writeAlign;
-  const data = new Uint8Array(Math.ceil(input.image.length / W) * W).fill(flash.erasedValue);
-  data.set(input.image);
-  if (data.length > region.size) return fail('SLOT_TOO_SMALL', 'factory image does not fit slot A');
-  const stored = writeManifestArea(flash, layout, 0, input.envelope);
-  if (!stored.ok) return stored;
-  // The factory trust bundle (and revocation list) go to area 0; the state record names them.
-  const wt = writeEnvelopeArea(flash, layout.trustAreas[0], input.trust, 'trust area 0');
-  if (!wt.ok) return wt;
-  if (input.revocations !== undefined) {
-    const wr = writeEnvelopeArea(flash, layout.revocationAreas[0], input.revocations, 'revocation area 0');
-    if (!wr.ok) return wr;
-  }
-  const w = flashResult(() => {
-    flash.erase(region.offset, region.size);
-    flash.write(region.offset, data);
-    flash.erase(layout.progress.offset, layout.progress.size);
-    return {};
-  });
-  if (!w.ok) return w;
-  const st = provisionState(flash, layout, {
-    deviceClass: input.deviceClass,
-    securityCounter: vm.manifest.securityCounter,
-    trustVersion: vm.trustVersion,
-    revocationVersion: vm.revocationVersion,
-    installed: vm.manifestDigest,
-    trialBoots: 0,
-    activeSlot: 0,
-    trustArea: 0,
-    trustDigest: v.sha256(input.trust),
-    ...(input.revocations !== undefined ? { revocationArea: 0, revocationDigest: v.sha256(input.revocations) } : {}),
-  });
-  if (!st.ok) return st;
-  return ok({ state: st.record });
 }
 
 export { activeSlotOf, inactiveSlotOf };

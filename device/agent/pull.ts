@@ -10,7 +10,7 @@
  * A flash error (5xx) stops everything at once. Writes to the (synchronous) agent happen in the
  * continuation of a reply, so they never interleave. Resume is free: missingChunks() is on flash.
  */
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { type Failure, type Result, fail, ok } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type DigestPage } from '../verify/image.js';
 import { PowerCut } from './flash.js';
@@ -68,60 +68,42 @@ export type PullReport = { readonly requests: number; readonly rejected: number;
 
 type Reply<T> = { kind: 'reply'; value: T | null } | { kind: 'timeout' } | { kind: 'stopped' };
 
-/** Fetch and write every missing chunk of the download `agent` has begun. Never throws (but PowerCut). */
-export async function pullDownload(agent: PullTarget, transport: AsyncTransport, timer: Timer, options: PullOptions = {}): Promise<Result<PullReport>> {
-  const window = Math.max(1, Math.floor(options.window ?? 8));
-  const timeoutMs = options.timeoutMs ?? 5000;
-  const base = options.baseBackoffMs ?? 1000;
-  const cap = options.maxBackoffMs ?? 60_000;
-  const maxAttempts = Math.max(1, Math.floor(options.maxAttempts ?? 5));
-  const start = timer.now();
-  const late = () => options.budgetMs !== undefined && timer.now() - start > options.budgetMs;
-
-  let requests = 0;
-  let rejected = 0;
-  let timeouts = 0;
-
-  // Stopping: the first failure (or thrown error) wins; every wait races against `stopSignal`.
-  let failure: Result | null = null;
-  let thrown: { error: unknown } | null = null;
-  let signalStop: () => void = () => {};
-  const stopSignal = new Promise<'stopped'>((resolve) => { signalStop = () => resolve('stopped'); });
-  const stop = (r: Result) => {
-    if (failure === null && thrown === null) failure = r;
-    signalStop();
-  };
-  const stopped = () => failure !== null || thrown !== null;
-
-  const P = LIMITS.pageLeaves;
-  const cpb = Math.floor(options.chunksPerBlock ?? 1);
-  if (!(cpb >= 1 && cpb <= P && (cpb & (cpb - 1)) === 0)) return fail('BAD_VALUE', `chunks per block ${options.chunksPerBlock} is not a power of two up to ${P}`);
-  const chunkSize = options.chunkSize ?? 0;
-  if (cpb > 1 && !(chunkSize > 0)) return fail('BAD_VALUE', 'chunkSize is required with more than one chunk per block');
-  // Missing chunks grouped by block (ascending): the blocks to fetch.
-  const chunksOf = new Map<number, number[]>();
-  for (const i of agent.missingChunks()) {
-    const b = Math.floor(i / cpb);
-    const list = chunksOf.get(b);
-    if (list) list.push(i);
-    else chunksOf.set(b, [i]);
+/** Stopping a pull: the first failure (or thrown error) wins; every wait races against `signal`. */
+class Stop {
+  failure: Failure | null = null;
+  thrown: { error: unknown } | null = null;
+  #fire: () => void = () => {};
+  readonly signal = new Promise<'stopped'>((resolve) => { this.#fire = () => resolve('stopped'); });
+  with(r: Failure): void {
+    if (this.failure === null && this.thrown === null) this.failure = r;
+    this.#fire();
   }
-  const missing = [...chunksOf.keys()];
-  const pageOf = (block: number) => Math.floor((block * cpb) / P);
-  // Pages still needed: how many missing blocks each still has to write.
-  const remaining = new Map<number, number>();
-  for (const b of missing) remaining.set(pageOf(b), (remaining.get(pageOf(b)) ?? 0) + 1);
-  // Pages held (at most 2): the proven page (or its pending fetch).
-  const held = new Map<number, Promise<Result<{ page: DigestPage }>>>();
-  let released: (() => void)[] = [];
-  const release = () => {
-    const r = released;
-    released = [];
-    for (const f of r) f();
-  };
+  throw(error: unknown): void {
+    if (this.thrown === null) this.thrown = { error };
+    this.#fire();
+  }
+  get done(): boolean {
+    return this.failure !== null || this.thrown !== null;
+  }
+}
 
-  async function ask<T>(request: () => Promise<T | null>): Promise<Reply<T>> {
-    requests++;
+/** Requests with time-outs, retries and full-jitter backoff (SPEC.md §12.3), and their counts. */
+class Attempts {
+  requests = 0;
+  rejected = 0;
+  timeouts = 0;
+  readonly #start: number;
+
+  constructor(private readonly timer: Timer, private readonly options: PullOptions, private readonly stop: Stop) {
+    this.#start = timer.now();
+  }
+
+  #late(): boolean {
+    return this.options.budgetMs !== undefined && this.timer.now() - this.#start > this.options.budgetMs;
+  }
+
+  async #ask<T>(request: () => Promise<T | null>): Promise<Reply<T>> {
+    this.requests++;
     let p: Promise<T | null>;
     try {
       p = request();
@@ -137,34 +119,34 @@ export async function pullDownload(agent: PullTarget, transport: AsyncTransport,
       },
     );
     reply.catch(() => undefined); // a rejection after the race was decided is not unhandled
-    const timeout = timer.sleep(timeoutMs).then((): Reply<T> => ({ kind: 'timeout' }));
-    return Promise.race([reply, timeout, stopSignal.then((): Reply<T> => ({ kind: 'stopped' }))]);
+    const timeout = this.timer.sleep(this.options.timeoutMs ?? 5000).then((): Reply<T> => ({ kind: 'timeout' }));
+    return Promise.race([reply, timeout, this.stop.signal.then((): Reply<T> => ({ kind: 'stopped' }))]);
   }
 
   /** Full-jitter backoff before attempt `attempt + 1`; false when stopped meanwhile. */
-  async function backoff(attempt: number): Promise<boolean> {
-    const delay = timer.random() * Math.min(cap, base * 2 ** attempt);
-    await Promise.race([timer.sleep(delay), stopSignal]);
-    return !stopped();
+  async #backoff(attempt: number): Promise<boolean> {
+    const base = this.options.baseBackoffMs ?? 1000;
+    const cap = this.options.maxBackoffMs ?? 60_000;
+    await Promise.race([this.timer.sleep(this.timer.random() * Math.min(cap, base * 2 ** attempt)), this.stop.signal]);
+    return !this.stop.done;
   }
 
   /**
    * Up to maxAttempts requests; `accept` turns a reply into ok, a rejection (retried) or a final
    * failure. Returns null when stopped.
    */
-  async function attempts<T, R extends object>(
-    request: () => Promise<T | null>, accept: (value: T) => Result<R>, what: string,
-  ): Promise<Result<R> | null> {
+  async run<T, R extends object>(request: () => Promise<T | null>, accept: (value: T) => Result<R>, what: string): Promise<Result<R> | null> {
+    const maxAttempts = Math.max(1, Math.floor(this.options.maxAttempts ?? 5));
     let lastRejection: Result | null = null;
     let timedOut = false;
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      if (attempt > 0 && !(await backoff(attempt - 1))) return null;
-      if (stopped()) return null;
-      if (late()) return fail('TRANSPORT_TIMEOUT', `budget of ${options.budgetMs} ms spent`);
-      const reply = await ask(request);
-      if (reply.kind === 'stopped' || stopped()) return null;
+      if (attempt > 0 && !(await this.#backoff(attempt - 1))) return null;
+      if (this.stop.done) return null;
+      if (this.#late()) return fail('TRANSPORT_TIMEOUT', `budget of ${this.options.budgetMs} ms spent`);
+      const reply = await this.#ask(request);
+      if (reply.kind === 'stopped' || this.stop.done) return null;
       if (reply.kind === 'timeout') {
-        timeouts++;
+        this.timeouts++;
         timedOut = true;
         continue;
       }
@@ -172,83 +154,125 @@ export async function pullDownload(agent: PullTarget, transport: AsyncTransport,
       const r = accept(reply.value);
       if (r.ok) return r;
       if (r.code >= 500) return r; // flash trouble: not the transport's to retry
-      rejected++;
+      this.rejected++;
       lastRejection = r;
     }
     if (lastRejection !== null) return lastRejection as Result<R>;
     return timedOut ? fail('TRANSPORT_TIMEOUT', `${what}: ${maxAttempts} attempts timed out`) : fail('TRANSPORT_UNAVAILABLE', what);
   }
+}
 
-  function fetchPage(p: number): Promise<Result<{ page: DigestPage }>> {
-    return attempts(() => transport.requestPage(p), (got) => {
-      const r = agent.verifyDigestPage(p, got.leaves, got.proof);
+/**
+ * The proven digest pages of a pull, at most two held at a time (device RAM: SPEC.md §5.3): a page
+ * is fetched once, shared by its blocks, and let go when its last missing block is written.
+ */
+class Pages {
+  readonly #held = new Map<number, Promise<Result<{ page: DigestPage }>>>();
+  #released: (() => void)[] = [];
+  /** Pages still needed: how many missing blocks each still has to write. */
+  readonly #remaining = new Map<number, number>();
+
+  constructor(
+    private readonly agent: PullTarget, private readonly transport: AsyncTransport, private readonly attempts: Attempts,
+    private readonly stop: Stop, pagesOfMissingBlocks: readonly number[],
+  ) {
+    for (const p of pagesOfMissingBlocks) this.#remaining.set(p, (this.#remaining.get(p) ?? 0) + 1);
+  }
+
+  #fetch(p: number): Promise<Result<{ page: DigestPage }>> {
+    return this.attempts.run(() => this.transport.requestPage(p), (got) => {
+      const r = this.agent.verifyDigestPage(p, got.leaves, got.proof);
       return r.ok ? ok({ page: r.digestPage }) : r;
     }, `digest page ${p}`).then((r) => r ?? fail('TRANSPORT_UNAVAILABLE', 'stopped'));
   }
 
-  /** The proven page of block `index`, holding at most two pages. Null when stopped. */
-  async function pageFor(p: number): Promise<DigestPage | null> {
-    while (!held.has(p) && held.size >= 2) {
-      await Promise.race([new Promise<void>((resolve) => released.push(resolve)), stopSignal]);
-      if (stopped()) return null;
+  /** The proven page `p`, waiting while two others are held. Null when stopped. */
+  async get(p: number): Promise<DigestPage | null> {
+    while (!this.#held.has(p) && this.#held.size >= 2) {
+      await Promise.race([new Promise<void>((resolve) => this.#released.push(resolve)), this.stop.signal]);
+      if (this.stop.done) return null;
     }
-    let got = held.get(p);
+    let got = this.#held.get(p);
     if (got === undefined) {
-      got = fetchPage(p);
-      held.set(p, got);
+      got = this.#fetch(p);
+      this.#held.set(p, got);
     }
     const r = await got;
-    if (stopped()) return null;
+    if (this.stop.done) return null;
     if (!r.ok) {
-      stop(r);
+      this.stop.with(r);
       return null;
     }
     return r.page;
   }
 
+  /** One block of page `p` is written: the page is let go after its last one. */
+  blockDone(p: number): void {
+    const left = (this.#remaining.get(p) ?? 1) - 1;
+    this.#remaining.set(p, left);
+    if (left > 0) return;
+    this.#held.delete(p);
+    const waiting = this.#released;
+    this.#released = [];
+    for (const f of waiting) f();
+  }
+}
+
+/** Write block `index` (its chunks still missing), each chunk checked against its proven leaf first. */
+function writeBlock(agent: PullTarget, page: DigestPage, index: number, chunks: readonly number[], cpb: number, chunkSize: number, bytes: Uint8Array): Result {
+  if (cpb === 1) return agent.writeChunk(index, bytes, page);
+  for (const i of chunks) {
+    const at = (i - index * cpb) * chunkSize;
+    const w = agent.writeChunk(i, bytes.subarray(at, at + chunkSize), page);
+    if (!w.ok) return w;
+  }
+  return ok({});
+}
+
+/** Fetch and write every missing chunk of the download `agent` has begun. Never throws (but PowerCut). */
+export async function pullDownload(agent: PullTarget, transport: AsyncTransport, timer: Timer, options: PullOptions = {}): Promise<Result<PullReport>> {
+  const P = LIMITS.pageLeaves;
+  const cpb = Math.floor(options.chunksPerBlock ?? 1);
+  if (!(cpb >= 1 && cpb <= P && (cpb & (cpb - 1)) === 0)) return fail('BAD_VALUE', `chunks per block ${options.chunksPerBlock} is not a power of two up to ${P}`);
+  const chunkSize = options.chunkSize ?? 0;
+  if (cpb > 1 && !(chunkSize > 0)) return fail('BAD_VALUE', 'chunkSize is required with more than one chunk per block');
+  // Missing chunks grouped by block (ascending): the blocks to fetch.
+  const chunksOf = new Map<number, number[]>();
+  for (const i of agent.missingChunks()) {
+    const b = Math.floor(i / cpb);
+    const list = chunksOf.get(b);
+    if (list) list.push(i);
+    else chunksOf.set(b, [i]);
+  }
+  const missing = [...chunksOf.keys()];
+  const pageOf = (block: number) => Math.floor((block * cpb) / P);
+  const stop = new Stop();
+  const attempts = new Attempts(timer, options, stop);
+  const pages = new Pages(agent, transport, attempts, stop, missing.map(pageOf));
+
   let next = 0;
   async function worker(): Promise<void> {
-    while (!stopped() && next < missing.length) {
+    while (!stop.done && next < missing.length) {
       const index = missing[next++]!;
-      const p = pageOf(index);
-      const page = await pageFor(p);
+      const page = await pages.get(pageOf(index));
       if (page === null) return;
       const chunks = chunksOf.get(index)!;
-      const write = (bytes: Uint8Array): Result => {
-        if (cpb === 1) return agent.writeChunk(index, bytes, page);
-        // Every chunk of the block still missing is checked against its leaf before it is written.
-        for (const i of chunks) {
-          const at = (i - index * cpb) * chunkSize;
-          const w = agent.writeChunk(i, bytes.subarray(at, at + chunkSize), page);
-          if (!w.ok) return w;
-        }
-        return ok({});
-      };
-      const r = await attempts(() => transport.requestBlock(index), write, `block ${index}`);
+      const r = await attempts.run(() => transport.requestBlock(index), (bytes) => writeBlock(agent, page, index, chunks, cpb, chunkSize, bytes), `block ${index}`);
       if (r === null) return;
-      if (!r.ok) {
-        stop(r);
-        return;
-      }
-      const left = (remaining.get(p) ?? 1) - 1;
-      remaining.set(p, left);
-      if (left === 0) {
-        held.delete(p);
-        release();
-      }
+      if (!r.ok) return stop.with(r);
+      pages.blockDone(pageOf(index));
     }
   }
-
   const guarded = async () => {
     try {
       await worker();
     } catch (error) {
-      if (thrown === null) thrown = { error };
-      signalStop();
+      stop.throw(error);
     }
   };
+  const window = Math.max(1, Math.floor(options.window ?? 8));
   await Promise.all(Array.from({ length: Math.min(window, missing.length) }, guarded));
-  if (thrown !== null) throw (thrown as { error: unknown }).error;
-  if (failure !== null) return failure;
-  return ok({ requests, rejected, timeouts });
+  if (stop.thrown !== null) throw stop.thrown.error;
+  if (stop.failure !== null) return stop.failure;
+  return ok({ requests: attempts.requests, rejected: attempts.rejected, timeouts: attempts.timeouts });
 }

@@ -13,7 +13,9 @@ import { bytesEqual, concatBytes } from '../../shared/bytes.js';
 import { inclusionProof, leafHash } from '../../shared/merkle.js';
 import { SimFlash, type FaultPlan } from '../sim/flash.js';
 import { createVerifier, type Verifier } from '../verifier.js';
-import { UpdateAgent, provision } from './agent.js';
+import { type VerifiedManifest } from '../verify/manifest.js';
+import { UpdateAgent } from './agent.js';
+import { provision } from './provision.js';
 import { boot } from './boot.js';
 import { type FlashGeometry, PowerCut } from './flash.js';
 import { type Layout, createLayout, layoutBytes } from './layout.js';
@@ -59,132 +61,171 @@ export type SweepReport = {
 
 class Violation extends Error {}
 
-export function powercutSweep(input: SweepInput): SweepReport {
-  const v = input.verifier ?? createVerifier();
-  const geometry0 = { eraseBlockSize: input.eraseBlockSize ?? 4096, writeAlign: input.writeAlign ?? 8, erasedValue: input.erasedValue ?? 0xff };
-  const E = geometry0.eraseBlockSize;
-  const slotSize = Math.ceil(Math.max(input.old.image.length, input.next.image.length) / E) * E;
-  const geometry: FlashGeometry = { ...geometry0, size: layoutBytes(E, geometry0.writeAlign, slotSize) };
-  const layout = createLayout(geometry, { slotSize });
-  const maxTrialBoots = input.maxTrialBoots ?? 2;
-  const store = { trust: input.trust };
+function check(cond: boolean, message: string): void {
+  if (!cond) throw new Violation(message);
+}
 
-  const oldR = v.verifyManifest(input.old.envelope, input.trust, { deviceClass: input.deviceClass, counter: 0 });
-  const newR = v.verifyManifest(input.next.envelope, input.trust, { deviceClass: input.deviceClass, counter: 0 });
-  if (!oldR.ok || !newR.ok) throw new RangeError('sweep releases do not verify');
-  const oldVm = oldR;
-  const newVm = newR;
-  const oldCounter = oldVm.manifest.securityCounter;
-  const newCounter = newVm.manifest.securityCounter;
-  const m = newVm.manifest;
-  const chunks: Uint8Array[] = [];
-  for (let o = 0; o < m.imageSize; o += m.chunkSize) chunks.push(input.next.image.subarray(o, Math.min(m.imageSize, o + m.chunkSize)));
-  const leaves = chunks.map((c) => leafHash(v.sha256, c));
-  const proofs = chunks.map((_, i) => concatBytes(...inclusionProof(v.sha256, leaves, i)));
+/** The verified releases, the flash layout and the provisioned starting flash of one sweep. */
+class SweepWorld {
+  readonly v: Verifier;
+  readonly geometry: FlashGeometry;
+  readonly layout: Layout;
+  readonly maxTrialBoots: number;
+  readonly oldVm: VerifiedManifest;
+  readonly newVm: VerifiedManifest;
+  readonly chunks: Uint8Array[] = [];
+  readonly proofs: Uint8Array[];
+  readonly start: Uint8Array;
+  readonly outcomes: Record<string, number> = {};
 
-  const base = new SimFlash(geometry);
-  const prov = provision(base, layout, { deviceClass: input.deviceClass, trust: input.trust, envelope: input.old.envelope, image: input.old.image, verifier: v });
-  if (!prov.ok) throw new RangeError(`provisioning failed: ${prov.error}`);
-  const start = base.snapshot();
+  constructor(readonly input: SweepInput) {
+    this.v = input.verifier ?? createVerifier();
+    const g0 = { eraseBlockSize: input.eraseBlockSize ?? 4096, writeAlign: input.writeAlign ?? 8, erasedValue: input.erasedValue ?? 0xff };
+    const E = g0.eraseBlockSize;
+    const slotSize = Math.ceil(Math.max(input.old.image.length, input.next.image.length) / E) * E;
+    this.geometry = { ...g0, size: layoutBytes(E, g0.writeAlign, slotSize) };
+    this.layout = createLayout(this.geometry, { slotSize });
+    this.maxTrialBoots = input.maxTrialBoots ?? 2;
+    const oldR = this.v.verifyManifest(input.old.envelope, input.trust, { deviceClass: input.deviceClass, counter: 0 });
+    const newR = this.v.verifyManifest(input.next.envelope, input.trust, { deviceClass: input.deviceClass, counter: 0 });
+    if (!oldR.ok || !newR.ok) throw new RangeError('sweep releases do not verify');
+    this.oldVm = oldR;
+    this.newVm = newR;
+    const m = newR.manifest;
+    for (let o = 0; o < m.imageSize; o += m.chunkSize) this.chunks.push(input.next.image.subarray(o, Math.min(m.imageSize, o + m.chunkSize)));
+    const leaves = this.chunks.map((c) => leafHash(this.v.sha256, c));
+    this.proofs = this.chunks.map((_, i) => concatBytes(...inclusionProof(this.v.sha256, leaves, i)));
+    const base = new SimFlash(this.geometry);
+    const prov = provision(base, this.layout, { deviceClass: input.deviceClass, trust: input.trust, envelope: input.old.envelope, image: input.old.image, verifier: this.v });
+    if (!prov.ok) throw new RangeError(`provisioning failed: ${prov.error}`);
+    this.start = base.snapshot();
+  }
 
-  const check = (cond: boolean, message: string): void => {
-    if (!cond) throw new Violation(message);
-  };
-  const agentOn = (flash: SimFlash): UpdateAgent => new UpdateAgent({ flash, layout, ...store, verifier: v });
-  const doBoot = (flash: SimFlash) => boot(flash, layout, input.trust, { maxTrialBoots, verifier: v });
+  count(key: string): void {
+    this.outcomes[key] = (this.outcomes[key] ?? 0) + 1;
+  }
+
+  agentOn(flash: SimFlash): UpdateAgent {
+    return new UpdateAgent({ flash, layout: this.layout, trust: this.input.trust, verifier: this.v });
+  }
+
+  boot(flash: SimFlash) {
+    return boot(flash, this.layout, this.input.trust, { maxTrialBoots: this.maxTrialBoots, verifier: this.v });
+  }
 
   /** The booted slot holds, byte for byte, the old or the new image: which one. */
-  function bootedImage(flash: SimFlash, slot: 0 | 1, version: string | undefined): 'old' | 'new' {
-    const region = layout.slots[slot];
-    for (const [name, rel, vm] of [['new', input.next, newVm], ['old', input.old, oldVm]] as const) {
+  bootedImage(flash: SimFlash, slot: 0 | 1, version: string | undefined): 'old' | 'new' {
+    const region = this.layout.slots[slot];
+    for (const [name, rel, vm] of [['new', this.input.next, this.newVm], ['old', this.input.old, this.oldVm]] as const) {
       if (bytesEqual(flash.read(region.offset, rel.image.length), rel.image) && version === vm.manifest.version) return name;
     }
     throw new Violation(`booted slot ${slot} (version ${String(version)}) holds neither signed image`);
   }
 
-  function checkCounter(flash: SimFlash, where: string): void {
-    const s = loadState(flash, layout);
+  /** The stored counter never regresses, and is raised only with the new image confirmed. */
+  checkCounter(flash: SimFlash, where: string): void {
+    const s = loadState(flash, this.layout);
     check(s.ok, `${where}: state unreadable (${s.ok ? '' : s.error})`);
     if (!s.ok) return;
     const c = s.record.securityCounter;
+    const oldCounter = this.oldVm.manifest.securityCounter;
     check(c >= oldCounter, `${where}: counter ${c} regressed below ${oldCounter}`);
     if (c > oldCounter) {
-      check(c === newCounter && s.record.installed !== undefined && bytesEqual(s.record.installed, newVm.manifestDigest), `${where}: counter ${c} raised before the new image was confirmed`);
+      check(c === this.newVm.manifest.securityCounter && s.record.installed !== undefined && bytesEqual(s.record.installed, this.newVm.manifestDigest), `${where}: counter ${c} raised before the new image was confirmed`);
     }
   }
 
   /** Download and stage the new image (begin or resume); returns whether it resumed. */
-  function download(flash: SimFlash): boolean {
-    const agent = agentOn(flash);
-    const b = agent.beginUpdate(input.next.envelope);
+  download(flash: SimFlash): boolean {
+    const agent = this.agentOn(flash);
+    const b = agent.beginUpdate(this.input.next.envelope);
     check(b.ok, `beginUpdate: ${b.error}`);
     const resumed = b.ok && b.resumed;
     for (let attempt = 0; attempt < 3; attempt++) {
       for (const i of agent.missingChunks()) {
-        const w = agent.writeChunk(i, chunks[i], proofs[i]);
+        const w = agent.writeChunk(i, this.chunks[i], this.proofs[i]);
         check(w.ok, `writeChunk ${i}: ${w.error}`);
       }
-      const f = agent.finishDownload();
-      if (f.ok) return resumed;
+      if (agent.finishDownload().ok) return resumed;
     }
     throw new Violation('finishDownload keeps failing');
   }
 
-  /** The whole update from a device running the old image: the script whose operations are counted. */
-  function update(flash: SimFlash): void {
-    download(flash);
-    const t = doBoot(flash);
-    check(t.trial === true && t.code === 0, `trial boot: ${t.error}`);
-    const c = agentOn(flash).confirm();
-    check(c.ok, `confirm: ${c.error}`);
-    const f = doBoot(flash);
-    check(f.code === 0 && f.slot !== null && bootedImage(flash, f.slot, f.version) === 'new', `final boot: ${f.error}`);
+  /** The device boots the new image, verified, as the last step. */
+  finalBoot(flash: SimFlash, where: string): void {
+    const f = this.boot(flash);
+    check(f.code === 0 && f.slot !== null && this.bootedImage(flash, f.slot, f.version) === 'new', `final boot${where}: ${f.error}`);
   }
 
-  const outcomes: Record<string, number> = {};
-  const count = (key: string): void => {
-    outcomes[key] = (outcomes[key] ?? 0) + 1;
-  };
-
-  const measure = new SimFlash(geometry, {}, start);
-  update(measure);
-  const N = measure.operations;
+  /** The whole update from a device running the old image: the script whose operations are counted. */
+  update(flash: SimFlash): void {
+    this.download(flash);
+    const t = this.boot(flash);
+    check(t.trial === true && t.code === 0, `trial boot: ${t.error}`);
+    const c = this.agentOn(flash).confirm();
+    check(c.ok, `confirm: ${c.error}`);
+    this.finalBoot(flash, '');
+  }
 
   /** After a cut: boot, check, and finish the update. */
-  function recover(flash: SimFlash): void {
+  recover(flash: SimFlash): void {
     flash.setFaults({});
-    checkCounter(flash, 'after the cut');
-    const b = doBoot(flash);
+    this.checkCounter(flash, 'after the cut');
+    const b = this.boot(flash);
     check(b.slot !== null, `no bootable image after the cut: ${b.error}`);
     if (b.slot === null) return;
-    const which = bootedImage(flash, b.slot, b.version);
-    checkCounter(flash, 'after the first boot');
-    if (b.reverted) count('reverted');
+    const which = this.bootedImage(flash, b.slot, b.version);
+    this.checkCounter(flash, 'after the first boot');
+    if (b.reverted) this.count('reverted');
     if (b.trial) {
       check(which === 'new', 'trial boot of something other than the new image');
-      count('trialNew');
-      const c = agentOn(flash).confirm();
+      this.count('trialNew');
+      const c = this.agentOn(flash).confirm();
       check(c.ok, `confirm after the cut: ${c.error}`);
     } else if (which === 'new') {
-      count('bootedNew');
+      this.count('bootedNew');
     } else {
-      count('bootedOld');
-      const resumed = download(flash);
-      count(resumed ? 'resumedDownload' : 'restartedDownload');
-      const t = doBoot(flash);
+      this.count('bootedOld');
+      this.count(this.download(flash) ? 'resumedDownload' : 'restartedDownload');
+      const t = this.boot(flash);
       check(t.trial === true && t.code === 0, `trial boot after recovery: ${t.error}`);
-      checkCounter(flash, 'during the trial boot');
-      const c = agentOn(flash).confirm();
+      this.checkCounter(flash, 'during the trial boot');
+      const c = this.agentOn(flash).confirm();
       check(c.ok, `confirm after recovery: ${c.error}`);
     }
-    const f = doBoot(flash);
-    check(f.code === 0 && f.slot !== null && bootedImage(flash, f.slot, f.version) === 'new', `final boot after recovery: ${f.error}`);
-    checkCounter(flash, 'at the end');
-    const s = loadState(flash, layout);
-    check(s.ok && s.record.securityCounter === newCounter, 'counter not raised after confirm');
-    count('completed');
+    this.finalBoot(flash, ' after recovery');
+    this.checkCounter(flash, 'at the end');
+    const s = loadState(flash, this.layout);
+    check(s.ok && s.record.securityCounter === this.newVm.manifest.securityCounter, 'counter not raised after confirm');
+    this.count('completed');
   }
 
+  /** One replay with a cut (or tear) at operation k; the violation it showed, or null. */
+  replay(k: number, mode: 'cut' | 'torn'): SweepViolation | null {
+    const plan: FaultPlan = mode === 'cut' ? { powerCutBeforeOp: k } : { tornOp: { op: k, fraction: 0.5 } };
+    const flash = new SimFlash(this.geometry, plan, this.start);
+    try {
+      try {
+        this.update(flash);
+        throw new Violation(`no power cut happened at operation ${k}`);
+      } catch (e) {
+        if (!(e instanceof PowerCut)) throw e;
+      }
+      this.recover(flash);
+      return null;
+    } catch (e) {
+      if (e instanceof Violation) return { k, mode, message: e.message };
+      if (e instanceof PowerCut) return { k, mode, message: `unexpected power cut during recovery: ${e.message}` };
+      throw e;
+    }
+  }
+}
+
+export function powercutSweep(input: SweepInput): SweepReport {
+  const world = new SweepWorld(input);
+  const measure = new SimFlash(world.geometry, {}, world.start);
+  world.update(measure);
+  const N = measure.operations;
   const violations: SweepViolation[] = [];
   let runs = 0;
   const step = Math.max(1, Math.floor(input.step ?? 1));
@@ -192,24 +233,11 @@ export function powercutSweep(input: SweepInput): SweepReport {
   for (let k = 1; k <= N; k += step) {
     for (const mode of modes) {
       runs++;
-      const plan: FaultPlan = mode === 'cut' ? { powerCutBeforeOp: k } : { tornOp: { op: k, fraction: 0.5 } };
-      const flash = new SimFlash(geometry, plan, start);
-      try {
-        try {
-          update(flash);
-          throw new Violation(`no power cut happened at operation ${k}`);
-        } catch (e) {
-          if (!(e instanceof PowerCut)) throw e;
-        }
-        recover(flash);
-      } catch (e) {
-        if (e instanceof Violation) violations.push({ k, mode, message: e.message });
-        else if (e instanceof PowerCut) violations.push({ k, mode, message: `unexpected power cut during recovery: ${e.message}` });
-        else throw e;
-      }
+      const v = world.replay(k, mode);
+      if (v) violations.push(v);
     }
   }
-  return { imageSize: m.imageSize, operations: N, runs, outcomes, violations };
+  return { imageSize: world.newVm.manifest.imageSize, operations: N, runs, outcomes: world.outcomes, violations };
 }
 
 /** Layout of the sweep's simulated flash (for reports). */

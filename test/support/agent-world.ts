@@ -4,7 +4,8 @@
  */
 import { expect } from 'vitest';
 import { pageProofs } from '../../shared/merkle.js';
-import { UpdateAgent, provision } from '../../device/agent/agent.js';
+import { UpdateAgent } from '../../device/agent/agent.js';
+import { provision } from '../../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
 import { SimFlash } from '../../device/sim/flash.js';
 import { nodeSha256 } from '../../host/hash.js';
