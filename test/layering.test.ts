@@ -1,5 +1,5 @@
 /**
- * DESIGN.md dependency direction, checked on the sources (the device bundle build checks it again
+ * ARCHITECTURE.md dependency direction, checked on the sources (the device bundle build checks it again
  * while bundling): shared <- device <- host; hil -> host, device, shared; nothing imports tools/.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Builds the one-file device verifier with esbuild and enforces DESIGN.md's dependency direction
+// Builds the one-file device verifier with esbuild and enforces ARCHITECTURE.md's dependency direction
 // while bundling: the bundle may reach shared/ and device/ (never device/node/) and npm packages
 // under @noble/ only; no Node built-in. Then checks the output and prints its size.
 import { builtinModules } from 'node:module';
@@ -40,7 +40,7 @@ const arg = (name, fallback) => (process.argv.includes(name) ? process.argv[proc
 const entry = arg('--entry', 'device/bundle.ts');
 const outdir = arg('--outdir', 'dist/device');
 
-// Devices report codes, never prose (DESIGN.md): the device bundle drops the human-readable
+// Devices report codes, never prose (SPEC.md §9): the device bundle drops the human-readable
 // `detail` argument of every failure (the host build keeps it). Same checks, same codes; the
 // QuickJS suite compares every code with Node's.
 const DETAIL_ARG = /\b(fail|schemaFail|this\.err)\(\s*('[A-Z_]+')\s*,\s*(`(?:[^`\\]|\\.)*`|'(?:[^'\\]|\\.)*')\s*\)/g;

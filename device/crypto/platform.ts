@@ -1,8 +1,7 @@
 /**
- * The platform primitives the verifier uses, in one object (STYLE.md: inject platform primitives
- * through one object). A runtime may plug in native or hardware SHA-256 / SHA-512; their output
- * lengths are checked on every call (a wrong-length hook is a programmer error: TypeError). The
- * pure-JS defaults are used otherwise.
+ * The platform primitives the verifier uses, injected through one object (SPEC.md §6.5). A runtime
+ * may plug in native or hardware SHA-256 / SHA-512; their output lengths are checked on every call
+ * (a wrong-length hook is a programmer error: TypeError). The pure-JS defaults are used otherwise.
  */
 import { KEY_ID_BYTES } from '../../shared/limits.js';
 import { isTrustableRoleKey, verifyEd25519 } from './ed25519.js';
