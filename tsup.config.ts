@@ -7,5 +7,10 @@ const common = { outDir: 'dist', format: 'esm' as const, platform: 'node' as con
 // so its entry-point check does not fire inside the hil bundle) and the simulated device process.
 export default defineConfig([
   { ...common, entry: { 'host/cli': 'host/cli.ts' } },
-  { ...common, entry: { 'hil/cli': 'hil/cli.ts', 'hil/device-main': 'hil/device-main.ts' }, external: [/\/host\/cli\.js$/, /^@jitl\//, /^quickjs-emscripten/], splitting: false },
+  {
+    ...common,
+    entry: { 'hil/cli': 'hil/cli.ts', 'hil/device-main': 'hil/device-main.ts' },
+    external: [/\/host\/cli\.js$/, /^@jitl\//, /^quickjs-emscripten/],
+    splitting: false,
+  },
 ]);

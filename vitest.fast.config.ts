@@ -4,13 +4,14 @@
  * imports; so a new suite is placed without a list to keep): spawning processes, mosquitto, an MQTT
  * client, a serial port, the HIL rig, QuickJS or the demo makes it slow. `npm test` runs everything.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 import base from './vitest.config.js';
 
-const SLOW = /from '(mqtt|serialport|node:child_process|quickjs-emscripten-core|@jitl\/[^']+|aedes)'|support\/(mosquitto|quickjs)\.js|quickjs-verifier\.js|hil\/(rig|runner|cli)\.js|tools\/demo/;
+const SLOW =
+  /from '(mqtt|serialport|node:child_process|quickjs-emscripten-core|@jitl\/[^']+|aedes)'|support\/(mosquitto|quickjs)\.js|quickjs-verifier\.js|hil\/(rig|runner|cli)\.js|tools\/demo/;
 
 const root = dirname(fileURLToPath(import.meta.url));
 
@@ -32,7 +33,9 @@ function reachesSlow(file: string, seen = new Set<string>()): boolean {
   return false;
 }
 
-const fast = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts') && !reachesSlow(join(root, 'test', f))).map((f) => `test/${f}`);
+const fast = readdirSync(join(root, 'test'))
+  .filter((f) => f.endsWith('.test.ts') && !reachesSlow(join(root, 'test', f)))
+  .map((f) => `test/${f}`);
 
 // Not mergeConfig: it would append to the base's include list instead of replacing it.
 export default defineConfig({ test: { ...base.test, include: fast } });

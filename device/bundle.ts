@@ -3,7 +3,20 @@
  * `fwsealVerifier`; dist/device/fwseal-verifier.mjs is the same as an ES module (SPEC.md §10).
  */
 export {
-  verifyManifest, verifyManifestWithTrust, loadTrust, verifyTrustUpdate, verifyRevocations, imageVerifier, verifyChunk,
-  verifyDigestPage, verifyEd25519, keyId, sha256, sha512, createVerifier, CODES, codeName,
+  CODES,
+  codeName,
+  createVerifier,
+  imageVerifier,
+  keyId,
+  loadTrust,
+  sha256,
+  sha512,
+  verifyChunk,
+  verifyDigestPage,
+  verifyEd25519,
+  verifyManifest,
+  verifyManifestWithTrust,
+  verifyRevocations,
+  verifyTrustUpdate,
 } from './index.js';
 export const version = '0.1.0';

@@ -7,16 +7,26 @@ import { createVerifier } from './verifier.js';
 
 const defaults = createVerifier();
 export const {
-  verifyManifest, verifyManifestWithTrust, loadTrust, verifyTrustUpdate, verifyRevocations,
-  imageVerifier, verifyChunk, verifyDigestPage, verifyEd25519, keyId, sha256, sha512,
+  verifyManifest,
+  verifyManifestWithTrust,
+  loadTrust,
+  verifyTrustUpdate,
+  verifyRevocations,
+  imageVerifier,
+  verifyChunk,
+  verifyDigestPage,
+  verifyEd25519,
+  keyId,
+  sha256,
+  sha512,
 } = defaults;
-export { createVerifier, type Verifier } from './verifier.js';
-export { type Platform } from './crypto/platform.js';
-export { type DeviceState, type VerifiedManifest } from './verify/manifest.js';
-export { type VerifiedTrust, type VerifiedRevocations } from './verify/trust.js';
-export { type ImageVerifier, type DigestPage } from './verify/image.js';
-export { isAcceptablePublicKey, isTrustableRoleKey } from './crypto/ed25519.js';
 export { CODES, codeName } from '../shared/codes.js';
 export { parseEnvelope } from '../shared/cose.js';
-export { parseManifest, type Manifest } from '../shared/manifest.js';
-export { parseTrustBundle, parseRevocationList } from '../shared/trust.js';
+export { type Manifest, parseManifest } from '../shared/manifest.js';
+export { parseRevocationList, parseTrustBundle } from '../shared/trust.js';
+export { isAcceptablePublicKey, isTrustableRoleKey } from './crypto/ed25519.js';
+export type { Platform } from './crypto/platform.js';
+export { createVerifier, type Verifier } from './verifier.js';
+export type { DigestPage, ImageVerifier } from './verify/image.js';
+export type { DeviceState, VerifiedManifest } from './verify/manifest.js';
+export type { VerifiedRevocations, VerifiedTrust } from './verify/trust.js';

@@ -2,12 +2,12 @@
  * The verifier API, bound to one platform (SPEC.md §6). `createVerifier()` uses the pure-JS
  * primitives; `createVerifier({ sha256, sha512 })` plugs in native or hardware hashing.
  */
-import { type Result, fail } from '../shared/codes.js';
+import { fail, type Result } from '../shared/codes.js';
 import { type Manifest } from '../shared/manifest.js';
-import { type DeviceCrypto, type Platform, deviceCrypto, isPlatformError } from './crypto/platform.js';
+import { type DeviceCrypto, deviceCrypto, isPlatformError, type Platform } from './crypto/platform.js';
 import { type DigestPage, type ImageVerifier, imageVerifier, verifyChunk, verifyDigestPage } from './verify/image.js';
 import { type DeviceState, type VerifiedManifest, verifyManifest, verifyManifestWithTrust } from './verify/manifest.js';
-import { type VerifiedRevocations, type VerifiedTrust, loadTrust, verifyRevocations, verifyTrustUpdate } from './verify/trust.js';
+import { loadTrust, type VerifiedRevocations, type VerifiedTrust, verifyRevocations, verifyTrustUpdate } from './verify/trust.js';
 
 export type Verifier = {
   /** V1–V9: a signed manifest for this device. Never throws. */
@@ -67,7 +67,9 @@ export function verifierFrom(c: DeviceCrypto): Verifier {
     verifyManifestWithTrust: guard((envelope: Uint8Array, trust: VerifiedTrust, state: DeviceState) => verifyManifestWithTrust(c, envelope, trust, state)),
     loadTrust: guard((trust: Uint8Array) => loadTrust(c, trust)),
     verifyTrustUpdate: guard((candidate: Uint8Array, current: VerifiedTrust, stored?: VerifiedRevocations) => verifyTrustUpdate(c, candidate, current, stored)),
-    verifyRevocations: guard((list: Uint8Array, trust: VerifiedTrust, minVersion = 0, stored?: VerifiedRevocations) => verifyRevocations(c, list, trust, minVersion, stored)),
+    verifyRevocations: guard((list: Uint8Array, trust: VerifiedTrust, minVersion = 0, stored?: VerifiedRevocations) =>
+      verifyRevocations(c, list, trust, minVersion, stored),
+    ),
     imageVerifier: (manifest: Manifest) => imageVerifier(c, manifest),
     verifyChunk: guard((manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array) => verifyChunk(c, manifest, index, chunk, proof)),
     verifyDigestPage: guard((manifest: Manifest, page: number, leaves: Uint8Array, proof: Uint8Array) => verifyDigestPage(c, manifest, page, leaves, proof)),

@@ -9,14 +9,15 @@
  * needs, skipping pages and chunks its flash already holds (UpdateAgent.missingChunks). Offsets,
  * `len` and the sha of a restarted upload are the UploadReceiver's (hil/upload.ts).
  */
-import { type CodeName, CODES, type Result } from '../shared/codes.js';
-import { LIMITS } from '../shared/limits.js';
-import { type BundleLayout, type BundlePage, BUNDLE_HEADER_BYTES, bundleLayout, chunkLength, chunkOffset, parseBundleHeader } from '../shared/bundle.js';
-import { type SmpHeader } from '../shared/smp/packet.js';
-import { type SmpError, MGMT_ERR } from '../shared/smp/errors.js';
+
 import { type UpdateAgent } from '../device/agent/agent.js';
 import { parseEnvelope, parseManifest } from '../device/index.js';
 import { type DigestPage } from '../device/verify/image.js';
+import { BUNDLE_HEADER_BYTES, type BundleLayout, type BundlePage, bundleLayout, chunkLength, chunkOffset, parseBundleHeader } from '../shared/bundle.js';
+import { CODES, type CodeName, type Result } from '../shared/codes.js';
+import { LIMITS } from '../shared/limits.js';
+import { MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
+import { type SmpHeader } from '../shared/smp/packet.js';
 import { type UploadSink } from './upload.js';
 
 /** A refused operation: its §9 code, code name and detail. */
@@ -79,7 +80,18 @@ export class UpdateBundleSink implements UploadSink {
     const refuse = (name: 'BAD_VALUE' | 'SLOT_TOO_SMALL', detail: string) => this.device.reject({ code: CODES[name], error: name, detail }, header, 'upload');
     if (len <= BUNDLE_HEADER_BYTES) return refuse('BAD_VALUE', `upload len ${len} holds no bundle`);
     if (len > this.#maxBundleBytes) return refuse('SLOT_TOO_SMALL', `upload len ${len}, at most ${this.#maxBundleBytes} for this slot`);
-    this.#upload = { len, header: new Uint8Array(0), manifestLength: -1, manifest: null, layout: null, missing: new Set(), pageBuf: null, page: null, pageIndex: -1, chunkBuf: null };
+    this.#upload = {
+      len,
+      header: new Uint8Array(0),
+      manifestLength: -1,
+      manifest: null,
+      layout: null,
+      missing: new Set(),
+      pageBuf: null,
+      page: null,
+      pageIndex: -1,
+      chunkBuf: null,
+    };
     this.device.log(`upload: new bundle of ${len} bytes`);
     return null;
   }
@@ -150,7 +162,9 @@ export class UpdateBundleSink implements UploadSink {
     this.device.setCode(0);
     u.layout = layout;
     u.missing = new Set(this.device.agent.missingChunks());
-    this.device.log(`manifest ${m.value.version} (counter ${m.value.securityCounter}) accepted; ${begun.missing} of ${begun.chunks} chunks to fetch${begun.resumed ? ' (resumed from flash)' : ''}`);
+    this.device.log(
+      `manifest ${m.value.version} (counter ${m.value.securityCounter}) accepted; ${begun.missing} of ${begun.chunks} chunks to fetch${begun.resumed ? ' (resumed from flash)' : ''}`,
+    );
     return this.#jumpFrom(u, at + n);
   }
 
@@ -207,10 +221,20 @@ export class UpdateBundleSink implements UploadSink {
     for (const p of layout.pages) {
       if (at >= p.end) continue;
       let firstMissing = -1;
-      for (let i = Math.max(p.firstChunk, at >= p.chunksAt ? p.firstChunk + Math.floor((at - p.chunksAt) / layout.chunkSize) : p.firstChunk); i < p.endChunk; i++) {
-        if (u.missing.has(i)) { firstMissing = i; break; }
+      for (
+        let i = Math.max(p.firstChunk, at >= p.chunksAt ? p.firstChunk + Math.floor((at - p.chunksAt) / layout.chunkSize) : p.firstChunk);
+        i < p.endChunk;
+        i++
+      ) {
+        if (u.missing.has(i)) {
+          firstMissing = i;
+          break;
+        }
       }
-      if (firstMissing < 0) { at = p.end; continue; }
+      if (firstMissing < 0) {
+        at = p.end;
+        continue;
+      }
       if (u.page === null || u.pageIndex !== p.page) return Math.max(at, p.digestsAt);
       return Math.max(at, chunkOffset(layout, firstMissing));
     }

@@ -4,14 +4,14 @@
  * CLI (host/cli.ts `main`) with the hil commands added, so `fwseal hil run` works without host/
  * importing hil/ (ARCHITECTURE.md layering).
  */
-import { realpathSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runIfEntryPoint } from '../host/cli.js';
+import { type Command, type Io, int, noPositionals, str } from '../host/commands/common.js';
 import { FwsealError } from '../host/errors.js';
 import { writeFileAtomic } from '../host/io.js';
-import { type Command, type Io, int, noPositionals, str } from '../host/commands/common.js';
-import { runIfEntryPoint } from '../host/cli.js';
 import { junitXml, summaryTable } from './report.js';
 import { Rig } from './rig.js';
 import { runMatrix } from './runner.js';
@@ -24,7 +24,9 @@ export function defaultScenarioDir(): string {
     try {
       realpathSync(d);
       return d;
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
   return join(here, 'scenarios');
 }
@@ -56,8 +58,14 @@ device's end state over the link (fwseal status). --junit writes one testcase pe
 --runtime: where the simulated devices verify: quickjs (default: the device bundle
 dist/device/fwseal-verifier.js inside QuickJS; needs npm run build) or node (the same code in Node).`,
   options: {
-    devices: { type: 'string' }, scenarios: { type: 'string' }, junit: { type: 'string' }, baud: { type: 'string' },
-    port: { type: 'string' }, runtime: { type: 'string' }, logs: { type: 'string' }, work: { type: 'string' },
+    devices: { type: 'string' },
+    scenarios: { type: 'string' },
+    junit: { type: 'string' },
+    baud: { type: 'string' },
+    port: { type: 'string' },
+    runtime: { type: 'string' },
+    logs: { type: 'string' },
+    work: { type: 'string' },
   },
   async run(p, io) {
     noPositionals(p);
@@ -65,9 +73,13 @@ dist/device/fwseal-verifier.js inside QuickJS; needs npm run build) or node (the
     if (runtime !== 'node' && runtime !== 'quickjs') throw new FwsealError('USAGE', `--runtime must be quickjs or node, not ${runtime}`);
     const options: HilRunOptions = {
       runtime,
-      devices: int(p, 'devices', 1, 64, 2), baud: int(p, 'baud', 1200, 4_000_000, 115200),
-      ...optional('scenarios', str(p, 'scenarios')), ...optional('junit', str(p, 'junit')), ...optional('port', str(p, 'port')),
-      ...optional('logs', str(p, 'logs')), ...optional('workDir', str(p, 'work')),
+      devices: int(p, 'devices', 1, 64, 2),
+      baud: int(p, 'baud', 1200, 4_000_000, 115200),
+      ...optional('scenarios', str(p, 'scenarios')),
+      ...optional('junit', str(p, 'junit')),
+      ...optional('port', str(p, 'port')),
+      ...optional('logs', str(p, 'logs')),
+      ...optional('workDir', str(p, 'work')),
     };
     return runHil(options, io);
   },
@@ -90,7 +102,14 @@ export async function runHil(options: HilRunOptions, io: Io): Promise<number> {
   const t0 = Date.now();
   let rig: Rig;
   try {
-    rig = await Rig.start({ devices: options.devices, workDir, baud: options.baud, runtime: options.runtime ?? 'quickjs', ...(options.port ? { port: options.port } : {}), ...(options.logs ? { logsDir: resolve(options.logs) } : {}) });
+    rig = await Rig.start({
+      devices: options.devices,
+      workDir,
+      baud: options.baud,
+      runtime: options.runtime ?? 'quickjs',
+      ...(options.port ? { port: options.port } : {}),
+      ...(options.logs ? { logsDir: resolve(options.logs) } : {}),
+    });
   } catch (e) {
     throw new FwsealError('IO', (e as Error).message);
   }
@@ -100,7 +119,9 @@ export async function runHil(options: HilRunOptions, io: Io): Promise<number> {
     });
     if (options.junit) writeFileAtomic(options.junit, junitXml(results));
     io.stdout(summaryTable(results));
-    io.stdout(`${scenarios.length} scenarios x ${rig.slots.length} ${options.port ? 'board' : `simulated devices (verifier: ${options.runtime ?? 'quickjs'})`} at ${options.baud} baud in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    io.stdout(
+      `${scenarios.length} scenarios x ${rig.slots.length} ${options.port ? 'board' : `simulated devices (verifier: ${options.runtime ?? 'quickjs'})`} at ${options.baud} baud in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
     return results.every((r) => r.passed) ? 0 : 1;
   } finally {
     await rig.stop();

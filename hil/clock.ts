@@ -51,7 +51,9 @@ export class VirtualClock implements Scheduler {
       else hi = mid;
     }
     this.tasks.splice(lo, 0, task);
-    return () => { task.cancelled = true; };
+    return () => {
+      task.cancelled = true;
+    };
   }
 
   /** Tasks set and not yet run or cancelled. */
@@ -79,7 +81,14 @@ export class VirtualClock implements Scheduler {
    */
   async settle<T>(promise: Promise<T>, limitMs = Number.POSITIVE_INFINITY): Promise<T> {
     let settled = false;
-    promise.then(() => { settled = true; }, () => { settled = true; });
+    promise.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
     const end = this.time + limitMs;
     const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
     await turn();

@@ -35,11 +35,15 @@ async function run(): Promise<void> {
     dir: values.dir,
     verifier,
     end: {
-      write: (bytes) => { port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)); },
+      write: (bytes) => {
+        port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      },
       onData: (listener) => {
         const l = (chunk: Buffer) => listener(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         port.on('data', l);
-        return () => { port.off('data', l); };
+        return () => {
+          port.off('data', l);
+        };
       },
     },
     log,
@@ -51,7 +55,7 @@ async function run(): Promise<void> {
     },
   });
   process.on('message', (m: { fault?: PowerCutPoint }) => {
-    if (m && m.fault) {
+    if (m?.fault) {
       device.armFault(m.fault);
       process.send?.({ armed: true });
     }

@@ -21,25 +21,37 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CODES, type Result, codeName } from '../shared/codes.js';
-import { LIMITS } from '../shared/limits.js';
-import { type SmpHeader, SMP_GROUP, SMP_VERSION } from '../shared/smp/packet.js';
-import { type SmpError, MGMT_ERR } from '../shared/smp/errors.js';
-import { IMAGE_UPLOAD_BOUNDS } from '../shared/smp/upload.js';
-import {
-  type DeviceStatus, type EnvelopeUploadRequest, type ImageSlotState, type ImageStateResponse, echo, imageState, imageStateWrite,
-  imageUpload, manifestUpload, params, reset, revocationUpdate, status, trustUpdate,
-} from '../shared/smp/commands.js';
 import { UpdateAgent } from '../device/agent/agent.js';
 import { type BootResult, boot } from '../device/agent/boot.js';
-import { type Layout, createLayout } from '../device/agent/layout.js';
+import { createLayout, type Layout } from '../device/agent/layout.js';
 import { loadState } from '../device/agent/state-store.js';
-import { type Verifier, createVerifier } from '../device/index.js';
+import { createVerifier, type Verifier } from '../device/index.js';
 import { openFileFlash } from '../device/node/file-flash.js';
 import { nodeSha256 } from '../host/hash.js';
+import { CODES, codeName, type Result } from '../shared/codes.js';
+import { LIMITS } from '../shared/limits.js';
+import {
+  type DeviceStatus,
+  type EnvelopeUploadRequest,
+  echo,
+  type ImageSlotState,
+  type ImageStateResponse,
+  imageState,
+  imageStateWrite,
+  imageUpload,
+  manifestUpload,
+  params,
+  reset,
+  revocationUpdate,
+  status,
+  trustUpdate,
+} from '../shared/smp/commands.js';
+import { MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
+import { SMP_GROUP, SMP_VERSION, type SmpHeader } from '../shared/smp/packet.js';
+import { IMAGE_UPLOAD_BOUNDS } from '../shared/smp/upload.js';
 import { type Rejection, UpdateBundleSink } from './bundle-sink.js';
 import { FaultFlash } from './fault-flash.js';
-import { type DeviceConfig, DEVICE_CONFIG_FILE, FLASH_FILE, TRUST_FILE } from './provision.js';
+import { DEVICE_CONFIG_FILE, type DeviceConfig, FLASH_FILE, TRUST_FILE } from './provision.js';
 import { type ByteEnd, SmpServer } from './smp-endpoint.js';
 import { EnvelopeReceiver, UploadReceiver } from './upload.js';
 
@@ -136,9 +148,18 @@ export class SimDevice {
       .handle(imageState, () => ({ value: this.#imageState() }))
       .handle(imageStateWrite, (req, header) => this.#stateWrite(req.confirm, header))
       .handle(imageUpload, (req, header) => this.#bundleReceiver.handle(req, header))
-      .handle(manifestUpload, envelope('manifest', (b) => this.#agent.beginUpdate(b)))
-      .handle(trustUpdate, envelope('trust', (b) => this.#agent.updateTrust(b)))
-      .handle(revocationUpdate, envelope('revocation', (b) => this.#agent.updateRevocations(b)));
+      .handle(
+        manifestUpload,
+        envelope('manifest', (b) => this.#agent.beginUpdate(b)),
+      )
+      .handle(
+        trustUpdate,
+        envelope('trust', (b) => this.#agent.updateTrust(b)),
+      )
+      .handle(
+        revocationUpdate,
+        envelope('revocation', (b) => this.#agent.updateRevocations(b)),
+      );
   }
 
   #powerCut(): never {
@@ -164,7 +185,11 @@ export class SimDevice {
     const rec = s.ok ? s.state : null;
     const phase = this.#boot.slot === null ? 'bricked' : this.#boot.trial ? 'trial' : s.ok ? s.phase : 'corrupt';
     return {
-      slot: this.#boot.slot ?? 0xff, version: this.#boot.version ?? '', counter: rec?.securityCounter ?? 0, code: this.#lastCode, phase,
+      slot: this.#boot.slot ?? 0xff,
+      version: this.#boot.version ?? '',
+      counter: rec?.securityCounter ?? 0,
+      code: this.#lastCode,
+      phase,
       ...(rec ? { trust: rec.trustVersion, revocation: rec.revocationVersion } : {}),
     };
   }
@@ -176,15 +201,25 @@ export class SimDevice {
 
   #reject(r: Rejection, header: SmpHeader | undefined, what: string): { error: SmpError } {
     this.#setCode(r.code);
-    this.#log(`${what}: rejected ${r.error} (${r.code})${r.detail ? ': ' + r.detail : ''}`);
+    this.#log(`${what}: rejected ${r.error} (${r.code})${r.detail ? `: ${r.detail}` : ''}`);
     return { error: header?.version === SMP_VERSION.v2 ? { rc: r.code, group: SMP_GROUP.fwseal } : { rc: mgmtRc(r.code), rsn: codeName(r.code) } };
   }
 
   #imageState(): ImageStateResponse {
     const images: ImageSlotState[] = [];
-    if (this.#boot.slot !== null) images.push({ slot: this.#boot.slot, version: this.#boot.version ?? '', bootable: true, active: true, confirmed: !this.#boot.trial, pending: false, permanent: false });
+    if (this.#boot.slot !== null)
+      images.push({
+        slot: this.#boot.slot,
+        version: this.#boot.version ?? '',
+        bootable: true,
+        active: true,
+        confirmed: !this.#boot.trial,
+        pending: false,
+        permanent: false,
+      });
     const s = loadState(this.#flash, this.#layout);
-    if (s.ok && s.record.pending) images.push({ slot: this.#boot.slot === 0 ? 1 : 0, version: '', bootable: true, pending: true, active: false, confirmed: false, permanent: false });
+    if (s.ok && s.record.pending)
+      images.push({ slot: this.#boot.slot === 0 ? 1 : 0, version: '', bootable: true, pending: true, active: false, confirmed: false, permanent: false });
     return { images };
   }
 
@@ -237,7 +272,7 @@ export class SimDevice {
       this.#log(`${kind}: accepted`);
     } else {
       this.#setCode(r.code);
-      this.#log(`${kind}: rejected ${r.error} (${r.code})${r.detail ? ': ' + r.detail : ''}`);
+      this.#log(`${kind}: rejected ${r.error} (${r.code})${r.detail ? `: ${r.detail}` : ''}`);
     }
     return r.code;
   }

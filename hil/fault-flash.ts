@@ -14,7 +14,10 @@ export class FaultFlash implements Flash {
   #countdown = 0;
   #torn = false;
 
-  constructor(private readonly inner: Flash, private readonly cut: () => never) {
+  constructor(
+    private readonly inner: Flash,
+    private readonly cut: () => never,
+  ) {
     ({ size: this.size, eraseBlockSize: this.eraseBlockSize, writeAlign: this.writeAlign, erasedValue: this.erasedValue } = inner);
   }
 

@@ -102,14 +102,24 @@ class Line {
   noiseBursts = 0;
   lostToCut = 0;
 
-  constructor(private readonly clock: Scheduler, baud: number, private readonly latencyMs: number, private readonly intervalMs: number, seed: number, faults: LinkFaults) {
+  constructor(
+    private readonly clock: Scheduler,
+    baud: number,
+    private readonly latencyMs: number,
+    private readonly intervalMs: number,
+    seed: number,
+    faults: LinkFaults,
+  ) {
     this.byteMs = 10_000 / baud;
     this.random = seededRandom(seed);
     this.setFaults(faults);
   }
 
   setFaults(faults: LinkFaults): void {
-    for (const [name, p] of [['dropRate', faults.dropRate], ['bitErrorRate', faults.bitErrorRate]] as const) {
+    for (const [name, p] of [
+      ['dropRate', faults.dropRate],
+      ['bitErrorRate', faults.bitErrorRate],
+    ] as const) {
       if (p !== undefined && !(p >= 0 && p <= 1)) throw new RangeError(`${name} must be in [0, 1]`);
     }
     if (faults.noiseBurstsPerSecond !== undefined && !(faults.noiseBurstsPerSecond >= 0)) throw new RangeError('noiseBurstsPerSecond must be >= 0');
@@ -291,7 +301,9 @@ export class Link {
       write: (bytes: Uint8Array) => out.write(bytes),
       onData: (listener: (chunk: Uint8Array) => void) => {
         into.listeners.add(listener);
-        return () => { into.listeners.delete(listener); };
+        return () => {
+          into.listeners.delete(listener);
+        };
       },
       pendingBytes: () => out.pendingBytes(),
     });
@@ -348,7 +360,9 @@ export interface ByteStream {
 export function bridge(end: LinkEnd, stream: ByteStream): () => void {
   const fromStream = (chunk: Uint8Array) => end.write(chunk);
   stream.on('data', fromStream);
-  const stop = end.onData((chunk) => { stream.write(chunk); });
+  const stop = end.onData((chunk) => {
+    stream.write(chunk);
+  });
   return () => {
     stream.off('data', fromStream);
     stop();

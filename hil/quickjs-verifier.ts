@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import quickjsVariant from '@jitl/quickjs-wasmfile-release-sync';
-import { type QuickJSContext, type QuickJSHandle, newQuickJSWASMModuleFromVariant } from 'quickjs-emscripten-core';
+import { newQuickJSWASMModuleFromVariant, type QuickJSContext, type QuickJSHandle } from 'quickjs-emscripten-core';
 import { type Verifier } from '../device/index.js';
 import { type DigestPage, type ImageVerifier } from '../device/verify/image.js';
 
@@ -22,7 +22,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** dist/device/fwseal-verifier.js: FWSEAL_DEVICE_BUNDLE, else beside the build or the sources. */
 export function defaultBundlePath(): string {
-  const candidates = [process.env.FWSEAL_DEVICE_BUNDLE, join(here, '..', 'device', 'fwseal-verifier.js'), join(here, '..', 'dist', 'device', 'fwseal-verifier.js')];
+  const candidates = [
+    process.env.FWSEAL_DEVICE_BUNDLE,
+    join(here, '..', 'device', 'fwseal-verifier.js'),
+    join(here, '..', 'dist', 'device', 'fwseal-verifier.js'),
+  ];
   for (const c of candidates) if (c && existsSync(c)) return c;
   throw new Error('the device bundle dist/device/fwseal-verifier.js is missing (npm run build)');
 }
@@ -121,7 +125,8 @@ function decode(json: string): any {
   return JSON.parse(json, (_k, v: unknown) =>
     v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 1 && typeof (v as { $hex?: unknown }).$hex === 'string'
       ? new Uint8Array(Buffer.from((v as { $hex: string }).$hex, 'hex'))
-      : v);
+      : v,
+  );
 }
 
 export type QuickJSVerifier = Verifier & { dispose(): void };
@@ -168,12 +173,13 @@ export async function quickjsVerifier(bundlePath: string = defaultBundlePath()):
   const call = (name: string, ...args: unknown[]) => invoke(fnCall, [name, JSON.stringify(encode(present(args)))]);
   const method = (id: number, name: string, ...args: unknown[]) => invoke(fnMethod, [id, name, JSON.stringify(encode(args))]);
 
-  const page = (p: { $obj: number; page: number; root: Uint8Array }): DigestPage => Object.freeze({
-    page: p.page,
-    root: p.root,
-    checkChunk: (index: number, chunk: Uint8Array) => method(p.$obj, 'checkChunk', index, chunk),
-    leaf: (index: number) => method(p.$obj, 'leaf', index),
-  });
+  const page = (p: { $obj: number; page: number; root: Uint8Array }): DigestPage =>
+    Object.freeze({
+      page: p.page,
+      root: p.root,
+      checkChunk: (index: number, chunk: Uint8Array) => method(p.$obj, 'checkChunk', index, chunk),
+      leaf: (index: number) => method(p.$obj, 'leaf', index),
+    });
 
   return Object.freeze({
     verifyManifest: (envelope, trust, state) => call('verifyManifest', envelope, trust, state),

@@ -24,16 +24,35 @@ export function junitXml(results: readonly CaseResult[]): string {
 /** The terminal summary: one row per scenario x device, then totals. */
 export function summaryTable(results: readonly CaseResult[]): string {
   const rows = results.map((r) => [
-    r.scenario, String(r.device), r.skipped !== undefined ? 'SKIP' : r.passed ? 'PASS' : 'FAIL',
-    r.actual ? String(r.actual.slot) : '-', r.actual?.version || '-', r.actual ? String(r.actual.counter) : '-', r.actual ? String(r.actual.code) : '-',
-    r.actual?.phase ?? '-', String(r.restarts), r.seconds.toFixed(1),
+    r.scenario,
+    String(r.device),
+    r.skipped !== undefined ? 'SKIP' : r.passed ? 'PASS' : 'FAIL',
+    r.actual ? String(r.actual.slot) : '-',
+    r.actual?.version || '-',
+    r.actual ? String(r.actual.counter) : '-',
+    r.actual ? String(r.actual.code) : '-',
+    r.actual?.phase ?? '-',
+    String(r.restarts),
+    r.seconds.toFixed(1),
   ]);
   const head = ['scenario', 'dev', 'result', 'slot', 'version', 'counter', 'code', 'phase', 'restarts', 'seconds'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   const passed = results.filter((r) => r.passed && r.skipped === undefined).length;
   const skipped = results.filter((r) => r.skipped !== undefined).length;
   const failed = results.length - passed - skipped;
   const details = results.filter((r) => !r.passed).map((r) => `  ${r.scenario} [dev ${r.device}]: ${r.failures.join('; ')}`);
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), '', `${passed} passed, ${failed} failed, ${skipped} skipped`, ...details, ''].join('\n');
+  return [
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    '',
+    `${passed} passed, ${failed} failed, ${skipped} skipped`,
+    ...details,
+    '',
+  ].join('\n');
 }

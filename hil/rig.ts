@@ -15,15 +15,15 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SerialPort } from 'serialport';
-import { parseSmpPacket } from '../shared/smp/packet.js';
-import { ConsoleDecoder } from '../shared/smp/console.js';
 import { echo, findCommand } from '../shared/smp/commands.js';
+import { ConsoleDecoder } from '../shared/smp/console.js';
+import { parseSmpPacket } from '../shared/smp/packet.js';
 import { realScheduler } from './clock.js';
 import { type PowerCutPoint } from './device.js';
-import { type LinkFaults, Link, bridge } from './link.js';
+import { bridge, Link, type LinkFaults } from './link.js';
 import { SmpClient } from './smp-endpoint.js';
 
-export { type PowerCutPoint };
+export type { PowerCutPoint };
 
 const here = dirname(fileURLToPath(import.meta.url));
 const RESET_EXIT = 75;
@@ -68,7 +68,12 @@ export class DeviceSlot {
   restarts = 0;
   readonly #readyWaiters: (() => void)[] = [];
 
-  constructor(readonly index: number, readonly port: SerialPort, readonly devicePath: string | null, private readonly rig: { baud: number; logsDir?: string; runtime?: 'quickjs' | 'node'; deviceMain?: string }) {
+  constructor(
+    readonly index: number,
+    readonly port: SerialPort,
+    readonly devicePath: string | null,
+    private readonly rig: { baud: number; logsDir?: string; runtime?: 'quickjs' | 'node'; deviceMain?: string },
+  ) {
     this.link = new Link(realScheduler, { baud: rig.baud });
     this.#unbridge = bridge(this.link.device, portStream(port));
     this.client = new SmpClient(this.link.host, realScheduler, { timeoutMs: 2000 });
@@ -87,7 +92,12 @@ export class DeviceSlot {
     this.client.close();
     this.#unbridge();
     this.link.close();
-    this.link = new Link(realScheduler, { baud: this.rig.baud, latencyMs: setup.latencyMs ?? 0, seed: setup.seed ?? this.index + 1, faults: setup.faults ?? {} });
+    this.link = new Link(realScheduler, {
+      baud: this.rig.baud,
+      latencyMs: setup.latencyMs ?? 0,
+      seed: setup.seed ?? this.index + 1,
+      faults: setup.faults ?? {},
+    });
     this.#unbridge = bridge(this.link.device, portStream(this.port));
     this.client = new SmpClient(this.link.host, realScheduler, { timeoutMs: setup.timeoutMs ?? 2000 });
     if (this.rig.logsDir) this.#logFrames();
@@ -95,7 +105,10 @@ export class DeviceSlot {
 
   /** Log every frame as it crosses the emulated link (what each end actually received). */
   #logFrames(): void {
-    for (const [end, arrow] of [[this.link.device, '>'], [this.link.host, '<']] as const) {
+    for (const [end, arrow] of [
+      [this.link.device, '>'],
+      [this.link.host, '<'],
+    ] as const) {
       const decoder = new ConsoleDecoder();
       end.onData((chunk) => {
         for (const e of decoder.push(chunk)) {
@@ -107,9 +120,13 @@ export class DeviceSlot {
           if (!p.ok) continue;
           const h = p.header;
           const name = findCommand({ ...h, op: h.op & 2 })?.name ?? `group ${h.group} id ${h.command}`;
-          const fields = [...p.payload].filter(([k]) => k !== 'data' && k !== 'sha').map(([k, v]) => `${k}=${v instanceof Uint8Array ? `<${v.length} bytes>` : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+          const fields = [...p.payload]
+            .filter(([k]) => k !== 'data' && k !== 'sha')
+            .map(([k, v]) => `${k}=${v instanceof Uint8Array ? `<${v.length} bytes>` : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
           const data = p.payload.get('data');
-          this.log(`${arrow} ${name} seq ${h.seq}${(h.op & 1) === 1 ? ' response' : ''} ${fields.join(' ')}${data instanceof Uint8Array ? ` data=<${data.length} bytes>` : ''}`);
+          this.log(
+            `${arrow} ${name} seq ${h.seq}${(h.op & 1) === 1 ? ' response' : ''} ${fields.join(' ')}${data instanceof Uint8Array ? ` data=<${data.length} bytes>` : ''}`,
+          );
         }
       });
     }
@@ -128,16 +145,34 @@ export class DeviceSlot {
   async #spawn(): Promise<void> {
     const dir = this.#dir as string;
     const ready = new Promise<void>((resolve) => this.#readyWaiters.push(resolve));
-    const proc = spawn(process.execPath, [...deviceCommand(this.rig.deviceMain), '--dir', dir, '--port', this.devicePath as string, '--baud', String(this.rig.baud), '--runtime', this.rig.runtime ?? 'quickjs'], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
+    const proc = spawn(
+      process.execPath,
+      [
+        ...deviceCommand(this.rig.deviceMain),
+        '--dir',
+        dir,
+        '--port',
+        this.devicePath as string,
+        '--baud',
+        String(this.rig.baud),
+        '--runtime',
+        this.rig.runtime ?? 'quickjs',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      },
+    );
     this.#proc = proc;
-    const deviceLog = (chunk: Buffer) => { if (this.rig.logsDir) appendFileSync(join(this.rig.logsDir, `dev-${this.index}.device.log`), chunk); };
+    const deviceLog = (chunk: Buffer) => {
+      if (this.rig.logsDir) appendFileSync(join(this.rig.logsDir, `dev-${this.index}.device.log`), chunk);
+    };
     proc.stdout?.on('data', deviceLog);
     proc.stderr?.on('data', deviceLog);
     let up = false;
     let earlyExit: (e: Error) => void = () => {};
-    const exitedEarly = new Promise<void>((_, reject) => { earlyExit = reject; });
+    const exitedEarly = new Promise<void>((_, reject) => {
+      earlyExit = reject;
+    });
     proc.on('message', (m: { ready?: boolean; armed?: boolean }) => {
       if (m?.ready) {
         up = true;
@@ -164,7 +199,9 @@ export class DeviceSlot {
       });
     });
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((_, reject) => { timer = setTimeout(() => reject(new Error(`device ${this.index} did not start in 60 s (see its log)`)), 60_000); });
+    const timeout = new Promise<void>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`device ${this.index} did not start in 60 s (see its log)`)), 60_000);
+    });
     try {
       await Promise.race([ready, timeout, exitedEarly]);
     } finally {
@@ -278,15 +315,19 @@ export class Rig {
         rig.slots.push(new DeviceSlot(0, await openPort(options.port, options.baud), null, options));
         return rig;
       }
-      await Promise.all(Array.from({ length: options.devices }, async (_, i) => {
-        const host = join(options.workDir, `host-${i}`);
-        const dev = join(options.workDir, `dev-${i}`);
-        const socat = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${host}`, `pty,raw,echo=0,link=${dev}`], { stdio: 'ignore' });
-        rig.#socats.push(socat);
-        const failed = new Promise<never>((_, reject) => socat.once('error', (e) => reject(new Error(`socat: ${e.message} (is socat installed? tools/setup.sh)`))));
-        await Promise.race([waitForPaths([host, dev], 5000), failed]);
-        rig.slots[i] = new DeviceSlot(i, await openPort(host, options.baud), dev, options);
-      }));
+      await Promise.all(
+        Array.from({ length: options.devices }, async (_, i) => {
+          const host = join(options.workDir, `host-${i}`);
+          const dev = join(options.workDir, `dev-${i}`);
+          const socat = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${host}`, `pty,raw,echo=0,link=${dev}`], { stdio: 'ignore' });
+          rig.#socats.push(socat);
+          const failed = new Promise<never>((_, reject) =>
+            socat.once('error', (e) => reject(new Error(`socat: ${e.message} (is socat installed? tools/setup.sh)`))),
+          );
+          await Promise.race([waitForPaths([host, dev], 5000), failed]);
+          rig.slots[i] = new DeviceSlot(i, await openPort(host, options.baud), dev, options);
+        }),
+      );
       return rig;
     } catch (e) {
       await rig.stop();

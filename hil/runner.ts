@@ -3,20 +3,28 @@
  * directory (a new device process), steps over SMP through the link emulator, power cuts armed in
  * the device process, and the end state asked from the device over the link. Slots run in parallel.
  */
-import { join } from 'node:path';
+
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { nodeSha256 } from '../host/hash.js';
 import { codeName } from '../shared/codes.js';
+import { LIMITS } from '../shared/limits.js';
+import {
+  type DeviceStatus,
+  type EnvelopeUploadRequest,
+  type EnvelopeUploadResponse,
+  imageStateWrite,
+  manifestUpload,
+  reset,
+  revocationUpdate,
+  status,
+  trustUpdate,
+} from '../shared/smp/commands.js';
 import { consoleFrameWireBytes } from '../shared/smp/console.js';
 import { type SmpCommand } from '../shared/smp/messages.js';
-import {
-  type EnvelopeUploadRequest, type EnvelopeUploadResponse, type DeviceStatus, imageStateWrite, manifestUpload, reset, revocationUpdate,
-  status, trustUpdate,
-} from '../shared/smp/commands.js';
-import { LIMITS } from '../shared/limits.js';
-import { nodeSha256 } from '../host/hash.js';
 import { provisionDevice } from './provision.js';
 import { type DeviceSlot, type Rig } from './rig.js';
-import { type ExpectedState, type ReleaseStep, type Scenario, type Step, codeOf } from './scenario.js';
+import { codeOf, type ExpectedState, type ReleaseStep, type Scenario, type Step } from './scenario.js';
 import { uploadImage } from './upload.js';
 import { makeBundle, makeRelease, makeRevocations, makeTrust } from './world.js';
 
@@ -32,17 +40,36 @@ export type CaseResult = {
   readonly seconds: number;
   readonly restarts: number;
   /** Bundle bytes the harness wrote per upload attempt (resume evidence). */
-  readonly uploads: readonly { attempt: number; ok: boolean; seconds: number; resumedAt: number; skipped: number; dataBytes: number; wireBytes: number; bundleBytes: number }[];
+  readonly uploads: readonly {
+    attempt: number;
+    ok: boolean;
+    seconds: number;
+    resumedAt: number;
+    skipped: number;
+    dataBytes: number;
+    wireBytes: number;
+    bundleBytes: number;
+  }[];
 };
 
-type Ctx = { readonly rig: Rig; readonly slot: DeviceSlot; readonly scenario: Scenario; readonly failures: string[]; readonly uploads: CaseResult['uploads'][number][] };
+type Ctx = {
+  readonly rig: Rig;
+  readonly slot: DeviceSlot;
+  readonly scenario: Scenario;
+  readonly failures: string[];
+  readonly uploads: CaseResult['uploads'][number][];
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function release(s: Scenario, r: ReleaseStep) {
   return makeRelease({
-    version: r.version, counter: r.counter, signers: r.signers ?? s.setup.trust.release.slice(0, s.setup.trust.releaseThreshold),
-    deviceClass: r.deviceClass ?? s.setup.deviceClass, imageSize: r.imageSize ?? s.setup.imageSize, chunkSize: r.chunkSize ?? s.setup.chunkSize,
+    version: r.version,
+    counter: r.counter,
+    signers: r.signers ?? s.setup.trust.release.slice(0, s.setup.trust.releaseThreshold),
+    deviceClass: r.deviceClass ?? s.setup.deviceClass,
+    imageSize: r.imageSize ?? s.setup.imageSize,
+    chunkSize: r.chunkSize ?? s.setup.chunkSize,
   });
 }
 
@@ -65,10 +92,13 @@ async function deviceStatus(slot: DeviceSlot): Promise<DeviceStatus | null> {
 async function sendEnvelope(slot: DeviceSlot, cmd: SmpCommand<EnvelopeUploadRequest, EnvelopeUploadResponse>, bytes: Uint8Array): Promise<number | null> {
   const per = 2048;
   let off = 0;
-  for (let tries = 0; tries < 8;) {
+  for (let tries = 0; tries < 8; ) {
     const data = bytes.subarray(off, off + per);
     const r = await slot.client.request(cmd, off === 0 ? { off, len: bytes.length, data } : { off, data });
-    if (!r.ok || r.value === undefined) { tries++; continue; }
+    if (!r.ok || r.value === undefined) {
+      tries++;
+      continue;
+    }
     if (r.value.code !== undefined) return r.value.code;
     off = r.value.off;
   }
@@ -99,8 +129,18 @@ async function runUpload(ctx: Ctx, step: Extract<Step, { upload: unknown }>): Pr
   const cut = step.cableCut;
   const timers: NodeJS.Timeout[] = [];
   if (cut) {
-    timers.push(setTimeout(() => { slot.log(`cable cut for ${cut.forMs} ms`); slot.link.cut(); }, cut.afterMs));
-    timers.push(setTimeout(() => { slot.log('cable reconnected'); slot.link.reconnect(); }, cut.afterMs + cut.forMs));
+    timers.push(
+      setTimeout(() => {
+        slot.log(`cable cut for ${cut.forMs} ms`);
+        slot.link.cut();
+      }, cut.afterMs),
+    );
+    timers.push(
+      setTimeout(() => {
+        slot.log('cable reconnected');
+        slot.link.reconnect();
+      }, cut.afterMs + cut.forMs),
+    );
   }
   try {
     await uploadAttempts(ctx, step, bundle);
@@ -120,14 +160,34 @@ async function uploadAttempts(ctx: Ctx, step: Extract<Step, { upload: unknown }>
     const sentBefore = slot.link.counters().hostToDevice.written;
     const t0 = Date.now();
     const r = await uploadImage(slot.client, bundle, {
-      sha, window, maxStalls: 3, timeoutMs: timeoutFor(ctx.rig.options.baud, window, scenario.link?.latencyMs ?? 0),
+      sha,
+      window,
+      maxStalls: 3,
+      timeoutMs: timeoutFor(ctx.rig.options.baud, window, scenario.link?.latencyMs ?? 0),
       ...(scenario.link?.chunkBytes ? { chunkBytes: scenario.link.chunkBytes } : {}),
     });
-    ctx.uploads.push({ attempt, ok: r.ok, seconds: (Date.now() - t0) / 1000, resumedAt: r.ok ? r.resumedAt : -1, skipped: r.ok ? r.skipped : 0, dataBytes: r.ok ? r.dataBytes : -1, wireBytes: slot.link.counters().hostToDevice.written - sentBefore, bundleBytes: bundle.length });
-    slot.log(`upload ${step.upload.version} attempt ${attempt}: ${r.ok ? `done, ${r.requests} requests, ${r.resent} resent, ${r.dataBytes} data bytes, ${r.skipped} skipped (already on the device)` : `${r.error} ${r.detail ?? ''}`}`);
-    if (r.ok) { outcome = 0; break; }
+    ctx.uploads.push({
+      attempt,
+      ok: r.ok,
+      seconds: (Date.now() - t0) / 1000,
+      resumedAt: r.ok ? r.resumedAt : -1,
+      skipped: r.ok ? r.skipped : 0,
+      dataBytes: r.ok ? r.dataBytes : -1,
+      wireBytes: slot.link.counters().hostToDevice.written - sentBefore,
+      bundleBytes: bundle.length,
+    });
+    slot.log(
+      `upload ${step.upload.version} attempt ${attempt}: ${r.ok ? `done, ${r.requests} requests, ${r.resent} resent, ${r.dataBytes} data bytes, ${r.skipped} skipped (already on the device)` : `${r.error} ${r.detail ?? ''}`}`,
+    );
+    if (r.ok) {
+      outcome = 0;
+      break;
+    }
     // A refusal (the device answered an error) is the device's verdict: read its code.
-    if (/refused/.test(r.detail ?? '')) { outcome = (await deviceStatus(slot))?.code ?? null; break; }
+    if (/refused/.test(r.detail ?? '')) {
+      outcome = (await deviceStatus(slot))?.code ?? null;
+      break;
+    }
     // No answers: the device may have lost power, or the cable is cut; wait for it (heartbeat) and
     // upload again: it resumes (from flash after a reset, from RAM otherwise).
     if (slot.simulated && slot.restarts === restarts) await sleep(300);
@@ -139,7 +199,9 @@ async function uploadAttempts(ctx: Ctx, step: Extract<Step, { upload: unknown }>
     // restart from offset 0 was sent again.
     const last = ctx.uploads[ctx.uploads.length - 1];
     if (!(slot.restarts > 0 && last.ok && last.skipped > 0)) {
-      ctx.failures.push(`upload ${step.upload.version}: expected a reset and a resumed upload (bytes skipped > 0), got ${slot.restarts} restarts, ${JSON.stringify(ctx.uploads)}`);
+      ctx.failures.push(
+        `upload ${step.upload.version}: expected a reset and a resumed upload (bytes skipped > 0), got ${slot.restarts} restarts, ${JSON.stringify(ctx.uploads)}`,
+      );
     }
   }
 }
@@ -223,8 +285,12 @@ export async function runCase(rig: Rig, slot: DeviceSlot, scenario: Scenario): P
       const trust = makeTrust(s.trust);
       const factory = release(scenario, { version: s.factory.version, counter: s.factory.counter });
       const p = provisionDevice(dir, {
-        deviceClass: s.deviceClass, trust, envelope: factory.envelope, image: factory.image,
-        ...(s.revocations ? { revocations: makeRevocations(s.revocations) } : {}), ...(s.maxTrialBoots ? { maxTrialBoots: s.maxTrialBoots } : {}),
+        deviceClass: s.deviceClass,
+        trust,
+        envelope: factory.envelope,
+        image: factory.image,
+        ...(s.revocations ? { revocations: makeRevocations(s.revocations) } : {}),
+        ...(s.maxTrialBoots ? { maxTrialBoots: s.maxTrialBoots } : {}),
       });
       if (!p.ok) throw new Error(`provisioning failed: ${p.error} ${p.detail ?? ''}`);
       await slot.startDevice(dir);
@@ -239,21 +305,31 @@ export async function runCase(rig: Rig, slot: DeviceSlot, scenario: Scenario): P
   } finally {
     if (slot.simulated) await slot.stopDevice();
   }
-  slot.log(`scenario ${scenario.name}: ${ctx.failures.length === 0 ? 'PASS' : 'FAIL ' + ctx.failures.join('; ')}`);
-  return { ...base, passed: ctx.failures.length === 0, failures: ctx.failures, actual, seconds: (Date.now() - t0) / 1000, restarts: slot.restarts, uploads: ctx.uploads };
+  slot.log(`scenario ${scenario.name}: ${ctx.failures.length === 0 ? 'PASS' : `FAIL ${ctx.failures.join('; ')}`}`);
+  return {
+    ...base,
+    passed: ctx.failures.length === 0,
+    failures: ctx.failures,
+    actual,
+    seconds: (Date.now() - t0) / 1000,
+    restarts: slot.restarts,
+    uploads: ctx.uploads,
+  };
 }
 
 /** Every scenario on every slot; slots in parallel, scenarios in order on each. */
 export async function runMatrix(rig: Rig, scenarios: readonly Scenario[], onResult?: (r: CaseResult) => void): Promise<CaseResult[]> {
-  const perSlot = await Promise.all(rig.slots.map(async (slot) => {
-    const out: CaseResult[] = [];
-    for (const s of scenarios) {
-      const r = await runCase(rig, slot, s);
-      onResult?.(r);
-      out.push(r);
-    }
-    return out;
-  }));
+  const perSlot = await Promise.all(
+    rig.slots.map(async (slot) => {
+      const out: CaseResult[] = [];
+      for (const s of scenarios) {
+        const r = await runCase(rig, slot, s);
+        onResult?.(r);
+        out.push(r);
+      }
+      return out;
+    }),
+  );
   const results: CaseResult[] = [];
   for (let i = 0; i < scenarios.length; i++) for (const list of perSlot) results.push(list[i]);
   return results;

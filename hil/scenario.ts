@@ -79,7 +79,11 @@ export function validateScenario(s: unknown, where: string): Scenario {
   const o = s as Record<string, any>;
   check(typeof o.name === 'string' && /^[a-z0-9-]{1,64}$/.test(o.name), where, '"name" must be 1..64 characters of [a-z0-9-]');
   check(o.setup && typeof o.setup.deviceClass === 'string', where, '"setup.deviceClass" is required');
-  check(o.setup.factory && typeof o.setup.factory.version === 'string' && Number.isInteger(o.setup.factory.counter), where, '"setup.factory" needs version and counter');
+  check(
+    o.setup.factory && typeof o.setup.factory.version === 'string' && Number.isInteger(o.setup.factory.counter),
+    where,
+    '"setup.factory" needs version and counter',
+  );
   check(o.setup.trust && Array.isArray(o.setup.trust.root) && Array.isArray(o.setup.trust.release), where, '"setup.trust" needs root and release key labels');
   check(Array.isArray(o.steps), where, '"steps" must be an array');
   o.steps.forEach((step: any, i: number) => {
@@ -90,8 +94,14 @@ export function validateScenario(s: unknown, where: string): Scenario {
       check(typeof r.version === 'string' && Number.isInteger(r.counter), `${where} steps[${i}]`, 'a release needs version and counter');
     }
     if (step.expect?.code !== undefined) codeOf(step.expect.code);
-    if (step.cableCut) check(Number.isFinite(step.cableCut.afterMs) && step.cableCut.forMs > 0, `${where} steps[${i}].cableCut`, 'needs afterMs >= 0 and forMs > 0');
-    if (step.powerCut) check(['chunk', 'write', 'commit', 'confirm'].includes(step.powerCut.at), `${where} steps[${i}].powerCut`, '"at" must be chunk, write, commit or confirm');
+    if (step.cableCut)
+      check(Number.isFinite(step.cableCut.afterMs) && step.cableCut.forMs > 0, `${where} steps[${i}].cableCut`, 'needs afterMs >= 0 and forMs > 0');
+    if (step.powerCut)
+      check(
+        ['chunk', 'write', 'commit', 'confirm'].includes(step.powerCut.at),
+        `${where} steps[${i}].powerCut`,
+        '"at" must be chunk, write, commit or confirm',
+      );
   });
   check(o.expect && typeof o.expect === 'object', where, '"expect" is required');
   if (o.expect.code !== undefined) codeOf(o.expect.code);
@@ -113,15 +123,23 @@ export function loadScenarioFile(path: string): Scenario {
  * names (looked up in `dir`) or file paths.
  */
 export function loadScenarios(spec: string | undefined, dir: string): Scenario[] {
-  const fromDir = (d: string) => readdirSync(d).filter((f) => f.endsWith('.json')).sort().map((f) => loadScenarioFile(join(d, f)));
+  const fromDir = (d: string) =>
+    readdirSync(d)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => loadScenarioFile(join(d, f)));
   if (spec === undefined) return fromDir(dir);
   if (!spec.includes(',') && statSafe(spec)?.isDirectory()) return fromDir(spec);
-  return spec.split(',').map((name) => name.trim()).filter(Boolean).map((name) => {
-    if (name.endsWith('.json')) return loadScenarioFile(name);
-    const path = join(dir, `${name}.json`);
-    if (!statSafe(path)) throw new Error(`no scenario ${name} in ${dir}`);
-    return loadScenarioFile(path);
-  });
+  return spec
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean)
+    .map((name) => {
+      if (name.endsWith('.json')) return loadScenarioFile(name);
+      const path = join(dir, `${name}.json`);
+      if (!statSafe(path)) throw new Error(`no scenario ${name} in ${dir}`);
+      return loadScenarioFile(path);
+    });
 }
 
 function statSafe(p: string) {

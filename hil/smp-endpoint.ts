@@ -5,12 +5,12 @@
  * The byte stream is anything with write/onData: a link end (hil/link.ts) or a bridged serialport.
  * Liveness is by timeouts, never by stream events (a killed socat sends none).
  */
-import { type Result, fail, ok } from '../shared/codes.js';
-import { type SmpHeader, SMP_HEADER_BYTES, SMP_VERSION, parseSmpHeader, parseSmpPacket } from '../shared/smp/packet.js';
-import { ConsoleDecoder, encodeConsoleFrame } from '../shared/smp/console.js';
-import { type SmpError, MGMT_ERR, encodeErrorResponse } from '../shared/smp/errors.js';
-import { type SmpCommand, encodeRequest, encodeResponse, parseRequest, parseResponse } from '../shared/smp/messages.js';
+import { fail, ok, type Result } from '../shared/codes.js';
 import { findCommand } from '../shared/smp/commands.js';
+import { ConsoleDecoder, encodeConsoleFrame } from '../shared/smp/console.js';
+import { encodeErrorResponse, MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
+import { encodeRequest, encodeResponse, parseRequest, parseResponse, type SmpCommand } from '../shared/smp/messages.js';
+import { parseSmpHeader, parseSmpPacket, SMP_HEADER_BYTES, SMP_VERSION, type SmpHeader } from '../shared/smp/packet.js';
 import { type Scheduler } from './clock.js';
 
 export interface ByteEnd {
@@ -61,7 +61,10 @@ export class SmpClient {
     let seq = -1;
     for (let k = 0; k < 256; k++) {
       const candidate = (this.nextSeq + k) & 0xff;
-      if (!this.outstanding.has(candidate)) { seq = candidate; break; }
+      if (!this.outstanding.has(candidate)) {
+        seq = candidate;
+        break;
+      }
     }
     if (seq < 0) return Promise.resolve(fail('SERVER_BUSY', '256 requests outstanding'));
     this.nextSeq = (seq + 1) & 0xff;
@@ -158,7 +161,10 @@ export class SmpServer {
   private failed = 0;
   private unanswerable = 0;
 
-  constructor(private readonly end: ByteEnd, private readonly options: SmpServerOptions = {}) {
+  constructor(
+    private readonly end: ByteEnd,
+    private readonly options: SmpServerOptions = {},
+  ) {
     this.log = options.log ?? (() => {});
     this.stopListening = end.onData((chunk) => this.receive(chunk));
   }
@@ -169,7 +175,14 @@ export class SmpServer {
   }
 
   stats(): SmpServerStats & { readonly frames: ReturnType<ConsoleDecoder['stats']> } {
-    return Object.freeze({ requests: this.requests, unsupported: this.unsupported, invalid: this.invalid, failed: this.failed, unanswerable: this.unanswerable, frames: this.decoder.stats() });
+    return Object.freeze({
+      requests: this.requests,
+      unsupported: this.unsupported,
+      invalid: this.invalid,
+      failed: this.failed,
+      unanswerable: this.unanswerable,
+      frames: this.decoder.stats(),
+    });
   }
 
   /** Forget a partial frame, as a device does when it resets. */
@@ -245,13 +258,15 @@ export class SmpServer {
     const request = parseRequest(cmd, packet);
     if (!request.ok) {
       this.invalid++;
-      this.log(`smp: ${cmd.name} seq ${header.seq}: ${request.error}${request.detail ? ': ' + request.detail : ''}`);
+      this.log(`smp: ${cmd.name} seq ${header.seq}: ${request.error}${request.detail ? `: ${request.detail}` : ''}`);
       return this.errorResponse(header, { rc: MGMT_ERR.EINVAL, rsn: request.error });
     }
     try {
       const answer = handler(request.value, header);
       if (!('error' in answer)) return encodeResponse(cmd, header, answer.value);
-      this.log(`smp: ${cmd.name} seq ${header.seq}: answered rc ${answer.error.rc}${answer.error.group !== undefined ? ` (group ${answer.error.group})` : ''}${answer.error.rsn ? ' ' + answer.error.rsn : ''}`);
+      this.log(
+        `smp: ${cmd.name} seq ${header.seq}: answered rc ${answer.error.rc}${answer.error.group !== undefined ? ` (group ${answer.error.group})` : ''}${answer.error.rsn ? ` ${answer.error.rsn}` : ''}`,
+      );
       return encodeErrorResponse(header, answer.error);
     } catch (e) {
       if (this.options.fatal?.(e)) throw e;

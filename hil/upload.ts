@@ -3,13 +3,11 @@
  * the resume offset, and a pipelined host uploader driven by the offsets the device answers.
  */
 import { bytesEqual } from '../shared/bytes.js';
-import { type Result, fail, ok } from '../shared/codes.js';
-import { type SmpHeader } from '../shared/smp/packet.js';
-import { type SmpError, MGMT_ERR } from '../shared/smp/errors.js';
-import {
-  type UploadBounds, type UploadChunk, ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS, chunkCapacity, uploadChunkFault,
-} from '../shared/smp/upload.js';
+import { fail, ok, type Result } from '../shared/codes.js';
 import { type EnvelopeUploadResponse, type ImageUploadRequest, type ImageUploadResponse, imageUpload } from '../shared/smp/commands.js';
+import { MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
+import { type SmpHeader } from '../shared/smp/packet.js';
+import { chunkCapacity, ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS, type UploadBounds, type UploadChunk, uploadChunkFault } from '../shared/smp/upload.js';
 import { type SmpClient, type SmpReply } from './smp-endpoint.js';
 
 /** Where the received bytes go (a slot, an envelope buffer, the simulated device's update agent). */
@@ -45,7 +43,10 @@ export class UploadReceiver {
   private sha: Uint8Array | undefined;
   private expected = 0;
 
-  constructor(private readonly sink: UploadSink, private readonly bounds: UploadBounds = IMAGE_UPLOAD_BOUNDS) {}
+  constructor(
+    private readonly sink: UploadSink,
+    private readonly bounds: UploadBounds = IMAGE_UPLOAD_BOUNDS,
+  ) {}
 
   /** Bytes received so far of the upload in progress (0 when none). */
   get offset(): number {
@@ -105,18 +106,21 @@ export class EnvelopeReceiver {
   readonly #receiver: UploadReceiver;
 
   constructor(complete: (bytes: Uint8Array) => number) {
-    this.#receiver = new UploadReceiver({
-      begin: (len) => {
-        this.#buf = new Uint8Array(len);
-        this.#code = undefined;
-        return null;
+    this.#receiver = new UploadReceiver(
+      {
+        begin: (len) => {
+          this.#buf = new Uint8Array(len);
+          this.#code = undefined;
+          return null;
+        },
+        write: (off, data) => {
+          this.#buf.set(data, off);
+          if (off + data.length === this.#buf.length) this.#code = complete(this.#buf);
+          return null;
+        },
       },
-      write: (off, data) => {
-        this.#buf.set(data, off);
-        if (off + data.length === this.#buf.length) this.#code = complete(this.#buf);
-        return null;
-      },
-    }, ENVELOPE_UPLOAD_BOUNDS);
+      ENVELOPE_UPLOAD_BOUNDS,
+    );
   }
 
   handle(req: UploadChunk, header?: SmpHeader): { readonly value: EnvelopeUploadResponse } | { readonly error: SmpError } {
@@ -183,7 +187,11 @@ class PipelinedUpload {
   readonly #inFlight = new Map<Promise<void>, Sent>();
   #failure: Result<UploadReport> | null = null;
 
-  constructor(private readonly client: SmpClient, private readonly image: Uint8Array, private readonly options: UploadOptions) {
+  constructor(
+    private readonly client: SmpClient,
+    private readonly image: Uint8Array,
+    private readonly options: UploadOptions,
+  ) {
     this.#len = image.length;
     this.#window = Math.max(1, Math.floor(options.window ?? 2));
     this.#maxStalls = options.maxStalls ?? 8;
@@ -220,7 +228,9 @@ class PipelinedUpload {
 
   #requestAt(off: number, n: number): ImageUploadRequest {
     const { image, options } = this;
-    return off === 0 ? { off, len: this.#len, ...(options.sha ? { sha: options.sha } : {}), data: image.subarray(0, n) } : { off, data: image.subarray(off, off + n) };
+    return off === 0
+      ? { off, len: this.#len, ...(options.sha ? { sha: options.sha } : {}), data: image.subarray(0, n) }
+      : { off, data: image.subarray(off, off + n) };
   }
 
   /** The first chunk learns where the device stands (a resume answers its offset, not ours); a failure, or null. */
@@ -233,8 +243,7 @@ class PipelinedUpload {
       if (r.ok && r.value !== undefined) {
         this.#acked = r.value.off;
         if (this.#acked > n) this.#skipped += this.#acked - n;
-      }
-      else if (r.ok) return fail('TRANSPORT_UNAVAILABLE', `device refused the upload: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
+      } else if (r.ok) return fail('TRANSPORT_UNAVAILABLE', `device refused the upload: rc ${r.smpError.rc}${r.smpError.rsn ? ` ${r.smpError.rsn}` : ''}`);
       else if (++this.#stalls > this.#maxStalls) return fail('TRANSPORT_TIMEOUT', `no answer to the first chunk: ${r.error}`);
     }
     return null;
@@ -260,7 +269,10 @@ class PipelinedUpload {
   #answered(sent: Sent, r: Result<SmpReply<ImageUploadResponse>>): void {
     if (r.ok && r.value !== undefined) {
       const answered = r.value.off;
-      if (answered > this.#acked) { this.#acked = answered; this.#stalls = 0; }
+      if (answered > this.#acked) {
+        this.#acked = answered;
+        this.#stalls = 0;
+      }
       if (answered !== sent.end && sent.epoch === this.#epoch) {
         if (answered > sent.end) this.#skipped += answered - sent.end;
         // This chunk was not taken: go back to where the device is.
@@ -270,7 +282,7 @@ class PipelinedUpload {
         if (++this.#stalls > this.#maxStalls) this.#failure = fail('TRANSPORT_TIMEOUT', 'no progress');
       }
     } else if (r.ok) {
-      this.#failure = fail('TRANSPORT_UNAVAILABLE', `device refused a chunk at ${sent.off}: rc ${r.smpError.rc}${r.smpError.rsn ? ' ' + r.smpError.rsn : ''}`);
+      this.#failure = fail('TRANSPORT_UNAVAILABLE', `device refused a chunk at ${sent.off}: rc ${r.smpError.rc}${r.smpError.rsn ? ` ${r.smpError.rsn}` : ''}`);
     } else if (this.#acked < sent.end && sent.epoch === this.#epoch) {
       this.#epoch++;
       this.#sendOff = this.#acked;

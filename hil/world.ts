@@ -5,13 +5,13 @@
  * carries a release over SMP image upload.
  */
 import { createHash } from 'node:crypto';
+import { LeafHasher, nodeSha256 } from '../host/hash.js';
+import { type SigningKey, signingKeyFromSeed } from '../host/keys.js';
+import { signPayload } from '../host/sign.js';
 import { bundleLayout } from '../shared/bundle.js';
 import { encodeManifest, type Manifest } from '../shared/manifest.js';
 import { merkleRoot, pageProofs } from '../shared/merkle.js';
 import { encodeRevocationList, encodeTrustBundle } from '../shared/trust.js';
-import { LeafHasher, nodeSha256 } from '../host/hash.js';
-import { type SigningKey, signingKeyFromSeed } from '../host/keys.js';
-import { signPayload } from '../host/sign.js';
 
 const sha256 = (data: Uint8Array | string): Uint8Array => new Uint8Array(createHash('sha256').update(data).digest());
 
@@ -20,7 +20,7 @@ const keys = new Map<string, SigningKey>();
 export function hilKey(label: string): SigningKey {
   let k = keys.get(label);
   if (k === undefined) {
-    k = signingKeyFromSeed(label, sha256('fwseal hil key ' + label));
+    k = signingKeyFromSeed(label, sha256(`fwseal hil key ${label}`));
     keys.set(label, k);
   }
   return k;
@@ -55,7 +55,10 @@ export function makeTrust(spec: TrustSpec): Uint8Array {
 export type RevocationSpec = { readonly version: number; readonly keys?: readonly string[]; readonly signers: readonly string[] };
 
 export function makeRevocations(spec: RevocationSpec): Uint8Array {
-  return signPayload(encodeRevocationList({ version: spec.version, keyIds: (spec.keys ?? []).map((l) => hilKey(l).keyId), manifests: [] }), spec.signers.map(hilKey));
+  return signPayload(
+    encodeRevocationList({ version: spec.version, keyIds: (spec.keys ?? []).map((l) => hilKey(l).keyId), manifests: [] }),
+    spec.signers.map(hilKey),
+  );
 }
 
 export type ReleaseSpec = {
@@ -77,8 +80,13 @@ export function makeRelease(spec: ReleaseSpec): Release {
   const leaves: Uint8Array[] = [];
   for (let o = 0; o < image.length; o += chunkSize) leaves.push(new Uint8Array(hasher.leaf(image.subarray(o, o + chunkSize))));
   const manifest: Manifest = {
-    deviceClass: spec.deviceClass, version: spec.version, securityCounter: spec.counter, imageSize, chunkSize,
-    merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leaves)), created: 1764000000,
+    deviceClass: spec.deviceClass,
+    version: spec.version,
+    securityCounter: spec.counter,
+    imageSize,
+    chunkSize,
+    merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leaves)),
+    created: 1764000000,
   };
   return { manifest, envelope: signPayload(encodeManifest(manifest), spec.signers.map(hilKey)), image, leaves };
 }
@@ -95,7 +103,10 @@ export function makeBundle(release: Release, options: { readonly tamperChunk?: n
   for (const p of layout.pages) {
     let at = p.digestsAt;
     for (let i = p.firstChunk; i < p.endChunk; i++, at += 32) out.set(leaves[i], at);
-    for (const node of proofs[p.page]) { out.set(node, at); at += 32; }
+    for (const node of proofs[p.page]) {
+      out.set(node, at);
+      at += 32;
+    }
     out.set(image.subarray(p.firstChunk * manifest.chunkSize, Math.min(manifest.imageSize, p.endChunk * manifest.chunkSize)), p.chunksAt);
   }
   if (options.tamperChunk !== undefined) {

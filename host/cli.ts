@@ -6,16 +6,30 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { codeName } from '../shared/codes.js';
-import { FwsealError, exitStatusFor } from './errors.js';
 import { type Command, type Io, parse } from './commands/common.js';
-import { keygen } from './commands/keys.js';
-import { revoke, trustInit, trustRotate } from './commands/trust.js';
-import { inspectCmd, packCmd, signCmd, verifyCmd } from './commands/release.js';
 import { devicePowercutSweep, deviceProvision, deviceRun } from './commands/device.js';
-import { OTA_COMMANDS } from './commands/ota.js';
 import { fleetSim } from './commands/fleet.js';
+import { keygen } from './commands/keys.js';
+import { OTA_COMMANDS } from './commands/ota.js';
+import { inspectCmd, packCmd, signCmd, verifyCmd } from './commands/release.js';
+import { revoke, trustInit, trustRotate } from './commands/trust.js';
+import { exitStatusFor, FwsealError } from './errors.js';
 
-export const COMMANDS: readonly Command[] = [keygen, trustInit, trustRotate, packCmd, signCmd, verifyCmd, revoke, inspectCmd, deviceProvision, deviceRun, devicePowercutSweep, ...OTA_COMMANDS, fleetSim];
+export const COMMANDS: readonly Command[] = [
+  keygen,
+  trustInit,
+  trustRotate,
+  packCmd,
+  signCmd,
+  verifyCmd,
+  revoke,
+  inspectCmd,
+  deviceProvision,
+  deviceRun,
+  devicePowercutSweep,
+  ...OTA_COMMANDS,
+  fleetSim,
+];
 
 function overview(commands: readonly Command[]): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -49,9 +63,9 @@ export async function main(argv: string[], io: Io, extra: readonly Command[] = [
     return 0;
   }
   const found = findCommand(argv, commands);
-  if (!found && argv.length >= 1 && commands.some((c) => c.name.startsWith(argv[0] + ' '))) {
+  if (!found && argv.length >= 1 && commands.some((c) => c.name.startsWith(`${argv[0]} `))) {
     // A command group (`fwseal trust`): list its subcommands.
-    const group = commands.filter((c) => c.name.startsWith(argv[0] + ' '));
+    const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
     const help = argv.includes('--help') || argv.includes('-h');
     if (help) {
       io.stdout(`usage:\n${group.map((c) => `  fwseal ${c.name}  ${c.summary}`).join('\n')}\n`);
@@ -68,7 +82,7 @@ export async function main(argv: string[], io: Io, extra: readonly Command[] = [
   try {
     const parsed = parse(cmd, rest);
     if (parsed.values.help) {
-      io.stdout(cmd.usage + '\n');
+      io.stdout(`${cmd.usage}\n`);
       return 0;
     }
     return await cmd.run(parsed, io);
@@ -97,7 +111,9 @@ export function runIfEntryPoint(moduleUrl: string, extra: readonly Command[] = [
   if (!entry) return;
   const io: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), stderrIsTty: !!process.stderr.isTTY };
   main(process.argv.slice(2), io, extra).then(
-    (code) => { process.exitCode = code; },
+    (code) => {
+      process.exitCode = code;
+    },
     (e) => {
       process.stderr.write(`fwseal: INTERNAL: ${(e as Error).message}\n`);
       process.exitCode = 2;

@@ -39,7 +39,8 @@ export function digestPages(table: Uint8Array, manifest: Manifest): DigestPages 
   if (!isDigestTable(table)) throw new FwsealError('MALFORMED', 'not an fwseal digest table');
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   const body = table.subarray(DIGEST_TABLE_MAGIC.length);
-  if (body.length !== n * DIGEST_BYTES) throw new FwsealError('DIGEST_PAGE_MISMATCH', `digest table holds ${Math.floor(body.length / DIGEST_BYTES)} digests; the manifest has ${n} chunks`);
+  if (body.length !== n * DIGEST_BYTES)
+    throw new FwsealError('DIGEST_PAGE_MISMATCH', `digest table holds ${Math.floor(body.length / DIGEST_BYTES)} digests; the manifest has ${n} chunks`);
   const roots: Uint8Array[] = [];
   for (let p = 0, count = pageCount(n); p < count; p++) {
     const { start, end } = pageLeafRange(p, n);

@@ -1,8 +1,8 @@
 /** Bulk hashing on the host: node:crypto's one-shot SHA-256 (hardware SHA extensions where present). */
 import { hash } from 'node:crypto';
-import { type Sha256 } from '../shared/merkle.js';
 import { deviceCrypto } from '../device/crypto/platform.js';
 import { type Verifier, verifierFrom } from '../device/verifier.js';
+import { type Sha256 } from '../shared/merkle.js';
 
 export const nodeSha256: Sha256 = (data) => hash('sha256', data, 'buffer');
 
@@ -132,10 +132,12 @@ function memoised<A extends unknown[]>(memo: BoundedMemo<boolean>, key: (...args
 export function fleetVerifier(): Verifier {
   const c = deviceCrypto({ sha256: memoSha256(), sha512: nodeSha512 });
   const memo = new BoundedMemo<boolean>(4096);
-  return verifierFrom(Object.freeze({
-    ...c,
-    // Keyed by SHA-256 over everything the outcome depends on; the 1-byte tag keeps the two apart.
-    verify: memoised(memo, (s: Uint8Array, m: Uint8Array, p: Uint8Array) => c.sha256(Buffer.concat([Buffer.of(1), s, p, m])), c.verify),
-    trustableKey: memoised(memo, (p: Uint8Array) => Buffer.concat([Buffer.of(2), p]), c.trustableKey),
-  }));
+  return verifierFrom(
+    Object.freeze({
+      ...c,
+      // Keyed by SHA-256 over everything the outcome depends on; the 1-byte tag keeps the two apart.
+      verify: memoised(memo, (s: Uint8Array, m: Uint8Array, p: Uint8Array) => c.sha256(Buffer.concat([Buffer.of(1), s, p, m])), c.verify),
+      trustableKey: memoised(memo, (p: Uint8Array) => Buffer.concat([Buffer.of(2), p]), c.trustableKey),
+    }),
+  );
 }

@@ -3,21 +3,27 @@
  * Decoding goes through the same strict parsers as the device, so what inspect shows is what a
  * device would read.
  */
+
+import { keyId, sha256 } from '../device/index.js';
 import { toHex } from '../shared/bytes.js';
 import { CborTag, decodeCbor } from '../shared/cbor.js';
 import { parseEnvelope } from '../shared/cose.js';
 import { DIGEST_BYTES, LIMITS } from '../shared/limits.js';
 import { parseManifest } from '../shared/manifest.js';
-import { KIND, KEY_KIND } from '../shared/payload.js';
+import { KEY_KIND, KIND } from '../shared/payload.js';
 import { parseRevocationList, parseTrustBundle } from '../shared/trust.js';
-import { keyId, sha256 } from '../device/index.js';
-import { FwsealError } from './errors.js';
 import { DIGEST_TABLE_MAGIC, isDigestTable } from './digests.js';
+import { FwsealError } from './errors.js';
 
 export type Inspection = Record<string, unknown> & { type: string };
 
 function kindOf(payload: Uint8Array): number | undefined {
-  const d = decodeCbor(payload, { maxBytes: LIMITS.maxPayloadBytes, maxDepth: LIMITS.maxDepth, maxContainerEntries: LIMITS.maxContainerEntries, maxTextBytes: LIMITS.maxTextBytes });
+  const d = decodeCbor(payload, {
+    maxBytes: LIMITS.maxPayloadBytes,
+    maxDepth: LIMITS.maxDepth,
+    maxContainerEntries: LIMITS.maxContainerEntries,
+    maxTextBytes: LIMITS.maxTextBytes,
+  });
   if (!d.ok || !(d.value instanceof Map)) return undefined;
   const k = d.value.get(KEY_KIND);
   return typeof k === 'number' ? k : undefined;
@@ -26,7 +32,11 @@ function kindOf(payload: Uint8Array): number | undefined {
 /** The three signed objects a file can hold (SPEC.md §1). */
 export type ObjectKind = 'manifest' | 'trust-bundle' | 'revocation-list';
 
-export const OBJECT_NAMES: Readonly<Record<ObjectKind, string>> = Object.freeze({ manifest: 'manifest', 'trust-bundle': 'trust bundle', 'revocation-list': 'revocation list' });
+export const OBJECT_NAMES: Readonly<Record<ObjectKind, string>> = Object.freeze({
+  manifest: 'manifest',
+  'trust-bundle': 'trust bundle',
+  'revocation-list': 'revocation list',
+});
 
 /** The object kind a payload declares (key 0), or null when it declares none of the three. */
 export function payloadKind(payload: Uint8Array): ObjectKind | null {
@@ -76,7 +86,14 @@ export function inspectBytes(bytes: Uint8Array): Inspection {
       const obj = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
       if (obj.type === 'fwseal-public-key' || obj.type === 'fwseal-private-key') {
         // Only public fields, ever: the encrypted seed is not shown.
-        return { type: obj.type, name: obj.name, algorithm: obj.algorithm, keyId: obj.keyId, publicKey: obj.publicKey, ...(obj.type === 'fwseal-private-key' ? { encryption: 'scrypt + aes-256-gcm' } : {}) };
+        return {
+          type: obj.type,
+          name: obj.name,
+          algorithm: obj.algorithm,
+          keyId: obj.keyId,
+          publicKey: obj.publicKey,
+          ...(obj.type === 'fwseal-private-key' ? { encryption: 'scrypt + aes-256-gcm' } : {}),
+        };
       }
     } catch {
       /* not JSON */
@@ -84,7 +101,10 @@ export function inspectBytes(bytes: Uint8Array): Inspection {
   }
   const top = decodeCbor(bytes);
   if (!top.ok || !(top.value instanceof CborTag)) {
-    throw new FwsealError(top.ok ? 'BAD_HEADER' : (top.error as 'MALFORMED'), `not an fwseal file${top.ok ? '' : ': ' + top.error + (top.detail ? ' (' + top.detail + ')' : '')}`);
+    throw new FwsealError(
+      top.ok ? 'BAD_HEADER' : (top.error as 'MALFORMED'),
+      `not an fwseal file${top.ok ? '' : `: ${top.error}${top.detail ? ` (${top.detail})` : ''}`}`,
+    );
   }
   const env = parseEnvelope(bytes);
   if (!env.ok) throw FwsealError.from(env, 'not a valid fwseal envelope');
@@ -97,9 +117,15 @@ export function inspectBytes(bytes: Uint8Array): Inspection {
     if (!m.ok) throw FwsealError.from(m, 'manifest payload');
     const v = m.value;
     return {
-      type: 'manifest', ...common,
-      deviceClass: v.deviceClass, version: v.version, securityCounter: v.securityCounter, imageSize: v.imageSize, chunkSize: v.chunkSize,
-      chunks: Math.ceil(v.imageSize / v.chunkSize), merkleRoot: toHex(v.merkleRoot),
+      type: 'manifest',
+      ...common,
+      deviceClass: v.deviceClass,
+      version: v.version,
+      securityCounter: v.securityCounter,
+      imageSize: v.imageSize,
+      chunkSize: v.chunkSize,
+      chunks: Math.ceil(v.imageSize / v.chunkSize),
+      merkleRoot: toHex(v.merkleRoot),
       ...(v.sbom ? { sbom: { digest: toHex(v.sbom.digest), uri: v.sbom.uri } } : {}),
       ...(v.provenance ? { provenance: v.provenance } : {}),
       created: createdText(v.created),
@@ -113,7 +139,13 @@ export function inspectBytes(bytes: Uint8Array): Inspection {
   if (kind === KIND.revocations) {
     const r = parseRevocationList(payload);
     if (!r.ok) throw FwsealError.from(r, 'revocation list payload');
-    return { type: 'revocation-list', ...common, version: r.value.version, revokedKeyIds: r.value.keyIds.map(toHex), revokedManifests: r.value.manifests.map(toHex) };
+    return {
+      type: 'revocation-list',
+      ...common,
+      version: r.value.version,
+      revokedKeyIds: r.value.keyIds.map(toHex),
+      revokedManifests: r.value.manifests.map(toHex),
+    };
   }
   throw new FwsealError('WRONG_KIND', `unknown payload kind ${String(kind)}`);
 }

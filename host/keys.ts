@@ -2,14 +2,23 @@
  * Release and root keys on the host: Ed25519 key pairs, private keys encrypted at rest
  * (scrypt -> AES-256-GCM, node:crypto), files 0600, loose permissions refused.
  */
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scryptSync, sign as nodeSign } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign as nodeSign,
+  randomBytes,
+  scryptSync,
+} from 'node:crypto';
 import { lstatSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { fromHex, toHex } from '../shared/bytes.js';
 import { isAcceptablePublicKey, isTrustableRoleKey, keyId } from '../device/index.js';
+import { fromHex, toHex } from '../shared/bytes.js';
 import { FwsealError } from './errors.js';
 import { readFileLimited, writeFileAtomic, writeSecretFile } from './io.js';
-import { type PassphraseSource, defaultPassphraseSource } from './passphrase.js';
+import { defaultPassphraseSource, type PassphraseSource } from './passphrase.js';
 
 export const KEY_FILE_MAX_BYTES = 4096;
 /** scrypt cost: N = 2^15, r = 8, p = 1 (about 32 MiB and 0.1 s per unlock). */
@@ -73,7 +82,11 @@ function signerFromSeed(name: string, seed: Uint8Array, publicKey: Uint8Array): 
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** keygen: DIR/NAME.key (encrypted, 0600) and DIR/NAME.pub. Returns the public part. */
-export function generateKey(name: string, dir: string, passphrases: PassphraseSource = defaultPassphraseSource): PublicKeyInfo & { keyPath: string; pubPath: string } {
+export function generateKey(
+  name: string,
+  dir: string,
+  passphrases: PassphraseSource = defaultPassphraseSource,
+): PublicKeyInfo & { keyPath: string; pubPath: string } {
   if (!NAME_PATTERN.test(name)) throw new FwsealError('USAGE', `key name must match ${NAME_PATTERN.source}`);
   const keyPath = join(dir, `${name}.key`);
   const pubPath = join(dir, `${name}.pub`);
@@ -90,18 +103,23 @@ export function generateKey(name: string, dir: string, passphrases: PassphraseSo
   const salt = randomBytes(16);
   const iv = randomBytes(12);
   const header = {
-    type: 'fwseal-private-key' as const, version: 1 as const, algorithm: 'Ed25519' as const, name,
-    keyId: toHex(kid), publicKey: toHex(pub), kdf: { name: 'scrypt' as const, ...SCRYPT, salt: b64(salt) },
+    type: 'fwseal-private-key' as const,
+    version: 1 as const,
+    algorithm: 'Ed25519' as const,
+    name,
+    keyId: toHex(kid),
+    publicKey: toHex(pub),
+    kdf: { name: 'scrypt' as const, ...SCRYPT, salt: b64(salt) },
   };
   const cipher = createCipheriv('aes-256-gcm', deriveKey(passphrase, salt, SCRYPT), iv);
   cipher.setAAD(associatedData(header));
   const ciphertext = Buffer.concat([cipher.update(seed), cipher.final()]);
   seed.fill(0);
   const file: PrivateKeyFile = { ...header, cipher: { name: 'aes-256-gcm', iv: b64(iv), ciphertext: b64(ciphertext), tag: b64(cipher.getAuthTag()) } };
-  writeSecretFile(keyPath, JSON.stringify(file, null, 2) + '\n');
+  writeSecretFile(keyPath, `${JSON.stringify(file, null, 2)}\n`);
   const pubFile: PublicKeyFile = { type: 'fwseal-public-key', version: 1, algorithm: 'Ed25519', name, keyId: toHex(kid), publicKey: toHex(pub) };
   try {
-    writeFileAtomic(pubPath, JSON.stringify(pubFile, null, 2) + '\n', { replace: false });
+    writeFileAtomic(pubPath, `${JSON.stringify(pubFile, null, 2)}\n`, { replace: false });
   } catch (e) {
     unlinkSync(keyPath); // the key this call just created: no private key without its public file
     throw e;
@@ -132,7 +150,7 @@ function parseJson(bytes: Uint8Array, path: string): Record<string, unknown> {
 function checkPublicPart(obj: Record<string, unknown>, path: string): PublicKeyInfo {
   if (obj.algorithm !== 'Ed25519' || obj.version !== 1) throw new FwsealError('KEY_FORMAT', `${path}: unsupported key file version or algorithm`);
   const pub = typeof obj.publicKey === 'string' ? fromHex(obj.publicKey) : null;
-  if (!pub || pub.length !== 32 || !isTrustableRoleKey(pub)) throw new FwsealError('KEY_FORMAT', `${path}: invalid Ed25519 public key`);
+  if (pub?.length !== 32 || !isTrustableRoleKey(pub)) throw new FwsealError('KEY_FORMAT', `${path}: invalid Ed25519 public key`);
   const kid = keyId(pub);
   if (obj.keyId !== toHex(kid)) throw new FwsealError('KEY_FORMAT', `${path}: key id does not match the public key`);
   return { name: typeof obj.name === 'string' ? obj.name : path, publicKey: pub, keyId: kid };
@@ -161,9 +179,14 @@ export function loadSigningKey(path: string, passphrases: PassphraseSource = def
   const pub = checkPublicPart(obj, path);
   const kdf = obj.kdf as PrivateKeyFile['kdf'] | undefined;
   const cipherFields = obj.cipher as PrivateKeyFile['cipher'] | undefined;
-  if (!kdf || kdf.name !== 'scrypt' || !cipherFields || cipherFields.name !== 'aes-256-gcm') throw new FwsealError('KEY_FORMAT', `${path}: unsupported encryption`);
+  if (kdf?.name !== 'scrypt' || !cipherFields || cipherFields.name !== 'aes-256-gcm')
+    throw new FwsealError('KEY_FORMAT', `${path}: unsupported encryption`);
   // Bounded so that a hand-edited file cannot make the tool allocate more than 256 MiB.
-  for (const [v, lo, hi] of [[kdf.N, 16384, 1 << 18], [kdf.r, 1, 16], [kdf.p, 1, 4]] as const) {
+  for (const [v, lo, hi] of [
+    [kdf.N, 16384, 1 << 18],
+    [kdf.r, 1, 16],
+    [kdf.p, 1, 4],
+  ] as const) {
     if (!Number.isInteger(v) || v < lo || v > hi) throw new FwsealError('KEY_FORMAT', `${path}: scrypt parameters out of range`);
   }
   if (128 * kdf.N * kdf.r > 256 * 1024 * 1024) throw new FwsealError('KEY_FORMAT', `${path}: scrypt parameters need too much memory`);
@@ -175,7 +198,15 @@ export function loadSigningKey(path: string, passphrases: PassphraseSource = def
   // Exact sizes before anything is derived: a truncated GCM tag must never authenticate.
   if (salt.length !== 16 || iv.length !== 12 || tag.length !== 16 || ciphertext.length !== 32) throw new FwsealError('KEY_FORMAT', `${path}: damaged key file`);
   const passphrase = passphrases(`key ${pub.name}`, false);
-  const header = { type: 'fwseal-private-key' as const, version: 1 as const, algorithm: 'Ed25519' as const, name: String(obj.name), keyId: String(obj.keyId), publicKey: String(obj.publicKey), kdf };
+  const header = {
+    type: 'fwseal-private-key' as const,
+    version: 1 as const,
+    algorithm: 'Ed25519' as const,
+    name: String(obj.name),
+    keyId: String(obj.keyId),
+    publicKey: String(obj.publicKey),
+    kdf,
+  };
   let derived: Buffer;
   try {
     derived = deriveKey(passphrase, salt, kdf);

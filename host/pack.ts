@@ -5,13 +5,12 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { encodeEnvelope } from '../shared/cose.js';
-import { LIMITS } from '../shared/limits.js';
-import { DEVICE_CLASS_PATTERN, type Manifest, SEMVER_PATTERN, encodeManifest, isPowerOfTwo } from '../shared/manifest.js';
-import { MerkleAccumulator, chunkCount } from '../shared/merkle.js';
-import { DIGEST_BYTES } from '../shared/limits.js';
+import { DIGEST_BYTES, LIMITS } from '../shared/limits.js';
+import { DEVICE_CLASS_PATTERN, encodeManifest, isPowerOfTwo, type Manifest, SEMVER_PATTERN } from '../shared/manifest.js';
+import { chunkCount, MerkleAccumulator } from '../shared/merkle.js';
+import { encodeDigestTable } from './digests.js';
 import { FwsealError } from './errors.js';
 import { LeafHasher, nodeSha256 } from './hash.js';
-import { encodeDigestTable } from './digests.js';
 import { readFileLimited } from './io.js';
 
 export const DEFAULT_CHUNK_SIZE = 4096;
@@ -41,7 +40,11 @@ export type Packed = {
 };
 
 /** Hash an image file into its chunk leaf hashes (concatenated), streaming. */
-export function hashImage(path: string, chunkSize: number, onProgress?: (done: number, total: number) => void): { size: number; leaves: Uint8Array; root: Uint8Array } {
+export function hashImage(
+  path: string,
+  chunkSize: number,
+  onProgress?: (done: number, total: number) => void,
+): { size: number; leaves: Uint8Array; root: Uint8Array } {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -90,7 +93,8 @@ export function createdTime(explicit?: number): number {
   const epoch = process.env.SOURCE_DATE_EPOCH;
   if (epoch !== undefined) {
     // SPEC.md §4.1: created is 0 .. maxCreated (a date every tool can show).
-    if (!/^\d{1,15}$/.test(epoch) || Number(epoch) > LIMITS.maxCreated) throw new FwsealError('USAGE', `SOURCE_DATE_EPOCH must be whole seconds, at most ${LIMITS.maxCreated}`);
+    if (!/^\d{1,15}$/.test(epoch) || Number(epoch) > LIMITS.maxCreated)
+      throw new FwsealError('USAGE', `SOURCE_DATE_EPOCH must be whole seconds, at most ${LIMITS.maxCreated}`);
     return Number(epoch);
   }
   return Math.floor(Date.now() / 1000);

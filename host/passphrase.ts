@@ -2,8 +2,9 @@
  * Where key passphrases come from: FWSEAL_PASSPHRASE, or a prompt on the controlling terminal with
  * echo off. Never from a flag (it would land in shell history and `ps`), never printed.
  */
-import { openSync, readSync, closeSync, writeSync } from 'node:fs';
+
 import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { FwsealError } from './errors.js';
 
 export type PassphraseSource = (purpose: string, confirm: boolean) => string;

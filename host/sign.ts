@@ -4,12 +4,13 @@
  * depend on the order. SPEC.md §14: a signature already there under the signer's key id is checked
  * (H1: a valid one is kept, an invalid one replaced), and the signer's role is checked (H2–H4).
  */
+
+import { keyId, loadTrust, sha256, type VerifiedTrust, verifyEd25519 } from '../device/index.js';
 import { bytesEqual, toHex } from '../shared/bytes.js';
 import { type CoseSignature, encodeEnvelope, parseEnvelope, sigStructure } from '../shared/cose.js';
 import { LIMITS } from '../shared/limits.js';
 import { parseManifest } from '../shared/manifest.js';
 import { parseRevocationList, parseTrustBundle } from '../shared/trust.js';
-import { type VerifiedTrust, keyId, loadTrust, sha256, verifyEd25519 } from '../device/index.js';
 import { FwsealError } from './errors.js';
 import { OBJECT_NAMES, payloadKind } from './inspect.js';
 import { type PublicKeyInfo, type SigningKey } from './keys.js';
@@ -32,7 +33,11 @@ export type SignResult = {
 const sameKid = (a: Uint8Array) => (s: CoseSignature) => bytesEqual(s.kid, a);
 
 /** Other signers' signatures, one per key id; a repeated id is resolved only with its public key. */
-function oneSignaturePerKid(signatures: readonly CoseSignature[], message: Uint8Array, knownKeys: readonly Uint8Array[]): { kept: CoseSignature[]; dropped: number } {
+function oneSignaturePerKid(
+  signatures: readonly CoseSignature[],
+  message: Uint8Array,
+  knownKeys: readonly Uint8Array[],
+): { kept: CoseSignature[]; dropped: number } {
   const kept: CoseSignature[] = [];
   let dropped = 0;
   for (const sig of signatures) {
@@ -43,7 +48,11 @@ function oneSignaturePerKid(signatures: readonly CoseSignature[], message: Uint8
       continue;
     }
     const publicKey = knownKeys.find((k) => bytesEqual(keyId(k), sig.kid));
-    if (!publicKey) throw new FwsealError('DUPLICATE_KEY', `the envelope carries ${group.length} signatures by key id ${toHex(sig.kid)}; give --trust so that sign can keep the valid one`);
+    if (!publicKey)
+      throw new FwsealError(
+        'DUPLICATE_KEY',
+        `the envelope carries ${group.length} signatures by key id ${toHex(sig.kid)}; give --trust so that sign can keep the valid one`,
+      );
     kept.push(group.find((s) => verifyEd25519(s.signature, message, publicKey)) ?? sig);
     dropped += group.length - 1;
   }
@@ -61,7 +70,11 @@ export function signEnvelope(envelopeBytes: Uint8Array, key: SigningKey, options
   const unchanged = { envelope: envelopeBytes, added: false, removedInvalid: 0, removedDuplicates: 0 };
   let others: { kept: CoseSignature[]; dropped: number };
   try {
-    others = oneSignaturePerKid(env.signatures.filter((s) => !bytesEqual(s.kid, key.keyId)), message, options.knownKeys ?? []);
+    others = oneSignaturePerKid(
+      env.signatures.filter((s) => !bytesEqual(s.kid, key.keyId)),
+      message,
+      options.knownKeys ?? [],
+    );
   } catch (e) {
     // Our one valid signature is there: nothing to rewrite, so another signer's repeats can stay.
     if (mine.length === 1 && valid.length === 1) return unchanged;
@@ -101,7 +114,10 @@ export type RoleCheck = {
 const hasKid = (kids: readonly Uint8Array[], kid: Uint8Array) => kids.some((k) => bytesEqual(k, kid));
 
 /** The key ids whose signatures count for a trust bundle (H3), or null when that cannot be known. */
-function trustBundleSigners(payload: Uint8Array, trust: VerifiedTrust | null): { kids: readonly Uint8Array[] | null; own: readonly Uint8Array[]; keys: readonly Uint8Array[] } {
+function trustBundleSigners(
+  payload: Uint8Array,
+  trust: VerifiedTrust | null,
+): { kids: readonly Uint8Array[] | null; own: readonly Uint8Array[]; keys: readonly Uint8Array[] } {
   const bundle = parseTrustBundle(payload);
   if (!bundle.ok) throw FwsealError.from(bundle, 'cannot sign: trust bundle payload');
   const own = bundle.value.root.keys.map((k) => keyId(k));
@@ -111,7 +127,10 @@ function trustBundleSigners(payload: Uint8Array, trust: VerifiedTrust | null): {
   if (!trust) return { kids: bundle.value.version === 1 ? own : null, own, keys };
   if (bytesEqual(trust.digest, sha256(payload))) return { kids: own, own, keys };
   if (trust.bundle.version !== bundle.value.version - 1) {
-    throw new FwsealError('USAGE', `--trust must be the trust bundle this one replaces (version ${bundle.value.version - 1}) or this bundle itself; it is version ${trust.bundle.version}`);
+    throw new FwsealError(
+      'USAGE',
+      `--trust must be the trust bundle this one replaces (version ${bundle.value.version - 1}) or this bundle itself; it is version ${trust.bundle.version}`,
+    );
   }
   return { kids: [...own, ...trust.root.kids], own, keys };
 }
@@ -149,15 +168,28 @@ export function checkSignerRole(envelopeBytes: Uint8Array, signer: PublicKeyInfo
     knownKeys = [...knownKeys, ...t.keys];
     if (!counting) {
       if (hasKid(t.own, signer.keyId)) return { checked: true, notes: [], knownKeys };
-      return { checked: false, notes: [`${who} is not a root key of this trust bundle; it counts only as a root key of the bundle this one replaces (give --trust PREVIOUS.cbor to check)`], knownKeys };
+      return {
+        checked: false,
+        notes: [
+          `${who} is not a root key of this trust bundle; it counts only as a root key of the bundle this one replaces (give --trust PREVIOUS.cbor to check)`,
+        ],
+        knownKeys,
+      };
     }
   } else {
     throw new FwsealError('WRONG_KIND', 'cannot sign: the payload is not a manifest, trust bundle or revocation list');
   }
   if (!counting) {
-    return { checked: false, notes: [`no --trust given: not checked that ${who} is a ${kind === 'manifest' ? 'release' : 'root'} key (devices ignore signatures by keys outside that role)`], knownKeys };
+    return {
+      checked: false,
+      notes: [
+        `no --trust given: not checked that ${who} is a ${kind === 'manifest' ? 'release' : 'root'} key (devices ignore signatures by keys outside that role)`,
+      ],
+      knownKeys,
+    };
   }
-  if (!hasKid(counting, signer.keyId)) throw new FwsealError('KEY_NOT_IN_TRUST', `${who} is not a ${role}; a ${OBJECT_NAMES[kind]} counts only those signatures`);
+  if (!hasKid(counting, signer.keyId))
+    throw new FwsealError('KEY_NOT_IN_TRUST', `${who} is not a ${role}; a ${OBJECT_NAMES[kind]} counts only those signatures`);
   const notes = env.signatures
     .filter((s) => !hasKid(counting, s.kid))
     .map((s) => `the file carries a signature by ${toHex(s.kid)}, which is not a ${role}: devices ignore it`);

@@ -2,11 +2,12 @@
  * Authoring the root of trust: trust bundles (init and rotation) and revocation lists. Every output
  * is checked with the device verifier before it is written.
  */
+
+import { keyId, loadTrust, sha256, type VerifiedTrust, verifyRevocations, verifyTrustUpdate } from '../device/index.js';
 import { bytesEqual, fromHex } from '../shared/bytes.js';
 import { parseEnvelope } from '../shared/cose.js';
 import { KEY_ID_BYTES, LIMITS } from '../shared/limits.js';
 import { encodeRevocationList, encodeTrustBundle, parseRevocationList } from '../shared/trust.js';
-import { type VerifiedTrust, keyId, loadTrust, sha256, verifyRevocations, verifyTrustUpdate } from '../device/index.js';
 import { FwsealError } from './errors.js';
 import { type PublicKeyInfo, type SigningKey } from './keys.js';
 import { signPayload } from './sign.js';
@@ -31,7 +32,8 @@ function checkRoleInput(keys: readonly PublicKeyInfo[], threshold: number, role:
     throw new FwsealError('USAGE', `--${role}-threshold must be between 1 and the number of --${role} keys (${keys.length})`);
   }
   for (let i = 0; i < keys.length; i++) {
-    for (let j = 0; j < i; j++) if (bytesEqual(keys[i].publicKey, keys[j].publicKey)) throw new FwsealError('USAGE', `--${role} key ${keys[i].name} is listed twice`);
+    for (let j = 0; j < i; j++)
+      if (bytesEqual(keys[i].publicKey, keys[j].publicKey)) throw new FwsealError('USAGE', `--${role} key ${keys[i].name} is listed twice`);
   }
 }
 
@@ -42,7 +44,8 @@ export function buildTrustBundle(opts: TrustInitOptions): TrustInitResult {
   if (!Number.isSafeInteger(version) || version < 1) throw new FwsealError('USAGE', '--version must be a whole number >= 1');
   const allowed = [...opts.root.map((k) => k.keyId), ...(opts.previous ? opts.previous.root.kids : [])];
   for (const s of opts.signers) {
-    if (!allowed.some((kid) => bytesEqual(kid, s.keyId))) throw new FwsealError('KEY_NOT_IN_TRUST', `--sign key ${s.name} is not a root key${opts.previous ? ' of the new or the previous bundle' : ''}`);
+    if (!allowed.some((kid) => bytesEqual(kid, s.keyId)))
+      throw new FwsealError('KEY_NOT_IN_TRUST', `--sign key ${s.name} is not a root key${opts.previous ? ' of the new or the previous bundle' : ''}`);
   }
   const payload = encodeTrustBundle({
     version,
@@ -86,7 +89,8 @@ export function buildRevocationList(opts: RevokeOptions): { envelope: Uint8Array
   if (opts.previous) {
     const prev = verifyRevocations(opts.previous, opts.trust);
     if (!prev.ok) throw FwsealError.from(prev, '--previous revocation list');
-    if (opts.version <= prev.revocations.list.version) throw new FwsealError('USAGE', `--version must be above the previous list's ${prev.revocations.list.version}`);
+    if (opts.version <= prev.revocations.list.version)
+      throw new FwsealError('USAGE', `--version must be above the previous list's ${prev.revocations.list.version}`);
     prev.revocations.list.keyIds.forEach((k) => addUnique(keyIds, k));
     prev.revocations.list.manifests.forEach((m) => addUnique(manifests, m));
   }
@@ -104,7 +108,8 @@ export function buildRevocationList(opts: RevokeOptions): { envelope: Uint8Array
   if (keyIds.length === 0 && manifests.length === 0) throw new FwsealError('USAGE', 'nothing to revoke: give --key, --kid or --manifest');
   if (keyIds.length > LIMITS.maxRevokedKeys || manifests.length > LIMITS.maxRevokedManifests) throw new FwsealError('TOO_LARGE', 'too many revoked entries');
   for (const s of opts.signers) {
-    if (!opts.trust.root.kids.some((kid) => bytesEqual(kid, s.keyId))) throw new FwsealError('KEY_NOT_IN_TRUST', `--sign key ${s.name} is not a root key of the trust bundle`);
+    if (!opts.trust.root.kids.some((kid) => bytesEqual(kid, s.keyId)))
+      throw new FwsealError('KEY_NOT_IN_TRUST', `--sign key ${s.name} is not a root key of the trust bundle`);
   }
   const payload = encodeRevocationList({ version: opts.version, keyIds, manifests });
   const envelope = signPayload(payload, opts.signers);

@@ -3,17 +3,17 @@
  * files and feeds device/ — manifest checks, then the image streamed with its digest pages.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { createVerifier, type DeviceState, type VerifiedManifest } from '../device/index.js';
 import { bytesEqual, toHex } from '../shared/bytes.js';
-import { type CodeName, type Result, fail, ok } from '../shared/codes.js';
+import { type CodeName, fail, ok, type Result } from '../shared/codes.js';
 import { parseEnvelope, sigStructure } from '../shared/cose.js';
+import { LIMITS } from '../shared/limits.js';
 import { type Manifest } from '../shared/manifest.js';
 import { parseRevocationList } from '../shared/trust.js';
-import { LIMITS } from '../shared/limits.js';
-import { type DeviceState, type VerifiedManifest, createVerifier } from '../device/index.js';
-import { FwsealError, exitStatusFor } from './errors.js';
 import { type DigestPages, digestPages, maxDigestTableBytes } from './digests.js';
-import { readFileLimited } from './io.js';
+import { exitStatusFor, FwsealError } from './errors.js';
 import { nodeSha256 } from './hash.js';
+import { readFileLimited } from './io.js';
 
 export type VerifyFilesOptions = {
   readonly envelope: Uint8Array;
@@ -74,7 +74,8 @@ export function verifyFiles(opts: VerifyFilesOptions): VerifyFilesResult {
     if (!st.isFile()) throw new FwsealError('IO', `image ${opts.imagePath} is not a regular file`);
     const size = st.size;
     // Wrong length is known before any byte is read.
-    if (size > manifest.imageSize) return { result: fail('IMAGE_TOO_LONG', `image is ${size} bytes; the manifest says ${manifest.imageSize}`), usedDigestTable: !!pages };
+    if (size > manifest.imageSize)
+      return { result: fail('IMAGE_TOO_LONG', `image is ${size} bytes; the manifest says ${manifest.imageSize}`), usedDigestTable: !!pages };
     const pageBytes = LIMITS.pageLeaves * manifest.chunkSize;
     const buf = Buffer.allocUnsafe(Math.min(READ_BUFFER, Math.max(manifest.chunkSize, Math.min(size, READ_BUFFER))));
     let offset = 0;

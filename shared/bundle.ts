@@ -44,7 +44,8 @@ export type BundleLayout = {
 
 /** The layout of a bundle for a manifest with these sizes. Throws RangeError on sizes out of range. */
 export function bundleLayout(manifestBytes: number, imageSize: number, chunkSize: number): BundleLayout {
-  if (!Number.isSafeInteger(manifestBytes) || manifestBytes < 1 || manifestBytes > LIMITS.maxEnvelopeBytes) throw new RangeError('manifest length out of range');
+  if (!Number.isSafeInteger(manifestBytes) || manifestBytes < 1 || manifestBytes > LIMITS.maxEnvelopeBytes)
+    throw new RangeError('manifest length out of range');
   const chunks = chunkCount(imageSize, chunkSize);
   const count = pageCount(chunks);
   const pages: BundlePage[] = [];

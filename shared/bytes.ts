@@ -106,11 +106,17 @@ export function utf8Decode(bytes: Uint8Array): string | null {
       i++;
       continue;
     } else if (b0 >= 0xc2 && b0 <= 0xdf) {
-      cp = b0 & 0x1f; need = 1; min = 0x80;
+      cp = b0 & 0x1f;
+      need = 1;
+      min = 0x80;
     } else if (b0 >= 0xe0 && b0 <= 0xef) {
-      cp = b0 & 0x0f; need = 2; min = 0x800;
+      cp = b0 & 0x0f;
+      need = 2;
+      min = 0x800;
     } else if (b0 >= 0xf0 && b0 <= 0xf4) {
-      cp = b0 & 0x07; need = 3; min = 0x10000;
+      cp = b0 & 0x07;
+      need = 3;
+      min = 0x10000;
     } else {
       return null;
     }

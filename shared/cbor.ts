@@ -15,11 +15,14 @@
  * Byte strings are returned as views into the input (no copy); callers copy what they keep.
  */
 import { compareBytes, concatBytes, utf8Decode, utf8Encode } from './bytes.js';
-import { type CodeName, type Result, fail, ok } from './codes.js';
+import { type CodeName, fail, ok, type Result } from './codes.js';
 import { LIMITS } from './limits.js';
 
 export class CborTag {
-  constructor(readonly tag: number, readonly value: CborValue) {
+  constructor(
+    readonly tag: number,
+    readonly value: CborValue,
+  ) {
     Object.freeze(this);
   }
 }
@@ -46,7 +49,10 @@ const DEFAULT_LIMITS: DecodeLimits = Object.freeze({
 });
 
 class DecodeError {
-  constructor(readonly name: Exclude<CodeName, 'OK'>, readonly detail: string) {}
+  constructor(
+    readonly name: Exclude<CodeName, 'OK'>,
+    readonly detail: string,
+  ) {}
 }
 
 /** Decode exactly one deterministic CBOR item that spans all of `bytes`. Never throws. */
@@ -70,7 +76,10 @@ class Reader {
   pos = 0;
   /** Items left before the input is too large: every item costs memory in the decoded tree. */
   private budget: number;
-  constructor(private readonly buf: Uint8Array, private readonly limits: DecodeLimits) {
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly limits: DecodeLimits,
+  ) {
     this.budget = limits.maxItems ?? LIMITS.maxDecodedItems;
   }
 
@@ -196,15 +205,7 @@ class Reader {
 
 // ---- Deterministic encoder (host side and Sig_structure on the device) ----
 
-export type Encodable =
-  | number
-  | string
-  | boolean
-  | null
-  | Uint8Array
-  | readonly Encodable[]
-  | ReadonlyMap<CborKey, Encodable>
-  | CborTag;
+export type Encodable = number | string | boolean | null | Uint8Array | readonly Encodable[] | ReadonlyMap<CborKey, Encodable> | CborTag;
 
 /** The head of a data item: major type and argument (RFC 8949 §3), in the shortest form. */
 export function head(major: number, value: number): Uint8Array {

@@ -103,7 +103,7 @@ const NAMES: readonly (readonly [number, CodeName])[] = Object.freeze(
 /** Name of a numeric code, or "UNKNOWN_<n>" for a code this build does not know (a newer device). */
 export function codeName(code: number): string {
   for (const [n, name] of NAMES) if (n === code) return name;
-  return 'UNKNOWN_' + String(code);
+  return `UNKNOWN_${String(code)}`;
 }
 
 /** The stage a code belongs to, from its hundreds digit. */
@@ -118,9 +118,7 @@ export type Ok<T> = { readonly ok: true; readonly code: 0; readonly error: 'OK' 
 export type Result<T = {}> = Ok<T> | Failure;
 
 export function fail(name: Exclude<CodeName, 'OK'>, detail?: string): Failure {
-  const f: Failure = detail === undefined
-    ? { ok: false, code: CODES[name], error: name }
-    : { ok: false, code: CODES[name], error: name, detail };
+  const f: Failure = detail === undefined ? { ok: false, code: CODES[name], error: name } : { ok: false, code: CODES[name], error: name, detail };
   return Object.freeze(f);
 }
 

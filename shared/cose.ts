@@ -9,11 +9,12 @@
  * An envelope with no signature is an unsigned draft (what `pack` writes before `sign`); it decodes,
  * and never meets a threshold.
  */
-import { CborTag, decodeCbor, encodeCbor } from './cbor.js';
-import { type Result, fail, ok } from './codes.js';
+
 import { bytesEqual, compareBytes, concatBytes } from './bytes.js';
-import { LIMITS, KEY_ID_BYTES, SIGNATURE_BYTES } from './limits.js';
-import { FieldReader, SchemaError, asArray, asMap, schemaFail } from './fields.js';
+import { CborTag, decodeCbor, encodeCbor } from './cbor.js';
+import { fail, ok, type Result } from './codes.js';
+import { asArray, asMap, FieldReader, SchemaError, schemaFail } from './fields.js';
+import { KEY_ID_BYTES, LIMITS, SIGNATURE_BYTES } from './limits.js';
 
 export const COSE_SIGN_TAG = 98;
 export const HEADER_ALG = 1;
@@ -88,7 +89,8 @@ export function sigStructure(payload: Uint8Array): Uint8Array {
   // ["Signature", h'', h'A10127', h'', payload] in deterministic CBOR, written directly so the
   // device needs no general encoder (test/cose.test.ts checks it against encodeCbor and cbor-x).
   const n = payload.length;
-  const head = n < 24 ? [0x40 | n] : n < 0x100 ? [0x58, n] : n < 0x10000 ? [0x59, n >> 8, n & 0xff] : [0x5a, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+  const head =
+    n < 24 ? [0x40 | n] : n < 0x100 ? [0x58, n] : n < 0x10000 ? [0x59, n >> 8, n & 0xff] : [0x5a, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
   return concatBytes(SIG_STRUCTURE_PREFIX, Uint8Array.from(head), payload);
 }
 
@@ -105,11 +107,6 @@ export function encodeEnvelope(envelope: Envelope): Uint8Array {
     if (bytesEqual(sorted[i - 1].kid, sorted[i].kid)) throw new RangeError('two signatures with one key id');
   }
   return encodeCbor(
-    new CborTag(COSE_SIGN_TAG, [
-      EMPTY,
-      new Map(),
-      envelope.payload,
-      sorted.map((s) => [SIGNER_PROTECTED, new Map([[HEADER_KID, s.kid]]), s.signature]),
-    ]),
+    new CborTag(COSE_SIGN_TAG, [EMPTY, new Map(), envelope.payload, sorted.map((s) => [SIGNER_PROTECTED, new Map([[HEADER_KID, s.kid]]), s.signature])]),
   );
 }

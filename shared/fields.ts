@@ -4,12 +4,16 @@
  * (SPEC.md: unknown keys are an error in every fwseal map). Violations throw SchemaError, which the
  * parsers turn into a Failure at their single exit.
  */
+
+import { utf8Length } from './bytes.js';
 import { type CborKey, type CborMap, type CborValue } from './cbor.js';
 import { type CodeName } from './codes.js';
-import { utf8Length } from './bytes.js';
 
 export class SchemaError {
-  constructor(readonly name: Exclude<CodeName, 'OK'>, readonly detail: string) {}
+  constructor(
+    readonly name: Exclude<CodeName, 'OK'>,
+    readonly detail: string,
+  ) {}
 }
 
 export function schemaFail(name: Exclude<CodeName, 'OK'>, detail: string): never {
@@ -49,7 +53,10 @@ export function asText(value: CborValue | undefined, what: string, maxBytes: num
 
 export class FieldReader {
   private readonly seen = new Set<CborKey>();
-  constructor(private readonly map: CborMap, private readonly what: string) {}
+  constructor(
+    private readonly map: CborMap,
+    private readonly what: string,
+  ) {}
 
   required(key: CborKey, name: string): CborValue {
     this.seen.add(key);

@@ -17,7 +17,7 @@
  */
 import { type CborKey, type Encodable, encodeCbor } from './cbor.js';
 import { type Result } from './codes.js';
-import { FieldReader, asArray, asBytes, asMap, asText, asUint, schemaFail } from './fields.js';
+import { asArray, asBytes, asMap, asText, asUint, FieldReader, schemaFail } from './fields.js';
 import { DIGEST_BYTES, LIMITS } from './limits.js';
 import { parsePayload, payloadHeader } from './payload.js';
 
@@ -88,7 +88,12 @@ function readManifest(f: FieldReader): Manifest {
     });
   }
   return Object.freeze({
-    deviceClass, version, securityCounter, imageSize, chunkSize, merkleRoot,
+    deviceClass,
+    version,
+    securityCounter,
+    imageSize,
+    chunkSize,
+    merkleRoot,
     ...(sbom ? { sbom } : {}),
     ...(provenance ? { provenance } : {}),
     created,
@@ -121,6 +126,6 @@ export function encodeManifest(m: Manifest): Uint8Array {
   }
   const bytes = encodeCbor(new Map(entries));
   const check = parseManifest(bytes);
-  if (!check.ok) throw new RangeError(`manifest field rejected: ${check.error}${check.detail ? ' (' + check.detail + ')' : ''}`);
+  if (!check.ok) throw new RangeError(`manifest field rejected: ${check.error}${check.detail ? ` (${check.detail})` : ''}`);
   return bytes;
 }

@@ -178,13 +178,7 @@ function validProof(proof: readonly Uint8Array[], want: number): boolean {
  * needs, or proof.length > LIMITS.maxProofNodes. Never throws. The caller compares the result to
  * the trusted root (constantTimeEqual).
  */
-export function rootFromInclusionProof(
-  sha256: Sha256,
-  index: number,
-  size: number,
-  leafHash: Uint8Array,
-  proof: readonly Uint8Array[],
-): Uint8Array | null {
+export function rootFromInclusionProof(sha256: Sha256, index: number, size: number, leafHash: Uint8Array, proof: readonly Uint8Array[]): Uint8Array | null {
   if (!Array.isArray(proof) || proof.length > LIMITS.maxProofNodes) return null;
   if (!isDigest(leafHash)) return null;
   const want = proofLength(index, size);

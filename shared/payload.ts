@@ -3,8 +3,8 @@
  * so a signature over one kind can never be read as another; key 1 `format` is the format version.
  */
 import { type CborValue, decodeCbor } from './cbor.js';
-import { type Result, fail, ok } from './codes.js';
-import { FieldReader, SchemaError, asMap, asUint, schemaFail } from './fields.js';
+import { fail, ok, type Result } from './codes.js';
+import { asMap, asUint, FieldReader, SchemaError, schemaFail } from './fields.js';
 import { LIMITS } from './limits.js';
 
 export const KIND = Object.freeze({ manifest: 1, trust: 2, revocations: 3, state: 4 });

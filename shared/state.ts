@@ -30,8 +30,21 @@ import { DEVICE_CLASS_PATTERN } from './manifest.js';
 import { parsePayload, payloadHeader } from './payload.js';
 
 export const STATE_KEY = Object.freeze({
-  sequence: 2, deviceClass: 3, securityCounter: 4, trustVersion: 5, revocationVersion: 6, installed: 7, pending: 8, trialBoots: 9,
-  activeSlot: 10, downloading: 11, lastError: 12, trustArea: 13, trustDigest: 14, revocationArea: 15, revocationDigest: 16,
+  sequence: 2,
+  deviceClass: 3,
+  securityCounter: 4,
+  trustVersion: 5,
+  revocationVersion: 6,
+  installed: 7,
+  pending: 8,
+  trialBoots: 9,
+  activeSlot: 10,
+  downloading: 11,
+  lastError: 12,
+  trustArea: 13,
+  trustDigest: 14,
+  revocationArea: 15,
+  revocationDigest: 16,
 });
 
 export type DeviceStateRecord = {
@@ -95,8 +108,12 @@ export function encodeStateRecord(s: DeviceStateRecord): Uint8Array {
   const K = STATE_KEY;
   const entries: [CborKey, Encodable][] = [
     ...payloadHeader('state'),
-    [K.sequence, s.sequence], [K.deviceClass, s.deviceClass], [K.securityCounter, s.securityCounter],
-    [K.trustVersion, s.trustVersion], [K.revocationVersion, s.revocationVersion], [K.trialBoots, s.trialBoots],
+    [K.sequence, s.sequence],
+    [K.deviceClass, s.deviceClass],
+    [K.securityCounter, s.securityCounter],
+    [K.trustVersion, s.trustVersion],
+    [K.revocationVersion, s.revocationVersion],
+    [K.trialBoots, s.trialBoots],
   ];
   if (s.installed) entries.push([K.installed, s.installed]);
   if (s.pending) entries.push([K.pending, s.pending]);
@@ -109,6 +126,6 @@ export function encodeStateRecord(s: DeviceStateRecord): Uint8Array {
   if (s.revocationDigest) entries.push([K.revocationDigest, s.revocationDigest]);
   const bytes = encodeCbor(new Map(entries));
   const check = parseStateRecord(bytes);
-  if (!check.ok) throw new RangeError(`state record rejected: ${check.error}${check.detail ? ' (' + check.detail + ')' : ''}`);
+  if (!check.ok) throw new RangeError(`state record rejected: ${check.error}${check.detail ? ` (${check.detail})` : ''}`);
   return bytes;
 }

@@ -8,10 +8,11 @@
  *                   3: [* bstr .size 16] (revoked key ids, distinct),
  *                   ? 4: [* bstr .size 32] (revoked manifest digests: SHA-256 of the manifest payload) }
  */
+
+import { bytesEqual } from './bytes.js';
 import { type CborKey, type CborValue, type Encodable, encodeCbor } from './cbor.js';
 import { type Result } from './codes.js';
-import { bytesEqual } from './bytes.js';
-import { FieldReader, asArray, asBytes, asMap, asUint, schemaFail } from './fields.js';
+import { asArray, asBytes, asMap, asUint, FieldReader, schemaFail } from './fields.js';
 import { DIGEST_BYTES, KEY_ID_BYTES, LIMITS, PUBLIC_KEY_BYTES } from './limits.js';
 import { parsePayload, payloadHeader } from './payload.js';
 
@@ -61,9 +62,12 @@ export function parseRevocationList(payload: Uint8Array): Result<{ value: Revoca
     const version = asUint(f.required(REVOCATION_KEY.version, 'version'), 'version', 1, LIMITS.maxCounter);
     const keyIds = distinctBytes(
       asArray(f.required(REVOCATION_KEY.keyIds, 'revoked key ids'), 'revoked key ids', LIMITS.maxRevokedKeys),
-      'revoked key id', KEY_ID_BYTES);
+      'revoked key id',
+      KEY_ID_BYTES,
+    );
     const m = f.optional(REVOCATION_KEY.manifests);
-    const manifests = m === undefined ? [] : distinctBytes(asArray(m, 'revoked manifests', LIMITS.maxRevokedManifests), 'revoked manifest digest', DIGEST_BYTES);
+    const manifests =
+      m === undefined ? [] : distinctBytes(asArray(m, 'revoked manifests', LIMITS.maxRevokedManifests), 'revoked manifest digest', DIGEST_BYTES);
     return Object.freeze({ version, keyIds: Object.freeze(keyIds), manifests: Object.freeze(manifests) });
   });
 }
@@ -76,26 +80,24 @@ function roleMap(role: Role): Map<CborKey, Encodable> {
 }
 
 export function encodeTrustBundle(t: TrustBundle): Uint8Array {
-  const bytes = encodeCbor(new Map<CborKey, Encodable>([
-    ...payloadHeader('trust'),
-    [TRUST_KEY.version, t.version],
-    [TRUST_KEY.root, roleMap(t.root)],
-    [TRUST_KEY.release, roleMap(t.release)],
-  ]));
+  const bytes = encodeCbor(
+    new Map<CborKey, Encodable>([
+      ...payloadHeader('trust'),
+      [TRUST_KEY.version, t.version],
+      [TRUST_KEY.root, roleMap(t.root)],
+      [TRUST_KEY.release, roleMap(t.release)],
+    ]),
+  );
   const check = parseTrustBundle(bytes);
-  if (!check.ok) throw new RangeError(`trust bundle rejected: ${check.error}${check.detail ? ' (' + check.detail + ')' : ''}`);
+  if (!check.ok) throw new RangeError(`trust bundle rejected: ${check.error}${check.detail ? ` (${check.detail})` : ''}`);
   return bytes;
 }
 
 export function encodeRevocationList(r: RevocationList): Uint8Array {
-  const entries: [CborKey, Encodable][] = [
-    ...payloadHeader('revocations'),
-    [REVOCATION_KEY.version, r.version],
-    [REVOCATION_KEY.keyIds, [...r.keyIds]],
-  ];
+  const entries: [CborKey, Encodable][] = [...payloadHeader('revocations'), [REVOCATION_KEY.version, r.version], [REVOCATION_KEY.keyIds, [...r.keyIds]]];
   if (r.manifests.length > 0) entries.push([REVOCATION_KEY.manifests, [...r.manifests]]);
   const bytes = encodeCbor(new Map(entries));
   const check = parseRevocationList(bytes);
-  if (!check.ok) throw new RangeError(`revocation list rejected: ${check.error}${check.detail ? ' (' + check.detail + ')' : ''}`);
+  if (!check.ok) throw new RangeError(`revocation list rejected: ${check.error}${check.detail ? ` (${check.detail})` : ''}`);
   return bytes;
 }

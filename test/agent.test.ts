@@ -2,19 +2,19 @@
  * The update agent, the boot agent and the power-fail-safe state store (SPEC.md §11) over SimFlash.
  */
 import { describe, expect, it } from 'vitest';
+import { UpdateAgent } from '../device/agent/agent.js';
+import { boot } from '../device/agent/boot.js';
+import { PowerCut } from '../device/agent/flash.js';
+import { createLayout, type Layout, layoutBytes } from '../device/agent/layout.js';
+import { provision } from '../device/agent/provision.js';
+import { crc32, encodeStateCopy, loadState, saveState } from '../device/agent/state-store.js';
+import { keyId } from '../device/index.js';
+import { SimFlash } from '../device/sim/flash.js';
+import { nodeSha256 } from '../host/hash.js';
 import { concatBytes } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { inclusionProof, leafHash, pageLeafRange, pageProofs } from '../shared/merkle.js';
-import { UpdateAgent } from '../device/agent/agent.js';
-import { provision } from '../device/agent/provision.js';
-import { boot } from '../device/agent/boot.js';
-import { PowerCut } from '../device/agent/flash.js';
-import { type Layout, createLayout, layoutBytes } from '../device/agent/layout.js';
-import { crc32, encodeStateCopy, loadState, saveState } from '../device/agent/state-store.js';
-import { SimFlash } from '../device/sim/flash.js';
-import { keyId } from '../device/index.js';
-import { nodeSha256 } from '../host/hash.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust, sha256, standardWorld } from './support/fixtures.js';
 
 const E = 4096;
@@ -320,7 +320,7 @@ describe('update agent: resume across resets', () => {
 });
 
 describe('update agent: chunk buffers (padding, alignment, read-back)', () => {
-  it('pads the short last chunk with erased bytes, installs it, and the caller\'s bytes stay untouched', () => {
+  it("pads the short last chunk with erased bytes, installs it, and the caller's bytes stay untouched", () => {
     const d = device();
     const a = d.agent();
     const odd = detBytes(2 * CHUNK + 5, 'agent odd'); // last chunk: 5 bytes, written as one 8-byte word
@@ -360,7 +360,13 @@ describe('update agent: chunk buffers (padding, alignment, read-back)', () => {
   });
 
   it('a write that lands wrong is caught by the read-back (FLASH_READBACK_MISMATCH), aligned or not', () => {
-    for (const [offset, at] of [[0, 0], [3, 0], [0, CHUNK - 1], [1, CHUNK - 1], [2, 1234]] as const) {
+    for (const [offset, at] of [
+      [0, 0],
+      [3, 0],
+      [0, CHUNK - 1],
+      [1, CHUNK - 1],
+      [2, 1234],
+    ] as const) {
       const d = device();
       const a = new UpdateAgent({ flash: d.flash, layout: d.layout, trust });
       expect(a.beginUpdate(v2).ok).toBe(true);
@@ -568,7 +574,13 @@ describe('stored trust bundle and revocation list', () => {
   });
 
   /** Every cut and tear during one update operation leaves the old or the new envelope, valid, in force. */
-  function sweepOne(apply: (a: UpdateAgent) => unknown, oldDigest: Uint8Array | undefined, newDigest: Uint8Array, pick: (s: ReturnType<typeof state>) => Uint8Array | undefined, prepare?: (d: ReturnType<typeof device>) => void) {
+  function sweepOne(
+    apply: (a: UpdateAgent) => unknown,
+    oldDigest: Uint8Array | undefined,
+    newDigest: Uint8Array,
+    pick: (s: ReturnType<typeof state>) => Uint8Array | undefined,
+    prepare?: (d: ReturnType<typeof device>) => void,
+  ) {
     const base = device();
     prepare?.(base);
     const start = base.flash.snapshot();
@@ -601,16 +613,32 @@ describe('stored trust bundle and revocation list', () => {
   const bytesEq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
   it('a power cut or tear at every flash operation of updateTrust leaves the old or the new bundle', () => {
-    sweepOne((a) => a.updateTrust(trust2), sha256(trust), sha256(trust2), (s) => s.trustDigest);
+    sweepOne(
+      (a) => a.updateTrust(trust2),
+      sha256(trust),
+      sha256(trust2),
+      (s) => s.trustDigest,
+    );
   });
 
   it('a power cut or tear at every flash operation of updateRevocations leaves the old or the new list', () => {
     const rl1 = makeRevocations({ version: 1, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
     const rl2 = makeRevocations({ version: 2, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
-    sweepOne((a) => a.updateRevocations(rl1), undefined, sha256(rl1), (s) => s.revocationDigest);
-    sweepOne((a) => a.updateRevocations(rl2), sha256(rl1), sha256(rl2), (s) => s.revocationDigest, (d) => {
-      expect(d.agent().updateRevocations(rl1).ok).toBe(true);
-    });
+    sweepOne(
+      (a) => a.updateRevocations(rl1),
+      undefined,
+      sha256(rl1),
+      (s) => s.revocationDigest,
+    );
+    sweepOne(
+      (a) => a.updateRevocations(rl2),
+      sha256(rl1),
+      sha256(rl2),
+      (s) => s.revocationDigest,
+      (d) => {
+        expect(d.agent().updateRevocations(rl1).ok).toBe(true);
+      },
+    );
   });
 });
 

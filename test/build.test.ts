@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 const root = join(__dirname, '..');
 const out = mkdtempSync(join(tmpdir(), 'fwseal-build-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
-const buildDevice = (entry: string) => spawnSync(process.execPath, ['tools/build-device.mjs', '--entry', entry, '--outdir', out], { cwd: root, encoding: 'utf8' });
+const buildDevice = (entry: string) =>
+  spawnSync(process.execPath, ['tools/build-device.mjs', '--entry', entry, '--outdir', out], { cwd: root, encoding: 'utf8' });
 
 describe('the device bundle build enforces the dependency direction', () => {
   it('builds the real verifier: one file, no imports', () => {

@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CODES } from '../shared/codes.js';
 import { main } from '../host/cli.js';
 import { OtaServer } from '../host/ota/server.js';
-import { type Mosquitto, freePort, startMosquitto } from './support/mosquitto.js';
-import { RawDevice, eventually, retainedAnnouncement } from './support/ota-client.js';
+import { CODES } from '../shared/codes.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { freePort, type Mosquitto, startMosquitto } from './support/mosquitto.js';
+import { eventually, RawDevice, retainedAnnouncement } from './support/ota-client.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'dist', 'host', 'cli.js');
@@ -32,7 +32,15 @@ type Out = { status: number; stdout: string; stderr: string };
 async function fwseal(...argv: string[]): Promise<Out> {
   let stdout = '';
   let stderr = '';
-  const status = await main(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, stderrIsTty: false });
+  const status = await main(argv, {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    stderrIsTty: false,
+  });
   return { status, stdout, stderr };
 }
 
@@ -48,7 +56,10 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'other.bin'), detBytes(150_000, 'not the signed image'));
   server = await OtaServer.start({
     mqtt: { url: broker.url, options: { protocolVersion: 5, clientId: `cli-srv-${randomBytes(3).toString('hex')}`, reconnectPeriod: 500 } },
-    dataDir: join(dir, 'data'), trust: w.trust, http: { host: '127.0.0.1', port: 0 }, tickMs: 100,
+    dataDir: join(dir, 'data'),
+    trust: w.trust,
+    http: { host: '127.0.0.1', port: 0 },
+    tickMs: 100,
   });
   process.env.FWSEAL_SERVER = server.address()!.url;
   delete process.env.FWSEAL_SERVER_TOKEN;
@@ -71,7 +82,18 @@ describe('fwseal campaign', () => {
     cleanups.push(() => d.close());
     await d.online('cli-group');
     await eventually(() => server.store.devices('cli-group').length === 1);
-    const created = await fwseal('campaign', 'create', '--manifest', join(dir, 'fw.cose'), '--image', join(dir, 'fw.bin'), '--group', 'cli-group', '--waves', '100');
+    const created = await fwseal(
+      'campaign',
+      'create',
+      '--manifest',
+      join(dir, 'fw.cose'),
+      '--image',
+      join(dir, 'fw.bin'),
+      '--group',
+      'cli-group',
+      '--waves',
+      '100',
+    );
     expect(created.status).toBe(0);
     const id = created.stdout.trim();
     expect(id).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
@@ -136,14 +158,20 @@ describe('fwseal campaign', () => {
 
     const guarded = await OtaServer.start({
       mqtt: { url: broker.url, options: { protocolVersion: 5, clientId: `cli-guard-${randomBytes(3).toString('hex')}`, reconnectPeriod: 500 } },
-      dataDir: join(dir, 'guarded'), prefix: 'guarded', trust: w.trust, http: { host: '127.0.0.1', port: 0 }, token: 'the-token',
+      dataDir: join(dir, 'guarded'),
+      prefix: 'guarded',
+      trust: w.trust,
+      http: { host: '127.0.0.1', port: 0 },
+      token: 'the-token',
     });
     cleanups.push(() => guarded.close());
     const url = guarded.address()!.url;
     const denied = await fwseal('campaign', 'status', 'x', '--server', url);
     expect([denied.status, codeIn(denied.stderr)]).toEqual([2, CODES.UNAUTHORIZED]);
     process.env.FWSEAL_SERVER_TOKEN = 'the-token';
-    cleanups.push(() => { delete process.env.FWSEAL_SERVER_TOKEN; });
+    cleanups.push(() => {
+      delete process.env.FWSEAL_SERVER_TOKEN;
+    });
     const allowed = await fwseal('campaign', 'status', 'x', '--server', url);
     expect(codeIn(allowed.stderr)).toBe(CODES.NOT_FOUND);
     expect(denied.stderr + allowed.stderr).not.toContain('the-token');
@@ -153,11 +181,21 @@ describe('fwseal campaign', () => {
 describe('fwseal serve', () => {
   it('prints its HTTP address, serves the API, and stops cleanly on SIGTERM', async () => {
     const data = join(dir, 'serve-data');
-    const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--broker', broker.url, '--data', data, '--trust', join(dir, 'trust.cbor'), '--http', '127.0.0.1:0', '--prefix', 'proc'], {
-      stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    });
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [CLI, 'serve', '--broker', broker.url, '--data', data, '--trust', join(dir, 'trust.cbor'), '--http', '127.0.0.1:0', '--prefix', 'proc'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      },
+    );
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    cleanups.push(async () => { if (child.exitCode === null) { child.kill('SIGKILL'); await exited; } });
+    cleanups.push(async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    });
     const url = await new Promise<string>((resolveUrl, reject) => {
       let out = '';
       child.stdout!.on('data', (b: Buffer) => {
@@ -168,7 +206,18 @@ describe('fwseal serve', () => {
       child.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
     });
     expect(await (await fetch(`${url}/healthz`)).json()).toMatchObject({ ok: true, mqtt: true });
-    const created = await fwseal('campaign', 'create', '--manifest', join(dir, 'fw.cose'), '--image', join(dir, 'fw.bin'), '--group', 'proc-group', '--server', url);
+    const created = await fwseal(
+      'campaign',
+      'create',
+      '--manifest',
+      join(dir, 'fw.cose'),
+      '--image',
+      join(dir, 'fw.bin'),
+      '--group',
+      'proc-group',
+      '--server',
+      url,
+    );
     expect(created.status).toBe(0);
     expect((await retainedAnnouncement(broker.url, 'proc-group', 'proc'))?.campaign).toBe(created.stdout.trim());
     child.kill('SIGTERM');

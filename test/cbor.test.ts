@@ -1,10 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import fc from 'fast-check';
 import { decode as cborxDecode } from 'cbor-x';
-import { CborTag, decodeCbor, encodeCbor, type Encodable } from '../shared/cbor.js';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { fromHex } from '../shared/bytes.js';
+import { CborTag, decodeCbor, type Encodable, encodeCbor } from '../shared/cbor.js';
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
-import { fromHex } from '../shared/bytes.js';
 
 const hex = (h: string) => fromHex(h.replace(/\s+/g, '')) as Uint8Array;
 const codeOf = (h: string | Uint8Array) => {
@@ -15,9 +15,23 @@ const codeOf = (h: string | Uint8Array) => {
 describe('deterministic CBOR decoding (RFC 8949 §4.2.1)', () => {
   it('decodes the RFC 8949 Appendix A examples fwseal uses', () => {
     const cases: [string, unknown][] = [
-      ['00', 0], ['17', 23], ['1818', 24], ['1903e8', 1000], ['1a000f4240', 1000000],
-      ['1b000000e8d4a51000', 1000000000000], ['20', -1], ['3863', -100], ['f4', false], ['f5', true], ['f6', null],
-      ['6161', 'a'], ['62c3bc', '\u00fc'], ['63e6b0b4', '\u6c34'], ['64f0908591', '\ud800\udd51'], ['80', []], ['83010203', [1, 2, 3]],
+      ['00', 0],
+      ['17', 23],
+      ['1818', 24],
+      ['1903e8', 1000],
+      ['1a000f4240', 1000000],
+      ['1b000000e8d4a51000', 1000000000000],
+      ['20', -1],
+      ['3863', -100],
+      ['f4', false],
+      ['f5', true],
+      ['f6', null],
+      ['6161', 'a'],
+      ['62c3bc', '\u00fc'],
+      ['63e6b0b4', '\u6c34'],
+      ['64f0908591', '\ud800\udd51'],
+      ['80', []],
+      ['83010203', [1, 2, 3]],
     ];
     for (const [h, v] of cases) {
       const r = decodeCbor(hex(h));
@@ -81,7 +95,9 @@ describe('deterministic CBOR decoding (RFC 8949 §4.2.1)', () => {
     const at = (total: number) => Uint8Array.from([0x82, 0x98, 0xff, ...new Uint8Array(255), 0x98, total - 258, ...new Uint8Array(total - 258)]);
     expect(codeOf(at(LIMITS.maxDecodedItems))).toBe(CODES.OK);
     expect(codeOf(at(LIMITS.maxDecodedItems + 1))).toBe(CODES.TOO_LARGE);
-    expect(decodeCbor(at(LIMITS.maxDecodedItems + 1), { maxBytes: 1000, maxDepth: 8, maxContainerEntries: 256, maxTextBytes: 256, maxItems: 1000 }).code).toBe(CODES.OK);
+    expect(decodeCbor(at(LIMITS.maxDecodedItems + 1), { maxBytes: 1000, maxDepth: 8, maxContainerEntries: 256, maxTextBytes: 256, maxItems: 1000 }).code).toBe(
+      CODES.OK,
+    );
   });
 
   it('rejects invalid UTF-8 in text strings', () => {
@@ -102,10 +118,13 @@ describe('deterministic CBOR decoding (RFC 8949 §4.2.1)', () => {
   });
 
   it('never throws on arbitrary bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
-      const r = decodeCbor(bytes);
-      expect(typeof r.code).toBe('number');
-    }), { numRuns: 5000 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        const r = decodeCbor(bytes);
+        expect(typeof r.code).toBe('number');
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 
@@ -119,29 +138,45 @@ const encodable: fc.Arbitrary<Encodable> = fc.letrec<{ v: Encodable }>((tie) => 
     fc.constant(null),
     fc.uint8Array({ maxLength: 40 }),
     fc.array(tie('v'), { maxLength: 4 }),
-    fc.uniqueArray(fc.tuple(fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.string({ maxLength: 6 })), tie('v')), { maxLength: 4, selector: (e) => e[0] })
+    fc
+      .uniqueArray(fc.tuple(fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.string({ maxLength: 6 })), tie('v')), { maxLength: 4, selector: (e) => e[0] })
       .map((entries) => new Map(entries)),
   ),
 })).v;
 
 describe('deterministic CBOR encoding', () => {
   it('round-trips through the strict decoder, and re-encodes to the same bytes', () => {
-    fc.assert(fc.property(encodable, (v) => {
-      const bytes = encodeCbor(v);
-      const r = decodeCbor(bytes);
-      expect(r.ok).toBe(true);
-      if (r.ok) expect(encodeCbor(r.value as Encodable)).toEqual(bytes);
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(encodable, (v) => {
+        const bytes = encodeCbor(v);
+        const r = decodeCbor(bytes);
+        expect(r.ok).toBe(true);
+        if (r.ok) expect(encodeCbor(r.value as Encodable)).toEqual(bytes);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('agrees with an independent decoder (cbor-x) on values', () => {
-    fc.assert(fc.property(fc.array(fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.boolean()), { maxLength: 6 }), (v) => {
-      expect(cborxDecode(encodeCbor(v))).toEqual(v);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.boolean()), { maxLength: 6 }), (v) => {
+        expect(cborxDecode(encodeCbor(v))).toEqual(v);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('sorts map keys by their encoded bytes', () => {
-    expect(encodeCbor(new Map<number | string, Encodable>([[100, 1], [10, 2], [-1, 3], ['a', 4]]))).toEqual(hex('a4 0a 02 1864 01 20 03 6161 04'));
+    expect(
+      encodeCbor(
+        new Map<number | string, Encodable>([
+          [100, 1],
+          [10, 2],
+          [-1, 3],
+          ['a', 4],
+        ]),
+      ),
+    ).toEqual(hex('a4 0a 02 1864 01 20 03 6161 04'));
   });
 
   it('encodes tags', () => {
@@ -157,13 +192,38 @@ describe('deterministic CBOR encoding', () => {
 describe('device state record', async () => {
   const { encodeStateRecord, parseStateRecord } = await import('../shared/state.js');
   it('round-trips and rejects unknown keys and wrong kinds', () => {
-    const rec = { sequence: 3, deviceClass: 'acme-gw', securityCounter: 7, trustVersion: 1, revocationVersion: 2, installed: new Uint8Array(32).fill(1), trialBoots: 0 };
+    const rec = {
+      sequence: 3,
+      deviceClass: 'acme-gw',
+      securityCounter: 7,
+      trustVersion: 1,
+      revocationVersion: 2,
+      installed: new Uint8Array(32).fill(1),
+      trialBoots: 0,
+    };
     const bytes = encodeStateRecord(rec);
     const r = parseStateRecord(bytes);
     expect(r.ok && r.value).toEqual(rec);
-    const withExtra = encodeCbor(new Map<number, Encodable>([[0, 4], [1, 1], [2, 3], [3, 'acme-gw'], [4, 7], [5, 1], [6, 2], [9, 0], [99, 1]]));
+    const withExtra = encodeCbor(
+      new Map<number, Encodable>([
+        [0, 4],
+        [1, 1],
+        [2, 3],
+        [3, 'acme-gw'],
+        [4, 7],
+        [5, 1],
+        [6, 2],
+        [9, 0],
+        [99, 1],
+      ]),
+    );
     expect(parseStateRecord(withExtra).code).toBe(CODES.UNKNOWN_KEY);
-    const manifestKind = encodeCbor(new Map<number, Encodable>([[0, 1], [1, 1]]));
+    const manifestKind = encodeCbor(
+      new Map<number, Encodable>([
+        [0, 1],
+        [1, 1],
+      ]),
+    );
     expect(parseStateRecord(manifestKind).code).toBe(CODES.WRONG_KIND);
   });
 });
@@ -171,8 +231,11 @@ describe('device state record', async () => {
 describe('utf8Length', async () => {
   const { utf8Length, utf8Encode } = await import('../shared/bytes.js');
   it('equals the encoded length for any well-formed string', () => {
-    fc.assert(fc.property(fc.string({ unit: 'grapheme' }), (s) => {
-      expect(utf8Length(s)).toBe(utf8Encode(s).length);
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme' }), (s) => {
+        expect(utf8Length(s)).toBe(utf8Encode(s).length);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -4,16 +4,16 @@
  * exactly as an operator runs them. Exit status 0 accepted, 1 rejected (the error name is printed),
  * 2 usage or I/O error (one line on stderr). Codes and names are asserted, never message text.
  */
-import { type SpawnSyncOptionsWithStringEncoding, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, type SpawnSyncOptionsWithStringEncoding, spawnSync } from 'node:child_process';
 import { createDecipheriv, scryptSync } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTrust, verifyTrustUpdate } from '../device/index.js';
 import { toHex } from '../shared/bytes.js';
 import { CODES, type CodeName } from '../shared/codes.js';
-import { loadTrust, verifyTrustUpdate } from '../device/index.js';
 import { runCli } from './support/cli-run.js';
 import { detBytes, imageTree } from './support/fixtures.js';
 
@@ -126,8 +126,12 @@ async function verifyJson(args: string[]): Promise<Record<string, any>> {
 
 const kids: Record<string, string> = {};
 const ROLE_ARGS = (root: string[], release: string[]) => [
-  ...root.flatMap((k) => ['--root', `${k}.pub`]), '--root-threshold', '2',
-  ...release.flatMap((k) => ['--release', `${k}.pub`]), '--release-threshold', '2',
+  ...root.flatMap((k) => ['--root', `${k}.pub`]),
+  '--root-threshold',
+  '2',
+  ...release.flatMap((k) => ['--release', `${k}.pub`]),
+  '--release-threshold',
+  '2',
 ];
 const ABC_R123 = ROLE_ARGS(['A', 'B', 'C'], ['R1', 'R2', 'R3']);
 const BASE_VERIFY = ['m.cose', '--trust', 'trust.cbor', '--image', 'image.bin'];
@@ -177,14 +181,41 @@ describe('the release flow', () => {
 
   it('pack with --sbom, --chunk-size and provenance writes an unsigned manifest and its digest table', async () => {
     const r = await fwseal([
-      'pack', 'image.bin', '--device-class', 'acme-gw', '--version', '1.4.2', '--counter', '7', '--out', 'm.cose',
-      '--chunk-size', String(CHUNK), '--sbom', 'sbom.json', '--sbom-uri', SBOM_URI, '--pipeline-run', PIPELINE_RUN,
-      '--source-rev', SOURCE_REV, '--created', CREATED, '--json',
+      'pack',
+      'image.bin',
+      '--device-class',
+      'acme-gw',
+      '--version',
+      '1.4.2',
+      '--counter',
+      '7',
+      '--out',
+      'm.cose',
+      '--chunk-size',
+      String(CHUNK),
+      '--sbom',
+      'sbom.json',
+      '--sbom-uri',
+      SBOM_URI,
+      '--pipeline-run',
+      PIPELINE_RUN,
+      '--source-rev',
+      SOURCE_REV,
+      '--created',
+      CREATED,
+      '--json',
     ]);
     expectOk(r);
     const out = json(r);
     const { root } = imageTree(new Uint8Array(bytes('image.bin')), CHUNK);
-    expect(out).toMatchObject({ out: 'm.cose', digests: 'm.digests', imageSize: IMAGE_SIZE, chunkSize: CHUNK, chunks: Math.ceil(IMAGE_SIZE / CHUNK), merkleRoot: toHex(root) });
+    expect(out).toMatchObject({
+      out: 'm.cose',
+      digests: 'm.digests',
+      imageSize: IMAGE_SIZE,
+      chunkSize: CHUNK,
+      chunks: Math.ceil(IMAGE_SIZE / CHUNK),
+      merkleRoot: toHex(root),
+    });
     expect(existsSync(p('m.digests'))).toBe(true);
     copyFileSync(p('m.cose'), p('unsigned.cose'));
     const info = json(await fwseal(['inspect', 'm.cose', '--json']));
@@ -217,7 +248,14 @@ describe('the release flow', () => {
     const out = await verifyJson(BASE_VERIFY);
     expect(out).toMatchObject({ ok: true, code: 0, error: 'OK', imageChecked: true, digestTable: true, trustVersion: 1, revocationVersion: 0 });
     expect([...out.signers].sort()).toEqual([kids.R1, kids.R2].sort());
-    expect(out.manifest).toMatchObject({ type: 'manifest', deviceClass: 'acme-gw', version: '1.4.2', securityCounter: 7, imageSize: IMAGE_SIZE, chunkSize: CHUNK });
+    expect(out.manifest).toMatchObject({
+      type: 'manifest',
+      deviceClass: 'acme-gw',
+      version: '1.4.2',
+      securityCounter: 7,
+      imageSize: IMAGE_SIZE,
+      chunkSize: CHUNK,
+    });
     // Without --image the manifest alone is checked.
     expect(await verifyJson(['m.cose', '--trust', 'trust.cbor'])).toMatchObject({ ok: true, code: 0, imageChecked: false });
   });
@@ -310,13 +348,30 @@ describe('verify rejects', () => {
   });
 
   it('a revocation list naming R2: REVOKED_KEY; one naming only R3 does not affect this manifest', async () => {
-    const r = await fwseal(['revoke', '--trust', 'trust.cbor', '--key', 'R2.pub', '--version', '3', '--sign', 'A.key', '--sign', 'B.key', '--out', 'rl.cbor', '--json']);
+    const r = await fwseal([
+      'revoke',
+      '--trust',
+      'trust.cbor',
+      '--key',
+      'R2.pub',
+      '--version',
+      '3',
+      '--sign',
+      'A.key',
+      '--sign',
+      'B.key',
+      '--out',
+      'rl.cbor',
+      '--json',
+    ]);
     expectOk(r);
     expect(json(r)).toMatchObject({ out: 'rl.cbor', version: 3, complete: true, revokedKeyIds: [kids.R2] });
     expectRejected(await fwseal(['verify', ...BASE_VERIFY, '--revocations', 'rl.cbor']), 'REVOKED_KEY');
     expect(await verifyJson([...BASE_VERIFY, '--revocations', 'rl.cbor'])).toMatchObject({ ok: false, code: CODES.REVOKED_KEY, error: 'REVOKED_KEY' });
 
-    expectOk(await fwseal(['revoke', '--trust', 'trust.cbor', '--key', 'R3.pub', '--version', '1', '--sign', 'A.key', '--sign', 'C.key', '--out', 'rl-r3.cbor']));
+    expectOk(
+      await fwseal(['revoke', '--trust', 'trust.cbor', '--key', 'R3.pub', '--version', '1', '--sign', 'A.key', '--sign', 'C.key', '--out', 'rl-r3.cbor']),
+    );
     expect(await verifyJson([...BASE_VERIFY, '--revocations', 'rl-r3.cbor'])).toMatchObject({ ok: true, revocationVersion: 1 });
   });
 
@@ -338,7 +393,22 @@ describe('verify rejects', () => {
   it('verify --json stays machine-readable when the digest table does not match the manifest', async () => {
     // Same length and chunk size, different bytes: a well-formed table for another image.
     writeFileSync(p('other.bin'), detBytes(IMAGE_SIZE, 'another image'));
-    expectOk(await fwseal(['pack', 'other.bin', '--device-class', 'acme-gw', '--version', '1.4.2', '--counter', '7', '--chunk-size', String(CHUNK), '--out', 'other.cose']));
+    expectOk(
+      await fwseal([
+        'pack',
+        'other.bin',
+        '--device-class',
+        'acme-gw',
+        '--version',
+        '1.4.2',
+        '--counter',
+        '7',
+        '--chunk-size',
+        String(CHUNK),
+        '--out',
+        'other.cose',
+      ]),
+    );
     const r = await fwseal(['verify', ...BASE_VERIFY, '--digests', 'other.digests', '--json']);
     expect(r.status).toBe(1);
     expect(r.stdout.length, 'no JSON on stdout').toBeGreaterThan(0);
@@ -355,11 +425,19 @@ describe('trust bundles signed in several steps, and rotation', () => {
     expect(out.missing.length).toBeGreaterThan(0);
     expect(existsSync(p('t-partial.cbor'))).toBe(true);
     expectRejected(await fwseal(['verify', 'm.cose', '--trust', 't-partial.cbor']), 'TRUST_THRESHOLD_NOT_MET');
-    expect(await verifyJson(['m.cose', '--trust', 't-partial.cbor'])).toMatchObject({ ok: false, code: CODES.TRUST_THRESHOLD_NOT_MET, error: 'TRUST_THRESHOLD_NOT_MET' });
+    expect(await verifyJson(['m.cose', '--trust', 't-partial.cbor'])).toMatchObject({
+      ok: false,
+      code: CODES.TRUST_THRESHOLD_NOT_MET,
+      error: 'TRUST_THRESHOLD_NOT_MET',
+    });
 
     expectOk(await fwseal(['sign', 't-partial.cbor', '--key', 'C.key']));
     expectOk(await fwseal(['verify', 'm.cose', '--trust', 't-partial.cbor', '--image', 'image.bin']));
-    expect(json(await fwseal(['inspect', 't-partial.cbor', '--json'])).signatures.map((s: { keyId: string }) => s.keyId).sort()).toEqual([kids.A, kids.C].sort());
+    expect(
+      json(await fwseal(['inspect', 't-partial.cbor', '--json']))
+        .signatures.map((s: { keyId: string }) => s.keyId)
+        .sort(),
+    ).toEqual([kids.A, kids.C].sort());
   });
 
   it('a release key cannot sign a trust bundle: KEY_NOT_IN_TRUST, exit 2, nothing written', async () => {
@@ -370,8 +448,24 @@ describe('trust bundles signed in several steps, and rotation', () => {
 
   it('trust rotate: version 2 signed by old and new root thresholds verifies manifests and is accepted as an update', async () => {
     for (const name of ['D', 'E', 'G']) expectOk(await fwseal(['keygen', name, '--dir', dir]));
-    const r = await fwseal(['trust', 'rotate', '--previous', 'trust.cbor', ...ROLE_ARGS(['D', 'E', 'G'], ['R1', 'R2', 'R3']),
-      '--sign', 'A.key', '--sign', 'B.key', '--sign', 'D.key', '--sign', 'E.key', '--out', 'trust2.cbor', '--json']);
+    const r = await fwseal([
+      'trust',
+      'rotate',
+      '--previous',
+      'trust.cbor',
+      ...ROLE_ARGS(['D', 'E', 'G'], ['R1', 'R2', 'R3']),
+      '--sign',
+      'A.key',
+      '--sign',
+      'B.key',
+      '--sign',
+      'D.key',
+      '--sign',
+      'E.key',
+      '--out',
+      'trust2.cbor',
+      '--json',
+    ]);
     expectOk(r);
     expect(json(r)).toEqual({ out: 'trust2.cbor', version: 2, complete: true, missing: [] });
     expect(await verifyJson(['m.cose', '--trust', 'trust2.cbor', '--image', 'image.bin'])).toMatchObject({ ok: true, trustVersion: 2 });
@@ -384,8 +478,20 @@ describe('trust bundles signed in several steps, and rotation', () => {
   });
 
   it('a rotation signed only by the new root keys is not accepted by the device (ROTATION_NOT_AUTHORIZED) until old roots sign', async () => {
-    const r = await fwseal(['trust', 'rotate', '--previous', 'trust.cbor', ...ROLE_ARGS(['D', 'E', 'G'], ['R1', 'R2', 'R3']),
-      '--sign', 'D.key', '--sign', 'E.key', '--out', 'trust2-new-only.cbor', '--json']);
+    const r = await fwseal([
+      'trust',
+      'rotate',
+      '--previous',
+      'trust.cbor',
+      ...ROLE_ARGS(['D', 'E', 'G'], ['R1', 'R2', 'R3']),
+      '--sign',
+      'D.key',
+      '--sign',
+      'E.key',
+      '--out',
+      'trust2-new-only.cbor',
+      '--json',
+    ]);
     expectOk(r);
     expect(json(r)).toMatchObject({ version: 2, complete: false });
     const current = loadTrust(new Uint8Array(bytes('trust.cbor')));
@@ -405,8 +511,20 @@ describe('trust bundles signed in several steps, and rotation', () => {
   });
 
   it('a rotation signed only by the old root keys misses its own threshold', async () => {
-    const r = await fwseal(['trust', 'rotate', '--previous', 'trust.cbor', ...ROLE_ARGS(['D', 'E', 'G'], ['R1', 'R2', 'R3']),
-      '--sign', 'A.key', '--sign', 'B.key', '--out', 'trust2-old-only.cbor', '--json']);
+    const r = await fwseal([
+      'trust',
+      'rotate',
+      '--previous',
+      'trust.cbor',
+      ...ROLE_ARGS(['D', 'E', 'G'], ['R1', 'R2', 'R3']),
+      '--sign',
+      'A.key',
+      '--sign',
+      'B.key',
+      '--out',
+      'trust2-old-only.cbor',
+      '--json',
+    ]);
     expectOk(r);
     expect(json(r)).toMatchObject({ version: 2, complete: false });
     expectRejected(await fwseal(['verify', 'm.cose', '--trust', 'trust2-old-only.cbor']), 'TRUST_THRESHOLD_NOT_MET');
@@ -434,7 +552,13 @@ describe('inspect', () => {
   it('shows the facts of each kind', async () => {
     const m = json(await fwseal(['inspect', 'm.cose', '--json']));
     expect(m.signatures.map((s: { keyId: string }) => s.keyId).sort()).toEqual([kids.R1, kids.R2].sort());
-    expect(m).toMatchObject({ deviceClass: 'acme-gw', version: '1.4.2', securityCounter: 7, chunks: Math.ceil(IMAGE_SIZE / CHUNK), created: new Date(Number(CREATED) * 1000).toISOString() });
+    expect(m).toMatchObject({
+      deviceClass: 'acme-gw',
+      version: '1.4.2',
+      securityCounter: 7,
+      chunks: Math.ceil(IMAGE_SIZE / CHUNK),
+      created: new Date(Number(CREATED) * 1000).toISOString(),
+    });
     const t = json(await fwseal(['inspect', 'trust.cbor', '--json']));
     expect(t).toMatchObject({ version: 1, root: { threshold: 2 }, release: { threshold: 2 } });
     expect(t.root.keys.map((k: { keyId: string }) => k.keyId).sort()).toEqual([kids.A, kids.B, kids.C].sort());
@@ -535,7 +659,10 @@ describe('usage and I/O errors exit 2 with one line naming the code', () => {
     ['keygen: bad NAME', ['keygen', '../evil', '--dir', '.']],
     ['inspect: FILE missing', ['inspect']],
     ['trust init: --out missing', ['trust', 'init', ...ABC_R123, '--sign', 'A.key']],
-    ['trust init: --root-threshold missing', ['trust', 'init', '--root', 'A.pub', '--release', 'R1.pub', '--release-threshold', '1', '--sign', 'A.key', '--out', 'never.cbor']],
+    [
+      'trust init: --root-threshold missing',
+      ['trust', 'init', '--root', 'A.pub', '--release', 'R1.pub', '--release-threshold', '1', '--sign', 'A.key', '--out', 'never.cbor'],
+    ],
     ['trust init: --sign missing', ['trust', 'init', ...ABC_R123, '--out', 'never.cbor']],
     ['trust rotate: --previous missing', ['trust', 'rotate', ...ABC_R123, '--sign', 'A.key', '--out', 'never.cbor']],
     ['revoke: --version missing', ['revoke', '--trust', 'trust.cbor', '--key', 'R2.pub', '--sign', 'A.key', '--out', 'never.cbor']],
@@ -563,8 +690,14 @@ describe('usage and I/O errors exit 2 with one line naming the code', () => {
     ['verify: --counter 1e3', ['verify', ...BASE_VERIFY, '--counter', '1e3']],
     ['verify: --counter -1', ['verify', ...BASE_VERIFY, '--counter', '-1']],
     ['verify: --revocation-version x', ['verify', ...BASE_VERIFY, '--revocation-version', 'x']],
-    ['trust init: --root-threshold 0', ['trust', 'init', ...ABC_R123.map((a, i, all) => (all[i - 1] === '--root-threshold' ? '0' : a)), '--sign', 'A.key', '--out', 'never.cbor']],
-    ['trust init: --root-threshold 4 of 3', ['trust', 'init', ...ABC_R123.map((a, i, all) => (all[i - 1] === '--root-threshold' ? '4' : a)), '--sign', 'A.key', '--out', 'never.cbor']],
+    [
+      'trust init: --root-threshold 0',
+      ['trust', 'init', ...ABC_R123.map((a, i, all) => (all[i - 1] === '--root-threshold' ? '0' : a)), '--sign', 'A.key', '--out', 'never.cbor'],
+    ],
+    [
+      'trust init: --root-threshold 4 of 3',
+      ['trust', 'init', ...ABC_R123.map((a, i, all) => (all[i - 1] === '--root-threshold' ? '4' : a)), '--sign', 'A.key', '--out', 'never.cbor'],
+    ],
     ['trust init: a root key twice', ['trust', 'init', ...ROLE_ARGS(['A', 'A', 'B'], ['R1', 'R2', 'R3']), '--sign', 'A.key', '--out', 'never.cbor']],
     ['revoke: --version 0', ['revoke', '--trust', 'trust.cbor', '--key', 'R2.pub', '--version', '0', '--sign', 'A.key', '--out', 'never.cbor']],
     ['revoke: --kid not hex', ['revoke', '--trust', 'trust.cbor', '--kid', 'xyz', '--version', '9', '--sign', 'A.key', '--out', 'never.cbor']],
@@ -579,7 +712,10 @@ describe('usage and I/O errors exit 2 with one line naming the code', () => {
   const io: [string, string[]][] = [
     ['pack: image missing', ['pack', 'missing.bin', '--device-class', 'acme-gw', '--version', '1.0.0', '--counter', '1', '--out', 'never.cose']],
     ['pack: SBOM missing', [...PACK, '--sbom', 'missing-sbom.json']],
-    ['pack: --out folder missing', ['pack', 'image.bin', '--device-class', 'acme-gw', '--version', '1.0.0', '--counter', '1', '--out', 'no/such/dir/never.cose']],
+    [
+      'pack: --out folder missing',
+      ['pack', 'image.bin', '--device-class', 'acme-gw', '--version', '1.0.0', '--counter', '1', '--out', 'no/such/dir/never.cose'],
+    ],
     ['verify: manifest missing', ['verify', 'missing.cose', '--trust', 'trust.cbor']],
     ['verify: trust missing', ['verify', 'm.cose', '--trust', 'missing.cbor']],
     ['verify: image missing', ['verify', 'm.cose', '--trust', 'trust.cbor', '--image', 'missing.bin']],
@@ -591,7 +727,27 @@ describe('usage and I/O errors exit 2 with one line naming the code', () => {
     ['inspect: file missing', ['inspect', 'missing.bin']],
     ['keygen: folder missing', ['keygen', 'Q', '--dir', 'no/such/dir']],
     ['keygen: key exists', ['keygen', 'A', '--dir', '.']],
-    ['trust init: root key missing', ['trust', 'init', '--root', 'A.pub', '--root', 'missing.pub', '--root-threshold', '1', '--release', 'R1.pub', '--release-threshold', '1', '--sign', 'A.key', '--out', 'never.cbor']],
+    [
+      'trust init: root key missing',
+      [
+        'trust',
+        'init',
+        '--root',
+        'A.pub',
+        '--root',
+        'missing.pub',
+        '--root-threshold',
+        '1',
+        '--release',
+        'R1.pub',
+        '--release-threshold',
+        '1',
+        '--sign',
+        'A.key',
+        '--out',
+        'never.cbor',
+      ],
+    ],
     ['trust rotate: previous missing', ['trust', 'rotate', '--previous', 'missing.cbor', ...ABC_R123, '--sign', 'A.key', '--out', 'never.cbor']],
     ['revoke: trust missing', ['revoke', '--trust', 'missing.cbor', '--key', 'R2.pub', '--version', '9', '--sign', 'A.key', '--out', 'never.cbor']],
   ];
@@ -633,7 +789,12 @@ describe('secrets', () => {
   function seedOf(file: Record<string, any>): Buffer {
     const f = file;
     const aad = Buffer.from(JSON.stringify([f.type, f.version, f.algorithm, f.name, f.keyId, f.publicKey, f.kdf.name, f.kdf.N, f.kdf.r, f.kdf.p, f.kdf.salt]));
-    const key = scryptSync(PASS.normalize('NFC'), Buffer.from(f.kdf.salt, 'base64'), 32, { N: f.kdf.N, r: f.kdf.r, p: f.kdf.p, maxmem: 256 * f.kdf.N * f.kdf.r + 1024 * 1024 });
+    const key = scryptSync(PASS.normalize('NFC'), Buffer.from(f.kdf.salt, 'base64'), 32, {
+      N: f.kdf.N,
+      r: f.kdf.r,
+      p: f.kdf.p,
+      maxmem: 256 * f.kdf.N * f.kdf.r + 1024 * 1024,
+    });
     const d = createDecipheriv('aes-256-gcm', key, Buffer.from(f.cipher.iv, 'base64'), { authTagLength: 16 });
     d.setAAD(aad);
     d.setAuthTag(Buffer.from(f.cipher.tag, 'base64'));

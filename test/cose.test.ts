@@ -3,19 +3,24 @@
  * bytes, and an independent implementation (cbor-x + node:crypto, no fwseal code) checks every
  * signature of our envelopes.
  */
-import { readFileSync } from 'node:fs';
+
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Encoder, type Tag } from 'cbor-x';
 import { describe, expect, it } from 'vitest';
-import { Encoder, Tag } from 'cbor-x';
-import { fromHex } from '../shared/bytes.js';
-import { CborTag, decodeCbor, encodeCbor } from '../shared/cbor.js';
-import { CODES } from '../shared/codes.js';
-import { SIGNER_PROTECTED, parseEnvelope, sigStructure } from '../shared/cose.js';
 import { verifyEd25519 } from '../device/index.js';
+import { fromHex } from '../shared/bytes.js';
+import { type CborTag, decodeCbor, encodeCbor } from '../shared/cbor.js';
+import { CODES } from '../shared/codes.js';
+import { parseEnvelope, SIGNER_PROTECTED, sigStructure } from '../shared/cose.js';
 import { standardWorld } from './support/fixtures.js';
 
-type Example = { intermediates: { signers?: { ToBeSign_hex: string }[]; ToBeSign_hex?: string }; output: { cbor: string }; input: { sign?: { signers: { key: { x_hex: string } }[] } } };
+type Example = {
+  intermediates: { signers?: { ToBeSign_hex: string }[]; ToBeSign_hex?: string };
+  output: { cbor: string };
+  input: { sign?: { signers: { key: { x_hex: string } }[] } };
+};
 const example = (name: string) => JSON.parse(readFileSync(join(__dirname, 'vectors/cose', name), 'utf8')) as Example;
 const hex = (h: string) => fromHex(h) as Uint8Array;
 
@@ -43,7 +48,7 @@ describe('cose-wg EdDSA-01 (COSE_Sign, Ed25519)', () => {
 });
 
 describe('Sig_structure (RFC 9052 §4.4)', () => {
-  it('is the deterministic encoding of ["Signature", h\'\', h\'A10127\', h\'\', payload] for every payload length class', () => {
+  it("is the deterministic encoding of [\"Signature\", h'', h'A10127', h'', payload] for every payload length class", () => {
     for (const n of [0, 1, 23, 24, 255, 256, 4000, 12288, 65535, 65536]) {
       const payload = new Uint8Array(n).fill(n & 0xff);
       expect(sigStructure(payload)).toEqual(encodeCbor(['Signature', new Uint8Array(0), Uint8Array.of(0xa1, 0x01, 0x27), new Uint8Array(0), payload]));
@@ -60,7 +65,12 @@ describe('an independent COSE implementation checks our signatures', () => {
     for (const envelope of [w.envelope, w.trust]) {
       const top = encoder.decode(envelope) as Tag;
       expect(top.tag).toBe(98);
-      const [bodyProtected, , payload, signatures] = top.value as [Uint8Array, Map<number, unknown>, Uint8Array, [Uint8Array, Map<number, Uint8Array>, Uint8Array][]];
+      const [bodyProtected, , payload, signatures] = top.value as [
+        Uint8Array,
+        Map<number, unknown>,
+        Uint8Array,
+        [Uint8Array, Map<number, Uint8Array>, Uint8Array][],
+      ];
       expect(signatures.length).toBe(2);
       for (const [protectedHeader, unprotected, signature] of signatures) {
         expect(encoder.decode(protectedHeader)).toEqual(new Map([[1, -8]])); // alg: EdDSA

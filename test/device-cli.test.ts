@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CODES } from '../shared/codes.js';
-import { concatBytes } from '../shared/bytes.js';
 import { encodeDigestTable } from '../host/digests.js';
+import { concatBytes } from '../shared/bytes.js';
+import { CODES } from '../shared/codes.js';
 import { detBytes, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, standardWorld } from './support/fixtures.js';
 
 const cli = join(__dirname, '..', 'dist', 'host', 'cli.js');
@@ -14,7 +14,11 @@ const dir = mkdtempSync(join(tmpdir(), 'fwseal-device-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const run = (...args: string[]) => {
   const r = spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, out: r.stdout, json: () => JSON.parse(r.stdout) as { ok: boolean; code: number; state: { counter: number; activeSlot: number; pending: boolean } } };
+  return {
+    status: r.status,
+    out: r.stdout,
+    json: () => JSON.parse(r.stdout) as { ok: boolean; code: number; state: { counter: number; activeSlot: number; pending: boolean } },
+  };
 };
 
 const w = standardWorld();
@@ -77,7 +81,9 @@ describe('fwseal device', () => {
   });
 
   it('refuses to provision over an existing device, and to run without one', () => {
-    expect(run('device', 'provision', '--state', 'dev', '--trust', 'trust.cbor', '--device-class', 'acme-gw', '--manifest', 'v1.cose', '--image', 'v1.bin').status).toBe(2);
+    expect(
+      run('device', 'provision', '--state', 'dev', '--trust', 'trust.cbor', '--device-class', 'acme-gw', '--manifest', 'v1.cose', '--image', 'v1.bin').status,
+    ).toBe(2);
     expect(run('device', 'run', '--state', 'nothing', '--trust', 'trust.cbor', '--update', 'v1.cose', '--image', 'v1.bin').status).toBe(2);
   });
 

@@ -1,10 +1,10 @@
 /** The download driver over an injected Transport and Clock (SPEC.md §11.6). */
 import { describe, expect, it } from 'vitest';
+import { driveDownload, type Transport } from '../device/agent/driver.js';
+import { PowerCut } from '../device/agent/flash.js';
 import { concatBytes } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { pageLeafRange } from '../shared/merkle.js';
-import { type Transport, driveDownload } from '../device/agent/driver.js';
-import { PowerCut } from '../device/agent/flash.js';
 import { agentWorld } from './support/agent-world.js';
 
 // 600 chunks of 512 bytes: 5 digest pages.
@@ -44,7 +44,10 @@ describe('driveDownload', () => {
     const d = device();
     const agent = d.agent();
     agent.beginUpdate(v2);
-    const r = driveDownload(agent, transport((i, n) => i === 321 && n === 1));
+    const r = driveDownload(
+      agent,
+      transport((i, n) => i === 321 && n === 1),
+    );
     expect(r.ok && r.rejected).toBe(1);
     expect(r.ok && r.fetchedChunks).toBe(601);
     expect(agent.finishDownload().ok).toBe(true);
@@ -54,7 +57,11 @@ describe('driveDownload', () => {
     const d = device();
     const agent = d.agent();
     agent.beginUpdate(v2);
-    const r = driveDownload(agent, transport((i) => i === 10), { retries: 2 });
+    const r = driveDownload(
+      agent,
+      transport((i) => i === 10),
+      { retries: 2 },
+    );
     expect(r.code).toBe(CODES.CHUNK_DIGEST_MISMATCH);
     expect(agent.missingChunks()).toContain(10);
   });

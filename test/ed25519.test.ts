@@ -5,14 +5,15 @@
  *
  * Vectors are read from test/vectors/ (copied with their LICENSE files; see test/vectors/README.md).
  */
-import { describe, expect, it } from 'vitest';
+
+import crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import crypto from 'node:crypto';
-import fc from 'fast-check';
 import * as noble from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
 import * as mod from '../device/crypto/ed25519.js';
 import { isAcceptablePublicKey, verifyEd25519 } from '../device/crypto/ed25519.js';
 
@@ -181,8 +182,7 @@ describe('CCTV ed25519vectors.json', () => {
    * Every CCTV vector satisfies the cofactored equation for the bytes given, so everything else
    * is accepted.
    */
-  const policyAccepts = (f: Set<string>): boolean =>
-    !f.has('non_canonical_R') && !f.has('non_canonical_A') && !f.has('low_order_A');
+  const policyAccepts = (f: Set<string>): boolean => !f.has('non_canonical_R') && !f.has('non_canonical_A') && !f.has('low_order_A');
 
   /** First rule (in the verifier's check order) that rejects, for the summary table. */
   const category = (f: Set<string>): string => {
@@ -281,27 +281,21 @@ describe('RFC 8032 §7.1 test vectors', () => {
       secret: '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60',
       public: 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
       message: '',
-      signature:
-        'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155' +
-        '5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+      signature: 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155' + '5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
     },
     {
       name: 'TEST 2',
       secret: '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
       public: '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c',
       message: '72',
-      signature:
-        '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da' +
-        '085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+      signature: '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da' + '085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
     },
     {
       name: 'TEST 3',
       secret: 'c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7',
       public: 'fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025',
       message: 'af82',
-      signature:
-        '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac' +
-        '18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a',
+      signature: '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac' + '18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a',
     },
   ];
 
@@ -589,9 +583,7 @@ describe('the injected SHA-512', () => {
   const v = {
     pub: fromHex('fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025'),
     msg: fromHex('af82'),
-    sig: fromHex(
-      '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a',
-    ),
+    sig: fromHex('6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a'),
   };
   const nodeSha512 = (data: Uint8Array): Uint8Array => crypto.createHash('sha512').update(data).digest();
 
@@ -670,9 +662,7 @@ describe('isAcceptablePublicKey', () => {
   });
 
   // y-coordinates of the order-8 points (the other small-order points have y in {0, 1, p-1}).
-  const ORDER8_Y = new Set(
-    [SMALL_ORDER_CANONICAL[3], SMALL_ORDER_CANONICAL[5]].map((h) => leToBigInt(fromHex(h)) & ((1n << 255n) - 1n)),
-  );
+  const ORDER8_Y = new Set([SMALL_ORDER_CANONICAL[3], SMALL_ORDER_CANONICAL[5]].map((h) => leToBigInt(fromHex(h)) & ((1n << 255n) - 1n)));
   const isSmallOrderY = (y: bigint) => ORDER8_Y.has(y);
 
   // y < 19 is where y and y + p both fit in 255 bits, i.e. where non-canonical encodings exist.
@@ -779,9 +769,7 @@ describe('isAcceptablePublicKey', () => {
 describe('verifyEd25519 never throws', () => {
   const pk = fromHex('fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025');
   const msg = fromHex('af82');
-  const sig = fromHex(
-    '6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a',
-  );
+  const sig = fromHex('6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a');
 
   it('returns false for wrong lengths and empty arrays', () => {
     expect(verifyEd25519(sig, msg, pk)).toBe(true); // the control
@@ -856,14 +844,9 @@ describe('verifyEd25519 never throws', () => {
       { numRuns: 300 },
     );
     fc.assert(
-      fc.property(
-        fc.uint8Array({ maxLength: 80 }),
-        fc.uint8Array({ maxLength: 64 }),
-        fc.uint8Array({ maxLength: 40 }),
-        (s, m, k) => {
-          expect(verifyEd25519(s, m, k)).toBe(false);
-        },
-      ),
+      fc.property(fc.uint8Array({ maxLength: 80 }), fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 40 }), (s, m, k) => {
+        expect(verifyEd25519(s, m, k)).toBe(false);
+      }),
       { numRuns: 300 },
     );
     fc.assert(

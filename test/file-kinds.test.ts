@@ -6,25 +6,44 @@
  * device gives (exit 1). Also: inspect answers a code for every object the parsers accept or refuse.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyManifest } from '../device/index.js';
+import { loadSigningKey } from '../host/keys.js';
 import { CborTag, decodeCbor, encodeCbor } from '../shared/cbor.js';
 import { CODES } from '../shared/codes.js';
 import { encodeEnvelope, parseEnvelope } from '../shared/cose.js';
 import { LIMITS } from '../shared/limits.js';
-import { verifyManifest } from '../device/index.js';
-import { loadSigningKey } from '../host/keys.js';
-import { type CliWorld, PASS, expectOk, expectRejected, expectUsage, makeCliWorld } from './support/cli-world.js';
+import { type CliWorld, expectOk, expectRejected, expectUsage, makeCliWorld, PASS } from './support/cli-world.js';
 import { detBytes, signWith } from './support/fixtures.js';
 
 let w: CliWorld;
 
 beforeAll(async () => {
   w = await makeCliWorld(['A', 'B', 'R1', 'R2'], {
-    trust: ['--root', 'A.pub', '--root', 'B.pub', '--root-threshold', '2', '--release', 'R1.pub', '--release', 'R2.pub', '--release-threshold', '2', '--sign', 'A.key', '--sign', 'B.key'],
+    trust: [
+      '--root',
+      'A.pub',
+      '--root',
+      'B.pub',
+      '--root-threshold',
+      '2',
+      '--release',
+      'R1.pub',
+      '--release',
+      'R2.pub',
+      '--release-threshold',
+      '2',
+      '--sign',
+      'A.key',
+      '--sign',
+      'B.key',
+    ],
     image: true,
   });
   expectOk(await w.run('sign', 'm.cose', '--key', 'R1.key'));
   expectOk(await w.run('sign', 'm.cose', '--key', 'R2.key'));
-  expectOk(await w.run('revoke', '--trust', 'trust.cbor', '--version', '1', '--kid', '00'.repeat(16), '--sign', 'A.key', '--sign', 'B.key', '--out', 'rl.cbor'));
+  expectOk(
+    await w.run('revoke', '--trust', 'trust.cbor', '--version', '1', '--kid', '00'.repeat(16), '--sign', 'A.key', '--sign', 'B.key', '--out', 'rl.cbor'),
+  );
   const notTagged = detBytes(300, 'random bytes');
   notTagged[0] = 0x42;
   w.write('random.bin', notTagged);
@@ -60,7 +79,10 @@ describe('a file that is recognisably another kind of file is USAGE (exit 2), no
   it.each([
     ['sign <a public key file>', ['sign', 'A.pub', '--key', 'R1.key']],
     ['sign <an empty file>', ['sign', 'empty.bin', '--key', 'R1.key']],
-    ['revoke --trust <a public key file>', ['revoke', '--trust', 'A.pub', '--version', '2', '--kid', '11'.repeat(16), '--sign', 'A.key', '--out', 'never.cbor']],
+    [
+      'revoke --trust <a public key file>',
+      ['revoke', '--trust', 'A.pub', '--version', '2', '--kid', '11'.repeat(16), '--sign', 'A.key', '--out', 'never.cbor'],
+    ],
   ])('%s', async (_label, args) => {
     const before = w.bytes('m.cose');
     expectUsage(await w.run(...args));
@@ -75,9 +97,35 @@ describe('another kind of fwseal object is refused as a device refuses it: WRONG
     ['a revocation list as --trust', ['verify', 'm.cose', '--trust', 'rl.cbor']],
     ['a trust bundle as --revocations', ['verify', 'm.cose', '--trust', 'trust.cbor', '--revocations', 'trust.cbor']],
     ['sign --trust <a manifest>', ['sign', 'm.cose', '--key', 'R1.key', '--trust', 'm.cose']],
-    ['revoke --manifest <a trust bundle>', ['revoke', '--trust', 'trust.cbor', '--version', '2', '--manifest', 'trust.cbor', '--sign', 'A.key', '--out', 'never.cbor']],
-    ['revoke --previous <a manifest>', ['revoke', '--trust', 'trust.cbor', '--version', '2', '--kid', '11'.repeat(16), '--previous', 'm.cose', '--sign', 'A.key', '--out', 'never.cbor']],
-    ['trust rotate --previous <a manifest>', ['trust', 'rotate', '--previous', 'm.cose', '--root', 'A.pub', '--root-threshold', '1', '--release', 'R1.pub', '--release-threshold', '1', '--sign', 'A.key', '--out', 'never.cbor']],
+    [
+      'revoke --manifest <a trust bundle>',
+      ['revoke', '--trust', 'trust.cbor', '--version', '2', '--manifest', 'trust.cbor', '--sign', 'A.key', '--out', 'never.cbor'],
+    ],
+    [
+      'revoke --previous <a manifest>',
+      ['revoke', '--trust', 'trust.cbor', '--version', '2', '--kid', '11'.repeat(16), '--previous', 'm.cose', '--sign', 'A.key', '--out', 'never.cbor'],
+    ],
+    [
+      'trust rotate --previous <a manifest>',
+      [
+        'trust',
+        'rotate',
+        '--previous',
+        'm.cose',
+        '--root',
+        'A.pub',
+        '--root-threshold',
+        '1',
+        '--release',
+        'R1.pub',
+        '--release-threshold',
+        '1',
+        '--sign',
+        'A.key',
+        '--out',
+        'never.cbor',
+      ],
+    ],
   ])('%s', async (_label, args) => {
     const before = w.bytes('m.cose');
     const r = await w.run(...args);
@@ -88,7 +136,7 @@ describe('another kind of fwseal object is refused as a device refuses it: WRONG
   });
 });
 
-describe('bytes that are not recognisably another file go to the verifier: the device\'s code (exit 1)', () => {
+describe("bytes that are not recognisably another file go to the verifier: the device's code (exit 1)", () => {
   it.each([
     ['random bytes', 'random.bin'],
     ['random bytes above the envelope limit', 'big-untagged.bin'],
@@ -120,7 +168,18 @@ describe('a real (tagged) fwseal object that fails stays a rejection (exit 1, it
   });
 
   it('a tagged envelope whose payload is of an unknown kind: WRONG_KIND', async () => {
-    w.write('variant.cbor', encodeEnvelope({ payload: encodeCbor(new Map([[0, 9], [1, 1]])), signatures: [] }));
+    w.write(
+      'variant.cbor',
+      encodeEnvelope({
+        payload: encodeCbor(
+          new Map([
+            [0, 9],
+            [1, 1],
+          ]),
+        ),
+        signatures: [],
+      }),
+    );
     expectRejected(await w.run('verify', 'm.cose', '--trust', 'variant.cbor'), 'WRONG_KIND');
   });
 

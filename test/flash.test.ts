@@ -2,12 +2,12 @@
  * The flash contract (device/agent/flash.ts) on both implementations: SimFlash (in memory, with
  * fault injection) and FileFlash (a temp file). Errors are checked by codeName, never by message.
  */
-import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FlashError, PowerCut, type Flash, type FlashGeometry } from '../device/agent/flash.js';
+import { type Flash, FlashError, type FlashGeometry, PowerCut } from '../device/agent/flash.js';
 import { openFileFlash } from '../device/node/file-flash.js';
 import { SimFlash, validateGeometry } from '../device/sim/flash.js';
 
@@ -105,7 +105,7 @@ describe.each(makers)('%s: the flash contract', (_name, make) => {
     });
   });
 
-  it('readInto fills the caller\'s buffer with what read returns, with the same range check', () => {
+  it("readInto fills the caller's buffer with what read returns, with the same range check", () => {
     withFlash(G, (f) => {
       f.write(256, bytes(512, 4));
       const target = new Uint8Array(300);
@@ -122,10 +122,14 @@ describe.each(makers)('%s: the flash contract', (_name, make) => {
     for (const at of [0, 3, 700, 1021]) {
       const init = new Uint8Array(G.size).fill(0xff);
       init[256 + at] = 0x5a; // one programmed byte inside the target of the next write
-      withFlash(G, (f) => {
-        expect(code(() => f.write(256, bytes(1024, 2)))).toBe('FLASH_NOT_ERASED');
-        expect(f.read(256, 1024).filter((v) => v !== 0xff)).toEqual(Uint8Array.of(0x5a)); // nothing landed
-      }, init);
+      withFlash(
+        G,
+        (f) => {
+          expect(code(() => f.write(256, bytes(1024, 2)))).toBe('FLASH_NOT_ERASED');
+          expect(f.read(256, 1024).filter((v) => v !== 0xff)).toEqual(Uint8Array.of(0x5a)); // nothing landed
+        },
+        init,
+      );
     }
   });
 
@@ -418,19 +422,40 @@ describe('SimFlash fault injection', () => {
 
 describe('SimFlash and FileFlash agree (property)', () => {
   const geo = G0; // 4 blocks of 64, writeAlign 4
-  type Op = { kind: 'erase'; offset: number; length: number } | { kind: 'write'; offset: number; data: Uint8Array } | { kind: 'read'; offset: number; length: number };
+  type Op =
+    | { kind: 'erase'; offset: number; length: number }
+    | { kind: 'write'; offset: number; data: Uint8Array }
+    | { kind: 'read'; offset: number; length: number };
   // Mostly valid operations, with some misuse mixed in: both must give the same outcome code and contents.
   const op: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 3, arbitrary: fc.record({ kind: fc.constant('erase' as const), offset: fc.integer({ min: 0, max: 3 }).map((b) => b * 64), length: fc.integer({ min: 0, max: 2 }).map((b) => b * 64) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        kind: fc.constant('erase' as const),
+        offset: fc.integer({ min: 0, max: 3 }).map((b) => b * 64),
+        length: fc.integer({ min: 0, max: 2 }).map((b) => b * 64),
+      }),
+    },
     {
       weight: 6,
       arbitrary: fc
         .record({ at: fc.integer({ min: 0, max: 63 }), words: fc.integer({ min: 0, max: 8 }) })
-        .chain(({ at, words }) => fc.uint8Array({ minLength: words * 4, maxLength: words * 4 }).map((data) => ({ kind: 'write' as const, offset: at * 4, data }))),
+        .chain(({ at, words }) =>
+          fc.uint8Array({ minLength: words * 4, maxLength: words * 4 }).map((data) => ({ kind: 'write' as const, offset: at * 4, data })),
+        ),
     },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('write' as const), offset: fc.integer({ min: -4, max: 260 }), data: fc.uint8Array({ maxLength: 10 }) }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('erase' as const), offset: fc.integer({ min: -64, max: 300 }), length: fc.integer({ min: -64, max: 300 }) }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('read' as const), offset: fc.integer({ min: -4, max: 260 }), length: fc.integer({ min: 0, max: 40 }) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant('write' as const), offset: fc.integer({ min: -4, max: 260 }), data: fc.uint8Array({ maxLength: 10 }) }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant('erase' as const), offset: fc.integer({ min: -64, max: 300 }), length: fc.integer({ min: -64, max: 300 }) }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant('read' as const), offset: fc.integer({ min: -4, max: 260 }), length: fc.integer({ min: 0, max: 40 }) }),
+    },
   );
 
   it('random operation sequences give the same outcomes and contents', () => {

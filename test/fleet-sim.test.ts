@@ -34,8 +34,25 @@ type Row = { id: string; version: string; counter: number; outcome: string; code
 
 describe('fwseal fleet-sim', () => {
   const base = (group: string, state: string) => [
-    'fleet-sim', '--broker', broker.url, '--count', '10', '--group', group, '--trust', trust, '--device-class', 'acme-gw',
-    '--state', join(dir, state), '--factory', factory, '--factory-image', factoryImage, '--exit-after-update', '--json',
+    'fleet-sim',
+    '--broker',
+    broker.url,
+    '--count',
+    '10',
+    '--group',
+    group,
+    '--trust',
+    trust,
+    '--device-class',
+    'acme-gw',
+    '--state',
+    join(dir, state),
+    '--factory',
+    factory,
+    '--factory-image',
+    factoryImage,
+    '--exit-after-update',
+    '--json',
   ];
 
   it('updates 10 devices in RAM (--memory): all confirmed, every device fetched every block', async () => {

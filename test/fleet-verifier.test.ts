@@ -1,10 +1,10 @@
 /** The host's fleet verifier: a memo of Ed25519 outcomes changes cost, never outcomes. */
 import { describe, expect, it } from 'vitest';
-import { CODES } from '../shared/codes.js';
 import { createVerifier } from '../device/index.js';
-import { toHex } from '../shared/bytes.js';
 import { fleetVerifier, memoSha256, nodeSha256 } from '../host/hash.js';
-import { makeManifest, makeManifestEnvelope, makeRevocations, standardWorld, detBytes } from './support/fixtures.js';
+import { toHex } from '../shared/bytes.js';
+import { CODES } from '../shared/codes.js';
+import { detBytes, makeManifest, makeManifestEnvelope, makeRevocations, standardWorld } from './support/fixtures.js';
 
 describe('fleetVerifier (signature memo)', () => {
   const w = standardWorld();
@@ -14,7 +14,7 @@ describe('fleetVerifier (signature memo)', () => {
   const tampered = Uint8Array.from(good);
   tampered[tampered.length - 5] ^= 1; // inside the last signature
 
-  it('gives the plain verifier\'s outcome for good, short and tampered manifests, first and second time', () => {
+  it("gives the plain verifier's outcome for good, short and tampered manifests, first and second time", () => {
     const plain = createVerifier();
     const memo = fleetVerifier();
     for (const env of [good, short, tampered, good, tampered, short]) {
@@ -65,7 +65,7 @@ describe('memoSha256 (the exact digest memo of simulated fleets)', () => {
     expect(toHex(sha(near))).not.toBe(toHex(sha(chunk)));
   });
 
-  it('a returned digest is the caller\'s own copy: changing it does not change later answers', () => {
+  it("a returned digest is the caller's own copy: changing it does not change later answers", () => {
     const sha = memoSha256();
     const d = detBytes(4096, 'own copy');
     const first = sha(d);
@@ -85,7 +85,7 @@ describe('memoSha256 (the exact digest memo of simulated fleets)', () => {
     expect(sha.stats.misses).toBe(8);
   });
 
-  it('the fleet verifier with the memo gives the plain verifier\'s image outcomes, good and tampered', () => {
+  it("the fleet verifier with the memo gives the plain verifier's image outcomes, good and tampered", () => {
     const plain = createVerifier();
     const memo = fleetVerifier();
     const img = detBytes(3 * 4096 + 100, 'memo image');

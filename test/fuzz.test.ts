@@ -5,9 +5,9 @@
  * engine. A fuzzer that silently stops reaching the deep checks, or cannot fail, fails here too.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { bytesEqual, toHex } from '../shared/bytes.js';
 import { CborTag, decodeCbor, encodeCbor } from '../shared/cbor.js';
 import { CODES, fail } from '../shared/codes.js';
-import { bytesEqual, toHex } from '../shared/bytes.js';
 import { type Finding, type FuzzReport } from './support/fuzz/report.js';
 import { Rng } from './support/fuzz/rng.js';
 import { makeCase, runFuzz } from './support/fuzz/runner.js';
@@ -19,9 +19,7 @@ const SEED = 0x5eed;
 const RUNS = 20_000;
 
 function describeFindings(findings: readonly Finding[]): string {
-  return findings
-    .map((f) => `${f.kind} ${f.target} seed ${f.seed} case ${f.case} (${f.note}): ${f.message}\n  input ${f.inputHex.slice(0, 400)}`)
-    .join('\n');
+  return findings.map((f) => `${f.kind} ${f.target} seed ${f.seed} case ${f.case} (${f.note}): ${f.message}\n  input ${f.inputHex.slice(0, 400)}`).join('\n');
 }
 
 describe(`fuzzing the verifier: ${RUNS} cases, seed ${SEED}`, () => {
@@ -56,22 +54,57 @@ describe(`fuzzing the verifier: ${RUNS} cases, seed ${SEED}`, () => {
     const reached = new Set(Object.keys(report.byCode));
     const expected = [
       // CBOR decoder
-      'MALFORMED', 'TRUNCATED', 'TRAILING_BYTES', 'NON_DETERMINISTIC', 'TOO_LARGE', 'TOO_DEEP', 'UNSUPPORTED_FORMAT',
+      'MALFORMED',
+      'TRUNCATED',
+      'TRAILING_BYTES',
+      'NON_DETERMINISTIC',
+      'TOO_LARGE',
+      'TOO_DEEP',
+      'UNSUPPORTED_FORMAT',
       // envelope and payload schemas
-      'BAD_HEADER', 'WRONG_TYPE', 'WRONG_KIND', 'MISSING_FIELD', 'UNKNOWN_KEY', 'DUPLICATE_KEY', 'BAD_VALUE',
+      'BAD_HEADER',
+      'WRONG_TYPE',
+      'WRONG_KIND',
+      'MISSING_FIELD',
+      'UNKNOWN_KEY',
+      'DUPLICATE_KEY',
+      'BAD_VALUE',
       // signatures
-      'UNSUPPORTED_ALGORITHM', 'THRESHOLD_NOT_MET', 'TRUST_THRESHOLD_NOT_MET', 'ROTATION_NOT_AUTHORIZED', 'REVOCATION_THRESHOLD_NOT_MET',
+      'UNSUPPORTED_ALGORITHM',
+      'THRESHOLD_NOT_MET',
+      'TRUST_THRESHOLD_NOT_MET',
+      'ROTATION_NOT_AUTHORIZED',
+      'REVOCATION_THRESHOLD_NOT_MET',
       // policy
-      'ROLLBACK', 'WRONG_DEVICE_CLASS', 'REVOKED_KEY', 'REVOKED_MANIFEST', 'REVOCATION_ROLLBACK', 'TRUST_ROLLBACK', 'TRUST_VERSION_SKIP', 'INVALID_STATE', 'INVALID_ARGUMENT',
+      'ROLLBACK',
+      'WRONG_DEVICE_CLASS',
+      'REVOKED_KEY',
+      'REVOKED_MANIFEST',
+      'REVOCATION_ROLLBACK',
+      'TRUST_ROLLBACK',
+      'TRUST_VERSION_SKIP',
+      'INVALID_STATE',
+      'INVALID_ARGUMENT',
       // image
-      'IMAGE_TOO_LONG', 'IMAGE_TOO_SHORT', 'CHUNK_DIGEST_MISMATCH', 'MERKLE_ROOT_MISMATCH', 'CHUNK_INDEX_OUT_OF_RANGE', 'PROOF_INVALID', 'DIGEST_PAGE_MISMATCH',
+      'IMAGE_TOO_LONG',
+      'IMAGE_TOO_SHORT',
+      'CHUNK_DIGEST_MISMATCH',
+      'MERKLE_ROOT_MISMATCH',
+      'CHUNK_INDEX_OUT_OF_RANGE',
+      'PROOF_INVALID',
+      'DIGEST_PAGE_MISMATCH',
     ];
-    expect(expected.filter((c) => !reached.has(c)), JSON.stringify(report.byCode)).toEqual([]);
+    expect(
+      expected.filter((c) => !reached.has(c)),
+      JSON.stringify(report.byCode),
+    ).toEqual([]);
   });
 
   it('reaches the schema checks behind the decoder and the signature checks behind the schemas, for every signed-object target', () => {
     const schema = ['MISSING_FIELD', 'UNKNOWN_KEY', 'BAD_VALUE', 'WRONG_KIND', 'UNSUPPORTED_FORMAT', 'DUPLICATE_KEY'];
-    const signature = Object.entries(CODES).filter(([, n]) => n >= 200 && n < 300).map(([name]) => name);
+    const signature = Object.entries(CODES)
+      .filter(([, n]) => n >= 200 && n < 300)
+      .map(([name]) => name);
     for (const [name, t] of Object.entries(report.byTarget)) {
       if (name === 'imageVerifier' || name === 'chunk' || name === 'api-types') continue;
       const codes = Object.keys(t.codes);
@@ -85,7 +118,24 @@ describe(`fuzzing the verifier: ${RUNS} cases, seed ${SEED}`, () => {
   });
 
   it('uses every mutator', () => {
-    for (const op of ['flip1', 'flipN', 'byte', 'head-set', 'head-insert', 'truncate', 'extend', 'splice', 'duplicate', 'delete', 'nest', 'nest-whole', 'wrongType', 'random', 'substitute', 'policy']) {
+    for (const op of [
+      'flip1',
+      'flipN',
+      'byte',
+      'head-set',
+      'head-insert',
+      'truncate',
+      'extend',
+      'splice',
+      'duplicate',
+      'delete',
+      'nest',
+      'nest-whole',
+      'wrongType',
+      'random',
+      'substitute',
+      'policy',
+    ]) {
       expect(report.byMutator[op] ?? 0, op).toBeGreaterThan(20);
     }
     const structural = Object.entries(report.byMutator).filter(([op]) => op.startsWith('struct-'));
@@ -105,7 +155,10 @@ describe('the fuzzer is reproducible', () => {
       expect(a.fuzzCase.note).toBe(b.fuzzCase.note);
     }
     const other = makeCase(SEED + 1, 17, targets, corpus);
-    expect(toHex(other.fuzzCase.input) === toHex(makeCase(SEED, 17, targets, corpus).fuzzCase.input) && other.fuzzCase.note === makeCase(SEED, 17, targets, corpus).fuzzCase.note).toBe(false);
+    expect(
+      toHex(other.fuzzCase.input) === toHex(makeCase(SEED, 17, targets, corpus).fuzzCase.input) &&
+        other.fuzzCase.note === makeCase(SEED, 17, targets, corpus).fuzzCase.note,
+    ).toBe(false);
   });
 
   it('a run split into strided parts gives the same result as one run', () => {
@@ -169,7 +222,7 @@ describe('the fuzzer can fail', () => {
 
   it('reports a call slower than the hang limit', () => {
     const slow = bytesTarget('slow', 1, { accept: [base] }, (b) => {
-      if (b.length > base.length) for (const end = performance.now() + 30; performance.now() < end;);
+      if (b.length > base.length) for (const end = performance.now() + 30; performance.now() < end; );
       return reject();
     });
     const r = runFuzz({ runs: 100, seed: 6, targets: [slow], hangMs: 20 });

@@ -8,14 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BUNDLE_HEADER_BYTES, bundleLayout, chunkOffset, parseBundleHeader } from '../shared/bundle.js';
-import { CODES } from '../shared/codes.js';
-import { SMP_GROUP, SMP_VERSION } from '../shared/smp/packet.js';
-import { MGMT_ERR } from '../shared/smp/errors.js';
-import { imageStateWrite, imageUpload, status, trustUpdate } from '../shared/smp/commands.js';
 import { type EmulatedDevice, emulatedDevice, emulatedUpload, release2 } from '../hil/emulated.js';
 import { SmpClient } from '../hil/smp-endpoint.js';
 import { makeBundle, makeTrust } from '../hil/world.js';
+import { BUNDLE_HEADER_BYTES, bundleLayout, chunkOffset, parseBundleHeader } from '../shared/bundle.js';
+import { CODES } from '../shared/codes.js';
+import { imageStateWrite, imageUpload, status, trustUpdate } from '../shared/smp/commands.js';
+import { MGMT_ERR } from '../shared/smp/errors.js';
+import { SMP_GROUP, SMP_VERSION } from '../shared/smp/packet.js';
 
 const dirs: string[] = [];
 const devices: EmulatedDevice[] = [];
@@ -110,7 +110,10 @@ describe('simulated device over the emulated link', () => {
   });
 
   it('survives a power cut in the middle of a chunk write and of the commit (torn writes)', async () => {
-    for (const fault of [{ at: 'write', op: 9, torn: true }, { at: 'commit', op: 2, torn: true }] as const) {
+    for (const fault of [
+      { at: 'write', op: 9, torn: true },
+      { at: 'commit', op: 2, torn: true },
+    ] as const) {
       const d = device();
       const up = await emulatedUpload(d, makeBundle(release2()), { fault, timeoutMs: 300 });
       expect(d.powerCuts, fault.at).toBe(1);

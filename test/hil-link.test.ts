@@ -4,16 +4,16 @@
  */
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { VirtualClock, seededRandom } from '../hil/clock.js';
-import { Link, bridge } from '../hil/link.js';
+import { seededRandom, VirtualClock } from '../hil/clock.js';
+import { bridge, Link } from '../hil/link.js';
 import { SmpClient, SmpServer } from '../hil/smp-endpoint.js';
 import { UploadReceiver, uploadImage } from '../hil/upload.js';
 import { LIMITS } from '../shared/limits.js';
+import { echo, imageUpload, reset, status } from '../shared/smp/commands.js';
 import { ConsoleDecoder, consoleFrameWireBytes, encodeConsoleFrame } from '../shared/smp/console.js';
 import { MGMT_ERR } from '../shared/smp/errors.js';
 import { encodeRequest } from '../shared/smp/messages.js';
 import { chunkCapacity } from '../shared/smp/upload.js';
-import { echo, imageUpload, reset, status } from '../shared/smp/commands.js';
 
 function setup(options: ConstructorParameters<typeof Link>[1]) {
   const clock = new VirtualClock();
@@ -42,7 +42,10 @@ describe('virtual clock', () => {
     const clock = new VirtualClock();
     const log: string[] = [];
     clock.setTimer(5, () => log.push(`b@${clock.now()}`));
-    clock.setTimer(1, () => { log.push(`a@${clock.now()}`); clock.setTimer(1, () => log.push(`c@${clock.now()}`)); });
+    clock.setTimer(1, () => {
+      log.push(`a@${clock.now()}`);
+      clock.setTimer(1, () => log.push(`c@${clock.now()}`));
+    });
     clock.setTimer(5, () => log.push(`d@${clock.now()}`));
     const cancel = clock.setTimer(3, () => log.push('never'));
     cancel();
@@ -135,14 +138,16 @@ describe('pacing', () => {
     expect(frame.length).toBe(consoleFrameWireBytes(packet.length));
     const decoder = new ConsoleDecoder();
     let doneAt = -1;
-    link.device.onData((c) => { if (decoder.push(c).some((e) => e.ok)) doneAt = clock.now(); });
+    link.device.onData((c) => {
+      if (decoder.push(c).some((e) => e.ok)) doneAt = clock.now();
+    });
     link.host.write(frame);
     clock.runUntilIdle();
     expect(atDevice.length).toBeGreaterThan(0);
     expect(doneAt).toBeCloseTo((frame.length * 10_000) / 115200, 6);
     const goodput = data / (doneAt / 1000);
     expect(goodput).toBeGreaterThan(8300);
-    expect(goodput).toBeLessThan(11520 * 93 / 127);
+    expect(goodput).toBeLessThan((11520 * 93) / 127);
   });
 });
 
@@ -174,7 +179,10 @@ describe('faults', () => {
     for (let i = 0; i < n; i++) {
       let x = got[i] ^ data[i];
       if (x) corrupted++;
-      while (x) { flips += x & 1; x >>= 1; }
+      while (x) {
+        flips += x & 1;
+        x >>= 1;
+      }
     }
     const c = link.counters().hostToDevice;
     expect(c.bitFlips).toBe(flips);
@@ -224,7 +232,11 @@ describe('faults', () => {
     const decoder = new ConsoleDecoder();
     let good = 0;
     link.device.onData((c) => {
-      for (const e of decoder.push(c)) if (e.ok) { expect(e.packet).toEqual(encodeRequest(echo, { text: 'x'.repeat(200) }, e.packet[6])); good++; }
+      for (const e of decoder.push(c))
+        if (e.ok) {
+          expect(e.packet).toEqual(encodeRequest(echo, { text: 'x'.repeat(200) }, e.packet[6]));
+          good++;
+        }
     });
     for (let i = 0; i < 500; i++) link.host.write(encodeConsoleFrame(encodeRequest(echo, { text: 'x'.repeat(200) }, i & 0xff)));
     clock.advance(60_000);
@@ -268,7 +280,13 @@ describe('cut cable', () => {
 describe('bridge', () => {
   it('joins a byte stream (serialport-shaped) to a link end, both ways, and comes apart', () => {
     const { clock, link, atHost, count } = setup({ baud: 115200 });
-    const port = Object.assign(new EventEmitter(), { written: [] as Uint8Array[], write(c: Uint8Array) { this.written.push(c); return true; } });
+    const port = Object.assign(new EventEmitter(), {
+      written: [] as Uint8Array[],
+      write(c: Uint8Array) {
+        this.written.push(c);
+        return true;
+      },
+    });
     const undo = bridge(link.device, port);
     link.host.write(pattern(50));
     port.emit('data', pattern(30));
@@ -291,7 +309,10 @@ function deviceOn(link: Link, slotBytes = 1 << 20) {
       slot = new Uint8Array(len);
       return null;
     },
-    write: (off, data) => { slot.set(data, off); return null; },
+    write: (off, data) => {
+      slot.set(data, off);
+      return null;
+    },
   });
   const server = new SmpServer(link.device)
     .handle(echo, (req) => ({ value: { text: req.text } }))
@@ -300,7 +321,7 @@ function deviceOn(link: Link, slotBytes = 1 << 20) {
   return { server, receiver, slot: () => slot };
 }
 
-const FRAMING_CEILING = 11520 * 93 / 127;
+const FRAMING_CEILING = (11520 * 93) / 127;
 
 describe('SMP over the emulated link', () => {
   it('echo and status round trip; an unsupported command gets ENOTSUP; a dead link times out', async () => {

@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HIL_COMMANDS, defaultScenarioDir } from '../hil/cli.js';
-import { main } from '../host/cli.js';
-import { CODES } from '../shared/codes.js';
+import { defaultScenarioDir, HIL_COMMANDS } from '../hil/cli.js';
 import { provisionDevice } from '../hil/provision.js';
 import { makeRelease, makeTrust } from '../hil/world.js';
+import { main } from '../host/cli.js';
+import { CODES } from '../shared/codes.js';
 
 // socat is a test requirement (tools/setup.sh installs it): missing, the suite fails here, not silently.
 beforeAll(() => {
@@ -28,7 +28,19 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 async function hil(args: string[]) {
   let stdout = '';
   let stderr = '';
-  const code = await main(['hil', 'run', ...args], { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, stderrIsTty: false }, HIL_COMMANDS);
+  const code = await main(
+    ['hil', 'run', ...args],
+    {
+      stdout: (t) => {
+        stdout += t;
+      },
+      stderr: (t) => {
+        stderr += t;
+      },
+      stderrIsTty: false,
+    },
+    HIL_COMMANDS,
+  );
   return { code, stdout, stderr };
 }
 
@@ -46,14 +58,31 @@ describe('fwseal hil run (socat ptys, device processes)', () => {
   it('runs 4 scenarios on 2 simulated devices; end states by code; JUnit has one passing testcase per scenario x device', async () => {
     const junit = join(tmp, 'short.xml');
     const logs = join(tmp, 'logs');
-    const r = await hil(['--devices', '2', '--scenarios', 'good-update,tampered-chunk,wrong-device-class,reset-mid-upload-resume', '--baud', '460800', '--junit', junit, '--logs', logs]);
+    const r = await hil([
+      '--devices',
+      '2',
+      '--scenarios',
+      'good-update,tampered-chunk,wrong-device-class,reset-mid-upload-resume',
+      '--baud',
+      '460800',
+      '--junit',
+      junit,
+      '--logs',
+      logs,
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const cases = testcases(readFileSync(junit, 'utf8'));
-    expect([...cases.keys()].sort()).toEqual(['good-update', 'reset-mid-upload-resume', 'tampered-chunk', 'wrong-device-class'].flatMap((s) => [`${s} [dev 0]`, `${s} [dev 1]`]).sort());
+    expect([...cases.keys()].sort()).toEqual(
+      ['good-update', 'reset-mid-upload-resume', 'tampered-chunk', 'wrong-device-class'].flatMap((s) => [`${s} [dev 0]`, `${s} [dev 1]`]).sort(),
+    );
     expect([...cases.values()].every((f) => f === null)).toBe(true);
     // The summary table reports the codes the devices answered over the link.
-    const row = (name: string, dev: number) => r.stdout.split('\n').find((l) => l.startsWith(name + ' ') && l.split(/\s+/)[1] === String(dev))?.split(/\s+/) ?? [];
+    const row = (name: string, dev: number) =>
+      r.stdout
+        .split('\n')
+        .find((l) => l.startsWith(`${name} `) && l.split(/\s+/)[1] === String(dev))
+        ?.split(/\s+/) ?? [];
     for (const dev of [0, 1]) {
       expect(row('good-update', dev).slice(2, 8)).toEqual(['PASS', '1', '2.0.0', '2', '0', 'idle']);
       expect(row('tampered-chunk', dev)[6]).toBe(String(CODES.CHUNK_DIGEST_MISMATCH));
@@ -101,8 +130,12 @@ describe('fwseal hil run (socat ptys, device processes)', () => {
     let stopped = false;
     const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
     const start = () => {
-      device = spawn(process.execPath, ['--import', tsx, join(__dirname, '..', 'hil', 'device-main.ts'), '--dir', dir, '--port', board, '--runtime', 'node'], { stdio: 'ignore' });
-      device.once('exit', () => { if (!stopped) start(); });
+      device = spawn(process.execPath, ['--import', tsx, join(__dirname, '..', 'hil', 'device-main.ts'), '--dir', dir, '--port', board, '--runtime', 'node'], {
+        stdio: 'ignore',
+      });
+      device.once('exit', () => {
+        if (!stopped) start();
+      });
     };
     try {
       for (let i = 0; i < 100 && !(existsSync(host) && existsSync(board)); i++) await new Promise((r) => setTimeout(r, 20));

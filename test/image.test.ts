@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { CODES } from '../shared/codes.js';
-import { inclusionProof, pageCount, pageLeafRange, pageProofs } from '../shared/merkle.js';
+import { describe, expect, it } from 'vitest';
 import { createVerifier, imageVerifier, verifyChunk, verifyDigestPage } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
+import { CODES } from '../shared/codes.js';
+import { inclusionProof, pageCount, pageLeafRange, pageProofs } from '../shared/merkle.js';
 import { detBytes, imageTree, makeManifest } from './support/fixtures.js';
 
 const concat = (nodes: Uint8Array[]) => {
@@ -46,18 +46,24 @@ function feed(bytes: Uint8Array, cuts: number[], withPages: boolean, pageFilter:
 
 describe('streaming image verifier (I1–I5)', () => {
   it('accepts the image in any split, with and without digest pages', () => {
-    fc.assert(fc.property(fc.array(fc.nat(image.length), { maxLength: 40 }), fc.boolean(), (cuts, pages) => {
-      expect(feed(image, cuts, pages).result.code).toBe(CODES.OK);
-    }), { numRuns: 60 });
+    fc.assert(
+      fc.property(fc.array(fc.nat(image.length), { maxLength: 40 }), fc.boolean(), (cuts, pages) => {
+        expect(feed(image, cuts, pages).result.code).toBe(CODES.OK);
+      }),
+      { numRuns: 60 },
+    );
   });
 
   it('accepts the image when only some pages come with digests', () => {
-    fc.assert(fc.property(fc.array(fc.nat(image.length), { maxLength: 10 }), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), (cuts, mask) => {
-      expect(feed(image, cuts, true, (p) => mask[p]).result.code).toBe(CODES.OK);
-      const bad = image.slice();
-      bad[150_000] ^= 4; // page 2
-      expect(feed(bad, cuts, true, (p) => mask[p]).result.code).toBe(mask[2] ? CODES.CHUNK_DIGEST_MISMATCH : CODES.MERKLE_ROOT_MISMATCH);
-    }), { numRuns: 30 });
+    fc.assert(
+      fc.property(fc.array(fc.nat(image.length), { maxLength: 10 }), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), (cuts, mask) => {
+        expect(feed(image, cuts, true, (p) => mask[p]).result.code).toBe(CODES.OK);
+        const bad = image.slice();
+        bad[150_000] ^= 4; // page 2
+        expect(feed(bad, cuts, true, (p) => mask[p]).result.code).toBe(mask[2] ? CODES.CHUNK_DIGEST_MISMATCH : CODES.MERKLE_ROOT_MISMATCH);
+      }),
+      { numRuns: 30 },
+    );
   });
 
   it('with digest pages, fails as soon as the wrong chunk completes', () => {

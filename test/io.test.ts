@@ -3,25 +3,27 @@
  * fsync, rename (or link for "create, never replace"), folder fsync; nothing is written through a
  * planted symlink, and no temporary file survives a failure. Codes are asserted, never messages.
  */
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type CodeName } from '../shared/codes.js';
 import { FwsealError } from '../host/errors.js';
 import { writeFileAtomic, writeSecretFile } from '../host/io.js';
 import { generateKey } from '../host/keys.js';
-import { runCli } from './support/cli-run.js';
-import { makeManifest } from './support/fixtures.js';
+import { type CodeName } from '../shared/codes.js';
 import { encodeEnvelope } from '../shared/cose.js';
 import { encodeManifest } from '../shared/manifest.js';
+import { runCli } from './support/cli-run.js';
+import { makeManifest } from './support/fixtures.js';
 
 /** When set, node:crypto's randomBytes answers these bytes: the "random" temporary name becomes known. */
 const fixedRandom: { bytes: Buffer | null } = { bytes: null };
 vi.mock('node:crypto', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:crypto')>();
   const randomBytes = ((n: number, ...rest: unknown[]) =>
-    fixedRandom.bytes && rest.length === 0 ? Buffer.from(fixedRandom.bytes.subarray(0, n)) : (real.randomBytes as (...a: unknown[]) => Buffer)(n, ...rest)) as typeof real.randomBytes;
+    fixedRandom.bytes && rest.length === 0
+      ? Buffer.from(fixedRandom.bytes.subarray(0, n))
+      : (real.randomBytes as (...a: unknown[]) => Buffer)(n, ...rest)) as typeof real.randomBytes;
   return { ...real, randomBytes, default: { ...real, randomBytes } };
 });
 
@@ -105,7 +107,11 @@ describe('writeFileAtomic', () => {
     }
     expect(readFileSync(victim, 'utf8')).toBe('precious');
     // Only the planted links and the target: no temporary file of ours is left.
-    expect(readdirSync(d).filter((f) => !lstatSync(join(d, f)).isSymbolicLink()).sort()).toEqual(['a', 'victim.txt']);
+    expect(
+      readdirSync(d)
+        .filter((f) => !lstatSync(join(d, f)).isSymbolicLink())
+        .sort(),
+    ).toEqual(['a', 'victim.txt']);
   });
 
   it('a target that is a symlink is replaced by the new file; the file it pointed to is untouched', () => {
@@ -163,12 +169,19 @@ describe('writeFileAtomic', () => {
 describe('callers', () => {
   it('keygen refuses when NAME.pub exists (IO), before asking for a passphrase, and creates no NAME.key', () => {
     const d = fresh();
-    writeFileSync(join(d, 'K.pub'), 'someone else\'s public key');
+    writeFileSync(join(d, 'K.pub'), "someone else's public key");
     let asked = 0;
-    expectCode(() => generateKey('K', d, () => { asked++; return PASS; }), 'IO');
+    expectCode(
+      () =>
+        generateKey('K', d, () => {
+          asked++;
+          return PASS;
+        }),
+      'IO',
+    );
     expect(asked).toBe(0);
     expect(readdirSync(d)).toEqual(['K.pub']);
-    expect(readFileSync(join(d, 'K.pub'), 'utf8')).toBe('someone else\'s public key');
+    expect(readFileSync(join(d, 'K.pub'), 'utf8')).toBe("someone else's public key");
   });
 
   it('keygen does not write its private key through a symlink planted at NAME.key', () => {
@@ -185,10 +198,26 @@ describe('callers', () => {
     writeFileSync(join(d, 'image.bin'), Buffer.alloc(5000, 7));
     symlinkSync(victim, oldTempName(d, 'm.cose'));
     symlinkSync(victim, oldTempName(d, 'm.digests'));
-    const r = await runCli(['pack', join(d, 'image.bin'), '--device-class', 'acme-gw', '--version', '1.0.0', '--counter', '1', '--created', '1764000000', '--out', join(d, 'm.cose')]);
+    const r = await runCli([
+      'pack',
+      join(d, 'image.bin'),
+      '--device-class',
+      'acme-gw',
+      '--version',
+      '1.0.0',
+      '--counter',
+      '1',
+      '--created',
+      '1764000000',
+      '--out',
+      join(d, 'm.cose'),
+    ]);
     expect(r.status, r.err).toBe(0);
     expect(readFileSync(victim, 'utf8')).toBe('precious');
-    const expected = encodeEnvelope({ payload: encodeManifest(makeManifest(new Uint8Array(5000).fill(7), { version: '1.0.0', securityCounter: 1 })), signatures: [] });
+    const expected = encodeEnvelope({
+      payload: encodeManifest(makeManifest(new Uint8Array(5000).fill(7), { version: '1.0.0', securityCounter: 1 })),
+      signatures: [],
+    });
     expect(new Uint8Array(readFileSync(join(d, 'm.cose')))).toEqual(expected);
   });
 });

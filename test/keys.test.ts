@@ -4,16 +4,16 @@
  * (except for the one test of the default source). Codes are asserted, never message text.
  */
 import { createDecipheriv, createPrivateKey, createPublicKey, scryptSync } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toHex } from '../shared/bytes.js';
-import { CODES, type CodeName } from '../shared/codes.js';
 import { keyId, verifyEd25519 } from '../device/index.js';
 import { FwsealError } from '../host/errors.js';
-import { NAME_PATTERN, generateKey, loadPublicKey, loadSigningKey, signingKeyFromSeed } from '../host/keys.js';
-import { type PassphraseSource, defaultPassphraseSource } from '../host/passphrase.js';
+import { generateKey, loadPublicKey, loadSigningKey, NAME_PATTERN, signingKeyFromSeed } from '../host/keys.js';
+import { defaultPassphraseSource, type PassphraseSource } from '../host/passphrase.js';
+import { toHex } from '../shared/bytes.js';
+import { CODES, type CodeName } from '../shared/codes.js';
 
 const PASS = 'correct horse battery staple';
 
@@ -67,7 +67,12 @@ const unb64 = (s: string) => Buffer.from(s, 'base64');
  */
 function independentDecrypt(f: KeyFile, passphrase: string): Buffer {
   const aad = Buffer.from(JSON.stringify([f.type, f.version, f.algorithm, f.name, f.keyId, f.publicKey, f.kdf.name, f.kdf.N, f.kdf.r, f.kdf.p, f.kdf.salt]));
-  const key = scryptSync(passphrase.normalize('NFC'), unb64(f.kdf.salt), 32, { N: f.kdf.N, r: f.kdf.r, p: f.kdf.p, maxmem: 256 * f.kdf.N * f.kdf.r + 1024 * 1024 });
+  const key = scryptSync(passphrase.normalize('NFC'), unb64(f.kdf.salt), 32, {
+    N: f.kdf.N,
+    r: f.kdf.r,
+    p: f.kdf.p,
+    maxmem: 256 * f.kdf.N * f.kdf.r + 1024 * 1024,
+  });
   const d = createDecipheriv('aes-256-gcm', key, unb64(f.cipher.iv), { authTagLength: 16 });
   d.setAAD(aad);
   d.setAuthTag(unb64(f.cipher.tag));
@@ -217,9 +222,13 @@ describe('files on disk', () => {
     const pubText = readFileSync(k.pubPath, 'utf8');
     const seed = independentDecrypt(JSON.parse(keyText) as KeyFile, PASS);
     // The PKCS#8 and JWK forms node:crypto would export are absent too.
-    const pkcs8 = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: seed.toString('base64url'), x: Buffer.from(k.publicKey).toString('base64url') }, format: 'jwk' })
-      .export({ format: 'der', type: 'pkcs8' });
-    expect(createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' }).x).toBe(Buffer.from(k.publicKey).toString('base64url'));
+    const pkcs8 = createPrivateKey({
+      key: { kty: 'OKP', crv: 'Ed25519', d: seed.toString('base64url'), x: Buffer.from(k.publicKey).toString('base64url') },
+      format: 'jwk',
+    }).export({ format: 'der', type: 'pkcs8' });
+    expect(createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' }).x).toBe(
+      Buffer.from(k.publicKey).toString('base64url'),
+    );
     for (const text of [keyText, pubText]) {
       for (const enc of [...encodings(seed), ...encodings(pkcs8)]) expect(text.includes(enc)).toBe(false);
     }
@@ -323,7 +332,7 @@ describe('unlocking refuses', () => {
 
   it('a wrong passphrase is WRONG_PASSPHRASE', () => {
     expectCode(() => loadSigningKey(keyPath, source('wrong horse battery staple')), 'WRONG_PASSPHRASE');
-    expectCode(() => loadSigningKey(keyPath, source(PASS + ' ')), 'WRONG_PASSPHRASE');
+    expectCode(() => loadSigningKey(keyPath, source(`${PASS} `)), 'WRONG_PASSPHRASE');
   });
 
   it.each(['0640', '0604', '0660', '0606', '0644', '0701', '0610'])('mode %s is KEY_FILE_PERMISSIONS, before any passphrase is asked', (mode) => {
@@ -348,41 +357,241 @@ describe('unlocking refuses', () => {
 
   const cases: [string, CodeName, (f: KeyFile) => void][] = [
     // The AEAD catches any change to the encrypted part or to what it authenticates.
-    ['one ciphertext bit flipped', 'WRONG_PASSPHRASE', (f) => { f.cipher.ciphertext = flipB64(f.cipher.ciphertext, 5); }],
-    ['the last ciphertext byte flipped', 'WRONG_PASSPHRASE', (f) => { f.cipher.ciphertext = flipB64(f.cipher.ciphertext, 31); }],
-    ['ciphertext shortened to 31 bytes', 'KEY_FORMAT', (f) => { f.cipher.ciphertext = unb64(f.cipher.ciphertext).subarray(0, 31).toString('base64'); }],
-    ['one tag bit flipped', 'WRONG_PASSPHRASE', (f) => { f.cipher.tag = flipB64(f.cipher.tag, 15); }],
-    ['one iv bit flipped', 'WRONG_PASSPHRASE', (f) => { f.cipher.iv = flipB64(f.cipher.iv); }],
-    ['another salt', 'WRONG_PASSPHRASE', (f) => { f.kdf.salt = flipB64(f.kdf.salt); }],
-    ['another valid scrypt N (authenticated)', 'WRONG_PASSPHRASE', (f) => { f.kdf.N = f.kdf.N === 16384 ? 32768 : 16384; }],
-    ['the name changed (authenticated)', 'WRONG_PASSPHRASE', (f) => { f.name = 'impostor'; }],
-    ['publicKey and keyId both swapped for another key (authenticated)', 'WRONG_PASSPHRASE', (f) => { f.publicKey = otherPublic.publicKey; f.keyId = otherPublic.keyId; }],
+    [
+      'one ciphertext bit flipped',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.cipher.ciphertext = flipB64(f.cipher.ciphertext, 5);
+      },
+    ],
+    [
+      'the last ciphertext byte flipped',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.cipher.ciphertext = flipB64(f.cipher.ciphertext, 31);
+      },
+    ],
+    [
+      'ciphertext shortened to 31 bytes',
+      'KEY_FORMAT',
+      (f) => {
+        f.cipher.ciphertext = unb64(f.cipher.ciphertext).subarray(0, 31).toString('base64');
+      },
+    ],
+    [
+      'one tag bit flipped',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.cipher.tag = flipB64(f.cipher.tag, 15);
+      },
+    ],
+    [
+      'one iv bit flipped',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.cipher.iv = flipB64(f.cipher.iv);
+      },
+    ],
+    [
+      'another salt',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.kdf.salt = flipB64(f.kdf.salt);
+      },
+    ],
+    [
+      'another valid scrypt N (authenticated)',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.kdf.N = f.kdf.N === 16384 ? 32768 : 16384;
+      },
+    ],
+    [
+      'the name changed (authenticated)',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.name = 'impostor';
+      },
+    ],
+    [
+      'publicKey and keyId both swapped for another key (authenticated)',
+      'WRONG_PASSPHRASE',
+      (f) => {
+        f.publicKey = otherPublic.publicKey;
+        f.keyId = otherPublic.keyId;
+      },
+    ],
     // Structure checks.
-    ['publicKey changed, keyId kept', 'KEY_FORMAT', (f) => { f.publicKey = otherPublic.publicKey; }],
-    ['publicKey not 32 bytes', 'KEY_FORMAT', (f) => { f.publicKey = f.publicKey.slice(0, 62); f.keyId = toHex(keyId(Buffer.from(f.publicKey, 'hex'))); }],
-    ['publicKey not hex', 'KEY_FORMAT', (f) => { f.publicKey = 'zz' + f.publicKey.slice(2); }],
-    ['keyId changed', 'KEY_FORMAT', (f) => { f.keyId = '00'.repeat(16); }],
-    ['scrypt N huge (2^30)', 'KEY_FORMAT', (f) => { f.kdf.N = 2 ** 30; }],
-    ['scrypt N huge (2^40)', 'KEY_FORMAT', (f) => { f.kdf.N = 2 ** 40; }],
-    ['scrypt N not a power of two', 'KEY_FORMAT', (f) => { f.kdf.N = 20000; }],
-    ['scrypt N below the floor', 'KEY_FORMAT', (f) => { f.kdf.N = 1024; }],
-    ['scrypt N a string', 'KEY_FORMAT', (f) => { (f.kdf as { N: unknown }).N = '32768'; }],
-    ['scrypt N fractional', 'KEY_FORMAT', (f) => { f.kdf.N = 32768.5; }],
-    ['scrypt r = 0', 'KEY_FORMAT', (f) => { f.kdf.r = 0; }],
-    ['scrypt p = 17', 'KEY_FORMAT', (f) => { f.kdf.p = 17; }],
-    ['another KDF', 'KEY_FORMAT', (f) => { f.kdf.name = 'pbkdf2'; }],
-    ['another cipher', 'KEY_FORMAT', (f) => { f.cipher.name = 'aes-128-gcm'; }],
-    ['no cipher', 'KEY_FORMAT', (f) => { delete (f as Partial<KeyFile>).cipher; }],
-    ['no kdf', 'KEY_FORMAT', (f) => { delete (f as Partial<KeyFile>).kdf; }],
-    ['salt not base64', 'KEY_FORMAT', (f) => { f.kdf.salt = '!!not base64!!'; }],
-    ['ciphertext not base64', 'KEY_FORMAT', (f) => { f.cipher.ciphertext = 'a b c'; }],
-    ['ciphertext not a string', 'KEY_FORMAT', (f) => { (f.cipher as { ciphertext: unknown }).ciphertext = 42; }],
-    ['version 2', 'KEY_FORMAT', (f) => { f.version = 2; }],
-    ['another algorithm', 'KEY_FORMAT', (f) => { f.algorithm = 'Ed448'; }],
-    ['a public key file type', 'KEY_FORMAT', (f) => { f.type = 'fwseal-public-key'; }],
+    [
+      'publicKey changed, keyId kept',
+      'KEY_FORMAT',
+      (f) => {
+        f.publicKey = otherPublic.publicKey;
+      },
+    ],
+    [
+      'publicKey not 32 bytes',
+      'KEY_FORMAT',
+      (f) => {
+        f.publicKey = f.publicKey.slice(0, 62);
+        f.keyId = toHex(keyId(Buffer.from(f.publicKey, 'hex')));
+      },
+    ],
+    [
+      'publicKey not hex',
+      'KEY_FORMAT',
+      (f) => {
+        f.publicKey = `zz${f.publicKey.slice(2)}`;
+      },
+    ],
+    [
+      'keyId changed',
+      'KEY_FORMAT',
+      (f) => {
+        f.keyId = '00'.repeat(16);
+      },
+    ],
+    [
+      'scrypt N huge (2^30)',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.N = 2 ** 30;
+      },
+    ],
+    [
+      'scrypt N huge (2^40)',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.N = 2 ** 40;
+      },
+    ],
+    [
+      'scrypt N not a power of two',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.N = 20000;
+      },
+    ],
+    [
+      'scrypt N below the floor',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.N = 1024;
+      },
+    ],
+    [
+      'scrypt N a string',
+      'KEY_FORMAT',
+      (f) => {
+        (f.kdf as { N: unknown }).N = '32768';
+      },
+    ],
+    [
+      'scrypt N fractional',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.N = 32768.5;
+      },
+    ],
+    [
+      'scrypt r = 0',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.r = 0;
+      },
+    ],
+    [
+      'scrypt p = 17',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.p = 17;
+      },
+    ],
+    [
+      'another KDF',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.name = 'pbkdf2';
+      },
+    ],
+    [
+      'another cipher',
+      'KEY_FORMAT',
+      (f) => {
+        f.cipher.name = 'aes-128-gcm';
+      },
+    ],
+    [
+      'no cipher',
+      'KEY_FORMAT',
+      (f) => {
+        delete (f as Partial<KeyFile>).cipher;
+      },
+    ],
+    [
+      'no kdf',
+      'KEY_FORMAT',
+      (f) => {
+        delete (f as Partial<KeyFile>).kdf;
+      },
+    ],
+    [
+      'salt not base64',
+      'KEY_FORMAT',
+      (f) => {
+        f.kdf.salt = '!!not base64!!';
+      },
+    ],
+    [
+      'ciphertext not base64',
+      'KEY_FORMAT',
+      (f) => {
+        f.cipher.ciphertext = 'a b c';
+      },
+    ],
+    [
+      'ciphertext not a string',
+      'KEY_FORMAT',
+      (f) => {
+        (f.cipher as { ciphertext: unknown }).ciphertext = 42;
+      },
+    ],
+    [
+      'version 2',
+      'KEY_FORMAT',
+      (f) => {
+        f.version = 2;
+      },
+    ],
+    [
+      'another algorithm',
+      'KEY_FORMAT',
+      (f) => {
+        f.algorithm = 'Ed448';
+      },
+    ],
+    [
+      'a public key file type',
+      'KEY_FORMAT',
+      (f) => {
+        f.type = 'fwseal-public-key';
+      },
+    ],
     // A GCM tag shorter than 16 bytes is a damaged file, not a key: it must never unlock.
-    ['tag truncated to 12 bytes', 'KEY_FORMAT', (f) => { f.cipher.tag = unb64(f.cipher.tag).subarray(0, 12).toString('base64'); }],
-    ['tag truncated to 4 bytes', 'KEY_FORMAT', (f) => { f.cipher.tag = unb64(f.cipher.tag).subarray(0, 4).toString('base64'); }],
+    [
+      'tag truncated to 12 bytes',
+      'KEY_FORMAT',
+      (f) => {
+        f.cipher.tag = unb64(f.cipher.tag).subarray(0, 12).toString('base64');
+      },
+    ],
+    [
+      'tag truncated to 4 bytes',
+      'KEY_FORMAT',
+      (f) => {
+        f.cipher.tag = unb64(f.cipher.tag).subarray(0, 4).toString('base64');
+      },
+    ],
   ];
 
   it.each(cases)('%s -> %s', (_label, code, mut) => {
@@ -411,7 +620,15 @@ describe('unlocking refuses', () => {
   it('loadPublicKey refuses non-key files with KEY_FORMAT', () => {
     expectCode(() => loadPublicKey(variant('not json')), 'KEY_FORMAT');
     expectCode(() => loadPublicKey(variant(JSON.stringify({ type: 'something-else', version: 1, algorithm: 'Ed25519' }))), 'KEY_FORMAT');
-    expectCode(() => loadPublicKey(mutated((f) => { f.publicKey = otherPublic.publicKey; })), 'KEY_FORMAT');
+    expectCode(
+      () =>
+        loadPublicKey(
+          mutated((f) => {
+            f.publicKey = otherPublic.publicKey;
+          }),
+        ),
+      'KEY_FORMAT',
+    );
     expectCode(() => loadPublicKey(join(dir, 'absent.pub')), 'IO');
   });
 });

@@ -26,7 +26,9 @@ function sources(dir: string): string[] {
 
 function imports(file: string): string[] {
   const src = readFileSync(join(root, file), 'utf8');
-  return [...src.matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]/g), ...src.matchAll(/import\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => m[1]);
+  return [...src.matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]/g), ...src.matchAll(/import\(\s*['"]([^'"]+)['"]\s*\)/g)].map(
+    (m) => m[1],
+  );
 }
 
 function topFolder(file: string, spec: string): string {

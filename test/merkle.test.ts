@@ -6,13 +6,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LIMITS } from '../shared/limits.js';
 import {
-  MerkleAccumulator,
   chunkCount,
   consistencyProof,
   constantTimeEqual,
   inclusionProof,
   inclusionProofLength,
   leafHash,
+  MerkleAccumulator,
   merkleRoot,
   nodeHash,
   pageCount,
@@ -23,8 +23,8 @@ import {
   pageRoot,
   pageRoots,
   rootFromInclusionProof,
-  verifyConsistency,
   type Sha256,
+  verifyConsistency,
 } from '../shared/merkle.js';
 
 const sha: Sha256 = (data) => new Uint8Array(createHash('sha256').update(data).digest());
@@ -70,18 +70,14 @@ function naiveMth(d: readonly Uint8Array[]): Uint8Array {
 function naivePath(m: number, d: readonly Uint8Array[]): Uint8Array[] {
   if (d.length === 1) return [];
   const k = largestPow2Below(d.length);
-  return m < k
-    ? [...naivePath(m, d.slice(0, k)), naiveMth(d.slice(k))]
-    : [...naivePath(m - k, d.slice(k)), naiveMth(d.slice(0, k))];
+  return m < k ? [...naivePath(m, d.slice(0, k)), naiveMth(d.slice(k))] : [...naivePath(m - k, d.slice(k)), naiveMth(d.slice(0, k))];
 }
 
 /** §2.1.4.1 SUBPROOF(m, D[n], b). */
 function naiveSubproof(m: number, d: readonly Uint8Array[], b: boolean): Uint8Array[] {
   if (m === d.length) return b ? [] : [naiveMth(d)];
   const k = largestPow2Below(d.length);
-  return m <= k
-    ? [...naiveSubproof(m, d.slice(0, k), b), naiveMth(d.slice(k))]
-    : [...naiveSubproof(m - k, d.slice(k), false), naiveMth(d.slice(0, k))];
+  return m <= k ? [...naiveSubproof(m, d.slice(0, k), b), naiveMth(d.slice(k))] : [...naiveSubproof(m - k, d.slice(k), false), naiveMth(d.slice(0, k))];
 }
 
 // ---- transparency-dev/merkle vectors ----------------------------------------------------------
@@ -204,9 +200,7 @@ describe('transparency-dev consistency vectors', () => {
 describe('RFC 9162 §2.1 reference', () => {
   it('hashes: empty tree, leaf and node domain separation, CT reference roots', () => {
     expect(hex(merkleRoot(sha, []))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
-    expect(hex(new MerkleAccumulator(sha).root())).toBe(
-      'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
-    );
+    expect(hex(new MerkleAccumulator(sha).root())).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
     expect(hex(leafHash(sha, u8(1, 2)))).toBe(hex(sha(u8(0, 1, 2))));
     const a = leaves(2);
     expect(hex(nodeHash(sha, a[0], a[1]))).toBe(hex(sha(new Uint8Array([1, ...a[0], ...a[1]]))));
@@ -417,7 +411,14 @@ describe('digest pages', () => {
     expect(chunkCount(4096, 4096)).toBe(1);
     expect(chunkCount(4097, 4096)).toBe(2);
     expect(chunkCount(LIMITS.maxImageSize, LIMITS.minChunkSize)).toBe(2 ** 23);
-    for (const [s, c] of [[0, 4096], [-1, 4096], [1.5, 4096], [LIMITS.maxImageSize + 1, 4096], [10, 0], [10, NaN]]) {
+    for (const [s, c] of [
+      [0, 4096],
+      [-1, 4096],
+      [1.5, 4096],
+      [LIMITS.maxImageSize + 1, 4096],
+      [10, 0],
+      [10, NaN],
+    ]) {
       expect(() => chunkCount(s, c)).toThrow(RangeError);
     }
     expect(pageCount(0)).toBe(0);
@@ -448,8 +449,20 @@ describe('rootFromInclusionProof / verifyConsistency on garbage', () => {
 
   it('returns null, never throws, for bad index/size/leaf/proof', () => {
     const bad: [number, number][] = [
-      [-1, 37], [37, 37], [38, 37], [0, 0], [0, -1], [NaN, 37], [10, NaN], [Infinity, 37], [10, Infinity],
-      [10.5, 37], [10, 37.5], [2 ** 53, 2 ** 53 + 2], [1.8446744073709552e19, 2], [10, -Infinity],
+      [-1, 37],
+      [37, 37],
+      [38, 37],
+      [0, 0],
+      [0, -1],
+      [NaN, 37],
+      [10, NaN],
+      [Infinity, 37],
+      [10, Infinity],
+      [10.5, 37],
+      [10, 37.5],
+      [2 ** 53, 2 ** 53 + 2],
+      [1.8446744073709552e19, 2],
+      [10, -Infinity],
     ];
     for (const [i, n] of bad) expect(rootFromInclusionProof(sha, i, n, d[10], proof)).toBeNull();
     // Valid sizes with proofs longer than LIMITS.maxProofNodes.
@@ -478,16 +491,8 @@ describe('rootFromInclusionProof / verifyConsistency on garbage', () => {
   });
 
   it('never throws on arbitrary input (property)', () => {
-    const num = fc.oneof(
-      fc.integer({ min: -3, max: 200 }),
-      fc.double(),
-      fc.constantFrom(2 ** 32, 2 ** 53, 2 ** 64, -0, NaN, Infinity),
-    );
-    const node = fc.oneof(
-      fc.uint8Array({ minLength: 32, maxLength: 32 }),
-      fc.uint8Array({ maxLength: 40 }),
-      fc.constantFrom(...d.slice(0, 4)),
-    );
+    const num = fc.oneof(fc.integer({ min: -3, max: 200 }), fc.double(), fc.constantFrom(2 ** 32, 2 ** 53, 2 ** 64, -0, NaN, Infinity));
+    const node = fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 40 }), fc.constantFrom(...d.slice(0, 4)));
     fc.assert(
       fc.property(num, num, node, node, fc.array(node, { maxLength: 40 }), (i, n, leaf, r, p) => {
         const got = rootFromInclusionProof(sha, i, n, leaf, p);
@@ -502,7 +507,16 @@ describe('rootFromInclusionProof / verifyConsistency on garbage', () => {
     const old = merkleRoot(sha, d.slice(0, 20));
     const cp = consistencyProof(sha, d, 20);
     expect(verifyConsistency(sha, 20, 37, old, root, cp)).toBe(true);
-    for (const [m, n] of [[0, 37], [-1, 37], [NaN, 37], [20, NaN], [20.5, 37], [38, 37], [20, Infinity], [2 ** 53, 2 ** 53 + 2]]) {
+    for (const [m, n] of [
+      [0, 37],
+      [-1, 37],
+      [NaN, 37],
+      [20, NaN],
+      [20.5, 37],
+      [38, 37],
+      [20, Infinity],
+      [2 ** 53, 2 ** 53 + 2],
+    ]) {
       expect(verifyConsistency(sha, m, n, old, root, cp)).toBe(false);
     }
     expect(verifyConsistency(sha, 0, 0, sha(new Uint8Array(0)), sha(new Uint8Array(0)), [])).toBe(false);
@@ -521,7 +535,13 @@ describe('rootFromInclusionProof / verifyConsistency on garbage', () => {
 
 describe('single-bit flips break verification', () => {
   it('in any inclusion-proof node, the leaf hash or the root', () => {
-    for (const [n, i] of [[37, 10], [37, 36], [128, 64], [200, 199], [1025, 1024]] as const) {
+    for (const [n, i] of [
+      [37, 10],
+      [37, 36],
+      [128, 64],
+      [200, 199],
+      [1025, 1024],
+    ] as const) {
       const d = leaves(n, n + i);
       const root = merkleRoot(sha, d);
       const proof = inclusionProof(sha, d, i);
@@ -544,7 +564,13 @@ describe('single-bit flips break verification', () => {
 
   it('in any consistency-proof node or either root', () => {
     const d = leaves(100, 5);
-    for (const [m, n] of [[1, 100], [20, 37], [64, 100], [99, 100], [37, 64]] as const) {
+    for (const [m, n] of [
+      [1, 100],
+      [20, 37],
+      [64, 100],
+      [99, 100],
+      [37, 64],
+    ] as const) {
       const oldRoot = merkleRoot(sha, d.slice(0, m));
       const newRoot = merkleRoot(sha, d.slice(0, n));
       const proof = consistencyProof(sha, d.slice(0, n), m);

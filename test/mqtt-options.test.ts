@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CODES } from '../shared/codes.js';
 import { type Parsed } from '../host/commands/common.js';
 import { FwsealError } from '../host/errors.js';
 import { mqttSettings } from '../host/ota/mqtt-options.js';
+import { CODES } from '../shared/codes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-mqtt-opts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -43,7 +43,12 @@ describe('mqttSettings', () => {
   });
 
   it('client id prefix, keepalive, persistent sessions and the protocol version are flags', () => {
-    const s = mqttSettings(parsed({ broker: 'mqtt://h:1', 'client-id-prefix': 'plant7-', keepalive: '120', 'persistent-session': true, 'mqtt-version': '5' }), {}, 'gw', 4);
+    const s = mqttSettings(
+      parsed({ broker: 'mqtt://h:1', 'client-id-prefix': 'plant7-', keepalive: '120', 'persistent-session': true, 'mqtt-version': '5' }),
+      {},
+      'gw',
+      4,
+    );
     expect(s.options).toMatchObject({ clientId: 'plant7-gw', keepalive: 120, clean: false, protocolVersion: 5 });
     expect(codeOf(() => mqttSettings(parsed({ broker: 'mqtt://h:1', keepalive: '2' }), {}, 'gw', 4))).toBe(CODES.USAGE);
     expect(codeOf(() => mqttSettings(parsed({ broker: 'mqtt://h:1', 'mqtt-version': '3' }), {}, 'gw', 4))).toBe(CODES.USAGE);
@@ -65,7 +70,10 @@ describe('mqttSettings', () => {
 
   it('refuses brokers that are not mqtt:// or mqtts:// URLs', () => {
     for (const broker of ['127.0.0.1:1883', 'http://h:1', 'ws://h:1', '']) {
-      expect(codeOf(() => mqttSettings(parsed({ broker }), {}, 'gw', 4)), broker).toBe(CODES.USAGE);
+      expect(
+        codeOf(() => mqttSettings(parsed({ broker }), {}, 'gw', 4)),
+        broker,
+      ).toBe(CODES.USAGE);
     }
     expect(codeOf(() => mqttSettings(parsed({}), {}, 'gw', 4))).toBe(CODES.USAGE);
   });

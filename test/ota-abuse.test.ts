@@ -10,18 +10,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CODES } from '../shared/codes.js';
-import { LIMITS } from '../shared/limits.js';
-import { rolloutBucket, topics } from '../shared/ota/topics.js';
-import { encodeBlockRequest, encodeManifestRequest, encodePageRequest } from '../shared/ota/messages.js';
-import { encodeStatusEvent } from '../shared/ota/status.js';
 import { nodeSha256 } from '../host/hash.js';
 import { type IgnoredReason } from '../host/ota/campaigns.js';
 import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
-import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
-import { RawDevice, errorOf, eventually } from './support/ota-client.js';
-import { createCampaign, metricsOf, sample, serverMqtt } from './support/ota-harness.js';
+import { CODES } from '../shared/codes.js';
+import { LIMITS } from '../shared/limits.js';
+import { encodeBlockRequest, encodeManifestRequest, encodePageRequest } from '../shared/ota/messages.js';
+import { encodeStatusEvent } from '../shared/ota/status.js';
+import { rolloutBucket, topics } from '../shared/ota/topics.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
+import { errorOf, eventually, RawDevice } from './support/ota-client.js';
+import { createCampaign, metricsOf, sample, serverMqtt } from './support/ota-harness.js';
 
 const w = standardWorld();
 const image = detBytes(40_000, 'ota abuse image');
@@ -41,7 +41,14 @@ function tempDir(): string {
 }
 
 async function startServer(opts: Partial<OtaServerOptions> = {}): Promise<OtaServer> {
-  const s = await OtaServer.start({ mqtt: serverMqtt(broker.url), dataDir: tempDir(), trust: w.trust, http: { host: '127.0.0.1', port: 0 }, tickMs: 100, ...opts });
+  const s = await OtaServer.start({
+    mqtt: serverMqtt(broker.url),
+    dataDir: tempDir(),
+    trust: w.trust,
+    http: { host: '127.0.0.1', port: 0 },
+    tickMs: 100,
+    ...opts,
+  });
   servers.push(s);
   return s;
 }
@@ -99,10 +106,14 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     const before = await metricsOf(server);
     for (const d of [other, ghost, idle, outside[0]!]) await failed(d, id);
     const reasons: IgnoredReason[] = ['other_group', 'unknown_device', 'not_fetched', 'outside_wave'];
-    const after = await eventually(async () => {
-      const m = await metricsOf(server);
-      return reasons.every((x) => ignoredIn(m, x) - ignoredIn(before, x) === 1) ? m : null;
-    }, 10_000, 'four ignored status events');
+    const after = await eventually(
+      async () => {
+        const m = await metricsOf(server);
+        return reasons.every((x) => ignoredIn(m, x) - ignoredIn(before, x) === 1) ? m : null;
+      },
+      10_000,
+      'four ignored status events',
+    );
     expect(ignoredIn(after, 'stale') - ignoredIn(before, 'stale')).toBe(0);
     server.tick();
     expect(server.store.campaign(id)!.state).toBe('running');
@@ -180,11 +191,16 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
       // An invented id may even be served the manifest (rollout 100 %): nothing is remembered for it.
       if (i % 50 === 0) await attacker.raw(topics.request('flood', id, ghost), encodeManifestRequest({ campaign: id, requestId: i }));
     }
-    for (let i = 0; i < 20; i++) await attacker.raw(topics.status('flood', `new-${i}`), encodeStatusEvent({ device: `new-${i}`, state: 'online', group: 'g-flood' }));
-    const m = await eventually(async () => {
-      const t = await metricsOf(s);
-      return ignoredIn(t, 'unknown_device') === 1000 && ignoredIn(t, 'fleet_full') === 15 ? t : null;
-    }, 20_000, 'every flood event handled');
+    for (let i = 0; i < 20; i++)
+      await attacker.raw(topics.status('flood', `new-${i}`), encodeStatusEvent({ device: `new-${i}`, state: 'online', group: 'g-flood' }));
+    const m = await eventually(
+      async () => {
+        const t = await metricsOf(s);
+        return ignoredIn(t, 'unknown_device') === 1000 && ignoredIn(t, 'fleet_full') === 15 ? t : null;
+      },
+      20_000,
+      'every flood event handled',
+    );
     expect(sample(m, 'fwseal_devices_seen')).toBe(5);
     expect(s.store.statuses(id)).toEqual([]);
     expect(s.store.fetchCount()).toBe(0);
@@ -192,7 +208,7 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     expect(s.store.campaign(id)!.state).toBe('running');
   });
 
-  it('a device whose online report names the campaign\'s version and counter counts as confirmed without fetching; its failed does not', async () => {
+  it("a device whose online report names the campaign's version and counter counts as confirmed without fetching; its failed does not", async () => {
     const [current, old] = await fleet(server, 'g-current', 2);
     await current!.online('g-current', manifest.version, manifest.securityCounter);
     await eventually(() => server.store.devices('g-current').find((x) => x.id === current!.id)?.version === manifest.version);
@@ -204,10 +220,14 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     await current!.status({ campaign: id, device: current!.id, state: 'confirmed' });
     await eventually(() => server.store.statuses(id).length === 1, 10_000, 'the confirmation counted');
     expect(server.store.statuses(id).map((s) => [s.device, s.state])).toEqual([[current!.id, 'confirmed']]);
-    const after = await eventually(async () => {
-      const t = await metricsOf(server);
-      return ignoredIn(t, 'not_fetched') - ignoredIn(before, 'not_fetched') === 2 ? t : null;
-    }, 10_000, 'two not_fetched');
+    const after = await eventually(
+      async () => {
+        const t = await metricsOf(server);
+        return ignoredIn(t, 'not_fetched') - ignoredIn(before, 'not_fetched') === 2 ? t : null;
+      },
+      10_000,
+      'two not_fetched',
+    );
     expect(ignoredIn(after, 'not_fetched') - ignoredIn(before, 'not_fetched')).toBe(2);
   });
 });
@@ -221,8 +241,13 @@ describe('replies go only to the reply topic of the device the request topic nam
 
   /** Topics a requester might want the server to publish on instead of its own reply topic. */
   const elsewhere = () => [
-    topics.reply('fwseal', 'rt-victim'), topics.announce('fwseal', 'g-reply'), topics.data('fwseal', campaign),
-    topics.status('fwseal', 'rt-victim'), topics.request('fwseal', campaign, 'rt-victim'), 'fwseal/custom/rt-asker', 'elsewhere/x',
+    topics.reply('fwseal', 'rt-victim'),
+    topics.announce('fwseal', 'g-reply'),
+    topics.data('fwseal', campaign),
+    topics.status('fwseal', 'rt-victim'),
+    topics.request('fwseal', campaign, 'rt-victim'),
+    'fwseal/custom/rt-asker',
+    'elsewhere/x',
   ];
 
   async function observer(): Promise<RawDevice> {
@@ -232,7 +257,7 @@ describe('replies go only to the reply topic of the device the request topic nam
     return o;
   }
 
-  it('MQTT 5: a Response Topic other than the device\'s own gets REPLY_TOPIC_REFUSED there, with the Correlation Data; nothing reaches the asked topic', async () => {
+  it("MQTT 5: a Response Topic other than the device's own gets REPLY_TOPIC_REFUSED there, with the Correlation Data; nothing reaches the asked topic", async () => {
     const o = await observer();
     const d = await device('rt-asker', 5);
     const before = await metricsOf(server);
@@ -257,11 +282,14 @@ describe('replies go only to the reply topic of the device the request topic nam
     expect(o.messages.filter((m) => targets.includes(m.topic) && !m.retain)).toEqual([]);
     expect(o.messages.filter((m) => m.topic === topics.reply('fwseal', 'rt-asker') && m.type !== 'errorReply')).toEqual([]);
     const after = await metricsOf(server);
-    expect(sample(after, 'fwseal_reply_topic_refused_total', '{via="response_topic"}') - sample(before, 'fwseal_reply_topic_refused_total', '{via="response_topic"}')).toBe(targets.length * asks.length);
+    expect(
+      sample(after, 'fwseal_reply_topic_refused_total', '{via="response_topic"}') -
+        sample(before, 'fwseal_reply_topic_refused_total', '{via="response_topic"}'),
+    ).toBe(targets.length * asks.length);
     expect(sample(after, 'fwseal_block_multicasts_total')).toBe(sample(before, 'fwseal_block_multicasts_total'));
   });
 
-  it('MQTT 3.1.1: a reply topic in the request (key 3) other than the device\'s own is refused the same way; its own is answered', async () => {
+  it("MQTT 3.1.1: a reply topic in the request (key 3) other than the device's own is refused the same way; its own is answered", async () => {
     const o = await observer();
     const d = await device('rt-asker4', 4);
     const before = await metricsOf(server);
@@ -283,8 +311,13 @@ describe('replies go only to the reply topic of the device the request topic nam
     await o.next((m) => m.topic === topics.reply('fwseal', 'rt-asker4') && m.type === 'manifestResponse');
     expect(o.messages.filter((m) => targets.includes(m.topic) && !m.retain)).toEqual([]);
     const after = await metricsOf(server);
-    expect(sample(after, 'fwseal_reply_topic_refused_total', '{via="payload"}') - sample(before, 'fwseal_reply_topic_refused_total', '{via="payload"}')).toBe(targets.length * 3);
-    expect(sample(after, 'fwseal_error_replies_total', '{code="REPLY_TOPIC_REFUSED"}') - sample(before, 'fwseal_error_replies_total', '{code="REPLY_TOPIC_REFUSED"}')).toBe(targets.length * 3);
+    expect(sample(after, 'fwseal_reply_topic_refused_total', '{via="payload"}') - sample(before, 'fwseal_reply_topic_refused_total', '{via="payload"}')).toBe(
+      targets.length * 3,
+    );
+    expect(
+      sample(after, 'fwseal_error_replies_total', '{code="REPLY_TOPIC_REFUSED"}') -
+        sample(before, 'fwseal_error_replies_total', '{code="REPLY_TOPIC_REFUSED"}'),
+    ).toBe(targets.length * 3);
   });
 });
 
@@ -294,15 +327,20 @@ describe('HTTP bodies over maxApiJsonBytes (SPEC.md §12.9)', () => {
   function chunked(chunks: Buffer[], end = true, headers: Record<string, string> = {}): Promise<Raw> {
     const { port } = server.address()!;
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/api/campaigns', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => { body += c; });
-        res.on('end', () => {
-          resolve({ status: res.statusCode ?? 0, body });
-          req.destroy();
-        });
-      });
+      const req = request(
+        { host: '127.0.0.1', port, method: 'POST', path: '/api/campaigns', headers: { 'content-type': 'application/json', ...headers } },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            body += c;
+          });
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, body });
+            req.destroy();
+          });
+        },
+      );
       req.on('error', reject);
       for (const c of chunks) req.write(c);
       if (end) req.end();

@@ -8,14 +8,20 @@
  * anything before it would be too.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { topics } from '../shared/ota/topics.js';
 import { encodeManifestRequest } from '../shared/ota/messages.js';
 import { encodeStatusEvent } from '../shared/ota/status.js';
-import { type Mosquitto, SERVER_USERNAME, fleetAuth, startMosquitto } from './support/mosquitto.js';
+import { topics } from '../shared/ota/topics.js';
+import { fleetAuth, type Mosquitto, SERVER_USERNAME, startMosquitto } from './support/mosquitto.js';
 import { RawDevice } from './support/ota-client.js';
 
 const OBSERVER = 'fwseal.observer';
-const fleet = fleetAuth([{ id: 'acl-1', group: 'g-acl' }, { id: 'acl-2', group: 'g-other' }], { users: [OBSERVER], acl: `user ${OBSERVER}\ntopic read #\n` });
+const fleet = fleetAuth(
+  [
+    { id: 'acl-1', group: 'g-acl' },
+    { id: 'acl-2', group: 'g-other' },
+  ],
+  { users: [OBSERVER], acl: `user ${OBSERVER}\ntopic read #\n` },
+);
 const P = 'fwseal';
 const CAMPAIGN = 'c-acl';
 /** MQTT 5 PUBACK / SUBACK reason "Not authorized". */
@@ -51,8 +57,15 @@ describe.each([4, 5] as const)('the ACL file with per-device credentials, MQTT %
     const d = await connect('acl-1', 'acl-1', version);
     const mark = `forged-v${version}`;
     const denied = [
-      topics.status(P, 'acl-2'), topics.request(P, CAMPAIGN, 'acl-2'), topics.reply(P, 'acl-2'), topics.reply(P, 'acl-1'),
-      topics.announce(P, 'g-acl'), topics.announce(P, 'g-other'), topics.data(P, CAMPAIGN), `${P}/device/acl-1/other`, 'elsewhere/x',
+      topics.status(P, 'acl-2'),
+      topics.request(P, CAMPAIGN, 'acl-2'),
+      topics.reply(P, 'acl-2'),
+      topics.reply(P, 'acl-1'),
+      topics.announce(P, 'g-acl'),
+      topics.announce(P, 'g-other'),
+      topics.data(P, CAMPAIGN),
+      `${P}/device/acl-1/other`,
+      'elsewhere/x',
     ];
     for (const t of denied) {
       const sent = d.raw(t, mark);
@@ -68,7 +81,7 @@ describe.each([4, 5] as const)('the ACL file with per-device credentials, MQTT %
     expect(observer.messages.filter((m) => Buffer.from(m.payload).toString() === mark).map((m) => m.topic)).toEqual([]);
   });
 
-  it('a device receives only its own replies, its group\'s announcements and the data topics, whatever it subscribes to', async () => {
+  it("a device receives only its own replies, its group's announcements and the data topics, whatever it subscribes to", async () => {
     const d = await connect('acl-1', 'acl-1', version);
     const server = await connect('server', SERVER_USERNAME, 5);
     // mosquitto acknowledges every SUBSCRIBE when it enforces an acl_file (eclipse-mosquitto/mosquitto#2042);
@@ -89,7 +102,7 @@ describe.each([4, 5] as const)('the ACL file with per-device credentials, MQTT %
     expect(d.messages.filter((m) => Buffer.from(m.payload).toString() === mark)).toEqual([]);
   });
 
-  it('the servers\' credentials read every request and status event and publish replies, announcements and data, nothing else', async () => {
+  it("the servers' credentials read every request and status event and publish replies, announcements and data, nothing else", async () => {
     const server = await connect('server', SERVER_USERNAME, version);
     const observer = await connect('observer', OBSERVER, 4);
     await observer.subscribe('#');

@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exitStatusFor } from '../host/errors.js';
+import { OtaDevice as Device, type OtaDevice, type OtaDeviceOptions } from '../host/ota/device-client.js';
 import { CODES } from '../shared/codes.js';
-import { ROLLOUT_ALL, topics } from '../shared/ota/topics.js';
+import { LIMITS } from '../shared/limits.js';
 import { encodeAnnouncement, encodeBlockResponse, parseBlockRequest } from '../shared/ota/messages.js';
 import { encodeStatusEvent, parseStatusEvent } from '../shared/ota/status.js';
-import { LIMITS } from '../shared/limits.js';
-import { type OtaDevice, type OtaDeviceOptions, OtaDevice as Device } from '../host/ota/device-client.js';
+import { ROLLOUT_ALL, topics } from '../shared/ota/topics.js';
 import { fileWriter, runCli } from './support/cli-run.js';
-import { exitStatusFor } from '../host/errors.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { OtaResponder, otaWorld, until } from './support/ota-responder.js';
 
@@ -41,7 +41,13 @@ afterAll(async () => {
 async function start(id: string, group: string, extra: Partial<OtaDeviceOptions> & { version?: 4 | 5 } = {}, dev = world.device()) {
   const { version = 4, ...rest } = extra;
   const d = await Device.start({
-    id, group, flash: dev.flash, layout: dev.layout, trust: world.trust, maxTrialBoots: 2, pull: fast,
+    id,
+    group,
+    flash: dev.flash,
+    layout: dev.layout,
+    trust: world.trust,
+    maxTrialBoots: 2,
+    pull: fast,
     mqtt: { url: broker.url, options: { protocolVersion: version, clientId: `dev-${id}-${Math.random().toString(16).slice(2, 8)}`, reconnectPeriod: 0 } },
     ...rest,
   });
@@ -55,7 +61,8 @@ async function rogue(): Promise<MqttClient> {
   return c;
 }
 
-const terminal = (campaign: string) => (e: { campaign?: string; state: string }) => e.campaign === campaign && ['confirmed', 'rejected', 'failed'].includes(e.state);
+const terminal = (campaign: string) => (e: { campaign?: string; state: string }) =>
+  e.campaign === campaign && ['confirmed', 'rejected', 'failed'].includes(e.state);
 
 describe('OtaDevice over MQTT', () => {
   for (const version of [4, 5] as const) {
@@ -148,7 +155,11 @@ describe('OtaDevice over MQTT', () => {
     const group = 'g-crash';
     const id = 'dev-crash';
     const { d, dev } = await start(id, group, { pull: { ...fast, window: 2 } });
-    const half = new Promise<void>((resolve) => d.on('progress', (done: number) => { if (done >= blocks / 2) resolve(); }));
+    const half = new Promise<void>((resolve) =>
+      d.on('progress', (done: number) => {
+        if (done >= blocks / 2) resolve();
+      }),
+    );
     await server.announce(group, 'c-crash', v2);
     await half;
     d.crash();
@@ -180,7 +191,11 @@ describe('OtaDevice over MQTT', () => {
     const group = 'g-pause';
     const id = 'dev-pause';
     const { d } = await start(id, group, { pull: { ...fast, window: 1 } });
-    const some = new Promise<void>((resolve) => d.on('progress', (n: number) => { if (n >= 3) resolve(); }));
+    const some = new Promise<void>((resolve) =>
+      d.on('progress', (n: number) => {
+        if (n >= 3) resolve();
+      }),
+    );
     await server.announce(group, 'c-pause', v2);
     await some;
     await server.rollout(group, 'c-pause', 0);
@@ -197,7 +212,11 @@ describe('OtaDevice over MQTT', () => {
     const group = 'g-withdraw';
     const id = 'dev-withdraw';
     const { d } = await start(id, group, { pull: { ...fast, window: 1 } });
-    const some = new Promise<void>((resolve) => d.on('progress', (n: number) => { if (n >= 4) resolve(); }));
+    const some = new Promise<void>((resolve) =>
+      d.on('progress', (n: number) => {
+        if (n >= 4) resolve();
+      }),
+    );
     await server.announce(group, 'c-withdraw', v2);
     await some;
     await server.withdraw(group);
@@ -219,11 +238,21 @@ describe('OtaDevice over MQTT', () => {
     const group = 'g-broker';
     const dev = world.device();
     const d = await Device.start({
-      id, group, flash: dev.flash, layout: dev.layout, trust: world.trust, maxTrialBoots: 2, pull: { ...fast, window: 1, timeoutMs: 500 },
+      id,
+      group,
+      flash: dev.flash,
+      layout: dev.layout,
+      trust: world.trust,
+      maxTrialBoots: 2,
+      pull: { ...fast, window: 1, timeoutMs: 500 },
       mqtt: { url: b2.url, options: { protocolVersion: 4, clientId: `dev-${id}`, reconnectPeriod: 100 } },
     });
     try {
-      const some = new Promise<void>((resolve) => d.on('progress', (n: number) => { if (n >= 4) resolve(); }));
+      const some = new Promise<void>((resolve) =>
+        d.on('progress', (n: number) => {
+          if (n >= 4) resolve();
+        }),
+      );
       await s2.announce(group, 'c-broker', v2);
       await some;
       await b2.kill();
@@ -248,13 +277,15 @@ describe('OtaDevice over MQTT', () => {
     const id = 'dev-inactive';
     const { d } = await start(id, group, { pull: { ...fast, window: 2, maxAttempts: 2 } });
     let switched = false;
-    const some = new Promise<void>((resolve) => d.on('progress', (n: number) => {
-      if (n >= 2 && !switched) {
-        switched = true;
-        server.setMode('c-inactive', 'inactive');
-        resolve();
-      }
-    }));
+    const some = new Promise<void>((resolve) =>
+      d.on('progress', (n: number) => {
+        if (n >= 2 && !switched) {
+          switched = true;
+          server.setMode('c-inactive', 'inactive');
+          resolve();
+        }
+      }),
+    );
     await server.announce(group, 'c-inactive', v2);
     await some;
     const at = server.requestsFor(id).length;
@@ -285,7 +316,18 @@ describe('OtaDevice over MQTT', () => {
       Buffer.from('not cbor at all'),
       Buffer.alloc(LIMITS.maxOtaMessageBytes + 1000, 0x41),
       Buffer.from(encodeStatusEvent({ device: id, state: 'online', group })), // the wrong message type
-      Buffer.from(encodeAnnouncement({ campaign: 'x', manifestDigest: new Uint8Array(32), manifestSize: 10, imageSize: 1, chunkSize: 512, blockSize: 512, pageCount: 1, rollout: 0 })).subarray(0, 20),
+      Buffer.from(
+        encodeAnnouncement({
+          campaign: 'x',
+          manifestDigest: new Uint8Array(32),
+          manifestSize: 10,
+          imageSize: 1,
+          chunkSize: 512,
+          blockSize: 512,
+          pageCount: 1,
+          rollout: 0,
+        }),
+      ).subarray(0, 20),
     ];
     for (const j of junk) {
       await r.publishAsync(topics.reply('fwseal', id), j, { qos: 1 });
@@ -308,7 +350,26 @@ describe('fwseal device run --broker', () => {
 
   it('updates a provisioned device from an MQTT campaign and exits after it (--exit-after-update)', async () => {
     const state = join(dir, 'cli-dev');
-    expect((await cli('device', 'provision', '--state', state, '--trust', trust, '--device-class', 'acme-gw', '--manifest', v1m, '--image', v1i, '--slot-size', '524288')).status).toBe(0);
+    expect(
+      (
+        await cli(
+          'device',
+          'provision',
+          '--state',
+          state,
+          '--trust',
+          trust,
+          '--device-class',
+          'acme-gw',
+          '--manifest',
+          v1m,
+          '--image',
+          v1i,
+          '--slot-size',
+          '524288',
+        )
+      ).status,
+    ).toBe(0);
     await server.announce('g-cli', 'c-cli', v2);
     const base = ['device', 'run', '--broker', broker.url, '--id', 'cli-1', '--group', 'g-cli', '--trust', trust, '--state', state];
     const wrong = await cli(...base, '--device-class', 'other-class', '--exit-after-update');
@@ -329,9 +390,42 @@ describe('fwseal device run --broker', () => {
 
   it('exits 1 when the campaign is rejected, and reports BROKER_UNREACHABLE without a broker', async () => {
     const state = join(dir, 'cli-dev2');
-    expect((await cli('device', 'provision', '--state', state, '--trust', trust, '--device-class', 'acme-gw', '--manifest', v1m, '--image', v1i, '--slot-size', '524288')).status).toBe(0);
+    expect(
+      (
+        await cli(
+          'device',
+          'provision',
+          '--state',
+          state,
+          '--trust',
+          trust,
+          '--device-class',
+          'acme-gw',
+          '--manifest',
+          v1m,
+          '--image',
+          v1i,
+          '--slot-size',
+          '524288',
+        )
+      ).status,
+    ).toBe(0);
     await server.announce('g-cli2', 'c-cli2', v0);
-    const base = ['device', 'run', '--id', 'cli-2', '--group', 'g-cli2', '--trust', trust, '--state', state, '--device-class', 'acme-gw', '--exit-after-update'];
+    const base = [
+      'device',
+      'run',
+      '--id',
+      'cli-2',
+      '--group',
+      'g-cli2',
+      '--trust',
+      trust,
+      '--state',
+      state,
+      '--device-class',
+      'acme-gw',
+      '--exit-after-update',
+    ];
     const r = await cli(...base, '--broker', broker.url, '--json');
     expect(r.status).toBe(1);
     expect(JSON.parse(r.out.trim().split('\n').pop()!)).toMatchObject({ state: 'rejected', code: CODES.ROLLBACK });

@@ -11,18 +11,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CODES } from '../shared/codes.js';
-import { rolloutBucket, topics } from '../shared/ota/topics.js';
-import { encodeBlockResponse, parseAnnouncement, parseBlockRequest, requestedBlocks } from '../shared/ota/messages.js';
 import { createLayout, layoutBytes } from '../device/agent/layout.js';
 import { provision } from '../device/agent/provision.js';
 import { SimFlash } from '../device/sim/flash.js';
-import { fileWriter, runCli } from './support/cli-run.js';
 import { fleetVerifier, nodeSha256 } from '../host/hash.js';
 import { OtaDevice } from '../host/ota/device-client.js';
 import { OtaServer } from '../host/ota/server.js';
-import { type Credentials, type Mosquitto, SERVER_USERNAME, fleetAuth, startMosquitto } from './support/mosquitto.js';
+import { CODES } from '../shared/codes.js';
+import { encodeBlockResponse, parseAnnouncement, parseBlockRequest, requestedBlocks } from '../shared/ota/messages.js';
+import { rolloutBucket, topics } from '../shared/ota/topics.js';
+import { fileWriter, runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { type Credentials, fleetAuth, type Mosquitto, SERVER_USERNAME, startMosquitto } from './support/mosquitto.js';
 
 const w = standardWorld();
 const verifier = fleetVerifier();
@@ -75,8 +75,15 @@ afterAll(() => {
 
 async function startServer(dataDir: string, coalesceMs?: number): Promise<OtaServer> {
   const s = await OtaServer.start({
-    mqtt: { url: broker.url, options: { protocolVersion: 5, clientId: `e2e-server-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 200, ...login(SERVER_USERNAME) } },
-    dataDir, trust: w.trust, http: { host: '127.0.0.1', port: 0 }, tickMs: 100, ...(coalesceMs !== undefined ? { coalesceMs } : {}),
+    mqtt: {
+      url: broker.url,
+      options: { protocolVersion: 5, clientId: `e2e-server-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 200, ...login(SERVER_USERNAME) },
+    },
+    dataDir,
+    trust: w.trust,
+    http: { host: '127.0.0.1', port: 0 },
+    tickMs: 100,
+    ...(coalesceMs !== undefined ? { coalesceMs } : {}),
   });
   live.push({ stop: () => s.close() });
   return s;
@@ -93,10 +100,16 @@ async function startDevice(id: string, group: string, flash?: SimFlash, window =
   }
   const events: string[] = [];
   const device = await OtaDevice.start({
-    id, group, flash: f, layout, trust: w.trust, verifier, maxTrialBoots: 2,
+    id,
+    group,
+    flash: f,
+    layout,
+    trust: w.trust,
+    verifier,
+    maxTrialBoots: 2,
     mqtt: { url: broker.url, options: { protocolVersion: 4, clientId: `e2e-${id}`, reconnectPeriod: 200, ...login(id) } },
     pull: { timeoutMs: 1500, baseBackoffMs: 100, maxBackoffMs: 1000, retryBaseMs: 100, retryMaxMs: 1000, window },
-    onStatus: (e) => events.push(`${e.campaign ?? ''}:${e.state}${e.code ? ':' + e.code : ''}`),
+    onStatus: (e) => events.push(`${e.campaign ?? ''}:${e.state}${e.code ? `:${e.code}` : ''}`),
   });
   const sim = { id, flash: f, device, events };
   live.push({ stop: () => device.stop() });
@@ -169,7 +182,10 @@ describe.each([
     await watcher.subscribeAsync(topics.announce('fwseal', 'waves'), { qos: 1 });
     // Order of first `accepted` per device, to check that no device of a later wave started early.
     const acceptedOrder: string[] = [];
-    for (const s of sims) s.device.on('status', (e: { state: string }) => { if (e.state === 'accepted') acceptedOrder.push(s.id); });
+    for (const s of sims)
+      s.device.on('status', (e: { state: string }) => {
+        if (e.state === 'accepted') acceptedOrder.push(s.id);
+      });
 
     const id = await createCampaign(server, files.v2, 'waves', '--waves', '10,50,100');
     await until('every device confirmed', () => sims.every((s) => confirmed(s, '2.0.0')), 90_000);
@@ -226,7 +242,9 @@ describe.each([
       data[100] ^= 0xff;
       forged++;
       const reply = r.value.replyTopic ?? topics.reply('fwseal', 'rogue-victim');
-      void attacker.publishAsync(reply, Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })), { qos: 0 }).catch(() => undefined);
+      void attacker
+        .publishAsync(reply, Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })), { qos: 0 })
+        .catch(() => undefined);
       if (forged === 2) back = stopped.then(() => startServer(dataDir));
     });
     await attacker.subscribeAsync(`fwseal/campaign/+/req/rogue-victim`, { qos: 0 });
@@ -300,8 +318,11 @@ describe('OTA end to end: restarts, resets and junk (anonymous mosquitto, fwseal
     live.push({ stop: () => junk.endAsync(true) });
     const payloads = [Buffer.alloc(0), Buffer.from([0xff]), Buffer.from('not cbor'), Buffer.from([0xa1, 0x00, 0x63]), Buffer.alloc(70_000, 0xa5)];
     const targets = [
-      topics.request('fwseal', 'no-such-campaign', 'junk-1'), topics.status('fwseal', 'junk-1'),
-      topics.reply('fwseal', 'junk-1'), 'fwseal/campaign/x/req', 'fwseal/device/junk-1/status/extra',
+      topics.request('fwseal', 'no-such-campaign', 'junk-1'),
+      topics.status('fwseal', 'junk-1'),
+      topics.reply('fwseal', 'junk-1'),
+      'fwseal/campaign/x/req',
+      'fwseal/device/junk-1/status/extra',
     ];
     for (const t of targets) for (const p of payloads) await junk.publishAsync(t, p, { qos: 1 });
     await until('server counted junk', async () => {

@@ -7,24 +7,30 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toHex } from '../shared/bytes.js';
-import { CODES } from '../shared/codes.js';
-import { encodeCbor } from '../shared/cbor.js';
-import { LIMITS } from '../shared/limits.js';
-import { ROLLOUT_ALL, rolloutBucket, topics } from '../shared/ota/topics.js';
-import {
-  encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeManifestRequest, parseBlockResponse, parseManifestResponse, parsePageResponse,
-} from '../shared/ota/messages.js';
-import { encodeStatusEvent } from '../shared/ota/status.js';
 import { createVerifier } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
 import { type MqttSettings } from '../host/ota/mqtt-options.js';
-import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
 import { blockResponseBytes } from '../host/ota/requests.js';
-import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
-import { RawDevice, errorOf, eventually, retainedAnnouncement } from './support/ota-client.js';
-import { type Api, api, createCampaign, serverMqtt } from './support/ota-harness.js';
+import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
+import { toHex } from '../shared/bytes.js';
+import { encodeCbor } from '../shared/cbor.js';
+import { CODES } from '../shared/codes.js';
+import { LIMITS } from '../shared/limits.js';
+import {
+  encodeAnnouncement,
+  encodeBlockRequest,
+  encodeBlockResponse,
+  encodeManifestRequest,
+  parseBlockResponse,
+  parseManifestResponse,
+  parsePageResponse,
+} from '../shared/ota/messages.js';
+import { encodeStatusEvent } from '../shared/ota/status.js';
+import { ROLLOUT_ALL, rolloutBucket, topics } from '../shared/ota/topics.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
+import { errorOf, eventually, RawDevice, retainedAnnouncement } from './support/ota-client.js';
+import { type Api, api, createCampaign, serverMqtt } from './support/ota-harness.js';
 
 const w = standardWorld();
 const verifier = createVerifier({ sha256: nodeSha256 });
@@ -88,7 +94,15 @@ describe('request serving', () => {
 
   it('announces the campaign (retained) and serves manifest, pages and blocks whose bytes verify against the manifest', async () => {
     const a = await retainedAnnouncement(broker.url, 'g-serve');
-    expect(a).toMatchObject({ campaign, imageSize: image.length, chunkSize: 1024, blockSize: BLOCK, pageCount: 2, rollout: ROLLOUT_ALL, manifestSize: envelope.length });
+    expect(a).toMatchObject({
+      campaign,
+      imageSize: image.length,
+      chunkSize: 1024,
+      blockSize: BLOCK,
+      pageCount: 2,
+      rollout: ROLLOUT_ALL,
+      manifestSize: envelope.length,
+    });
     expect(toHex(a!.manifestDigest)).toBe(toHex(nodeSha256(envelope)));
 
     const d = await device('d-serve');
@@ -104,7 +118,10 @@ describe('request serving', () => {
     }
     const replies = await d.blocks(campaign, 20, [[0, BLOCKS]]);
     expect(replies).toHaveLength(BLOCKS);
-    const parsed = replies.map((r) => parseBlockResponse(r.payload)).map((r) => (r.ok ? r.value : null)!).sort((x, y) => x.block - y.block);
+    const parsed = replies
+      .map((r) => parseBlockResponse(r.payload))
+      .map((r) => (r.ok ? r.value : null)!)
+      .sort((x, y) => x.block - y.block);
     expect(parsed.map((b) => b.block)).toEqual([...Array(BLOCKS).keys()]);
     for (const b of parsed) expect(iv.update(b.data).ok).toBe(true);
     expect(iv.finish().ok).toBe(true);
@@ -117,7 +134,8 @@ describe('request serving', () => {
     for (const d of [a, b, c]) await d.subscribe(topics.data('fwseal', campaign));
     const before = (await api(server, 'GET', '/metrics')).body as string;
     const served = (text: string, name: string) => Number(text.match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? NaN);
-    const ask = (d: RawDevice, rid: number, block: number) => d.request(campaign, encodeBlockRequest({ campaign, requestId: rid, ranges: [[block, 1]], multicast: true }));
+    const ask = (d: RawDevice, rid: number, block: number) =>
+      d.request(campaign, encodeBlockRequest({ campaign, requestId: rid, ranges: [[block, 1]], multicast: true }));
     await Promise.all([ask(a, 501, 3), ask(b, 502, 3)]);
     const onData = (d: RawDevice) => d.next((m) => m.topic === topics.data('fwseal', campaign) && m.type === 'blockResponse');
     const [ma, mb, mc] = await Promise.all([onData(a), onData(b), onData(c)]);
@@ -150,14 +168,23 @@ describe('request serving', () => {
       await d.subscribe(topics.data('herd', id));
     }
     const metric = async (name: string) => Number(((await api(herd, 'GET', '/metrics')).body as string).match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? NaN);
-    const ask = (d: RawDevice, rid: number, block: number) => d.request(id, encodeBlockRequest({ campaign: id, requestId: rid, ranges: [[block, 1]], multicast: true }));
+    const ask = (d: RawDevice, rid: number, block: number) =>
+      d.request(id, encodeBlockRequest({ campaign: id, requestId: rid, ranges: [[block, 1]], multicast: true }));
     const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
     for (let i = 0; i < devs.length; i++) {
       await ask(devs[i]!, 600 + i, 2);
       if (i < devs.length - 1) await sleep(75);
     }
-    const onData = (d: RawDevice, block: number) => d.next((m) => m.topic === topics.data('herd', id) && m.type === 'blockResponse'
-      && (() => { const b = parseBlockResponse(m.payload); return b.ok && b.value.block === block; })());
+    const onData = (d: RawDevice, block: number) =>
+      d.next(
+        (m) =>
+          m.topic === topics.data('herd', id) &&
+          m.type === 'blockResponse' &&
+          (() => {
+            const b = parseBlockResponse(m.payload);
+            return b.ok && b.value.block === block;
+          })(),
+      );
     await Promise.all(devs.map((d) => onData(d, 2)));
     expect(await metric('fwseal_block_multicasts_total')).toBe(1);
     expect(await metric('fwseal_blocks_served_total')).toBe(1);
@@ -167,7 +194,9 @@ describe('request serving', () => {
     // the cap; the first copy goes out while they are still asking (25 x 150 ms > 1 s: the 1 s cap).
     let sentAfterFirstCopy = 0;
     let gotCopy = false;
-    void onData(devs[0]!, 4).then(() => { gotCopy = true; });
+    void onData(devs[0]!, 4).then(() => {
+      gotCopy = true;
+    });
     for (let k = 0; k < 17; k++) {
       await ask(devs[k % 2]!, 700 + k, 4);
       if (gotCopy) sentAfterFirstCopy++;
@@ -178,13 +207,21 @@ describe('request serving', () => {
   });
 
   it('the block response fast path encodes exactly what encodeBlockResponse does', () => {
-    for (const data of [new Uint8Array(1), detBytes(23, 'b23'), detBytes(24, 'b24'), detBytes(255, 'b255'), detBytes(256, 'b256'), detBytes(BLOCK, 'blk'), new Uint8Array(LIMITS.maxBlockBytes)]) {
+    for (const data of [
+      new Uint8Array(1),
+      detBytes(23, 'b23'),
+      detBytes(24, 'b24'),
+      detBytes(255, 'b255'),
+      detBytes(256, 'b256'),
+      detBytes(BLOCK, 'blk'),
+      new Uint8Array(LIMITS.maxBlockBytes),
+    ]) {
       const m = { campaign: 'c'.repeat(64), requestId: LIMITS.maxRequestId, block: 123456, data };
       expect(toHex(blockResponseBytes(m))).toBe(toHex(encodeBlockResponse(m)));
     }
   });
 
-  it('MQTT 5: replies on the device\'s reply topic with the Correlation Data; 3.1.1: a key 3 naming that topic is answered there', async () => {
+  it("MQTT 5: replies on the device's reply topic with the Correlation Data; 3.1.1: a key 3 naming that topic is answered there", async () => {
     const d5 = await device('d-five', 5);
     const corr = Buffer.from([0, 0, 0, 42]);
     await d5.request(campaign, encodeManifestRequest({ campaign, requestId: 42 }), { responseTopic: topics.reply('fwseal', 'd-five'), correlationData: corr });
@@ -212,7 +249,12 @@ describe('request serving', () => {
     await d.request(campaign, extra);
     const bad1 = errorOf(await d.next((m) => m.type === 'errorReply' && errorOf(m).code === CODES.BAD_REQUEST && errorOf(m).campaign === campaign));
     expect(bad1.requestId).toBeUndefined();
-    const withKey = new Map<number, unknown>([[0, 2], [1, campaign], [2, 77], [99, 1]]);
+    const withKey = new Map<number, unknown>([
+      [0, 2],
+      [1, campaign],
+      [2, 77],
+      [99, 1],
+    ]);
     await d.request(campaign, encodeCbor(withKey as never));
     expect(errorOf(await d.replyTo(77))).toMatchObject({ code: CODES.BAD_REQUEST, campaign, requestId: 77 });
     // The campaign in the payload must be the one in the topic.
@@ -246,7 +288,19 @@ describe('request serving', () => {
     const status = topics.status('fwseal', 'd-junk');
     await d.raw(req, 'not cbor at all');
     await d.raw(req, new Uint8Array(LIMITS.maxOtaMessageBytes + 1));
-    await d.raw(req, encodeAnnouncement({ campaign, manifestDigest: new Uint8Array(32), manifestSize: 1, imageSize: 1, chunkSize: 512, blockSize: 512, pageCount: 1, rollout: 0 }));
+    await d.raw(
+      req,
+      encodeAnnouncement({
+        campaign,
+        manifestDigest: new Uint8Array(32),
+        manifestSize: 1,
+        imageSize: 1,
+        chunkSize: 512,
+        blockSize: 512,
+        pageCount: 1,
+        rollout: 0,
+      }),
+    );
     await d.raw(status, new Uint8Array([0xff, 0x00, 0x13]));
     await d.raw(status, new Uint8Array(LIMITS.maxOtaMessageBytes + 1));
     await d.raw(status, encodeManifestRequest({ campaign, requestId: 1 }));
@@ -297,14 +351,23 @@ describe('status ingest, waves and operator transitions', () => {
     };
     const first = inWave(r.body.rollout);
     await finish(first);
-    const w2 = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.wave === 2 ? x : null; });
+    const w2 = await eventually(async () => {
+      const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body;
+      return x.wave === 2 ? x : null;
+    });
     expect(w2.counts).toMatchObject({ eligible: 10, confirmed: 2, downloading: 0 });
     expect(w2.devices.filter((x: any) => x.state === 'confirmed')).toHaveLength(2);
     await finish(inWave(w2.rollout).filter((d) => !first.includes(d)));
-    const w3 = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.wave === 3 ? x : null; });
+    const w3 = await eventually(async () => {
+      const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body;
+      return x.wave === 3 ? x : null;
+    });
     expect(w3.rollout).toBe(ROLLOUT_ALL);
     await finish(fleet.filter((d) => !inWave(w2.rollout).includes(d)));
-    const done = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.state === 'completed' ? x : null; });
+    const done = await eventually(async () => {
+      const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body;
+      return x.state === 'completed' ? x : null;
+    });
     expect(done.counts).toMatchObject({ confirmed: 20, failed: 0, rejected: 0 });
     expect(done.failureRate).toBe(0);
     // Completed campaigns are still announced and served.
@@ -323,7 +386,10 @@ describe('status ingest, waves and operator transitions', () => {
     for (const [i, d] of fleet.slice(0, 4).entries()) expect((await d.manifest(id, 100 + i)).type).toBe('manifestResponse');
     for (const d of fleet.slice(0, 3)) await d.status({ campaign: id, device: d.id, state: 'confirmed' });
     await fleet[3].status({ campaign: id, device: fleet[3].id, state: 'rejected', code: CODES.ROLLBACK });
-    const halted = await eventually(async () => { const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body; return x.state === 'halted' ? x : null; });
+    const halted = await eventually(async () => {
+      const x = (await api(server, 'GET', `/api/campaigns/${id}`)).body;
+      return x.state === 'halted' ? x : null;
+    });
     expect(halted.failureRate).toBeCloseTo(0.25);
     // The engine's announcement follows the state change.
     await eventually(async () => (await retainedAnnouncement(broker.url, group))?.rollout === 0, 10_000, 'rollout 0 announced');
@@ -415,9 +481,16 @@ describe('persistence and several instances', () => {
     const second = await startServer(); // same dataDir, same prefix: a shared subscription
     const before = server.metrics.blocksServed + second.metrics.blocksServed;
     const d = await device('d-multi');
-    await Promise.all(Array.from({ length: 200 }, (_, i) => d.request(id, encodeBlockRequest({ campaign: id, requestId: 5000 + i, ranges: [[i % BLOCKS, 1]] }))));
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) => d.request(id, encodeBlockRequest({ campaign: id, requestId: 5000 + i, ranges: [[i % BLOCKS, 1]] }))),
+    );
     await eventually(() => d.messages.filter((m) => m.type === 'blockResponse').length >= 200, 20_000, '200 replies');
-    const ids = d.messages.filter((m) => m.type === 'blockResponse').map((m) => { const p = parseBlockResponse(m.payload); return p.ok ? p.value.requestId : -1; });
+    const ids = d.messages
+      .filter((m) => m.type === 'blockResponse')
+      .map((m) => {
+        const p = parseBlockResponse(m.payload);
+        return p.ok ? p.value.requestId : -1;
+      });
     expect(new Set(ids).size).toBe(200);
     await eventually(() => server.metrics.blocksServed + second.metrics.blocksServed - before >= 200);
     expect(server.metrics.blocksServed + second.metrics.blocksServed - before).toBe(200);
@@ -447,7 +520,9 @@ describe('persistence and several instances', () => {
     const again = (await api(s, 'GET', `/api/campaigns/${id}`)).body;
     expect(again).toMatchObject({ id, state: 'running', group: 'g-restart' });
     expect(again.devices).toEqual([expect.objectContaining({ id: 'r-1', state: 'downloading', done: 4, total: 13 })]);
-    expect((await api(s, 'GET', '/api/devices')).body.devices).toEqual([expect.objectContaining({ id: 'r-1', group: 'g-restart', version: '1.0.0', counter: 3 })]);
+    expect((await api(s, 'GET', '/api/devices')).body.devices).toEqual([
+      expect.objectContaining({ id: 'r-1', group: 'g-restart', version: '1.0.0', counter: 3 }),
+    ]);
     expect((await retainedAnnouncement(broker.url, 'g-restart', 'restart'))?.campaign).toBe(id);
     expect((await d.manifest(id, 1)).type).toBe('manifestResponse');
   });

@@ -1,18 +1,35 @@
 /** OTA over MQTT wire forms (SPEC.md §12): topics, and every message's encode + strict parse. */
-import { describe, expect, it } from 'vitest';
+
 import fc from 'fast-check';
-import { type CborKey, type CborMap, type CborValue, type Encodable, decodeCbor, encodeCbor } from '../shared/cbor.js';
-import { type Result, CODES } from '../shared/codes.js';
-import { LIMITS } from '../shared/limits.js';
+import { describe, expect, it } from 'vitest';
 import { sha256 } from '../device/crypto/sha256.js';
-import { ROLLOUT_ALL, SHARE_GROUP, rolloutBucket, isValidId, parseRequestTopic, parseStatusTopic, topics } from '../shared/ota/topics.js';
+import { type CborKey, type CborMap, type CborValue, decodeCbor, type Encodable, encodeCbor } from '../shared/cbor.js';
+import { CODES, type Result } from '../shared/codes.js';
+import { LIMITS } from '../shared/limits.js';
 import { type MessageType, MSG, messageType } from '../shared/ota/codec.js';
 import {
-  type BlockRequest, encodeAnnouncement, encodeBlockRequest, encodeBlockResponse, encodeErrorReply, encodeManifestRequest, encodeManifestResponse,
-  encodePageRequest, encodePageResponse, maxBlockResponseBytes, parseAnnouncement, parseBlockRequest, parseBlockResponse, parseErrorReply,
-  parseManifestRequest, parseManifestResponse, parsePageRequest, parsePageResponse, requestedBlocks,
+  type BlockRequest,
+  encodeAnnouncement,
+  encodeBlockRequest,
+  encodeBlockResponse,
+  encodeErrorReply,
+  encodeManifestRequest,
+  encodeManifestResponse,
+  encodePageRequest,
+  encodePageResponse,
+  maxBlockResponseBytes,
+  parseAnnouncement,
+  parseBlockRequest,
+  parseBlockResponse,
+  parseErrorReply,
+  parseManifestRequest,
+  parseManifestResponse,
+  parsePageRequest,
+  parsePageResponse,
+  requestedBlocks,
 } from '../shared/ota/messages.js';
-import { STATUS_STATES, encodeStatusEvent, parseStatusEvent } from '../shared/ota/status.js';
+import { encodeStatusEvent, parseStatusEvent, STATUS_STATES } from '../shared/ota/status.js';
+import { isValidId, parseRequestTopic, parseStatusTopic, ROLLOUT_ALL, rolloutBucket, SHARE_GROUP, topics } from '../shared/ota/topics.js';
 
 const idArb = fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/);
 const u32 = fc.integer({ min: 0, max: LIMITS.maxRequestId });
@@ -32,25 +49,29 @@ type Case = {
 };
 
 const announcementArb = fc
-  .record({ campaign: idArb, manifestDigest: fc.uint8Array({ minLength: 32, maxLength: 32 }), manifestSize: fc.integer({ min: 1, max: LIMITS.maxEnvelopeBytes }),
-    imageSize: fc.integer({ min: 1, max: LIMITS.maxImageSize }), chunkExp: fc.integer({ min: 9, max: 16 }), blockExtra: fc.integer({ min: 0, max: 7 }),
-    rollout: fc.oneof(fc.constant(0), fc.constant(ROLLOUT_ALL), fc.integer({ min: 0, max: ROLLOUT_ALL })) })
+  .record({
+    campaign: idArb,
+    manifestDigest: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    manifestSize: fc.integer({ min: 1, max: LIMITS.maxEnvelopeBytes }),
+    imageSize: fc.integer({ min: 1, max: LIMITS.maxImageSize }),
+    chunkExp: fc.integer({ min: 9, max: 16 }),
+    blockExtra: fc.integer({ min: 0, max: 7 }),
+    rollout: fc.oneof(fc.constant(0), fc.constant(ROLLOUT_ALL), fc.integer({ min: 0, max: ROLLOUT_ALL })),
+  })
   .map(({ chunkExp, blockExtra, ...a }) => {
     const chunkSize = 2 ** chunkExp;
     const blockSize = 2 ** Math.min(16, chunkExp + blockExtra);
     return { ...a, chunkSize, blockSize, pageCount: Math.ceil(Math.ceil(a.imageSize / chunkSize) / LIMITS.pageLeaves) };
   });
 
-const rangesArb = fc
-  .array(fc.tuple(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: 4 })), { minLength: 1, maxLength: 4 })
-  .map((steps) => {
-    let next = 0;
-    return steps.map(([gap, count]) => {
-      const first = next + gap - (next === 0 ? 1 : 0);
-      next = first + count;
-      return [first, count] as const;
-    });
+const rangesArb = fc.array(fc.tuple(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: 4 })), { minLength: 1, maxLength: 4 }).map((steps) => {
+  let next = 0;
+  return steps.map(([gap, count]) => {
+    const first = next + gap - (next === 0 ? 1 : 0);
+    next = first + count;
+    return [first, count] as const;
   });
+});
 const bitmapArb = fc
   .uniqueArray(fc.integer({ min: 0, max: LIMITS.maxBitmapBytes * 8 - 1 }), { minLength: 1, maxLength: LIMITS.maxBlocksPerRequest })
   .map((bits) => {
@@ -61,55 +82,119 @@ const bitmapArb = fc
 
 const cases: Case[] = [
   {
-    type: 'announcement', parse: parseAnnouncement, encode: encodeAnnouncement as (m: never) => Uint8Array, required: [0, 1, 4, 5, 6, 7, 8, 9],
-    sample: { campaign: 'spring-2025', manifestDigest: digest, manifestSize: 900, imageSize: 1_000_000, chunkSize: 4096, blockSize: 16384, pageCount: 2, rollout: ROLLOUT_ALL },
+    type: 'announcement',
+    parse: parseAnnouncement,
+    encode: encodeAnnouncement as (m: never) => Uint8Array,
+    required: [0, 1, 4, 5, 6, 7, 8, 9],
+    sample: {
+      campaign: 'spring-2025',
+      manifestDigest: digest,
+      manifestSize: 900,
+      imageSize: 1_000_000,
+      chunkSize: 4096,
+      blockSize: 16384,
+      pageCount: 2,
+      rollout: ROLLOUT_ALL,
+    },
     arb: announcementArb,
   },
   {
-    type: 'manifestRequest', parse: parseManifestRequest, encode: encodeManifestRequest as (m: never) => Uint8Array, required: [0, 1, 2],
+    type: 'manifestRequest',
+    parse: parseManifestRequest,
+    encode: encodeManifestRequest as (m: never) => Uint8Array,
+    required: [0, 1, 2],
     sample: { campaign: 'c1', requestId: 7, replyTopic: 'fwseal/device/d1/reply' },
     arb: fc.record({ campaign: idArb, requestId: u32, replyTopic: replyArb }).map(withReply),
   },
   {
-    type: 'manifestResponse', parse: parseManifestResponse, encode: encodeManifestResponse as (m: never) => Uint8Array, required: [0, 1, 2, 4],
+    type: 'manifestResponse',
+    parse: parseManifestResponse,
+    encode: encodeManifestResponse as (m: never) => Uint8Array,
+    required: [0, 1, 2, 4],
     sample: { campaign: 'c1', requestId: 7, manifest: new Uint8Array(40).fill(1) },
     arb: fc.record({ campaign: idArb, requestId: u32, manifest: fc.uint8Array({ minLength: 1, maxLength: 2000 }) }),
   },
   {
-    type: 'pageRequest', parse: parsePageRequest, encode: encodePageRequest as (m: never) => Uint8Array, required: [0, 1, 2, 4],
+    type: 'pageRequest',
+    parse: parsePageRequest,
+    encode: encodePageRequest as (m: never) => Uint8Array,
+    required: [0, 1, 2, 4],
     sample: { campaign: 'c1', requestId: 8, replyTopic: 'x/y', page: 3 },
     arb: fc.record({ campaign: idArb, requestId: u32, replyTopic: replyArb, page: fc.integer({ min: 0, max: LIMITS.maxImageSize }) }).map(withReply),
   },
   {
-    type: 'pageResponse', parse: parsePageResponse, encode: encodePageResponse as (m: never) => Uint8Array, required: [0, 1, 2, 4, 5, 6],
+    type: 'pageResponse',
+    parse: parsePageResponse,
+    encode: encodePageResponse as (m: never) => Uint8Array,
+    required: [0, 1, 2, 4, 5, 6],
     sample: { campaign: 'c1', requestId: 8, page: 3, leaves: new Uint8Array(64).fill(2), proof: new Uint8Array(32).fill(3) },
-    arb: fc.record({ campaign: idArb, requestId: u32, page: fc.integer({ min: 0, max: 1 << 20 }), leaves: bytesArb(32, 4096, 32), proof: bytesArb(0, 1024, 32) }),
+    arb: fc.record({
+      campaign: idArb,
+      requestId: u32,
+      page: fc.integer({ min: 0, max: 1 << 20 }),
+      leaves: bytesArb(32, 4096, 32),
+      proof: bytesArb(0, 1024, 32),
+    }),
   },
   {
-    type: 'blockRequest', parse: parseBlockRequest, encode: encodeBlockRequest as (m: never) => Uint8Array, required: [0, 1, 2],
-    sample: { campaign: 'c1', requestId: 9, replyTopic: 'x/y', ranges: [[0, 2], [5, 1]] },
+    type: 'blockRequest',
+    parse: parseBlockRequest,
+    encode: encodeBlockRequest as (m: never) => Uint8Array,
+    required: [0, 1, 2],
+    sample: {
+      campaign: 'c1',
+      requestId: 9,
+      replyTopic: 'x/y',
+      ranges: [
+        [0, 2],
+        [5, 1],
+      ],
+    },
     arb: fc.oneof(
       fc.record({ campaign: idArb, requestId: u32, replyTopic: replyArb, ranges: rangesArb }).map(withReply),
       fc.record({ campaign: idArb, requestId: u32, replyTopic: replyArb, bitmapBase: fc.integer({ min: 0, max: 1 << 24 }), bitmap: bitmapArb }).map(withReply),
     ),
   },
   {
-    type: 'blockResponse', parse: parseBlockResponse, encode: encodeBlockResponse as (m: never) => Uint8Array, required: [0, 1, 2, 4, 5],
+    type: 'blockResponse',
+    parse: parseBlockResponse,
+    encode: encodeBlockResponse as (m: never) => Uint8Array,
+    required: [0, 1, 2, 4, 5],
     sample: { campaign: 'c1', requestId: 9, block: 5, data: new Uint8Array(48).fill(9) },
-    arb: fc.record({ campaign: idArb, requestId: u32, block: fc.integer({ min: 0, max: LIMITS.maxImageSize }), data: fc.uint8Array({ minLength: 1, maxLength: 4096 }) }),
+    arb: fc.record({
+      campaign: idArb,
+      requestId: u32,
+      block: fc.integer({ min: 0, max: LIMITS.maxImageSize }),
+      data: fc.uint8Array({ minLength: 1, maxLength: 4096 }),
+    }),
   },
   {
-    type: 'errorReply', parse: parseErrorReply, encode: encodeErrorReply as (m: never) => Uint8Array, required: [0, 4],
+    type: 'errorReply',
+    parse: parseErrorReply,
+    encode: encodeErrorReply as (m: never) => Uint8Array,
+    required: [0, 4],
     sample: { campaign: 'c1', requestId: 9, code: CODES.UNKNOWN_BLOCK, index: 99 },
-    arb: fc
-      .record({ campaign: idArb, requestId: u32, code: fc.integer({ min: 1, max: 999 }), index: fc.integer({ min: 0, max: LIMITS.maxImageSize }) }, { requiredKeys: ['code'] }),
+    arb: fc.record(
+      { campaign: idArb, requestId: u32, code: fc.integer({ min: 1, max: 999 }), index: fc.integer({ min: 0, max: LIMITS.maxImageSize }) },
+      { requiredKeys: ['code'] },
+    ),
   },
   {
-    type: 'statusEvent', parse: parseStatusEvent, encode: encodeStatusEvent as (m: never) => Uint8Array, required: [0, 1, 4, 5],
+    type: 'statusEvent',
+    parse: parseStatusEvent,
+    encode: encodeStatusEvent as (m: never) => Uint8Array,
+    required: [0, 1, 4, 5],
     sample: { campaign: 'c1', device: 'dev-42', state: 'downloading', done: 3, total: 10 },
     arb: fc
-      .record({ campaign: idArb, device: idArb, state: fc.constantFrom(...STATUS_STATES.filter((s) => s !== 'online')), total: fc.integer({ min: 0, max: 1 << 20 }), frac: fc.double({ min: 0, max: 1, noNaN: true }),
-        progress: fc.boolean(), code: fc.integer({ min: 1, max: 999 }) })
+      .record({
+        campaign: idArb,
+        device: idArb,
+        state: fc.constantFrom(...STATUS_STATES.filter((s) => s !== 'online')),
+        total: fc.integer({ min: 0, max: 1 << 20 }),
+        frac: fc.double({ min: 0, max: 1, noNaN: true }),
+        progress: fc.boolean(),
+        code: fc.integer({ min: 1, max: 999 }),
+      })
       .map(({ frac, progress, total, code, ...e }) => ({
         ...e,
         ...(progress || e.state === 'downloading' ? { done: Math.floor(total * frac), total } : {}),
@@ -128,20 +213,24 @@ const reencode = (m: CborMap, edit: (m: Map<CborKey, CborValue>) => void) => {
   edit(copy);
   return encodeCbor(copy as ReadonlyMap<CborKey, Encodable>);
 };
-const otherKind = (v: CborValue): Encodable => (typeof v === 'number' ? 'x' : typeof v === 'string' ? 1 : v instanceof Uint8Array ? 1 : Array.isArray(v) ? new Uint8Array(1) : 0);
+const otherKind = (v: CborValue): Encodable =>
+  typeof v === 'number' ? 'x' : typeof v === 'string' ? 1 : v instanceof Uint8Array ? 1 : Array.isArray(v) ? new Uint8Array(1) : 0;
 
 describe.each(cases)('$type message', (c) => {
   const encode = c.encode as (m: object) => Uint8Array;
   const sampleBytes = encode(c.sample);
 
   it('round-trips (property)', () => {
-    fc.assert(fc.property(c.arb, (m) => {
-      const bytes = encode(m);
-      const r = c.parse(bytes);
-      expect(r.ok).toBe(true);
-      if (r.ok) expect(r.value).toEqual(m);
-      expect(encode(r.ok ? (r.value as object) : {})).toEqual(bytes);
-    }), { numRuns: 100 });
+    fc.assert(
+      fc.property(c.arb, (m) => {
+        const bytes = encode(m);
+        const r = c.parse(bytes);
+        expect(r.ok).toBe(true);
+        if (r.ok) expect(r.value).toEqual(m);
+        expect(encode(r.ok ? (r.value as object) : {})).toEqual(bytes);
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it('carries its type in key 0 and is rejected as any other type', () => {
@@ -163,14 +252,18 @@ describe.each(cases)('$type message', (c) => {
   it('rejects trailing bytes, non-maps and random bytes without throwing', () => {
     expect(c.parse(Uint8Array.of(...sampleBytes, 0)).code).toBe(CODES.TRAILING_BYTES);
     expect(c.parse(encodeCbor([1, 2])).code).toBe(CODES.WRONG_TYPE);
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 80 }), (b) => {
-      expect(typeof c.parse(b).ok).toBe('boolean');
-    }));
-    fc.assert(fc.property(fc.integer({ min: 0, max: sampleBytes.length - 1 }), fc.integer({ min: 0, max: 255 }), (at, byte) => {
-      const b = sampleBytes.slice();
-      b[at] = byte;
-      expect(typeof c.parse(b).ok).toBe('boolean');
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 80 }), (b) => {
+        expect(typeof c.parse(b).ok).toBe('boolean');
+      }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: sampleBytes.length - 1 }), fc.integer({ min: 0, max: 255 }), (at, byte) => {
+        const b = sampleBytes.slice();
+        b[at] = byte;
+        expect(typeof c.parse(b).ok).toBe('boolean');
+      }),
+    );
   });
 
   it('rejects unknown keys (closed map)', () => {
@@ -233,14 +326,57 @@ describe('message-specific rules', () => {
     const rm = mapOf(encodeBlockRequest({ ...br, ranges: [[0, 2]] }));
     expect(parseBlockRequest(reencode(rm, (x) => x.set(5, 0).set(6, Uint8Array.of(0x80)))).code).toBe(CODES.BAD_VALUE);
     expect(parseBlockRequest(reencode(rm, (x) => x.delete(4))).code).toBe(CODES.MISSING_FIELD);
-    expect(parseBlockRequest(reencode(rm, (x) => { x.delete(4); x.set(5, 0); })).code).toBe(CODES.MISSING_FIELD);
+    expect(
+      parseBlockRequest(
+        reencode(rm, (x) => {
+          x.delete(4);
+          x.set(5, 0);
+        }),
+      ).code,
+    ).toBe(CODES.MISSING_FIELD);
     expect(parseBlockRequest(reencode(rm, (x) => x.set(4, []))).code).toBe(CODES.BAD_VALUE);
-    expect(parseBlockRequest(reencode(rm, (x) => x.set(4, [[5, 2], [6, 1]]))).code).toBe(CODES.BAD_VALUE); // overlap
-    expect(parseBlockRequest(reencode(rm, (x) => x.set(4, [[5, 2], [7, 1]]))).code).toBe(CODES.BAD_VALUE); // touching
-    expect(parseBlockRequest(reencode(rm, (x) => x.set(4, [[5, 2], [1, 1]]))).code).toBe(CODES.BAD_VALUE); // descending
+    expect(
+      parseBlockRequest(
+        reencode(rm, (x) =>
+          x.set(4, [
+            [5, 2],
+            [6, 1],
+          ]),
+        ),
+      ).code,
+    ).toBe(CODES.BAD_VALUE); // overlap
+    expect(
+      parseBlockRequest(
+        reencode(rm, (x) =>
+          x.set(4, [
+            [5, 2],
+            [7, 1],
+          ]),
+        ),
+      ).code,
+    ).toBe(CODES.BAD_VALUE); // touching
+    expect(
+      parseBlockRequest(
+        reencode(rm, (x) =>
+          x.set(4, [
+            [5, 2],
+            [1, 1],
+          ]),
+        ),
+      ).code,
+    ).toBe(CODES.BAD_VALUE); // descending
     expect(parseBlockRequest(reencode(rm, (x) => x.set(4, [[5, 0]]))).code).toBe(CODES.BAD_VALUE);
     expect(parseBlockRequest(reencode(rm, (x) => x.set(4, [[5]]))).code).toBe(CODES.BAD_VALUE);
-    expect(parseBlockRequest(reencode(rm, (x) => x.set(4, [[0, 10], [20, 7]]))).code).toBe(CODES.TOO_LARGE);
+    expect(
+      parseBlockRequest(
+        reencode(rm, (x) =>
+          x.set(4, [
+            [0, 10],
+            [20, 7],
+          ]),
+        ),
+      ).code,
+    ).toBe(CODES.TOO_LARGE);
     const many = Array.from({ length: LIMITS.maxRangesPerRequest + 1 }, (_, i) => [i * 2, 1]);
     expect(parseBlockRequest(reencode(rm, (x) => x.set(4, many))).code).toBe(CODES.TOO_LARGE);
     expect(parseBlockRequest(reencode(rm, (x) => x.set(4, [[LIMITS.maxImageSize, 2]]))).code).toBe(CODES.BAD_VALUE);
@@ -249,7 +385,15 @@ describe('message-specific rules', () => {
   it('block request bitmap: bit 7 of byte 0 is the base block; no trailing zero byte; bounded', () => {
     const m: BlockRequest = { ...br, bitmapBase: 64, bitmap: Uint8Array.of(0x81, 0x00, 0x40) };
     expect(requestedBlocks(m)).toEqual([64, 71, 81]);
-    expect(requestedBlocks({ ...br, ranges: [[0, 2], [5, 1]] })).toEqual([0, 1, 5]);
+    expect(
+      requestedBlocks({
+        ...br,
+        ranges: [
+          [0, 2],
+          [5, 1],
+        ],
+      }),
+    ).toEqual([0, 1, 5]);
     const bm = mapOf(encodeBlockRequest(m));
     expect(parseBlockRequest(reencode(bm, (x) => x.set(6, Uint8Array.of(0x80, 0)))).code).toBe(CODES.BAD_VALUE);
     expect(parseBlockRequest(reencode(bm, (x) => x.set(6, new Uint8Array(0)))).code).toBe(CODES.BAD_VALUE);
@@ -266,8 +410,12 @@ describe('message-specific rules', () => {
 
   it('oversize payload fields are TOO_LARGE', () => {
     const big = (n: number) => new Uint8Array(n);
-    expect(parseBlockResponse(reencode(mapOf(encodeBlockResponse({ ...br, block: 0, data: big(1) })), (x) => x.set(5, big(LIMITS.maxBlockBytes + 1)))).code).toBe(CODES.TOO_LARGE);
-    expect(parseManifestResponse(reencode(mapOf(encodeManifestResponse({ ...br, manifest: big(1) })), (x) => x.set(4, big(LIMITS.maxEnvelopeBytes + 1)))).code).toBe(CODES.TOO_LARGE);
+    expect(
+      parseBlockResponse(reencode(mapOf(encodeBlockResponse({ ...br, block: 0, data: big(1) })), (x) => x.set(5, big(LIMITS.maxBlockBytes + 1)))).code,
+    ).toBe(CODES.TOO_LARGE);
+    expect(
+      parseManifestResponse(reencode(mapOf(encodeManifestResponse({ ...br, manifest: big(1) })), (x) => x.set(4, big(LIMITS.maxEnvelopeBytes + 1)))).code,
+    ).toBe(CODES.TOO_LARGE);
     const pm = mapOf(encodePageResponse({ ...br, page: 0, leaves: big(32), proof: big(0) }));
     expect(parsePageResponse(reencode(pm, (x) => x.set(5, big(LIMITS.pageLeaves * 32 + 32)))).code).toBe(CODES.TOO_LARGE);
     expect(parsePageResponse(reencode(pm, (x) => x.set(6, big(LIMITS.maxProofNodes * 32 + 32)))).code).toBe(CODES.TOO_LARGE);
@@ -292,7 +440,14 @@ describe('message-specific rules', () => {
     expect(parseStatusEvent(reencode(sm, (x) => x.delete(8))).code).toBe(CODES.MISSING_FIELD);
     expect(parseStatusEvent(reencode(sm, (x) => x.set(5, 4))).code).toBe(CODES.BAD_VALUE); // confirmed with a code
     expect(parseStatusEvent(reencode(sm, (x) => x.set(5, 7))).code).toBe(CODES.BAD_VALUE); // unknown state
-    expect(parseStatusEvent(reencode(sm, (x) => { x.set(5, 1); x.delete(8); })).code).toBe(CODES.MISSING_FIELD); // downloading without n/m
+    expect(
+      parseStatusEvent(
+        reencode(sm, (x) => {
+          x.set(5, 1);
+          x.delete(8);
+        }),
+      ).code,
+    ).toBe(CODES.MISSING_FIELD); // downloading without n/m
     expect(parseStatusEvent(reencode(sm, (x) => x.set(6, 3))).code).toBe(CODES.MISSING_FIELD); // done without total
     expect(parseStatusEvent(reencode(sm, (x) => x.set(6, 11).set(7, 10))).code).toBe(CODES.BAD_VALUE);
     expect(parseStatusEvent(reencode(sm, (x) => x.set(8, 0))).code).toBe(CODES.BAD_VALUE);
@@ -344,9 +499,11 @@ describe('topics', () => {
   });
 
   it('ids: 1..64 of [A-Za-z0-9_-], never "/", "+", "#" or empty', () => {
-    fc.assert(fc.property(idArb, (id) => {
-      expect(isValidId(id)).toBe(true);
-    }));
+    fc.assert(
+      fc.property(idArb, (id) => {
+        expect(isValidId(id)).toBe(true);
+      }),
+    );
     for (const bad of ['', 'a/b', '+', '#', 'a+b', 'a#', 'a'.repeat(65), ' ', '$SYS', 'x\u0000']) {
       expect(isValidId(bad), JSON.stringify(bad)).toBe(false);
       expect(() => topics.request('fwseal', bad, 'd1')).toThrow(RangeError);
@@ -357,13 +514,21 @@ describe('topics', () => {
   });
 
   it('parses request and status topics back to their ids', () => {
-    fc.assert(fc.property(idArb, idArb, (c, d) => {
-      const r = parseRequestTopic('acme/ota', topics.request('acme/ota', c, d));
-      expect(r.ok && [r.campaign, r.device]).toEqual([c, d]);
-      const s = parseStatusTopic('acme/ota', topics.status('acme/ota', d));
-      expect(s.ok && s.device).toBe(d);
-    }));
-    for (const t of ['fwseal/campaign/c1/req', 'fwseal/campaign/c1/req/d1/x', 'other/campaign/c1/req/d1', 'fwseal/campaign/+/req/d1', 'fwseal/device/d1/reply']) {
+    fc.assert(
+      fc.property(idArb, idArb, (c, d) => {
+        const r = parseRequestTopic('acme/ota', topics.request('acme/ota', c, d));
+        expect(r.ok && [r.campaign, r.device]).toEqual([c, d]);
+        const s = parseStatusTopic('acme/ota', topics.status('acme/ota', d));
+        expect(s.ok && s.device).toBe(d);
+      }),
+    );
+    for (const t of [
+      'fwseal/campaign/c1/req',
+      'fwseal/campaign/c1/req/d1/x',
+      'other/campaign/c1/req/d1',
+      'fwseal/campaign/+/req/d1',
+      'fwseal/device/d1/reply',
+    ]) {
       expect(parseRequestTopic('fwseal', t).code, t).toBe(CODES.BAD_VALUE);
     }
     expect(parseStatusTopic('fwseal', 'fwseal/device/d1/reply').code).toBe(CODES.BAD_VALUE);
@@ -380,11 +545,56 @@ describe('online status and staged rollout', () => {
   it('group goes with online only; other states need a campaign', () => {
     const state = (s: string) => STATUS_STATES.indexOf(s as never);
     const enc = (entries: [number, Encodable][]) => encodeCbor(new Map(entries) as unknown as Encodable);
-    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [4, 'd1'], [5, state('online')]])).code).toBe(CODES.MISSING_FIELD);
-    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [1, 'c1'], [4, 'd1'], [5, state('accepted')], [9, 'g1']])).code).toBe(CODES.BAD_VALUE);
-    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [4, 'd1'], [5, state('accepted')]])).code).toBe(CODES.MISSING_FIELD);
-    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [1, 'c1'], [4, 'd1'], [5, state('confirmed')], [10, '1.0']])).code).toBe(CODES.BAD_VALUE);
-    expect(parseStatusEvent(enc([[0, MSG.statusEvent], [4, 'd1'], [5, state('online')], [9, 'g/1']])).code).toBe(CODES.BAD_VALUE);
+    expect(
+      parseStatusEvent(
+        enc([
+          [0, MSG.statusEvent],
+          [4, 'd1'],
+          [5, state('online')],
+        ]),
+      ).code,
+    ).toBe(CODES.MISSING_FIELD);
+    expect(
+      parseStatusEvent(
+        enc([
+          [0, MSG.statusEvent],
+          [1, 'c1'],
+          [4, 'd1'],
+          [5, state('accepted')],
+          [9, 'g1'],
+        ]),
+      ).code,
+    ).toBe(CODES.BAD_VALUE);
+    expect(
+      parseStatusEvent(
+        enc([
+          [0, MSG.statusEvent],
+          [4, 'd1'],
+          [5, state('accepted')],
+        ]),
+      ).code,
+    ).toBe(CODES.MISSING_FIELD);
+    expect(
+      parseStatusEvent(
+        enc([
+          [0, MSG.statusEvent],
+          [1, 'c1'],
+          [4, 'd1'],
+          [5, state('confirmed')],
+          [10, '1.0'],
+        ]),
+      ).code,
+    ).toBe(CODES.BAD_VALUE);
+    expect(
+      parseStatusEvent(
+        enc([
+          [0, MSG.statusEvent],
+          [4, 'd1'],
+          [5, state('online')],
+          [9, 'g/1'],
+        ]),
+      ).code,
+    ).toBe(CODES.BAD_VALUE);
   });
 
   it('rollout buckets are 32-bit, stable, and differ per campaign', () => {
@@ -406,7 +616,16 @@ describe('multicast flag and data topic', () => {
     expect(r.ok && r.value.multicast).toBe(true);
     const plain = parseBlockRequest(encodeBlockRequest({ campaign: 'c1', requestId: 4, ranges: [[0, 2]] }));
     expect(plain.ok && plain.value.multicast).toBe(undefined);
-    const enc = (v: Encodable) => encodeCbor(new Map<CborKey, Encodable>([[0, MSG.blockRequest], [1, 'c1'], [2, 4], [4, [[0, 1]]], [7, v]]) as unknown as Encodable);
+    const enc = (v: Encodable) =>
+      encodeCbor(
+        new Map<CborKey, Encodable>([
+          [0, MSG.blockRequest],
+          [1, 'c1'],
+          [2, 4],
+          [4, [[0, 1]]],
+          [7, v],
+        ]) as unknown as Encodable,
+      );
     expect(parseBlockRequest(enc(1)).ok).toBe(true);
     expect(parseBlockRequest(enc(0)).code).toBe(CODES.BAD_VALUE);
     expect(parseBlockRequest(enc(2)).code).toBe(CODES.BAD_VALUE);

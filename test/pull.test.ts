@@ -1,11 +1,11 @@
 /** The asynchronous windowed pull (SPEC.md §12.3, §12.7) on a virtual clock with fake async transports. */
 import { describe, expect, it } from 'vitest';
+import { type UpdateAgent } from '../device/agent/agent.js';
+import { PowerCut } from '../device/agent/flash.js';
+import { type AsyncTransport, type PullOptions, pullDownload, type Timer } from '../device/agent/pull.js';
 import { concatBytes } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { pageLeafRange } from '../shared/merkle.js';
-import { type UpdateAgent } from '../device/agent/agent.js';
-import { PowerCut } from '../device/agent/flash.js';
-import { type AsyncTransport, type PullOptions, type Timer, pullDownload } from '../device/agent/pull.js';
 import { agentWorld } from './support/agent-world.js';
 
 // 300 chunks of 512 bytes: 3 digest pages.
@@ -23,8 +23,12 @@ class VirtualTimer implements Timer {
   #seq = 0;
   #queue: { at: number; seq: number; wake: () => void }[] = [];
   constructor(readonly rand: () => number = () => 0.5) {}
-  now() { return this.t; }
-  random() { return this.rand(); }
+  now() {
+    return this.t;
+  }
+  random() {
+    return this.rand();
+  }
   sleep(ms: number): Promise<void> {
     this.sleeps.push(ms);
     return this.after(ms);
@@ -35,7 +39,14 @@ class VirtualTimer implements Timer {
   }
   async run<T>(p: Promise<T>): Promise<T> {
     let settled = false;
-    p.then(() => { settled = true; }, () => { settled = true; });
+    p.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
     for (;;) {
       await new Promise((r) => setImmediate(r));
       if (settled) return p;
@@ -54,7 +65,10 @@ type Fake = AsyncTransport & { blocks: number[]; pages: number[]; maxInFlight: n
  * An async transport over the v2 image. Replies after a latency that varies by index (so they arrive
  * out of order); `lose(index, attempt)` drops a reply for good, `corrupt(index, attempt)` flips a bit.
  */
-function transport(timer: VirtualTimer, opts: { lose?: (i: number, n: number) => boolean; corrupt?: (i: number, n: number) => boolean; nothing?: boolean } = {}): Fake {
+function transport(
+  timer: VirtualTimer,
+  opts: { lose?: (i: number, n: number) => boolean; corrupt?: (i: number, n: number) => boolean; nothing?: boolean } = {},
+): Fake {
   const attempts = new Map<number, number>();
   let inFlight = 0;
   const fake: Fake = {
@@ -78,7 +92,7 @@ function transport(timer: VirtualTimer, opts: { lose?: (i: number, n: number) =>
       if (opts.lose?.(index, n)) return new Promise<never>(() => {});
       inFlight++;
       fake.maxInFlight = Math.max(fake.maxInFlight, inFlight);
-      return timer.after(5 + (index * 7) % 13).then(() => {
+      return timer.after(5 + ((index * 7) % 13)).then(() => {
         inFlight--;
         if (opts.nothing) return null;
         const bytes = v2Image.slice(index * 512, (index + 1) * 512);
@@ -241,7 +255,7 @@ function blockTransport(timer: VirtualTimer, cpb: number, opts: { alter?: (block
       const n = (attempts.get(index) ?? 0) + 1;
       attempts.set(index, n);
       fake.blocks.push(index);
-      await timer.after(5 + (index * 7) % 13);
+      await timer.after(5 + ((index * 7) % 13));
       const bytes = v2Image.slice(index * cpb * 512, (index + 1) * cpb * 512);
       return opts.alter ? opts.alter(index, n, bytes) : bytes;
     },
@@ -264,7 +278,12 @@ describe('pullDownload with several chunks per block', () => {
 
   it('re-fetches a block with one tampered chunk; its good chunks before it are kept', async () => {
     const { agent, timer } = begin();
-    const t = blockTransport(timer, 4, { alter: (b, n, bytes) => { if (b === 10 && n === 1) bytes[512 * 2 + 9] ^= 1; return bytes; } });
+    const t = blockTransport(timer, 4, {
+      alter: (b, n, bytes) => {
+        if (b === 10 && n === 1) bytes[512 * 2 + 9] ^= 1;
+        return bytes;
+      },
+    });
     const r = await pull(agent, t, timer, { chunksPerBlock: 4, chunkSize: 512, window: 1 });
     expect(r.ok && r.rejected).toBe(1);
     expect(t.blocks.filter((b) => b === 10).length).toBe(2);
@@ -274,7 +293,12 @@ describe('pullDownload with several chunks per block', () => {
   it('accepts a short last block (300 chunks in blocks of 8: the last has 4)', async () => {
     const { agent, timer } = begin();
     const lengths = new Map<number, number>();
-    const t = blockTransport(timer, 8, { alter: (b, _n, bytes) => { lengths.set(b, bytes.length); return bytes; } });
+    const t = blockTransport(timer, 8, {
+      alter: (b, _n, bytes) => {
+        lengths.set(b, bytes.length);
+        return bytes;
+      },
+    });
     const r = await pull(agent, t, timer, { chunksPerBlock: 8, chunkSize: 512 });
     expect(r.ok).toBe(true);
     expect(t.blocks.length).toBe(Math.ceil(N / 8));

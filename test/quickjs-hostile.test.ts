@@ -11,7 +11,7 @@ import { head } from '../shared/cbor.js';
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { detBytes, detKey, makeRevocations, makeTrust } from './support/fixtures.js';
-import { QUICKJS_VARIANTS, type VerifierVM, loadVerifierInQuickJS } from './support/quickjs.js';
+import { loadVerifierInQuickJS, QUICKJS_VARIANTS, type VerifierVM } from './support/quickjs.js';
 
 const MEMORY_LIMIT = 131072;
 const cat = (...parts: (Uint8Array | number[])[]) => {
@@ -66,7 +66,9 @@ describe.each(QUICKJS_VARIANTS)('hostile envelopes in QuickJS (%s)', (variant) =
     vm.setBytes('hostile', bytes);
     const baseline = vm.memory();
     // Repeated so that QuickJS's interrupt polls (every ~10,000 steps) sample inside the decoding.
-    const run = vm.measurePeak(() => vm.evalJson<number[]>(`(function () {
+    const run = vm.measurePeak(
+      () =>
+        vm.evalJson<number[]>(`(function () {
       var H = fwsealHarness, V = fwsealVerifier, codes = [];
       var t = V.loadTrust(H.slots.trust).trust;
       for (var i = 0; i < 40; i++) {
@@ -75,7 +77,9 @@ describe.each(QUICKJS_VARIANTS)('hostile envelopes in QuickJS (%s)', (variant) =
         codes.push(V.loadTrust(H.slots.hostile).code);
       }
       return codes.filter(function (c, j) { return codes.indexOf(c) === j; });
-    })()`), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT });
+    })()`),
+      { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT },
+    );
     expect(run.result).toEqual([CODES.TOO_LARGE]);
     expect(run.interrupted).toBe(false);
     expect(run.samples).toBeGreaterThan(0);
@@ -84,13 +88,17 @@ describe.each(QUICKJS_VARIANTS)('hostile envelopes in QuickJS (%s)', (variant) =
 
   it('the honest extreme, a full revocation list (128 key ids, 128 manifests), verifies under the same limit', () => {
     const full = makeRevocations({
-      version: 1, keyIds: Array.from({ length: LIMITS.maxRevokedKeys }, (_, i) => detBytes(16, `kid ${i}`)),
-      manifests: Array.from({ length: LIMITS.maxRevokedManifests }, (_, i) => detBytes(32, `m ${i}`)), signers: [A, B, C],
+      version: 1,
+      keyIds: Array.from({ length: LIMITS.maxRevokedKeys }, (_, i) => detBytes(16, `kid ${i}`)),
+      manifests: Array.from({ length: LIMITS.maxRevokedManifests }, (_, i) => detBytes(32, `m ${i}`)),
+      signers: [A, B, C],
     });
     vm.setBytes('full', full);
-    expect(vm.evalJson(`(function () {
+    expect(
+      vm.evalJson(`(function () {
       var V = fwsealVerifier, S = fwsealHarness.slots;
       return V.verifyRevocations(S.full, V.loadTrust(S.trust).trust).code;
-    })()`)).toBe(CODES.OK);
+    })()`),
+    ).toBe(CODES.OK);
   });
 });

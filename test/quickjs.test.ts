@@ -6,20 +6,21 @@
  * budget. Harness: test/support/quickjs.ts; how these builds count memory: test/support/quickjs-memory.ts.
  * FWSEAL_DEVICE_BUNDLE points the suite at another build of the bundle.
  */
-import { readFileSync } from 'node:fs';
+
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as device from '../device/index.js';
 import * as bundleEntry from '../device/bundle.js';
+import * as device from '../device/index.js';
 import { CODES } from '../shared/codes.js';
-import { generateVectors, stableJson } from './support/manifest-vectors.js';
-import { flowSource, flowWorld as makeFlowWorld, loadFlowInputs } from './support/quickjs-flow.js';
 import { detKey } from './support/fixtures.js';
-import { BUNDLE_GZIP_BUDGET, DEFAULT_BUNDLE_PATH, QUICKJS_VARIANTS, type VerifierVM, loadVerifierInQuickJS } from './support/quickjs.js';
-import { type CaseOutcome, type VectorCase, runVectorCase } from './support/quickjs-harness.js';
+import { generateVectors, stableJson } from './support/manifest-vectors.js';
+import { BUNDLE_GZIP_BUDGET, DEFAULT_BUNDLE_PATH, loadVerifierInQuickJS, QUICKJS_VARIANTS, type VerifierVM } from './support/quickjs.js';
+import { flowSource, loadFlowInputs, flowWorld as makeFlowWorld } from './support/quickjs-flow.js';
+import { type CaseOutcome, runVectorCase, type VectorCase } from './support/quickjs-harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const readVector = (rel: string): string => readFileSync(join(here, 'vectors', rel), 'utf8');
@@ -50,11 +51,17 @@ const wycheproof = (() => {
   const file = JSON.parse(readVector('wycheproof/ed25519_test.json')) as {
     testGroups: { publicKey: { pk: string }; tests: { tcId: number; msg: string; sig: string; result: string }[] }[];
   };
-  return file.testGroups.flatMap((g) => g.tests.map((t) => ({ id: `tcId ${t.tcId}`, sig: t.sig, msg: t.msg, pk: g.publicKey.pk, valid: t.result === 'valid' })));
+  return file.testGroups.flatMap((g) =>
+    g.tests.map((t) => ({ id: `tcId ${t.tcId}`, sig: t.sig, msg: t.msg, pk: g.publicKey.pk, valid: t.result === 'valid' })),
+  );
 })();
 
-const cctv = (JSON.parse(readVector('cctv/ed25519vectors.json')) as { number: number; key: string; sig: string; msg: string }[])
-  .map((v) => ({ id: `#${v.number}`, sig: v.sig, msg: hex(Buffer.from(v.msg, 'utf8')), pk: v.key }));
+const cctv = (JSON.parse(readVector('cctv/ed25519vectors.json')) as { number: number; key: string; sig: string; msg: string }[]).map((v) => ({
+  id: `#${v.number}`,
+  sig: v.sig,
+  msg: hex(Buffer.from(v.msg, 'utf8')),
+  pk: v.key,
+}));
 
 const cose = ['eddsa-01.json', 'eddsa-02.json', 'eddsa-sig-01.json', 'eddsa-sig-02.json'].flatMap((f) => {
   type CoseKey = { crv: string; x_hex: string };
@@ -134,10 +141,12 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
 
   it("the project's manifest vectors: every code equals the expected code and Node's", { timeout: 180_000 }, () => {
     const { images, cases } = manifestVectors;
-    const inVm = timed(`${variant}: ${cases.length} manifest vectors`, () => vm.evalJson<CaseOutcome[]>(
-      `(function () { var f = JSON.parse(fwsealHarness.input); return f.cases.map(function (c) { return fwsealHarness.runCase(c, f.images); }); })()`,
-      manifestVectorsText,
-    ));
+    const inVm = timed(`${variant}: ${cases.length} manifest vectors`, () =>
+      vm.evalJson<CaseOutcome[]>(
+        `(function () { var f = JSON.parse(fwsealHarness.input); return f.cases.map(function (c) { return fwsealHarness.runCase(c, f.images); }); })()`,
+        manifestVectorsText,
+      ),
+    );
     const inNode = cases.map((c) => runVectorCase(device, c, images));
     const wrong = cases.flatMap((c, i) => {
       const want = `${c.expected.stage} ${c.expected.error} ${c.expected.code}`;
@@ -152,7 +161,13 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
   it('Wycheproof (151): the same verdicts as Node, 88 valid accepted, 63 invalid rejected', { timeout: 120_000 }, () => {
     const got = timed(`${variant}: Wycheproof ${wycheproof.length}`, () => vmEd25519(vm, wycheproof));
     expect(differences(wycheproof, got, nodeEd25519(wycheproof))).toEqual([]);
-    expect(differences(wycheproof, got, wycheproof.map((v) => v.valid))).toEqual([]);
+    expect(
+      differences(
+        wycheproof,
+        got,
+        wycheproof.map((v) => v.valid),
+      ),
+    ).toEqual([]);
     expect(got.filter(Boolean).length).toBe(88);
   });
 
@@ -183,9 +198,14 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
     vm.context.setProp(vm.context.global, 'hostSha512', hostSha512);
     hostSha512.dispose();
     try {
-      const picked = manifestVectors.cases.filter((c) => ['OK', 'THRESHOLD_NOT_MET', 'REVOKED_KEY', 'REVOKED_MANIFEST', 'TRUST_THRESHOLD_NOT_MET', 'CHUNK_DIGEST_MISMATCH', 'MERKLE_ROOT_MISMATCH'].includes(c.expected.error));
-      const result = timed(`${variant}: platform hooks, ${picked.length} manifest vectors + Wycheproof`, () => vm.evalJson<{ codes: number[]; wycheproof: boolean[]; calls: { sha256: number; sha512: number } }>(
-        `(function () {
+      const picked = manifestVectors.cases.filter((c) =>
+        ['OK', 'THRESHOLD_NOT_MET', 'REVOKED_KEY', 'REVOKED_MANIFEST', 'TRUST_THRESHOLD_NOT_MET', 'CHUNK_DIGEST_MISMATCH', 'MERKLE_ROOT_MISMATCH'].includes(
+          c.expected.error,
+        ),
+      );
+      const result = timed(`${variant}: platform hooks, ${picked.length} manifest vectors + Wycheproof`, () =>
+        vm.evalJson<{ codes: number[]; wycheproof: boolean[]; calls: { sha256: number; sha512: number } }>(
+          `(function () {
           var H = fwsealHarness, V = fwsealVerifier, calls = { sha256: 0, sha512: 0 };
           var hooked = V.createVerifier({
             sha256: function (d) { calls.sha256++; return V.sha256(d); },
@@ -196,8 +216,9 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
           var wycheproof = input.wycheproof.map(function (v) { return hooked.verifyEd25519(H.hex(v.sig), H.hex(v.msg), H.hex(v.pk)); });
           return { codes: codes, wycheproof: wycheproof, calls: calls };
         })()`,
-        JSON.stringify({ cases: picked, images: manifestVectors.images, wycheproof }),
-      ));
+          JSON.stringify({ cases: picked, images: manifestVectors.images, wycheproof }),
+        ),
+      );
       expect(result.codes).toEqual(picked.map((c) => c.expected.code));
       expect(result.wycheproof).toEqual(nodeEd25519(wycheproof));
       expect(result.calls.sha256).toBeGreaterThan(0);
@@ -264,7 +285,9 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
     }
   });
 
-  it('128 KB: trust, revocation list, a 3-signature manifest and a 1 MiB image in 4 KiB pieces, under setMemoryLimit(131072)', { timeout: 180_000 }, async () => {
+  it('128 KB: trust, revocation list, a 3-signature manifest and a 1 MiB image in 4 KiB pieces, under setMemoryLimit(131072)', {
+    timeout: 180_000,
+  }, async () => {
     // The limit is set before the bundle is evaluated and stays for the whole flow. These builds
     // count 8 bytes per live allocation against it (see test/support/quickjs-memory.ts), so the flow is
     // also held to 128 KiB of QuickJS's byte estimate above what was live once the bundle and the
@@ -274,13 +297,18 @@ describe.each(QUICKJS_VARIANTS)('QuickJS (%s)', (variant) => {
       loadFlowInputs(flowVm, flowWorld);
       const baseline = flowVm.memory();
       const good = timed(`${variant}: 128 KB flow, 1 MiB image`, () =>
-        flowVm.measurePeak(() => flowVm.evalJson(flowSource()), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }));
+        flowVm.measurePeak(() => flowVm.evalJson(flowSource()), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }),
+      );
       const tampered = timed(`${variant}: 128 KB flow, tampered chunk 200`, () =>
-        flowVm.measurePeak(() => flowVm.evalJson(flowSource({ tamperOffset: 200 * 4096 + 5 })), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }));
-      const report = (p: typeof good) => `peak ${p.peakUsedBytes} B used (+${p.peakUsedBytes - baseline.usedBytes} over the loaded baseline ${baseline.usedBytes}), `
-        + `peak ${p.peakBlocks} blocks = ${8 * p.peakBlocks} B against the limit, ${p.samples} samples, ${(p.ms / 1000).toFixed(2)} s`;
-      console.log(`${variant} 128 KB flow: bundle loaded ${flowVm.afterBundle.usedBytes} B used (${flowVm.afterBundle.blocks} blocks); `
-        + `good image: ${report(good)}; tampered: ${report(tampered)}`);
+        flowVm.measurePeak(() => flowVm.evalJson(flowSource({ tamperOffset: 200 * 4096 + 5 })), { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT }),
+      );
+      const report = (p: typeof good) =>
+        `peak ${p.peakUsedBytes} B used (+${p.peakUsedBytes - baseline.usedBytes} over the loaded baseline ${baseline.usedBytes}), ` +
+        `peak ${p.peakBlocks} blocks = ${8 * p.peakBlocks} B against the limit, ${p.samples} samples, ${(p.ms / 1000).toFixed(2)} s`;
+      console.log(
+        `${variant} 128 KB flow: bundle loaded ${flowVm.afterBundle.usedBytes} B used (${flowVm.afterBundle.blocks} blocks); ` +
+          `good image: ${report(good)}; tampered: ${report(tampered)}`,
+      );
       expect(good.result).toEqual({ loadTrust: 0, verifyRevocations: 0, verifyManifest: 0, signers: 2, image: CODES.OK });
       expect(good.interrupted).toBe(false);
       expect(good.peakUsedBytes - baseline.usedBytes).toBeLessThanOrEqual(MEMORY_LIMIT);

@@ -6,10 +6,10 @@
  */
 import { copyFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTrust, verifyManifest, verifyTrustUpdate } from '../device/index.js';
 import { fromHex, toHex } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { encodeEnvelope, parseEnvelope } from '../shared/cose.js';
-import { loadTrust, verifyManifest, verifyTrustUpdate } from '../device/index.js';
 import { type CliWorld, expectOk, expectRejected, expectUsage, makeCliWorld } from './support/cli-world.js';
 
 let w: CliWorld;
@@ -30,10 +30,29 @@ async function manifestSignedBy(name: string, signers: string[]): Promise<void> 
 }
 
 beforeAll(async () => {
-  w = await makeCliWorld(['A', 'B', 'C', 'R1', 'R2', 'R3', 'D', 'U'], { trust: [...ROOT_ABC, ...RELEASE_R123, '--sign', 'A.key', '--sign', 'B.key'], image: true });
+  w = await makeCliWorld(['A', 'B', 'C', 'R1', 'R2', 'R3', 'D', 'U'], {
+    trust: [...ROOT_ABC, ...RELEASE_R123, '--sign', 'A.key', '--sign', 'B.key'],
+    image: true,
+  });
   expectOk(await w.run('revoke', '--trust', 'trust.cbor', '--version', '1', '--key', 'R2.pub', '--sign', 'A.key', '--out', 'rl-partial.cbor'));
   expectOk(await w.run('trust', 'init', ...ROOT_ABC, ...RELEASE_R123, '--sign', 'A.key', '--out', 't1-partial.cbor'));
-  expectOk(await w.run('trust', 'rotate', '--previous', 'trust.cbor', '--root', 'D.pub', '--root-threshold', '1', ...RELEASE_R123, '--sign', 'D.key', '--out', 't2.cbor'));
+  expectOk(
+    await w.run(
+      'trust',
+      'rotate',
+      '--previous',
+      'trust.cbor',
+      '--root',
+      'D.pub',
+      '--root-threshold',
+      '1',
+      ...RELEASE_R123,
+      '--sign',
+      'D.key',
+      '--out',
+      't2.cbor',
+    ),
+  );
 });
 
 afterAll(() => w?.close());
@@ -72,7 +91,11 @@ describe('sign --trust refuses a key outside the signing role (KEY_NOT_IN_TRUST,
     copyFileSync(w.path('m.cose'), w.path('ok.cose'));
     copyFileSync(w.path('rl-partial.cbor'), w.path('ok-rl.cbor'));
     copyFileSync(w.path('t1-partial.cbor'), w.path('ok-t1.cbor'));
-    for (const [file, key] of [['ok.cose', 'R1'], ['ok-rl.cbor', 'B'], ['ok-t1.cbor', 'C']]) {
+    for (const [file, key] of [
+      ['ok.cose', 'R1'],
+      ['ok-rl.cbor', 'B'],
+      ['ok-t1.cbor', 'C'],
+    ]) {
       const r = await w.run('sign', file, '--key', `${key}.key`, '--trust', 'trust.cbor', '--json');
       expectOk(r);
       expect(json(r.out)).toMatchObject({ added: true, roleChecked: true, warnings: [] });
@@ -132,7 +155,27 @@ describe('sign of a rotation: --trust is the bundle it replaces', () => {
 
   it('--trust that is neither the replaced bundle nor the bundle itself is USAGE', async () => {
     // Another version-2 bundle (other roots) cannot be what t2 replaces.
-    expectOk(await w.run('trust', 'rotate', '--previous', 'trust.cbor', '--root', 'U.pub', '--root-threshold', '1', ...RELEASE_R123, '--sign', 'U.key', '--sign', 'A.key', '--sign', 'B.key', '--out', 't2-other.cbor'));
+    expectOk(
+      await w.run(
+        'trust',
+        'rotate',
+        '--previous',
+        'trust.cbor',
+        '--root',
+        'U.pub',
+        '--root-threshold',
+        '1',
+        ...RELEASE_R123,
+        '--sign',
+        'U.key',
+        '--sign',
+        'A.key',
+        '--sign',
+        'B.key',
+        '--out',
+        't2-other.cbor',
+      ),
+    );
     const before = w.bytes('t2.cbor');
     expectUsage(await w.run('sign', 't2.cbor', '--key', 'A.key', '--trust', 't2-other.cbor'));
     expect(w.bytes('t2.cbor')).toEqual(before);
@@ -154,12 +197,19 @@ describe('verify names the signatures it did not count, and why (H9)', () => {
     await manifestSignedBy('mixed.cose', ['R1', 'R2', 'A', 'U']);
     const env = parseEnvelope(w.bytes('mixed.cose'));
     if (!env.ok) throw new Error(env.error);
-    w.write('mixed.cose', encodeEnvelope({ payload: env.envelope.payload, signatures: [...env.envelope.signatures, { kid: fromHex(w.kids.R3) as Uint8Array, signature: new Uint8Array(64).fill(9) }] }));
+    w.write(
+      'mixed.cose',
+      encodeEnvelope({
+        payload: env.envelope.payload,
+        signatures: [...env.envelope.signatures, { kid: fromHex(w.kids.R3) as Uint8Array, signature: new Uint8Array(64).fill(9) }],
+      }),
+    );
     copyFileSync(w.path('rl-partial.cbor'), w.path('rl.cbor'));
     expectOk(await w.run('sign', 'rl.cbor', '--key', 'B.key', '--trust', 'trust.cbor'));
   });
 
-  const reasons = (out: Record<string, any>) => Object.fromEntries((out.ignoredSignatures as { keyId: string; reason: string }[]).map((g) => [g.keyId, g.reason]));
+  const reasons = (out: Record<string, any>) =>
+    Object.fromEntries((out.ignoredSignatures as { keyId: string; reason: string }[]).map((g) => [g.keyId, g.reason]));
 
   it('accepted: unknown kid, wrong role and invalid are named in --json and in the text', async () => {
     const r = await w.run('verify', 'mixed.cose', '--trust', 'trust.cbor', '--json');
@@ -172,7 +222,7 @@ describe('verify names the signatures it did not count, and why (H9)', () => {
     for (const reason of ['wrong-role', 'unknown-kid', 'invalid']) expect(text.out).toContain(`(${reason})`);
   });
 
-  it('with R2 revoked: REVOKED_KEY, and R2 is named as revoked; the verdict is the device verifier\'s', async () => {
+  it("with R2 revoked: REVOKED_KEY, and R2 is named as revoked; the verdict is the device verifier's", async () => {
     const r = await w.run('verify', 'mixed.cose', '--trust', 'trust.cbor', '--revocations', 'rl.cbor', '--json');
     expect(r.status).toBe(1);
     const out = json(r.out);

@@ -5,14 +5,14 @@
  * (signed by C + D) revokes A and B; A + B then try to undo it and take over.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CODES, type Result } from '../shared/codes.js';
-import { type VerifiedRevocations, type VerifiedTrust, type Verifier, createVerifier } from '../device/index.js';
 import { UpdateAgent } from '../device/agent/agent.js';
-import { provision } from '../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../device/agent/layout.js';
+import { provision } from '../device/agent/provision.js';
 import { loadState } from '../device/agent/state-store.js';
+import { createVerifier, type VerifiedRevocations, type VerifiedTrust, type Verifier } from '../device/index.js';
 import { SimFlash } from '../device/sim/flash.js';
 import { type QuickJSVerifier, quickjsVerifier } from '../hil/quickjs-verifier.js';
+import { CODES, type Result } from '../shared/codes.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust } from './support/fixtures.js';
 
 const [A, B, C, D, E] = ['A', 'B', 'C', 'D', 'E'].map(detKey);
@@ -84,7 +84,7 @@ describe.each(['pure JS', 'QuickJS bundle'] as const)('root revocation with the 
     expect(v.verifyRevocations(empty, t3, 1, stored()).code).toBe(CODES.OK);
   });
 
-  it('the update agent refuses the whole takeover, and the attacker\'s image never installs', () => {
+  it("the update agent refuses the whole takeover, and the attacker's image never installs", () => {
     const geometry = { size: layoutBytes(4096, 8, 64 * 1024), eraseBlockSize: 4096, writeAlign: 8, erasedValue: 0xff };
     const layout = createLayout(geometry, { slotSize: 64 * 1024 });
     const flash = new SimFlash(geometry);

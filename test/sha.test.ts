@@ -29,8 +29,8 @@ const HASHES = [
 
 /** The lengths where padding changes shape (§5.1.1, §5.1.2): one or two final blocks, full blocks. */
 const BOUNDARY_LENGTHS = [
-  0, 1, 54, 55, 56, 57, 63, 64, 65, 111, 112, 113, 119, 120, 121, 127, 128, 129, 175, 176, 183, 184, 191, 192,
-  193, 239, 240, 247, 248, 255, 256, 257, 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537,
+  0, 1, 54, 55, 56, 57, 63, 64, 65, 111, 112, 113, 119, 120, 121, 127, 128, 129, 175, 176, 183, 184, 191, 192, 193, 239, 240, 247, 248, 255, 256, 257, 4095,
+  4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537,
 ];
 
 describe('FIPS 180-4 examples and NIST CAVP messages', () => {
@@ -85,11 +85,12 @@ describe('FIPS 180-4 examples and NIST CAVP messages', () => {
 describe('the constants are the ones FIPS 180-4 prints', () => {
   const words = (table: string): string[] => table.trim().split(/\s+/);
   const pairs = (a: Int32Array): string[] =>
-    Array.from({ length: a.length / 2 }, (_, i) => ((a[2 * i] >>> 0).toString(16).padStart(8, '0') + (a[2 * i + 1] >>> 0).toString(16).padStart(8, '0')));
+    Array.from({ length: a.length / 2 }, (_, i) => (a[2 * i] >>> 0).toString(16).padStart(8, '0') + (a[2 * i + 1] >>> 0).toString(16).padStart(8, '0'));
   const highs = (a: Int32Array, n: number): string[] => Array.from({ length: n }, (_, i) => (a[2 * i] >>> 0).toString(16).padStart(8, '0'));
 
   it('§4.2.3: the eighty SHA-512 constants', () => {
-    expect(pairs(SHA512_K)).toEqual(words(`
+    expect(pairs(SHA512_K)).toEqual(
+      words(`
       428a2f98d728ae22 7137449123ef65cd b5c0fbcfec4d3b2f e9b5dba58189dbbc
       3956c25bf348b538 59f111f1b605d019 923f82a4af194f9b ab1c5ed5da6d8118
       d807aa98a3030242 12835b0145706fbe 243185be4ee4b28c 550c7dc3d5ffb4e2
@@ -109,11 +110,13 @@ describe('the constants are the ones FIPS 180-4 prints', () => {
       ca273eceea26619c d186b8c721c0c207 eada7dd6cde0eb1e f57d4f7fee6ed178
       06f067aa72176fba 0a637dc5a2c898a6 113f9804bef90dae 1b710b35131c471b
       28db77f523047d84 32caab7b40c72493 3c9ebe0a15c9bebc 431d67c49c100d4c
-      4cc5d4becb3e42b6 597f299cfc657e2a 5fcb6fab3ad6faec 6c44198c4a475817`));
+      4cc5d4becb3e42b6 597f299cfc657e2a 5fcb6fab3ad6faec 6c44198c4a475817`),
+    );
   });
 
   it('§4.2.2: the sixty-four SHA-256 constants are their high halves', () => {
-    expect(highs(SHA512_K, 64)).toEqual(words(`
+    expect(highs(SHA512_K, 64)).toEqual(
+      words(`
       428a2f98 71374491 b5c0fbcf e9b5dba5 3956c25b 59f111f1 923f82a4 ab1c5ed5
       d807aa98 12835b01 243185be 550c7dc3 72be5d74 80deb1fe 9bdc06a7 c19bf174
       e49b69c1 efbe4786 0fc19dc6 240ca1cc 2de92c6f 4a7484aa 5cb0a9dc 76f988da
@@ -121,13 +124,16 @@ describe('the constants are the ones FIPS 180-4 prints', () => {
       27b70a85 2e1b2138 4d2c6dfc 53380d13 650a7354 766a0abb 81c2c92e 92722c85
       a2bfe8a1 a81a664b c24b8b70 c76c51a3 d192e819 d6990624 f40e3585 106aa070
       19a4c116 1e376c08 2748774c 34b0bcb5 391c0cb3 4ed8aa4a 5b9cca4f 682e6ff3
-      748f82ee 78a5636f 84c87814 8cc70208 90befffa a4506ceb bef9a3f7 c67178f2`));
+      748f82ee 78a5636f 84c87814 8cc70208 90befffa a4506ceb bef9a3f7 c67178f2`),
+    );
   });
 
   it('§5.3.5 and §5.3.3: the initial hash values, SHA-256 taking the high halves', () => {
-    expect(pairs(SHA512_IV)).toEqual(words(`
+    expect(pairs(SHA512_IV)).toEqual(
+      words(`
       6a09e667f3bcc908 bb67ae8584caa73b 3c6ef372fe94f82b a54ff53a5f1d36f1
-      510e527fade682d1 9b05688c2b3e6c1f 1f83d9abfb41bd6b 5be0cd19137e2179`));
+      510e527fade682d1 9b05688c2b3e6c1f 1f83d9abfb41bd6b 5be0cd19137e2179`),
+    );
     expect(highs(SHA512_IV, 8)).toEqual(words('6a09e667 bb67ae85 3c6ef372 a54ff53a 510e527f 9b05688c 1f83d9ab 5be0cd19'));
   });
 });
@@ -166,7 +172,9 @@ describe('differential against node:crypto', () => {
     it(`${h.name}: a view with a non-zero byteOffset into a larger buffer hashes only its own bytes`, () => {
       fc.assert(
         fc.property(
-          fc.uint8Array({ maxLength: 80 }), fc.uint8Array({ maxLength: 2 * h.block + 9 }), fc.uint8Array({ maxLength: 80 }),
+          fc.uint8Array({ maxLength: 80 }),
+          fc.uint8Array({ maxLength: 2 * h.block + 9 }),
+          fc.uint8Array({ maxLength: 80 }),
           (before, body, after) => {
             const buffer = new Uint8Array(before.length + body.length + after.length);
             buffer.set(before);
@@ -214,7 +222,8 @@ describe('inputs and outputs', () => {
     });
 
     it(`${h.name} keeps no state between calls`, () => {
-      const a = pattern(200, 1), b = pattern(77, 2);
+      const a = pattern(200, 1),
+        b = pattern(77, 2);
       const ha = hex(h.fn(a));
       h.fn(b);
       h.fn(new Uint8Array(h.block * 3));
@@ -235,7 +244,13 @@ describe('inside QuickJS (both builds, 128 KB memory limit)', () => {
           resolveDir: root,
           loader: 'ts',
         },
-        bundle: true, format: 'iife', globalName: 'H', minify: true, target: 'es2020', write: false, logLevel: 'error',
+        bundle: true,
+        format: 'iife',
+        globalName: 'H',
+        minify: true,
+        target: 'es2020',
+        write: false,
+        logLevel: 'error',
       });
       const runtime = (await quickjsModule(variant)).newRuntime();
       runtime.setMemoryLimit(131072);

@@ -5,12 +5,12 @@
  */
 import { copyFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyEd25519, verifyManifest } from '../device/index.js';
+import { loadSigningKey, type SigningKey } from '../host/keys.js';
 import { fromHex, toHex } from '../shared/bytes.js';
 import { CborTag, encodeCbor } from '../shared/cbor.js';
-import { COSE_SIGN_TAG, HEADER_KID, SIGNER_PROTECTED, parseEnvelope, sigStructure } from '../shared/cose.js';
-import { verifyEd25519, verifyManifest } from '../device/index.js';
-import { type SigningKey, loadSigningKey } from '../host/keys.js';
-import { type CliWorld, PASS, expectOk, expectRejected, makeCliWorld } from './support/cli-world.js';
+import { COSE_SIGN_TAG, HEADER_KID, parseEnvelope, SIGNER_PROTECTED, sigStructure } from '../shared/cose.js';
+import { type CliWorld, expectOk, expectRejected, makeCliWorld, PASS } from './support/cli-world.js';
 
 let w: CliWorld;
 const keys: Record<string, SigningKey> = {};
@@ -19,7 +19,9 @@ const RELEASE_R123 = ['--release', 'R1.pub', '--release', 'R2.pub', '--release',
 
 /** An envelope with exactly these signatures, in this order (duplicates allowed: encodeEnvelope refuses them). */
 function rawEnvelope(payload: Uint8Array, sigs: { kid: Uint8Array; signature: Uint8Array }[]): Uint8Array {
-  return encodeCbor(new CborTag(COSE_SIGN_TAG, [new Uint8Array(0), new Map(), payload, sigs.map((s) => [SIGNER_PROTECTED, new Map([[HEADER_KID, s.kid]]), s.signature])]));
+  return encodeCbor(
+    new CborTag(COSE_SIGN_TAG, [new Uint8Array(0), new Map(), payload, sigs.map((s) => [SIGNER_PROTECTED, new Map([[HEADER_KID, s.kid]]), s.signature])]),
+  );
 }
 
 function payloadOf(name: string): Uint8Array {
@@ -47,7 +49,7 @@ beforeAll(async () => {
 afterAll(() => w?.close());
 
 describe('sign checks a signature already under its key id (H1)', () => {
-  it('a bogus signature under the signer\'s key id is replaced by a valid one, and said so on stderr and in --json', async () => {
+  it("a bogus signature under the signer's key id is replaced by a valid one, and said so on stderr and in --json", async () => {
     w.write('bogus.cose', rawEnvelope(payloadOf('m.cose'), [{ kid: kid('R1'), signature: bogus(0x5a) }]));
     const r = await w.run('sign', 'bogus.cose', '--key', 'R1.key', '--json');
     expectOk(r);
@@ -82,7 +84,7 @@ describe('sign checks a signature already under its key id (H1)', () => {
     expect(w.bytes('again.cose')).toEqual(before);
   });
 
-  it('two signatures under the signer\'s key id, a bogus one first: the valid one is kept, the bogus one removed', async () => {
+  it("two signatures under the signer's key id, a bogus one first: the valid one is kept, the bogus one removed", async () => {
     const payload = payloadOf('m.cose');
     const valid = validBy('R1', payload);
     w.write('dup-own.cose', rawEnvelope(payload, [{ kid: kid('R1'), signature: bogus(0x33) }, valid]));
@@ -111,7 +113,7 @@ describe('sign checks a signature already under its key id (H1)', () => {
     expect(verifyManifest(w.bytes('dup-other.cose'), w.bytes('trust.cbor'), { deviceClass: 'acme-gw', counter: 0 }).ok).toBe(true);
   });
 
-  it('when the signer\'s valid signature is already there, another key id listed twice is left alone (unchanged, exit 0)', async () => {
+  it("when the signer's valid signature is already there, another key id listed twice is left alone (unchanged, exit 0)", async () => {
     const payload = payloadOf('m.cose');
     w.write('dup-left.cose', rawEnvelope(payload, [validBy('R1', payload), { kid: kid('R2'), signature: bogus(0x45) }, validBy('R2', payload)]));
     const before = w.bytes('dup-left.cose');

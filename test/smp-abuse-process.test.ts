@@ -9,11 +9,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rig } from '../hil/rig.js';
+import { echo, status, trustUpdate } from '../shared/smp/commands.js';
 import { encodeConsoleFrame } from '../shared/smp/console.js';
 import { MGMT_ERR } from '../shared/smp/errors.js';
-import { echo, status, trustUpdate } from '../shared/smp/commands.js';
-import { Rig } from '../hil/rig.js';
-import { RawMap, provisionTestDevice, rawPacket } from './support/smp-device.js';
+import { provisionTestDevice, RawMap, rawPacket } from './support/smp-device.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fwseal-smp-process-'));
 let rig: Rig | undefined;
@@ -43,7 +43,17 @@ describe('the device process survives hostile SMP requests (socat pty)', () => {
 
     // Line noise with frame markers, and a well-framed packet whose map repeats a key (its answer is a stray for the client).
     slot.link.host.write(Uint8Array.from({ length: 3000 }, (_, i) => [0x06, 0x09, 0x41, 0x0a, 0x04, 0x14, 0xff][i % 7]));
-    slot.link.host.write(encodeConsoleFrame(rawPacket({ group: 64, command: 1, op: 2, seq: 200 }, new RawMap([['off', 0], ['off', 1]]))));
+    slot.link.host.write(
+      encodeConsoleFrame(
+        rawPacket(
+          { group: 64, command: 1, op: 2, seq: 200 },
+          new RawMap([
+            ['off', 0],
+            ['off', 1],
+          ]),
+        ),
+      ),
+    );
 
     const alive = await slot.client.request(echo, { text: 'still here' });
     expect(alive.ok && alive.value).toEqual({ text: 'still here' });

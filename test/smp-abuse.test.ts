@@ -6,17 +6,17 @@
  * and logged. After every case the device still answers echo.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { createVerifier } from '../device/index.js';
+import { SmpServer } from '../hil/smp-endpoint.js';
+import { nodeSha256 } from '../host/hash.js';
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
-import { type SmpPacket, SMP_VERSION } from '../shared/smp/packet.js';
+import { echo, status } from '../shared/smp/commands.js';
 import { encodeConsoleFrame } from '../shared/smp/console.js';
 import { MGMT_ERR, smpErrorOf } from '../shared/smp/errors.js';
 import { encodeRequest } from '../shared/smp/messages.js';
-import { echo, status } from '../shared/smp/commands.js';
-import { SmpServer } from '../hil/smp-endpoint.js';
-import { createVerifier } from '../device/index.js';
-import { nodeSha256 } from '../host/hash.js';
-import { DeviceUnderTest, type RawCbor, type RawHeader, RawFloat, RawMap, rawPacket } from './support/smp-device.js';
+import { SMP_VERSION, type SmpPacket } from '../shared/smp/packet.js';
+import { DeviceUnderTest, type RawCbor, RawFloat, type RawHeader, RawMap, rawPacket } from './support/smp-device.js';
 
 const devices: DeviceUnderTest[] = [];
 afterEach(() => {
@@ -62,12 +62,29 @@ const EINVAL = (rsn: string): Expect => ({ rc: MGMT_ERR.EINVAL, rsn });
 
 const ENVELOPE_CASES: readonly Case[] = [
   // The reported crash: a continuation chunk that runs past `len` (RangeError in e.buf.set).
-  { name: 'a continuation past len', to: TRUST, before: [m({ off: 0, len: 10, data: b(5) })], payload: m({ off: 5, data: b(10) }), expect: EINVAL('BAD_VALUE') },
-  { name: 'a continuation naming a larger len than its upload', to: TRUST, before: [m({ off: 0, len: 10, data: b(5) })], payload: m({ off: 5, len: 100, data: b(50) }), expect: EINVAL('BAD_VALUE') },
+  {
+    name: 'a continuation past len',
+    to: TRUST,
+    before: [m({ off: 0, len: 10, data: b(5) })],
+    payload: m({ off: 5, data: b(10) }),
+    expect: EINVAL('BAD_VALUE'),
+  },
+  {
+    name: 'a continuation naming a larger len than its upload',
+    to: TRUST,
+    before: [m({ off: 0, len: 10, data: b(5) })],
+    payload: m({ off: 5, len: 100, data: b(50) }),
+    expect: EINVAL('BAD_VALUE'),
+  },
   { name: 'a first chunk longer than its len', to: TRUST, payload: m({ off: 0, len: 4, data: b(5) }), expect: EINVAL('BAD_VALUE') },
   { name: 'a first chunk without len', to: MANIFEST, payload: m({ off: 0, data: b(4) }), expect: EINVAL('MISSING_FIELD') },
   { name: 'len 0', to: TRUST, payload: m({ off: 0, len: 0, data: b(0) }), expect: EINVAL('BAD_VALUE') },
-  { name: 'len above maxEnvelopeBytes (nothing allocated)', to: REVOCATION, payload: m({ off: 0, len: LIMITS.maxEnvelopeBytes + 1, data: b(1) }), expect: EINVAL('BAD_VALUE') },
+  {
+    name: 'len above maxEnvelopeBytes (nothing allocated)',
+    to: REVOCATION,
+    payload: m({ off: 0, len: LIMITS.maxEnvelopeBytes + 1, data: b(1) }),
+    expect: EINVAL('BAD_VALUE'),
+  },
   { name: 'len 2^32', to: TRUST, payload: m({ off: 0, len: 2 ** 32, data: b(1) }), expect: EINVAL('BAD_VALUE') },
   { name: 'len negative', to: TRUST, payload: m({ off: 0, len: -5, data: b(1) }), expect: EINVAL('BAD_VALUE') },
   { name: 'len NaN', to: TRUST, payload: m({ off: 0, len: new RawFloat(NaN), data: b(1) }), expect: EINVAL('WRONG_TYPE') },
@@ -86,20 +103,58 @@ const ENVELOPE_CASES: readonly Case[] = [
   { name: 'data as text', to: TRUST, payload: m({ off: 0, len: 4, data: 'abcd' }), expect: EINVAL('WRONG_TYPE') },
   { name: 'data as an array', to: TRUST, payload: m({ off: 0, len: 4, data: [1, 2, 3, 4] }), expect: EINVAL('WRONG_TYPE') },
   { name: 'a payload that is not a map', to: TRUST, payload: [0, 10, b(4)], expect: EINVAL('WRONG_TYPE') },
-  { name: 'off given twice', to: TRUST, payload: new RawMap([['off', 0], ['len', 4], ['off', 4], ['data', b(4)]]), expect: EINVAL('DUPLICATE_KEY') },
-  { name: 'a packet shorter than its header says', to: TRUST, payload: m({ off: 0, len: 4, data: b(4) }), lengthDelta: 5, expect: { rc: MGMT_ERR.ECORRUPT, rsn: 'TRUNCATED' } },
+  {
+    name: 'off given twice',
+    to: TRUST,
+    payload: new RawMap([
+      ['off', 0],
+      ['len', 4],
+      ['off', 4],
+      ['data', b(4)],
+    ]),
+    expect: EINVAL('DUPLICATE_KEY'),
+  },
+  {
+    name: 'a packet shorter than its header says',
+    to: TRUST,
+    payload: m({ off: 0, len: 4, data: b(4) }),
+    lengthDelta: 5,
+    expect: { rc: MGMT_ERR.ECORRUPT, rsn: 'TRUNCATED' },
+  },
   { name: 'CBOR cut short inside a whole packet', to: TRUST, payload: Uint8Array.of(0xa3, 0x63, 0x6f, 0x66, 0x66, 0x00), expect: EINVAL('TRUNCATED') },
   { name: 'a packet longer than its header says', to: TRUST, payload: m({ off: 0, len: 4, data: b(4) }), lengthDelta: -1, expect: EINVAL('TRAILING_BYTES') },
   // Not errors: the device answers the offset it expects, as Zephyr's img_mgmt (the client goes there).
   { name: 'a continuation of an upload never started', to: REVOCATION, payload: m({ off: 5, data: b(5) }), expect: { off: 0 } },
-  { name: 'an offset other than the expected one', to: TRUST, before: [m({ off: 0, len: 10, data: b(5) })], payload: m({ off: 7, data: b(3) }), expect: { off: 5 } },
+  {
+    name: 'an offset other than the expected one',
+    to: TRUST,
+    before: [m({ off: 0, len: 10, data: b(5) })],
+    payload: m({ off: 7, data: b(3) }),
+    expect: { off: 5 },
+  },
 ];
 
 const IMAGE_CASES: readonly Case[] = [
-  { name: 'a continuation past len', to: IMAGE, before: [m({ off: 0, len: 13, data: new Uint8Array(MAGIC) })], payload: m({ off: 8, data: b(10) }), expect: EINVAL('BAD_VALUE') },
-  { name: 'len beyond any bundle that fits the slot (refused before anything is kept)', to: IMAGE, payload: m({ off: 0, len: LIMITS.maxImageSize, data: b(1) }), expect: { rc: MGMT_ERR.ENOMEM, rsn: 'SLOT_TOO_SMALL' } },
+  {
+    name: 'a continuation past len',
+    to: IMAGE,
+    before: [m({ off: 0, len: 13, data: new Uint8Array(MAGIC) })],
+    payload: m({ off: 8, data: b(10) }),
+    expect: EINVAL('BAD_VALUE'),
+  },
+  {
+    name: 'len beyond any bundle that fits the slot (refused before anything is kept)',
+    to: IMAGE,
+    payload: m({ off: 0, len: LIMITS.maxImageSize, data: b(1) }),
+    expect: { rc: MGMT_ERR.ENOMEM, rsn: 'SLOT_TOO_SMALL' },
+  },
   { name: 'len too short for a bundle', to: IMAGE, payload: m({ off: 0, len: 12, data: b(1) }), expect: EINVAL('BAD_VALUE') },
-  { name: 'a bundle header naming a manifest longer than len', to: IMAGE, payload: m({ off: 0, len: 40, data: new Uint8Array([...MAGIC, 0, 0, 0x40, 0]) }), expect: EINVAL('BAD_VALUE') },
+  {
+    name: 'a bundle header naming a manifest longer than len',
+    to: IMAGE,
+    payload: m({ off: 0, len: 40, data: new Uint8Array([...MAGIC, 0, 0, 0x40, 0]) }),
+    expect: EINVAL('BAD_VALUE'),
+  },
   { name: 'len 2^32', to: IMAGE, payload: m({ off: 0, len: 2 ** 32, data: b(1) }), expect: EINVAL('BAD_VALUE') },
   { name: 'len 2^53 - 1', to: IMAGE, payload: m({ off: 0, len: Number.MAX_SAFE_INTEGER, data: b(1) }), expect: EINVAL('BAD_VALUE') },
   { name: 'off 2^32', to: IMAGE, payload: m({ off: 2 ** 32, data: b(1) }), expect: EINVAL('BAD_VALUE') },
@@ -108,7 +163,13 @@ const IMAGE_CASES: readonly Case[] = [
   { name: 'a first chunk without len', to: IMAGE, payload: m({ off: 0, data: b(1) }), expect: EINVAL('MISSING_FIELD') },
   { name: 'a sha longer than 32 bytes', to: IMAGE, payload: m({ off: 0, len: 100, sha: b(33), data: b(1) }), expect: EINVAL('TOO_LARGE') },
   { name: 'a continuation of an upload never started', to: IMAGE, payload: m({ off: 4096, data: b(100) }), expect: { off: 0 } },
-  { name: 'an SMP v2 request past len (SMP-level rc, as Zephyr)', to: { ...IMAGE, version: SMP_VERSION.v2 }, before: [m({ off: 0, len: 13, data: new Uint8Array(MAGIC) })], payload: m({ off: 8, data: b(10) }), expect: EINVAL('BAD_VALUE') },
+  {
+    name: 'an SMP v2 request past len (SMP-level rc, as Zephyr)',
+    to: { ...IMAGE, version: SMP_VERSION.v2 },
+    before: [m({ off: 0, len: 13, data: new Uint8Array(MAGIC) })],
+    payload: m({ off: 8, data: b(10) }),
+    expect: EINVAL('BAD_VALUE'),
+  },
 ];
 
 describe('out-of-bounds offsets and lengths are answered with an SMP error; the device keeps serving (SPEC.md §13.7)', () => {
@@ -144,7 +205,12 @@ describe('out-of-bounds offsets and lengths are answered with an SMP error; the 
 
 describe('a handler failure is answered EUNKNOWN and logged, never ends the device (SPEC.md §13.7)', () => {
   it('the simulated device: a verifier that throws during a trust update', () => {
-    const verifier = { ...createVerifier({ sha256: nodeSha256 }), verifyTrustUpdate: () => { throw new TypeError('verifier bug'); } };
+    const verifier = {
+      ...createVerifier({ sha256: nodeSha256 }),
+      verifyTrustUpdate: () => {
+        throw new TypeError('verifier bug');
+      },
+    };
     const d = dut({ verifier });
     const a = only(d.request(TRUST, m({ off: 0, len: 4, data: b(4) })), TRUST);
     expect(smpErrorOf(a.payload)).toEqual({ rc: MGMT_ERR.EUNKNOWN });
@@ -158,14 +224,27 @@ describe('a handler failure is answered EUNKNOWN and logged, never ends the devi
     const written: Uint8Array[] = [];
     let listener: (c: Uint8Array) => void = () => {};
     const log: string[] = [];
-    const server = new SmpServer({ write: (x) => { written.push(x); }, onData: (l) => { listener = l; return () => {}; } }, { log: (l) => log.push(l), ...(fatal ? { fatal } : {}) })
+    const server = new SmpServer(
+      {
+        write: (x) => {
+          written.push(x);
+        },
+        onData: (l) => {
+          listener = l;
+          return () => {};
+        },
+      },
+      { log: (l) => log.push(l), ...(fatal ? { fatal } : {}) },
+    )
       .handle(echo, (req) => ({ value: { text: req.text } }))
       .handle(status, handler as never);
     return { server, written, log, send: (packet: Uint8Array) => listener(encodeConsoleFrame(packet)) };
   }
 
   it('SmpServer: a handler that throws gets EUNKNOWN, the next request is served', () => {
-    const s = serverWith(() => { throw new RangeError('offset is out of bounds'); });
+    const s = serverWith(() => {
+      throw new RangeError('offset is out of bounds');
+    });
     s.send(encodeRequest(status, {}, 1));
     s.send(encodeRequest(echo, { text: 'after' }, 2));
     expect(s.written.length).toBe(2);
@@ -182,7 +261,12 @@ describe('a handler failure is answered EUNKNOWN and logged, never ends the devi
 
   it('SmpServer: an error the device declares fatal (a simulated power cut) is not answered and passes through', () => {
     class PowerCut extends Error {}
-    const s = serverWith(() => { throw new PowerCut('power cut'); }, (e) => e instanceof PowerCut);
+    const s = serverWith(
+      () => {
+        throw new PowerCut('power cut');
+      },
+      (e) => e instanceof PowerCut,
+    );
     expect(() => s.send(encodeRequest(status, {}, 4))).toThrow(PowerCut);
     expect(s.written.length).toBe(0);
   });
@@ -192,7 +276,10 @@ describe('malformed frames and packets never throw out of the read loop', () => 
   it('garbage, packets with an undefined op or version, and responses are dropped; the device answers echo after', () => {
     const d = dut();
     let seed = 1;
-    const noise = Uint8Array.from({ length: 20_000 }, () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 24; });
+    const noise = Uint8Array.from({ length: 20_000 }, () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed >>> 24;
+    });
     expect(d.send(noise)).toEqual([]);
     const bad = rawPacket(TRUST, m({ off: 0 }));
     bad[0] = 0x07; // op 7: not defined, no header to answer with

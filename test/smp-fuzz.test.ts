@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createVerifier } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
-import { type SmpFuzzReport, fuzzSmp } from './support/smp-fuzz.js';
+import { fuzzSmp, type SmpFuzzReport } from './support/smp-fuzz.js';
 
 const SEED = 0x5eed;
 const RUNS = 300;
@@ -25,13 +25,31 @@ describe(`fuzzing the simulated device over SMP: ${RUNS} cases, seed ${SEED}`, (
   });
 
   it('reaches the checks: every kind of refusal, accepted envelopes and unsupported commands', () => {
-    for (const key of ['ok', 'rc 3 BAD_VALUE', 'rc 3 WRONG_TYPE', 'rc 3 MISSING_FIELD', 'rc 3 TOO_LARGE', 'rc 3 DUPLICATE_KEY', 'rc 3 TRAILING_BYTES', 'rc 9 TRUNCATED', 'rc 8', 'rc 2 SLOT_TOO_SMALL', 'envelope code 0', 'sent garbage']) {
+    for (const key of [
+      'ok',
+      'rc 3 BAD_VALUE',
+      'rc 3 WRONG_TYPE',
+      'rc 3 MISSING_FIELD',
+      'rc 3 TOO_LARGE',
+      'rc 3 DUPLICATE_KEY',
+      'rc 3 TRAILING_BYTES',
+      'rc 9 TRUNCATED',
+      'rc 8',
+      'rc 2 SLOT_TOO_SMALL',
+      'envelope code 0',
+      'sent garbage',
+    ]) {
       expect(report.coverage[key] ?? 0, key).toBeGreaterThan(0);
     }
   });
 
   it('can fail: a device whose verifier throws is reported (handler failed), with the seed and case', async () => {
-    const broken = { ...createVerifier({ sha256: nodeSha256 }), verifyTrustUpdate: () => { throw new Error('broken verifier'); } };
+    const broken = {
+      ...createVerifier({ sha256: nodeSha256 }),
+      verifyTrustUpdate: () => {
+        throw new Error('broken verifier');
+      },
+    };
     const r = await fuzzSmp({ runs: 60, seed: SEED, verifier: broken });
     expect(r.failures.length).toBeGreaterThan(0);
     expect(r.failures[0]).toMatch(new RegExp(`^seed ${SEED} case \\d+: handler failed`));

@@ -5,8 +5,8 @@
  * refused with the verifier's code, and the device keeps enforcing the first list.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { CODES } from '../shared/codes.js';
 import { makeRevocations, makeTrust } from '../hil/world.js';
+import { CODES } from '../shared/codes.js';
 import { DeviceUnderTest, type RawHeader } from './support/smp-device.js';
 
 const TRUST: RawHeader = { group: 64, command: 1, op: 2 };
@@ -20,7 +20,14 @@ afterEach(() => {
 
 /** A whole envelope in one group-64 upload; the `code` the device answers (0 accepted). */
 function upload(d: DeviceUnderTest, to: RawHeader, envelope: Uint8Array): number {
-  const answers = d.request(to, new Map<string, unknown>([['off', 0], ['data', envelope], ['len', envelope.length]]) as never);
+  const answers = d.request(
+    to,
+    new Map<string, unknown>([
+      ['off', 0],
+      ['data', envelope],
+      ['len', envelope.length],
+    ]) as never,
+  );
   expect(answers).toHaveLength(1);
   const p = answers[0].payload;
   expect(p.get('off')).toBe(envelope.length);

@@ -6,18 +6,34 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeCbor } from '../shared/cbor.js';
 import { LIMITS } from '../shared/limits.js';
-import { decodeSmpCbor } from '../shared/smp/tolerant-cbor.js';
-import { SMP_GROUP, SMP_OP, SMP_VERSION, encodeSmpHeader, encodeSmpPacket, parseSmpHeader, parseSmpPacket } from '../shared/smp/packet.js';
 import {
-  ConsoleDecoder, FRAME_CONTINUE, FRAME_START, base64CharsPerLine, consoleFrameWireBytes, crc16Xmodem, encodeConsoleFrame,
-} from '../shared/smp/console.js';
-import { MGMT_ERR, encodeErrorResponse, smpErrorOf } from '../shared/smp/errors.js';
-import { encodeRequest, encodeResponse, parseRequest, parseResponse } from '../shared/smp/messages.js';
-import { ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS, chunkCapacity, uploadChunkFault } from '../shared/smp/upload.js';
-import {
-  SMP_COMMANDS, echo, findCommand, imageState, imageStateWrite, imageUpload, manifestUpload, params, reset, revocationUpdate, status,
+  echo,
+  findCommand,
+  imageState,
+  imageStateWrite,
+  imageUpload,
+  manifestUpload,
+  params,
+  reset,
+  revocationUpdate,
+  SMP_COMMANDS,
+  status,
   trustUpdate,
 } from '../shared/smp/commands.js';
+import {
+  base64CharsPerLine,
+  ConsoleDecoder,
+  consoleFrameWireBytes,
+  crc16Xmodem,
+  encodeConsoleFrame,
+  FRAME_CONTINUE,
+  FRAME_START,
+} from '../shared/smp/console.js';
+import { encodeErrorResponse, MGMT_ERR, smpErrorOf } from '../shared/smp/errors.js';
+import { encodeRequest, encodeResponse, parseRequest, parseResponse } from '../shared/smp/messages.js';
+import { encodeSmpHeader, encodeSmpPacket, parseSmpHeader, parseSmpPacket, SMP_GROUP, SMP_OP, SMP_VERSION } from '../shared/smp/packet.js';
+import { decodeSmpCbor } from '../shared/smp/tolerant-cbor.js';
+import { chunkCapacity, ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS, uploadChunkFault } from '../shared/smp/upload.js';
 
 const ascii = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const hex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (b) => parseInt(b, 16));
@@ -26,7 +42,11 @@ const hex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (b) => parseInt
 function lines(frame: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
   let start = 0;
-  for (let i = 0; i < frame.length; i++) if (frame[i] === 0x0a) { out.push(frame.subarray(start, i + 1)); start = i + 1; }
+  for (let i = 0; i < frame.length; i++)
+    if (frame[i] === 0x0a) {
+      out.push(frame.subarray(start, i + 1));
+      start = i + 1;
+    }
   expect(start).toBe(frame.length);
   return out;
 }
@@ -107,10 +127,12 @@ describe('CRC-16/XMODEM', () => {
   });
 
   it('gives 0 over data followed by its big-endian CRC (the receiver check)', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (data) => {
-      const crc = crc16Xmodem(data);
-      expect(crc16Xmodem(Uint8Array.from([...data, crc >> 8, crc & 0xff]))).toBe(0);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (data) => {
+        const crc = crc16Xmodem(data);
+        expect(crc16Xmodem(Uint8Array.from([...data, crc >> 8, crc & 0xff]))).toBe(0);
+      }),
+    );
   });
 });
 
@@ -177,10 +199,13 @@ describe('SMP packets', () => {
   });
 
   it('tolerant CBOR never throws', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
-      const r = decodeSmpCbor(bytes);
-      expect(typeof r.ok).toBe('boolean');
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        const r = decodeSmpCbor(bytes);
+        expect(typeof r.ok).toBe('boolean');
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 
@@ -345,41 +370,50 @@ describe('console framing: decoder', () => {
   });
 
   it('property: random packets in random chunks with arbitrary noise between frames all come through in order', () => {
-    fc.assert(fc.property(
-      fc.array(fc.uint8Array({ minLength: 1, maxLength: 600 }), { minLength: 1, maxLength: 4 }),
-      fc.array(fc.uint8Array({ maxLength: 40 }), { minLength: 5, maxLength: 5 }),
-      fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 10 }),
-      (packets, noises, cuts) => {
-        const stream = Uint8Array.from(packets.flatMap((p, i) => [...noises[i], ...encodeConsoleFrame(p)]).concat([...noises[4]]));
-        const decoder = new ConsoleDecoder();
-        const got: Uint8Array[] = [];
-        for (let off = 0, k = 0; off < stream.length; k++) {
-          const n = cuts[k % cuts.length];
-          for (const e of decoder.push(stream.subarray(off, off + n))) if (e.ok) got.push(e.packet);
-          off += n;
-        }
-        // Noise may hold a start marker and base64 (a bogus frame, dropped), never a valid CRC here.
-        expect(got).toEqual(packets);
-      },
-    ), { numRuns: 300 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ minLength: 1, maxLength: 600 }), { minLength: 1, maxLength: 4 }),
+        fc.array(fc.uint8Array({ maxLength: 40 }), { minLength: 5, maxLength: 5 }),
+        fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 10 }),
+        (packets, noises, cuts) => {
+          const stream = Uint8Array.from(packets.flatMap((p, i) => [...noises[i], ...encodeConsoleFrame(p)]).concat([...noises[4]]));
+          const decoder = new ConsoleDecoder();
+          const got: Uint8Array[] = [];
+          for (let off = 0, k = 0; off < stream.length; k++) {
+            const n = cuts[k % cuts.length];
+            for (const e of decoder.push(stream.subarray(off, off + n))) if (e.ok) got.push(e.packet);
+            off += n;
+          }
+          // Noise may hold a start marker and base64 (a bogus frame, dropped), never a valid CRC here.
+          expect(got).toEqual(packets);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('property: a single flipped bit never yields a different packet', () => {
-    fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 300 }), fc.nat(), fc.integer({ min: 0, max: 7 }), (p, at, bit) => {
-      const f = encodeConsoleFrame(p).slice();
-      f[at % f.length] ^= 1 << bit;
-      for (const e of new ConsoleDecoder().push(Uint8Array.from([...f, ...encodeConsoleFrame(p)]))) {
-        if (e.ok) expect(e.packet).toEqual(p);
-      }
-    }), { numRuns: 1000 });
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 300 }), fc.nat(), fc.integer({ min: 0, max: 7 }), (p, at, bit) => {
+        const f = encodeConsoleFrame(p).slice();
+        f[at % f.length] ^= 1 << bit;
+        for (const e of new ConsoleDecoder().push(Uint8Array.from([...f, ...encodeConsoleFrame(p)]))) {
+          if (e.ok) expect(e.packet).toEqual(p);
+        }
+      }),
+      { numRuns: 1000 },
+    );
   });
 
   it('never throws and stays bounded on arbitrary bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
-      const decoder = new ConsoleDecoder();
-      const events = decoder.push(bytes);
-      for (const e of events) if (e.ok) expect(e.packet.length).toBeLessThanOrEqual(LIMITS.maxSmpPacketBytes);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
+        const decoder = new ConsoleDecoder();
+        const events = decoder.push(bytes);
+        for (const e of events) if (e.ok) expect(e.packet.length).toBeLessThanOrEqual(LIMITS.maxSmpPacketBytes);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
@@ -401,7 +435,17 @@ describe('SMP commands', () => {
     { cmd: reset, req: { force: true }, res: {} },
     { cmd: reset, req: {}, res: {} },
     { cmd: params, req: {}, res: { bufSize: 4096, bufCount: 2 } },
-    { cmd: imageState, req: {}, res: { images: [{ slot: 0, version: '1.2.3', hash: sha, bootable: true, pending: false, confirmed: true, active: true, permanent: false }, { image: 0, slot: 1, version: '1.3.0', bootable: true, pending: true, confirmed: false, active: false, permanent: false }], splitStatus: 0 } },
+    {
+      cmd: imageState,
+      req: {},
+      res: {
+        images: [
+          { slot: 0, version: '1.2.3', hash: sha, bootable: true, pending: false, confirmed: true, active: true, permanent: false },
+          { image: 0, slot: 1, version: '1.3.0', bootable: true, pending: true, confirmed: false, active: false, permanent: false },
+        ],
+        splitStatus: 0,
+      },
+    },
     { cmd: imageStateWrite, req: { hash: sha, confirm: false }, res: { images: [] } },
     { cmd: imageUpload, req: { off: 0, len: 1000, sha, data: new Uint8Array(100).fill(1), upgrade: true }, res: { off: 100 } },
     { cmd: imageUpload, req: { off: 100, data: new Uint8Array(100).fill(2) }, res: { off: 200, match: true } },
@@ -427,15 +471,31 @@ describe('SMP commands', () => {
 
   it('groups and ids: OS 0 (echo 0, reset 5, params 6), image 1 (state 0, upload 1), fwseal 64 (0..3)', () => {
     expect(SMP_COMMANDS.map((c) => `${c.name}:${c.group}/${c.id}/${c.op}`)).toEqual([
-      'os.echo:0/0/2', 'os.reset:0/5/2', 'os.params:0/6/0', 'image.state:1/0/0', 'image.state-write:1/0/2', 'image.upload:1/1/2',
-      'fwseal.manifest:64/0/2', 'fwseal.trust:64/1/2', 'fwseal.revocation:64/2/2', 'fwseal.status:64/3/0',
+      'os.echo:0/0/2',
+      'os.reset:0/5/2',
+      'os.params:0/6/0',
+      'image.state:1/0/0',
+      'image.state-write:1/0/2',
+      'image.upload:1/1/2',
+      'fwseal.manifest:64/0/2',
+      'fwseal.trust:64/1/2',
+      'fwseal.revocation:64/2/2',
+      'fwseal.status:64/3/0',
     ]);
     expect(SMP_GROUP.fwseal).toBe(64);
   });
 
   it('the first upload chunk must carry len; a chunk may not run past len', () => {
     expect(() => encodeRequest(imageUpload, { off: 0, data: new Uint8Array(1) }, 0)).toThrow(RangeError);
-    const noLen = viaWire(encodeSmpPacket({ op: 2, version: 0, flags: 0, group: 1, seq: 0, command: 1 }, new Map<string, Uint8Array | number>([['off', 0], ['data', new Uint8Array(4)]])));
+    const noLen = viaWire(
+      encodeSmpPacket(
+        { op: 2, version: 0, flags: 0, group: 1, seq: 0, command: 1 },
+        new Map<string, Uint8Array | number>([
+          ['off', 0],
+          ['data', new Uint8Array(4)],
+        ]),
+      ),
+    );
     expect(parseRequest(imageUpload, noLen).error).toBe('MISSING_FIELD');
     const past = viaWire(encodeRequest(imageUpload, { off: 0, len: 3, data: new Uint8Array(4) }, 0));
     expect(parseRequest(imageUpload, past).error).toBe('BAD_VALUE');
@@ -468,11 +528,39 @@ describe('SMP commands', () => {
   });
 
   it('ignores keys it does not know and checks the types of those it does', () => {
-    const extra = viaWire(encodeSmpPacket({ op: 2, version: 0, flags: 0, group: 1, seq: 0, command: 1 }, new Map<string, Uint8Array | number | string>([['off', 8], ['data', new Uint8Array(4)], ['vendor', 'x']])));
+    const extra = viaWire(
+      encodeSmpPacket(
+        { op: 2, version: 0, flags: 0, group: 1, seq: 0, command: 1 },
+        new Map<string, Uint8Array | number | string>([
+          ['off', 8],
+          ['data', new Uint8Array(4)],
+          ['vendor', 'x'],
+        ]),
+      ),
+    );
     expect(parseRequest(imageUpload, extra).ok).toBe(true);
-    const wrong = viaWire(encodeSmpPacket({ op: 2, version: 0, flags: 0, group: 1, seq: 0, command: 1 }, new Map<string, Uint8Array | string>([['off', '8'], ['data', new Uint8Array(4)]])));
+    const wrong = viaWire(
+      encodeSmpPacket(
+        { op: 2, version: 0, flags: 0, group: 1, seq: 0, command: 1 },
+        new Map<string, Uint8Array | string>([
+          ['off', '8'],
+          ['data', new Uint8Array(4)],
+        ]),
+      ),
+    );
     expect(parseRequest(imageUpload, wrong).error).toBe('WRONG_TYPE');
-    const phase = viaWire(encodeSmpPacket({ op: 1, version: 0, flags: 0, group: 64, seq: 5, command: 3 }, new Map<string, number | string>([['slot', 0], ['version', '1.0.0'], ['counter', 1], ['code', 0], ['phase', 'Bad Phase']])));
+    const phase = viaWire(
+      encodeSmpPacket(
+        { op: 1, version: 0, flags: 0, group: 64, seq: 5, command: 3 },
+        new Map<string, number | string>([
+          ['slot', 0],
+          ['version', '1.0.0'],
+          ['counter', 1],
+          ['code', 0],
+          ['phase', 'Bad Phase'],
+        ]),
+      ),
+    );
     expect(parseResponse(status, phase, 5).error).toBe('BAD_VALUE');
   });
 
@@ -492,41 +580,76 @@ describe('SMP commands', () => {
     const e2 = viaWire(encodeErrorResponse(v2.header, { rc: 5, group: SMP_GROUP.fwseal }));
     expect(e2.header).toMatchObject({ op: 3, version: 1, seq: 4, group: 64 });
     expect(parseResponse(manifestUpload, e2, 4)).toMatchObject({ ok: true, smpError: { rc: 5, group: 64 } });
-    expect(smpErrorOf(new Map([['rc', 0], ['off', 1]]))).toBeNull();
+    expect(
+      smpErrorOf(
+        new Map([
+          ['rc', 0],
+          ['off', 1],
+        ]),
+      ),
+    ).toBeNull();
     // An unknown command gets ENOTSUP from the device.
     expect(findCommand({ op: 2, version: 0, flags: 0, length: 0, group: 64, seq: 0, command: 99 })).toBeUndefined();
   });
 
   it('property: header, image upload and status round trip for any valid values', () => {
-    fc.assert(fc.property(
-      fc.record({ op: fc.integer({ min: 0, max: 3 }), version: fc.integer({ min: 0, max: 1 }), flags: fc.integer({ min: 0, max: 255 }), length: fc.integer({ min: 0, max: 0xffff }), group: fc.integer({ min: 0, max: 0xffff }), seq: fc.integer({ min: 0, max: 255 }), command: fc.integer({ min: 0, max: 255 }) }),
-      (h) => {
-        const r = parseSmpHeader(encodeSmpHeader(h));
-        expect(r.ok && r.header).toEqual(h);
-      },
-    ));
-    fc.assert(fc.property(
-      fc.integer({ min: 0, max: LIMITS.maxImageSize }), fc.uint8Array({ maxLength: 2000 }), fc.option(fc.uint8Array({ minLength: 1, maxLength: 32 }), { nil: undefined }), fc.nat({ max: 255 }),
-      (anyOff, data, sha, seq) => {
-        const off = Math.min(anyOff, LIMITS.maxImageSize - data.length); // a chunk lies below maxImageSize (SPEC.md §13.7)
-        const len = off === 0 ? data.length + 5 : undefined;
-        const req = { off, data, ...(len === undefined ? {} : { len }), ...(sha === undefined ? {} : { sha }) };
-        const r = parseRequest(imageUpload, viaWire(encodeRequest(imageUpload, req, seq)));
-        expect(r.ok && r.value).toEqual(req);
-      },
-    ), { numRuns: 200 });
-    fc.assert(fc.property(
-      fc.record({ slot: fc.nat({ max: 255 }), version: fc.string({ minLength: 1, maxLength: 64 }).filter((v) => Buffer.byteLength(v) <= 64), counter: fc.nat(), code: fc.nat({ max: 999 }), phase: fc.stringMatching(/^[a-z-]{1,32}$/) }),
-      (v) => {
-        const request = viaWire(encodeRequest(status, {}, 1));
-        const r = parseResponse(status, viaWire(encodeResponse(status, request.header, v)), 1);
-        expect(r.ok && r.value).toEqual(v);
-      },
-    ), { numRuns: 200 });
+    fc.assert(
+      fc.property(
+        fc.record({
+          op: fc.integer({ min: 0, max: 3 }),
+          version: fc.integer({ min: 0, max: 1 }),
+          flags: fc.integer({ min: 0, max: 255 }),
+          length: fc.integer({ min: 0, max: 0xffff }),
+          group: fc.integer({ min: 0, max: 0xffff }),
+          seq: fc.integer({ min: 0, max: 255 }),
+          command: fc.integer({ min: 0, max: 255 }),
+        }),
+        (h) => {
+          const r = parseSmpHeader(encodeSmpHeader(h));
+          expect(r.ok && r.header).toEqual(h);
+        },
+      ),
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: LIMITS.maxImageSize }),
+        fc.uint8Array({ maxLength: 2000 }),
+        fc.option(fc.uint8Array({ minLength: 1, maxLength: 32 }), { nil: undefined }),
+        fc.nat({ max: 255 }),
+        (anyOff, data, sha, seq) => {
+          const off = Math.min(anyOff, LIMITS.maxImageSize - data.length); // a chunk lies below maxImageSize (SPEC.md §13.7)
+          const len = off === 0 ? data.length + 5 : undefined;
+          const req = { off, data, ...(len === undefined ? {} : { len }), ...(sha === undefined ? {} : { sha }) };
+          const r = parseRequest(imageUpload, viaWire(encodeRequest(imageUpload, req, seq)));
+          expect(r.ok && r.value).toEqual(req);
+        },
+      ),
+      { numRuns: 200 },
+    );
+    fc.assert(
+      fc.property(
+        fc.record({
+          slot: fc.nat({ max: 255 }),
+          version: fc.string({ minLength: 1, maxLength: 64 }).filter((v) => Buffer.byteLength(v) <= 64),
+          counter: fc.nat(),
+          code: fc.nat({ max: 999 }),
+          phase: fc.stringMatching(/^[a-z-]{1,32}$/),
+        }),
+        (v) => {
+          const request = viaWire(encodeRequest(status, {}, 1));
+          const r = parseResponse(status, viaWire(encodeResponse(status, request.header, v)), 1);
+          expect(r.ok && r.value).toEqual(v);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('chunkCapacity: the largest data that fits one packet, exactly', () => {
-    for (const fields of [{ off: 0, len: 1_000_000, sha: new Uint8Array(32), upgrade: false, data: new Uint8Array(0) }, { off: 123_456, data: new Uint8Array(0) }]) {
+    for (const fields of [
+      { off: 0, len: 1_000_000, sha: new Uint8Array(32), upgrade: false, data: new Uint8Array(0) },
+      { off: 123_456, data: new Uint8Array(0) },
+    ]) {
       const n = chunkCapacity(imageUpload, fields);
       expect(encodeRequest(imageUpload, { ...fields, data: new Uint8Array(n) }, 0).length).toBe(LIMITS.maxSmpPacketBytes);
       expect(() => encodeRequest(imageUpload, { ...fields, data: new Uint8Array(n + 1) }, 0)).toThrow(RangeError);

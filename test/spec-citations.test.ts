@@ -47,11 +47,13 @@ function stepText(id: string): string | null {
 /** Step citations in comments (a `//` line or a block-comment line), with their line numbers. */
 function citedSteps(f: string): { id: string; line: number; comment: string }[] {
   const out: { id: string; line: number; comment: string }[] = [];
-  text(f).split('\n').forEach((l, i) => {
-    const c = l.includes('//') ? l.slice(l.indexOf('//')) : /^\s*\*/.test(l) ? l : '';
-    if (!c || /\bRFC\b|FIPS|V8 CPU|\bV8\b profile/.test(c)) return;
-    for (const m of c.matchAll(STEP)) out.push({ id: m[1] + m[2], line: i + 1, comment: c });
-  });
+  text(f)
+    .split('\n')
+    .forEach((l, i) => {
+      const c = l.includes('//') ? l.slice(l.indexOf('//')) : /^\s*\*/.test(l) ? l : '';
+      if (!c || /\bRFC\b|FIPS|V8 CPU|\bV8\b profile/.test(c)) return;
+      for (const m of c.matchAll(STEP)) out.push({ id: m[1] + m[2], line: i + 1, comment: c });
+    });
   return out;
 }
 
@@ -88,14 +90,16 @@ describe('SPEC.md citations in code', () => {
     const heads = new Set([...spec.matchAll(/^#{2,3} (\d+(?:\.\d+)?)\.? /gm)].map((m) => m[1]));
     let checked = 0;
     for (const f of [...SRC, ...sources('test')]) {
-      text(f).split('\n').forEach((l, i) => {
-        const at = l.search(/\bSPEC(\.md)? §/);
-        if (at < 0) return;
-        for (const m of l.slice(at).matchAll(/§(\d+(?:\.\d+)?)/g)) {
-          checked++;
-          expect(heads.has(m[1]!), `${f}:${i + 1} cites SPEC §${m[1]}`).toBe(true);
-        }
-      });
+      text(f)
+        .split('\n')
+        .forEach((l, i) => {
+          const at = l.search(/\bSPEC(\.md)? §/);
+          if (at < 0) return;
+          for (const m of l.slice(at).matchAll(/§(\d+(?:\.\d+)?)/g)) {
+            checked++;
+            expect(heads.has(m[1]!), `${f}:${i + 1} cites SPEC §${m[1]}`).toBe(true);
+          }
+        });
     }
     expect(checked).toBeGreaterThan(50);
   });
@@ -117,7 +121,10 @@ describe('SPEC.md citations in code', () => {
       for (const m of text(f).matchAll(/\b([A-Z][A-Z_-]+\.md)\b/g)) {
         const doc = m[1]!;
         const candidates = [join(ROOT, doc), join(ROOT, 'shared', doc), join(ROOT, relative(ROOT, join(ROOT, f, '..')), doc)];
-        expect(candidates.some((c) => existsSync(c)), `${f} cites ${doc}`).toBe(true);
+        expect(
+          candidates.some((c) => existsSync(c)),
+          `${f} cites ${doc}`,
+        ).toBe(true);
       }
     }
   });

@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest';
 import { Point } from '@noble/ed25519';
-import { CODES } from '../shared/codes.js';
+import { describe, expect, it } from 'vitest';
+import { isAcceptablePublicKey, loadTrust, type VerifiedTrust, verifyManifest, verifyRevocations, verifyTrustUpdate } from '../device/index.js';
 import { fromHex } from '../shared/bytes.js';
+import { CODES } from '../shared/codes.js';
 import { encodeTrustBundle } from '../shared/trust.js';
-import { type VerifiedTrust, isAcceptablePublicKey, loadTrust, verifyManifest, verifyRevocations, verifyTrustUpdate } from '../device/index.js';
 import { detKey, makeManifestEnvelope, makeRevocations, makeTrust, signWith, standardWorld } from './support/fixtures.js';
 
 const w = standardWorld();

@@ -5,12 +5,12 @@
  * Also the manifest `created` range (§4.1).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createVerifier, type VerifiedTrust, type Verifier } from '../device/index.js';
+import { type QuickJSVerifier, quickjsVerifier } from '../hil/quickjs-verifier.js';
+import { createdTime } from '../host/pack.js';
 import { CODES, type Result } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { encodeManifest, parseManifest } from '../shared/manifest.js';
-import { type VerifiedTrust, type Verifier, createVerifier } from '../device/index.js';
-import { createdTime } from '../host/pack.js';
-import { type QuickJSVerifier, quickjsVerifier } from '../hil/quickjs-verifier.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust, standardWorld } from './support/fixtures.js';
 
 const w = standardWorld();
@@ -74,7 +74,17 @@ describe.each(['pure JS', 'QuickJS bundle'] as const)('verifier arguments with t
 
   it('a manifest of the wrong shape is INVALID_ARGUMENT for the image checks, never a throw', () => {
     const m = w.manifest;
-    const shapes = [{}, null, 'm', { ...m, chunkSize: 2 ** 40 }, { ...m, chunkSize: 1000 }, { ...m, imageSize: -1 }, { ...m, imageSize: 2 ** 53 }, { ...m, merkleRoot: new Uint8Array(31) }, { ...m, merkleRoot: 'root' }];
+    const shapes = [
+      {},
+      null,
+      'm',
+      { ...m, chunkSize: 2 ** 40 },
+      { ...m, chunkSize: 1000 },
+      { ...m, imageSize: -1 },
+      { ...m, imageSize: 2 ** 53 },
+      { ...m, merkleRoot: new Uint8Array(31) },
+      { ...m, merkleRoot: 'root' },
+    ];
     for (const bad of shapes) {
       const iv = v.imageVerifier(bad as never);
       expect(iv.update(new Uint8Array(10)).code).toBe(CODES.INVALID_ARGUMENT);
@@ -100,7 +110,14 @@ describe.each(['pure JS', 'QuickJS bundle'] as const)('verifier arguments with t
 
 describe('arguments whose use throws (pure JS: getters, proxies)', () => {
   const v = createVerifier();
-  const trap = new Proxy({}, { get() { throw new Error('trap'); } });
+  const trap = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('trap');
+      },
+    },
+  );
   it('answer a code, never an exception', () => {
     const trust = must(v.loadTrust(w.trust)).trust;
     expect(v.verifyManifestWithTrust(w.envelope, trust, trap as never).ok).toBe(false);

@@ -1,10 +1,10 @@
-import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadTrust, sha256, type VerifiedTrust, verifyManifest, verifyManifestWithTrust } from '../device/index.js';
 import { CborTag, encodeCbor } from '../shared/cbor.js';
 import { CODES, codeName } from '../shared/codes.js';
 import { HEADER_KID, SIGNER_PROTECTED, sigStructure } from '../shared/cose.js';
 import { encodeManifest } from '../shared/manifest.js';
-import { type VerifiedTrust, loadTrust, sha256, verifyManifest, verifyManifestWithTrust } from '../device/index.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust, standardWorld } from './support/fixtures.js';
 
 const w = standardWorld();
@@ -177,8 +177,16 @@ describe('bad input never throws and always has a code', () => {
   });
 
   it('answers INVALID_STATE for a malformed device state', () => {
-    for (const state of [null, {}, { deviceClass: 'acme-gw' }, { deviceClass: 'acme-gw', counter: -1 }, { deviceClass: 'acme-gw', counter: 1.5 },
-      { deviceClass: '', counter: 0 }, { deviceClass: 'acme-gw', counter: 0, revocations: 'x' }, { deviceClass: 'acme-gw', counter: 0, trustVersion: -2 }]) {
+    for (const state of [
+      null,
+      {},
+      { deviceClass: 'acme-gw' },
+      { deviceClass: 'acme-gw', counter: -1 },
+      { deviceClass: 'acme-gw', counter: 1.5 },
+      { deviceClass: '', counter: 0 },
+      { deviceClass: 'acme-gw', counter: 0, revocations: 'x' },
+      { deviceClass: 'acme-gw', counter: 0, trustVersion: -2 },
+    ]) {
       expect(verify(w.envelope, state as never).code).toBe(CODES.INVALID_STATE);
     }
   });
@@ -194,27 +202,35 @@ describe('bad input never throws and always has a code', () => {
 describe('round trips (property)', () => {
   it('accepts exactly when at least the threshold of release keys signed', () => {
     const keys = [w.R1, w.R2, w.R3];
-    const semver = fc.tuple(fc.nat(99), fc.nat(99), fc.nat(99), fc.option(fc.constantFrom('rc.1', 'beta', 'alpha.2'))).map(([a, b, c, pre]) => `${a}.${b}.${c}${pre ? '-' + pre : ''}`);
-    fc.assert(fc.property(
-      fc.record({
-        deviceClass: fc.stringMatching(/^[A-Za-z0-9._-]{1,20}$/),
-        version: semver,
-        securityCounter: fc.nat(1_000_000),
-        imageSize: fc.integer({ min: 1, max: 1 << 30 }),
-        chunkSize: fc.constantFrom(512, 4096, 65536),
-        created: fc.nat(2_000_000_000),
-      }),
-      fc.subarray([0, 1, 2]),
-      fc.nat(1_000_000),
-      (fields, signerIdx, stored) => {
-        const manifest = { ...makeManifest(new Uint8Array(1)), ...fields, merkleRoot: detBytes(32, fields.version) };
-        const env = makeManifestEnvelope(manifest, signerIdx.map((i) => keys[i]));
-        const r = verifyManifestWithTrust(env, trust, { deviceClass: fields.deviceClass, counter: stored });
-        const expected = signerIdx.length < 2 ? CODES.THRESHOLD_NOT_MET : fields.securityCounter < stored ? CODES.ROLLBACK : CODES.OK;
-        expect(r.code).toBe(expected);
-        if (r.ok) expect(r.manifest).toEqual(manifest);
-      },
-    ), { numRuns: 60 });
+    const semver = fc
+      .tuple(fc.nat(99), fc.nat(99), fc.nat(99), fc.option(fc.constantFrom('rc.1', 'beta', 'alpha.2')))
+      .map(([a, b, c, pre]) => `${a}.${b}.${c}${pre ? `-${pre}` : ''}`);
+    fc.assert(
+      fc.property(
+        fc.record({
+          deviceClass: fc.stringMatching(/^[A-Za-z0-9._-]{1,20}$/),
+          version: semver,
+          securityCounter: fc.nat(1_000_000),
+          imageSize: fc.integer({ min: 1, max: 1 << 30 }),
+          chunkSize: fc.constantFrom(512, 4096, 65536),
+          created: fc.nat(2_000_000_000),
+        }),
+        fc.subarray([0, 1, 2]),
+        fc.nat(1_000_000),
+        (fields, signerIdx, stored) => {
+          const manifest = { ...makeManifest(new Uint8Array(1)), ...fields, merkleRoot: detBytes(32, fields.version) };
+          const env = makeManifestEnvelope(
+            manifest,
+            signerIdx.map((i) => keys[i]),
+          );
+          const r = verifyManifestWithTrust(env, trust, { deviceClass: fields.deviceClass, counter: stored });
+          const expected = signerIdx.length < 2 ? CODES.THRESHOLD_NOT_MET : fields.securityCounter < stored ? CODES.ROLLBACK : CODES.OK;
+          expect(r.code).toBe(expected);
+          if (r.ok) expect(r.manifest).toEqual(manifest);
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 
   it('produces the same bytes whatever order the signers work in', () => {
@@ -228,7 +244,11 @@ describe('size', () => {
   it('keeps a manifest with 2 signatures and typical fields (SBOM, provenance) within 400 bytes, whatever the image size', () => {
     const sizes = [1, 1 << 20, 256 << 20, 0xffffffff].map((imageSize) => {
       const m = {
-        ...w.manifest, imageSize, deviceClass: 'acme-gw', version: '1.4.2', securityCounter: 42,
+        ...w.manifest,
+        imageSize,
+        deviceClass: 'acme-gw',
+        version: '1.4.2',
+        securityCounter: 42,
         sbom: { digest: detBytes(32, 'sbom'), uri: 'https://sbom.acme.example/gw/1.4.2.cdx.json' },
         provenance: { pipelineRun: '1234567', sourceRevision: '4f2a9c1e0b7d3f58a6c2e9b1d4f7a0c3e5b8d1f2' },
       };
@@ -239,4 +259,3 @@ describe('size', () => {
     expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(4);
   });
 });
-

@@ -18,13 +18,31 @@ beforeAll(async () => {
   expectOk(await revoke('unrevoke.cbor', '2', ['A', 'B'], '--kid', '00'.repeat(16)));
   expectOk(await revoke('drops-b.cbor', '2', ['C', 'D'], '--key', 'A.pub'));
   expectOk(await revoke('rl2.cbor', '2', ['C', 'D'], '--previous', 'rl1.cbor', '--key', 'R2.pub'));
-  expectOk(await w.run('trust', 'rotate', '--previous', 'trust.cbor', ...roots, '--release', 'X.pub', '--release-threshold', '1', '--sign', 'A.key', '--sign', 'B.key', '--out', 'takeover.cbor'));
+  expectOk(
+    await w.run(
+      'trust',
+      'rotate',
+      '--previous',
+      'trust.cbor',
+      ...roots,
+      '--release',
+      'X.pub',
+      '--release-threshold',
+      '1',
+      '--sign',
+      'A.key',
+      '--sign',
+      'B.key',
+      '--out',
+      'takeover.cbor',
+    ),
+  );
 });
 
 afterAll(() => w?.close());
 
-describe('fwseal verify of a revocation list, against the device\'s stored list', () => {
-  it('A + B\'s list that revokes nothing: REVOCATION_THRESHOLD_NOT_MET (accepted without the stored list)', async () => {
+describe("fwseal verify of a revocation list, against the device's stored list", () => {
+  it("A + B's list that revokes nothing: REVOCATION_THRESHOLD_NOT_MET (accepted without the stored list)", async () => {
     expectOk(await w.run('verify', 'unrevoke.cbor', '--trust', 'trust.cbor'));
     expectRejected(await w.run('verify', 'unrevoke.cbor', '--trust', 'trust.cbor', '--revocations', 'rl1.cbor'), 'REVOCATION_THRESHOLD_NOT_MET');
   });
@@ -42,7 +60,7 @@ describe('fwseal verify of a revocation list, against the device\'s stored list'
 });
 
 describe('fwseal verify of a trust bundle', () => {
-  it('alone: its own root threshold (T1-T4); as a rotation of the device\'s bundle with its list: T6 refuses revoked keys', async () => {
+  it("alone: its own root threshold (T1-T4); as a rotation of the device's bundle with its list: T6 refuses revoked keys", async () => {
     expectOk(await w.run('verify', 'takeover.cbor'));
     expectOk(await w.run('verify', 'takeover.cbor', '--trust', 'trust.cbor'));
     expectRejected(await w.run('verify', 'takeover.cbor', '--trust', 'trust.cbor', '--revocations', 'rl1.cbor'), 'ROTATION_NOT_AUTHORIZED');

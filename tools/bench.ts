@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type Section, type SectionResult, renderTable, writeJson } from './bench/common.js';
+import { renderTable, type Section, type SectionResult, writeJson } from './bench/common.js';
 import { hilBench } from './bench/hil.js';
-import { packVerify } from './bench/pack-verify.js';
 import { ota } from './bench/ota.js';
+import { packVerify } from './bench/pack-verify.js';
 import { powercut } from './bench/powercut.js';
 import { quickjsBench } from './bench/quickjs.js';
 
@@ -58,7 +58,13 @@ async function main(): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      options: { 'size-mb': { type: 'string' }, runs: { type: 'string' }, 'json-out': { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        'size-mb': { type: 'string' },
+        runs: { type: 'string' },
+        'json-out': { type: 'string' },
+        only: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       strict: true,
       allowPositionals: false,
     }));
@@ -67,13 +73,19 @@ async function main(): Promise<number> {
     return 2;
   }
   if (values.help) {
-    process.stdout.write(USAGE + '\n');
+    process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   const sizeMiB = positiveInt(values['size-mb'] as string | undefined, '--size-mb', 256);
   const runs = positiveInt(values.runs as string | undefined, '--runs', 3);
   const jsonOut = resolve((values['json-out'] as string | undefined) ?? join(repoRoot, 'bench-results/bench.json'));
-  const only = typeof values.only === 'string' ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : null;
+  const only =
+    typeof values.only === 'string'
+      ? values.only
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : null;
   const unknown = only?.filter((n) => !SECTIONS.some((s) => s.name === n)) ?? [];
   if (unknown.length) {
     process.stderr.write(`bench: unknown section ${unknown.join(', ')}\n${USAGE}\n`);

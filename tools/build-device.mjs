@@ -1,8 +1,9 @@
 // Builds the one-file device verifier with esbuild and enforces ARCHITECTURE.md's dependency direction
 // while bundling: the bundle may reach shared/ and device/ (never device/node/) and npm packages
 // under @noble/ only; no Node built-in. Then checks the output and prints its size.
-import { builtinModules } from 'node:module';
+
 import { readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { resolve, sep } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
@@ -20,7 +21,9 @@ const layering = {
         return { errors: [{ text: `the device bundle must not import the Node built-in '${p}' (from ${args.importer})` }] };
       }
       if (!p.startsWith('.') && !p.startsWith('/')) {
-        return p.startsWith('@noble/') ? undefined : { errors: [{ text: `the device bundle may import only @noble/* packages, not '${p}' (from ${args.importer})` }] };
+        return p.startsWith('@noble/')
+          ? undefined
+          : { errors: [{ text: `the device bundle may import only @noble/* packages, not '${p}' (from ${args.importer})` }] };
       }
       if (inside(args.importer, 'node_modules')) return undefined;
       const target = resolve(args.resolveDir, p);
@@ -86,8 +89,13 @@ for (const f of [`${outdir}/fwseal-verifier.js`, `${outdir}/fwseal-verifier.mjs`
   if (/\brequire\s*\(/.test(src)) problems.push('require()');
   if (/(^|[;\n}])\s*import\s*[\s{*"'(]/.test(src)) problems.push('import');
   const hostObjects = {
-    Buffer: /(?<![\w$.])Buffer\s*[.(]/, TextEncoder: /\bTextEncoder\b/, TextDecoder: /\bTextDecoder\b/,
-    globalThis: /\bglobalThis\b/, process: /(?<![\w$.])process\s*\./, console: /(?<![\w$.])console\s*\./, timers: /(?<![\w$.])set(Timeout|Interval)\s*\(/,
+    Buffer: /(?<![\w$.])Buffer\s*[.(]/,
+    TextEncoder: /\bTextEncoder\b/,
+    TextDecoder: /\bTextDecoder\b/,
+    globalThis: /\bglobalThis\b/,
+    process: /(?<![\w$.])process\s*\./,
+    console: /(?<![\w$.])console\s*\./,
+    timers: /(?<![\w$.])set(Timeout|Interval)\s*\(/,
   };
   for (const [name, re] of Object.entries(hostObjects)) if (re.test(src)) problems.push(name);
   if (problems.length) {
@@ -96,5 +104,7 @@ for (const f of [`${outdir}/fwseal-verifier.js`, `${outdir}/fwseal-verifier.mjs`
   }
 }
 const js = readFileSync(`${outdir}/fwseal-verifier.js`);
-console.log(`device bundle: ${outdir}/fwseal-verifier.js ${js.length} bytes, ${gzipSync(js, { level: 9 }).length} bytes gzip (${detailsDropped / 2} failure details left to the host build)`);
+console.log(
+  `device bundle: ${outdir}/fwseal-verifier.js ${js.length} bytes, ${gzipSync(js, { level: 9 }).length} bytes gzip (${detailsDropped / 2} failure details left to the host build)`,
+);
 process.exit(failed ? 1 : 0);

@@ -3,12 +3,13 @@
  * Every step runs the real `fwseal` command (in-process) and checks its outcome; the demo exits 1
  * if any step does not behave as described.
  */
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import { otaStory } from './demo/ota-story.js';
-import { DemoScript, bold } from './demo/script.js';
+import { bold, DemoScript } from './demo/script.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-demo-'));
 const script = new DemoScript(dir);
@@ -18,7 +19,7 @@ async function run(): Promise<void> {
   // The demo's keys are throwaway: a fixed passphrase keeps it non-interactive. Real keys get a
   // passphrase from FWSEAL_PASSPHRASE (e.g. from a secret store) or a prompt on the terminal.
   process.env.FWSEAL_PASSPHRASE = 'demo passphrase, not for real keys';
-  console.log(bold('fwseal demo') + ` — working in ${dir}`);
+  console.log(`${bold('fwseal demo')} — working in ${dir}`);
 
   say(`1. Keys: three root keys (who may change trust) and three release keys (who may ship firmware).
 Private keys are encrypted at rest (scrypt + AES-256-GCM) in files with mode 0600; the command
@@ -27,7 +28,10 @@ prints the key id, the first 16 bytes of SHA-256 over the public key.`);
 
   say(`2. Root of trust: any 2 of the 3 root keys, any 2 of the 3 release keys.
 This trust bundle is what a factory provisions into every device.`);
-  await fwseal('trust init --root A.pub --root B.pub --root C.pub --root-threshold 2 --release R1.pub --release R2.pub --release R3.pub --release-threshold 2 --sign A.key --sign B.key --out trust.cbor', { exit: 0, step: 'trust init 2-of-3' });
+  await fwseal(
+    'trust init --root A.pub --root B.pub --root C.pub --root-threshold 2 --release R1.pub --release R2.pub --release R3.pub --release-threshold 2 --sign A.key --sign B.key --out trust.cbor',
+    { exit: 0, step: 'trust init 2-of-3' },
+  );
 
   say(`3. Pack a firmware image: 1 MiB split into 4 KiB chunks, hashed into an RFC 9162 Merkle tree.
 The manifest holds only the root, so it stays a few hundred bytes whatever the image size.`);
@@ -35,7 +39,10 @@ The manifest holds only the root, so it stays a few hundred bytes whatever the i
   for (let i = 0; i < image.length; i += 32) createHash('sha256').update(`demo firmware ${i}`).digest().copy(image, i);
   writeFileSync(join(dir, 'firmware.bin'), image);
   writeFileSync(join(dir, 'sbom.json'), JSON.stringify({ bomFormat: 'CycloneDX', specVersion: '1.5', components: [] }));
-  await fwseal('pack firmware.bin --device-class acme-gw --version 1.4.2 --counter 7 --sbom sbom.json --sbom-uri https://sbom.acme.example/gw/1.4.2.cdx.json --out M.cose', { exit: 0, step: 'pack' });
+  await fwseal(
+    'pack firmware.bin --device-class acme-gw --version 1.4.2 --counter 7 --sbom sbom.json --sbom-uri https://sbom.acme.example/gw/1.4.2.cdx.json --out M.cose',
+    { exit: 0, step: 'pack' },
+  );
 
   say(`4. Release keys sign on their own machines, in any order. One signature is not enough.`);
   await fwseal('sign M.cose --key R1.key', { exit: 0, step: 'sign R1' });

@@ -23,7 +23,7 @@ async function main(argv: readonly string[]): Promise<number> {
     o[key] = v;
   }
   const r = await fuzzOtaServer(o);
-  process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
   return r.failures.length === 0 ? 0 : 1;
 }
 

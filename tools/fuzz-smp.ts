@@ -11,8 +11,8 @@
 import { pathToFileURL } from 'node:url';
 import { fuzzSmp } from '../test/support/smp-fuzz.js';
 
-export { fuzzSmp };
 export type { SmpFuzzOptions, SmpFuzzReport } from '../test/support/smp-fuzz.js';
+export { fuzzSmp };
 
 const USAGE = 'usage: tsx tools/fuzz-smp.ts [--runs N] [--seed S] [--json]';
 
@@ -43,7 +43,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const t0 = Date.now();
   const report = await fuzzSmp({ runs: o.runs, seed: o.seed });
-  if (o.json) process.stdout.write(JSON.stringify({ ...report, seconds: (Date.now() - t0) / 1000 }) + '\n');
+  if (o.json) process.stdout.write(`${JSON.stringify({ ...report, seconds: (Date.now() - t0) / 1000 })}\n`);
   else {
     process.stdout.write(`smp fuzz: ${report.cases} cases, seed ${o.seed}, ${report.failures.length} failures in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     for (const f of report.failures) process.stdout.write(`  ${f}\n`);
@@ -52,8 +52,11 @@ async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
-    process.stderr.write(`fuzz-smp: ${(e as Error).stack ?? e}\n`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      process.stderr.write(`fuzz-smp: ${(e as Error).stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -19,27 +19,55 @@
  * input), 1 on any crash, hang, malformed result or acceptance, 2 on a usage error.
  */
 import { availableParallelism } from 'node:os';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { CODES } from '../shared/codes.js';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { toHex } from '../shared/bytes.js';
-import { type Finding, type FuzzReport, emptyReport, mergeReports } from '../test/support/fuzz/report.js';
+import { CODES } from '../shared/codes.js';
+import { emptyReport, type Finding, type FuzzReport, mergeReports } from '../test/support/fuzz/report.js';
 import { makeCase, replayCase, runFuzz, selectTargets } from '../test/support/fuzz/runner.js';
 import { defaultWorld } from '../test/support/fuzz/world.js';
 
-type Options = { runs: number; seed: number; json: boolean; workers: number; only: string[]; replay: number | null; hangMs: number; smpRuns: number; otaRuns: number };
+type Options = {
+  runs: number;
+  seed: number;
+  json: boolean;
+  workers: number;
+  only: string[];
+  replay: number | null;
+  hangMs: number;
+  smpRuns: number;
+  otaRuns: number;
+};
 
 type WorkerJob = {
-  seed: number; lane: number; start: number; end: number; stride: number; only: string[]; hangMs: number; skip: number[];
+  seed: number;
+  lane: number;
+  start: number;
+  end: number;
+  stride: number;
+  only: string[];
+  hangMs: number;
+  skip: number[];
   progress: SharedArrayBuffer;
 };
 
 type WorkerMessage = { type: 'block'; report: FuzzReport; next: number } | { type: 'done' };
 
 const BLOCK = 2000; // cases per lane between two partial reports
-const USAGE = 'usage: tsx tools/fuzz.ts [--runs N] [--seed S] [--json] [--workers W] [--only PREFIX[,PREFIX]] [--case N] [--hang-ms MS] [--smp-runs N] [--ota-runs N]';
+const USAGE =
+  'usage: tsx tools/fuzz.ts [--runs N] [--seed S] [--json] [--workers W] [--only PREFIX[,PREFIX]] [--case N] [--hang-ms MS] [--smp-runs N] [--ota-runs N]';
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { runs: 20_000, seed: 1, json: false, workers: Math.min(availableParallelism(), 8), only: [], replay: null, hangMs: 1000, smpRuns: 0, otaRuns: 0 };
+  const o: Options = {
+    runs: 20_000,
+    seed: 1,
+    json: false,
+    workers: Math.min(availableParallelism(), 8),
+    only: [],
+    replay: null,
+    hangMs: 1000,
+    smpRuns: 0,
+    otaRuns: 0,
+  };
   const int = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = v !== undefined && /^(0x[0-9a-f]+|\d+)$/i.test(v) ? Number(v) : NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) throw new Error(`${flag} needs an integer in ${min}..${max}`);
@@ -57,7 +85,7 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--only') o.only = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a === '--json') o.json = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write(USAGE + '\n');
+      process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -71,7 +99,13 @@ function workerMain(job: WorkerJob): void {
   const skip = new Set(job.skip);
   for (let s = job.start; s < job.end; s += BLOCK * job.stride) {
     const report = runFuzz({
-      seed: job.seed, runs: Math.min(job.end, s + BLOCK * job.stride), first: s, stride: job.stride, only: job.only, hangMs: job.hangMs, skip,
+      seed: job.seed,
+      runs: Math.min(job.end, s + BLOCK * job.stride),
+      first: s,
+      stride: job.stride,
+      only: job.only,
+      hangMs: job.hangMs,
+      skip,
       onCaseStart: (i) => Atomics.store(progress, 2 * job.lane, i),
       onCase: () => Atomics.add(progress, 2 * job.lane + 1, 1),
     });
@@ -101,56 +135,63 @@ async function runParallel(o: Options): Promise<FuzzReport> {
   const started = performance.now();
   let nextTenth = 1;
 
-  const runLane = (lane: number): Promise<void> => new Promise((resolve, reject) => {
-    const skip: number[] = [];
-    let start = lane;
-    let last = { caseIndex: -2, since: performance.now() };
-    const launch = (): void => {
-      Atomics.store(view, 2 * lane, -2);
-      const w = spawn({ seed: o.seed, lane, start, end: o.runs, stride: lanes, only: o.only, hangMs: o.hangMs, skip, progress });
-      let finished = false;
-      const timer = setInterval(() => {
-        const current = Atomics.load(view, 2 * lane);
-        if (current !== last.caseIndex) last = { caseIndex: current, since: performance.now() };
-        else if (current >= 0 && performance.now() - last.since > stallMs) {
-          // A call that never returns: report it, replace the worker, skip that case.
+  const runLane = (lane: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const skip: number[] = [];
+      let start = lane;
+      let last = { caseIndex: -2, since: performance.now() };
+      const launch = (): void => {
+        Atomics.store(view, 2 * lane, -2);
+        const w = spawn({ seed: o.seed, lane, start, end: o.runs, stride: lanes, only: o.only, hangMs: o.hangMs, skip, progress });
+        let finished = false;
+        const timer = setInterval(() => {
+          const current = Atomics.load(view, 2 * lane);
+          if (current !== last.caseIndex) last = { caseIndex: current, since: performance.now() };
+          else if (current >= 0 && performance.now() - last.since > stallMs) {
+            // A call that never returns: report it, replace the worker, skip that case.
+            clearInterval(timer);
+            finished = true;
+            void w.terminate();
+            skip.push(current);
+            hangs.runs++;
+            hangs.counts.hangs++;
+            const { target, fuzzCase } = makeCase(o.seed, current, selectTargets(defaultWorld().targets, o.only), defaultWorld().corpus);
+            hangs.hangs.push({
+              kind: 'hang',
+              seed: o.seed,
+              case: current,
+              target: target.name,
+              note: fuzzCase.note,
+              ms: performance.now() - last.since,
+              message: `no return after ${stallMs} ms (worker terminated)`,
+              inputHex: toHex(fuzzCase.input.subarray(0, 65536)),
+            });
+            launch();
+          }
+        }, 250);
+        w.on('message', (m: WorkerMessage) => {
+          if (m.type === 'block') {
+            reports.push(m.report);
+            start = m.next;
+          } else {
+            finished = true;
+            clearInterval(timer);
+            void w.terminate();
+            resolve();
+          }
+        });
+        w.on('error', (e) => {
           clearInterval(timer);
+          if (!finished) reject(e);
           finished = true;
-          void w.terminate();
-          skip.push(current);
-          hangs.runs++;
-          hangs.counts.hangs++;
-          const { target, fuzzCase } = makeCase(o.seed, current, selectTargets(defaultWorld().targets, o.only), defaultWorld().corpus);
-          hangs.hangs.push({
-            kind: 'hang', seed: o.seed, case: current, target: target.name, note: fuzzCase.note, ms: performance.now() - last.since,
-            message: `no return after ${stallMs} ms (worker terminated)`, inputHex: toHex(fuzzCase.input.subarray(0, 65536)),
-          });
-          launch();
-        }
-      }, 250);
-      w.on('message', (m: WorkerMessage) => {
-        if (m.type === 'block') {
-          reports.push(m.report);
-          start = m.next;
-        } else {
-          finished = true;
+        });
+        w.on('exit', (code) => {
           clearInterval(timer);
-          void w.terminate();
-          resolve();
-        }
-      });
-      w.on('error', (e) => {
-        clearInterval(timer);
-        if (!finished) reject(e);
-        finished = true;
-      });
-      w.on('exit', (code) => {
-        clearInterval(timer);
-        if (!finished) reject(new Error(`fuzz worker ${lane} exited with code ${code} before finishing`));
-      });
-    };
-    launch();
-  });
+          if (!finished) reject(new Error(`fuzz worker ${lane} exited with code ${code} before finishing`));
+        });
+      };
+      launch();
+    });
 
   const ticker = setInterval(() => {
     let done = 0;
@@ -176,7 +217,10 @@ function runInProcess(o: Options): FuzzReport {
   let nextTenth = 1;
   const started = performance.now();
   return runFuzz({
-    runs: o.runs, seed: o.seed, only: o.only, hangMs: o.hangMs,
+    runs: o.runs,
+    seed: o.seed,
+    only: o.only,
+    hangMs: o.hangMs,
     onCase: (_i, done) => {
       if (nextTenth <= 9 && done >= (o.runs * nextTenth) / 10) {
         const s = (performance.now() - started) / 1000;
@@ -202,7 +246,9 @@ function printFinding(f: Finding, only: readonly string[]): void {
 function printSummary(r: FuzzReport, o: Options, workers: number): void {
   const s = r.elapsedMs / 1000;
   const out: string[] = [];
-  out.push(`fwseal fuzz: seed ${r.seed}, ${r.runs} runs, ${workers === 0 ? 'in process' : `${workers} workers`}, ${s.toFixed(1)} s, ${(r.runs / s).toFixed(0)} runs/s`);
+  out.push(
+    `fwseal fuzz: seed ${r.seed}, ${r.runs} runs, ${workers === 0 ? 'in process' : `${workers} workers`}, ${s.toFixed(1)} s, ${(r.runs / s).toFixed(0)} runs/s`,
+  );
   out.push('');
   out.push(`  crashes        ${r.counts.crashes}`);
   out.push(`  hangs          ${r.counts.hangs}   (a call over ${o.hangMs} ms)`);
@@ -212,14 +258,19 @@ function printSummary(r: FuzzReport, o: Options, workers: number): void {
   out.push(`  slowest call   ${r.slowestMs.toFixed(1)} ms${r.slowest ? `  (${r.slowest.target}, case ${r.slowest.case}: ${r.slowest.note})` : ''}`);
   out.push('');
   out.push(`  rejections by code (${Object.keys(r.byCode).filter((c) => c !== 'OK').length} distinct):`);
-  const codes = Object.entries(r.byCode).filter(([c]) => c !== 'OK').sort((a, b) => b[1] - a[1]);
-  for (const [name, n] of codes) out.push(`    ${String(CODES[name as keyof typeof CODES] ?? '?').padStart(3)} ${name.padEnd(30)} ${String(n).padStart(9)}  ${((100 * n) / r.runs).toFixed(2).padStart(6)} %`);
+  const codes = Object.entries(r.byCode)
+    .filter(([c]) => c !== 'OK')
+    .sort((a, b) => b[1] - a[1]);
+  for (const [name, n] of codes)
+    out.push(
+      `    ${String(CODES[name as keyof typeof CODES] ?? '?').padStart(3)} ${name.padEnd(30)} ${String(n).padStart(9)}  ${((100 * n) / r.runs).toFixed(2).padStart(6)} %`,
+    );
   out.push('');
   out.push('  by target:                       runs    avg ms  codes');
   for (const [name, t] of Object.entries(r.byTarget).sort((a, b) => b[1].runs - a[1].runs)) {
     out.push(`    ${name.padEnd(26)} ${String(t.runs).padStart(9)} ${(t.ms / t.runs).toFixed(2).padStart(9)}  ${Object.keys(t.codes).length}`);
   }
-  process.stdout.write(out.join('\n') + '\n');
+  process.stdout.write(`${out.join('\n')}\n`);
   const all = [...r.crashes, ...r.hangs, ...r.accepted, ...r.badResults];
   if (all.length > 0) {
     process.stdout.write(`\nFAILED: ${failures(r)} failing cases (first ${all.length} below)\n`);
@@ -233,11 +284,16 @@ function replay(o: Options, index: number): number {
   const r = replayCase(o.seed, index, o.only);
   const result = r.thrown !== undefined ? { thrown: r.thrown instanceof Error ? r.thrown.stack : String(r.thrown) } : r.result;
   const view = {
-    seed: o.seed, case: index, target: r.target, mutation: r.note, ms: Number(r.ms.toFixed(3)), verdict: r.verdict,
+    seed: o.seed,
+    case: index,
+    target: r.target,
+    mutation: r.note,
+    ms: Number(r.ms.toFixed(3)),
+    verdict: r.verdict,
     result: JSON.parse(JSON.stringify(result ?? null, (_k, v: unknown) => (v instanceof Uint8Array ? toHex(v) : v))) as unknown,
     inputHex: toHex(r.input),
   };
-  process.stdout.write(JSON.stringify(view, null, 2) + '\n');
+  process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
   return r.verdict.startsWith('rejected') || r.verdict.startsWith('accepted (legit') ? 0 : 1;
 }
 
@@ -257,7 +313,9 @@ async function main(): Promise<number> {
   const extra = await runOtherSuites(o);
   const ok = failures(report) === 0 && extra.every((e) => e.failures.length === 0);
   if (o.json) {
-    process.stdout.write(JSON.stringify({ ...report, workers, runsPerSecond: Math.round(report.runs / (report.elapsedMs / 1000)), suites: extra, ok }, null, 2) + '\n');
+    process.stdout.write(
+      `${JSON.stringify({ ...report, workers, runsPerSecond: Math.round(report.runs / (report.elapsedMs / 1000)), suites: extra, ok }, null, 2)}\n`,
+    );
   } else {
     printSummary(report, o, workers);
     for (const e of extra) {

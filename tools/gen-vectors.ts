@@ -4,7 +4,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { VECTORS_PATH, type VectorFile, generateVectors, stableJson } from '../test/support/manifest-vectors.js';
+import { generateVectors, stableJson, VECTORS_PATH, type VectorFile } from '../test/support/manifest-vectors.js';
 
 {
   const text = stableJson(generateVectors());

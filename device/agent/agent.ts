@@ -21,7 +21,7 @@
  * write-new-then-switch); the config's `trust` / `revocations` apply only while none is stored.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { fail, ok, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type Manifest } from '../../shared/manifest.js';
 import { chunkCount } from '../../shared/merkle.js';
@@ -29,14 +29,20 @@ import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type DigestPage } from '../verify/image.js';
 import { type VerifiedManifest } from '../verify/manifest.js';
-import { type TrustContext, updateRevocations, updateTrust } from './trust-update.js';
 import { type Flash, isErased, readScratch, sameBytes } from './flash.js';
 import { type Layout } from './layout.js';
 import {
-  type TrustStore, activeSlotOf, deviceStateOf, inactiveSlotOf, loadTrustStore, verifySlotImage, verifyStoredManifest,
+  activeSlotOf,
+  deviceStateOf,
+  inactiveSlotOf,
+  loadTrustStore,
+  type TrustStore,
+  verifySlotImage,
+  verifyStoredManifest,
   writeManifestArea,
 } from './slot.js';
-import { type StateUpdate, flashResult, loadState, saveState } from './state-store.js';
+import { flashResult, loadState, type StateUpdate, saveState } from './state-store.js';
+import { type TrustContext, updateRevocations, updateTrust } from './trust-update.js';
 
 export type AgentConfig = TrustStore & {
   readonly flash: Flash;
@@ -82,7 +88,7 @@ export class UpdateAgent {
     const s = loadState(this.#flash, this.#layout);
     if (!s.ok) return s;
     const r = s.record;
-    return ok({ state: r, phase: r.pending ? 'pending' as const : r.downloading ? 'downloading' as const : 'idle' as const });
+    return ok({ state: r, phase: r.pending ? ('pending' as const) : r.downloading ? ('downloading' as const) : ('idle' as const) });
   }
 
   /**
@@ -105,7 +111,8 @@ export class UpdateAgent {
     const region = this.#layout.slots[slot];
     const n = chunkCount(m.imageSize, m.chunkSize);
     const padded = Math.ceil(m.imageSize / this.#flash.writeAlign) * this.#flash.writeAlign;
-    if (padded > region.size || n > this.#layout.maxChunks) return fail('SLOT_TOO_SMALL', `image of ${m.imageSize} bytes (${n} chunks), slot of ${region.size} bytes (${this.#layout.maxChunks} chunks)`);
+    if (padded > region.size || n > this.#layout.maxChunks)
+      return fail('SLOT_TOO_SMALL', `image of ${m.imageSize} bytes (${n} chunks), slot of ${region.size} bytes (${this.#layout.maxChunks} chunks)`);
     if (m.chunkSize % this.#flash.writeAlign !== 0) return fail('SLOT_TOO_SMALL', `chunk size ${m.chunkSize} is not a multiple of the write alignment`);
     if (rec.installed && bytesEqual(rec.installed, vm.manifestDigest)) return fail('AGENT_BAD_STATE', 'this manifest is already installed');
 
@@ -156,7 +163,9 @@ export class UpdateAgent {
     const marks = this.#marks(cur.manifest);
     if (marks === null) return [];
     const out: number[] = [];
-    marks.forEach((m, i) => { if (!m) out.push(i); });
+    marks.forEach((m, i) => {
+      if (!m) out.push(i);
+    });
     return out;
   }
 
@@ -273,7 +282,8 @@ export class UpdateAgent {
     const vm = verifyStoredManifest(this.#v, this.#flash, this.#layout, slot, rec, st.store, rec.pending);
     if (!vm.ok) return vm;
     const counter = Math.max(rec.securityCounter, vm.manifest.securityCounter);
-    if (counter > LIMITS.maxCounter || rec.sequence >= LIMITS.maxCounter) return fail('COUNTER_EXHAUSTED', 'the counter or the state sequence cannot be raised');
+    if (counter > LIMITS.maxCounter || rec.sequence >= LIMITS.maxCounter)
+      return fail('COUNTER_EXHAUSTED', 'the counter or the state sequence cannot be raised');
     const { pending, lastError: _e, downloading: _d, ...rest } = rec;
     const next: StateUpdate = {
       ...rest,
@@ -374,7 +384,6 @@ export class UpdateAgent {
     });
     return r;
   }
-
 }
 
 export { activeSlotOf, inactiveSlotOf };

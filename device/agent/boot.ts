@@ -26,7 +26,7 @@ import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type Flash } from './flash.js';
 import { type Layout } from './layout.js';
-import { type TrustStore, activeSlotOf, inactiveSlotOf, loadTrustStore, verifySlotImage, verifyStoredManifest } from './slot.js';
+import { activeSlotOf, inactiveSlotOf, loadTrustStore, type TrustStore, verifySlotImage, verifyStoredManifest } from './slot.js';
 import { loadState, saveState } from './state-store.js';
 
 export type BootOptions = {
@@ -89,7 +89,7 @@ export function boot(flash: Flash, layout: Layout, trust: Uint8Array, options: B
           return result('OK', { slot: pendingSlot, version: vm.manifest.version, counter: rec.securityCounter, trial: true });
         }
         reverted = 'BOOT_IMAGE_INVALID';
-        revertDetail = `pending image: ${img.error}${img.ok ? '' : img.detail ? ' (' + img.detail + ')' : ''}`;
+        revertDetail = `pending image: ${img.error}${img.ok ? '' : img.detail ? ` (${img.detail})` : ''}`;
       }
     }
     const { pending: _p, ...rest } = rec;
@@ -104,7 +104,7 @@ export function boot(flash: Flash, layout: Layout, trust: Uint8Array, options: B
   const vm = verifyStoredManifest(v, flash, layout, active, rec, store, rec.installed);
   const img = vm.ok ? verifySlotImage(v, flash, layout, active, vm.manifest) : vm;
   if (!vm.ok || !img.ok) {
-    const why = img.ok ? '' : `${img.error}${img.detail ? ' (' + img.detail + ')' : ''}`;
+    const why = img.ok ? '' : `${img.error}${img.detail ? ` (${img.detail})` : ''}`;
     return result('BOOT_IMAGE_INVALID', { slot: null, counter, ...(reverted ? { reverted: true } : {}) }, `active slot ${active}: ${why}`);
   }
   if (reverted) return result(reverted, { slot: active, version: vm.manifest.version, counter, reverted: true }, revertDetail);

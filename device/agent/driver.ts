@@ -8,7 +8,7 @@
  * verification is fetched again (a corrupted block, a rogue publisher), up to `retries` times; when
  * every attempt was rejected, the last rejection's code is returned (e.g. CHUNK_DIGEST_MISMATCH).
  */
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { fail, ok, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type DigestPage } from '../verify/image.js';
 import { type UpdateAgent } from './agent.js';
@@ -80,7 +80,8 @@ export function driveDownload(agent: UpdateAgent, transport: Transport, options:
       if (bytes === null) continue;
       const w = agent.writeChunk(index, bytes, page.page);
       if (w.ok) done = true;
-      else if (w.code >= 500) return w; // flash trouble: not the transport's to retry
+      else if (w.code >= 500)
+        return w; // flash trouble: not the transport's to retry
       else {
         rejected++;
         last = w;

@@ -50,7 +50,10 @@ export class PowerCut extends Error {
 
 /** A flash operation failed (bad block, misuse): carries a code from the 5xx group of shared/codes.ts. */
 export class FlashError extends Error {
-  constructor(readonly codeName: 'FLASH_MISALIGNED' | 'FLASH_OUT_OF_RANGE' | 'FLASH_NOT_ERASED' | 'FLASH_WRITE_FAILED' | 'FLASH_ERASE_FAILED', message: string) {
+  constructor(
+    readonly codeName: 'FLASH_MISALIGNED' | 'FLASH_OUT_OF_RANGE' | 'FLASH_NOT_ERASED' | 'FLASH_WRITE_FAILED' | 'FLASH_ERASE_FAILED',
+    message: string,
+  ) {
     super(message);
     this.name = 'FlashError';
   }

@@ -86,7 +86,13 @@ export function createLayout(geometry: FlashGeometry, options: LayoutOptions = {
   if (at > size) throw new RangeError(`layout needs ${at} bytes, the flash has ${size}`);
   return Object.freeze({
     geometry: Object.freeze({ size, eraseBlockSize: E, writeAlign: W, erasedValue }),
-    state, manifests, trustAreas, revocationAreas, progress, slots, maxChunks,
+    state,
+    manifests,
+    trustAreas,
+    revocationAreas,
+    progress,
+    slots,
+    maxChunks,
   });
 }
 

@@ -3,7 +3,7 @@
  * in slot A, confirmed; the factory trust bundle (and revocation list) in area 0, named by the first
  * state record. Everything is verified first with the one verifier.
  */
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { fail, ok, type Result } from '../../shared/codes.js';
 import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type Flash } from './flash.js';
@@ -29,7 +29,11 @@ export function provision(flash: Flash, layout: Layout, input: ProvisionInput): 
   const v = input.verifier ?? DEFAULT_VERIFIER;
   const trustV = v.loadTrust(input.trust);
   if (!trustV.ok) return trustV;
-  const vm = v.verifyManifest(input.envelope, input.trust, { deviceClass: input.deviceClass, counter: 0, ...(input.revocations ? { revocations: input.revocations } : {}) });
+  const vm = v.verifyManifest(input.envelope, input.trust, {
+    deviceClass: input.deviceClass,
+    counter: 0,
+    ...(input.revocations ? { revocations: input.revocations } : {}),
+  });
   if (!vm.ok) return vm;
   const iv = v.imageVerifier(vm.manifest);
   const u = iv.update(input.image);

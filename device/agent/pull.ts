@@ -10,7 +10,7 @@
  * A flash error (5xx) stops everything at once. Writes to the (synchronous) agent happen in the
  * continuation of a reply, so they never interleave. Resume is free: missingChunks() is on flash.
  */
-import { type Failure, type Result, fail, ok } from '../../shared/codes.js';
+import { type Failure, fail, ok, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type DigestPage } from '../verify/image.js';
 import { PowerCut } from './flash.js';
@@ -73,7 +73,9 @@ class Stop {
   failure: Failure | null = null;
   thrown: { error: unknown } | null = null;
   #fire: () => void = () => {};
-  readonly signal = new Promise<'stopped'>((resolve) => { this.#fire = () => resolve('stopped'); });
+  readonly signal = new Promise<'stopped'>((resolve) => {
+    this.#fire = () => resolve('stopped');
+  });
   with(r: Failure): void {
     if (this.failure === null && this.thrown === null) this.failure = r;
     this.#fire();
@@ -94,7 +96,11 @@ class Attempts {
   timeouts = 0;
   readonly #start: number;
 
-  constructor(private readonly timer: Timer, private readonly options: PullOptions, private readonly stop: Stop) {
+  constructor(
+    private readonly timer: Timer,
+    private readonly options: PullOptions,
+    private readonly stop: Stop,
+  ) {
     this.#start = timer.now();
   }
 
@@ -173,17 +179,26 @@ class Pages {
   readonly #remaining = new Map<number, number>();
 
   constructor(
-    private readonly agent: PullTarget, private readonly transport: AsyncTransport, private readonly attempts: Attempts,
-    private readonly stop: Stop, pagesOfMissingBlocks: readonly number[],
+    private readonly agent: PullTarget,
+    private readonly transport: AsyncTransport,
+    private readonly attempts: Attempts,
+    private readonly stop: Stop,
+    pagesOfMissingBlocks: readonly number[],
   ) {
     for (const p of pagesOfMissingBlocks) this.#remaining.set(p, (this.#remaining.get(p) ?? 0) + 1);
   }
 
   #fetch(p: number): Promise<Result<{ page: DigestPage }>> {
-    return this.attempts.run(() => this.transport.requestPage(p), (got) => {
-      const r = this.agent.verifyDigestPage(p, got.leaves, got.proof);
-      return r.ok ? ok({ page: r.digestPage }) : r;
-    }, `digest page ${p}`).then((r) => r ?? fail('TRANSPORT_UNAVAILABLE', 'stopped'));
+    return this.attempts
+      .run(
+        () => this.transport.requestPage(p),
+        (got) => {
+          const r = this.agent.verifyDigestPage(p, got.leaves, got.proof);
+          return r.ok ? ok({ page: r.digestPage }) : r;
+        },
+        `digest page ${p}`,
+      )
+      .then((r) => r ?? fail('TRANSPORT_UNAVAILABLE', 'stopped'));
   }
 
   /** The proven page `p`, waiting while two others are held. Null when stopped. */
@@ -233,7 +248,8 @@ function writeBlock(agent: PullTarget, page: DigestPage, index: number, chunks: 
 export async function pullDownload(agent: PullTarget, transport: AsyncTransport, timer: Timer, options: PullOptions = {}): Promise<Result<PullReport>> {
   const P = LIMITS.pageLeaves;
   const cpb = Math.floor(options.chunksPerBlock ?? 1);
-  if (!(cpb >= 1 && cpb <= P && (cpb & (cpb - 1)) === 0)) return fail('BAD_VALUE', `chunks per block ${options.chunksPerBlock} is not a power of two up to ${P}`);
+  if (!(cpb >= 1 && cpb <= P && (cpb & (cpb - 1)) === 0))
+    return fail('BAD_VALUE', `chunks per block ${options.chunksPerBlock} is not a power of two up to ${P}`);
   const chunkSize = options.chunkSize ?? 0;
   if (cpb > 1 && !(chunkSize > 0)) return fail('BAD_VALUE', 'chunkSize is required with more than one chunk per block');
   // Missing chunks grouped by block (ascending): the blocks to fetch.
@@ -257,7 +273,11 @@ export async function pullDownload(agent: PullTarget, transport: AsyncTransport,
       const page = await pages.get(pageOf(index));
       if (page === null) return;
       const chunks = chunksOf.get(index)!;
-      const r = await attempts.run(() => transport.requestBlock(index), (bytes) => writeBlock(agent, page, index, chunks, cpb, chunkSize, bytes), `block ${index}`);
+      const r = await attempts.run(
+        () => transport.requestBlock(index),
+        (bytes) => writeBlock(agent, page, index, chunks, cpb, chunkSize, bytes),
+        `block ${index}`,
+      );
       if (r === null) return;
       if (!r.ok) return stop.with(r);
       pages.blockDone(pageOf(index));

@@ -4,12 +4,12 @@
  * streamed from flash. PowerCut propagates; FlashError becomes a code.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { fail, ok, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type Manifest } from '../../shared/manifest.js';
 import { type DeviceStateRecord } from '../../shared/state.js';
-import { type DeviceState, type VerifiedManifest } from '../verify/manifest.js';
 import { type Verifier } from '../verifier.js';
+import { type DeviceState, type VerifiedManifest } from '../verify/manifest.js';
 import { type Flash, readScratch } from './flash.js';
 import { type Layout, MANIFEST_HEADER_BYTES, type Region } from './layout.js';
 import { flashResult } from './state-store.js';
@@ -84,7 +84,11 @@ export function readEnvelopeArea(flash: Flash, region: Region, name: string): Re
  * V3) wherever the store is used.
  */
 export function loadTrustStore(
-  sha256: (data: Uint8Array) => Uint8Array, flash: Flash, layout: Layout, record: DeviceStateRecord, fallback: TrustStore,
+  sha256: (data: Uint8Array) => Uint8Array,
+  flash: Flash,
+  layout: Layout,
+  record: DeviceStateRecord,
+  fallback: TrustStore,
 ): Result<{ store: TrustStore }> {
   let trust = fallback.trust;
   if (record.trustArea !== undefined || record.trustDigest !== undefined) {
@@ -102,11 +106,16 @@ export function loadTrustStore(
 }
 
 function readStored(
-  sha256: (data: Uint8Array) => Uint8Array, flash: Flash, areas: readonly [Region, Region], area: number | undefined, digest: Uint8Array | undefined, what: string,
+  sha256: (data: Uint8Array) => Uint8Array,
+  flash: Flash,
+  areas: readonly [Region, Region],
+  area: number | undefined,
+  digest: Uint8Array | undefined,
+  what: string,
 ): Result<{ envelope: Uint8Array }> {
   if ((area !== 0 && area !== 1) || digest === undefined) return fail('STATE_CORRUPT', `the state names no complete stored ${what} envelope`);
   const r = readEnvelopeArea(flash, areas[area], `${what} area ${area}`);
-  if (!r.ok) return fail('STATE_CORRUPT', `stored ${what} envelope unreadable: ${r.error}${r.detail ? ' (' + r.detail + ')' : ''}`);
+  if (!r.ok) return fail('STATE_CORRUPT', `stored ${what} envelope unreadable: ${r.error}${r.detail ? ` (${r.detail})` : ''}`);
   if (!bytesEqual(sha256(r.envelope), digest)) return fail('STATE_CORRUPT', `${what} area ${area} does not hold the envelope the state names`);
   return r;
 }
@@ -116,7 +125,13 @@ function readStored(
  * revocations and state, and check it is the manifest the state record names (`expected`).
  */
 export function verifyStoredManifest(
-  verifier: Verifier, flash: Flash, layout: Layout, slot: 0 | 1, record: DeviceStateRecord, store: TrustStore, expected: Uint8Array,
+  verifier: Verifier,
+  flash: Flash,
+  layout: Layout,
+  slot: 0 | 1,
+  record: DeviceStateRecord,
+  store: TrustStore,
+  expected: Uint8Array,
 ): Result<VerifiedManifest> {
   const area = readManifestArea(flash, layout, slot);
   if (!area.ok) return area;

@@ -11,7 +11,7 @@
  *
  * PowerCut propagates (it models the CPU stopping); FlashError becomes a code.
  */
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { fail, ok, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type DeviceStateRecord, encodeStateRecord, parseStateRecord } from '../../shared/state.js';
 import { type Flash, FlashError } from './flash.js';

@@ -11,14 +11,14 @@
  */
 import { bytesEqual, concatBytes } from '../../shared/bytes.js';
 import { inclusionProof, leafHash } from '../../shared/merkle.js';
-import { SimFlash, type FaultPlan } from '../sim/flash.js';
+import { type FaultPlan, SimFlash } from '../sim/flash.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type VerifiedManifest } from '../verify/manifest.js';
 import { UpdateAgent } from './agent.js';
-import { provision } from './provision.js';
 import { boot } from './boot.js';
 import { type FlashGeometry, PowerCut } from './flash.js';
-import { type Layout, createLayout, layoutBytes } from './layout.js';
+import { createLayout, type Layout, layoutBytes } from './layout.js';
+import { provision } from './provision.js';
 import { loadState } from './state-store.js';
 
 export type SweepRelease = { readonly envelope: Uint8Array; readonly image: Uint8Array };
@@ -96,7 +96,13 @@ class SweepWorld {
     const leaves = this.chunks.map((c) => leafHash(this.v.sha256, c));
     this.proofs = this.chunks.map((_, i) => concatBytes(...inclusionProof(this.v.sha256, leaves, i)));
     const base = new SimFlash(this.geometry);
-    const prov = provision(base, this.layout, { deviceClass: input.deviceClass, trust: input.trust, envelope: input.old.envelope, image: input.old.image, verifier: this.v });
+    const prov = provision(base, this.layout, {
+      deviceClass: input.deviceClass,
+      trust: input.trust,
+      envelope: input.old.envelope,
+      image: input.old.image,
+      verifier: this.v,
+    });
     if (!prov.ok) throw new RangeError(`provisioning failed: ${prov.error}`);
     this.start = base.snapshot();
   }
@@ -116,7 +122,10 @@ class SweepWorld {
   /** The booted slot holds, byte for byte, the old or the new image: which one. */
   bootedImage(flash: SimFlash, slot: 0 | 1, version: string | undefined): 'old' | 'new' {
     const region = this.layout.slots[slot];
-    for (const [name, rel, vm] of [['new', this.input.next, this.newVm], ['old', this.input.old, this.oldVm]] as const) {
+    for (const [name, rel, vm] of [
+      ['new', this.input.next, this.newVm],
+      ['old', this.input.old, this.oldVm],
+    ] as const) {
       if (bytesEqual(flash.read(region.offset, rel.image.length), rel.image) && version === vm.manifest.version) return name;
     }
     throw new Violation(`booted slot ${slot} (version ${String(version)}) holds neither signed image`);
@@ -131,7 +140,10 @@ class SweepWorld {
     const oldCounter = this.oldVm.manifest.securityCounter;
     check(c >= oldCounter, `${where}: counter ${c} regressed below ${oldCounter}`);
     if (c > oldCounter) {
-      check(c === this.newVm.manifest.securityCounter && s.record.installed !== undefined && bytesEqual(s.record.installed, this.newVm.manifestDigest), `${where}: counter ${c} raised before the new image was confirmed`);
+      check(
+        c === this.newVm.manifest.securityCounter && s.record.installed !== undefined && bytesEqual(s.record.installed, this.newVm.manifestDigest),
+        `${where}: counter ${c} raised before the new image was confirmed`,
+      );
     }
   }
 

@@ -5,14 +5,14 @@
  * one state save, so a power cut at any point leaves the old or the new envelope in force.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type CodeName, type Result, fail, ok } from '../../shared/codes.js';
+import { type CodeName, fail, ok, type Result } from '../../shared/codes.js';
 import { type DeviceStateRecord } from '../../shared/state.js';
 import { type Verifier } from '../verifier.js';
 import { type VerifiedRevocations } from '../verify/trust.js';
 import { type Flash } from './flash.js';
 import { type Layout } from './layout.js';
-import { type TrustStore, loadTrustStore, writeEnvelopeArea } from './slot.js';
-import { type StateUpdate, loadState, saveState } from './state-store.js';
+import { loadTrustStore, type TrustStore, writeEnvelopeArea } from './slot.js';
+import { loadState, type StateUpdate, saveState } from './state-store.js';
 
 /** What the updates work on: the flash, its layout, the verifier and the factory trust (used while none is stored). */
 export type TrustContext = { readonly flash: Flash; readonly layout: Layout; readonly verifier: Verifier; readonly factory: TrustStore };
@@ -63,12 +63,20 @@ export function updateTrust(c: TrustContext, candidate: Uint8Array, revocations?
     const r = c.verifier.verifyRevocations(revocations, next.trust, rec.revocationVersion, kept);
     if (!r.ok) return r;
     listVersion = r.revocations.list.version;
-    if (listVersion === rec.revocationVersion && st.store.revocations !== undefined && !bytesEqual(c.verifier.sha256(st.store.revocations), c.verifier.sha256(revocations))) {
+    if (
+      listVersion === rec.revocationVersion &&
+      st.store.revocations !== undefined &&
+      !bytesEqual(c.verifier.sha256(st.store.revocations), c.verifier.sha256(revocations))
+    ) {
       return fail('REVOCATION_ROLLBACK', `a different list with the current version ${listVersion}`);
     }
   } else if (st.store.revocations !== undefined) {
     const r = c.verifier.verifyRevocations(st.store.revocations, next.trust, rec.revocationVersion);
-    if (!r.ok) return fail(r.error as Exclude<CodeName, 'OK'>, `the stored revocation list does not verify under the new trust bundle; pass one signed by its root keys (${r.detail ?? r.error})`);
+    if (!r.ok)
+      return fail(
+        r.error as Exclude<CodeName, 'OK'>,
+        `the stored revocation list does not verify under the new trust bundle; pass one signed by its root keys (${r.detail ?? r.error})`,
+      );
   }
   const same = bytesEqual(next.trust.digest, cur.trust.digest);
   if (same && revocations === undefined && rec.trustArea !== undefined) return ok({ version, changed: false });
@@ -81,7 +89,12 @@ export function updateTrust(c: TrustContext, candidate: Uint8Array, revocations?
     const area = rec.revocationArea === 0 ? 1 : 0;
     const wr = writeEnvelopeArea(c.flash, c.layout.revocationAreas[area], revocations, `revocation area ${area}`);
     if (!wr.ok) return wr;
-    update = { ...update, revocationVersion: Math.max(rec.revocationVersion, listVersion), revocationArea: area, revocationDigest: c.verifier.sha256(revocations) };
+    update = {
+      ...update,
+      revocationVersion: Math.max(rec.revocationVersion, listVersion),
+      revocationArea: area,
+      revocationDigest: c.verifier.sha256(revocations),
+    };
   }
   const { sequence: _s, ...fields } = update as DeviceStateRecord;
   const w = saveState(c.flash, c.layout, fields);
@@ -106,14 +119,20 @@ export function updateRevocations(c: TrustContext, list: Uint8Array): Result<{ v
   const version = r.revocations.list.version;
   const digest = c.verifier.sha256(list);
   if (version === rec.revocationVersion && st.store.revocations !== undefined) {
-    if (!bytesEqual(c.verifier.sha256(st.store.revocations), digest)) return fail('REVOCATION_ROLLBACK', `a different list with the current version ${version}`);
+    if (!bytesEqual(c.verifier.sha256(st.store.revocations), digest))
+      return fail('REVOCATION_ROLLBACK', `a different list with the current version ${version}`);
     if (rec.revocationArea !== undefined) return ok({ version, changed: false });
   }
   const area = rec.revocationArea === 0 ? 1 : 0;
   const wr = writeEnvelopeArea(c.flash, c.layout.revocationAreas[area], list, `revocation area ${area}`);
   if (!wr.ok) return wr;
   const { sequence: _s, ...fields } = rec;
-  const w = saveState(c.flash, c.layout, { ...fields, revocationVersion: Math.max(rec.revocationVersion, version), revocationArea: area, revocationDigest: digest });
+  const w = saveState(c.flash, c.layout, {
+    ...fields,
+    revocationVersion: Math.max(rec.revocationVersion, version),
+    revocationArea: area,
+    revocationDigest: digest,
+  });
   if (!w.ok) return w;
   return ok({ version, changed: true });
 }

@@ -52,7 +52,8 @@ export function deviceCrypto(platform: Platform = {}): DeviceCrypto {
   }
   const sha256 = platform.sha256 ? checked('sha256', platform.sha256, 32) : defaultSha256;
   const sha512 = platform.sha512 ? checked('sha512', platform.sha512, 64) : defaultSha512;
-  const verify = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => (verifyEd25519 as (s: Uint8Array, m: Uint8Array, p: Uint8Array, h: Hash) => boolean)(signature, message, publicKey, sha512);
+  const verify = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) =>
+    (verifyEd25519 as (s: Uint8Array, m: Uint8Array, p: Uint8Array, h: Hash) => boolean)(signature, message, publicKey, sha512);
   return Object.freeze({
     sha256,
     sha512,

@@ -6,7 +6,7 @@
  * wraps a sum modulo 2^32 for free.
  */
 // §4.2.3 constants and §5.3.5 H(0) as (high, low) pairs, derived in ./sha256.ts.
-import { SHA512_IV, SHA512_K as K } from './sha256.js';
+import { SHA512_K as K, SHA512_IV } from './sha256.js';
 
 const TWO_32 = 4294967296;
 
@@ -18,8 +18,7 @@ const rot = (x: number, y: number, n: number): number => (n < 32 ? (x >>> n) | (
  * (§4.1.3 Σ and σ). Called with (low, high) it gives the low half, where SHR^c's low half equals
  * ROTR^c's, so `shr` is set only for the high half of σ0 and σ1.
  */
-const mix = (x: number, y: number, a: number, b: number, c: number, shr?: boolean): number =>
-  rot(x, y, a) ^ rot(x, y, b) ^ (shr ? x >>> c : rot(x, y, c));
+const mix = (x: number, y: number, a: number, b: number, c: number, shr?: boolean): number => rot(x, y, a) ^ rot(x, y, b) ^ (shr ? x >>> c : rot(x, y, c));
 
 /** v[i..i+1] += (hi || lo), for lo in [0, 2^32). */
 function add(v: Int32Array, i: number, hi: number, lo: number): void {
@@ -46,7 +45,10 @@ export function sha512(data: Uint8Array): Uint8Array {
     // §6.4.2 step 1: the message schedule, as (high, low) pairs.
     for (let t = 0; t < 32; t++) w[t] = view.getInt32(p + 4 * t);
     for (let t = 32; t < 160; t += 2) {
-      const h2 = w[t - 4], l2 = w[t - 3], h15 = w[t - 30], l15 = w[t - 29];
+      const h2 = w[t - 4],
+        l2 = w[t - 3],
+        h15 = w[t - 30],
+        l15 = w[t - 29];
       const lo = (mix(l2, h2, 19, 61, 6) >>> 0) + (w[t - 13] >>> 0) + (mix(l15, h15, 1, 8, 7) >>> 0) + (w[t - 31] >>> 0);
       w[t] = mix(h2, l2, 19, 61, 6, true) + w[t - 14] + mix(h15, l15, 1, 8, 7, true) + w[t - 32] + ((lo / TWO_32) | 0);
       w[t + 1] = lo;
@@ -54,8 +56,18 @@ export function sha512(data: Uint8Array): Uint8Array {
     // Steps 2-4: v = a..h as (high, low) pairs; each round shifts them down one pair.
     v.set(hash);
     for (let t = 0; t < 80; t++) {
-      const ah = v[0], al = v[1], bh = v[2], bl = v[3], ch = v[4], cl = v[5];
-      const eh = v[8], el = v[9], fh = v[10], fl = v[11], gh = v[12], gl = v[13];
+      const ah = v[0],
+        al = v[1],
+        bh = v[2],
+        bl = v[3],
+        ch = v[4],
+        cl = v[5];
+      const eh = v[8],
+        el = v[9],
+        fh = v[10],
+        fl = v[11],
+        gh = v[12],
+        gl = v[13];
       const t1l = (v[15] >>> 0) + (mix(el, eh, 14, 18, 41) >>> 0) + (((el & fl) ^ (~el & gl)) >>> 0) + (K[2 * t + 1] >>> 0) + (w[2 * t + 1] >>> 0);
       const t1h = v[14] + mix(eh, el, 14, 18, 41) + ((eh & fh) ^ (~eh & gh)) + K[2 * t] + w[2 * t] + ((t1l / TWO_32) | 0);
       const t2l = (mix(al, ah, 28, 34, 39) >>> 0) + (((al & bl) ^ (al & cl) ^ (bl & cl)) >>> 0);

@@ -5,7 +5,7 @@
  * in device/ allowed Node APIs).
  */
 import { closeSync, constants, existsSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
-import type { Flash, FlashGeometry } from '../agent/flash.js';
+import { type Flash, type FlashGeometry } from '../agent/flash.js';
 import { checkErase, checkErased, checkRange, checkWrite, validateGeometry } from '../sim/flash.js';
 
 const CHUNK = 1 << 20;

@@ -3,8 +3,9 @@
  * digest table written by `fwseal pack` (magic "FWSDIG1\0" + 32-byte leaf hashes). Page proofs are
  * computed here from the table; the agent checks everything against the signed root anyway.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+
 import { hash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { LIMITS } from '../../shared/limits.js';
 import { pageLeafRange, pageProofs } from '../../shared/merkle.js';
 import { type Transport } from '../agent/driver.js';
@@ -16,7 +17,8 @@ export type FileTransport = Transport & { close(): void; readonly chunkCount: nu
 
 export function openFileTransport(imagePath: string, digestsPath: string, chunkSize: number): FileTransport {
   const table = new Uint8Array(readFileSync(digestsPath));
-  if (table.length < 8 || MAGIC.some((b, i) => table[i] !== b) || (table.length - 8) % 32 !== 0) throw new RangeError(`${digestsPath} is not an fwseal digest table`);
+  if (table.length < 8 || MAGIC.some((b, i) => table[i] !== b) || (table.length - 8) % 32 !== 0)
+    throw new RangeError(`${digestsPath} is not an fwseal digest table`);
   const leaves: Uint8Array[] = [];
   for (let o = 8; o < table.length; o += 32) leaves.push(table.subarray(o, o + 32));
   let proofs: Uint8Array[][] | null = null; // computed on first use, once

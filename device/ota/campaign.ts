@@ -13,8 +13,8 @@ import { type Announcement, blockCount } from '../../shared/ota/messages.js';
 import { type StatusEvent } from '../../shared/ota/status.js';
 import { type UpdateAgent } from '../agent/agent.js';
 import { type AsyncTransport, type PullOptions, type PullTarget, pullDownload } from '../agent/pull.js';
-import { type DigestPage } from '../verify/image.js';
 import { type Verifier } from '../verifier.js';
+import { type DigestPage } from '../verify/image.js';
 import { type OtaClock } from './ports.js';
 import { ABORT_BLOCK, type OtaStats, type Requests, type Run } from './requests.js';
 
@@ -101,7 +101,7 @@ export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): P
   h.status({ campaign: a.campaign, device: h.id, state: 'accepted' });
 
   // 2. The blocks: pull, and after a transport failure wait and pull again while the campaign stands.
-  for (let attempt = 0, finishes = 0; ;) {
+  for (let attempt = 0, finishes = 0; ; ) {
     if (!live()) return;
     h.phase = 'downloading';
     const r = await pull(h, run, a, attempt === 0 && finishes === 0);
@@ -143,7 +143,8 @@ function progressReporter(h: CampaignHost, a: Announcement, total: number, done:
     lastAt = now;
     h.status({ campaign: a.campaign, device: h.id, state: 'downloading', done: done.n, total });
   };
-  if (first) report(true); // a pull again after a transport failure reports only on progress
+  if (first)
+    report(true); // a pull again after a transport failure reports only on progress
   else lastPct = Math.floor((done.n / total) * 10);
   return () => report(false);
 }

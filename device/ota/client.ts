@@ -10,18 +10,18 @@
  * proven digest page before it is written, so a rogue publisher can only cost a re-fetch.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type Result, ok } from '../../shared/codes.js';
+import { ok, type Result } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
-import { rolloutBucket, topics } from '../../shared/ota/topics.js';
 import { type Announcement, parseAnnouncement } from '../../shared/ota/messages.js';
-import { type StatusEvent, type StatusState, encodeStatusEvent } from '../../shared/ota/status.js';
-import { UpdateAgent, activeSlotOf } from '../agent/agent.js';
+import { encodeStatusEvent, type StatusEvent, type StatusState } from '../../shared/ota/status.js';
+import { rolloutBucket, topics } from '../../shared/ota/topics.js';
+import { activeSlotOf, UpdateAgent } from '../agent/agent.js';
 import { boot } from '../agent/boot.js';
 import { type Flash } from '../agent/flash.js';
 import { type Layout } from '../agent/layout.js';
 import { readManifestArea } from '../agent/slot.js';
 import { type Verifier } from '../verifier.js';
-import { type CampaignHost, type OtaPhase, type OtaPullOptions, manifestKey, runCampaign } from './campaign.js';
+import { type CampaignHost, manifestKey, type OtaPhase, type OtaPullOptions, runCampaign } from './campaign.js';
 import { Listeners, type OtaClock, type OtaLink } from './ports.js';
 import { type OtaStats, Requests, type Run } from './requests.js';
 
@@ -89,7 +89,11 @@ export class OtaClient implements CampaignHost {
   #listening: Promise<unknown> = Promise.resolve();
 
   /** Validates the ids and prefix (RangeError from the topic builders) before anything is sent. */
-  constructor(o: OtaClientOptions, readonly link: OtaLink, readonly clock: OtaClock) {
+  constructor(
+    o: OtaClientOptions,
+    readonly link: OtaLink,
+    readonly clock: OtaClock,
+  ) {
     this.#o = o;
     this.id = o.id;
     this.group = o.group;
@@ -98,7 +102,13 @@ export class OtaClient implements CampaignHost {
     this.#replyTopic = topics.reply(this.prefix, o.id);
     this.verifier = o.verifier;
     this.pull = o.pull ?? {};
-    this.agent = new UpdateAgent({ flash: o.flash, layout: o.layout, trust: o.trust, verifier: o.verifier, ...(o.revocations ? { revocations: o.revocations } : {}) });
+    this.agent = new UpdateAgent({
+      flash: o.flash,
+      layout: o.layout,
+      trust: o.trust,
+      verifier: o.verifier,
+      ...(o.revocations ? { revocations: o.revocations } : {}),
+    });
     this.requests = new Requests(link, clock, { prefix: this.prefix, device: o.id, replyTopic: this.#replyTopic }, this.counters, () => this.#stopped);
     if (o.onStatus) this.#events.status.add(o.onStatus);
   }
@@ -125,7 +135,13 @@ export class OtaClient implements CampaignHost {
   }
 
   state(): OtaState {
-    return { slot: this.#slot, ...(this.#version !== undefined ? { version: this.#version } : {}), counter: this.#counter, phase: this.phase, ...(this.#lastStatus ? { lastStatus: this.#lastStatus } : {}) };
+    return {
+      slot: this.#slot,
+      ...(this.#version !== undefined ? { version: this.#version } : {}),
+      counter: this.#counter,
+      phase: this.phase,
+      ...(this.#lastStatus ? { lastStatus: this.#lastStatus } : {}),
+    };
   }
 
   /** Resolves with the first status event (published from now on) that `match` accepts. */
@@ -178,7 +194,11 @@ export class OtaClient implements CampaignHost {
 
   boot(): void {
     const o = this.#o;
-    const b = boot(o.flash, o.layout, o.trust, { maxTrialBoots: o.maxTrialBoots, verifier: this.verifier, ...(o.revocations ? { revocations: o.revocations } : {}) });
+    const b = boot(o.flash, o.layout, o.trust, {
+      maxTrialBoots: o.maxTrialBoots,
+      verifier: this.verifier,
+      ...(o.revocations ? { revocations: o.revocations } : {}),
+    });
     this.#slot = b.slot;
     this.#version = b.version;
     this.#counter = b.counter;
@@ -190,7 +210,7 @@ export class OtaClient implements CampaignHost {
     if (c.ok) {
       this.#counter = c.counter;
       this.phase = 'idle';
-    } else this.#log(`confirm: ${c.error}${c.detail ? ' (' + c.detail + ')' : ''}`);
+    } else this.#log(`confirm: ${c.error}${c.detail ? ` (${c.detail})` : ''}`);
   }
 
   /**
@@ -217,7 +237,13 @@ export class OtaClient implements CampaignHost {
   /** (Re)connected: report `online` with the group, version and counter (SPEC.md §12.2). */
   connected(): void {
     if (this.#stopped) return;
-    this.#publishStatus({ device: this.id, state: 'online', group: this.group, ...(this.#version !== undefined ? { version: this.#version } : {}), ...(this.#counter !== null ? { counter: this.#counter } : {}) });
+    this.#publishStatus({
+      device: this.id,
+      state: 'online',
+      group: this.group,
+      ...(this.#version !== undefined ? { version: this.#version } : {}),
+      ...(this.#counter !== null ? { counter: this.#counter } : {}),
+    });
   }
 
   status(e: StatusEvent): void {
@@ -258,7 +284,8 @@ export class OtaClient implements CampaignHost {
       if (topic === this.#announceTopic) this.#onAnnouncement(payload);
       else if (topic === this.#replyTopic) this.requests.onReply(payload, this.#run, (code) => this.#final(code));
       else if (this.requests.dataTopic !== null && topic === this.requests.dataTopic) this.requests.onData(payload);
-      else if (topic.startsWith(`${this.prefix}/campaign/`) && topic.endsWith('/data')) return; // a data topic just left: late copies
+      else if (topic.startsWith(`${this.prefix}/campaign/`) && topic.endsWith('/data'))
+        return; // a data topic just left: late copies
       else this.counters.malformed++;
     } catch (e) {
       // Never let a message take the device down; a bug shows up in the log and the counter.
@@ -382,7 +409,10 @@ export class OtaClient implements CampaignHost {
     return new Promise((resolve) => {
       const cancel = this.clock.after(ms, done);
       const prev = run.wake;
-      run.wake = () => { prev(); done(); };
+      run.wake = () => {
+        prev();
+        done();
+      };
       function done() {
         cancel();
         resolve();

@@ -7,12 +7,18 @@
  */
 import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
-import { topics } from '../../shared/ota/topics.js';
 import { messageType } from '../../shared/ota/codec.js';
 import {
-  type BlockRange, encodeBlockRequest, encodeManifestRequest, encodePageRequest, parseBlockResponse, parseErrorReply, parseManifestResponse,
+  type BlockRange,
+  encodeBlockRequest,
+  encodeManifestRequest,
+  encodePageRequest,
+  parseBlockResponse,
+  parseErrorReply,
+  parseManifestResponse,
   parsePageResponse,
 } from '../../shared/ota/messages.js';
+import { topics } from '../../shared/ota/topics.js';
 import { type AsyncTransport } from '../agent/pull.js';
 import { type OtaClock, type OtaLink } from './ports.js';
 
@@ -108,21 +114,24 @@ export class Requests {
       const all = batch.sort((x, y) => x.block - y.block);
       batch = [];
       if (gone()) return all.forEach((b) => b.resolve(ABORT_BLOCK));
-      for (let i = 0; i < all.length; i += LIMITS.maxBlocksPerRequest) this.#blockRequest(campaign, all.slice(i, i + LIMITS.maxBlocksPerRequest), timeoutMs, multicast);
+      for (let i = 0; i < all.length; i += LIMITS.maxBlocksPerRequest)
+        this.#blockRequest(campaign, all.slice(i, i + LIMITS.maxBlocksPerRequest), timeoutMs, multicast);
     };
     return {
-      requestPage: (page) => new Promise((resolve) => {
-        if (gone()) return resolve(ABORT_PAGE);
-        const id = this.#requestId();
-        this.#pending.set(id, { kind: 'page', campaign, page, resolve });
-        this.#send(campaign, id, (replyTopic) => encodePageRequest({ campaign, requestId: id, page, ...(replyTopic ? { replyTopic } : {}) }));
-        this.#expire(id, timeoutMs + 100);
-      }),
-      requestBlock: (block) => new Promise((resolve) => {
-        if (gone()) return resolve(ABORT_BLOCK);
-        if (batch.length === 0) this.clock.defer(flush);
-        batch.push({ block, resolve });
-      }),
+      requestPage: (page) =>
+        new Promise((resolve) => {
+          if (gone()) return resolve(ABORT_PAGE);
+          const id = this.#requestId();
+          this.#pending.set(id, { kind: 'page', campaign, page, resolve });
+          this.#send(campaign, id, (replyTopic) => encodePageRequest({ campaign, requestId: id, page, ...(replyTopic ? { replyTopic } : {}) }));
+          this.#expire(id, timeoutMs + 100);
+        }),
+      requestBlock: (block) =>
+        new Promise((resolve) => {
+          if (gone()) return resolve(ABORT_BLOCK);
+          if (batch.length === 0) this.clock.defer(flush);
+          batch.push({ block, resolve });
+        }),
     };
   }
 
@@ -133,8 +142,12 @@ export class Requests {
     const ranges: [number, number][] = [];
     for (const { block, resolve } of part) {
       const prev = blocks.get(block);
-      if (prev) { // asked twice in one burst: both get the reply
-        blocks.set(block, (v) => { prev(v); resolve(v); });
+      if (prev) {
+        // asked twice in one burst: both get the reply
+        blocks.set(block, (v) => {
+          prev(v);
+          resolve(v);
+        });
         continue;
       }
       blocks.set(block, resolve);
@@ -145,7 +158,9 @@ export class Requests {
     this.#pending.set(id, { kind: 'block', campaign, blocks });
     const rs: readonly BlockRange[] = ranges;
     const flagged = multicast && this.dataTopic !== null;
-    this.#send(campaign, id, (replyTopic) => encodeBlockRequest({ campaign, requestId: id, ranges: rs, ...(replyTopic ? { replyTopic } : {}), ...(flagged ? { multicast: true } : {}) }));
+    this.#send(campaign, id, (replyTopic) =>
+      encodeBlockRequest({ campaign, requestId: id, ranges: rs, ...(replyTopic ? { replyTopic } : {}), ...(flagged ? { multicast: true } : {}) }),
+    );
     this.#expire(id, timeoutMs + 100);
   }
 
@@ -219,8 +234,12 @@ export class Requests {
     const m = parseErrorReply(payload);
     if (!m.ok) return void this.stats.malformed++;
     const e = m.value;
-    if (run && FINAL_CODES.has(e.code) && (e.campaign === undefined || e.campaign === run.campaign)
-      && (e.requestId === undefined || this.#pending.has(e.requestId))) {
+    if (
+      run &&
+      FINAL_CODES.has(e.code) &&
+      (e.campaign === undefined || e.campaign === run.campaign) &&
+      (e.requestId === undefined || this.#pending.has(e.requestId))
+    ) {
       return final(e.code);
     }
     if (e.requestId === undefined) return;

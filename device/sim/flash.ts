@@ -20,7 +20,7 @@
  * Reads are not operations: they are never counted and never affected by faults (they still
  * throw FLASH_OUT_OF_RANGE for a range outside the flash).
  */
-import { FlashError, PowerCut, type Flash, type FlashGeometry } from '../agent/flash.js';
+import { type Flash, FlashError, type FlashGeometry, PowerCut } from '../agent/flash.js';
 
 export type FaultPlan = {
   /** Throw PowerCut instead of performing operation number N (1-based count of erase+write operations since the plan was set). */

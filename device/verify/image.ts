@@ -9,12 +9,10 @@
  * - `verifyDigestPage` + `DigestPage.checkChunk`: a page of 128 leaf digests proven once against the
  *   root, then each of its chunks checked with a single hash (the ~1% overhead delivery path).
  */
-import { type Failure, type Result, fail, ok } from '../../shared/codes.js';
+import { type Failure, fail, ok, type Result } from '../../shared/codes.js';
 import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
-import { type Manifest, isPowerOfTwo } from '../../shared/manifest.js';
-import {
-  MerkleAccumulator, chunkCount, constantTimeEqual, leafHash, pageCount, pageLeafRange, rootFromInclusionProof,
-} from '../../shared/merkle.js';
+import { isPowerOfTwo, type Manifest } from '../../shared/manifest.js';
+import { chunkCount, constantTimeEqual, leafHash, MerkleAccumulator, pageCount, pageLeafRange, rootFromInclusionProof } from '../../shared/merkle.js';
 import { type DeviceCrypto } from '../crypto/platform.js';
 
 /** What the image checks read of a manifest. */
@@ -28,8 +26,16 @@ export type ImageShape = Pick<Manifest, 'imageSize' | 'chunkSize' | 'merkleRoot'
 export function manifestShape(m: ImageShape): Failure | ImageShape {
   try {
     const { imageSize, chunkSize, merkleRoot } = m;
-    if (Number.isSafeInteger(imageSize) && imageSize >= 1 && imageSize <= LIMITS.maxImageSize && isPowerOfTwo(chunkSize)
-      && chunkSize >= LIMITS.minChunkSize && chunkSize <= LIMITS.maxChunkSize && merkleRoot instanceof Uint8Array && merkleRoot.length === DIGEST_BYTES) {
+    if (
+      Number.isSafeInteger(imageSize) &&
+      imageSize >= 1 &&
+      imageSize <= LIMITS.maxImageSize &&
+      isPowerOfTwo(chunkSize) &&
+      chunkSize >= LIMITS.minChunkSize &&
+      chunkSize <= LIMITS.maxChunkSize &&
+      merkleRoot instanceof Uint8Array &&
+      merkleRoot.length === DIGEST_BYTES
+    ) {
       return Object.freeze({ imageSize, chunkSize, merkleRoot });
     }
   } catch {
@@ -71,7 +77,8 @@ export function verifyChunk(c: DeviceCrypto, arg: ImageShape, index: number, chu
   if ('ok' in manifest) return manifest;
   const n = chunkCount(manifest.imageSize, manifest.chunkSize);
   if (!Number.isSafeInteger(index) || index < 0 || index >= n) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${String(index)} of ${n}`);
-  if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
+  if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index))
+    return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
   const nodes = proofNodes(proof);
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
   const root = rootFromInclusionProof(c.sha256, index, n, leafHash(c.sha256, chunk), nodes);
@@ -98,7 +105,8 @@ export function verifyDigestPage(c: DeviceCrypto, arg: ImageShape, page: number,
   const pages = pageCount(n);
   if (!Number.isSafeInteger(page) || page < 0 || page >= pages) return fail('CHUNK_INDEX_OUT_OF_RANGE', `page ${String(page)} of ${pages}`);
   const { start, end } = pageLeafRange(page, n);
-  if (!(leaves instanceof Uint8Array) || leaves.length !== (end - start) * DIGEST_BYTES) return fail('DIGEST_PAGE_MISMATCH', `page ${page} must hold ${end - start} digests`);
+  if (!(leaves instanceof Uint8Array) || leaves.length !== (end - start) * DIGEST_BYTES)
+    return fail('DIGEST_PAGE_MISMATCH', `page ${page} must hold ${end - start} digests`);
   const nodes = proofNodes(proof);
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
   // One 4 KiB buffer for the page, and a streaming root (O(log n) stack): little working memory.
@@ -111,12 +119,15 @@ export function verifyDigestPage(c: DeviceCrypto, arg: ImageShape, page: number,
     page,
     root: proven,
     leaf(index: number): Uint8Array | null {
-      return Number.isSafeInteger(index) && index >= start && index < end ? held.subarray((index - start) * DIGEST_BYTES, (index - start + 1) * DIGEST_BYTES) : null;
+      return Number.isSafeInteger(index) && index >= start && index < end
+        ? held.subarray((index - start) * DIGEST_BYTES, (index - start + 1) * DIGEST_BYTES)
+        : null;
     },
     checkChunk(index: number, chunk: Uint8Array): Result {
       const expected = this.leaf(index);
       if (expected === null) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${String(index)} is not in page ${page}`);
-      if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
+      if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index))
+        return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
       return constantTimeEqual(leafHash(c.sha256, chunk), expected) ? ok({}) : fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
     },
   });
@@ -162,7 +173,8 @@ export function imageVerifier(c: DeviceCrypto, arg: ImageShape): ImageVerifier {
   function completeChunk(): Failure | null {
     const leaf = hash(chunk.subarray(0, chunkFill + 1));
     const expected = page ? page.leaf(chunkIndex) : null;
-    if (expected !== null && !constantTimeEqual(leaf, expected)) return stop(fail('CHUNK_DIGEST_MISMATCH', `chunk ${chunkIndex} at offset ${chunkIndex * manifest.chunkSize}`));
+    if (expected !== null && !constantTimeEqual(leaf, expected))
+      return stop(fail('CHUNK_DIGEST_MISMATCH', `chunk ${chunkIndex} at offset ${chunkIndex * manifest.chunkSize}`));
     if (expected === null) pageAllChecked = false;
     pageLeaves.push(leaf);
     if (chunkIndex + 1 === Math.min(total, (Math.floor(chunkIndex / LIMITS.pageLeaves) + 1) * LIMITS.pageLeaves)) {

@@ -3,13 +3,13 @@
  * result becomes "ok" in exactly one place, after every step passed.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { fail, ok, type Result } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { type Manifest, parseManifest } from '../../shared/manifest.js';
 import { type DeviceCrypto, isPlatformError } from '../crypto/platform.js';
 import { countSigners } from './signers.js';
-import { type VerifiedRevocations, type VerifiedTrust, isIssued, loadTrust, verifyRevocations } from './trust.js';
+import { isIssued, loadTrust, type VerifiedRevocations, type VerifiedTrust, verifyRevocations } from './trust.js';
 
 export type DeviceState = {
   /** The device class this device is (V8). */
@@ -117,7 +117,7 @@ function verifyManifestSteps(c: DeviceCrypto, envelopeBytes: Uint8Array, trust: 
 
   // V7: this exact manifest has not been revoked.
   const manifestDigest = c.sha256(env.envelope.payload);
-  if (revocations && revocations.list.manifests.some((d) => bytesEqual(d, manifestDigest))) {
+  if (revocations?.list.manifests.some((d) => bytesEqual(d, manifestDigest))) {
     return fail('REVOKED_MANIFEST', 'the revocation list names this manifest');
   }
 

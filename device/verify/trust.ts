@@ -7,11 +7,11 @@
  * holder of unknown keys could not.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { type Result, fail, ok } from '../../shared/codes.js';
+import { fail, ok, type Result } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
-import { type RevocationList, type Role, type TrustBundle, parseRevocationList, parseTrustBundle } from '../../shared/trust.js';
+import { parseRevocationList, parseTrustBundle, type RevocationList, type Role, type TrustBundle } from '../../shared/trust.js';
 import { type DeviceCrypto } from '../crypto/platform.js';
-import { type RoleKeys, countSigners, hasKid } from './signers.js';
+import { countSigners, hasKid, type RoleKeys } from './signers.js';
 
 export type VerifiedTrust = {
   readonly bundle: TrustBundle;
@@ -90,7 +90,12 @@ export function loadTrust(c: DeviceCrypto, bytes: Uint8Array): Result<{ trust: V
  * T7 a threshold of its *own* root keys not revoked by `stored` signed it (T4 without the keys the
  * device has seen revoked: a rotation can never hand the root back to them).
  */
-export function verifyTrustUpdate(c: DeviceCrypto, candidate: Uint8Array, current: VerifiedTrust, stored?: VerifiedRevocations): Result<{ trust: VerifiedTrust }> {
+export function verifyTrustUpdate(
+  c: DeviceCrypto,
+  candidate: Uint8Array,
+  current: VerifiedTrust,
+  stored?: VerifiedRevocations,
+): Result<{ trust: VerifiedTrust }> {
   if (!isIssued(current)) return badTrust();
   if (stored !== undefined && !isIssued(stored)) return fail('INVALID_ARGUMENT', 'the stored list must come from verifyRevocations');
   const loaded = loadTrust(c, candidate);
@@ -109,7 +114,8 @@ export function verifyTrustUpdate(c: DeviceCrypto, candidate: Uint8Array, curren
   if (count.valid < current.root.threshold) {
     return fail('ROTATION_NOT_AUTHORIZED', `${count.valid} of ${current.root.threshold} signatures by the current, unrevoked root keys`);
   }
-  if (next.root.kids.some((kid) => hasKid(revoked, kid))) { // T7 (T4 already holds without revocations)
+  if (next.root.kids.some((kid) => hasKid(revoked, kid))) {
+    // T7 (T4 already holds without revocations)
     const own = countSigners(c, env.envelope, next.root, revoked);
     if (own.valid < next.root.threshold) {
       return fail('TRUST_THRESHOLD_NOT_MET', `${own.valid} of ${next.root.threshold} signatures by its own unrevoked root keys`);
@@ -125,7 +131,11 @@ export function verifyTrustUpdate(c: DeviceCrypto, candidate: Uint8Array, curren
  * lists (revocation is monotonic until a rotation removes the key).
  */
 export function verifyRevocations(
-  c: DeviceCrypto, bytes: Uint8Array, trust: VerifiedTrust, minVersion = 0, stored?: VerifiedRevocations,
+  c: DeviceCrypto,
+  bytes: Uint8Array,
+  trust: VerifiedTrust,
+  minVersion = 0,
+  stored?: VerifiedRevocations,
 ): Result<{ revocations: VerifiedRevocations }> {
   if (!isIssued(trust)) return badTrust();
   if (stored !== undefined && !isIssued(stored)) return fail('INVALID_ARGUMENT', 'the stored list must come from verifyRevocations');
@@ -148,7 +158,8 @@ export function verifyRevocations(
   if (stored !== undefined && list.version === stored.list.version && !bytesEqual(digest, stored.digest)) {
     return fail('REVOCATION_ROLLBACK', `a different list with the stored version ${list.version}`);
   }
-  for (const kid of before) { // R5
+  for (const kid of before) {
+    // R5
     const listed = hasKid(trust.root.kids, kid) || hasKid(trust.release.kids, kid);
     if (listed && !hasKid(list.keyIds, kid)) return fail('REVOCATION_ROLLBACK', 'the list no longer revokes a key the device has seen revoked');
   }

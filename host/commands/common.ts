@@ -1,8 +1,8 @@
 /** What every CLI command shares: argument parsing, output, progress, file helpers. */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
-import { type ObjectKind, OBJECT_NAMES, envelopeKind, notAnFwsealObject } from '../inspect.js';
+import { envelopeKind, notAnFwsealObject, OBJECT_NAMES, type ObjectKind } from '../inspect.js';
 import { readFileLimited } from '../io.js';
 
 export type Io = {
@@ -29,7 +29,12 @@ export function parse(cmd: Command, argv: string[]): Parsed {
     if (count > 1) throw new FwsealError('USAGE', `--${name} is given ${count} times (see fwseal ${cmd.name} --help)`);
   }
   try {
-    const { values, positionals } = parseArgs({ args: argv, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { ...cmd.options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
     return { values: values as Parsed['values'], positionals };
   } catch (e) {
     throw new FwsealError('USAGE', `${(e as Error).message.split('\n')[0]} (see fwseal ${cmd.name} --help)`);
@@ -91,7 +96,7 @@ export function readObjectFile(path: string, expected: ObjectKind | null): Uint8
 }
 
 export function json(io: Io, value: unknown): void {
-  io.stdout(JSON.stringify(value, null, 2) + '\n');
+  io.stdout(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** A progress bar on stderr, only when stderr is a terminal and the work is long. */
@@ -104,6 +109,9 @@ export function progress(io: Io, label: string, total: number): ((done: number, 
     last = pct;
     const width = 30;
     const fill = Math.round((pct / 100) * width);
-    io.stderr(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${String(pct).padStart(3)}% ${(done / 1048576).toFixed(0)}/${(all / 1048576).toFixed(0)} MiB` + (done >= all ? '\n' : ''));
+    io.stderr(
+      `\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${String(pct).padStart(3)}% ${(done / 1048576).toFixed(0)}/${(all / 1048576).toFixed(0)} MiB` +
+        (done >= all ? '\n' : ''),
+    );
   };
 }

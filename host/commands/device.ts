@@ -6,42 +6,50 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { UpdateAgent } from '../../device/agent/agent.js';
+import { boot } from '../../device/agent/boot.js';
+import { driveDownload } from '../../device/agent/driver.js';
+import { createLayout, layoutBytes } from '../../device/agent/layout.js';
+import { provision } from '../../device/agent/provision.js';
+import { loadState } from '../../device/agent/state-store.js';
+import { powercutSweep } from '../../device/agent/sweep.js';
+import { createVerifier, parseEnvelope, parseManifest } from '../../device/index.js';
+import { openFileFlash } from '../../device/node/file-flash.js';
+import { openFileTransport } from '../../device/node/file-transport.js';
 import { toHex } from '../../shared/bytes.js';
 import { type CodeName, type Result } from '../../shared/codes.js';
 import { encodeManifest } from '../../shared/manifest.js';
 import { merkleRoot } from '../../shared/merkle.js';
+import { type StatusEvent } from '../../shared/ota/status.js';
+import { isValidId, isValidPrefix } from '../../shared/ota/topics.js';
 import { encodeTrustBundle } from '../../shared/trust.js';
-import { UpdateAgent } from '../../device/agent/agent.js';
-import { provision } from '../../device/agent/provision.js';
-import { boot } from '../../device/agent/boot.js';
-import { createLayout, layoutBytes } from '../../device/agent/layout.js';
-import { loadState } from '../../device/agent/state-store.js';
-import { powercutSweep } from '../../device/agent/sweep.js';
-import { driveDownload } from '../../device/agent/driver.js';
-import { openFileTransport } from '../../device/node/file-transport.js';
-import { digestTablePath } from './release.js';
-import { openFileFlash } from '../../device/node/file-flash.js';
-import { createVerifier, parseEnvelope, parseManifest } from '../../device/index.js';
 import { FwsealError } from '../errors.js';
 import { LeafHasher, nodeSha256 } from '../hash.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { signingKeyFromSeed } from '../keys.js';
-import { signPayload } from '../sign.js';
-import { type Command, type Io, type Parsed, int, json, noPositionals, readObjectFile, str } from './common.js';
-import { isValidId, isValidPrefix } from '../../shared/ota/topics.js';
-import { type StatusEvent } from '../../shared/ota/status.js';
 import { OtaDevice } from '../ota/device-client.js';
-import { MQTT_FLAGS, MQTT_USAGE, connectMqtt, mqttSettings } from '../ota/mqtt-options.js';
+import { connectMqtt, MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
+import { signPayload } from '../sign.js';
+import { type Command, type Io, int, json, noPositionals, type Parsed, readObjectFile, str } from './common.js';
+import { digestTablePath } from './release.js';
 
 const DEVICE_FILE = 'device.json';
 const FLASH_FILE = 'flash.img';
 const IMAGE_MAX = 1 << 30;
 const hostVerifier = createVerifier({ sha256: nodeSha256 });
 
-type DeviceConfig = { deviceClass: string; eraseBlockSize: number; writeAlign: number; erasedValue: number; slotSize: number; size: number; maxTrialBoots: number };
+type DeviceConfig = {
+  deviceClass: string;
+  eraseBlockSize: number;
+  writeAlign: number;
+  erasedValue: number;
+  slotSize: number;
+  size: number;
+  maxTrialBoots: number;
+};
 
 function check<T extends object>(r: Result<T>, context: string): T {
-  if (!r.ok) throw new FwsealError(r.error as Exclude<CodeName, 'OK'>, `${context}${r.detail ? ': ' + r.detail : ''}`);
+  if (!r.ok) throw new FwsealError(r.error as Exclude<CodeName, 'OK'>, `${context}${r.detail ? `: ${r.detail}` : ''}`);
   return r as unknown as T;
 }
 
@@ -52,7 +60,7 @@ function openDevice(stateDir: string, create?: Omit<DeviceConfig, 'size'>) {
     if (existsSync(cfgPath)) throw new FwsealError('IO', `${stateDir} already holds a device; refusing to overwrite it`);
     mkdirSync(stateDir, { recursive: true });
     cfg = { ...create, size: layoutBytes(create.eraseBlockSize, create.writeAlign, create.slotSize) };
-    writeFileAtomic(cfgPath, JSON.stringify(cfg, null, 2) + '\n');
+    writeFileAtomic(cfgPath, `${JSON.stringify(cfg, null, 2)}\n`);
   } else {
     if (!existsSync(cfgPath)) throw new FwsealError('IO', `${stateDir} holds no device (run fwseal device provision first)`);
     cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as DeviceConfig;
@@ -78,9 +86,16 @@ export const deviceProvision: Command = {
 Creates DIR/flash.img (state records, manifest areas, progress area, slots A and B) and writes the
 verified factory image to slot A, confirmed, with the security counter of its manifest.`,
   options: {
-    state: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, 'device-class': { type: 'string' },
-    manifest: { type: 'string' }, image: { type: 'string' }, 'slot-size': { type: 'string' }, 'erase-block': { type: 'string' },
-    'max-trial-boots': { type: 'string' }, json: { type: 'boolean' },
+    state: { type: 'string' },
+    trust: { type: 'string' },
+    revocations: { type: 'string' },
+    'device-class': { type: 'string' },
+    manifest: { type: 'string' },
+    image: { type: 'string' },
+    'slot-size': { type: 'string' },
+    'erase-block': { type: 'string' },
+    'max-trial-boots': { type: 'string' },
+    json: { type: 'boolean' },
   },
   run(p, io) {
     noPositionals(p);
@@ -91,7 +106,14 @@ verified factory image to slot A, confirmed, with the security counter of its ma
     const slotSize = int(p, 'slot-size', eraseBlockSize, IMAGE_MAX, Math.max(eraseBlockSize, Math.ceil((image.length * 2) / eraseBlockSize) * eraseBlockSize));
     if (slotSize % eraseBlockSize !== 0) throw new FwsealError('USAGE', '--slot-size must be a multiple of --erase-block');
     const deviceClass = str(p, 'device-class', true);
-    const { flash, layout } = openDevice(str(p, 'state', true), { deviceClass, eraseBlockSize, writeAlign: 8, erasedValue: 0xff, slotSize, maxTrialBoots: int(p, 'max-trial-boots', 1, 255, 2) });
+    const { flash, layout } = openDevice(str(p, 'state', true), {
+      deviceClass,
+      eraseBlockSize,
+      writeAlign: 8,
+      erasedValue: 0xff,
+      slotSize,
+      maxTrialBoots: int(p, 'max-trial-boots', 1, 255, 2),
+    });
     try {
       const r = check(provision(flash, layout, { ...store, deviceClass, envelope, image, verifier: hostVerifier }), 'provision');
       if (p.values.json) json(io, { ok: true, counter: r.state.securityCounter, slot: 0 });
@@ -125,10 +147,22 @@ confirms each campaign it is eligible for, resuming an interrupted download from
 SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 0 confirmed,
 1 rejected or failed). --device-class must be the one the device was provisioned with.`,
   options: {
-    state: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, update: { type: 'string' },
-    image: { type: 'string' }, digests: { type: 'string' }, confirm: { type: 'boolean' }, 'trust-update': { type: 'string' }, json: { type: 'boolean' },
-    ...MQTT_FLAGS, id: { type: 'string' }, group: { type: 'string' }, 'device-class': { type: 'string' }, prefix: { type: 'string' },
-    'exit-after-update': { type: 'boolean' }, 'connect-timeout': { type: 'string' },
+    state: { type: 'string' },
+    trust: { type: 'string' },
+    revocations: { type: 'string' },
+    update: { type: 'string' },
+    image: { type: 'string' },
+    digests: { type: 'string' },
+    confirm: { type: 'boolean' },
+    'trust-update': { type: 'string' },
+    json: { type: 'boolean' },
+    ...MQTT_FLAGS,
+    id: { type: 'string' },
+    group: { type: 'string' },
+    'device-class': { type: 'string' },
+    prefix: { type: 'string' },
+    'exit-after-update': { type: 'boolean' },
+    'connect-timeout': { type: 'string' },
   },
   run(p, io) {
     noPositionals(p);
@@ -142,7 +176,11 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
     const { cfg, flash, layout } = openDevice(str(p, 'state', true));
     const steps: string[] = [];
     try {
-      const first = boot(flash, layout, store.trust, { maxTrialBoots: cfg.maxTrialBoots, verifier: hostVerifier, ...(store.revocations ? { revocations: store.revocations } : {}) });
+      const first = boot(flash, layout, store.trust, {
+        maxTrialBoots: cfg.maxTrialBoots,
+        verifier: hostVerifier,
+        ...(store.revocations ? { revocations: store.revocations } : {}),
+      });
       steps.push(`boot: slot ${first.slot} ${first.version ?? ''}${first.trial ? ' on trial' : ''} (${first.error})`);
       if (first.slot === null) return finish(false, first.error, first.code);
       const agent = new UpdateAgent({ flash, layout, ...store, verifier: hostVerifier });
@@ -171,7 +209,7 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
       // Local transport: the image file and its digest table (pages proven against the signed root).
       const env = parseEnvelope(envelope);
       const m = env.ok ? parseManifest(env.envelope.payload) : null;
-      if (!m || !m.ok) throw new FwsealError('INTERNAL', 'verified manifest did not parse');
+      if (!m?.ok) throw new FwsealError('INTERNAL', 'verified manifest did not parse');
       const transport = openFileTransportChecked(imagePath, str(p, 'digests') ?? digestTablePath(str(p, 'update', true)), m.value.chunkSize);
       try {
         const d = driveDownload(agent, transport, { retries: 2 });
@@ -183,7 +221,11 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
       const done = agent.finishDownload();
       if (!done.ok) return finish(false, done.error, done.code);
       steps.push(`slot ${done.slot} verified and pending`);
-      const trial = boot(flash, layout, store.trust, { maxTrialBoots: cfg.maxTrialBoots, verifier: hostVerifier, ...(store.revocations ? { revocations: store.revocations } : {}) });
+      const trial = boot(flash, layout, store.trust, {
+        maxTrialBoots: cfg.maxTrialBoots,
+        verifier: hostVerifier,
+        ...(store.revocations ? { revocations: store.revocations } : {}),
+      });
       steps.push(`boot: slot ${trial.slot} ${trial.version ?? ''}${trial.trial ? ' on trial' : ''} (${trial.error})`);
       if (p.values.confirm) {
         const c = agent.confirm();
@@ -197,9 +239,14 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
 
     function finish(okay: boolean, error: string, code: number): number {
       const st = loadState(flash, layout);
-      const state = st.ok ? { counter: st.record.securityCounter, activeSlot: st.record.activeSlot ?? 0, pending: !!st.record.pending, trialBoots: st.record.trialBoots } : null;
+      const state = st.ok
+        ? { counter: st.record.securityCounter, activeSlot: st.record.activeSlot ?? 0, pending: !!st.record.pending, trialBoots: st.record.trialBoots }
+        : null;
       if (p.values.json) json(io, { ok: okay, code, error, steps, state });
-      else io.stdout(`${steps.map((s) => '  ' + s).join('\n')}\n${okay ? 'DONE' : `REJECTED ${error} (code ${code})`}${state ? `: counter ${state.counter}, active slot ${state.activeSlot}${state.pending ? ', trial image pending confirmation' : ''}` : ''}\n`);
+      else
+        io.stdout(
+          `${steps.map((s) => `  ${s}`).join('\n')}\n${okay ? 'DONE' : `REJECTED ${error} (code ${code})`}${state ? `: counter ${state.counter}, active slot ${state.activeSlot}${state.pending ? ', trial image pending confirmation' : ''}` : ''}\n`,
+        );
       return okay ? 0 : 1;
     }
   },
@@ -222,20 +269,50 @@ Throwaway keys are generated for the run.`,
     const imageSize = int(p, 'image-size', 4096, 64 << 20, 65536);
     const step = int(p, 'step', 1, 1 << 20, 1);
     const [A, B, R1, R2] = ['A', 'B', 'R1', 'R2'].map((n) => signingKeyFromSeed(n, randomBytes(32)));
-    const trust = signPayload(encodeTrustBundle({ version: 1, root: { threshold: 2, keys: [A.publicKey, B.publicKey] }, release: { threshold: 2, keys: [R1.publicKey, R2.publicKey] } }), [A, B]);
+    const trust = signPayload(
+      encodeTrustBundle({
+        version: 1,
+        root: { threshold: 2, keys: [A.publicKey, B.publicKey] },
+        release: { threshold: 2, keys: [R1.publicKey, R2.publicKey] },
+      }),
+      [A, B],
+    );
     const release = (version: string, counter: number) => {
       const image = new Uint8Array(randomBytes(imageSize));
-      const manifest = { deviceClass: 'sweep-device', version, securityCounter: counter, imageSize, chunkSize: 4096, merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leavesOf(image, 4096))), created: 0 };
+      const manifest = {
+        deviceClass: 'sweep-device',
+        version,
+        securityCounter: counter,
+        imageSize,
+        chunkSize: 4096,
+        merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leavesOf(image, 4096))),
+        created: 0,
+      };
       return { envelope: signPayload(encodeManifest(manifest), [R1, R2]), image };
     };
     const t0 = Date.now();
-    const report = powercutSweep({ trust, deviceClass: 'sweep-device', old: release('1.0.0', 1), next: release('2.0.0', 2), step, torn: !p.values['no-torn'], verifier: hostVerifier });
+    const report = powercutSweep({
+      trust,
+      deviceClass: 'sweep-device',
+      old: release('1.0.0', 1),
+      next: release('2.0.0', 2),
+      step,
+      torn: !p.values['no-torn'],
+      verifier: hostVerifier,
+    });
     const seconds = (Date.now() - t0) / 1000;
     if (p.values.json) json(io, { ...report, seconds, trustKeyIds: [A, B].map((k) => toHex(k.keyId)) });
     else {
       io.stdout(`image ${report.imageSize} bytes: N = ${report.operations} flash operations per update; ${report.runs} replays in ${seconds.toFixed(1)} s\n`);
       for (const [k, v] of Object.entries(report.outcomes)) io.stdout(`  ${k.padEnd(20)} ${v}\n`);
-      io.stdout(report.violations.length === 0 ? 'violations: 0\n' : `violations: ${report.violations.length}\n${report.violations.slice(0, 20).map((v) => `  k=${v.k} ${v.mode}: ${v.message}`).join('\n')}\n`);
+      io.stdout(
+        report.violations.length === 0
+          ? 'violations: 0\n'
+          : `violations: ${report.violations.length}\n${report.violations
+              .slice(0, 20)
+              .map((v) => `  k=${v.k} ${v.mode}: ${v.message}`)
+              .join('\n')}\n`,
+      );
     }
     return report.violations.length === 0 ? 0 : 1;
   },
@@ -263,7 +340,9 @@ async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
   try {
     if (cfg.deviceClass !== deviceClass) throw new FwsealError('USAGE', `--device-class ${deviceClass} is not the provisioned class ${cfg.deviceClass}`);
     const client = await connectMqtt(settings, timeout);
-    const line = (text: string) => { if (!asJson) io.stdout(text + '\n'); };
+    const line = (text: string) => {
+      if (!asJson) io.stdout(`${text}\n`);
+    };
     let onEnd: (e: StatusEvent | null) => void = () => {};
     const ended = new Promise<StatusEvent | null>((resolve) => {
       onEnd = resolve;
@@ -272,9 +351,18 @@ async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
       process.once('SIGTERM', onSignal);
     });
     const d = await OtaDevice.start({
-      id, group, prefix, mqtt: client, flash, layout, ...store, verifier: hostVerifier, maxTrialBoots: cfg.maxTrialBoots, log: line,
+      id,
+      group,
+      prefix,
+      mqtt: client,
+      flash,
+      layout,
+      ...store,
+      verifier: hostVerifier,
+      maxTrialBoots: cfg.maxTrialBoots,
+      log: line,
       onStatus: (e: StatusEvent) => {
-        if (asJson) io.stdout(JSON.stringify(e) + '\n');
+        if (asJson) io.stdout(`${JSON.stringify(e)}\n`);
         if (p.values['exit-after-update'] && (e.state === 'confirmed' || e.state === 'rejected' || e.state === 'failed')) onEnd(e);
       },
     });
@@ -285,9 +373,19 @@ async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
     await d.stop();
     device = null;
     const s = d.state();
-    const summary = { state: last?.state ?? 'stopped', ...(last?.campaign ? { campaign: last.campaign } : {}), ...(last?.code !== undefined ? { code: last.code } : {}), version: s.version, counter: s.counter, slot: s.slot };
-    if (asJson) io.stdout(JSON.stringify(summary) + '\n');
-    else io.stdout(`${summary.state.toUpperCase()}${summary.code !== undefined ? ` code ${summary.code}` : ''}: version ${s.version ?? '-'}, counter ${s.counter ?? '-'}, slot ${s.slot ?? '-'}\n`);
+    const summary = {
+      state: last?.state ?? 'stopped',
+      ...(last?.campaign ? { campaign: last.campaign } : {}),
+      ...(last?.code !== undefined ? { code: last.code } : {}),
+      version: s.version,
+      counter: s.counter,
+      slot: s.slot,
+    };
+    if (asJson) io.stdout(`${JSON.stringify(summary)}\n`);
+    else
+      io.stdout(
+        `${summary.state.toUpperCase()}${summary.code !== undefined ? ` code ${summary.code}` : ''}: version ${s.version ?? '-'}, counter ${s.counter ?? '-'}, slot ${s.slot ?? '-'}\n`,
+      );
     return last === null || last.state === 'confirmed' ? 0 : 1;
   } finally {
     process.removeListener('SIGINT', onSignal);

@@ -7,10 +7,10 @@
 import { LIMITS } from '../../shared/limits.js';
 import { isValidId, isValidPrefix } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
-import { ERASE_BLOCK_BYTES, FleetSim, type FleetSimOptions, type SimDeviceReport, defaultSlotSize, fleetConfig, idWidth } from '../fleet/fleet-sim.js';
+import { defaultSlotSize, ERASE_BLOCK_BYTES, FleetSim, type FleetSimOptions, fleetConfig, idWidth, type SimDeviceReport } from '../fleet/fleet-sim.js';
 import { readFileLimited } from '../io.js';
-import { MQTT_FLAGS, MQTT_USAGE, connectMqtt, mqttSettings } from '../ota/mqtt-options.js';
-import { type Command, type Io, type Parsed, int, json, noPositionals, readObjectFile, str } from './common.js';
+import { connectMqtt, MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
+import { type Command, type Io, int, json, noPositionals, type Parsed, readObjectFile, str } from './common.js';
 
 const MAX_DEVICES = LIMITS.maxFleetDevices;
 const IMAGE_MAX = 1 << 30;
@@ -29,10 +29,22 @@ run, reused later) or RAM with --memory. Prints a live count of devices by state
 table of devices, versions and outcomes. Runs until SIGINT/SIGTERM, or with --exit-after-update until
 every device has ended its first campaign (exit 0 when all confirmed, else 1).`,
   options: {
-    ...MQTT_FLAGS, count: { type: 'string' }, group: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' },
-    'device-class': { type: 'string' }, state: { type: 'string' }, factory: { type: 'string' }, 'factory-image': { type: 'string' },
-    'id-prefix': { type: 'string' }, memory: { type: 'boolean' }, prefix: { type: 'string' }, 'slot-size': { type: 'string' },
-    'exit-after-update': { type: 'boolean' }, 'connect-timeout': { type: 'string' }, json: { type: 'boolean' },
+    ...MQTT_FLAGS,
+    count: { type: 'string' },
+    group: { type: 'string' },
+    trust: { type: 'string' },
+    revocations: { type: 'string' },
+    'device-class': { type: 'string' },
+    state: { type: 'string' },
+    factory: { type: 'string' },
+    'factory-image': { type: 'string' },
+    'id-prefix': { type: 'string' },
+    memory: { type: 'boolean' },
+    prefix: { type: 'string' },
+    'slot-size': { type: 'string' },
+    'exit-after-update': { type: 'boolean' },
+    'connect-timeout': { type: 'string' },
+    json: { type: 'boolean' },
   },
   async run(p, io) {
     const o = fleetOptions(p);
@@ -42,10 +54,16 @@ every device has ended its first campaign (exit 0 when all confirmed, else 1).`,
     const onSignal = () => fleet.stop();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    const ticker = asJson ? null : setInterval(() => {
-      const c = fleet.counts();
-      io.stdout(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(' | ')}\n`);
-    }, 1000);
+    const ticker = asJson
+      ? null
+      : setInterval(() => {
+          const c = fleet.counts();
+          io.stdout(
+            `[${((Date.now() - t0) / 1000).toFixed(0)} s] ${Object.entries(c)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(' | ')}\n`,
+          );
+        }, 1000);
     ticker?.unref();
     try {
       await fleet.run();
@@ -88,7 +106,17 @@ function fleetOptions(p: Parsed): FleetSimOptions {
   const slotSize = int(p, 'slot-size', ERASE_BLOCK_BYTES, IMAGE_MAX, defaultSlotSize(factoryImage.length));
   const config = fleetConfig(stateDir, memory, { deviceClass, eraseBlockSize: ERASE_BLOCK_BYTES, writeAlign: 8, slotSize, maxTrialBoots: 2 });
   return {
-    count, group, prefix, idPrefix, trust, ...(revocations ? { revocations } : {}), factory, factoryImage, stateDir, memory, config,
+    count,
+    group,
+    prefix,
+    idPrefix,
+    trust,
+    ...(revocations ? { revocations } : {}),
+    factory,
+    factoryImage,
+    stateDir,
+    memory,
+    config,
     exitAfterUpdate: !!p.values['exit-after-update'],
     connect: (id) => connectMqtt(mqttSettings(p, process.env, id, 4), timeout),
   };
@@ -98,7 +126,13 @@ function printReport(io: Io, rows: readonly SimDeviceReport[], counts: Record<st
   const idColumn = idWidth(o.count) + o.idPrefix.length;
   io.stdout(`${'device'.padEnd(idColumn)}  ${'version'.padEnd(10)} counter  outcome     code  blocks  requests  rejected\n`);
   for (const r of rows) {
-    io.stdout(`${r.id.padEnd(idColumn)}  ${String(r.version ?? '-').padEnd(10)} ${String(r.counter ?? '-').padStart(7)}  ${String(r.outcome ?? r.state).padEnd(10)} ${String(r.code ?? '').padStart(5)}  ${String(r.blocks).padStart(6)}  ${String(r.requests).padStart(8)}  ${String(r.rejected).padStart(8)}\n`);
+    io.stdout(
+      `${r.id.padEnd(idColumn)}  ${String(r.version ?? '-').padEnd(10)} ${String(r.counter ?? '-').padStart(7)}  ${String(r.outcome ?? r.state).padEnd(10)} ${String(r.code ?? '').padStart(5)}  ${String(r.blocks).padStart(6)}  ${String(r.requests).padStart(8)}  ${String(r.rejected).padStart(8)}\n`,
+    );
   }
-  io.stdout(`${o.count} devices in ${seconds.toFixed(1)} s: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+  io.stdout(
+    `${o.count} devices in ${seconds.toFixed(1)} s: ${Object.entries(counts)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}\n`,
+  );
 }

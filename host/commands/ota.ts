@@ -3,8 +3,7 @@
  * HTTP API). The server token comes from FWSEAL_SERVER_TOKEN and the MQTT password from
  * FWSEAL_MQTT_PASSWORD: never flags, never printed.
  */
-import { randomBytes } from 'node:crypto';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
@@ -12,7 +11,7 @@ import { FwsealError } from '../errors.js';
 import { type ApiTarget, apiRequest } from '../ota/api-client.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
-import { type Command, type Io, type Parsed, int, json, noPositionals, onePositional, readObjectFile, str } from './common.js';
+import { type Command, type Io, int, json, noPositionals, onePositional, type Parsed, readObjectFile, str } from './common.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -40,8 +39,15 @@ that several devices ask for go out once, on the campaign's data topic, for all 
 answer waits until --coalesce-ms (default 20; 0 = off) pass without another device asking for it, at
 most 25 of them and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
   options: {
-    ...MQTT_FLAGS, data: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, http: { type: 'string' },
-    prefix: { type: 'string' }, 'tick-ms': { type: 'string' }, 'response-qos': { type: 'string' }, 'coalesce-ms': { type: 'string' },
+    ...MQTT_FLAGS,
+    data: { type: 'string' },
+    trust: { type: 'string' },
+    revocations: { type: 'string' },
+    http: { type: 'string' },
+    prefix: { type: 'string' },
+    'tick-ms': { type: 'string' },
+    'response-qos': { type: 'string' },
+    'coalesce-ms': { type: 'string' },
   },
   async run(p, io) {
     noPositionals(p);
@@ -52,8 +58,16 @@ most 25 of them and 1 s. Prints one line with the HTTP address, then runs until 
     const http = parseListen(str(p, 'http') ?? '127.0.0.1:8080');
     const token = process.env.FWSEAL_SERVER_TOKEN || undefined;
     const server = await OtaServer.start({
-      mqtt, dataDir: str(p, 'data', true), prefix: str(p, 'prefix') ?? 'fwseal', trust, ...(revocations ? { revocations } : {}),
-      http, ...(token ? { token } : {}), tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000), responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1, coalesceMs: int(p, 'coalesce-ms', 0, 1000, COALESCE_MS),
+      mqtt,
+      dataDir: str(p, 'data', true),
+      prefix: str(p, 'prefix') ?? 'fwseal',
+      trust,
+      ...(revocations ? { revocations } : {}),
+      http,
+      ...(token ? { token } : {}),
+      tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000),
+      responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1,
+      coalesceMs: int(p, 'coalesce-ms', 0, 1000, COALESCE_MS),
       log: (line) => io.stderr(`fwseal serve: ${line}\n`),
     });
     const addr = server.address()!;
@@ -93,8 +107,17 @@ function sha256File(path: string): Promise<string> {
 }
 
 export type CampaignDetail = {
-  id: string; group: string; version: string; securityCounter: number; state: string; wave: number; waves: number[]; rollout: number;
-  abortFailureRate: number; failureRate: number; counts: Record<string, number>;
+  id: string;
+  group: string;
+  version: string;
+  securityCounter: number;
+  state: string;
+  wave: number;
+  waves: number[];
+  rollout: number;
+  abortFailureRate: number;
+  failureRate: number;
+  counts: Record<string, number>;
   devices: { id: string; state: string; done: number | null; total: number | null; code: number | null; updated: number | null }[];
 };
 
@@ -116,8 +139,14 @@ against its trust bundle and the image against the manifest (exit 1 with the ver
 they do not verify). Prints the campaign id (the campaign detail with --json).
 ${SERVER_USAGE}`,
   options: {
-    ...SERVER_FLAGS, manifest: { type: 'string' }, image: { type: 'string' }, group: { type: 'string' }, waves: { type: 'string' },
-    'abort-failure-rate': { type: 'string' }, 'block-size': { type: 'string' }, json: { type: 'boolean' },
+    ...SERVER_FLAGS,
+    manifest: { type: 'string' },
+    image: { type: 'string' },
+    group: { type: 'string' },
+    waves: { type: 'string' },
+    'abort-failure-rate': { type: 'string' },
+    'block-size': { type: 'string' },
+    json: { type: 'boolean' },
   },
   async run(p, io) {
     noPositionals(p);
@@ -127,7 +156,8 @@ ${SERVER_USAGE}`,
     const group = str(p, 'group', true);
     const waves = parseWaves(str(p, 'waves'));
     const rateText = str(p, 'abort-failure-rate');
-    if (rateText !== undefined && !/^(0(\.\d{1,6})?|1(\.0{1,6})?)$/.test(rateText)) throw new FwsealError('USAGE', '--abort-failure-rate must be a number from 0 to 1');
+    if (rateText !== undefined && !/^(0(\.\d{1,6})?|1(\.0{1,6})?)$/.test(rateText))
+      throw new FwsealError('USAGE', '--abort-failure-rate must be a number from 0 to 1');
     const blockSize = p.values['block-size'] !== undefined ? int(p, 'block-size', LIMITS.minChunkSize, LIMITS.maxBlockBytes) : undefined;
     let size: number;
     try {
@@ -143,12 +173,16 @@ ${SERVER_USAGE}`,
     await apiRequest(t, 'PUT', `api/images/${sha}`, { file: image, size });
     const detail = await apiRequest<CampaignDetail>(t, 'POST', 'api/campaigns', {
       json: {
-        manifest: Buffer.from(manifest).toString('base64'), image: sha, group,
-        ...(waves ? { waves } : {}), ...(rateText !== undefined ? { abortFailureRate: Number(rateText) } : {}), ...(blockSize !== undefined ? { blockSize } : {}),
+        manifest: Buffer.from(manifest).toString('base64'),
+        image: sha,
+        group,
+        ...(waves ? { waves } : {}),
+        ...(rateText !== undefined ? { abortFailureRate: Number(rateText) } : {}),
+        ...(blockSize !== undefined ? { blockSize } : {}),
       },
     });
     if (p.values.json) json(io, detail);
-    else io.stdout(detail.id + '\n');
+    else io.stdout(`${detail.id}\n`);
     return 0;
   },
 };
@@ -178,7 +212,7 @@ export function formatStatus(d: CampaignDetail, bar?: number): string {
       lines.push(`${x.id.padEnd(w)}  ${x.state.padEnd(11)}  ${prog.padEnd(9)}  ${x.code ? `${codeName(x.code)} (${x.code})` : ''}`.trimEnd());
     }
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 function changeLine(d: CampaignDetail): string {
@@ -211,7 +245,7 @@ ${SERVER_USAGE}`,
     let last = '';
     for (;;) {
       const d = await get();
-      const text = p.values.json ? JSON.stringify(d) + '\n' : tty ? formatStatus(d, 1) : changeLine(d);
+      const text = p.values.json ? `${JSON.stringify(d)}\n` : tty ? formatStatus(d, 1) : changeLine(d);
       if (text !== last) io.stdout(tty ? `\x1b[H\x1b[2J${text}` : text);
       last = text;
       if (FINAL.has(d.state)) return 0;

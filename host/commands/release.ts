@@ -1,22 +1,22 @@
-import { basename } from 'node:path';
 import { rmSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { bytesEqual, toHex } from '../../shared/bytes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { parseManifest } from '../../shared/manifest.js';
 import { FwsealError } from '../errors.js';
+import { envelopeKind, inspectBytes } from '../inspect.js';
 import { fileExists, readFileLimited, writeFileAtomic } from '../io.js';
 import { loadPublicKey, loadSigningKey } from '../keys.js';
 import { pack } from '../pack.js';
 import { checkSignerRole, signEnvelope } from '../sign.js';
-import { IGNORED_TEXT, explainManifestSignatures, verifyFiles } from '../verify.js';
-import { envelopeKind, inspectBytes } from '../inspect.js';
+import { explainManifestSignatures, IGNORED_TEXT, verifyFiles } from '../verify.js';
 import { type Command, int, json, onePositional, progress, readObjectFile, str } from './common.js';
 import { verifyRevocationFile, verifyTrustFile } from './verify-trust.js';
 
 /** Where the digest table of a manifest lives: M.cose -> M.digests, anything else -> NAME.digests. */
 export function digestTablePath(manifestPath: string): string {
-  return manifestPath.endsWith('.cose') ? manifestPath.slice(0, -'.cose'.length) + '.digests' : manifestPath + '.digests';
+  return manifestPath.endsWith('.cose') ? `${manifestPath.slice(0, -'.cose'.length)}.digests` : `${manifestPath}.digests`;
 }
 
 function fileSize(path: string): number {
@@ -40,9 +40,18 @@ an RFC 9162 Merkle tree and writes the manifest with no signature yet; add signa
 verifiers and the OTA server check every chunk on its own. --counter is the security counter
 (anti-rollback), independent of --version. --created defaults to SOURCE_DATE_EPOCH or now.`,
   options: {
-    'device-class': { type: 'string' }, version: { type: 'string' }, counter: { type: 'string' }, out: { type: 'string' },
-    'chunk-size': { type: 'string' }, sbom: { type: 'string' }, 'sbom-uri': { type: 'string' }, 'pipeline-run': { type: 'string' },
-    'source-rev': { type: 'string' }, created: { type: 'string' }, digests: { type: 'string' }, json: { type: 'boolean' },
+    'device-class': { type: 'string' },
+    version: { type: 'string' },
+    counter: { type: 'string' },
+    out: { type: 'string' },
+    'chunk-size': { type: 'string' },
+    sbom: { type: 'string' },
+    'sbom-uri': { type: 'string' },
+    'pipeline-run': { type: 'string' },
+    'source-rev': { type: 'string' },
+    created: { type: 'string' },
+    digests: { type: 'string' },
+    json: { type: 'boolean' },
   },
   run(p, io) {
     const image = onePositional(p, 'IMAGE');
@@ -73,8 +82,20 @@ verifiers and the OTA server check every chunk on its own. --counter is the secu
       throw e;
     }
     const m = packed.manifest;
-    if (p.values.json) json(io, { out, digests, manifestBytes: packed.envelope.length, imageSize: m.imageSize, chunkSize: m.chunkSize, chunks: Math.ceil(m.imageSize / m.chunkSize), merkleRoot: toHex(m.merkleRoot) });
-    else io.stdout(`wrote ${out} (${packed.envelope.length} bytes, unsigned) and ${digests}\n  ${m.deviceClass} ${m.version} counter ${m.securityCounter}, ${m.imageSize} bytes in ${Math.ceil(m.imageSize / m.chunkSize)} chunks of ${m.chunkSize}\n  merkle root ${toHex(m.merkleRoot)}\n`);
+    if (p.values.json)
+      json(io, {
+        out,
+        digests,
+        manifestBytes: packed.envelope.length,
+        imageSize: m.imageSize,
+        chunkSize: m.chunkSize,
+        chunks: Math.ceil(m.imageSize / m.chunkSize),
+        merkleRoot: toHex(m.merkleRoot),
+      });
+    else
+      io.stdout(
+        `wrote ${out} (${packed.envelope.length} bytes, unsigned) and ${digests}\n  ${m.deviceClass} ${m.version} counter ${m.securityCounter}, ${m.imageSize} bytes in ${Math.ceil(m.imageSize / m.chunkSize)} chunks of ${m.chunkSize}\n  merkle root ${toHex(m.merkleRoot)}\n`,
+      );
     return 0;
   },
 };
@@ -112,8 +133,19 @@ replaces. Without --trust, what cannot be checked is a warning on stderr.`,
       ...(r.removedDuplicates > 0 ? [`removed ${r.removedDuplicates} repeated signature(s) so that each key id signs once`] : []),
     ];
     for (const w of warnings) io.stderr(`warning: ${w}\n`);
-    if (p.values.json) json(io, { file, keyId: kid, added: r.added, removedInvalid: r.removedInvalid, removedDuplicates: r.removedDuplicates, roleChecked: role.checked, warnings, bytes: r.envelope.length });
-    else if (r.added) io.stdout(`signed ${file} with ${kid}${r.removedInvalid > 0 ? ', replacing an invalid signature by that key' : ''} (${r.envelope.length} bytes)\n`);
+    if (p.values.json)
+      json(io, {
+        file,
+        keyId: kid,
+        added: r.added,
+        removedInvalid: r.removedInvalid,
+        removedDuplicates: r.removedDuplicates,
+        roleChecked: role.checked,
+        warnings,
+        bytes: r.envelope.length,
+      });
+    else if (r.added)
+      io.stdout(`signed ${file} with ${kid}${r.removedInvalid > 0 ? ', replacing an invalid signature by that key' : ''} (${r.envelope.length} bytes)\n`);
     else io.stdout(`${file} already carries a valid signature by ${kid}; ${r.envelope === envelope ? 'unchanged' : 'repeated signatures removed'}\n`);
     return 0;
   },
@@ -138,8 +170,14 @@ bundle the device holds, --revocations the list it stores (its revoked keys stay
 Exit status: 0 accepted, 1 rejected (the error name is printed), 2 usage or I/O error (a file that
 is recognisably not an fwseal object, such as a key file, is a usage error).`,
   options: {
-    image: { type: 'string' }, trust: { type: 'string' }, revocations: { type: 'string' }, 'device-class': { type: 'string' },
-    counter: { type: 'string' }, digests: { type: 'string' }, 'revocation-version': { type: 'string' }, json: { type: 'boolean' },
+    image: { type: 'string' },
+    trust: { type: 'string' },
+    revocations: { type: 'string' },
+    'device-class': { type: 'string' },
+    counter: { type: 'string' },
+    digests: { type: 'string' },
+    'revocation-version': { type: 'string' },
+    json: { type: 'boolean' },
   },
   run(p, io) {
     const file = onePositional(p, 'M.cose');
@@ -161,7 +199,8 @@ is recognisably not an fwseal object, such as a key file, is a usage error).`,
     const deviceClass = str(p, 'device-class') ?? ownDeviceClass(envelope);
     const revocationVersion = p.values['revocation-version'] === undefined ? undefined : int(p, 'revocation-version', 0, LIMITS.maxCounter);
     const { result, usedDigestTable } = verifyFiles({
-      envelope, trust,
+      envelope,
+      trust,
       state: { deviceClass, counter, ...(revocations ? { revocations } : {}), ...(revocationVersion !== undefined ? { revocationVersion } : {}) },
       ...(image ? { imagePath: image } : {}),
       ...(digestsPath ? { digestsPath } : {}),
@@ -169,15 +208,31 @@ is recognisably not an fwseal object, such as a key file, is a usage error).`,
     });
     const ignored = explainManifestSignatures(envelope, trust, revocations);
     if (p.values.json) {
-      json(io, result.ok
-        ? { ok: true, code: 0, error: 'OK', imageChecked: !!image, digestTable: usedDigestTable, manifest: inspectSafe(envelope), signers: result.signers.map(toHex), ignoredSignatures: ignored, trustVersion: result.trustVersion, revocationVersion: result.revocationVersion }
-        : { ok: false, code: result.code, error: result.error, ...(result.detail ? { detail: result.detail } : {}), ignoredSignatures: ignored });
+      json(
+        io,
+        result.ok
+          ? {
+              ok: true,
+              code: 0,
+              error: 'OK',
+              imageChecked: !!image,
+              digestTable: usedDigestTable,
+              manifest: inspectSafe(envelope),
+              signers: result.signers.map(toHex),
+              ignoredSignatures: ignored,
+              trustVersion: result.trustVersion,
+              revocationVersion: result.revocationVersion,
+            }
+          : { ok: false, code: result.code, error: result.error, ...(result.detail ? { detail: result.detail } : {}), ignoredSignatures: ignored },
+      );
     } else {
       if (result.ok) {
         const m = result.manifest;
-        io.stdout(`ACCEPTED ${m.deviceClass} ${m.version} counter ${m.securityCounter}: ${result.signers.length} release signature(s) by ${result.signers.map(toHex).join(', ')}${image ? '; image matches' : '; image not checked (no --image)'}\n`);
+        io.stdout(
+          `ACCEPTED ${m.deviceClass} ${m.version} counter ${m.securityCounter}: ${result.signers.length} release signature(s) by ${result.signers.map(toHex).join(', ')}${image ? '; image matches' : '; image not checked (no --image)'}\n`,
+        );
       } else {
-        io.stdout(`REJECTED ${result.error} (code ${result.code})${result.detail ? ': ' + result.detail : ''}\n`);
+        io.stdout(`REJECTED ${result.error} (code ${result.code})${result.detail ? `: ${result.detail}` : ''}\n`);
       }
       for (const g of ignored) io.stdout(`  not counted: signature by ${g.keyId}: ${IGNORED_TEXT[g.reason]} (${g.reason})\n`);
     }
@@ -229,8 +284,8 @@ function render(value: unknown, indent: string): string {
   if (value === null || typeof value !== 'object') return `${String(value)}\n`;
   if (Array.isArray(value)) {
     if (value.length === 0) return '(none)\n';
-    return '\n' + value.map((v) => `${indent}  - ${render(v, indent + '    ').trimStart()}`).join('');
+    return `\n${value.map((v) => `${indent}  - ${render(v, `${indent}    `).trimStart()}`).join('')}`;
   }
   const entries = Object.entries(value as Record<string, unknown>);
-  return (indent ? '\n' : '') + entries.map(([k, v]) => `${indent}${k}: ${render(v, indent + '  ')}`).join('');
+  return (indent ? '\n' : '') + entries.map(([k, v]) => `${indent}${k}: ${render(v, `${indent}  `)}`).join('');
 }

@@ -1,11 +1,11 @@
-import { toHex } from '../../shared/bytes.js';
 import { loadTrust } from '../../device/index.js';
+import { toHex } from '../../shared/bytes.js';
+import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
 import { writeFileAtomic } from '../io.js';
 import { loadPublicKey, loadSigningKey } from '../keys.js';
-import { LIMITS } from '../../shared/limits.js';
 import { buildRevocationList, buildTrustBundle } from '../trust.js';
-import { type Command, type Io, type Parsed, int, json, list, noPositionals, readObjectFile, str } from './common.js';
+import { type Command, type Io, int, json, list, noPositionals, type Parsed, readObjectFile, str } from './common.js';
 
 const ROLE_FLAGS = {
   root: { type: 'string', multiple: true },
@@ -39,7 +39,15 @@ function runTrust(p: Parsed, io: Io, rotate: boolean): number {
   // All flags are checked before any passphrase is asked for.
   const version = p.values.version === undefined ? undefined : int(p, 'version', 1, LIMITS.maxCounter);
   const signers = signPaths.map((path) => loadSigningKey(path));
-  const r = buildTrustBundle({ root, rootThreshold, release, releaseThreshold, signers, ...(previous?.ok ? { previous: previous.trust } : {}), ...(version !== undefined ? { version } : {}) });
+  const r = buildTrustBundle({
+    root,
+    rootThreshold,
+    release,
+    releaseThreshold,
+    signers,
+    ...(previous?.ok ? { previous: previous.trust } : {}),
+    ...(version !== undefined ? { version } : {}),
+  });
   writeFileAtomic(out, r.envelope);
   return report(io, p, out, r.version, r.complete, r.missing);
 }
@@ -81,9 +89,15 @@ Revoked keys never count toward a threshold; revoked manifests are refused. Devi
 highest version they have seen and refuse older lists. --previous carries an older list's entries
 forward (the new --version must be higher).`,
   options: {
-    trust: { type: 'string' }, version: { type: 'string' }, sign: { type: 'string', multiple: true }, out: { type: 'string' },
-    key: { type: 'string', multiple: true }, kid: { type: 'string', multiple: true }, manifest: { type: 'string', multiple: true },
-    previous: { type: 'string' }, json: { type: 'boolean' },
+    trust: { type: 'string' },
+    version: { type: 'string' },
+    sign: { type: 'string', multiple: true },
+    out: { type: 'string' },
+    key: { type: 'string', multiple: true },
+    kid: { type: 'string', multiple: true },
+    manifest: { type: 'string', multiple: true },
+    previous: { type: 'string' },
+    json: { type: 'boolean' },
   },
   run(p, io) {
     noPositionals(p);
@@ -98,7 +112,15 @@ forward (the new --version must be higher).`,
     const signPaths = list(p, 'sign');
     if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
     const signers = signPaths.map((path) => loadSigningKey(path));
-    const r = buildRevocationList({ trust: trust.trust, version, keys, keyIdsHex: list(p, 'kid'), manifestEnvelopes: manifests, signers, ...(previous ? { previous } : {}) });
+    const r = buildRevocationList({
+      trust: trust.trust,
+      version,
+      keys,
+      keyIdsHex: list(p, 'kid'),
+      manifestEnvelopes: manifests,
+      signers,
+      ...(previous ? { previous } : {}),
+    });
     writeFileAtomic(out, r.envelope);
     if (p.values.json) json(io, { out, version, complete: r.complete, revokedKeyIds: keys.map((k) => toHex(k.keyId)) });
     else io.stdout(`wrote ${out} (revocation list version ${version})\n`);

@@ -5,13 +5,14 @@
  * highest it has seen): with them, the rules that make revocation monotonic apply exactly as on a
  * device.
  */
+
+import { createVerifier, type VerifiedRevocations, type VerifiedTrust } from '../../device/index.js';
 import { toHex } from '../../shared/bytes.js';
 import { type Failure, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
-import { type VerifiedRevocations, type VerifiedTrust, createVerifier } from '../../device/index.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
-import { type Io, type Parsed, int, json, readObjectFile, str } from './common.js';
+import { type Io, int, json, type Parsed, readObjectFile, str } from './common.js';
 
 const verifier = createVerifier({ sha256: nodeSha256 });
 
@@ -33,9 +34,12 @@ function deviceSide(p: Parsed, trustPath: string): { trust: VerifiedTrust; store
 
 function report(io: Io, p: Parsed, r: Result<object>, accepted: () => { text: string; fields: Record<string, unknown> }): number {
   if (p.values.json) {
-    json(io, r.ok ? { ok: true, code: 0, error: 'OK', ...accepted().fields } : { ok: false, code: r.code, error: r.error, ...(r.detail ? { detail: r.detail } : {}) });
+    json(
+      io,
+      r.ok ? { ok: true, code: 0, error: 'OK', ...accepted().fields } : { ok: false, code: r.code, error: r.error, ...(r.detail ? { detail: r.detail } : {}) },
+    );
   } else {
-    io.stdout(r.ok ? `ACCEPTED ${accepted().text}\n` : `REJECTED ${r.error} (code ${r.code})${r.detail ? ': ' + r.detail : ''}\n`);
+    io.stdout(r.ok ? `ACCEPTED ${accepted().text}\n` : `REJECTED ${r.error} (code ${r.code})${r.detail ? `: ${r.detail}` : ''}\n`);
   }
   return r.ok ? 0 : 1;
 }

@@ -7,13 +7,13 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type MqttClient } from 'mqtt';
-import { type StatusEvent } from '../../shared/ota/status.js';
-import { provision } from '../../device/agent/provision.js';
 import { type Flash, type FlashGeometry } from '../../device/agent/flash.js';
-import { type Layout, createLayout, layoutBytes } from '../../device/agent/layout.js';
+import { createLayout, type Layout, layoutBytes } from '../../device/agent/layout.js';
+import { provision } from '../../device/agent/provision.js';
 import { openFileFlash } from '../../device/node/file-flash.js';
 import { SimFlash } from '../../device/sim/flash.js';
 import { type Verifier } from '../../device/verifier.js';
+import { type StatusEvent } from '../../shared/ota/status.js';
 import { FwsealError } from '../errors.js';
 import { fleetVerifier } from '../hash.js';
 import { writeFileAtomic } from '../io.js';
@@ -98,7 +98,7 @@ export function fleetConfig(stateDir: string, memory: boolean, wanted: FleetConf
   if (memory) return wanted;
   if (!existsSync(cfgPath)) {
     mkdirSync(stateDir, { recursive: true });
-    writeFileAtomic(cfgPath, JSON.stringify(wanted, null, 2) + '\n');
+    writeFileAtomic(cfgPath, `${JSON.stringify(wanted, null, 2)}\n`);
     return wanted;
   }
   let cfg: FleetConfig;
@@ -107,7 +107,8 @@ export function fleetConfig(stateDir: string, memory: boolean, wanted: FleetConf
   } catch {
     throw new FwsealError('IO', `${cfgPath} is not a fleet description`);
   }
-  if (cfg.deviceClass !== wanted.deviceClass) throw new FwsealError('USAGE', `--device-class ${wanted.deviceClass} is not the fleet's class ${cfg.deviceClass}`);
+  if (cfg.deviceClass !== wanted.deviceClass)
+    throw new FwsealError('USAGE', `--device-class ${wanted.deviceClass} is not the fleet's class ${cfg.deviceClass}`);
   return cfg;
 }
 
@@ -118,11 +119,18 @@ export class FleetSim {
   private readonly verifier: Verifier;
   private stopping = false;
   private allEnded: () => void = () => {};
-  private readonly ended = new Promise<void>((resolve) => { this.allEnded = resolve; });
+  private readonly ended = new Promise<void>((resolve) => {
+    this.allEnded = resolve;
+  });
 
   constructor(private readonly o: FleetSimOptions) {
     const cfg = o.config;
-    this.geometry = { size: layoutBytes(cfg.eraseBlockSize, cfg.writeAlign, cfg.slotSize), eraseBlockSize: cfg.eraseBlockSize, writeAlign: cfg.writeAlign, erasedValue: 0xff };
+    this.geometry = {
+      size: layoutBytes(cfg.eraseBlockSize, cfg.writeAlign, cfg.slotSize),
+      eraseBlockSize: cfg.eraseBlockSize,
+      writeAlign: cfg.writeAlign,
+      erasedValue: 0xff,
+    };
     this.layout = createLayout(this.geometry, { slotSize: cfg.slotSize });
     this.verifier = fleetVerifier();
   }
@@ -161,9 +169,18 @@ export class FleetSim {
       const st = s.device?.state();
       const stats = s.device?.stats();
       return {
-        id: s.id, version: st?.version ?? null, counter: st?.counter ?? null, state: s.state, outcome: s.outcome?.state ?? null,
-        ...(s.outcome?.code !== undefined ? { code: s.outcome.code } : {}), campaign: s.campaign ?? null,
-        requests: stats?.requests ?? 0, blocks: stats?.blocksReceived ?? 0, rejected: stats?.rejected ?? 0, timeouts: stats?.timeouts ?? 0, malformed: stats?.malformed ?? 0,
+        id: s.id,
+        version: st?.version ?? null,
+        counter: st?.counter ?? null,
+        state: s.state,
+        outcome: s.outcome?.state ?? null,
+        ...(s.outcome?.code !== undefined ? { code: s.outcome.code } : {}),
+        campaign: s.campaign ?? null,
+        requests: stats?.requests ?? 0,
+        blocks: stats?.blocksReceived ?? 0,
+        rejected: stats?.rejected ?? 0,
+        timeouts: stats?.timeouts ?? 0,
+        malformed: stats?.malformed ?? 0,
       };
     });
   }
@@ -187,7 +204,12 @@ export class FleetSim {
       this.sims.push({ id, flash, device: null, state: 'offline' });
       if (fresh) {
         const r = provision(flash, this.layout, {
-          deviceClass: o.config.deviceClass, trust: o.trust, envelope: o.factory, image: o.factoryImage, verifier: this.verifier, ...(o.revocations ? { revocations: o.revocations } : {}),
+          deviceClass: o.config.deviceClass,
+          trust: o.trust,
+          envelope: o.factory,
+          image: o.factoryImage,
+          verifier: this.verifier,
+          ...(o.revocations ? { revocations: o.revocations } : {}),
         });
         if (!r.ok) throw new FwsealError(r.error as 'IO', `provisioning ${id}: ${r.detail ?? r.error}`);
       }
@@ -199,12 +221,23 @@ export class FleetSim {
     const client = await o.connect(sim.id);
     sim.state = 'online';
     sim.device = await OtaDevice.start({
-      id: sim.id, group: o.group, prefix: o.prefix, mqtt: client, flash: sim.flash, layout: this.layout, trust: o.trust,
-      ...(o.revocations ? { revocations: o.revocations } : {}), verifier: this.verifier, maxTrialBoots: o.config.maxTrialBoots,
+      id: sim.id,
+      group: o.group,
+      prefix: o.prefix,
+      mqtt: client,
+      flash: sim.flash,
+      layout: this.layout,
+      trust: o.trust,
+      ...(o.revocations ? { revocations: o.revocations } : {}),
+      verifier: this.verifier,
+      maxTrialBoots: o.config.maxTrialBoots,
       onStatus: (e: StatusEvent) => {
         sim.state = e.state;
         if (e.campaign) sim.campaign = e.campaign;
-        if (e.done !== undefined) { sim.done = e.done; sim.total = e.total; }
+        if (e.done !== undefined) {
+          sim.done = e.done;
+          sim.total = e.total;
+        }
         if (e.code !== undefined) sim.code = e.code;
         if (TERMINAL.has(e.state) && sim.outcome === undefined) {
           sim.outcome = e;

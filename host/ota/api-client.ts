@@ -6,8 +6,8 @@ import { createReadStream } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { CODES, type CodeName } from '../../shared/codes.js';
-import { FwsealError } from '../errors.js';
 import { LIMITS } from '../../shared/limits.js';
+import { FwsealError } from '../errors.js';
 
 export type ApiTarget = { readonly server: string; readonly token?: string };
 
@@ -23,7 +23,7 @@ const STATUS_CODES: Record<number, Exclude<CodeName, 'OK'>> = { 401: 'UNAUTHORIZ
 export function apiRequest<T>(target: ApiTarget, method: string, path: string, body?: { json: unknown } | { file: string; size: number }): Promise<T> {
   let url: URL;
   try {
-    url = new URL(path, target.server.endsWith('/') ? target.server : target.server + '/');
+    url = new URL(path, target.server.endsWith('/') ? target.server : `${target.server}/`);
   } catch {
     throw new FwsealError('USAGE', `--server ${JSON.stringify(target.server)} is not a URL`);
   }

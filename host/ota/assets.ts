@@ -7,13 +7,12 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseEnvelope } from '../../shared/cose.js';
+import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
 import { type Manifest, parseManifest } from '../../shared/manifest.js';
 import { type DigestPages, digestPages } from '../digests.js';
 import { FwsealError } from '../errors.js';
 import { readFileLimited } from '../io.js';
-import { DIGEST_BYTES } from '../../shared/limits.js';
 import { type CampaignRow, type Store } from './store.js';
-import { LIMITS } from '../../shared/limits.js';
 
 /** Blocks kept in memory per instance (64 KiB blocks: 16 MiB). */
 const BLOCK_CACHE_ENTRIES = LIMITS.blockCacheEntries;
@@ -76,7 +75,7 @@ export class AssetCache {
   drop(id: string): void {
     this.assets.get(id)?.close();
     this.assets.delete(id);
-    this.blocks.dropPrefix(id + '/');
+    this.blocks.dropPrefix(`${id}/`);
   }
 
   close(): void {
@@ -87,7 +86,7 @@ export class AssetCache {
     const envelope = new Uint8Array(row.manifest);
     const env = parseEnvelope(envelope);
     const m = env.ok ? parseManifest(env.envelope.payload) : null;
-    if (!m || !m.ok) throw new FwsealError('INTERNAL', `stored manifest of campaign ${row.id} does not parse`);
+    if (!m?.ok) throw new FwsealError('INTERNAL', `stored manifest of campaign ${row.id} does not parse`);
     const manifest = m.value;
     const leaves = Math.ceil(manifest.imageSize / manifest.chunkSize);
     const pages = digestPages(readFileLimited(digestTableFile(this.store, row.id), 8 + leaves * DIGEST_BYTES, 'digest table'), manifest);
@@ -102,7 +101,13 @@ export class AssetCache {
     const blockSize = row.block_size;
     const imageSize = manifest.imageSize;
     return {
-      id, envelope, manifest, pages, imageSize, blockSize, blockCount: Math.ceil(imageSize / blockSize),
+      id,
+      envelope,
+      manifest,
+      pages,
+      imageSize,
+      blockSize,
+      blockCount: Math.ceil(imageSize / blockSize),
       block(index: number): Uint8Array {
         const key = `${id}/${index}`;
         const cached = blocks.get(key);

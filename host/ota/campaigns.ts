@@ -11,10 +11,10 @@ import { type CodeName } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { parseManifest } from '../../shared/manifest.js';
-import { ID_PATTERN, ROLLOUT_ALL, rolloutBucket } from '../../shared/ota/topics.js';
+import { chunkCount, pageCount } from '../../shared/merkle.js';
 import { type Announcement } from '../../shared/ota/messages.js';
 import { type StatusEvent } from '../../shared/ota/status.js';
-import { chunkCount, pageCount } from '../../shared/merkle.js';
+import { ID_PATTERN, ROLLOUT_ALL, rolloutBucket } from '../../shared/ota/topics.js';
 import { encodeDigestTable } from '../digests.js';
 import { FwsealError } from '../errors.js';
 import { BoundedMemo, nodeSha256 } from '../hash.js';
@@ -22,7 +22,7 @@ import { writeFileAtomic } from '../io.js';
 import { hashImage } from '../pack.js';
 import { verifyFiles } from '../verify.js';
 import { digestTableFile, imageFile } from './assets.js';
-import { type CampaignRow, type CampaignState, type DeviceCampaignRow, DEVICE_STATES, type Store, TERMINAL_RANK } from './store.js';
+import { type CampaignRow, type CampaignState, DEVICE_STATES, type DeviceCampaignRow, type Store, TERMINAL_RANK } from './store.js';
 
 /** Rollout buckets the server has computed (a SHA-256 each; wave steps and the API ask for every device, often). */
 const buckets = new BoundedMemo<number>(4 * LIMITS.maxFleetDevices);
@@ -40,7 +40,11 @@ export function bucketOf(campaign: string, device: string): number {
 
 /** An API failure with its HTTP status (the body carries the fwseal code). */
 export class ApiError extends FwsealError {
-  constructor(readonly status: number, codeName: Exclude<CodeName, 'OK'>, message: string) {
+  constructor(
+    readonly status: number,
+    codeName: Exclude<CodeName, 'OK'>,
+    message: string,
+  ) {
     super(codeName, message);
   }
 }
@@ -68,10 +72,12 @@ export function defaultBlockSize(chunkSize: number): number {
 }
 
 export function checkWaves(waves: unknown): number[] {
-  if (!Array.isArray(waves) || waves.length === 0 || waves.length > MAX_WAVES) throw new ApiError(400, 'BAD_VALUE', `waves must be 1..${MAX_WAVES} percentages`);
+  if (!Array.isArray(waves) || waves.length === 0 || waves.length > MAX_WAVES)
+    throw new ApiError(400, 'BAD_VALUE', `waves must be 1..${MAX_WAVES} percentages`);
   let prev = 0;
   for (const w of waves) {
-    if (typeof w !== 'number' || !Number.isFinite(w) || w <= prev || w > 100) throw new ApiError(400, 'BAD_VALUE', 'waves must be ascending percentages in (0, 100]');
+    if (typeof w !== 'number' || !Number.isFinite(w) || w <= prev || w > 100)
+      throw new ApiError(400, 'BAD_VALUE', 'waves must be ascending percentages in (0, 100]');
     prev = w;
   }
   if (prev !== 100) throw new ApiError(400, 'BAD_VALUE', 'the last wave must be 100');
@@ -130,20 +136,38 @@ export function createCampaign(store: Store, trust: Trust, req: CreateCampaign, 
   if (!verified.ok) throw new ApiError(422, verified.error as Exclude<CodeName, 'OK'>, verified.detail ?? verified.error);
 
   const blockSize = req.blockSize ?? defaultBlockSize(manifest.chunkSize);
-  if (manifest.chunkSize > LIMITS.maxBlockBytes) throw new ApiError(400, 'BAD_VALUE', `chunks of ${manifest.chunkSize} bytes do not fit a ${LIMITS.maxBlockBytes}-byte block`);
+  if (manifest.chunkSize > LIMITS.maxBlockBytes)
+    throw new ApiError(400, 'BAD_VALUE', `chunks of ${manifest.chunkSize} bytes do not fit a ${LIMITS.maxBlockBytes}-byte block`);
   if (!isPow2(blockSize) || blockSize < manifest.chunkSize || blockSize > LIMITS.maxBlockBytes || blockSize > manifest.chunkSize * LIMITS.pageLeaves) {
-    throw new ApiError(400, 'BAD_VALUE', `blockSize must be a power of two from the chunk size ${manifest.chunkSize} to ${Math.min(LIMITS.maxBlockBytes, manifest.chunkSize * LIMITS.pageLeaves)}`);
+    throw new ApiError(
+      400,
+      'BAD_VALUE',
+      `blockSize must be a power of two from the chunk size ${manifest.chunkSize} to ${Math.min(LIMITS.maxBlockBytes, manifest.chunkSize * LIMITS.pageLeaves)}`,
+    );
   }
   const id = newCampaignId();
   const { leaves } = hashImage(imagePath, manifest.chunkSize);
   writeFileAtomic(digestTableFile(store, id), encodeDigestTable(leaves));
   const devices = store.devices(req.group).map((d) => d.id);
   const row: Omit<CampaignRow, 'halt_baseline'> = {
-    id, grp: req.group, version: manifest.version, security_counter: manifest.securityCounter, state: 'running', wave: 0,
-    waves: JSON.stringify(waves), rollout: rolloutFor(id, devices, waves[0]), abort_failure_rate: rate,
-    manifest: Buffer.from(req.manifest), manifest_sha: nodeSha256(req.manifest) as Buffer, image_sha: req.image,
-    image_size: manifest.imageSize, chunk_size: manifest.chunkSize, block_size: blockSize,
-    page_count: pageCount(chunkCount(manifest.imageSize, manifest.chunkSize)), created: now, updated: now,
+    id,
+    grp: req.group,
+    version: manifest.version,
+    security_counter: manifest.securityCounter,
+    state: 'running',
+    wave: 0,
+    waves: JSON.stringify(waves),
+    rollout: rolloutFor(id, devices, waves[0]),
+    abort_failure_rate: rate,
+    manifest: Buffer.from(req.manifest),
+    manifest_sha: nodeSha256(req.manifest) as Buffer,
+    image_sha: req.image,
+    image_size: manifest.imageSize,
+    chunk_size: manifest.chunkSize,
+    block_size: blockSize,
+    page_count: pageCount(chunkCount(manifest.imageSize, manifest.chunkSize)),
+    created: now,
+    updated: now,
   };
   try {
     store.insertCampaign(row);
@@ -183,8 +207,11 @@ export function ingestStatus(store: Store, s: StatusEvent, maxDevices: number): 
   if (!c.fetched && !runsRelease) return ignored('not_fetched');
   store.touchDevice(s.device);
   const moved = store.recordStatus({
-    campaign: c.id, device: s.device, state: s.state,
-    ...(s.done !== undefined ? { done: s.done, total: s.total } : {}), ...(s.code !== undefined ? { code: s.code } : {}),
+    campaign: c.id,
+    device: s.device,
+    state: s.state,
+    ...(s.done !== undefined ? { done: s.done, total: s.total } : {}),
+    ...(s.code !== undefined ? { code: s.code } : {}),
   });
   if (!moved) return ignored('stale'); // backwards, redelivered, or after a terminal state
   return { counted: true, terminal: s.state === 'confirmed' || s.state === 'rejected' || s.state === 'failed' };
@@ -257,8 +284,16 @@ export type DeviceView = { id: string; state: string; done: number | null; total
 
 export function summary(row: CampaignRow) {
   return {
-    id: row.id, group: row.grp, version: row.version, securityCounter: row.security_counter, state: row.state,
-    wave: row.wave + 1, waves: JSON.parse(row.waves) as number[], rollout: row.rollout, created: row.created, updated: row.updated,
+    id: row.id,
+    group: row.grp,
+    version: row.version,
+    securityCounter: row.security_counter,
+    state: row.state,
+    wave: row.wave + 1,
+    waves: JSON.parse(row.waves) as number[],
+    rollout: row.rollout,
+    created: row.created,
+    updated: row.updated,
   };
 }
 
@@ -282,9 +317,14 @@ export function detail(store: Store, row: CampaignRow) {
   devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return {
     ...summary(row),
-    imageSha256: row.image_sha, imageSize: row.image_size, chunkSize: row.chunk_size, blockSize: row.block_size,
+    imageSha256: row.image_sha,
+    imageSize: row.image_size,
+    chunkSize: row.chunk_size,
+    blockSize: row.block_size,
     manifestSha256: toHex(new Uint8Array(row.manifest_sha)),
-    abortFailureRate: row.abort_failure_rate, counts,
-    failureRate: t.terminal === 0 ? 0 : t.failures / t.terminal, devices,
+    abortFailureRate: row.abort_failure_rate,
+    counts,
+    failureRate: t.terminal === 0 ? 0 : t.failures / t.terminal,
+    devices,
   };
 }

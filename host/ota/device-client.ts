@@ -5,12 +5,12 @@
  * mqtt-link.ts; nothing of a device's message path runs here.
  */
 import { type MqttClient } from 'mqtt';
-import { topics } from '../../shared/ota/topics.js';
-import { type OtaClient, type OtaClientOptions } from '../../device/ota/client.js';
 import { startOtaClient } from '../../device/node/mqtt-link.js';
+import { type OtaClient, type OtaClientOptions } from '../../device/ota/client.js';
 import { createVerifier, type Verifier } from '../../device/verifier.js';
+import { topics } from '../../shared/ota/topics.js';
 import { nodeSha256 } from '../hash.js';
-import { type MqttSettings, connectMqtt } from './mqtt-options.js';
+import { connectMqtt, type MqttSettings } from './mqtt-options.js';
 
 export type { OtaPhase, OtaPullOptions, OtaState, OtaStats } from '../../device/ota/client.js';
 

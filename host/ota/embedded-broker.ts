@@ -24,10 +24,11 @@ export async function startEmbeddedBroker(options: { host?: string; port?: numbe
   return {
     url: `mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => broker.close(() => resolve()));
-      // Sockets of clients that are still connected would keep server.close() waiting.
-      for (const c of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) c.close();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => broker.close(() => resolve()));
+        // Sockets of clients that are still connected would keep server.close() waiting.
+        for (const c of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) c.close();
+      }),
   };
 }

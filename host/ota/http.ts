@@ -5,9 +5,9 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream, existsSync, fsync, openSync, renameSync, rmSync } from 'node:fs';
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { type CodeName, CODES } from '../../shared/codes.js';
+import { CODES, type CodeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
 import { NEW_FILE_FLAGS, syncFolder } from '../io.js';
@@ -32,7 +32,18 @@ function sendError(res: ServerResponse, e: unknown): void {
   if (e instanceof FwsealError && e.codeName === 'TOO_LARGE') res.shouldKeepAlive = false;
   if (e instanceof ApiError) return sendJson(res, e.status, { error: e.codeName, code: e.code, detail: e.message });
   if (e instanceof FwsealError) {
-    const status = e.codeName === 'TOO_LARGE' ? 413 : e.codeName === 'CONFLICT' ? 409 : e.codeName === 'NOT_FOUND' ? 404 : e.code >= 100 && e.code < 800 ? 422 : e.codeName === 'USAGE' ? 400 : 500;
+    const status =
+      e.codeName === 'TOO_LARGE'
+        ? 413
+        : e.codeName === 'CONFLICT'
+          ? 409
+          : e.codeName === 'NOT_FOUND'
+            ? 404
+            : e.code >= 100 && e.code < 800
+              ? 422
+              : e.codeName === 'USAGE'
+                ? 400
+                : 500;
     return sendJson(res, status, { error: e.codeName, code: e.code, detail: e.message });
   }
   sendJson(res, 500, { error: 'INTERNAL', code: CODES.INTERNAL, detail: (e as Error).message });
@@ -77,7 +88,8 @@ function readJson(req: IncomingMessage): Promise<unknown> {
 function putImage(server: OtaServer, req: IncomingMessage, sha: string): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
-    if (declared !== undefined && declared > LIMITS.maxImageSize) return reject(apiError(413, 'TOO_LARGE', `image of ${declared} bytes; at most ${LIMITS.maxImageSize}`));
+    if (declared !== undefined && declared > LIMITS.maxImageSize)
+      return reject(apiError(413, 'TOO_LARGE', `image of ${declared} bytes; at most ${LIMITS.maxImageSize}`));
     const final = imageFile(server.store, sha);
     const tmp = join(server.store.imagesDir, `.upload-${randomBytes(6).toString('hex')}`);
     // A new file (random name, O_EXCL|O_NOFOLLOW), fsynced, then renamed: SPEC.md §14 H5.
@@ -117,23 +129,25 @@ function putImage(server: OtaServer, req: IncomingMessage, sha: string): Promise
       if (size === 0) return abort(apiError(400, 'BAD_VALUE', 'empty image'));
       if (got !== sha) return abort(apiError(400, 'BAD_VALUE', `body hashes to ${got}, not ${sha}`));
       // The empty write's callback runs once every earlier write reached the file.
-      out.write('', () => fsync(fd, (e) => {
-        if (e) return abort(apiError(500, 'IO', `cannot store the image: ${e.code ?? 'error'}`));
-        out.end(() => {
-          if (failed) return;
-          try {
-            const existed = existsSync(final);
-            if (existed) rmSync(tmp, { force: true });
-            else {
-              renameSync(tmp, final);
-              syncFolder(server.store.imagesDir);
+      out.write('', () =>
+        fsync(fd, (e) => {
+          if (e) return abort(apiError(500, 'IO', `cannot store the image: ${e.code ?? 'error'}`));
+          out.end(() => {
+            if (failed) return;
+            try {
+              const existed = existsSync(final);
+              if (existed) rmSync(tmp, { force: true });
+              else {
+                renameSync(tmp, final);
+                syncFolder(server.store.imagesDir);
+              }
+              resolve({ status: existed ? 200 : 201, body: { sha256: sha, size } });
+            } catch {
+              abort(apiError(500, 'IO', 'cannot store the image'));
             }
-            resolve({ status: existed ? 200 : 201, body: { sha256: sha, size } });
-          } catch {
-            abort(apiError(500, 'IO', 'cannot store the image'));
-          }
-        });
-      }));
+          });
+        }),
+      );
     });
   });
 }
@@ -147,7 +161,13 @@ function authorized(req: IncomingMessage, token: string | undefined): boolean {
 }
 
 function base64Strict(v: unknown, what: string): Uint8Array {
-  if (typeof v !== 'string' || v.length === 0 || v.length > Math.ceil((LIMITS.maxEnvelopeBytes * 4) / 3) + 4 || !/^[A-Za-z0-9+/]+={0,2}$/.test(v) || v.length % 4 !== 0) {
+  if (
+    typeof v !== 'string' ||
+    v.length === 0 ||
+    v.length > Math.ceil((LIMITS.maxEnvelopeBytes * 4) / 3) + 4 ||
+    !/^[A-Za-z0-9+/]+={0,2}$/.test(v) ||
+    v.length % 4 !== 0
+  ) {
     throw apiError(400, 'BAD_VALUE', `${what} must be standard base64 of at most ${LIMITS.maxEnvelopeBytes} bytes`);
   }
   return new Uint8Array(Buffer.from(v, 'base64'));
@@ -180,12 +200,16 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
     const body = await readJson(req);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw apiError(400, 'BAD_VALUE', 'body must be a JSON object');
     const b = body as Record<string, unknown>;
-    for (const k of Object.keys(b)) if (!['manifest', 'image', 'group', 'waves', 'abortFailureRate', 'blockSize'].includes(k)) throw apiError(400, 'UNKNOWN_KEY', `unknown field ${k}`);
+    for (const k of Object.keys(b))
+      if (!['manifest', 'image', 'group', 'waves', 'abortFailureRate', 'blockSize'].includes(k)) throw apiError(400, 'UNKNOWN_KEY', `unknown field ${k}`);
     if (typeof b.image !== 'string') throw apiError(400, 'MISSING_FIELD', 'image (sha256 hex)');
     if (typeof b.group !== 'string') throw apiError(400, 'MISSING_FIELD', 'group');
-    if (b.blockSize !== undefined && (typeof b.blockSize !== 'number' || !Number.isSafeInteger(b.blockSize))) throw apiError(400, 'BAD_VALUE', 'blockSize must be a whole number');
+    if (b.blockSize !== undefined && (typeof b.blockSize !== 'number' || !Number.isSafeInteger(b.blockSize)))
+      throw apiError(400, 'BAD_VALUE', 'blockSize must be a whole number');
     const row = await server.createCampaign({
-      manifest: base64Strict(b.manifest, 'manifest'), image: b.image, group: b.group,
+      manifest: base64Strict(b.manifest, 'manifest'),
+      image: b.image,
+      group: b.group,
       ...(b.waves !== undefined ? { waves: b.waves as number[] } : {}),
       ...(b.abortFailureRate !== undefined ? { abortFailureRate: b.abortFailureRate as number } : {}),
       ...(b.blockSize !== undefined ? { blockSize: b.blockSize as number } : {}),
@@ -205,7 +229,9 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
     return sendJson(res, 200, detail(server.store, row));
   }
   if (path === '/api/devices' && method === 'GET') {
-    return sendJson(res, 200, { devices: server.store.devices().map((d) => ({ id: d.id, group: d.grp, version: d.version, counter: d.counter, lastSeen: d.last_seen })) });
+    return sendJson(res, 200, {
+      devices: server.store.devices().map((d) => ({ id: d.id, group: d.grp, version: d.version, counter: d.counter, lastSeen: d.last_seen })),
+    });
   }
   throw apiError(404, 'NOT_FOUND', `no route ${method} ${path}`);
 }
@@ -218,19 +244,21 @@ export function startHttp(server: OtaServer, listen: { host: string; port: numbe
     });
   });
   return new Promise((resolve, reject) => {
-    http.once('error', (e) => reject(new FwsealError('IO', `cannot listen on ${listen.host}:${listen.port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    http.once('error', (e) =>
+      reject(new FwsealError('IO', `cannot listen on ${listen.host}:${listen.port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)),
+    );
     http.listen(listen.port, listen.host, () => {
       const a = http.address();
       const port = typeof a === 'object' && a ? a.port : listen.port;
       const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
       resolve({
         address: () => ({ host: listen.host, port, url: `http://${host}:${port}` }),
-        close: () => new Promise<void>((r) => {
-          http.close(() => r());
-          http.closeAllConnections();
-        }),
+        close: () =>
+          new Promise<void>((r) => {
+            http.close(() => r());
+            http.closeAllConnections();
+          }),
       });
     });
   });
 }
-

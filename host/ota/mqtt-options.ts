@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { FwsealError } from '../errors.js';
-import { type Parsed, int, str } from '../commands/common.js';
 import { LIMITS } from '../../shared/limits.js';
+import { int, type Parsed, str } from '../commands/common.js';
+import { FwsealError } from '../errors.js';
 
 export const MQTT_FLAGS = {
   broker: { type: 'string' },
@@ -53,7 +53,8 @@ export function mqttSettings(p: Parsed, env: NodeJS.ProcessEnv, clientId: string
     throw new FwsealError('USAGE', `--broker ${JSON.stringify(url)} is not a URL (mqtt://HOST:PORT or mqtts://HOST:PORT)`);
   }
   if (parsed.protocol !== 'mqtt:' && parsed.protocol !== 'mqtts:') throw new FwsealError('USAGE', '--broker must be mqtt:// or mqtts://');
-  if (parsed.username || parsed.password) throw new FwsealError('USAGE', '--broker must not carry credentials; use FWSEAL_MQTT_USERNAME / FWSEAL_MQTT_PASSWORD');
+  if (parsed.username || parsed.password)
+    throw new FwsealError('USAGE', '--broker must not carry credentials; use FWSEAL_MQTT_USERNAME / FWSEAL_MQTT_PASSWORD');
   const version = int(p, 'mqtt-version', 4, 5, defaultVersion);
   const prefix = str(p, 'client-id-prefix') ?? 'fwseal-';
   if (!/^[A-Za-z0-9_.-]{0,32}$/.test(prefix)) throw new FwsealError('USAGE', '--client-id-prefix must be at most 32 characters of [A-Za-z0-9_.-]');
@@ -90,7 +91,9 @@ export function connectMqtt(settings: MqttSettings, timeoutMs = 10_000): Promise
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(settings.url, settings.options);
     let lastError = '';
-    const onError = (e: Error) => { lastError = (e as NodeJS.ErrnoException).code ?? e.message; };
+    const onError = (e: Error) => {
+      lastError = (e as NodeJS.ErrnoException).code ?? e.message;
+    };
     const timer = setTimeout(() => {
       client.removeListener('connect', onConnect);
       client.end(true);

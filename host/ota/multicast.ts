@@ -27,7 +27,10 @@ export class BlockMulticast {
   private closed = false;
 
   /** `windowMs`: the coalesce window (`--coalesce-ms`), above 0. */
-  constructor(private readonly windowMs: number, private readonly publisher: ReplyPublisher) {}
+  constructor(
+    private readonly windowMs: number,
+    private readonly publisher: ReplyPublisher,
+  ) {}
 
   /** Hold the block answers of one request flagged multicast (`a.multicast`). */
   gather(a: Answer, q: Asking): void {
@@ -71,7 +74,12 @@ export class BlockMulticast {
     }
     if (this.multicastAt.size >= LIMITS.blockCacheEntries * 16) this.multicastAt.clear();
     this.multicastAt.set(key, Date.now());
-    this.publisher.multicast(g.campaign, g.block, g.data, g.askers.map((x) => x.received));
+    this.publisher.multicast(
+      g.campaign,
+      g.block,
+      g.data,
+      g.askers.map((x) => x.received),
+    );
   }
 
   close(): void {

@@ -75,7 +75,12 @@ export class RequestQueue {
         const stream = (this.parts.client as unknown as { stream?: { writableLength?: number; once(e: string, f: () => void): void } }).stream;
         if (stream && (stream.writableLength ?? 0) > SOCKET_HIGH_WATER) {
           let resumed = false;
-          const resume = () => { if (!resumed) { resumed = true; step(); } };
+          const resume = () => {
+            if (!resumed) {
+              resumed = true;
+              step();
+            }
+          };
           stream.once('drain', resume);
           setTimeout(resume, 50).unref();
           return;

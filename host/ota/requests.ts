@@ -3,17 +3,25 @@
  * reply. Pure over the store and the assets: the server sends the replies, always on the reply topic
  * of the device the request topic names (§12.4).
  */
+
+import { type CborKey, head as cborHead, decodeCbor, type Encodable, encodeCbor } from '../../shared/cbor.js';
 import { CODES } from '../../shared/codes.js';
-import { type CborKey, type Encodable, decodeCbor, encodeCbor, head as cborHead } from '../../shared/cbor.js';
 import { LIMITS } from '../../shared/limits.js';
-import { ID_PATTERN } from '../../shared/ota/topics.js';
 import { KEY_CAMPAIGN, KEY_REQUEST_ID, KEY_TYPE, MSG, messageType } from '../../shared/ota/codec.js';
 import {
-  BLOCK_RESPONSE_KEY, type BlockResponse, encodeErrorReply, encodeManifestResponse, encodePageResponse, parseBlockRequest, parseManifestRequest,
-  parsePageRequest, requestedBlocks,
+  BLOCK_RESPONSE_KEY,
+  type BlockResponse,
+  encodeErrorReply,
+  encodeManifestResponse,
+  encodePageResponse,
+  parseBlockRequest,
+  parseManifestRequest,
+  parsePageRequest,
+  requestedBlocks,
 } from '../../shared/ota/messages.js';
-import { bucketOf } from './campaigns.js';
+import { ID_PATTERN } from '../../shared/ota/topics.js';
 import { type AssetCache } from './assets.js';
+import { bucketOf } from './campaigns.js';
 import { type Store } from './store.js';
 
 export type Reply = { readonly payload: Uint8Array; readonly block?: number; readonly bytes?: number; readonly data?: Uint8Array; readonly code?: number };
@@ -47,9 +55,15 @@ export function readableIds(payload: Uint8Array): { campaign?: string; requestId
 export function blockResponseBytes(m: BlockResponse): Uint8Array {
   // The data (key 5) is the last entry in canonical key order: encode the map around an empty byte
   // string, then put the real byte string head and the data in its place (one buffer, one copy).
-  const map = encodeCbor(new Map<CborKey, Encodable>([
-    [KEY_TYPE, MSG.blockResponse], [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [BLOCK_RESPONSE_KEY.block, m.block], [BLOCK_RESPONSE_KEY.data, new Uint8Array(0)],
-  ]));
+  const map = encodeCbor(
+    new Map<CborKey, Encodable>([
+      [KEY_TYPE, MSG.blockResponse],
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [BLOCK_RESPONSE_KEY.block, m.block],
+      [BLOCK_RESPONSE_KEY.data, new Uint8Array(0)],
+    ]),
+  );
   const bstr = cborHead(2, m.data.length);
   const at = map.length - 1;
   const out = new Uint8Array(at + bstr.length + m.data.length);
@@ -72,8 +86,15 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   const type = messageType(payload);
   if (!type.ok) return bad();
   const t = type.type;
-  const parsed = t === 'manifestRequest' ? parseManifestRequest(payload) : t === 'pageRequest' ? parsePageRequest(payload) : t === 'blockRequest' ? parseBlockRequest(payload) : null;
-  if (!parsed || !parsed.ok) return bad();
+  const parsed =
+    t === 'manifestRequest'
+      ? parseManifestRequest(payload)
+      : t === 'pageRequest'
+        ? parsePageRequest(payload)
+        : t === 'blockRequest'
+          ? parseBlockRequest(payload)
+          : null;
+  if (!parsed?.ok) return bad();
   const req = parsed.value;
   const ids = { campaign: req.campaign, requestId: req.requestId };
   const fail = (code: number, index?: number): Answer => ({ replies: [errorReply(code, ids, index)], malformed: false, kind: 'error' });
@@ -93,7 +114,11 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   if (t === 'pageRequest') {
     const page = (req as unknown as { page: number }).page;
     if (page >= a.pages.count) return fail(CODES.UNKNOWN_BLOCK, page);
-    return { replies: [{ payload: encodePageResponse({ ...ids, page, leaves: a.pages.leaves(page), proof: a.pages.proof(page) }) }], malformed: false, kind: 'page' };
+    return {
+      replies: [{ payload: encodePageResponse({ ...ids, page, leaves: a.pages.leaves(page), proof: a.pages.proof(page) }) }],
+      malformed: false,
+      kind: 'page',
+    };
   }
   const blocks = requestedBlocks(req as Parameters<typeof requestedBlocks>[0]);
   const beyond = blocks.find((b) => b >= a.blockCount);
@@ -102,7 +127,14 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
     const data = a.block(block);
     // Encoded when sent: a block that goes out on the data topic never needs this device's copy.
     let payload: Uint8Array | undefined;
-    return { get payload() { return (payload ??= blockResponseBytes({ ...ids, block, data })); }, block, bytes: data.length, data };
+    return {
+      get payload() {
+        return (payload ??= blockResponseBytes({ ...ids, block, data }));
+      },
+      block,
+      bytes: data.length,
+      data,
+    };
   });
   const multicast = (req as { multicast?: boolean }).multicast ? { multicast: { campaign: row.id } } : {};
   return { replies, malformed: false, kind: 'block', ...multicast };

@@ -6,22 +6,22 @@
  * request-queue.ts (multicast in multicast.ts), status events handled in status-ingest.ts.
  */
 import { type MqttClient, type Packet } from 'mqtt';
-import { LIMITS } from '../../shared/limits.js';
-import { isValidPrefix, parseRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
-import { encodeAnnouncement } from '../../shared/ota/messages.js';
 import { createVerifier } from '../../device/index.js';
+import { LIMITS } from '../../shared/limits.js';
+import { encodeAnnouncement } from '../../shared/ota/messages.js';
+import { isValidPrefix, parseRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
-import { type MqttSettings, connectMqtt } from './mqtt-options.js';
 import { AssetCache } from './assets.js';
-import { type CampaignRow, Store } from './store.js';
-import { announcementOf, createCampaign, transition, type CreateCampaign } from './campaigns.js';
-import { Metrics } from './metrics.js';
+import { announcementOf, type CreateCampaign, createCampaign, transition } from './campaigns.js';
 import { type HttpApi, startHttp } from './http.js';
+import { Metrics } from './metrics.js';
+import { connectMqtt, type MqttSettings } from './mqtt-options.js';
 import { BlockMulticast } from './multicast.js';
 import { ReplyPublisher } from './reply-publisher.js';
 import { RequestQueue } from './request-queue.js';
 import { StatusIngest } from './status-ingest.js';
+import { type CampaignRow, Store } from './store.js';
 
 export type OtaServerOptions = {
   readonly mqtt: MqttSettings;
@@ -78,10 +78,23 @@ export class OtaServer {
     const coalesceMs = opts.coalesceMs ?? COALESCE_MS;
     this.multicast = coalesceMs > 0 ? new BlockMulticast(coalesceMs, this.publisher) : null;
     this.requests = new RequestQueue({
-      client, store, assets: this.assets, prefix, metrics: this.metrics, publisher: this.publisher, multicast: this.multicast,
-      maxQueued: opts.maxQueued ?? MAX_QUEUED_REQUESTS, log,
+      client,
+      store,
+      assets: this.assets,
+      prefix,
+      metrics: this.metrics,
+      publisher: this.publisher,
+      multicast: this.multicast,
+      maxQueued: opts.maxQueued ?? MAX_QUEUED_REQUESTS,
+      log,
     });
-    this.ingest = new StatusIngest({ store, metrics: this.metrics, maxDevices: opts.maxDevices ?? LIMITS.maxKnownDevices, announce: (row) => this.announce(row), log });
+    this.ingest = new StatusIngest({
+      store,
+      metrics: this.metrics,
+      maxDevices: opts.maxDevices ?? LIMITS.maxKnownDevices,
+      announce: (row) => this.announce(row),
+      log,
+    });
   }
 
   static async start(opts: OtaServerOptions): Promise<OtaServer> {
@@ -133,8 +146,12 @@ export class OtaServer {
       if (this.closed) return;
       this.onConnect().catch((e) => this.log(`resubscribe failed: ${(e as Error).message}`));
     });
-    this.client.on('close', () => { this.metrics.mqttConnected = false; });
-    this.client.on('offline', () => { this.metrics.mqttConnected = false; });
+    this.client.on('close', () => {
+      this.metrics.mqttConnected = false;
+    });
+    this.client.on('offline', () => {
+      this.metrics.mqttConnected = false;
+    });
     this.client.on('message', (topic, payload, packet) => {
       try {
         this.onMessage(topic, payload, packet);
@@ -215,7 +232,10 @@ export class OtaServer {
     // Let in-flight publishes finish, but never hang on a broker that is gone.
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => this.client.end(true, {}, () => resolve()), 3000);
-      this.client.end(false, {}, () => { clearTimeout(force); resolve(); });
+      this.client.end(false, {}, () => {
+        clearTimeout(force);
+        resolve();
+      });
     });
     this.metrics.mqttConnected = false;
     this.assets.close();

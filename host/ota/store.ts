@@ -58,7 +58,13 @@ export type StatusContext = {
   readonly fetched: 0 | 1;
 };
 
-export type DeviceRow = { readonly id: string; readonly grp: string; readonly version: string | null; readonly counter: number | null; readonly last_seen: number };
+export type DeviceRow = {
+  readonly id: string;
+  readonly grp: string;
+  readonly version: string | null;
+  readonly counter: number | null;
+  readonly last_seen: number;
+};
 export type DeviceCampaignRow = {
   readonly campaign: string;
   readonly device: string;
@@ -110,8 +116,9 @@ export class Store {
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    const upgrading = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").get() !== undefined
-      && this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manifest_fetches'").get() === undefined;
+    const upgrading =
+      this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").get() !== undefined &&
+      this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manifest_fetches'").get() === undefined;
     this.db.exec(SCHEMA);
     // A data folder from before manifest_fetches: a device with a row reported under the old rules
     // (and was counted then); it keeps counting, so a campaign in flight does not stall on the upgrade.
@@ -180,11 +187,13 @@ export class Store {
 
   /** Insert a campaign unless the group already has an active one (checked in the same transaction). */
   insertCampaign(row: Omit<CampaignRow, 'halt_baseline'>): void {
-    this.db.transaction(() => {
-      const other = this.activeInGroup(row.grp);
-      if (other) throw new FwsealError('CONFLICT', `group ${row.grp} already has the active campaign ${other}`);
-      this.stmts.insertCampaign.run(row);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const other = this.activeInGroup(row.grp);
+        if (other) throw new FwsealError('CONFLICT', `group ${row.grp} already has the active campaign ${other}`);
+        this.stmts.insertCampaign.run(row);
+      })
+      .immediate();
   }
 
   /**
@@ -192,18 +201,22 @@ export class Store {
    * may have changed it) and returns the new fields, or null for no change. Returns the new row or null.
    */
   updateCampaign(id: string, change: (row: CampaignRow) => Partial<CampaignRow> | null): CampaignRow | null {
-    return this.db.transaction(() => {
-      const row = this.campaign(id);
-      if (!row) return null;
-      const fields = change(row);
-      if (!fields || Object.keys(fields).length === 0) return null;
-      const next = { ...row, ...fields, updated: Date.now() };
-      const names = Object.keys(fields).filter((k) => k !== 'id').concat('updated');
-      this.db.prepare(`UPDATE campaigns SET ${names.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`).run(
-        Object.fromEntries([['id', id], ...names.map((k) => [k, (next as Record<string, unknown>)[k]])]),
-      );
-      return next as CampaignRow;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const row = this.campaign(id);
+        if (!row) return null;
+        const fields = change(row);
+        if (!fields || Object.keys(fields).length === 0) return null;
+        const next = { ...row, ...fields, updated: Date.now() };
+        const names = Object.keys(fields)
+          .filter((k) => k !== 'id')
+          .concat('updated');
+        this.db
+          .prepare(`UPDATE campaigns SET ${names.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`)
+          .run(Object.fromEntries([['id', id], ...names.map((k) => [k, (next as Record<string, unknown>)[k]])]));
+        return next as CampaignRow;
+      })
+      .immediate();
   }
 
   /** Record an `online` report; false (nothing stored) for a new device once `max` devices are known. */
@@ -242,8 +255,14 @@ export class Store {
   /** Record a status event; false when it did not move the row forward (old or redelivered). */
   recordStatus(s: { campaign: string; device: string; state: DeviceCampaignState; done?: number; total?: number; code?: number }): boolean {
     const r = this.stmts.upsertStatus.run({
-      campaign: s.campaign, device: s.device, state: s.state, rank: RANK[s.state],
-      done: s.done ?? null, total: s.total ?? null, code: s.code ?? null, updated: Date.now(),
+      campaign: s.campaign,
+      device: s.device,
+      state: s.state,
+      rank: RANK[s.state],
+      done: s.done ?? null,
+      total: s.total ?? null,
+      code: s.code ?? null,
+      updated: Date.now(),
     });
     return r.changes > 0;
   }

@@ -5,9 +5,9 @@
  * schema (a bug in the caller), after checking their output with the parser. The message schemas
  * are in messages.ts and status.ts.
  */
-import { type CborKey, type CborValue, type Encodable, decodeCbor, encodeCbor } from '../cbor.js';
-import { type Result, fail, ok } from '../codes.js';
-import { FieldReader, SchemaError, asMap, asText, asUint, schemaFail } from '../fields.js';
+import { type CborKey, type CborValue, decodeCbor, type Encodable, encodeCbor } from '../cbor.js';
+import { fail, ok, type Result } from '../codes.js';
+import { asMap, asText, asUint, FieldReader, SchemaError, schemaFail } from '../fields.js';
 import { LIMITS } from '../limits.js';
 import { ID_PATTERN, REPLY_TOPIC_PATTERN } from './topics.js';
 
@@ -94,6 +94,6 @@ export function encodeMessage<T>(type: MessageType, entries: [CborKey, Encodable
   const present = entries.filter((e): e is [CborKey, Encodable] => e[1] !== undefined);
   const bytes = encodeCbor(new Map<CborKey, Encodable>([[KEY_TYPE, MSG[type]], ...present]));
   const check = parse(bytes);
-  if (!check.ok) throw new RangeError(`${type} message rejected: ${check.error}${check.detail ? ' (' + check.detail + ')' : ''}`);
+  if (!check.ok) throw new RangeError(`${type} message rejected: ${check.error}${check.detail ? ` (${check.detail})` : ''}`);
   return bytes;
 }

@@ -4,12 +4,22 @@
  * (codec.ts); status events are in status.ts.
  */
 import { type CborValue } from '../cbor.js';
-import { type Result, CODES } from '../codes.js';
+import { CODES, type Result } from '../codes.js';
 import { asArray, asBytes, asText, asUint, schemaFail } from '../fields.js';
 import { DIGEST_BYTES, LIMITS } from '../limits.js';
 import { isPowerOfTwo } from '../manifest.js';
 import {
-  KEY_CAMPAIGN, KEY_REPLY_TOPIC, KEY_REQUEST_ID, MAX_CODE, MAX_INDEX, asByteRange, campaignOf, encodeMessage, parseMessage, replyTopicOf, requestIdOf,
+  asByteRange,
+  campaignOf,
+  encodeMessage,
+  KEY_CAMPAIGN,
+  KEY_REPLY_TOPIC,
+  KEY_REQUEST_ID,
+  MAX_CODE,
+  MAX_INDEX,
+  parseMessage,
+  replyTopicOf,
+  requestIdOf,
 } from './codec.js';
 import { ID_PATTERN, ROLLOUT_ALL } from './topics.js';
 
@@ -84,10 +94,20 @@ export function parseAnnouncement(bytes: Uint8Array): Result<{ value: Announceme
 
 export function encodeAnnouncement(a: Announcement): Uint8Array {
   const K = ANNOUNCEMENT_KEY;
-  return encodeMessage('announcement', [
-    [KEY_CAMPAIGN, a.campaign], [K.manifestDigest, a.manifestDigest], [K.manifestSize, a.manifestSize], [K.imageSize, a.imageSize],
-    [K.chunkSize, a.chunkSize], [K.blockSize, a.blockSize], [K.pageCount, a.pageCount], [K.rollout, a.rollout],
-  ], parseAnnouncement);
+  return encodeMessage(
+    'announcement',
+    [
+      [KEY_CAMPAIGN, a.campaign],
+      [K.manifestDigest, a.manifestDigest],
+      [K.manifestSize, a.manifestSize],
+      [K.imageSize, a.imageSize],
+      [K.chunkSize, a.chunkSize],
+      [K.blockSize, a.blockSize],
+      [K.pageCount, a.pageCount],
+      [K.rollout, a.rollout],
+    ],
+    parseAnnouncement,
+  );
 }
 
 /** Number of blocks of an announced image. */
@@ -102,7 +122,15 @@ export function parseManifestRequest(bytes: Uint8Array): Result<{ value: Manifes
 }
 
 export function encodeManifestRequest(m: ManifestRequest): Uint8Array {
-  return encodeMessage('manifestRequest', [[KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [KEY_REPLY_TOPIC, m.replyTopic]], parseManifestRequest);
+  return encodeMessage(
+    'manifestRequest',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [KEY_REPLY_TOPIC, m.replyTopic],
+    ],
+    parseManifestRequest,
+  );
 }
 
 export function parseManifestResponse(bytes: Uint8Array): Result<{ value: ManifestResponse }> {
@@ -114,9 +142,15 @@ export function parseManifestResponse(bytes: Uint8Array): Result<{ value: Manife
 }
 
 export function encodeManifestResponse(m: ManifestResponse): Uint8Array {
-  return encodeMessage('manifestResponse', [
-    [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [MANIFEST_RESPONSE_KEY.manifest, m.manifest],
-  ], parseManifestResponse);
+  return encodeMessage(
+    'manifestResponse',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [MANIFEST_RESPONSE_KEY.manifest, m.manifest],
+    ],
+    parseManifestResponse,
+  );
 }
 
 // Digest page request / response (SPEC.md §5.3)
@@ -131,9 +165,16 @@ export function parsePageRequest(bytes: Uint8Array): Result<{ value: PageRequest
 }
 
 export function encodePageRequest(m: PageRequest): Uint8Array {
-  return encodeMessage('pageRequest', [
-    [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [KEY_REPLY_TOPIC, m.replyTopic], [PAGE_KEY.page, m.page],
-  ], parsePageRequest);
+  return encodeMessage(
+    'pageRequest',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [KEY_REPLY_TOPIC, m.replyTopic],
+      [PAGE_KEY.page, m.page],
+    ],
+    parsePageRequest,
+  );
 }
 
 export function parsePageResponse(bytes: Uint8Array): Result<{ value: PageResponse }> {
@@ -147,9 +188,17 @@ export function parsePageResponse(bytes: Uint8Array): Result<{ value: PageRespon
 }
 
 export function encodePageResponse(m: PageResponse): Uint8Array {
-  return encodeMessage('pageResponse', [
-    [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [PAGE_KEY.page, m.page], [PAGE_KEY.leaves, m.leaves], [PAGE_KEY.proof, m.proof],
-  ], parsePageResponse);
+  return encodeMessage(
+    'pageResponse',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [PAGE_KEY.page, m.page],
+      [PAGE_KEY.leaves, m.leaves],
+      [PAGE_KEY.proof, m.proof],
+    ],
+    parsePageResponse,
+  );
 }
 
 // Block request / response
@@ -211,11 +260,19 @@ export function parseBlockRequest(bytes: Uint8Array): Result<{ value: BlockReque
 
 export function encodeBlockRequest(m: BlockRequest): Uint8Array {
   const K = BLOCK_REQUEST_KEY;
-  return encodeMessage('blockRequest', [
-    [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [KEY_REPLY_TOPIC, m.replyTopic],
-    [K.ranges, m.ranges === undefined ? undefined : m.ranges.map((r) => [r[0], r[1]])], [K.bitmapBase, m.bitmapBase], [K.bitmap, m.bitmap],
-    [K.multicast, m.multicast ? 1 : undefined],
-  ], parseBlockRequest);
+  return encodeMessage(
+    'blockRequest',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [KEY_REPLY_TOPIC, m.replyTopic],
+      [K.ranges, m.ranges === undefined ? undefined : m.ranges.map((r) => [r[0], r[1]])],
+      [K.bitmapBase, m.bitmapBase],
+      [K.bitmap, m.bitmap],
+      [K.multicast, m.multicast ? 1 : undefined],
+    ],
+    parseBlockRequest,
+  );
 }
 
 /** The block indices a request asks for, ascending. Bit 7 of bitmap byte 0 is block `bitmapBase`. */
@@ -239,9 +296,16 @@ export function parseBlockResponse(bytes: Uint8Array): Result<{ value: BlockResp
 }
 
 export function encodeBlockResponse(m: BlockResponse): Uint8Array {
-  return encodeMessage('blockResponse', [
-    [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [BLOCK_RESPONSE_KEY.block, m.block], [BLOCK_RESPONSE_KEY.data, m.data],
-  ], parseBlockResponse);
+  return encodeMessage(
+    'blockResponse',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [BLOCK_RESPONSE_KEY.block, m.block],
+      [BLOCK_RESPONSE_KEY.data, m.data],
+    ],
+    parseBlockResponse,
+  );
 }
 
 // Error reply
@@ -261,9 +325,16 @@ export function parseErrorReply(bytes: Uint8Array): Result<{ value: ErrorReply }
 }
 
 export function encodeErrorReply(m: ErrorReply): Uint8Array {
-  return encodeMessage('errorReply', [
-    [KEY_CAMPAIGN, m.campaign], [KEY_REQUEST_ID, m.requestId], [ERROR_KEY.code, m.code], [ERROR_KEY.index, m.index],
-  ], parseErrorReply);
+  return encodeMessage(
+    'errorReply',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [KEY_REQUEST_ID, m.requestId],
+      [ERROR_KEY.code, m.code],
+      [ERROR_KEY.index, m.index],
+    ],
+    parseErrorReply,
+  );
 }
 
 /** Largest encoded block response (maxBlockBytes of data, longest campaign id, largest ids). */

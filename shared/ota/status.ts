@@ -6,7 +6,7 @@
 import { type Result } from '../codes.js';
 import { asText, asUint, schemaFail } from '../fields.js';
 import { LIMITS } from '../limits.js';
-import { KEY_CAMPAIGN, MAX_CODE, MAX_INDEX, encodeMessage, parseMessage } from './codec.js';
+import { encodeMessage, KEY_CAMPAIGN, MAX_CODE, MAX_INDEX, parseMessage } from './codec.js';
 import { ID_PATTERN } from './topics.js';
 
 export const STATUS_KEY = Object.freeze({ device: 4, state: 5, done: 6, total: 7, code: 8, group: 9, version: 10, counter: 11 });
@@ -47,7 +47,8 @@ export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent
     const versionV = f.optional(K.version);
     const counterV = f.optional(K.counter);
     if (online !== (groupV !== undefined)) schemaFail(online ? 'MISSING_FIELD' : 'BAD_VALUE', 'statusEvent message: group goes with state online only');
-    if (!online && (versionV !== undefined || counterV !== undefined)) schemaFail('BAD_VALUE', 'statusEvent message: version and counter go with state online only');
+    if (!online && (versionV !== undefined || counterV !== undefined))
+      schemaFail('BAD_VALUE', 'statusEvent message: version and counter go with state online only');
     if (!online && campaignV === undefined) schemaFail('MISSING_FIELD', 'statusEvent message: campaign id');
     if (online && doneV !== undefined) schemaFail('BAD_VALUE', 'statusEvent message: online with done/total');
     const out: { -readonly [K in keyof StatusEvent]: StatusEvent[K] } = { device, state };
@@ -68,8 +69,19 @@ export function encodeStatusEvent(m: StatusEvent): Uint8Array {
   const K = STATUS_KEY;
   const state = STATUS_STATES.indexOf(m.state);
   if (state < 0) throw new RangeError('unknown status state');
-  return encodeMessage('statusEvent', [
-    [KEY_CAMPAIGN, m.campaign], [K.device, m.device], [K.state, state], [K.done, m.done], [K.total, m.total], [K.code, m.code],
-    [K.group, m.group], [K.version, m.version], [K.counter, m.counter],
-  ], parseStatusEvent);
+  return encodeMessage(
+    'statusEvent',
+    [
+      [KEY_CAMPAIGN, m.campaign],
+      [K.device, m.device],
+      [K.state, state],
+      [K.done, m.done],
+      [K.total, m.total],
+      [K.code, m.code],
+      [K.group, m.group],
+      [K.version, m.version],
+      [K.counter, m.counter],
+    ],
+    parseStatusEvent,
+  );
 }

@@ -4,7 +4,7 @@
  * an invalid prefix or id (a bug in the caller); parsers return a Result.
  */
 import { utf8Encode } from '../bytes.js';
-import { type Result, fail, ok } from '../codes.js';
+import { fail, ok, type Result } from '../codes.js';
 import { LIMITS } from '../limits.js';
 
 /** Campaign, device, group and share-group ids: 1..64 bytes of [A-Za-z0-9_-] (no '/', no wildcards). */
@@ -59,7 +59,7 @@ export const topics = Object.freeze({
 /** Campaign and device named by a request topic (what a server learns before reading the payload). */
 export function parseRequestTopic(prefix: string, topic: string): Result<{ campaign: string; device: string }> {
   if (!isValidPrefix(prefix)) return fail('BAD_VALUE', 'invalid topic prefix');
-  if (typeof topic !== 'string' || !topic.startsWith(prefix + '/')) return fail('BAD_VALUE', 'topic outside the prefix');
+  if (typeof topic !== 'string' || !topic.startsWith(`${prefix}/`)) return fail('BAD_VALUE', 'topic outside the prefix');
   const parts = topic.slice(prefix.length + 1).split('/');
   if (parts.length !== 4 || parts[0] !== 'campaign' || parts[2] !== 'req') return fail('BAD_VALUE', 'not a request topic');
   if (!isValidId(parts[1]) || !isValidId(parts[3])) return fail('BAD_VALUE', 'invalid id in the request topic');
@@ -69,7 +69,7 @@ export function parseRequestTopic(prefix: string, topic: string): Result<{ campa
 /** Device named by a status topic. */
 export function parseStatusTopic(prefix: string, topic: string): Result<{ device: string }> {
   if (!isValidPrefix(prefix)) return fail('BAD_VALUE', 'invalid topic prefix');
-  if (typeof topic !== 'string' || !topic.startsWith(prefix + '/')) return fail('BAD_VALUE', 'topic outside the prefix');
+  if (typeof topic !== 'string' || !topic.startsWith(`${prefix}/`)) return fail('BAD_VALUE', 'topic outside the prefix');
   const parts = topic.slice(prefix.length + 1).split('/');
   if (parts.length !== 3 || parts[0] !== 'device' || parts[2] !== 'status' || !isValidId(parts[1])) return fail('BAD_VALUE', 'not a status topic');
   return ok({ device: parts[1] });

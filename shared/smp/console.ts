@@ -3,7 +3,7 @@
  * console"), base64 lines with a length and a CRC-16/XMODEM, and the incremental decoder that finds
  * frames among console text on a shared UART. The decoder never throws on bad bytes.
  */
-import { type Failure, type Result, fail, ok } from '../codes.js';
+import { type Failure, fail, ok, type Result } from '../codes.js';
 import { LIMITS } from '../limits.js';
 
 /** Start of the first line of a frame (ASCII ACK, TAB) and of each continuation line (EOT, DC4). */
@@ -65,7 +65,8 @@ export function base64CharsPerLine(maxLineBytes: number = LIMITS.maxSmpLineBytes
  */
 export function encodeConsoleFrame(packet: Uint8Array, maxLineBytes: number = LIMITS.maxSmpLineBytes): Uint8Array {
   if (packet.length === 0 || packet.length > LIMITS.maxSmpPacketBytes) throw new RangeError(`SMP packet must be 1..${LIMITS.maxSmpPacketBytes} bytes`);
-  if (!Number.isInteger(maxLineBytes) || maxLineBytes < 7 || maxLineBytes > LIMITS.maxSmpLineBytes) throw new RangeError(`line length must be 7..${LIMITS.maxSmpLineBytes}`);
+  if (!Number.isInteger(maxLineBytes) || maxLineBytes < 7 || maxLineBytes > LIMITS.maxSmpLineBytes)
+    throw new RangeError(`line length must be 7..${LIMITS.maxSmpLineBytes}`);
   const frame = new Uint8Array(packet.length + 4);
   const length = packet.length + 2;
   frame[0] = length >> 8;
@@ -213,9 +214,12 @@ export class ConsoleDecoder {
     if (b !== CR && base64Value(b) === -2) {
       if (this.state === ORPHAN_LINE) this.orphanLines++;
       else {
-        this.drop(events, b === FRAME_START[0] || b === FRAME_CONTINUE[0]
-          ? fail('TRUNCATED', 'line cut short by a start marker')
-          : fail('MALFORMED', `byte 0x${b.toString(16)} inside a line`));
+        this.drop(
+          events,
+          b === FRAME_START[0] || b === FRAME_CONTINUE[0]
+            ? fail('TRUNCATED', 'line cut short by a start marker')
+            : fail('MALFORMED', `byte 0x${b.toString(16)} inside a line`),
+        );
       }
       this.hunt(b);
       return;
@@ -278,7 +282,7 @@ export class ConsoleDecoder {
   private quadBytes(): Failure | null {
     const [a, b, c, d] = this.quad;
     if (a < 0 || b < 0 || (c < 0 && d >= 0)) return fail('MALFORMED', 'misplaced base64 padding');
-    const v = (a << 18) | (b << 12) | ((c < 0 ? 0 : c) << 6) | (d < 0 ? 0 : d);
+    const v = (a << 18) | (b << 12) | ((Math.max(c , 0)) << 6) | (Math.max(d , 0));
     const n = c < 0 ? 1 : d < 0 ? 2 : 3;
     for (let k = 0; k < n; k++) {
       const failure = this.frameByte((v >> (16 - 8 * k)) & 0xff);

@@ -3,7 +3,7 @@
  * group error maps {"err": {"group", "rc"}}, encoded and read.
  */
 import { type CborMap } from '../cbor.js';
-import { SMP_VERSION, type SmpHeader, encodeSmpPacket } from './packet.js';
+import { encodeSmpPacket, SMP_VERSION, type SmpHeader } from './packet.js';
 import { mapOf } from './payload-fields.js';
 
 /** SMP-level result codes (Zephyr's enum mcumgr_err_t, carried as "rc"). */
@@ -38,9 +38,21 @@ export type SmpError = {
  * A v2 request that fails at the SMP level still gets {"rc": N}, as in Zephyr.
  */
 export function encodeErrorResponse(request: SmpHeader, error: SmpError): Uint8Array {
-  const payload = error.group !== undefined && request.version === SMP_VERSION.v2
-    ? mapOf([['err', mapOf([['group', error.group], ['rc', error.rc]])]])
-    : mapOf([['rc', error.rc], ['rsn', error.rsn]]);
+  const payload =
+    error.group !== undefined && request.version === SMP_VERSION.v2
+      ? mapOf([
+          [
+            'err',
+            mapOf([
+              ['group', error.group],
+              ['rc', error.rc],
+            ]),
+          ],
+        ])
+      : mapOf([
+          ['rc', error.rc],
+          ['rsn', error.rsn],
+        ]);
   return encodeSmpPacket({ op: request.op | 1, version: request.version, flags: 0, group: request.group, seq: request.seq, command: request.command }, payload);
 }
 

@@ -4,9 +4,9 @@
  * against the command (WRONG_KIND), an error response returned as { smpError }, not a failure.
  */
 import { type CborMap } from '../cbor.js';
-import { type Result, fail, ok } from '../codes.js';
-import { SMP_VERSION, type SmpHeader, type SmpPacket, type SmpPayload, encodeSmpPacket } from './packet.js';
+import { fail, ok, type Result } from '../codes.js';
 import { type SmpError, smpErrorOf } from './errors.js';
+import { encodeSmpPacket, SMP_VERSION, type SmpHeader, type SmpPacket, type SmpPayload } from './packet.js';
 
 /** A command's payload codec: `encode` builds the map fwseal sends, `parse` reads a peer's map. */
 export type PayloadCodec<T> = {
@@ -31,13 +31,17 @@ export function encodeRequest<Req, Res>(cmd: SmpCommand<Req, Res>, value: Req, s
 
 /** The response to `request`: same group, command, sequence number and version; op + 1. */
 export function encodeResponse<Req, Res>(cmd: SmpCommand<Req, Res>, request: SmpHeader, value: Res): Uint8Array {
-  return encodeSmpPacket({ op: cmd.op + 1, version: request.version, flags: 0, group: cmd.group, seq: request.seq, command: cmd.id }, cmd.response.encode(value));
+  return encodeSmpPacket(
+    { op: cmd.op + 1, version: request.version, flags: 0, group: cmd.group, seq: request.seq, command: cmd.id },
+    cmd.response.encode(value),
+  );
 }
 
 /** A request of `cmd`: header checks (op, group, id) and payload parse. */
 export function parseRequest<Req, Res>(cmd: SmpCommand<Req, Res>, packet: SmpPacket): Result<{ value: Req }> {
   const h = packet.header;
-  if (h.group !== cmd.group || h.command !== cmd.id || h.op !== cmd.op) return fail('WRONG_KIND', `packet is group ${h.group} command ${h.command} op ${h.op}, not ${cmd.name}`);
+  if (h.group !== cmd.group || h.command !== cmd.id || h.op !== cmd.op)
+    return fail('WRONG_KIND', `packet is group ${h.group} command ${h.command} op ${h.op}, not ${cmd.name}`);
   return cmd.request.parse(packet.payload);
 }
 
@@ -45,9 +49,14 @@ export function parseRequest<Req, Res>(cmd: SmpCommand<Req, Res>, packet: SmpPac
  * The response of `cmd` to the request with sequence number `seq`: WRONG_KIND for another command
  * or sequence number. An error response is not a decode failure: it returns { smpError }.
  */
-export function parseResponse<Req, Res>(cmd: SmpCommand<Req, Res>, packet: SmpPacket, seq: number): Result<{ value: Res; smpError?: undefined } | { value?: undefined; smpError: SmpError }> {
+export function parseResponse<Req, Res>(
+  cmd: SmpCommand<Req, Res>,
+  packet: SmpPacket,
+  seq: number,
+): Result<{ value: Res; smpError?: undefined } | { value?: undefined; smpError: SmpError }> {
   const h = packet.header;
-  if (h.group !== cmd.group || h.command !== cmd.id || h.op !== cmd.op + 1) return fail('WRONG_KIND', `packet is group ${h.group} command ${h.command} op ${h.op}, not a ${cmd.name} response`);
+  if (h.group !== cmd.group || h.command !== cmd.id || h.op !== cmd.op + 1)
+    return fail('WRONG_KIND', `packet is group ${h.group} command ${h.command} op ${h.op}, not a ${cmd.name} response`);
   if (h.seq !== seq) return fail('WRONG_KIND', `response to sequence number ${h.seq}, not ${seq}`);
   const smpError = smpErrorOf(packet.payload);
   if (smpError !== null) return ok({ smpError });

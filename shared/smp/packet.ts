@@ -9,7 +9,7 @@
  * fwseal does not know are ignored, as Zephyr does. fwseal writes deterministic CBOR.
  */
 import { type CborMap, type Encodable, encodeCbor } from '../cbor.js';
-import { type Result, fail, ok } from '../codes.js';
+import { fail, ok, type Result } from '../codes.js';
 import { LIMITS } from '../limits.js';
 import { decodeSmpCbor } from './tolerant-cbor.js';
 
@@ -44,7 +44,13 @@ const isUint = (v: unknown, max: number): v is number => typeof v === 'number' &
 export function encodeSmpHeader(h: SmpHeader): Uint8Array {
   if (!isUint(h.op, 3)) throw new RangeError('SMP op must be 0..3');
   if (!isUint(h.version, 1)) throw new RangeError('SMP version must be 0 (v1) or 1 (v2)');
-  for (const [name, value, max] of [['flags', h.flags, 0xff], ['length', h.length, 0xffff], ['group', h.group, 0xffff], ['seq', h.seq, 0xff], ['command', h.command, 0xff]] as const) {
+  for (const [name, value, max] of [
+    ['flags', h.flags, 0xff],
+    ['length', h.length, 0xffff],
+    ['group', h.group, 0xffff],
+    ['seq', h.seq, 0xff],
+    ['command', h.command, 0xff],
+  ] as const) {
     if (!isUint(value, max)) throw new RangeError(`SMP ${name} must be 0..${max}`);
   }
   return Uint8Array.of((h.version << 3) | h.op, h.flags, h.length >> 8, h.length & 0xff, h.group >> 8, h.group & 0xff, h.seq, h.command);
@@ -79,7 +85,8 @@ export type SmpPacket = { readonly header: SmpHeader; readonly payload: CborMap 
 /** Header plus deterministic CBOR payload; throws RangeError above maxSmpPacketBytes. */
 export function encodeSmpPacket(header: Omit<SmpHeader, 'length'>, payload: SmpPayload): Uint8Array {
   const body = encodeCbor(payload);
-  if (SMP_HEADER_BYTES + body.length > LIMITS.maxSmpPacketBytes) throw new RangeError(`SMP packet of ${SMP_HEADER_BYTES + body.length} bytes exceeds maxSmpPacketBytes`);
+  if (SMP_HEADER_BYTES + body.length > LIMITS.maxSmpPacketBytes)
+    throw new RangeError(`SMP packet of ${SMP_HEADER_BYTES + body.length} bytes exceeds maxSmpPacketBytes`);
   const out = new Uint8Array(SMP_HEADER_BYTES + body.length);
   out.set(encodeSmpHeader({ ...header, length: body.length }));
   out.set(body, SMP_HEADER_BYTES);

@@ -4,10 +4,11 @@
  * (WRONG_TYPE) and range (BAD_VALUE, TOO_LARGE); a required key that is missing is MISSING_FIELD
  * (SPEC.md §13.1). The readers throw SchemaError; `parseWith` turns that into a Failure at one exit.
  */
-import { type CborMap, type Encodable } from '../cbor.js';
-import { type Result, fail, ok } from '../codes.js';
-import { SchemaError, schemaFail } from '../fields.js';
+
 import { utf8Length } from '../bytes.js';
+import { type CborMap, type Encodable } from '../cbor.js';
+import { fail, ok, type Result } from '../codes.js';
+import { SchemaError, schemaFail } from '../fields.js';
 import { type SmpPayload } from './packet.js';
 
 /** Run a field-reading function at a single exit: SchemaError -> Failure. */

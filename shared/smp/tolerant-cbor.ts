@@ -17,8 +17,8 @@
  * Never throws. Encoding is not here: fwseal sends deterministic CBOR (encodeCbor), which every peer reads.
  */
 import { concatBytes, utf8Decode } from '../bytes.js';
-import { type CborKey, type CborValue, CborTag } from '../cbor.js';
-import { type CodeName, type Result, fail, ok } from '../codes.js';
+import { type CborKey, CborTag, type CborValue } from '../cbor.js';
+import { type CodeName, fail, ok, type Result } from '../codes.js';
 import { LIMITS } from '../limits.js';
 
 export type SmpCborLimits = {
@@ -37,7 +37,10 @@ export const SMP_CBOR_LIMITS: SmpCborLimits = Object.freeze({
 });
 
 class ReadError {
-  constructor(readonly name: Exclude<CodeName, 'OK'>, readonly detail: string) {}
+  constructor(
+    readonly name: Exclude<CodeName, 'OK'>,
+    readonly detail: string,
+  ) {}
 }
 
 const BREAK = Symbol('break');
@@ -61,7 +64,10 @@ export function decodeSmpCbor(bytes: Uint8Array, limits: SmpCborLimits = SMP_CBO
 
 class TolerantReader {
   pos = 0;
-  constructor(private readonly buf: Uint8Array, private readonly limits: SmpCborLimits) {}
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly limits: SmpCborLimits,
+  ) {}
 
   private err(name: Exclude<CodeName, 'OK'>, detail: string): never {
     throw new ReadError(name, `${detail} at offset ${this.pos}`);

@@ -25,7 +25,10 @@ export const ENVELOPE_UPLOAD_BOUNDS: UploadBounds = Object.freeze({ minLen: 1, m
  * apply it to what they parse and the receivers again to what they are handed (they may be called
  * without a codec), so no receiver ever sizes or indexes anything with an unchecked number.
  */
-export function uploadChunkFault(chunk: { readonly off?: unknown; readonly data?: unknown; readonly len?: unknown }, bounds: UploadBounds): { readonly name: Exclude<CodeName, 'OK'>; readonly detail: string } | null {
+export function uploadChunkFault(
+  chunk: { readonly off?: unknown; readonly data?: unknown; readonly len?: unknown },
+  bounds: UploadBounds,
+): { readonly name: Exclude<CodeName, 'OK'>; readonly detail: string } | null {
   const { off, data, len } = chunk;
   const fault = (name: Exclude<CodeName, 'OK'>, detail: string) => ({ name, detail });
   if (typeof off !== 'number' || !Number.isSafeInteger(off)) return fault('WRONG_TYPE', '"off" is not an integer');
@@ -56,7 +59,12 @@ export function chunkCapacity<Req extends { readonly data: Uint8Array }, Res>(cm
   const room = LIMITS.maxSmpPacketBytes - base;
   // A byte string head takes 1, 2, 3 or 5 bytes depending on the length (RFC 8949 §3).
   let best = 0;
-  for (const [head, lo, hi] of [[1, 0, 23], [2, 24, 0xff], [3, 0x100, 0xffff], [5, 0x10000, MAX_U32]] as const) {
+  for (const [head, lo, hi] of [
+    [1, 0, 23],
+    [2, 24, 0xff],
+    [3, 0x100, 0xffff],
+    [5, 0x10000, MAX_U32],
+  ] as const) {
     const d = Math.min(hi, room - head);
     if (d >= lo) best = Math.max(best, d);
   }

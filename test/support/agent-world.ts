@@ -3,12 +3,12 @@
  * with its leaf digests and page proofs: the common ground of the download-driver tests.
  */
 import { expect } from 'vitest';
-import { pageProofs } from '../../shared/merkle.js';
 import { UpdateAgent } from '../../device/agent/agent.js';
-import { provision } from '../../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
+import { provision } from '../../device/agent/provision.js';
 import { SimFlash } from '../../device/sim/flash.js';
 import { nodeSha256 } from '../../host/hash.js';
+import { pageProofs } from '../../shared/merkle.js';
 import { detBytes, imageTree, makeManifest, makeManifestEnvelope, standardWorld } from './fixtures.js';
 
 const E = 4096;

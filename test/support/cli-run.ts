@@ -1,15 +1,27 @@
 /** Run `fwseal ARGS` in-process (main() from host/cli.ts) and collect its output; write test inputs. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Command } from '../../host/commands/common.js';
 import { main } from '../../host/cli.js';
+import { type Command } from '../../host/commands/common.js';
 
 export type CliRun = { status: number; out: string; err: string };
 
 export async function runCli(argv: readonly string[], extra: readonly Command[] = []): Promise<CliRun> {
   let out = '';
   let err = '';
-  const status = await main([...argv], { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, stderrIsTty: false }, extra);
+  const status = await main(
+    [...argv],
+    {
+      stdout: (t) => {
+        out += t;
+      },
+      stderr: (t) => {
+        err += t;
+      },
+      stderrIsTty: false,
+    },
+    extra,
+  );
   return { status, out, err };
 }
 

@@ -7,9 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { generateKey } from '../../host/keys.js';
 import { toHex } from '../../shared/bytes.js';
 import { CODES, type CodeName } from '../../shared/codes.js';
-import { generateKey } from '../../host/keys.js';
 import { type CliRun, runCli } from './cli-run.js';
 import { detBytes } from './fixtures.js';
 
@@ -37,7 +37,9 @@ export async function makeCliWorld(names: readonly string[], opts: { trust?: str
   const home = process.cwd();
   process.chdir(dir);
   const world: CliWorld = {
-    dir, kids, path,
+    dir,
+    kids,
+    path,
     bytes: (name) => new Uint8Array(readFileSync(path(name))),
     write: (name, data) => {
       writeFileSync(path(name), data);
@@ -52,7 +54,24 @@ export async function makeCliWorld(names: readonly string[], opts: { trust?: str
   if (opts.trust) expectOk(await world.run('trust', 'init', ...opts.trust, '--out', 'trust.cbor'));
   if (opts.image) {
     world.write('image.bin', detBytes(20_000, 'cli world image'));
-    expectOk(await world.run('pack', 'image.bin', '--device-class', 'acme-gw', '--version', '1.0.0', '--counter', '1', '--created', CREATED, '--chunk-size', '4096', '--out', 'm.cose'));
+    expectOk(
+      await world.run(
+        'pack',
+        'image.bin',
+        '--device-class',
+        'acme-gw',
+        '--version',
+        '1.0.0',
+        '--counter',
+        '1',
+        '--created',
+        CREATED,
+        '--chunk-size',
+        '4096',
+        '--out',
+        'm.cose',
+      ),
+    );
   }
   return world;
 }

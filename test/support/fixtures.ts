@@ -3,13 +3,13 @@
  * revocation lists and signed manifests built with the real host code.
  */
 import { createHash } from 'node:crypto';
-import { encodeEnvelope } from '../../shared/cose.js';
-import { type Manifest, encodeManifest } from '../../shared/manifest.js';
-import { merkleRoot } from '../../shared/merkle.js';
-import { encodeRevocationList, encodeTrustBundle } from '../../shared/trust.js';
 import { LeafHasher, nodeSha256 } from '../../host/hash.js';
 import { type SigningKey, signingKeyFromSeed } from '../../host/keys.js';
 import { signEnvelope } from '../../host/sign.js';
+import { encodeEnvelope } from '../../shared/cose.js';
+import { encodeManifest, type Manifest } from '../../shared/manifest.js';
+import { merkleRoot } from '../../shared/merkle.js';
+import { encodeRevocationList, encodeTrustBundle } from '../../shared/trust.js';
 
 export function sha256(data: Uint8Array | string): Uint8Array {
   return new Uint8Array(createHash('sha256').update(data).digest());
@@ -17,7 +17,7 @@ export function sha256(data: Uint8Array | string): Uint8Array {
 
 /** The same label always gives the same key. */
 export function detKey(label: string): SigningKey {
-  return signingKeyFromSeed(label, sha256('fwseal test key ' + label));
+  return signingKeyFromSeed(label, sha256(`fwseal test key ${label}`));
 }
 
 /** Deterministic pseudo-random bytes (SHA-256 in counter mode). */

@@ -51,7 +51,7 @@ export function fleetAuth(devices: readonly { id: string; group: string }[], ext
     sections.push(`user ${d.id}`, `topic read fwseal/group/${d.group}/announce`, 'topic read fwseal/campaign/+/data', '');
   }
   for (const u of extra.users ?? []) users[u] = password(u);
-  const acl = [readFileSync(FWSEAL_ACL_PATH, 'utf8'), '', ...sections, extra.acl ?? ''].join('\n') + '\n';
+  const acl = `${[readFileSync(FWSEAL_ACL_PATH, 'utf8'), '', ...sections, extra.acl ?? ''].join('\n')}\n`;
   const credentials = (username: string): Credentials => {
     const p = users[username];
     if (p === undefined) throw new Error(`no broker user ${username}`);
@@ -76,7 +76,10 @@ export function freePort(): Promise<number> {
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const c = createConnection({ host: '127.0.0.1', port });
-    const done = (v: boolean) => { c.destroy(); resolve(v); };
+    const done = (v: boolean) => {
+      c.destroy();
+      resolve(v);
+    };
     c.once('connect', () => done(true));
     c.once('error', () => done(false));
     c.setTimeout(500, () => done(false));
@@ -117,27 +120,37 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     const acl = join(dir, 'fwseal.acl');
     // Readable by the broker: started as root, mosquitto drops to its own user before it reads them.
     chmodSync(dir, 0o711);
-    writeFileSync(passwd, Object.entries(options.auth.users).map(([u, p]) => `${u}:${p}\n`).join(''), { mode: 0o644 });
+    writeFileSync(
+      passwd,
+      Object.entries(options.auth.users)
+        .map(([u, p]) => `${u}:${p}\n`)
+        .join(''),
+      { mode: 0o644 },
+    );
     execFileSync(mosquittoPasswdPath(), ['-U', passwd], { stdio: 'pipe', timeout: 30_000 });
     writeFileSync(acl, options.auth.acl, { mode: 0o644 });
     access.splice(0, 1, 'allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`);
   }
-  writeFileSync(conf, [
-    `listener ${port} 127.0.0.1`,
-    ...access,
-    `persistence ${options.persistence === false ? 'false' : 'true'}`,
-    `persistence_location ${dir}/`,
-    `log_dest file ${logFile}`,
-    'log_type error',
-    'log_type warning',
-    'log_type notice',
-    ...(options.extra ?? []),
-  ].join('\n') + '\n');
+  writeFileSync(
+    conf,
+    `${[
+      `listener ${port} 127.0.0.1`,
+      ...access,
+      `persistence ${options.persistence === false ? 'false' : 'true'}`,
+      `persistence_location ${dir}/`,
+      `log_dest file ${logFile}`,
+      'log_type error',
+      'log_type warning',
+      'log_type notice',
+      ...(options.extra ?? []),
+    ].join('\n')}\n`,
+  );
   let child: ChildProcess | null = null;
-  const exited = () => new Promise<void>((resolve) => {
-    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-  });
+  const exited = () =>
+    new Promise<void>((resolve) => {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+    });
   const broker: Mosquitto = {
     url: `mqtt://127.0.0.1:${port}`,
     port,

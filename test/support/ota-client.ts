@@ -5,13 +5,21 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { type Result } from '../../shared/codes.js';
-import { topics } from '../../shared/ota/topics.js';
 import { type MessageType, messageType } from '../../shared/ota/codec.js';
 import {
-  type Announcement, type BlockRange, encodeBlockRequest, encodeManifestRequest, encodePageRequest, parseAnnouncement, parseBlockResponse,
-  parseErrorReply, parseManifestResponse, parsePageResponse,
+  type Announcement,
+  type BlockRange,
+  encodeBlockRequest,
+  encodeManifestRequest,
+  encodePageRequest,
+  parseAnnouncement,
+  parseBlockResponse,
+  parseErrorReply,
+  parseManifestResponse,
+  parsePageResponse,
 } from '../../shared/ota/messages.js';
-import { type StatusEvent, encodeStatusEvent } from '../../shared/ota/status.js';
+import { encodeStatusEvent, type StatusEvent } from '../../shared/ota/status.js';
+import { topics } from '../../shared/ota/topics.js';
 
 export type Msg = { topic: string; payload: Uint8Array; type: MessageType | null; correlationData?: Buffer; retain: boolean };
 
@@ -25,13 +33,20 @@ export class RawDevice {
   private waiters: { pred: (m: Msg) => boolean; resolve: (m: Msg) => void }[] = [];
   readonly prefix: string;
 
-  private constructor(readonly id: string, readonly client: MqttClient, prefix: string) {
+  private constructor(
+    readonly id: string,
+    readonly client: MqttClient,
+    prefix: string,
+  ) {
     this.prefix = prefix;
     client.on('message', (topic, payload, packet) => {
       const bytes = new Uint8Array(payload);
       const t = bytes.length > 0 ? messageType(bytes) : null;
       const m: Msg = {
-        topic, payload: bytes, type: t && t.ok ? t.type : null, retain: !!packet.retain,
+        topic,
+        payload: bytes,
+        type: t?.ok ? t.type : null,
+        retain: !!packet.retain,
         ...(packet.properties?.correlationData ? { correlationData: packet.properties.correlationData } : {}),
       };
       this.messages.push(m);
@@ -41,7 +56,11 @@ export class RawDevice {
 
   static async connect(url: string, id: string, opts: RawDeviceOptions = {}): Promise<RawDevice> {
     const client = await mqtt.connectAsync(url, {
-      clientId: `test-${id}-${Math.random().toString(36).slice(2, 8)}`, protocolVersion: opts.version ?? 4, reconnectPeriod: 0, clean: true, ...(opts.credentials ?? {}),
+      clientId: `test-${id}-${Math.random().toString(36).slice(2, 8)}`,
+      protocolVersion: opts.version ?? 4,
+      reconnectPeriod: 0,
+      clean: true,
+      ...(opts.credentials ?? {}),
     });
     const prefix = opts.prefix ?? 'fwseal';
     await client.subscribeAsync(topics.reply(prefix, id), { qos: 1 });
@@ -63,7 +82,10 @@ export class RawDevice {
         this.waiters = this.waiters.filter((w) => w.resolve !== done);
         reject(new Error(`device ${this.id}: no matching message within ${timeoutMs} ms`));
       }, timeoutMs);
-      const done = (m: Msg) => { clearTimeout(t); resolve(m); };
+      const done = (m: Msg) => {
+        clearTimeout(t);
+        resolve(m);
+      };
       this.waiters.push({ pred, resolve: done });
     });
   }
@@ -127,7 +149,10 @@ export class RawDevice {
 
 function requestIdOf(m: Msg): number | undefined {
   const parsers: Partial<Record<MessageType, (b: Uint8Array) => Result<{ value: { requestId?: number } }>>> = {
-    manifestResponse: parseManifestResponse, pageResponse: parsePageResponse, blockResponse: parseBlockResponse, errorReply: parseErrorReply,
+    manifestResponse: parseManifestResponse,
+    pageResponse: parsePageResponse,
+    blockResponse: parseBlockResponse,
+    errorReply: parseErrorReply,
   };
   const p = m.type ? parsers[m.type] : undefined;
   if (!p) return undefined;
@@ -170,7 +195,11 @@ export async function retainedAnnouncement(url: string, group: string, prefix = 
 }
 
 /** Poll `check` until it returns a value (bounded). */
-export async function eventually<T>(check: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();

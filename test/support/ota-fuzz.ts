@@ -25,22 +25,28 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { CODES } from '../../shared/codes.js';
-import { LIMITS } from '../../shared/limits.js';
-import { rolloutBucket, topics } from '../../shared/ota/topics.js';
-import { messageType } from '../../shared/ota/codec.js';
-import {
-  encodeBlockRequest, encodeManifestRequest, encodePageRequest, parseAnnouncement, parseBlockResponse, parseErrorReply, parseManifestResponse,
-  parsePageResponse,
-} from '../../shared/ota/messages.js';
-import { type StatusEvent, encodeStatusEvent } from '../../shared/ota/status.js';
 import { nodeSha256 } from '../../host/hash.js';
 import { OtaServer } from '../../host/ota/server.js';
+import { CODES } from '../../shared/codes.js';
+import { LIMITS } from '../../shared/limits.js';
+import { messageType } from '../../shared/ota/codec.js';
+import {
+  encodeBlockRequest,
+  encodeManifestRequest,
+  encodePageRequest,
+  parseAnnouncement,
+  parseBlockResponse,
+  parseErrorReply,
+  parseManifestResponse,
+  parsePageResponse,
+} from '../../shared/ota/messages.js';
+import { encodeStatusEvent, type StatusEvent } from '../../shared/ota/status.js';
+import { rolloutBucket, topics } from '../../shared/ota/topics.js';
+import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './fixtures.js';
 import { mutate } from './fuzz/mutators.js';
 import { Rng } from './fuzz/rng.js';
 import { startMosquitto } from './mosquitto.js';
 import { createCampaign, serverMqtt } from './ota-harness.js';
-import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './fixtures.js';
 
 export type OtaFuzzOptions = { readonly runs: number; readonly seed: number; readonly deadlineMs?: number };
 export type OtaFuzzResult = { cases: number; failures: string[] };
@@ -61,7 +67,9 @@ type Cast = { counted: string[]; quiet: string; outside: string[]; groupB: strin
 
 export async function fuzzOtaServer(opts: OtaFuzzOptions): Promise<OtaFuzzResult> {
   const failures: string[] = [];
-  const fail = (m: string) => { if (failures.length < MAX_FAILURES) failures.push(`seed ${opts.seed}: ${m}`); };
+  const fail = (m: string) => {
+    if (failures.length < MAX_FAILURES) failures.push(`seed ${opts.seed}: ${m}`);
+  };
   const deadline = Date.now() + (opts.deadlineMs ?? 120_000);
   const broker = await startMosquitto({ persistence: false });
   const dataDir = mkdtempSync(join(tmpdir(), 'fwseal-fuzz-ota-'));
@@ -72,8 +80,15 @@ export async function fuzzOtaServer(opts: OtaFuzzOptions): Promise<OtaFuzzResult
   try {
     const w = standardWorld();
     server = await OtaServer.start({
-      mqtt: serverMqtt(broker.url), dataDir, trust: w.trust, http: { host: '127.0.0.1', port: 0 }, tickMs: 50,
-      coalesceMs: 5, responseQos: 1, maxDevices: MAX_DEVICES, log: (l) => log.push(l),
+      mqtt: serverMqtt(broker.url),
+      dataDir,
+      trust: w.trust,
+      http: { host: '127.0.0.1', port: 0 },
+      tickMs: 50,
+      coalesceMs: 5,
+      responseQos: 1,
+      maxDevices: MAX_DEVICES,
+      log: (l) => log.push(l),
     });
     const seen: Seen[] = [];
     const observer = await mqtt.connectAsync(broker.url, { clientId: `fz-observer-${opts.seed}`, reconnectPeriod: 0 });
@@ -96,7 +111,8 @@ export async function fuzzOtaServer(opts: OtaFuzzOptions): Promise<OtaFuzzResult
     let nextRid = 1;
     const rid = (device: string, index: number) => {
       let r: number;
-      do r = Math.imul(nextRid++, 0x9e3779b1) >>> 0; while (r < 0x10000);
+      do r = Math.imul(nextRid++, 0x9e3779b1) >>> 0;
+      while (r < 0x10000);
       owner.set(r, { device, index });
       return r;
     };
@@ -134,7 +150,10 @@ export async function fuzzOtaServer(opts: OtaFuzzOptions): Promise<OtaFuzzResult
     await publish(topics.status(P, q), encodeStatusEvent({ campaign: cast.a, device: q, state: 'failed', code: CODES.TRANSPORT_TIMEOUT }));
     const until = Date.now() + WAIT_MS;
     while (server.store.campaign(cast.a)?.state !== 'halted') {
-      if (Date.now() > until) { fail('a counted failure did not halt the campaign'); break; }
+      if (Date.now() > until) {
+        fail('a counted failure did not halt the campaign');
+        break;
+      }
       await new Promise((res) => setTimeout(res, 20));
     }
   } catch (e) {
@@ -159,7 +178,10 @@ async function setUp(server: OtaServer, publish: Publish, rid: (device: string, 
   };
   const groupA = Array.from({ length: 8 }, (_, i) => `fz-a${i}`);
   const groupB = Array.from({ length: 4 }, (_, i) => `fz-b${i}`);
-  for (const [ids, group] of [[groupA, GROUP_A], [groupB, GROUP_B]] as const) {
+  for (const [ids, group] of [
+    [groupA, GROUP_A],
+    [groupB, GROUP_B],
+  ] as const) {
     for (const d of ids) await publish(topics.status(P, d), encodeStatusEvent({ device: d, state: 'online', group, version: '0.1.0', counter: 1 }));
   }
   await waitFor(() => server.store.deviceCount() === 12, 'the fleet known');
@@ -168,7 +190,12 @@ async function setUp(server: OtaServer, publish: Publish, rid: (device: string, 
   if (a.status !== 201 || b.status !== 201) throw new Error(`campaigns not created: ${a.status} ${b.status}`);
   const inWave = groupA.filter((d) => rolloutBucket(nodeSha256, a.body.id, d) < a.body.rollout);
   const cast: Cast = {
-    counted: inWave.slice(0, 3), quiet: inWave[3]!, outside: groupA.filter((d) => !inWave.includes(d)), groupB, a: a.body.id, b: b.body.id,
+    counted: inWave.slice(0, 3),
+    quiet: inWave[3]!,
+    outside: groupA.filter((d) => !inWave.includes(d)),
+    groupB,
+    a: a.body.id,
+    b: b.body.id,
   };
   // The devices that take part: served the manifest, then confirmed (terminal: nothing may undo it).
   for (const d of cast.counted) {
@@ -195,17 +222,33 @@ type Message = { topic: string; payload: Uint8Array; responseTopic?: string };
 function makeOtaCase(rng: Rng, cast: Cast, rid: (device: string) => number): Message[] {
   const invented = () => `x${rng.u32().toString(36)}`;
   const device = rng.weighted<string>([
-    [invented(), 3], [rng.pick(cast.groupB), 2], [rng.pick(cast.outside), 2], [cast.quiet, 2], [rng.pick(cast.counted), 1],
+    [invented(), 3],
+    [rng.pick(cast.groupB), 2],
+    [rng.pick(cast.outside), 2],
+    [cast.quiet, 2],
+    [rng.pick(cast.counted), 1],
   ]);
-  const campaign = rng.weighted<string>([[cast.a, 5], [cast.b, 2], [invented(), 1]]);
-  const kind = rng.weighted<'status' | 'request' | 'junk-request' | 'junk-status'>([['status', 4], ['request', 4], ['junk-request', 1], ['junk-status', 1]]);
+  const campaign = rng.weighted<string>([
+    [cast.a, 5],
+    [cast.b, 2],
+    [invented(), 1],
+  ]);
+  const kind = rng.weighted<'status' | 'request' | 'junk-request' | 'junk-status'>([
+    ['status', 4],
+    ['request', 4],
+    ['junk-request', 1],
+    ['junk-status', 1],
+  ]);
   if (kind === 'status') return [{ topic: topics.status(P, device), payload: statusPayload(rng, cast, device, campaign) }];
   if (kind === 'request') return [requestMessage(rng, cast, device, campaign, rid(device))];
   const base = kind === 'junk-request' ? requestMessage(rng, cast, device, campaign, rid(device)).payload : statusPayload(rng, cast, device, campaign);
   // A mutated refused request may become a plain one: never for the quiet device's campaign A requests.
   const mayMutate = !(kind === 'junk-request' && device === cast.quiet && campaign === cast.a);
-  const payload = rng.chance(0.1) ? rng.bytes(LIMITS.maxOtaMessageBytes + rng.range(1, 4096))
-    : rng.chance(0.2) || !mayMutate ? rng.bytes(rng.range(0, 300)) : mutate(rng, base, [base]).bytes;
+  const payload = rng.chance(0.1)
+    ? rng.bytes(LIMITS.maxOtaMessageBytes + rng.range(1, 4096))
+    : rng.chance(0.2) || !mayMutate
+      ? rng.bytes(rng.range(0, 300))
+      : mutate(rng, base, [base]).bytes;
   return [{ topic: kind === 'junk-request' ? topics.request(P, campaign, device) : topics.status(P, device), payload }];
 }
 
@@ -214,12 +257,26 @@ function statusPayload(rng: Rng, cast: Cast, device: string, campaign: string): 
   const named = rng.chance(0.9) ? device : `x${rng.u32().toString(36)}`; // sometimes another device than the topic's
   // `online` only for identities outside group A: one claiming group A would join the campaign's fleet.
   if (state === 'online') {
-    if (device === cast.quiet || cast.counted.includes(device) || cast.outside.includes(device)) return encodeStatusEvent({ device: named, state: 'accepted', campaign });
-    return encodeStatusEvent({ device: named, state, group: rng.pick([GROUP_B, `g${rng.int(1000)}`]), version: rng.pick(['1.0.1', '1.0.2', '9.9.9']), counter: rng.int(10) });
+    if (device === cast.quiet || cast.counted.includes(device) || cast.outside.includes(device))
+      return encodeStatusEvent({ device: named, state: 'accepted', campaign });
+    return encodeStatusEvent({
+      device: named,
+      state,
+      group: rng.pick([GROUP_B, `g${rng.int(1000)}`]),
+      version: rng.pick(['1.0.1', '1.0.2', '9.9.9']),
+      counter: rng.int(10),
+    });
   }
   const e: StatusEvent = {
-    campaign, device: named, state,
-    ...(state === 'downloading' ? (() => { const total = rng.range(1, 1000); return { done: rng.int(total + 1), total }; })() : {}),
+    campaign,
+    device: named,
+    state,
+    ...(state === 'downloading'
+      ? (() => {
+          const total = rng.range(1, 1000);
+          return { done: rng.int(total + 1), total };
+        })()
+      : {}),
     ...(state === 'rejected' || state === 'failed' ? { code: rng.range(1, 999) } : {}),
   };
   return encodeStatusEvent(e);
@@ -227,37 +284,65 @@ function statusPayload(rng: Rng, cast: Cast, device: string, campaign: string): 
 
 function requestMessage(rng: Rng, cast: Cast, device: string, campaign: string, requestId: number): Message {
   const own = topics.reply(P, device);
-  const foreign = () => rng.pick([
-    topics.reply(P, rng.pick([...cast.counted, cast.quiet, ...cast.groupB])), topics.announce(P, GROUP_A), topics.announce(P, GROUP_B),
-    topics.data(P, cast.a), topics.data(P, cast.b), topics.status(P, cast.quiet), topics.request(P, cast.a, cast.quiet),
-    'elsewhere/x', `${P}/custom/${device}`, `${P}/${'l'.repeat(200)}`, `${P}/device/${device}/reply/more`, `${P}/ü/${device}`,
-  ]);
+  const foreign = () =>
+    rng.pick([
+      topics.reply(P, rng.pick([...cast.counted, cast.quiet, ...cast.groupB])),
+      topics.announce(P, GROUP_A),
+      topics.announce(P, GROUP_B),
+      topics.data(P, cast.a),
+      topics.data(P, cast.b),
+      topics.status(P, cast.quiet),
+      topics.request(P, cast.a, cast.quiet),
+      'elsewhere/x',
+      `${P}/custom/${device}`,
+      `${P}/${'l'.repeat(200)}`,
+      `${P}/device/${device}/reply/more`,
+      `${P}/ü/${device}`,
+    ]);
   // The quiet device must never be served campaign A's manifest: its requests there always name another topic.
   const mustRefuse = device === cast.quiet && campaign === cast.a;
-  const mode = mustRefuse ? rng.pick(['rt-foreign', 'key3-foreign', 'both-foreign-rt', 'both-foreign-key3'] as const)
+  const mode = mustRefuse
+    ? rng.pick(['rt-foreign', 'key3-foreign', 'both-foreign-rt', 'both-foreign-key3'] as const)
     : rng.pick(['none', 'rt-own', 'key3-own', 'rt-foreign', 'key3-foreign', 'both-foreign-rt', 'both-foreign-key3'] as const);
   const responseTopic = mode === 'rt-own' || mode === 'both-foreign-key3' ? own : mode === 'rt-foreign' || mode === 'both-foreign-rt' ? foreign() : undefined;
   const replyTopic = mode === 'key3-own' || mode === 'both-foreign-rt' ? own : mode === 'key3-foreign' || mode === 'both-foreign-key3' ? foreign() : undefined;
   const common = { campaign, requestId, ...(replyTopic !== undefined ? { replyTopic } : {}) };
   const type = rng.pick(['manifest', 'page', 'block'] as const);
-  const payload = type === 'manifest' ? encodeManifestRequest(common)
-    : type === 'page' ? encodePageRequest({ ...common, page: rng.int(3) })
-      : encodeBlockRequest({ ...common, ranges: [[rng.int(4), rng.range(1, 3)]], ...(rng.chance(0.5) ? { multicast: true } : {}) });
+  const payload =
+    type === 'manifest'
+      ? encodeManifestRequest(common)
+      : type === 'page'
+        ? encodePageRequest({ ...common, page: rng.int(3) })
+        : encodeBlockRequest({ ...common, ranges: [[rng.int(4), rng.range(1, 3)]], ...(rng.chance(0.5) ? { multicast: true } : {}) });
   return { topic: topics.request(P, campaign, device), payload, ...(responseTopic !== undefined ? { responseTopic } : {}) };
 }
 
 function requestIdOf(payload: Uint8Array): number | undefined {
   const t = messageType(payload);
   if (!t.ok) return undefined;
-  const p = t.type === 'manifestResponse' ? parseManifestResponse(payload) : t.type === 'pageResponse' ? parsePageResponse(payload)
-    : t.type === 'blockResponse' ? parseBlockResponse(payload) : t.type === 'errorReply' ? parseErrorReply(payload) : null;
-  return p && p.ok ? p.value.requestId : undefined;
+  const p =
+    t.type === 'manifestResponse'
+      ? parseManifestResponse(payload)
+      : t.type === 'pageResponse'
+        ? parsePageResponse(payload)
+        : t.type === 'blockResponse'
+          ? parseBlockResponse(payload)
+          : t.type === 'errorReply'
+            ? parseErrorReply(payload)
+            : null;
+  return p?.ok ? p.value.requestId : undefined;
 }
 
 /** Every recorded message is the fuzzer's own, or one the server may send; then the store and the log. */
 function checkInvariants(
-  server: OtaServer, cast: Cast, seen: Seen[], published: Map<string, Set<string>>, owner: Map<number, { device: string; index: number }>,
-  log: string[], fail: (m: string) => void, when: string,
+  server: OtaServer,
+  cast: Cast,
+  seen: Seen[],
+  published: Map<string, Set<string>>,
+  owner: Map<number, { device: string; index: number }>,
+  log: string[],
+  fail: (m: string) => void,
+  when: string,
 ): void {
   const caseOf = (r: number | undefined) => (r === undefined ? 'no request id' : `request id ${r} of case ${owner.get(r)?.index ?? '?'}`);
   for (const m of seen) {
@@ -276,7 +361,8 @@ function checkInvariants(
       if (!a.ok || a.value.campaign !== want) fail(`${when}: not the server's announcement on ${m.topic} (${caseOf(r)})`);
     } else if (data) {
       const b = parseBlockResponse(m.payload);
-      if (!b.ok || b.value.requestId !== 0 || b.value.campaign !== data[1] || (data[1] !== cast.a && data[1] !== cast.b)) fail(`${when}: not a multicast block on ${m.topic} (${caseOf(r)})`);
+      if (!b.ok || b.value.requestId !== 0 || b.value.campaign !== data[1] || (data[1] !== cast.a && data[1] !== cast.b))
+        fail(`${when}: not a multicast block on ${m.topic} (${caseOf(r)})`);
     } else fail(`${when}: the server published on ${m.topic} (${caseOf(r)})`);
   }
   const rows = server.store.statuses(cast.a);
@@ -284,8 +370,11 @@ function checkInvariants(
   if (odd.length > 0) fail(`${when}: rows that must not exist or change: ${JSON.stringify(odd.map((s) => [s.device, s.state]))}`);
   const state = server.store.campaign(cast.a)?.state;
   if (state !== 'running') fail(`${when}: campaign A is ${state}`);
-  const fetchedA = (server.store.db.prepare('SELECT f.device FROM manifest_fetches f JOIN campaigns c ON c.manifest_sha = f.manifest_sha WHERE c.id = ?')
-    .all(cast.a) as { device: string }[]).map((x) => x.device);
+  const fetchedA = (
+    server.store.db.prepare('SELECT f.device FROM manifest_fetches f JOIN campaigns c ON c.manifest_sha = f.manifest_sha WHERE c.id = ?').all(cast.a) as {
+      device: string;
+    }[]
+  ).map((x) => x.device);
   if (fetchedA.some((d) => !cast.counted.includes(d))) fail(`${when}: fetches recorded for ${JSON.stringify(fetchedA)}`);
   if (server.store.deviceCount() > MAX_DEVICES) fail(`${when}: ${server.store.deviceCount()} devices known (at most ${MAX_DEVICES})`);
   for (const l of log.splice(0)) if (/dropped|failed|wave engine/.test(l)) fail(`${when}: server log: ${l}`);

@@ -4,10 +4,10 @@
  * creation, and the Prometheus samples of /metrics.
  */
 import { randomBytes } from 'node:crypto';
-import { toHex } from '../../shared/bytes.js';
 import { nodeSha256 } from '../../host/hash.js';
 import { type MqttSettings } from '../../host/ota/mqtt-options.js';
 import { type OtaServer } from '../../host/ota/server.js';
+import { toHex } from '../../shared/bytes.js';
 import { type Credentials } from './mosquitto.js';
 
 /** A server's connection to `url` (MQTT 5 by default: shared subscriptions), with credentials if given. */
@@ -15,7 +15,12 @@ export function serverMqtt(url: string, version: 4 | 5 = 5, credentials?: Creden
   return {
     url,
     options: {
-      protocolVersion: version, clientId: `srv-${randomBytes(4).toString('hex')}`, reconnectPeriod: 500, keepalive: 30, clean: true, connectTimeout: 5000,
+      protocolVersion: version,
+      clientId: `srv-${randomBytes(4).toString('hex')}`,
+      reconnectPeriod: 500,
+      keepalive: 30,
+      clean: true,
+      connectTimeout: 5000,
       ...(credentials ?? {}),
     },
   };
@@ -27,12 +32,20 @@ export type Api = { status: number; body: any };
 /** One HTTP API call: JSON or octet-stream in, JSON (or the /metrics text) out. */
 export async function api(s: OtaServer, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Api> {
   const res = await fetch(s.address()!.url + path, {
-    method, headers: { ...headers, ...(body instanceof Uint8Array ? { 'content-type': 'application/octet-stream' } : body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    method,
+    headers: {
+      ...headers,
+      ...(body instanceof Uint8Array ? { 'content-type': 'application/octet-stream' } : body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     ...(body instanceof Uint8Array ? { body: Buffer.from(body) } : body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
   let parsed: unknown = text;
-  try { parsed = JSON.parse(text); } catch { /* metrics */ }
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* metrics */
+  }
   return { status: res.status, body: parsed };
 }
 
@@ -45,7 +58,12 @@ export async function upload(s: OtaServer, bytes: Uint8Array): Promise<string> {
 }
 
 /** Upload the image and POST the campaign (one 100% wave unless `extra` says otherwise). */
-export async function createCampaign(s: OtaServer, group: string, release: { envelope: Uint8Array; image: Uint8Array }, extra: Record<string, unknown> = {}): Promise<Api> {
+export async function createCampaign(
+  s: OtaServer,
+  group: string,
+  release: { envelope: Uint8Array; image: Uint8Array },
+  extra: Record<string, unknown> = {},
+): Promise<Api> {
   const sha = await upload(s, release.image);
   return api(s, 'POST', '/api/campaigns', { manifest: Buffer.from(release.envelope).toString('base64'), image: sha, group, waves: [100], ...extra });
 }

@@ -5,35 +5,53 @@
  * UNKNOWN_CAMPAIGN, and it records every request it saw.
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import { concatBytes } from '../../shared/bytes.js';
-import { CODES } from '../../shared/codes.js';
-import { pageLeafRange, pageProofs } from '../../shared/merkle.js';
-import { parseRequestTopic, topics } from '../../shared/ota/topics.js';
-import { messageType } from '../../shared/ota/codec.js';
-import {
-  type Announcement, encodeAnnouncement, encodeBlockResponse, encodeErrorReply, encodeManifestResponse, encodePageResponse, parseBlockRequest,
-  parseManifestRequest, parsePageRequest, requestedBlocks,
-} from '../../shared/ota/messages.js';
-import { LIMITS } from '../../shared/limits.js';
-import { nodeSha256 } from '../../host/hash.js';
-import { provision } from '../../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
+import { provision } from '../../device/agent/provision.js';
 import { SimFlash } from '../../device/sim/flash.js';
 import { createVerifier } from '../../device/verifier.js';
+import { nodeSha256 } from '../../host/hash.js';
+import { concatBytes } from '../../shared/bytes.js';
+import { CODES } from '../../shared/codes.js';
+import { LIMITS } from '../../shared/limits.js';
+import { pageLeafRange, pageProofs } from '../../shared/merkle.js';
+import { messageType } from '../../shared/ota/codec.js';
+import {
+  type Announcement,
+  encodeAnnouncement,
+  encodeBlockResponse,
+  encodeErrorReply,
+  encodeManifestResponse,
+  encodePageResponse,
+  parseBlockRequest,
+  parseManifestRequest,
+  parsePageRequest,
+  requestedBlocks,
+} from '../../shared/ota/messages.js';
+import { parseRequestTopic, topics } from '../../shared/ota/topics.js';
 import { detBytes, imageTree, makeManifest, makeManifestEnvelope, standardWorld } from './fixtures.js';
 
 export type Mode = 'serve' | 'inactive' | 'unknown';
 
 type Campaign = { a: Announcement; envelope: Uint8Array; image: Uint8Array; leaves: Uint8Array[]; proofs: Uint8Array[][]; mode: Mode };
 
-export type SeenRequest = { campaign: string; device: string; kind: 'manifest' | 'page' | 'block'; blocks: number[]; responseTopic?: string; correlation?: Buffer };
+export type SeenRequest = {
+  campaign: string;
+  device: string;
+  kind: 'manifest' | 'page' | 'block';
+  blocks: number[];
+  responseTopic?: string;
+  correlation?: Buffer;
+};
 
 export class OtaResponder {
   readonly seen: SeenRequest[] = [];
   readonly campaigns = new Map<string, Campaign>();
   /** Delay (ms) before answering a block request; 0 = at once. */
   blockDelay: (request: SeenRequest, index: number) => number = () => 0;
-  private constructor(readonly client: MqttClient, readonly prefix: string) {}
+  private constructor(
+    readonly client: MqttClient,
+    readonly prefix: string,
+  ) {}
 
   static async start(url: string, prefix = 'fwseal'): Promise<OtaResponder> {
     const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `responder-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
@@ -44,7 +62,12 @@ export class OtaResponder {
   }
 
   /** Register a release as campaign `id` and publish its retained announcement on `group`. */
-  async announce(group: string, id: string, release: { envelope: Uint8Array; image: Uint8Array; chunkSize: number }, options: { blockSize?: number; rollout?: number; mode?: Mode } = {}): Promise<Announcement> {
+  async announce(
+    group: string,
+    id: string,
+    release: { envelope: Uint8Array; image: Uint8Array; chunkSize: number },
+    options: { blockSize?: number; rollout?: number; mode?: Mode } = {},
+  ): Promise<Announcement> {
     const { leaves } = imageTree(release.image, release.chunkSize);
     const blockSize = options.blockSize ?? Math.max(release.chunkSize, Math.min(LIMITS.maxBlockBytes, release.chunkSize * 16));
     const a: Announcement = {
@@ -57,7 +80,14 @@ export class OtaResponder {
       pageCount: Math.ceil(leaves.length / LIMITS.pageLeaves),
       rollout: options.rollout ?? 2 ** 32,
     };
-    this.campaigns.set(id, { a, envelope: release.envelope, image: release.image, leaves, proofs: pageProofs(nodeSha256, leaves), mode: options.mode ?? 'serve' });
+    this.campaigns.set(id, {
+      a,
+      envelope: release.envelope,
+      image: release.image,
+      leaves,
+      proofs: pageProofs(nodeSha256, leaves),
+      mode: options.mode ?? 'serve',
+    });
     await this.client.publishAsync(topics.announce(this.prefix, group), Buffer.from(encodeAnnouncement(a)), { qos: 1, retain: true });
     return a;
   }
@@ -101,15 +131,23 @@ export class OtaResponder {
     const t = messageType(payload);
     if (!t.ok) return;
     const c = this.campaigns.get(id);
-    const parsed = t.type === 'manifestRequest' ? parseManifestRequest(payload) : t.type === 'pageRequest' ? parsePageRequest(payload) : t.type === 'blockRequest' ? parseBlockRequest(payload) : null;
-    if (!parsed || !parsed.ok) return;
+    const parsed =
+      t.type === 'manifestRequest'
+        ? parseManifestRequest(payload)
+        : t.type === 'pageRequest'
+          ? parsePageRequest(payload)
+          : t.type === 'blockRequest'
+            ? parseBlockRequest(payload)
+            : null;
+    if (!parsed?.ok) return;
     const m = parsed.value;
     const to = responseTopic ?? m.replyTopic ?? topics.reply(this.prefix, device);
-    if (!to.startsWith(this.prefix + '/')) return;
+    if (!to.startsWith(`${this.prefix}/`)) return;
     const kind = t.type === 'manifestRequest' ? 'manifest' : t.type === 'pageRequest' ? 'page' : 'block';
     const blocks = 'ranges' in m || 'bitmap' in m ? requestedBlocks(m as Parameters<typeof requestedBlocks>[0]) : [];
     this.seen.push({ campaign: id, device, kind, blocks, ...(responseTopic ? { responseTopic } : {}), ...(correlation ? { correlation } : {}) });
-    const error = (code: number, index?: number) => this.reply(to, encodeErrorReply({ campaign: id, requestId: m.requestId, code, ...(index !== undefined ? { index } : {}) }), correlation);
+    const error = (code: number, index?: number) =>
+      this.reply(to, encodeErrorReply({ campaign: id, requestId: m.requestId, code, ...(index !== undefined ? { index } : {}) }), correlation);
     if (!c || c.mode === 'unknown') return error(CODES.UNKNOWN_CAMPAIGN);
     if (c.mode === 'inactive') return error(CODES.CAMPAIGN_INACTIVE);
     if (kind === 'manifest') return this.reply(to, encodeManifestResponse({ campaign: id, requestId: m.requestId, manifest: c.envelope }), correlation);
@@ -117,7 +155,17 @@ export class OtaResponder {
       const page = (m as unknown as { page: number }).page;
       if (page >= c.proofs.length) return error(CODES.UNKNOWN_BLOCK, page);
       const { start, end } = pageLeafRange(page, c.leaves.length);
-      return this.reply(to, encodePageResponse({ campaign: id, requestId: m.requestId, page, leaves: concatBytes(...c.leaves.slice(start, end)), proof: concatBytes(...c.proofs[page]!) }), correlation);
+      return this.reply(
+        to,
+        encodePageResponse({
+          campaign: id,
+          requestId: m.requestId,
+          page,
+          leaves: concatBytes(...c.leaves.slice(start, end)),
+          proof: concatBytes(...c.proofs[page]!),
+        }),
+        correlation,
+      );
     }
     const count = Math.ceil(c.a.imageSize / c.a.blockSize);
     const beyond = blocks.find((b) => b >= count);

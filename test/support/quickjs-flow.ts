@@ -3,8 +3,9 @@
  * bundle, a revocation list, a 3-signature manifest and a 1 MiB image that the VM generates itself in
  * 4 KiB pieces (the same xorshift32 stream Node used to build the manifest).
  */
-import { pageProof } from '../../shared/merkle.js';
+
 import { nodeSha256 } from '../../host/hash.js';
+import { pageProof } from '../../shared/merkle.js';
 import { detKey, imageTree, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust } from './fixtures.js';
 import { type VerifierVM } from './quickjs.js';
 import { xorshift32Bytes } from './quickjs-harness.js';

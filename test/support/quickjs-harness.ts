@@ -124,7 +124,10 @@ const fromHexNode = (h: string): Uint8Array => {
 export const xorshift32Fill = new Function(`${XORSHIFT32_SOURCE}; return xorshift32Fill;`)() as (state: number, out: Uint8Array) => number;
 
 const runCaseSource = new Function(`${CASE_RUNNER_SOURCE}; return runCase;`)() as (
-  v: unknown, c: VectorCase, images: Readonly<Record<string, string>>, hex: (h: string) => Uint8Array,
+  v: unknown,
+  c: VectorCase,
+  images: Readonly<Record<string, string>>,
+  hex: (h: string) => Uint8Array,
 ) => CaseOutcome;
 
 /** CASE_RUNNER_SOURCE in Node against a verifier module (e.g. `import * as device from '../device/index.js'`). */
@@ -163,5 +166,6 @@ export function fromVmJson(json: string): unknown {
   return JSON.parse(json, (_k, v: unknown) =>
     v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 1 && typeof (v as { $hex?: unknown }).$hex === 'string'
       ? fromHexNode((v as { $hex: string }).$hex)
-      : v);
+      : v,
+  );
 }

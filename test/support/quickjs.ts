@@ -12,13 +12,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import quickjsVariant from '@jitl/quickjs-wasmfile-release-sync';
 import quickjsNgVariant from '@jitl/quickjs-ng-wasmfile-release-sync';
-import {
-  type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule, newQuickJSWASMModuleFromVariant,
-} from 'quickjs-emscripten-core';
-import { HARNESS_SOURCE, fromVmJson, toVmJson } from './quickjs-harness.js';
-import { type MemorySample, type PeakOptions, type PeakReport, measurePeak, parseMemoryDump } from './quickjs-memory.js';
+import quickjsVariant from '@jitl/quickjs-wasmfile-release-sync';
+import { newQuickJSWASMModuleFromVariant, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten-core';
+import { fromVmJson, HARNESS_SOURCE, toVmJson } from './quickjs-harness.js';
+import { type MemorySample, measurePeak, type PeakOptions, type PeakReport, parseMemoryDump } from './quickjs-memory.js';
 
 export type QuickJSVariantName = 'quickjs' | 'quickjs-ng';
 /**
@@ -92,7 +90,11 @@ function bundleSource(path: string): string {
 
 /** An error thrown inside the VM, with its name and message, as a Node Error. */
 export class QuickJSError extends Error {
-  constructor(readonly vmName: string, message: string, readonly vmStack?: string) {
+  constructor(
+    readonly vmName: string,
+    message: string,
+    readonly vmStack?: string,
+  ) {
     super(`${vmName}: ${message}`);
     this.name = 'QuickJSError';
   }
@@ -114,7 +116,12 @@ function unwrapper(context: QuickJSContext): Unwrap {
 }
 
 /** The VM's calls through `fwsealHarness`: code and arguments in, JSON with bytes out. Its handles go to `disposables`. */
-function harnessCalls(context: QuickJSContext, harness: QuickJSHandle, unwrap: Unwrap, disposables: QuickJSHandle[]): Pick<VerifierVM, 'evalJson' | 'call' | 'setBytes'> {
+function harnessCalls(
+  context: QuickJSContext,
+  harness: QuickJSHandle,
+  unwrap: Unwrap,
+  disposables: QuickJSHandle[],
+): Pick<VerifierVM, 'evalJson' | 'call' | 'setBytes'> {
   const toJsonFn = context.getProp(harness, 'toJson');
   const callFn = context.getProp(harness, 'call');
   const slots = context.getProp(harness, 'slots');

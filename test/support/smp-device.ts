@@ -7,15 +7,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { head } from '../../shared/cbor.js';
-import { utf8Encode } from '../../shared/bytes.js';
-import { type SmpPacket, SMP_HEADER_BYTES, encodeSmpHeader, parseSmpPacket } from '../../shared/smp/packet.js';
-import { ConsoleDecoder, encodeConsoleFrame } from '../../shared/smp/console.js';
-import { SimDevice } from '../../hil/device.js';
-import { provisionDevice } from '../../hil/provision.js';
-import { EMULATED_TRUST } from '../../hil/emulated.js';
-import { makeRelease, makeTrust } from '../../hil/world.js';
 import { type Verifier } from '../../device/index.js';
+import { SimDevice } from '../../hil/device.js';
+import { EMULATED_TRUST } from '../../hil/emulated.js';
+import { provisionDevice } from '../../hil/provision.js';
+import { makeRelease, makeTrust } from '../../hil/world.js';
+import { utf8Encode } from '../../shared/bytes.js';
+import { head } from '../../shared/cbor.js';
+import { ConsoleDecoder, encodeConsoleFrame } from '../../shared/smp/console.js';
+import { encodeSmpHeader, parseSmpPacket, SMP_HEADER_BYTES, type SmpPacket } from '../../shared/smp/packet.js';
 
 /** A CBOR float64, whatever its value (1.0 included, which a JS number would encode as an integer). */
 export class RawFloat {
@@ -58,10 +58,16 @@ export function rawCbor(v: RawCbor): Uint8Array {
     else if (x instanceof Uint8Array) parts.push(head(2, x.length), x);
     else if (x instanceof RawMap) {
       parts.push(head(5, x.entries.length));
-      for (const [k, val] of x.entries) { put(k); put(val); }
+      for (const [k, val] of x.entries) {
+        put(k);
+        put(val);
+      }
     } else if (x instanceof Map) {
       parts.push(head(5, x.size));
-      for (const [k, val] of x) { put(k); put(val); }
+      for (const [k, val] of x) {
+        put(k);
+        put(val);
+      }
     } else {
       const list = x as readonly RawCbor[];
       parts.push(head(4, list.length));
@@ -71,7 +77,10 @@ export function rawCbor(v: RawCbor): Uint8Array {
   put(v);
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
@@ -81,7 +90,9 @@ export type RawHeader = { readonly group: number; readonly command: number; read
 export function rawPacket(h: RawHeader, payload: RawCbor | Uint8Array, lengthDelta = 0): Uint8Array {
   const body = payload instanceof Uint8Array ? payload : rawCbor(payload);
   const out = new Uint8Array(SMP_HEADER_BYTES + body.length);
-  out.set(encodeSmpHeader({ op: h.op, version: h.version ?? 0, flags: 0, length: body.length + lengthDelta, group: h.group, seq: h.seq ?? 0, command: h.command }));
+  out.set(
+    encodeSmpHeader({ op: h.op, version: h.version ?? 0, flags: 0, length: body.length + lengthDelta, group: h.group, seq: h.seq ?? 0, command: h.command }),
+  );
   out.set(body, SMP_HEADER_BYTES);
   return out;
 }
@@ -90,8 +101,21 @@ export const FACTORY_IMAGE_BYTES = 16384;
 
 /** Provision `dir` as the HIL tests' device: factory 1.0.0 of hil-board (counter 1), trust EMULATED_TRUST. */
 export function provisionTestDevice(dir: string): void {
-  const factory = makeRelease({ version: '1.0.0', counter: 1, signers: ['R1', 'R2'], deviceClass: 'hil-board', imageSize: FACTORY_IMAGE_BYTES, chunkSize: 1024 });
-  const p = provisionDevice(dir, { deviceClass: 'hil-board', trust: makeTrust(EMULATED_TRUST), envelope: factory.envelope, image: factory.image, slotSize: FACTORY_IMAGE_BYTES + 4096 });
+  const factory = makeRelease({
+    version: '1.0.0',
+    counter: 1,
+    signers: ['R1', 'R2'],
+    deviceClass: 'hil-board',
+    imageSize: FACTORY_IMAGE_BYTES,
+    chunkSize: 1024,
+  });
+  const p = provisionDevice(dir, {
+    deviceClass: 'hil-board',
+    trust: makeTrust(EMULATED_TRUST),
+    envelope: factory.envelope,
+    image: factory.image,
+    slotSize: FACTORY_IMAGE_BYTES + 4096,
+  });
   if (!p.ok) throw new Error(`provision: ${p.error}`);
 }
 
@@ -119,7 +143,9 @@ export class DeviceUnderTest {
     return new SimDevice({
       dir: this.dir,
       ...(this.#verifier ? { verifier: this.#verifier } : {}),
-      log: (line) => { if (this.log.length < 10_000) this.log.push(line); },
+      log: (line) => {
+        if (this.log.length < 10_000) this.log.push(line);
+      },
       end: {
         write: (bytes) => {
           for (const e of this.#decoder.push(bytes)) {
@@ -129,11 +155,17 @@ export class DeviceUnderTest {
         },
         onData: (listener) => {
           this.#listener = listener;
-          return () => { if (this.#listener === listener) this.#listener = null; };
+          return () => {
+            if (this.#listener === listener) this.#listener = null;
+          };
         },
       },
-      onReset: () => { this.resetRequested = true; },
-      powerCut: () => { throw new Error('no power cut is armed in these tests'); },
+      onReset: () => {
+        this.resetRequested = true;
+      },
+      powerCut: () => {
+        throw new Error('no power cut is armed in these tests');
+      },
     });
   }
 

@@ -18,17 +18,17 @@
  * state from case to case, so a failure replays with the same seed and at least n + 1 runs.
  */
 import { existsSync } from 'node:fs';
-import { type CborMap } from '../../shared/cbor.js';
-import { LIMITS } from '../../shared/limits.js';
-import { bundleLayout } from '../../shared/bundle.js';
-import { SMP_HEADER_BYTES, parseSmpHeader } from '../../shared/smp/packet.js';
-import { MGMT_ERR, smpErrorOf } from '../../shared/smp/errors.js';
 import { type Verifier } from '../../device/index.js';
-import { nodeSha256 } from '../../host/hash.js';
 import { EMULATED_TRUST, release2 } from '../../hil/emulated.js';
 import { makeBundle, makeTrust } from '../../hil/world.js';
+import { nodeSha256 } from '../../host/hash.js';
+import { bundleLayout } from '../../shared/bundle.js';
+import { type CborMap } from '../../shared/cbor.js';
+import { LIMITS } from '../../shared/limits.js';
+import { MGMT_ERR, smpErrorOf } from '../../shared/smp/errors.js';
+import { parseSmpHeader, SMP_HEADER_BYTES } from '../../shared/smp/packet.js';
 import { Rng } from './fuzz/rng.js';
-import { DeviceUnderTest, FACTORY_IMAGE_BYTES, type RawCbor, type RawHeader, RawFloat, RawMap, rawCbor, rawPacket } from './smp-device.js';
+import { DeviceUnderTest, FACTORY_IMAGE_BYTES, type RawCbor, RawFloat, type RawHeader, RawMap, rawCbor, rawPacket } from './smp-device.js';
 
 export type SmpFuzzOptions = {
   readonly runs: number;
@@ -74,7 +74,9 @@ function world(): World {
   const bundle = makeBundle(release);
   const trust2 = makeTrust({ ...EMULATED_TRUST, version: 2, signers: ['A', 'B'] });
   return {
-    bundle, sha: nodeSha256(bundle), envelopes: [release.envelope, trust2],
+    bundle,
+    sha: nodeSha256(bundle),
+    envelopes: [release.envelope, trust2],
     maxBundle: bundleLayout(LIMITS.maxEnvelopeBytes, FACTORY_IMAGE_BYTES + 4096, LIMITS.minChunkSize).length,
   };
 }
@@ -149,7 +151,7 @@ function runCase(dut: DeviceUnderTest, w: World, rng: Rng, p: Progress, coverage
 function observe(payload: CborMap, req: { group: number; command: number }, w: World, p: Progress, coverage: Record<string, number>): void {
   const err = smpErrorOf(payload);
   if (err !== null) {
-    count(coverage, `rc ${err.rc}${err.group !== undefined ? ` group ${err.group}` : ''}${err.rsn ? ' ' + err.rsn : ''}`);
+    count(coverage, `rc ${err.rc}${err.group !== undefined ? ` group ${err.group}` : ''}${err.rsn ? ` ${err.rsn}` : ''}`);
     if (err.rc === MGMT_ERR.EUNKNOWN && err.rsn === undefined) count(coverage, 'EUNKNOWN without a reason');
     return;
   }
@@ -177,45 +179,86 @@ function count(coverage: Record<string, number>, key: string): void {
 function move(rng: Rng, w: World, p: Progress): Sent {
   const seq = (p.seq = (p.seq + 1) % 255); // 255 is the echo after each case
   const kind = rng.weighted([
-    ['upload-valid', 20], ['upload-abuse', 25], ['envelope-valid', 6], ['envelope-start', 8], ['envelope-abuse', 20], ['random-command', 10], ['bad-packet', 8],
-    ['garbage', 5], ['benign', 5], ['reset', 1],
+    ['upload-valid', 20],
+    ['upload-abuse', 25],
+    ['envelope-valid', 6],
+    ['envelope-start', 8],
+    ['envelope-abuse', 20],
+    ['random-command', 10],
+    ['bad-packet', 8],
+    ['garbage', 5],
+    ['benign', 5],
+    ['reset', 1],
   ] as const);
   switch (kind) {
     case 'upload-valid': {
       const off = p.imageOff >= w.bundle.length ? 0 : p.imageOff;
       const n = Math.min(rng.range(1, 3000), w.bundle.length - off);
-      const fields: [string, RawCbor][] = [['off', off], ['data', w.bundle.subarray(off, off + n)]];
+      const fields: [string, RawCbor][] = [
+        ['off', off],
+        ['data', w.bundle.subarray(off, off + n)],
+      ];
       if (off === 0) fields.push(['len', w.bundle.length], ['sha', w.sha]);
-      return { packet: fit(rng, { group: 1, command: 1, op: 2, seq }, fields), kind };
+      return { packet: packetFitting(rng, { group: 1, command: 1, op: 2, seq }, fields), kind };
     }
     case 'upload-abuse':
-      return { packet: fit(rng, { group: 1, command: 1, op: 2, seq }, chunkFields(rng, { expected: p.imageOff, len: w.bundle.length, bound: w.maxBundle, source: w.bundle, sha: w.sha })), kind };
+      return {
+        packet: packetFitting(
+          rng,
+          { group: 1, command: 1, op: 2, seq },
+          chunkFields(rng, { expected: p.imageOff, len: w.bundle.length, bound: w.maxBundle, source: w.bundle, sha: w.sha }),
+        ),
+        kind,
+      };
     case 'envelope-valid': {
       const env = rng.pick(w.envelopes);
-      return { packet: fit(rng, { group: 64, command: env === w.envelopes[0] ? 0 : 1, op: 2, seq }, [['off', 0], ['len', env.length], ['data', env]]), kind };
+      return {
+        packet: packetFitting(rng, { group: 64, command: env === w.envelopes[0] ? 0 : 1, op: 2, seq }, [
+          ['off', 0],
+          ['len', env.length],
+          ['data', env],
+        ]),
+        kind,
+      };
     }
     case 'envelope-start': {
       // An upload left unfinished (len above the data sent), for the continuations of envelope-abuse to overrun.
       const len = rng.pick([rng.range(1, 64), rng.range(1, 4096), rng.range(1, LIMITS.maxEnvelopeBytes)]);
       [p.envelopeCommand, p.envelopeLen] = [rng.range(0, 2), len];
-      return { packet: fit(rng, { group: 64, command: p.envelopeCommand, op: 2, seq }, [['off', 0], ['len', len], ['data', rng.bytes(rng.range(0, Math.min(len - 1, 3000)))]]), kind };
+      return {
+        packet: packetFitting(rng, { group: 64, command: p.envelopeCommand, op: 2, seq }, [
+          ['off', 0],
+          ['len', len],
+          ['data', rng.bytes(rng.range(0, Math.min(len - 1, 3000)))],
+        ]),
+        kind,
+      };
     }
     case 'envelope-abuse': {
       const command = rng.chance(0.7) ? p.envelopeCommand : rng.range(0, 3);
       const fields = chunkFields(rng, { expected: p.envelopeOff, len: p.envelopeLen, bound: LIMITS.maxEnvelopeBytes, source: rng.pick(w.envelopes) });
-      return { packet: fit(rng, { group: 64, command, op: 2, seq, version: rng.range(0, 1) }, fields), kind };
+      return { packet: packetFitting(rng, { group: 64, command, op: 2, seq, version: rng.range(0, 1) }, fields), kind };
     }
     case 'random-command': {
       const group = rng.pick([0, 1, 64, 2, 8, 9, 63, 65, rng.range(0, 0xffff)]);
-      const entries: [string, RawCbor][] = Array.from({ length: rng.range(0, 5) }, () => [rng.pick(['d', 'off', 'len', 'data', 'sha', 'confirm', 'hash', 'force', 'image', 'upgrade', 'x']), value(rng, 0)]);
-      return { packet: fit(rng, { group, command: rng.range(0, 8), op: rng.pick([0, 2]), seq, version: rng.range(0, 1) }, entries), kind };
+      const entries: [string, RawCbor][] = Array.from({ length: rng.range(0, 5) }, () => [
+        rng.pick(['d', 'off', 'len', 'data', 'sha', 'confirm', 'hash', 'force', 'image', 'upgrade', 'x']),
+        value(rng, 0),
+      ]);
+      return { packet: packetFitting(rng, { group, command: rng.range(0, 8), op: rng.pick([0, 2]), seq, version: rng.range(0, 1) }, entries), kind };
     }
     case 'bad-packet':
       return { packet: badPacket(rng, seq), kind };
     case 'garbage':
       return { raw: garbage(rng), kind };
     case 'benign': {
-      const [group, command, op, payload] = rng.pick([[0, 0, 2, new Map([['d', 'hi']])], [0, 6, 0, new Map()], [1, 0, 0, new Map()], [64, 3, 0, new Map()], [1, 0, 2, new Map([['confirm', true]])]] as const);
+      const [group, command, op, payload] = rng.pick([
+        [0, 0, 2, new Map([['d', 'hi']])],
+        [0, 6, 0, new Map()],
+        [1, 0, 0, new Map()],
+        [64, 3, 0, new Map()],
+        [1, 0, 2, new Map([['confirm', true]])],
+      ] as const);
       return { packet: rawPacket({ group, command, op, seq }, payload), kind };
     }
     default:
@@ -236,7 +279,8 @@ function chunkFields(rng: Rng, u: Upload): [string, RawCbor][] {
   ])();
   const fields: [string, RawCbor][] = [];
   if (!rng.chance(0.03)) fields.push(['off', off]);
-  if (off === 0 ? !rng.chance(0.1) : rng.chance(0.2)) fields.push(['len', rng.chance(0.5) ? rng.pick([len, len - 1, len + 1, 0, 12, 13, bound, bound + 1]) : number(rng, bound, len)]);
+  if (off === 0 ? !rng.chance(0.1) : rng.chance(0.2))
+    fields.push(['len', rng.chance(0.5) ? rng.pick([len, len - 1, len + 1, 0, 12, 13, bound, bound + 1]) : number(rng, bound, len)]);
   if (!rng.chance(0.03)) fields.push(['data', data(rng, off, source)]);
   if (sha !== undefined && rng.chance(0.5)) fields.push(['sha', rng.pick<RawCbor>([sha, rng.bytes(32), rng.bytes(33), new Uint8Array(0), 'sha', 7])]);
   if (rng.chance(0.1)) fields.push([rng.pick(['image', 'upgrade', 'x', 'off']), value(rng, 0)]); // 'off' again: a duplicate key
@@ -246,11 +290,41 @@ function chunkFields(rng: Rng, u: Upload): [string, RawCbor][] {
 /** A number-ish field value: edges of the bound and of every integer width, floats, wrong types. */
 function number(rng: Rng, bound: number, near: number): RawCbor {
   return rng.pick<RawCbor>([
-    0, 1, near - 1, near + 1, bound - 1, bound, bound + 1, rng.int(bound + 1), rng.int(2 ** 32),
-    2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n,
-    -1, -(2 ** 31), -(2n ** 63n), -(2n ** 64n),
-    new RawFloat(0.5), new RawFloat(NaN), new RawFloat(Infinity), new RawFloat(-Infinity), new RawFloat(-0), new RawFloat(1e300), new RawFloat(4),
-    '0', '', null, true, new Uint8Array(4), [], new Map(),
+    0,
+    1,
+    near - 1,
+    near + 1,
+    bound - 1,
+    bound,
+    bound + 1,
+    rng.int(bound + 1),
+    rng.int(2 ** 32),
+    2 ** 31 - 1,
+    2 ** 31,
+    2 ** 32 - 1,
+    2 ** 32,
+    Number.MAX_SAFE_INTEGER,
+    2n ** 53n,
+    2n ** 63n,
+    2n ** 64n - 1n,
+    -1,
+    -(2 ** 31),
+    -(2n ** 63n),
+    -(2n ** 64n),
+    new RawFloat(0.5),
+    new RawFloat(NaN),
+    new RawFloat(Infinity),
+    new RawFloat(-Infinity),
+    new RawFloat(-0),
+    new RawFloat(1e300),
+    new RawFloat(4),
+    '0',
+    '',
+    null,
+    true,
+    new Uint8Array(4),
+    [],
+    new Map(),
   ]);
 }
 
@@ -284,10 +358,25 @@ function value(rng: Rng, depth: number): RawCbor {
  * A packet with a request header and these fields, its data trimmed to fit maxSmpPacketBytes; now
  * and then the fields go out as a map with a duplicate key or the map is replaced by another item.
  */
-function fit(rng: Rng, h: RawHeader, fields: [string, RawCbor][]): Uint8Array {
-  const shape = rng.weighted([['map', 90], ['duplicate', 4], ['not-a-map', 3], ['indefinite', 3]] as const);
+function packetFitting(rng: Rng, h: RawHeader, fields: [string, RawCbor][]): Uint8Array {
+  const shape = rng.weighted([
+    ['map', 90],
+    ['duplicate', 4],
+    ['not-a-map', 3],
+    ['indefinite', 3],
+  ] as const);
   const build = (): Uint8Array => {
-    if (shape === 'duplicate') return rawCbor(new RawMap(fields.length > 0 ? [...fields, fields[0]] : [['off', 0], ['off', 1]]));
+    if (shape === 'duplicate')
+      return rawCbor(
+        new RawMap(
+          fields.length > 0
+            ? [...fields, fields[0]]
+            : [
+                ['off', 0],
+                ['off', 1],
+              ],
+        ),
+      );
     if (shape === 'not-a-map') return rawCbor(fields.map(([, v]) => v));
     const map = rawCbor(new RawMap(dedupe(fields)));
     if (shape === 'map') return map;
@@ -323,7 +412,15 @@ function badPacket(rng: Rng, seq: number): Uint8Array {
     case 1:
       return rawPacket({ group: rng.pick([0, 1, 64]), command: rng.range(0, 3), op: rng.pick([0, 2]), seq }, body);
     case 2:
-      return rawPacket({ group: 64, command: 1, op: 2, seq }, new Map<string, RawCbor>([['off', 0], ['len', 4], ['data', new Uint8Array(4)]]), rng.pick([-3, -1, 1, 7, 1000]));
+      return rawPacket(
+        { group: 64, command: 1, op: 2, seq },
+        new Map<string, RawCbor>([
+          ['off', 0],
+          ['len', 4],
+          ['data', new Uint8Array(4)],
+        ]),
+        rng.pick([-3, -1, 1, 7, 1000]),
+      );
     default: {
       const packet = rawPacket({ group: 0, command: 0, op: 2, seq }, new Map([['d', 'x']]));
       packet[0] = rng.range(0, 255); // any op, version and reserved bits

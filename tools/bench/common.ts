@@ -101,7 +101,19 @@ export function msRow(name: string, samples: Samples, baselineBest: number | nul
 
 /** A row that times nothing (a size, a memory figure): only `value` and `unit`. */
 export function valueRow(name: string, value: number, unit: string, note?: string): Row {
-  return { name, bytes: 0, seconds: [], bestSeconds: NaN, medianSeconds: NaN, mbPerSec: NaN, ratio: null, peakRssKiB: null, ...(note ? { note } : {}), value, unit };
+  return {
+    name,
+    bytes: 0,
+    seconds: [],
+    bestSeconds: NaN,
+    medianSeconds: NaN,
+    mbPerSec: NaN,
+    ratio: null,
+    peakRssKiB: null,
+    ...(note ? { note } : {}),
+    value,
+    unit,
+  };
 }
 
 const GNU_TIME = '/usr/bin/time';
@@ -121,7 +133,10 @@ export class ChildRunner {
     this.rssFile = join(tmpDir, 'peak-rss.txt');
     this.preload = join(tmpDir, 'rss-preload.cjs');
     if (!this.gnuTime) {
-      writeFileSync(this.preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(this.rssFile)}, String(process.resourceUsage().maxRSS)));\n`);
+      writeFileSync(
+        this.preload,
+        `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(this.rssFile)}, String(process.resourceUsage().maxRSS)));\n`,
+      );
     }
   }
 
@@ -130,7 +145,11 @@ export class ChildRunner {
   }
 
   /** Run `cmd args` once. Without GNU time, peak RSS is known only when `cmd` is process.execPath. */
-  run(cmd: string, args: readonly string[], opts: { cwd?: string } = {}): { seconds: number; rssKiB: number | null; status: number | null; stdout: string; stderr: string } {
+  run(
+    cmd: string,
+    args: readonly string[],
+    opts: { cwd?: string } = {},
+  ): { seconds: number; rssKiB: number | null; status: number | null; stdout: string; stderr: string } {
     rmSync(this.rssFile, { force: true });
     let file = cmd;
     let argv = [...args];
@@ -180,7 +199,11 @@ export function renderTable(results: readonly SectionResult[]): string {
     }
   }
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i].length)));
-  const fmtLine = (l: string[]) => l.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const fmtLine = (l: string[]) =>
+    l
+      .map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   const out = [fmtLine(lines[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.slice(1).map(fmtLine)];
   for (const sec of results) {
     out.push('');
@@ -195,7 +218,7 @@ export function renderTable(results: readonly SectionResult[]): string {
       }
     }
   }
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }
 
 export function writeJson(path: string, config: Record<string, unknown>, results: readonly SectionResult[]): void {
@@ -207,7 +230,7 @@ export function writeJson(path: string, config: Record<string, unknown>, results
     sections: results,
   };
   mkdirSync(dirname(path), { recursive: true });
-  writeFileAtomic(path, JSON.stringify(doc, null, 2) + '\n');
+  writeFileAtomic(path, `${JSON.stringify(doc, null, 2)}\n`);
 }
 
 /** .ts files under root/dirs modified after `since` (ms), relative to root. */

@@ -9,8 +9,11 @@ import mqtt, { type MqttClient } from 'mqtt';
 export async function connectMany(url: string, count: number, prefix: string, concurrency = 50): Promise<MqttClient[]> {
   const clients: MqttClient[] = [];
   for (let i = 0; i < count; i += concurrency) {
-    const batch = await Promise.all(Array.from({ length: Math.min(concurrency, count - i) }, (_, j) =>
-      mqtt.connectAsync(url, { protocolVersion: 4, clientId: `${prefix}${i + j}`, reconnectPeriod: 0, keepalive: 60 })));
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(concurrency, count - i) }, (_, j) =>
+        mqtt.connectAsync(url, { protocolVersion: 4, clientId: `${prefix}${i + j}`, reconnectPeriod: 0, keepalive: 60 }),
+      ),
+    );
     clients.push(...batch);
   }
   return clients;
@@ -29,14 +32,18 @@ export async function rawFanout(url: string, subscribers: number, bytes: number,
       for (const c of subs) {
         c.on('message', (_t, payload) => {
           delivered += payload.length;
-          if (delivered >= want) { clearTimeout(t); resolve(); }
+          if (delivered >= want) {
+            clearTimeout(t);
+            resolve();
+          }
         });
       }
     });
     const body = new Uint8Array(messageBytes).fill(0xa5);
     const t0 = performance.now();
     const sends: Promise<unknown>[] = [];
-    for (let o = 0; o < bytes; o += messageBytes) sends.push(pub.publishAsync(topic, Buffer.from(body.subarray(0, Math.min(messageBytes, bytes - o))), { qos: 1 }));
+    for (let o = 0; o < bytes; o += messageBytes)
+      sends.push(pub.publishAsync(topic, Buffer.from(body.subarray(0, Math.min(messageBytes, bytes - o))), { qos: 1 }));
     await Promise.all(sends);
     await done;
     return { seconds: (performance.now() - t0) / 1000, delivered };

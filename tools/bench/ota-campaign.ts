@@ -10,7 +10,7 @@ import { main } from '../../host/cli.js';
 import { type Mosquitto } from '../../test/support/mosquitto.js';
 import { type BenchContext } from './common.js';
 import { lightFleet } from './ota-light.js';
-import { type BenchProcesses, type Proc, cpuSeconds, getJson, mosquittoPid, sleep, vmHwmKiB, waitFor } from './ota-procs.js';
+import { type BenchProcesses, cpuSeconds, getJson, mosquittoPid, type Proc, sleep, vmHwmKiB, waitFor } from './ota-procs.js';
 
 export const DEVICES = 200;
 export const IMAGE_BYTES = 1 << 20;
@@ -55,30 +55,59 @@ type CpuAt = { mosquitto: number | null; server: number | null; fleet: number | 
 
 /** `fwseal serve` on the bench broker with its data under runDir; resolves with its HTTP API address. */
 async function serve(b: OtaBench, runDir: string): Promise<{ server: Proc; api: string }> {
-  const server = b.procs.start('fwseal serve', ['serve', '--broker', b.broker.url, '--data', join(runDir, 'data'), '--trust', b.rel.trust, '--http', '127.0.0.1:0']);
+  const server = b.procs.start('fwseal serve', [
+    'serve',
+    '--broker',
+    b.broker.url,
+    '--data',
+    join(runDir, 'data'),
+    '--trust',
+    b.rel.trust,
+    '--http',
+    '127.0.0.1:0',
+  ]);
   let api = '';
-  await waitFor('the server address line', 20_000, () => {
-    const m = server.out.match(/HTTP API on (http:\/\/\S+)/);
-    if (m) api = m[1];
-    return !!m;
-  }, 50, server);
+  await waitFor(
+    'the server address line',
+    20_000,
+    () => {
+      const m = server.out.match(/HTTP API on (http:\/\/\S+)/);
+      if (m) api = m[1];
+      return !!m;
+    },
+    50,
+    server,
+  );
   return { server, api };
 }
 
 /** Wait until the server knows `DEVICES` devices of the group (from their `online` events). */
 function devicesOnline(what: string, api: string, group: string, alive: Proc): Promise<void> {
-  return waitFor(`${DEVICES} ${what} on the server`, 60_000, async () => {
-    const d = await getJson<{ devices: { group: string }[] }>(`${api}/api/devices`);
-    return d.devices.filter((x) => x.group === group).length >= DEVICES;
-  }, 200, alive);
+  return waitFor(
+    `${DEVICES} ${what} on the server`,
+    60_000,
+    async () => {
+      const d = await getJson<{ devices: { group: string }[] }>(`${api}/api/devices`);
+      return d.devices.filter((x) => x.group === group).length >= DEVICES;
+    },
+    200,
+    alive,
+  );
 }
 
 /** `fwseal campaign create` of v2 for the group, one wave of 100%, in-process; the campaign id. */
 async function createCampaign(b: OtaBench, api: string, group: string): Promise<string> {
   let out = '';
   let err = '';
-  const status = await main(['campaign', 'create', '--server', api, '--manifest', b.rel.v2, '--image', b.rel.v2Bin, '--group', group, '--waves', '100'],
-    { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, stderrIsTty: false });
+  const status = await main(['campaign', 'create', '--server', api, '--manifest', b.rel.v2, '--image', b.rel.v2Bin, '--group', group, '--waves', '100'], {
+    stdout: (t) => {
+      out += t;
+    },
+    stderr: (t) => {
+      err += t;
+    },
+    stderrIsTty: false,
+  });
   if (status !== 0) throw new Error(`campaign create exited ${status}: ${err}`);
   return out.trim();
 }
@@ -91,9 +120,32 @@ export async function campaignRun(b: OtaBench, i: number, t: CampaignTotals): Pr
   mkdirSync(runDir);
   ctx.log(`ota: campaign run ${i + 1}: serve, ${DEVICES} devices, 1 MiB`);
   const { server, api } = await serve(b, runDir);
-  const fleet = b.procs.start('fwseal fleet-sim', ['fleet-sim', '--broker', b.broker.url, '--count', String(DEVICES), '--group', group, '--trust', rel.trust, '--device-class', CLASS,
-    '--state', join(runDir, 'fleet'), '--factory', rel.v1, '--factory-image', rel.v1Bin, '--memory', '--slot-size', String(rel.slotSize),
-    '--id-prefix', `r${i + 1}-`, '--exit-after-update', '--json']);
+  const fleet = b.procs.start('fwseal fleet-sim', [
+    'fleet-sim',
+    '--broker',
+    b.broker.url,
+    '--count',
+    String(DEVICES),
+    '--group',
+    group,
+    '--trust',
+    rel.trust,
+    '--device-class',
+    CLASS,
+    '--state',
+    join(runDir, 'fleet'),
+    '--factory',
+    rel.v1,
+    '--factory-image',
+    rel.v1Bin,
+    '--memory',
+    '--slot-size',
+    String(rel.slotSize),
+    '--id-prefix',
+    `r${i + 1}-`,
+    '--exit-after-update',
+    '--json',
+  ]);
   try {
     await devicesOnline('devices', api, group, fleet);
     const mpid = mosquittoPid(b.broker);
@@ -114,8 +166,11 @@ export async function campaignRun(b: OtaBench, i: number, t: CampaignTotals): Pr
     const fs = b.procs.exitStats(fleet);
     const fleetCpu = cpu1.fleet ?? (fs ? fs.cpu : null);
     if (fleetCpu !== null && cpu0.fleet !== null) t.fleetCpuPerRun.push(fleetCpu - cpu0.fleet);
-    const d = (a: number | null, z: number | null) => (a === null || z === null ? '?' : `${(z - a).toFixed(1)} (${Math.round(((z - a) / seconds) * 100)}% of a core)`);
-    t.cpuSplits.push(`run ${i + 1}: ${seconds.toFixed(2)} s wall; CPU s mosquitto ${d(cpu0.mosquitto, cpu1.mosquitto)}, serve ${d(cpu0.server, cpu1.server)}, fleet-sim ${d(cpu0.fleet, fleetCpu)}${cpu1.fleet === null ? ' (to its exit)' : ''}, bench ${((bench1.user + bench1.system) / 1e6).toFixed(1)}; campaign ${progress.state}, counts ${JSON.stringify(progress.counts)}`);
+    const d = (a: number | null, z: number | null) =>
+      a === null || z === null ? '?' : `${(z - a).toFixed(1)} (${Math.round(((z - a) / seconds) * 100)}% of a core)`;
+    t.cpuSplits.push(
+      `run ${i + 1}: ${seconds.toFixed(2)} s wall; CPU s mosquitto ${d(cpu0.mosquitto, cpu1.mosquitto)}, serve ${d(cpu0.server, cpu1.server)}, fleet-sim ${d(cpu0.fleet, fleetCpu)}${cpu1.fleet === null ? ' (to its exit)' : ''}, bench ${((bench1.user + bench1.system) / 1e6).toFixed(1)}; campaign ${progress.state}, counts ${JSON.stringify(progress.counts)}`,
+    );
     ctx.log(`ota: ${t.cpuSplits[t.cpuSplits.length - 1]}`);
     t.seconds.push(seconds);
     t.lostPerRun.push(DEVICES - confirmed);
@@ -133,17 +188,22 @@ export async function campaignRun(b: OtaBench, i: number, t: CampaignTotals): Pr
 /** Poll the campaign every 50 ms until every device is terminal (or the campaign stopped); when the milestones were seen. */
 async function watchCampaign(api: string, id: string): Promise<Progress> {
   const p: Progress = { counts: {}, state: '', tCreate: performance.now(), tDone: 0, tFirst: 0, tHalf: 0, tDownloading: 0 };
-  await waitFor(`all ${DEVICES} devices to finish campaign ${id}`, 180_000, async () => {
-    const d = await getJson<{ state: string; counts: Record<string, number> }>(`${api}/api/campaigns/${id}`);
-    p.counts = d.counts;
-    p.state = d.state;
-    const c = p.counts.confirmed ?? 0;
-    if (c > 0 && !p.tFirst) p.tFirst = performance.now();
-    if (c >= DEVICES / 2 && !p.tHalf) p.tHalf = performance.now();
-    if ((p.counts.downloading ?? 0) > 0 && !p.tDownloading) p.tDownloading = performance.now();
-    if (c >= DEVICES) p.tDone = performance.now();
-    return (p.counts.confirmed ?? 0) + (p.counts.rejected ?? 0) + (p.counts.failed ?? 0) >= DEVICES || ['aborted', 'halted'].includes(p.state);
-  }, 50);
+  await waitFor(
+    `all ${DEVICES} devices to finish campaign ${id}`,
+    180_000,
+    async () => {
+      const d = await getJson<{ state: string; counts: Record<string, number> }>(`${api}/api/campaigns/${id}`);
+      p.counts = d.counts;
+      p.state = d.state;
+      const c = p.counts.confirmed ?? 0;
+      if (c > 0 && !p.tFirst) p.tFirst = performance.now();
+      if (c >= DEVICES / 2 && !p.tHalf) p.tHalf = performance.now();
+      if ((p.counts.downloading ?? 0) > 0 && !p.tDownloading) p.tDownloading = performance.now();
+      if (c >= DEVICES) p.tDone = performance.now();
+      return (p.counts.confirmed ?? 0) + (p.counts.rejected ?? 0) + (p.counts.failed ?? 0) >= DEVICES || ['aborted', 'halted'].includes(p.state);
+    },
+    50,
+  );
   if (!p.tDone) p.tDone = performance.now();
   return p;
 }
@@ -152,12 +212,16 @@ async function watchCampaign(api: string, id: string): Promise<Progress> {
 function readFleetReport(b: OtaBench, i: number, fleet: Proc, code: number | null | 'timeout', p: Progress, t0: number, t: CampaignTotals): number {
   let confirmed = p.counts.confirmed ?? 0;
   try {
-    const report = JSON.parse(fleet.out) as { devices: { outcome: string | null; version: string | null; requests: number; blocks: number; timeouts: number; rejected: number; malformed: number }[] };
+    const report = JSON.parse(fleet.out) as {
+      devices: { outcome: string | null; version: string | null; requests: number; blocks: number; timeouts: number; rejected: number; malformed: number }[];
+    };
     const ok = report.devices.filter((d) => d.outcome === 'confirmed' && d.version === '2.0.0').length;
     const sum = (k: 'requests' | 'blocks' | 'timeouts' | 'rejected' | 'malformed') => report.devices.reduce((a, d) => a + (d[k] ?? 0), 0);
     const withTimeouts = report.devices.filter((d) => d.timeouts > 0).length;
     const ms = (x: number) => (x ? `${((x - t0) / 1000).toFixed(2)} s` : '-');
-    t.timeline.push(`run ${i + 1}: create returned ${ms(p.tCreate)}, first downloading seen ${ms(p.tDownloading)}, first confirmed ${ms(p.tFirst)}, half ${ms(p.tHalf)}, all ${ms(p.tDone)}; fleet-sim totals: requests ${sum('requests')}, blocks ${sum('blocks')}, timeouts ${sum('timeouts')} (on ${withTimeouts} devices), rejected ${sum('rejected')}, malformed ${sum('malformed')}`);
+    t.timeline.push(
+      `run ${i + 1}: create returned ${ms(p.tCreate)}, first downloading seen ${ms(p.tDownloading)}, first confirmed ${ms(p.tFirst)}, half ${ms(p.tHalf)}, all ${ms(p.tDone)}; fleet-sim totals: requests ${sum('requests')}, blocks ${sum('blocks')}, timeouts ${sum('timeouts')} (on ${withTimeouts} devices), rejected ${sum('rejected')}, malformed ${sum('malformed')}`,
+    );
     b.ctx.log(`ota: ${t.timeline[t.timeline.length - 1]}`);
     if (ok !== confirmed) b.notes.push(`run ${i + 1}: server counted ${confirmed} confirmed, fleet-sim reported ${ok}`);
     confirmed = Math.min(confirmed, ok);
@@ -181,7 +245,12 @@ export async function deliveryOnlyRun(b: OtaBench, i: number): Promise<number> {
     await devicesOnline('protocol clients', api, group, server);
     const t0 = performance.now();
     await createCampaign(b, api, group);
-    await Promise.race([fleet.done, sleep(120_000).then(() => { throw new Error('delivery-only run did not finish in 120 s'); })]);
+    await Promise.race([
+      fleet.done,
+      sleep(120_000).then(() => {
+        throw new Error('delivery-only run did not finish in 120 s');
+      }),
+    ]);
     return (performance.now() - t0) / 1000;
   } finally {
     await fleet?.close();

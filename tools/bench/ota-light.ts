@@ -6,10 +6,10 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { LeafHasher } from '../../host/hash.js';
-import { topics } from '../../shared/ota/topics.js';
 import { messageType } from '../../shared/ota/codec.js';
 import { encodeBlockRequest, encodePageRequest, parseAnnouncement, parseBlockResponse, parsePageResponse } from '../../shared/ota/messages.js';
 import { encodeStatusEvent } from '../../shared/ota/status.js';
+import { topics } from '../../shared/ota/topics.js';
 
 const PREFIX = 'fwseal';
 
@@ -19,7 +19,9 @@ function lightClient(url: string, id: string, group: string, timeoutMs: number):
   return mqtt.connectAsync(url, { protocolVersion: 4, clientId: id, reconnectPeriod: 0, keepalive: 60 }).then(async (client) => {
     const reply = topics.reply(PREFIX, id);
     let resolveDone: () => void = () => {};
-    const done = new Promise<void>((r) => { resolveDone = r; });
+    const done = new Promise<void>((r) => {
+      resolveDone = r;
+    });
     let campaign = '';
     let blocks = 0;
     let cpb = 0;
@@ -38,7 +40,11 @@ function lightClient(url: string, id: string, group: string, timeoutMs: number):
         if (last && last[0] + last[1] === b) last[1]++;
         else ranges.push([b, 1]);
       }
-      void client.publishAsync(topics.request(PREFIX, campaign, id), Buffer.from(encodeBlockRequest({ campaign, requestId: rid++, replyTopic: reply, ranges, multicast: true })), { qos: 1 });
+      void client.publishAsync(
+        topics.request(PREFIX, campaign, id),
+        Buffer.from(encodeBlockRequest({ campaign, requestId: rid++, replyTopic: reply, ranges, multicast: true })),
+        { qos: 1 },
+      );
       timer = setTimeout(ask, timeoutMs);
     };
     const onBlock = (payload: Buffer) => {
@@ -75,7 +81,11 @@ function lightClient(url: string, id: string, group: string, timeoutMs: number):
         blocks = Math.ceil(a.value.imageSize / a.value.blockSize);
         void client.subscribeAsync(topics.data(PREFIX, campaign), { qos: 0 }).then(() => {
           for (let p = 0; p < a.value.pageCount; p++) {
-            void client.publishAsync(topics.request(PREFIX, campaign, id), Buffer.from(encodePageRequest({ campaign, requestId: rid++, replyTopic: reply, page: p })), { qos: 1 });
+            void client.publishAsync(
+              topics.request(PREFIX, campaign, id),
+              Buffer.from(encodePageRequest({ campaign, requestId: rid++, replyTopic: reply, page: p })),
+              { qos: 1 },
+            );
           }
           leaves = new Array(Math.ceil(a.value.imageSize / chunkSize));
         });
@@ -91,7 +101,9 @@ function lightClient(url: string, id: string, group: string, timeoutMs: number):
       } else if (t.type === 'blockResponse') onBlock(payload);
     };
     await client.subscribeAsync([topics.announce(PREFIX, group), reply], { qos: 1 });
-    await client.publishAsync(topics.status(PREFIX, id), Buffer.from(encodeStatusEvent({ device: id, state: 'online', group, version: '1.0.0', counter: 1 })), { qos: 1 });
+    await client.publishAsync(topics.status(PREFIX, id), Buffer.from(encodeStatusEvent({ device: id, state: 'online', group, version: '1.0.0', counter: 1 })), {
+      qos: 1,
+    });
     return { client, done };
   });
 }
@@ -99,6 +111,12 @@ function lightClient(url: string, id: string, group: string, timeoutMs: number):
 /** N protocol clients of `group`; `done` resolves when every client has checked every block. */
 export async function lightFleet(url: string, n: number, group: string, timeoutMs = 3000): Promise<{ done: Promise<void>; close(): Promise<void> }> {
   const all: Light[] = [];
-  for (let i = 0; i < n; i += 50) all.push(...(await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => lightClient(url, `${group}-l${i + j}`, group, timeoutMs)))));
-  return { done: Promise.all(all.map((l) => l.done)).then(() => undefined), close: async () => { await Promise.all(all.map((l) => l.client.endAsync(true))); } };
+  for (let i = 0; i < n; i += 50)
+    all.push(...(await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => lightClient(url, `${group}-l${i + j}`, group, timeoutMs)))));
+  return {
+    done: Promise.all(all.map((l) => l.done)).then(() => undefined),
+    close: async () => {
+      await Promise.all(all.map((l) => l.client.endAsync(true)));
+    },
+  };
 }

@@ -72,10 +72,16 @@ export class BenchProcesses {
   private seq = 0;
 
   /** `cli`: dist/host/cli.js; children's exit stats and the preload go to tmpDir. */
-  constructor(private readonly cli: string, private readonly tmpDir: string) {
+  constructor(
+    private readonly cli: string,
+    private readonly tmpDir: string,
+  ) {
     this.preload = join(tmpDir, 'exit-stats.cjs');
     // Peak RSS and CPU of a Node child at exit (it may exit before we can read /proc).
-    writeFileSync(this.preload, `process.on('exit', () => { const f = process.env.FWSEAL_BENCH_STATS; if (f) { const c = process.cpuUsage(); require('node:fs').writeFileSync(f, JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS, cpu: (c.user + c.system) / 1e6 })); } });\n`);
+    writeFileSync(
+      this.preload,
+      `process.on('exit', () => { const f = process.env.FWSEAL_BENCH_STATS; if (f) { const c = process.cpuUsage(); require('node:fs').writeFileSync(f, JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS, cpu: (c.user + c.system) / 1e6 })); } });\n`,
+    );
   }
 
   /** `fwseal ARGS` in a child process. */
@@ -84,11 +90,16 @@ export class BenchProcesses {
     // FWSEAL_BENCH_CPU_PROF=DIR: a V8 CPU profile of every child (written when it exits) into DIR.
     const prof = process.env.FWSEAL_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FWSEAL_BENCH_CPU_PROF}`] : [];
     const child = spawn(process.execPath, [...prof, '--require', this.preload, this.cli, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FWSEAL_BENCH_STATS: rssFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FWSEAL_BENCH_STATS: rssFile },
     });
     const p: Proc = { child, out: '', err: '', rssFile, label, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-    child.stdout!.on('data', (d: Buffer) => { p.out += d.toString(); });
-    child.stderr!.on('data', (d: Buffer) => { if (p.err.length < 1 << 20) p.err += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      p.out += d.toString();
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      if (p.err.length < 1 << 20) p.err += d.toString();
+    });
     this.procs.add(p);
     void p.exited.then(() => this.procs.delete(p));
     return p;
@@ -133,7 +144,8 @@ export async function waitFor(what: string, ms: number, check: () => boolean | P
   const deadline = Date.now() + ms;
   for (;;) {
     if (await check()) return;
-    if (alive && alive.child.exitCode !== null) throw new Error(`${alive.label} exited with ${alive.child.exitCode} while waiting for ${what}: ${alive.err.slice(-500)}`);
+    if (alive && alive.child.exitCode !== null)
+      throw new Error(`${alive.label} exited with ${alive.child.exitCode} while waiting for ${what}: ${alive.err.slice(-500)}`);
     if (Date.now() > deadline) throw new Error(`timed out (${ms / 1000} s) waiting for ${what}`);
     await sleep(every);
   }

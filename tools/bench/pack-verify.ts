@@ -9,15 +9,28 @@
  * on an image 1/8 the size to show that peak RSS does not grow with the image.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { randomFillSync } from 'node:crypto';
-import { join, relative } from 'node:path';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join, } from 'node:path';
 import { pack } from '../../host/pack.js';
 import { signEnvelope } from '../../host/sign.js';
 import { verifyFiles } from '../../host/verify.js';
 import { detKey, makeTrust } from '../../test/support/fixtures.js';
-import { type BenchContext, ChildRunner, MiB, newerSources, type Row, type Samples, type Section, type SectionResult, type Verdict, row, timeSync, yieldToSignals } from './common.js';
+import {
+  type BenchContext,
+  ChildRunner,
+  MiB,
+  newerSources,
+  type Row,
+  row,
+  type Samples,
+  type Section,
+  type SectionResult,
+  timeSync,
+  type Verdict,
+  yieldToSignals,
+} from './common.js';
 
 const GOAL = 0.9;
 const BLOCK = 16 * MiB;
@@ -61,7 +74,9 @@ function findCli(ctx: BenchContext): { path: string | null; note: string } {
   }
   const built = statSync(path).mtimeMs;
   const newer = newerSources(ctx.repoRoot, ['host', 'device', 'shared'], built);
-  const stale = newer.length ? `; STALE: ${newer.length} source file(s) changed since (e.g. ${newer.slice(0, 3).join(', ')}), so CLI rows may not match the in-process rows` : '';
+  const stale = newer.length
+    ? `; STALE: ${newer.length} source file(s) changed since (e.g. ${newer.slice(0, 3).join(', ')}), so CLI rows may not match the in-process rows`
+    : '';
   return { path, note: `CLI: dist/host/cli.js as found (built ${new Date(built).toISOString()})${stale}` };
 }
 
@@ -85,7 +100,11 @@ type Bench = {
 export const packVerify: Section = {
   name: 'pack-verify',
   async run(ctx: BenchContext): Promise<SectionResult> {
-    const notes: string[] = [`load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')} on this machine (other work inflates times and can skew ratios)`];
+    const notes: string[] = [
+      `load average at start ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')} on this machine (other work inflates times and can skew ratios)`,
+    ];
     const b = setUp(ctx);
     notes.push(b.cli.note);
     notes.push(`peak RSS: ${b.runner.rssMethod}; in-process rows share the bench process and report none`);
@@ -111,8 +130,14 @@ export const packVerify: Section = {
       return { name, goal: GOAL, value, pass: value !== null && value >= GOAL, basis: `${rowName}, best of ${ctx.runs} vs sha256sum best of ${ctx.runs}` };
     };
     const verdicts = [verdict('pack', pick('pack CLI', 'pack in-process')), verdict('verify', pick('verify CLI', 'verify in-process'))];
-    notes.push(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-    notes.push(`image ${ctx.sizeMiB} MiB random, page cache warm, 4096-byte chunks, ${ctx.runs} interleaved rounds; MB/s = 10^6 bytes/s of the best run; ratio = sha256sum best / row best`);
+    notes.push(
+      `load average at end ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
+    notes.push(
+      `image ${ctx.sizeMiB} MiB random, page cache warm, 4096-byte chunks, ${ctx.runs} interleaved rounds; MB/s = 10^6 bytes/s of the best run; ratio = sha256sum best / row best`,
+    );
     return { name: 'pack-verify', title: `pack and verify throughput vs sha256sum (${ctx.sizeMiB} MiB image)`, rows, verdicts, notes };
   },
 };
@@ -151,7 +176,23 @@ function prepare(b: Bench, name: string, bytes: number): Image {
 function cliArgs(b: Bench, img: Image, tag: string): { pack: string[]; verify: string[] } {
   const dir = b.ctx.tmpDir;
   return {
-    pack: [b.cli.path as string, 'pack', img.path, '--device-class', DEVICE_CLASS, '--version', '1.0.0', '--counter', '1', '--created', String(CREATED), '--out', join(dir, `${tag}.cli.cose`), '--digests', join(dir, `${tag}.cli.digests`)],
+    pack: [
+      b.cli.path as string,
+      'pack',
+      img.path,
+      '--device-class',
+      DEVICE_CLASS,
+      '--version',
+      '1.0.0',
+      '--counter',
+      '1',
+      '--created',
+      String(CREATED),
+      '--out',
+      join(dir, `${tag}.cli.cose`),
+      '--digests',
+      join(dir, `${tag}.cli.digests`),
+    ],
     verify: [b.cli.path as string, 'verify', img.signed, '--trust', b.trustPath, '--image', img.path, '--digests', img.digests, '--device-class', DEVICE_CLASS],
   };
 }
@@ -179,7 +220,9 @@ async function measureRounds(b: Bench, big: Image): Promise<RoundSamples> {
     s.packIn.seconds.push(timeSync(() => pack({ imagePath: big.path, ...b.packOpts })).seconds);
     if (cli.path) runCli(b, 'fwseal pack', bigCli.pack, s.packCli);
 
-    const v = timeSync(() => verifyFiles({ envelope: readFileSync(big.signed), trust: b.trust, state: b.state, imagePath: big.path, digestsPath: big.digests }));
+    const v = timeSync(() =>
+      verifyFiles({ envelope: readFileSync(big.signed), trust: b.trust, state: b.state, imagePath: big.path, digestsPath: big.digests }),
+    );
     if (!v.value.result.ok) throw new Error(`in-process verify rejected: ${v.value.result.error} ${v.value.result.detail ?? ''}`);
     if (!v.value.usedDigestTable) throw new Error('in-process verify did not use the digest table');
     s.verifyIn.seconds.push(v.seconds);

@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type BuildOptions, type Plugin, build } from 'esbuild';
+import { type BuildOptions, build, type Plugin } from 'esbuild';
 import { type BenchContext, newerSources } from './common.js';
 
 /** build-device.mjs's esbuild options (that script runs on import, so they are repeated here). */
@@ -116,8 +116,17 @@ export async function makeBuilds(ctx: BenchContext): Promise<Builds> {
   const nobleRef = join(tmpDir, 'noble-ref.js');
   await build({
     stdin: { contents: NOBLE_REF, resolveDir: repoRoot, loader: 'js', sourcefile: 'noble-ref.js' },
-    bundle: true, minify: true, target: 'es2020', platform: 'neutral', mainFields: ['module', 'main'], conditions: ['import', 'default'],
-    format: 'iife', globalName: 'nobleRef', logLevel: 'error', legalComments: 'none', outfile: nobleRef,
+    bundle: true,
+    minify: true,
+    target: 'es2020',
+    platform: 'neutral',
+    mainFields: ['module', 'main'],
+    conditions: ['import', 'default'],
+    format: 'iife',
+    globalName: 'nobleRef',
+    logLevel: 'error',
+    legalComments: 'none',
+    outfile: nobleRef,
   });
 
   const distBytes = readFileSync(dist);

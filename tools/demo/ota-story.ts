@@ -3,20 +3,21 @@
  * under attack. An embedded broker (or --broker URL), `fwseal serve` in-process, six simulated
  * gateways in RAM and an attacker client on the broker; every step checks its outcome.
  */
+
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { fleetVerifier } from '../../host/hash.js';
-import { type EmbeddedBroker, startEmbeddedBroker } from '../../host/ota/embedded-broker.js';
-import { OtaDevice } from '../../host/ota/device-client.js';
-import { OtaServer } from '../../host/ota/server.js';
-import { topics } from '../../shared/ota/topics.js';
-import { encodeBlockResponse, parseBlockRequest, requestedBlocks } from '../../shared/ota/messages.js';
-import { codeName } from '../../shared/codes.js';
-import { provision } from '../../device/agent/provision.js';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
+import { provision } from '../../device/agent/provision.js';
 import { SimFlash } from '../../device/sim/flash.js';
+import { fleetVerifier } from '../../host/hash.js';
+import { OtaDevice } from '../../host/ota/device-client.js';
+import { type EmbeddedBroker, startEmbeddedBroker } from '../../host/ota/embedded-broker.js';
+import { OtaServer } from '../../host/ota/server.js';
+import { codeName } from '../../shared/codes.js';
+import { encodeBlockResponse, parseBlockRequest, requestedBlocks } from '../../shared/ota/messages.js';
+import { topics } from '../../shared/ota/topics.js';
 import { type DemoScript, dim, waitUntil } from './script.js';
 
 type Gateway = { id: string; device: OtaDevice; flash: SimFlash };
@@ -48,7 +49,11 @@ class Delivery {
   api = '';
   private port = 0;
 
-  private constructor(private readonly dir: string, readonly url: string, readonly embedded: EmbeddedBroker | null) {}
+  private constructor(
+    private readonly dir: string,
+    readonly url: string,
+    readonly embedded: EmbeddedBroker | null,
+  ) {}
 
   static async start(script: DemoScript): Promise<Delivery> {
     const brokerArg = process.argv.indexOf('--broker');
@@ -68,8 +73,11 @@ serves an HTTP API. It refuses any campaign whose manifest does not verify again
   async startServer(): Promise<OtaServer> {
     const s = await OtaServer.start({
       mqtt: { url: this.url, options: { protocolVersion: 4, clientId: 'demo-serve', reconnectPeriod: 500 } },
-      dataDir: join(this.dir, 'serve'), trust: readFileSync(join(this.dir, 'trust.cbor')), revocations: readFileSync(join(this.dir, 'RL.cbor')),
-      http: { host: '127.0.0.1', port: this.port }, tickMs: 200,
+      dataDir: join(this.dir, 'serve'),
+      trust: readFileSync(join(this.dir, 'trust.cbor')),
+      revocations: readFileSync(join(this.dir, 'RL.cbor')),
+      http: { host: '127.0.0.1', port: this.port },
+      tickMs: 200,
     });
     this.port = s.address()!.port; // the restarted server keeps the address
     return s;
@@ -93,7 +101,14 @@ trust bundle; each connects, subscribes to its group's announcements and reports
     const p = provision(flash, layout, { deviceClass: 'acme-gw', trust, revocations, envelope: factory, image: factoryImage, verifier });
     if (!p.ok) throw new Error(`provision: ${p.error}`);
     const device = await OtaDevice.start({
-      id: `gw-${i}`, group: 'acme-gw', flash, layout, trust, revocations, verifier, maxTrialBoots: 2,
+      id: `gw-${i}`,
+      group: 'acme-gw',
+      flash,
+      layout,
+      trust,
+      revocations,
+      verifier,
+      maxTrialBoots: 2,
       mqtt: { url: delivery.url, options: { protocolVersion: 4, clientId: `demo-gw-${i}`, reconnectPeriod: 500 } },
       // gw-3 (the one under attack in step 13) asks for one block at a time, so every request it
       // makes after the server stops is for a block whose digest page it already holds.
@@ -142,12 +157,20 @@ function attackGw3(attacker: MqttClient, delivery: Delivery, next: Buffer): Atta
     data[1234] ^= 0x5a;
     a.forged++;
     console.log(`  [attacker answers gw-3's request for block ${block} with a forged block]`);
-    void attacker.publishAsync(r.value.replyTopic ?? topics.reply('fwseal', 'gw-3'), Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })), { qos: 0 }).catch(() => undefined);
+    void attacker
+      .publishAsync(
+        r.value.replyTopic ?? topics.reply('fwseal', 'gw-3'),
+        Buffer.from(encodeBlockResponse({ campaign: r.value.campaign, requestId: r.value.requestId, block, data })),
+        { qos: 0 },
+      )
+      .catch(() => undefined);
     if (a.forged === 2) {
-      a.back = a.down.then(() => delivery.startServer()).then((s) => {
-        console.log('  [update server back, state from SQLite]');
-        return (delivery.server = s);
-      });
+      a.back = a.down
+        .then(() => delivery.startServer())
+        .then((s) => {
+          console.log('  [update server back, state from SQLite]');
+          return (delivery.server = s);
+        });
     }
   });
   return a;
@@ -164,16 +187,30 @@ Merkle root and rejects them; the server comes back (campaigns and device states
 gw-3 fetches those blocks again and completes.`);
   const a = attackGw3(attacker, delivery, next);
   await attacker.subscribeAsync('fwseal/campaign/+/req/gw-3', { qos: 0 });
-  const out = await fwseal(`campaign create --server ${api} --manifest M2.cose --image firmware-1.5.0.bin --group acme-gw --waves 34,100`, { exit: 0, step: 'campaign create (waves 34,100)' });
-  const id = out.trim();
-  await waitUntil(async () => a.back !== null, 60_000, async () => {
-    const c = await fetch(`${api}/api/campaigns/${id}`).then((r) => r.json()).catch((e: Error) => `API: ${e.message}`);
-    return `attacker saw ${a.seen}, connected ${attacker.connected}; forged ${a.forged}, server ${a.down ? 'stopped' : 'up'}; devices ${JSON.stringify(devices.map((d) => ({ id: d.id, ...d.device.state(), ...d.device.stats() })))}; campaign ${JSON.stringify(c)}`;
+  const out = await fwseal(`campaign create --server ${api} --manifest M2.cose --image firmware-1.5.0.bin --group acme-gw --waves 34,100`, {
+    exit: 0,
+    step: 'campaign create (waves 34,100)',
   });
+  const id = out.trim();
+  await waitUntil(
+    async () => a.back !== null,
+    60_000,
+    async () => {
+      const c = await fetch(`${api}/api/campaigns/${id}`)
+        .then((r) => r.json())
+        .catch((e: Error) => `API: ${e.message}`);
+      return `attacker saw ${a.seen}, connected ${attacker.connected}; forged ${a.forged}, server ${a.down ? 'stopped' : 'up'}; devices ${JSON.stringify(devices.map((d) => ({ id: d.id, ...d.device.state(), ...d.device.stats() })))}; campaign ${JSON.stringify(c)}`;
+    },
+  );
   await a.back;
   await fwseal(`campaign status ${id} --watch --server ${api}`, { exit: 0, step: 'campaign completed in waves' });
   const gw3 = devices[2]!.device.stats();
-  script.outcomes.push({ step: 'forged block rejected, refetched', expected: 'rejected >= 1', got: `forged ${a.forged}, rejected ${gw3.rejected}`, ok: a.forged > 0 && gw3.rejected > 0 });
+  script.outcomes.push({
+    step: 'forged block rejected, refetched',
+    expected: 'rejected >= 1',
+    got: `forged ${a.forged}, rejected ${gw3.rejected}`,
+    ok: a.forged > 0 && gw3.rejected > 0,
+  });
   console.log(`  attacker forged ${a.forged} block(s) for gw-3; gw-3 rejected ${gw3.rejected} and installed 1.5.0 anyway`);
   return id;
 }
@@ -185,11 +222,21 @@ async function downgradeCampaign(script: DemoScript, delivery: Delivery): Promis
   script.say(`14. A downgrade: someone replays the 1.4.2 release (counter 7) as a new campaign. The server
 accepts it (it is validly signed), but every gateway now runs counter 8 and refuses it (ROLLBACK);
 the failure rate passes the threshold and the campaign halts.`);
-  const downgrade = (await fwseal(`campaign create --server ${api} --manifest M.cose --image firmware.bin --group acme-gw --waves 100 --abort-failure-rate 0.05`, { exit: 0, step: 'downgrade campaign create' })).trim();
+  const downgrade = (
+    await fwseal(`campaign create --server ${api} --manifest M.cose --image firmware.bin --group acme-gw --waves 100 --abort-failure-rate 0.05`, {
+      exit: 0,
+      step: 'downgrade campaign create',
+    })
+  ).trim();
   await fwseal(`campaign status ${downgrade} --watch --server ${api}`, { exit: 0, step: 'downgrade campaign halted' });
   const dd = (await (await fetch(`${api}/api/campaigns/${downgrade}`)).json()) as CampaignView;
   const rollbacks = dd.devices.filter((d) => d.state === 'rejected' && d.code === 300).length;
-  script.outcomes.push({ step: 'downgrade refused by the fleet', expected: 'ROLLBACK, halted', got: `${rollbacks} ROLLBACK, ${dd.state}`, ok: rollbacks > 0 && dd.state === 'halted' });
+  script.outcomes.push({
+    step: 'downgrade refused by the fleet',
+    expected: 'ROLLBACK, halted',
+    got: `${rollbacks} ROLLBACK, ${dd.state}`,
+    ok: rollbacks > 0 && dd.state === 'halted',
+  });
   return dd;
 }
 
@@ -197,13 +244,17 @@ the failure rate passes the threshold and the campaign halts.`);
 async function showFleet(script: DemoScript, delivery: Delivery, devices: Gateway[], id: string, dd: CampaignView): Promise<void> {
   script.say(`15. The fleet`);
   const c1 = (await (await fetch(`${delivery.api}/api/campaigns/${id}`)).json()) as { devices: { id: string; state: string }[] };
-  console.log(`  ${'DEVICE'.padEnd(7)} ${'VERSION'.padEnd(8)} ${'COUNTER'.padEnd(8)} ${'1.5.0 CAMPAIGN'.padEnd(15)} ${'DOWNGRADE'.padEnd(18)} FORGED BLOCKS REJECTED`);
+  console.log(
+    `  ${'DEVICE'.padEnd(7)} ${'VERSION'.padEnd(8)} ${'COUNTER'.padEnd(8)} ${'1.5.0 CAMPAIGN'.padEnd(15)} ${'DOWNGRADE'.padEnd(18)} FORGED BLOCKS REJECTED`,
+  );
   for (const d of devices) {
     const st = d.device.state();
     const a = c1.devices.find((x) => x.id === d.id)?.state ?? '-';
     const b = dd.devices.find((x) => x.id === d.id);
     const bText = b ? (b.code ? `${b.state} ${codeName(b.code)}` : b.state) : '-';
-    console.log(`  ${d.id.padEnd(7)} ${String(st.version).padEnd(8)} ${String(st.counter).padEnd(8)} ${a.padEnd(15)} ${bText.padEnd(18)} ${d.device.stats().rejected}`);
+    console.log(
+      `  ${d.id.padEnd(7)} ${String(st.version).padEnd(8)} ${String(st.counter).padEnd(8)} ${a.padEnd(15)} ${bText.padEnd(18)} ${d.device.stats().rejected}`,
+    );
   }
   const all = devices.every((d) => d.device.state().version === '1.5.0' && d.device.state().counter === 8);
   script.outcomes.push({ step: 'every gateway on 1.5.0, counter 8', expected: 'ok', got: all ? 'ok' : 'no', ok: all });

@@ -18,22 +18,39 @@ export class DemoScript {
 
   /** A step: its first line as a heading, the rest as text. */
   readonly say = (text: string): void => {
-    console.log('\n' + bold('## ' + text.split('\n')[0]));
+    console.log(`\n${bold(`## ${text.split('\n')[0]}`)}`);
     for (const line of text.split('\n').slice(1)) console.log(line);
   };
 
   /** Run `fwseal ARGS` in the demo folder; print it like a terminal would; check the exit status. */
   readonly fwseal = async (args: string, expect: { exit: number; error?: string; step: string }): Promise<string> => {
     let out = '';
-    const argv = args.split(' ').map((a) => (a.endsWith('.key') || a.endsWith('.pub') || a.endsWith('.cose') || a.endsWith('.cbor') || a.endsWith('.bin') || a.endsWith('.json') || a === '.' ? join(this.dir, a) : a));
+    const argv = args
+      .split(' ')
+      .map((a) =>
+        a.endsWith('.key') || a.endsWith('.pub') || a.endsWith('.cose') || a.endsWith('.cbor') || a.endsWith('.bin') || a.endsWith('.json') || a === '.'
+          ? join(this.dir, a)
+          : a,
+      );
     console.log(dim(`$ fwseal ${args}`));
     const exit = await main(argv, {
-      stdout: (t) => { out += t; process.stdout.write('  ' + t.replace(/\n(?=.)/g, '\n  ')); },
-      stderr: (t) => { out += t; process.stdout.write(dim('  ' + t.replace(/\n(?=.)/g, '\n  '))); },
+      stdout: (t) => {
+        out += t;
+        process.stdout.write(`  ${t.replace(/\n(?=.)/g, '\n  ')}`);
+      },
+      stderr: (t) => {
+        out += t;
+        process.stdout.write(dim(`  ${t.replace(/\n(?=.)/g, '\n  ')}`));
+      },
       stderrIsTty: false,
     });
     const ok = exit === expect.exit && (expect.error === undefined || out.includes(expect.error));
-    this.outcomes.push({ step: expect.step, expected: expect.error ?? (expect.exit === 0 ? 'ok' : `exit ${expect.exit}`), got: exit === 0 ? 'ok' : (out.match(/REJECTED ([A-Z_]+)/)?.[1] ?? `exit ${exit}`), ok });
+    this.outcomes.push({
+      step: expect.step,
+      expected: expect.error ?? (expect.exit === 0 ? 'ok' : `exit ${expect.exit}`),
+      got: exit === 0 ? 'ok' : (out.match(/REJECTED ([A-Z_]+)/)?.[1] ?? `exit ${exit}`),
+      ok,
+    });
     return out;
   };
 }

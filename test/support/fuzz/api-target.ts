@@ -3,25 +3,60 @@
  * state or one of its own verified objects: every entry point answers a code and never throws
  * (SPEC.md §6.6).
  */
-import { DIGEST_BYTES } from '../../../shared/limits.js';
-import { type Manifest } from '../../../shared/manifest.js';
+
 import {
-  type VerifiedTrust, imageVerifier, loadTrust, verifyChunk, verifyDigestPage, verifyManifest, verifyManifestWithTrust, verifyRevocations,
+  imageVerifier,
+  loadTrust,
+  type VerifiedTrust,
+  verifyChunk,
+  verifyDigestPage,
+  verifyManifest,
+  verifyManifestWithTrust,
+  verifyRevocations,
   verifyTrustUpdate,
 } from '../../../device/index.js';
-import { type FuzzTarget, WEIRD_INDEX, describe } from './target.js';
+import { DIGEST_BYTES } from '../../../shared/limits.js';
+import { type Manifest } from '../../../shared/manifest.js';
+import { describe, type FuzzTarget, WEIRD_INDEX } from './target.js';
 
 const WEIRD_BYTES: readonly (() => unknown)[] = [
-  () => undefined, () => null, () => 0, () => NaN, () => 'a1', () => true, () => [0xd8, 0x62, 0x84], () => ({}), () => ({ length: 4, 0: 0xd8 }),
-  () => new Uint16Array(4), () => new Int8Array(4), () => new ArrayBuffer(8), () => new DataView(new ArrayBuffer(8)), () => new Float64Array(2),
-  () => 1n, () => new Map(), () => (() => 0),
+  () => undefined,
+  () => null,
+  () => 0,
+  () => NaN,
+  () => 'a1',
+  () => true,
+  () => [0xd8, 0x62, 0x84],
+  () => ({}),
+  () => ({ length: 4, 0: 0xd8 }),
+  () => new Uint16Array(4),
+  () => new Int8Array(4),
+  () => new ArrayBuffer(8),
+  () => new DataView(new ArrayBuffer(8)),
+  () => new Float64Array(2),
+  () => 1n,
+  () => new Map(),
+  () => () => 0,
 ];
 const WEIRD_STATES: readonly unknown[] = [
-  null, undefined, 0, 'state', {}, { deviceClass: '', counter: 7 }, { deviceClass: 7, counter: 7 }, { deviceClass: 'acme-gw' },
-  { deviceClass: 'acme-gw', counter: -1 }, { deviceClass: 'acme-gw', counter: 1.5 }, { deviceClass: 'acme-gw', counter: NaN },
-  { deviceClass: 'acme-gw', counter: 2 ** 53 }, { deviceClass: 'acme-gw', counter: '7' }, { deviceClass: 'acme-gw', counter: 7n },
-  { deviceClass: 'acme-gw', counter: 7, revocations: 'x' }, { deviceClass: 'acme-gw', counter: 7, revocations: [1, 2] },
-  { deviceClass: 'acme-gw', counter: 7, revocationVersion: -1 }, { deviceClass: 'acme-gw', counter: 7, trustVersion: Infinity },
+  null,
+  undefined,
+  0,
+  'state',
+  {},
+  { deviceClass: '', counter: 7 },
+  { deviceClass: 7, counter: 7 },
+  { deviceClass: 'acme-gw' },
+  { deviceClass: 'acme-gw', counter: -1 },
+  { deviceClass: 'acme-gw', counter: 1.5 },
+  { deviceClass: 'acme-gw', counter: NaN },
+  { deviceClass: 'acme-gw', counter: 2 ** 53 },
+  { deviceClass: 'acme-gw', counter: '7' },
+  { deviceClass: 'acme-gw', counter: 7n },
+  { deviceClass: 'acme-gw', counter: 7, revocations: 'x' },
+  { deviceClass: 'acme-gw', counter: 7, revocations: [1, 2] },
+  { deviceClass: 'acme-gw', counter: 7, revocationVersion: -1 },
+  { deviceClass: 'acme-gw', counter: 7, trustVersion: Infinity },
   { deviceClass: 'acme-gw', counter: 7, trustVersion: '1' },
 ];
 
@@ -57,7 +92,13 @@ export function apiTarget(env: Uint8Array, state: object, verified: VerifiedTrus
       const c = rng.int(4);
       if (c === 0) {
         const s = rng.pick(WEIRD_STATES);
-        return { input: new Uint8Array(0), note: `verifyManifestWithTrust(state=${describe(s)})`, ops: ['api-state'], run: () => verifyManifestWithTrust(env, verified, s as never), legit: () => false };
+        return {
+          input: new Uint8Array(0),
+          note: `verifyManifestWithTrust(state=${describe(s)})`,
+          ops: ['api-state'],
+          run: () => verifyManifestWithTrust(env, verified, s as never),
+          legit: () => false,
+        };
       }
       if (c === 1) {
         const i = rng.pick(WEIRD_INDEX);
@@ -66,7 +107,10 @@ export function apiTarget(env: Uint8Array, state: object, verified: VerifiedTrus
           input: new Uint8Array(0),
           note: `${page ? 'verifyDigestPage' : 'verifyChunk'}(index=${describe(i)})`,
           ops: ['api-index'],
-          run: () => (page ? verifyDigestPage(manifest, i as number, new Uint8Array(3 * DIGEST_BYTES), new Uint8Array(0)) : verifyChunk(manifest, i as number, new Uint8Array(512), new Uint8Array(64))),
+          run: () =>
+            page
+              ? verifyDigestPage(manifest, i as number, new Uint8Array(3 * DIGEST_BYTES), new Uint8Array(0))
+              : verifyChunk(manifest, i as number, new Uint8Array(512), new Uint8Array(64)),
           legit: () => false,
         };
       }

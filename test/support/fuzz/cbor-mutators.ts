@@ -6,7 +6,7 @@
  * the offsets of item heads that the byte-level mutators aim at.
  */
 import { concatBytes } from '../../../shared/bytes.js';
-import { CborTag, type CborKey, type CborValue, type Encodable, decodeCbor, encodeCbor } from '../../../shared/cbor.js';
+import { type CborKey, CborTag, type CborValue, decodeCbor, type Encodable, encodeCbor } from '../../../shared/cbor.js';
 import { LIMITS } from '../../../shared/limits.js';
 import { type Rng } from './rng.js';
 
@@ -69,7 +69,10 @@ const LOOSE = Object.freeze({ maxBytes: 1 << 20, maxDepth: 64, maxContainerEntri
 /** A mutable copy of a decoded item; byte strings that hold CBOR maps/arrays/tags are opened up. */
 export type Node = number | string | boolean | null | Uint8Array | Node[] | Map<CborKey, Node> | TagNode | InnerNode;
 export class TagNode {
-  constructor(public tag: number, public value: Node) {}
+  constructor(
+    public tag: number,
+    public value: Node,
+  ) {}
 }
 export class InnerNode {
   constructor(public value: Node) {}
@@ -120,8 +123,60 @@ function slots(root: { v: Node }): Slot[] {
   return out;
 }
 
-const BOUNDARY_INTS = [0, 1, 2, 3, 7, 8, 16, 17, 23, 24, 255, 256, 511, 512, 513, 4096, 65535, 65536, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, -1, -8, -7, -24, -25, -(2 ** 32), -(2 ** 53 - 1)];
-const TEXTS = ['', ' ', 'x', 'acme-gw', 'acme gw', 'ACME-GW', '1.4.2', '1.4.3', '01.4.2', '1.4', '1.4.2-rc.1+build.5', '1.4.2-', 'é', '\u0000', 'a/b', 'https://x', '2', 'kid', 'x'.repeat(65), 'y'.repeat(257)];
+const BOUNDARY_INTS = [
+  0,
+  1,
+  2,
+  3,
+  7,
+  8,
+  16,
+  17,
+  23,
+  24,
+  255,
+  256,
+  511,
+  512,
+  513,
+  4096,
+  65535,
+  65536,
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32 - 1,
+  2 ** 32,
+  2 ** 53 - 1,
+  -1,
+  -8,
+  -7,
+  -24,
+  -25,
+  -(2 ** 32),
+  -(2 ** 53 - 1),
+];
+const TEXTS = [
+  '',
+  ' ',
+  'x',
+  'acme-gw',
+  'acme gw',
+  'ACME-GW',
+  '1.4.2',
+  '1.4.3',
+  '01.4.2',
+  '1.4',
+  '1.4.2-rc.1+build.5',
+  '1.4.2-',
+  'é',
+  '\u0000',
+  'a/b',
+  'https://x',
+  '2',
+  'kid',
+  'x'.repeat(65),
+  'y'.repeat(257),
+];
 
 function randomText(rng: Rng): string {
   if (rng.chance(0.6)) return rng.pick(TEXTS);
@@ -206,7 +261,8 @@ function mutateNode(rng: Rng, n: Node): { node: Node; op: string } {
   }
   if (typeof n === 'string') {
     const c = rng.int(4);
-    const v = c === 0 ? randomText(rng) : c === 1 ? n + rng.pick([' ', 'é', '.', '-', '+', '0', '\u0000']) : c === 2 ? n.slice(0, -1) : n.repeat(rng.range(2, 40));
+    const v =
+      c === 0 ? randomText(rng) : c === 1 ? n + rng.pick([' ', 'é', '.', '-', '+', '0', '\u0000']) : c === 2 ? n.slice(0, -1) : n.repeat(rng.range(2, 40));
     return { node: v, op: 'text' };
   }
   if (n instanceof Uint8Array) {
@@ -266,7 +322,7 @@ export function structural(rng: Rng, input: Uint8Array): { bytes: Uint8Array; op
   const { node, op } = mutateNode(rng, s.get());
   s.set(node);
   try {
-    return { bytes: encodeCbor(fromNode(root.v)), op: 'struct-' + op };
+    return { bytes: encodeCbor(fromNode(root.v)), op: `struct-${op}` };
   } catch {
     return null;
   }

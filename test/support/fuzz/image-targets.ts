@@ -3,11 +3,12 @@
  * fed the image in random pieces, and the random-access checks (verifyChunk, verifyDigestPage and
  * checkChunk) fed chunks, inclusion proofs, digest pages and indices, one of them mutated.
  */
+
+import { imageVerifier, sha256, verifyChunk, verifyDigestPage } from '../../../device/index.js';
 import { bytesEqual, concatBytes } from '../../../shared/bytes.js';
 import { LIMITS } from '../../../shared/limits.js';
 import { type Manifest } from '../../../shared/manifest.js';
 import { inclusionProof, leafHash, pageProofs, pageRoots } from '../../../shared/merkle.js';
-import { imageVerifier, sha256, verifyChunk, verifyDigestPage } from '../../../device/index.js';
 import { detBytes, makeManifest } from '../fixtures.js';
 import { mutate } from './mutators.js';
 import { type FuzzTarget, WEIRD_INDEX } from './target.js';
@@ -24,15 +25,23 @@ export function streamTarget(manifest: Manifest, image: Uint8Array, weight: numb
     name: 'imageVerifier',
     weight,
     make(rng, corpus) {
-      const which = rng.weighted([['image', 6], ['page-leaves', 2], ['page-proof', 1], ['page-index', 1]] as const);
+      const which = rng.weighted([
+        ['image', 6],
+        ['page-leaves', 2],
+        ['page-proof', 1],
+        ['page-index', 1],
+      ] as const);
       const withPage = which !== 'image' || rng.chance(0.5);
-      const m = which === 'page-index' ? { bytes: page, ops: [] } : mutate(rng, which === 'image' ? image : which === 'page-leaves' ? page : proof, corpus.concat([image, page]));
+      const m =
+        which === 'page-index'
+          ? { bytes: page, ops: [] }
+          : mutate(rng, which === 'image' ? image : which === 'page-leaves' ? page : proof, corpus.concat([image, page]));
       const img = which === 'image' ? m.bytes : image;
       const lv = which === 'page-leaves' ? m.bytes : page;
       const pf = which === 'page-proof' ? m.bytes : proof;
       const pageIndex = which === 'page-index' ? rng.pick([1, -1, 0.5, NaN, 2 ** 53, 2 ** 32]) : 0;
       const pieces: Uint8Array[] = [];
-      for (let o = 0; o < img.length;) {
+      for (let o = 0; o < img.length; ) {
         const n = rng.chance(0.3) ? img.length - o : rng.range(0, 700);
         pieces.push(img.subarray(o, o + n));
         o += n;
@@ -82,7 +91,11 @@ export function chunkTarget(weight: number): FuzzTarget {
       const pool = corpus.concat(chunks.slice(0, 4), proofs.slice(0, 4));
       if (rng.chance(0.6)) {
         const i = rng.int(chunks.length);
-        const which = rng.weighted([['chunk', 4], ['proof', 4], ['index', 1]] as const);
+        const which = rng.weighted([
+          ['chunk', 4],
+          ['proof', 4],
+          ['index', 1],
+        ] as const);
         const m = which === 'chunk' ? mutate(rng, chunks[i], pool) : which === 'proof' ? mutate(rng, proofs[i], pool) : { bytes: chunks[i], ops: [] };
         const index: number = which === 'index' ? (rng.chance(0.5) ? rng.int(chunks.length) : rng.pick(WEIRD_INDEX as number[])) : i;
         const chunk = which === 'chunk' ? m.bytes : chunks[i];
@@ -96,8 +109,14 @@ export function chunkTarget(weight: number): FuzzTarget {
         };
       }
       const p = rng.int(pages.length);
-      const which = rng.weighted([['leaves', 3], ['proof', 3], ['chunk', 3], ['index', 1]] as const);
-      const m = which === 'leaves' ? mutate(rng, pages[p], pool) : which === 'proof' ? mutate(rng, pageProofBytes[p], pool) : { bytes: pages[p], ops: [] as string[] };
+      const which = rng.weighted([
+        ['leaves', 3],
+        ['proof', 3],
+        ['chunk', 3],
+        ['index', 1],
+      ] as const);
+      const m =
+        which === 'leaves' ? mutate(rng, pages[p], pool) : which === 'proof' ? mutate(rng, pageProofBytes[p], pool) : { bytes: pages[p], ops: [] as string[] };
       const pageIndex: number = which === 'index' ? (rng.chance(0.5) ? rng.int(pages.length) : rng.pick(WEIRD_INDEX as number[])) : p;
       const lv = which === 'leaves' ? m.bytes : pages[p];
       const pf = which === 'proof' ? m.bytes : pageProofBytes[p];

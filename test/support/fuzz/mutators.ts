@@ -8,15 +8,14 @@
 import { bytesEqual, concatBytes } from '../../../shared/bytes.js';
 import { encodeCbor } from '../../../shared/cbor.js';
 import { LIMITS } from '../../../shared/limits.js';
-import { InnerNode, type Node, TagNode, fromNode, itemOffsets, randomValue, structural } from './cbor-mutators.js';
+import { fromNode, InnerNode, itemOffsets, type Node, randomValue, structural, TagNode } from './cbor-mutators.js';
 import { type Rng } from './rng.js';
 
 const cat = concatBytes;
 
 const INTERESTING = [
-  0x00, 0x01, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1f, 0x20, 0x37, 0x38, 0x3b, 0x40, 0x57, 0x58, 0x5b, 0x5f, 0x60, 0x78, 0x7b,
-  0x7f, 0x80, 0x81, 0x98, 0x9b, 0x9f, 0xa0, 0xa1, 0xb8, 0xbb, 0xbf, 0xc0, 0xc6, 0xd8, 0xd9, 0xdb, 0xe0, 0xf4, 0xf5, 0xf6, 0xf7,
-  0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xff,
+  0x00, 0x01, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1f, 0x20, 0x37, 0x38, 0x3b, 0x40, 0x57, 0x58, 0x5b, 0x5f, 0x60, 0x78, 0x7b, 0x7f, 0x80, 0x81, 0x98, 0x9b,
+  0x9f, 0xa0, 0xa1, 0xb8, 0xbb, 0xbf, 0xc0, 0xc6, 0xd8, 0xd9, 0xdb, 0xe0, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xff,
 ];
 
 /** CBOR heads with boundary and huge arguments (0x1b/0x5b/0x9b/0xbb ... with 2^64 - 1, 2^53, ...). */
@@ -33,7 +32,9 @@ function hugeHead(rng: Rng): Uint8Array {
   return cat(Uint8Array.of((major << 5) | info), arg);
 }
 
-const NEST_PREFIXES = [[0x81], [0x81], [0xa1, 0x00], [0xd8, 0x62], [0x9f], [0xbf, 0x00], [0xc6], [0x82, 0x00], [0x81, 0xd8, 0x62]].map((a) => Uint8Array.from(a));
+const NEST_PREFIXES = [[0x81], [0x81], [0xa1, 0x00], [0xd8, 0x62], [0x9f], [0xbf, 0x00], [0xc6], [0x82, 0x00], [0x81, 0xd8, 0x62]].map((a) =>
+  Uint8Array.from(a),
+);
 
 function position(rng: Rng, b: Uint8Array, atItem: number): number {
   if (rng.chance(atItem)) {
@@ -44,18 +45,48 @@ function position(rng: Rng, b: Uint8Array, atItem: number): number {
 }
 
 export type MutatorName =
-  | 'flip1' | 'flipN' | 'byte' | 'head' | 'truncate' | 'extend' | 'splice' | 'duplicate' | 'delete' | 'nest' | 'wrongType'
-  | 'structural' | 'random' | 'substitute';
+  | 'flip1'
+  | 'flipN'
+  | 'byte'
+  | 'head'
+  | 'truncate'
+  | 'extend'
+  | 'splice'
+  | 'duplicate'
+  | 'delete'
+  | 'nest'
+  | 'wrongType'
+  | 'structural'
+  | 'random'
+  | 'substitute';
 
 const MUTATORS: readonly (readonly [MutatorName, number])[] = [
-  ['flip1', 8], ['flipN', 4], ['byte', 8], ['head', 8], ['truncate', 6], ['extend', 4], ['splice', 5], ['duplicate', 3],
-  ['delete', 4], ['nest', 4], ['wrongType', 4], ['structural', 24], ['random', 3], ['substitute', 2],
+  ['flip1', 8],
+  ['flipN', 4],
+  ['byte', 8],
+  ['head', 8],
+  ['truncate', 6],
+  ['extend', 4],
+  ['splice', 5],
+  ['duplicate', 3],
+  ['delete', 4],
+  ['nest', 4],
+  ['wrongType', 4],
+  ['structural', 24],
+  ['random', 3],
+  ['substitute', 2],
 ];
 
 /** What 'extend' appends: random bytes, a random CBOR item, padding past the envelope limit, or one interesting byte. */
 function extension(rng: Rng, b: Uint8Array): Uint8Array {
   const c = rng.int(4);
-  return c === 0 ? rng.bytes(rng.length(64)) : c === 1 ? encodeCbor(fromNode(randomValue(rng))) : c === 2 ? new Uint8Array(LIMITS.maxEnvelopeBytes + 1 - Math.min(b.length, LIMITS.maxEnvelopeBytes)) : Uint8Array.of(rng.pick(INTERESTING));
+  return c === 0
+    ? rng.bytes(rng.length(64))
+    : c === 1
+      ? encodeCbor(fromNode(randomValue(rng)))
+      : c === 2
+        ? new Uint8Array(LIMITS.maxEnvelopeBytes + 1 - Math.min(b.length, LIMITS.maxEnvelopeBytes))
+        : Uint8Array.of(rng.pick(INTERESTING));
 }
 
 /** The tail of another valid input from position j, or a piece of it written over `b` at i. */
@@ -109,7 +140,9 @@ function applyMutator(rng: Rng, name: MutatorName, b: Uint8Array, corpus: readon
       const p = position(rng, b, 0.8);
       const h = hugeHead(rng);
       // Overwrite the item head (and what follows) or insert a new head in front of it.
-      return rng.chance(0.5) ? { bytes: cat(b.subarray(0, p), h, b.subarray(Math.min(b.length, p + h.length))), op: 'head-set' } : { bytes: cat(b.subarray(0, p), h, b.subarray(p)), op: 'head-insert' };
+      return rng.chance(0.5)
+        ? { bytes: cat(b.subarray(0, p), h, b.subarray(Math.min(b.length, p + h.length))), op: 'head-set' }
+        : { bytes: cat(b.subarray(0, p), h, b.subarray(p)), op: 'head-insert' };
     }
     case 'truncate':
       return { bytes: b.subarray(0, b.length === 0 ? 0 : rng.int(b.length)), op: name };

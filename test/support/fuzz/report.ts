@@ -35,9 +35,19 @@ export type FuzzReport = {
 
 export function emptyReport(seed: number): FuzzReport {
   return {
-    seed, runs: 0, crashes: [], hangs: [], accepted: [], badResults: [],
+    seed,
+    runs: 0,
+    crashes: [],
+    hangs: [],
+    accepted: [],
+    badResults: [],
     counts: { crashes: 0, hangs: 0, accepted: 0, badResults: 0, legitAccepted: 0 },
-    slowestMs: 0, slowest: null, byCode: {}, byTarget: {}, byMutator: {}, elapsedMs: 0,
+    slowestMs: 0,
+    slowest: null,
+    byCode: {},
+    byTarget: {},
+    byMutator: {},
+    elapsedMs: 0,
   };
 }
 

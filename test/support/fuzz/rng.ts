@@ -43,7 +43,7 @@ export class Rng {
   /** Uniform integer in [0, n). */
   int(n: number): number {
     if (n <= 1) return 0;
-    return n <= 0x100000000 ? Math.floor((this.u32() / 0x100000000) * n) : Math.floor((this.u32() * 0x100000000 + this.u32()) / 2 ** 64 * n);
+    return n <= 0x100000000 ? Math.floor((this.u32() / 0x100000000) * n) : Math.floor(((this.u32() * 0x100000000 + this.u32()) / 2 ** 64) * n);
   }
 
   /** Uniform integer in [lo, hi]. */

@@ -33,10 +33,10 @@
  */
 import { toHex } from '../../../shared/bytes.js';
 import { codeName } from '../../../shared/codes.js';
-import { type Finding, type FindingKind, type FuzzReport, emptyReport } from './report.js';
+import { emptyReport, type Finding, type FindingKind, type FuzzReport } from './report.js';
 import { Rng } from './rng.js';
-import { type FuzzCase, type FuzzTarget, describe } from './target.js';
-import { type World, defaultWorld } from './world.js';
+import { describe, type FuzzCase, type FuzzTarget } from './target.js';
+import { defaultWorld, type World } from './world.js';
 
 export type FuzzOptions = {
   runs: number;
@@ -60,7 +60,12 @@ export type FuzzOptions = {
 };
 
 /** Pick the target and build case `index` of `seed`: the same (seed, index) always gives the same case. */
-export function makeCase(seed: number, index: number, targets: readonly FuzzTarget[], corpus: readonly Uint8Array[]): { target: FuzzTarget; fuzzCase: FuzzCase } {
+export function makeCase(
+  seed: number,
+  index: number,
+  targets: readonly FuzzTarget[],
+  corpus: readonly Uint8Array[],
+): { target: FuzzTarget; fuzzCase: FuzzCase } {
   const rng = new Rng(seed, index);
   const target = rng.weighted(targets.map((t) => [t, t.weight] as const));
   return { target, fuzzCase: target.make(rng, corpus) };
@@ -77,7 +82,7 @@ export function judge(result: unknown, legit: () => boolean): { kind: FindingKin
   if (r.ok !== false) return { kind: 'bad-result', message: `ok is ${describe(r.ok)}` };
   if (typeof r.code !== 'number') return { kind: 'bad-result', message: `code is ${describe(r.code)}` };
   const name = codeName(r.code);
-  if (name === 'UNKNOWN_' + String(r.code) || r.code === 0) return { kind: 'bad-result', message: `code ${r.code} is not in the table` };
+  if (name === `UNKNOWN_${String(r.code)}` || r.code === 0) return { kind: 'bad-result', message: `code ${r.code} is not in the table` };
   if (r.error !== name) return { kind: 'bad-result', message: `error ${describe(r.error)} !== codeName(${r.code}) = ${name}` };
   if (r.detail !== undefined && typeof r.detail !== 'string') return { kind: 'bad-result', message: `detail is ${describe(r.detail)}` };
   return { kind: 'ok', code: name, legitAccepted: false };
@@ -93,8 +98,18 @@ export function selectTargets(targets: readonly FuzzTarget[], only?: readonly st
 }
 
 /** Replay one case of the standard world (same seed, case number and `only` as the run that reported it). */
-export function replayCase(seed: number, index: number, only?: readonly string[]): {
-  target: string; note: string; input: Uint8Array; ms: number; result?: unknown; thrown?: unknown; verdict: string;
+export function replayCase(
+  seed: number,
+  index: number,
+  only?: readonly string[],
+): {
+  target: string;
+  note: string;
+  input: Uint8Array;
+  ms: number;
+  result?: unknown;
+  thrown?: unknown;
+  verdict: string;
 } {
   const world = defaultWorld();
   const { target, fuzzCase } = makeCase(seed >>> 0, index, selectTargets(world.targets, only), world.corpus);
@@ -131,7 +146,7 @@ export function runFuzz(options: FuzzOptions): FuzzReport {
     const { target, fuzzCase } = makeCase(seed, i, targets, corpus);
     for (const op of fuzzCase.ops) report.byMutator[op] = (report.byMutator[op] ?? 0) + 1;
     let result: unknown;
-    let threw: unknown = undefined;
+    let threw: unknown;
     let didThrow = false;
     const t0 = performance.now();
     try {
@@ -165,7 +180,13 @@ export function runFuzz(options: FuzzOptions): FuzzReport {
       const list = lists[f.kind];
       if (list.length < maxFindings) {
         list.push({
-          kind: f.kind, seed, case: i, target: target.name, note: fuzzCase.note, message: f.message, ms,
+          kind: f.kind,
+          seed,
+          case: i,
+          target: target.name,
+          note: fuzzCase.note,
+          message: f.message,
+          ms,
           inputHex: toHex(fuzzCase.input.subarray(0, MAX_HEX_BYTES)),
         });
       }

@@ -42,7 +42,10 @@ export function legitimateInputs(accept: readonly Uint8Array[]): (input: Uint8Ar
  * can (a mutation breaks the signature first).
  */
 export function bytesTarget(
-  name: string, weight: number, inputs: { accept: readonly Uint8Array[]; refuse?: readonly Uint8Array[] }, call: (input: Uint8Array) => unknown,
+  name: string,
+  weight: number,
+  inputs: { accept: readonly Uint8Array[]; refuse?: readonly Uint8Array[] },
+  call: (input: Uint8Array) => unknown,
 ): FuzzTarget {
   const acceptable = inputs.accept;
   const refuse = inputs.refuse ?? [];

@@ -2,8 +2,9 @@
  * The fuzz world: the valid inputs, built from the deterministic fixtures, and the standard targets
  * that feed their mutations to the verifier.
  */
+
+import { loadTrust, sha256, type VerifiedTrust, verifyManifest, verifyManifestWithTrust, verifyRevocations, verifyTrustUpdate } from '../../../device/index.js';
 import { parseEnvelope } from '../../../shared/cose.js';
-import { type VerifiedTrust, loadTrust, sha256, verifyManifest, verifyManifestWithTrust, verifyRevocations, verifyTrustUpdate } from '../../../device/index.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust } from '../fixtures.js';
 import { apiTarget } from './api-target.js';
 import { chunkTarget, streamTarget } from './image-targets.js';
@@ -31,21 +32,24 @@ function must<T extends { ok: boolean }>(r: T, what: string): Extract<T, { ok: t
 function rootRevocationWorld() {
   const [A, B, C, D, E] = ['A', 'B', 'C', 'D', 'E'].map((l) => detKey(`fuzz U/${l}`));
   const [R1, R2] = ['R1', 'R2'].map((l) => detKey(`fuzz U/${l}`));
-  const rot = (root: typeof A[], signers: typeof A[]) => makeTrust({ version: 2, root, rootThreshold: 2, release: [R1, R2], releaseThreshold: 2, signers });
+  const rot = (root: (typeof A)[], signers: (typeof A)[]) => makeTrust({ version: 2, root, rootThreshold: 2, release: [R1, R2], releaseThreshold: 2, signers });
   const trustU = makeTrust({ root: [A, B, C, D], rootThreshold: 2, release: [R1, R2], releaseThreshold: 2, signers: [C, D] });
   const revAB = makeRevocations({ version: 1, keyIds: [A.keyId, B.keyId], signers: [C, D] });
   const trust = must(loadTrust(trustU), 'trust U').trust;
   const stored = must(verifyRevocations(revAB, trust), 'stored list U').revocations;
   return {
-    trust, stored,
+    trust,
+    stored,
     accept: {
       lists: [makeRevocations({ version: 2, keyIds: [A.keyId, B.keyId, R2.keyId], signers: [C, D] }), revAB],
       rotations: [rot([C, D, E], [C, D])],
     },
     refuse: {
       lists: [
-        makeRevocations({ version: 2, keyIds: [], signers: [A, B] }), makeRevocations({ version: 2, keyIds: [A.keyId, B.keyId], signers: [A, C] }),
-        makeRevocations({ version: 2, keyIds: [A.keyId], signers: [C, D] }), makeRevocations({ version: 1, keyIds: [A.keyId, B.keyId, R1.keyId], signers: [C, D] }),
+        makeRevocations({ version: 2, keyIds: [], signers: [A, B] }),
+        makeRevocations({ version: 2, keyIds: [A.keyId, B.keyId], signers: [A, C] }),
+        makeRevocations({ version: 2, keyIds: [A.keyId], signers: [C, D] }),
+        makeRevocations({ version: 1, keyIds: [A.keyId, B.keyId, R1.keyId], signers: [C, D] }),
       ],
       rotations: [rot([A, B, C, D], [A, B]), rot([A, B, E], [A, B, C, D])],
     },
@@ -109,8 +113,21 @@ export function buildWorld(): World {
   const verifiedS: VerifiedTrust = must(loadTrust(trustS), 'trust S').trust;
   const verifiedT: VerifiedTrust = must(loadTrust(trustT), 'trust T').trust;
   const corpus = [
-    envS, envT, trustS, trustT, trustV2, revS, revT,
-    envRevoked, envOtherClass, envRollback, envRevokedSigner, revOld, trustV3, trustV2Unauthorized, trustV1Other,
+    envS,
+    envT,
+    trustS,
+    trustT,
+    trustV2,
+    revS,
+    revT,
+    envRevoked,
+    envOtherClass,
+    envRollback,
+    envRevokedSigner,
+    revOld,
+    trustV3,
+    trustV2Unauthorized,
+    trustV1Other,
     // (world U stays out of the shared corpus: its rotations carry signatures for two thresholds, so
     // for loadTrust some are extra, and a mutated extra signature would rightly still load)
   ];
@@ -120,16 +137,24 @@ export function buildWorld(): World {
     // verifyManifestWithTrust is verifyManifest after the trust bundle was loaded; the end-to-end
     // verifyManifest re-loads (and Ed25519-checks) the bundle on every call, so it costs 3-10x more
     // per case and gets fewer runs, mostly with a mutated bundle (rejected before any signature).
-    bytesTarget('manifest/S', 8, { accept: [envS, envRevoked, envRevokedSigner], refuse: [envOtherClass, envRollback] }, (b) => verifyManifestWithTrust(b, verifiedS, stateS)),
-    bytesTarget('manifest+revocations/S', 2, { accept: [envS], refuse: [envRevoked, envRevokedSigner, envOtherClass, envRollback] }, (b) => verifyManifestWithTrust(b, verifiedS, stateSR)),
+    bytesTarget('manifest/S', 8, { accept: [envS, envRevoked, envRevokedSigner], refuse: [envOtherClass, envRollback] }, (b) =>
+      verifyManifestWithTrust(b, verifiedS, stateS),
+    ),
+    bytesTarget('manifest+revocations/S', 2, { accept: [envS], refuse: [envRevoked, envRevokedSigner, envOtherClass, envRollback] }, (b) =>
+      verifyManifestWithTrust(b, verifiedS, stateSR),
+    ),
     bytesTarget('manifest/T', 6, { accept: [envT], refuse: [envS] }, (b) => verifyManifestWithTrust(b, verifiedT, stateT)),
-    bytesTarget('manifest.revocations/S', 6, { accept: [revS], refuse: [revOld, revT] }, (b) => verifyManifestWithTrust(envS, verifiedS, { ...stateS, revocations: b, revocationVersion: 3 })),
+    bytesTarget('manifest.revocations/S', 6, { accept: [revS], refuse: [revOld, revT] }, (b) =>
+      verifyManifestWithTrust(envS, verifiedS, { ...stateS, revocations: b, revocationVersion: 3 }),
+    ),
     bytesTarget('verifyManifest/T', 3, { accept: [envT], refuse: [envS] }, (b) => verifyManifest(b, trustT, stateTR)),
     bytesTarget('verifyManifest.trust/S', 7, { accept: [trustS], refuse: [trustV2, trustV3, trustV1Other] }, (b) => verifyManifest(envS, b, stateS)),
     bytesTarget('verifyManifest.trust/T', 5, { accept: [trustT], refuse: [trustS] }, (b) => verifyManifest(envT, b, stateT)),
     bytesTarget('loadTrust/S', 7, { accept: allTrust }, (b) => loadTrust(b)),
     bytesTarget('revocations/S', 10, { accept: [revS], refuse: [revOld, revT] }, (b) => verifyRevocations(b, verifiedS, 3)),
-    bytesTarget('trustUpdate/S', 10, { accept: [trustV2, trustS], refuse: [trustV3, trustV2Unauthorized, trustV1Other, trustT] }, (b) => verifyTrustUpdate(b, verifiedS)),
+    bytesTarget('trustUpdate/S', 10, { accept: [trustV2, trustS], refuse: [trustV3, trustV2Unauthorized, trustV1Other, trustT] }, (b) =>
+      verifyTrustUpdate(b, verifiedS),
+    ),
     bytesTarget('revocations+stored/U', 6, { accept: u.accept.lists, refuse: u.refuse.lists }, (b) => verifyRevocations(b, u.trust, 1, u.stored)),
     bytesTarget('trustUpdate+stored/U', 6, { accept: u.accept.rotations, refuse: u.refuse.rotations }, (b) => verifyTrustUpdate(b, u.trust, u.stored)),
     streamTarget(manifestS, smallImage, 14),
@@ -149,4 +174,3 @@ let standardWorld: World | null = null;
 export function defaultWorld(): World {
   return (standardWorld ??= buildWorld());
 }
-

@@ -3,8 +3,8 @@
  * truncations and trailing bytes (V4), one bit flip per layer, the envelope profile (E2–E4) and the
  * manifest payload (V5; re-signed, so only the encoding or a field is at fault).
  */
-import { SIGNER_PROTECTED, encodeEnvelope } from '../../../shared/cose.js';
-import { type Entry, cat, cbor, flipBit, manifestEntries, offsetOf, rawEnvelope, rawSignature, signatureBy, withValue, without } from './raw-cbor.js';
+import { encodeEnvelope, SIGNER_PROTECTED } from '../../../shared/cose.js';
+import { cat, cbor, type Entry, flipBit, manifestEntries, offsetOf, rawEnvelope, rawSignature, signatureBy, without, withValue } from './raw-cbor.js';
 import { type VectorWorld } from './world.js';
 
 /** V1, V8, V9: policy and the device state. */
@@ -13,7 +13,8 @@ export function policyCases(w: VectorWorld): void {
   add('policy: wrong device class', 'WRONG_DEVICE_CLASS', { state: { deviceClass: 'acme-cam' } });
   add('policy: rollback (counter 7, stored 8)', 'ROLLBACK', { state: { counter: 8 } });
   add('policy: unsigned manifest for another device class (signatures before policy)', 'THRESHOLD_NOT_MET', {
-    envelope: encodeEnvelope({ payload, signatures: [] }), state: { deviceClass: 'acme-cam' },
+    envelope: encodeEnvelope({ payload, signatures: [] }),
+    state: { deviceClass: 'acme-cam' },
   });
   add('state: empty device class', 'INVALID_STATE', { state: { deviceClass: '' } });
   add('state: negative counter', 'INVALID_STATE', { state: { counter: -1 } });
@@ -26,7 +27,13 @@ export function kindCases(w: VectorWorld): void {
   add('kind: a trust bundle given as the manifest', 'WRONG_KIND', { envelope: trust });
   add('kind: a revocation list given as the manifest', 'WRONG_KIND', { envelope: rlUnrelated });
   add('kind: a device state record (kind 4) signed by R1 and R2', 'WRONG_KIND', {
-    envelope: signedPayload(cbor.map([[cbor.uint(0), cbor.uint(4)], [cbor.uint(1), cbor.uint(1)], [cbor.uint(2), cbor.uint(1)]])),
+    envelope: signedPayload(
+      cbor.map([
+        [cbor.uint(0), cbor.uint(4)],
+        [cbor.uint(1), cbor.uint(1)],
+        [cbor.uint(2), cbor.uint(1)],
+      ]),
+    ),
   });
 }
 
@@ -72,12 +79,28 @@ export function envelopeProfileCases(w: VectorWorld): void {
     envelope: rawEnvelope(payload, two, { bodyUnprotected: cbor.map([[cbor.uint(1), Uint8Array.of(0x27)]]) }),
   });
   add('envelope: detached payload (null)', 'WRONG_TYPE', { envelope: rawEnvelope(payload, two, { payloadItem: Uint8Array.of(0xf6) }) });
-  add('envelope: a 63-byte signature', 'MALFORMED', { envelope: rawEnvelope(payload, [two[0], { kid: R2.keyId, signature: two[1].signature.subarray(0, 63) }]) });
+  add('envelope: a 63-byte signature', 'MALFORMED', {
+    envelope: rawEnvelope(payload, [two[0], { kid: R2.keyId, signature: two[1].signature.subarray(0, 63) }]),
+  });
   add('envelope: a 15-byte kid', 'BAD_HEADER', { envelope: rawEnvelope(payload, [two[0], { kid: R2.keyId.subarray(0, 15), signature: two[1].signature }]) });
   add('envelope: an unprotected header with more than the kid', 'BAD_HEADER', {
-    envelope: rawEnvelope(payload, [two[0], { ...two[1], unprotected: cbor.map([[cbor.uint(1), Uint8Array.of(0x27)], [cbor.uint(4), cbor.bytes(R2.keyId)]]) }]),
+    envelope: rawEnvelope(payload, [
+      two[0],
+      {
+        ...two[1],
+        unprotected: cbor.map([
+          [cbor.uint(1), Uint8Array.of(0x27)],
+          [cbor.uint(4), cbor.bytes(R2.keyId)],
+        ]),
+      },
+    ]),
   });
-  add('envelope: 17 signatures (above maxSignatures)', 'TOO_LARGE', { envelope: rawEnvelope(payload, Array.from({ length: 17 }, () => two[0])) });
+  add('envelope: 17 signatures (above maxSignatures)', 'TOO_LARGE', {
+    envelope: rawEnvelope(
+      payload,
+      Array.from({ length: 17 }, () => two[0]),
+    ),
+  });
   add('non-deterministic: payload length in a non-shortest head', 'NON_DETERMINISTIC', {
     envelope: rawEnvelope(payload, two, { payloadItem: cbor.bytes(payload, 2) }),
   });

@@ -2,9 +2,10 @@
  * I1–I5: images. The manifest passes first; the image is streamed with its digest pages added
  * before their chunks. Returns the images the cases name (hex), for the file's `images`.
  */
-import { pageProof } from '../../../shared/merkle.js';
+
 import { nodeSha256 } from '../../../host/hash.js';
 import { type SigningKey } from '../../../host/keys.js';
+import { pageProof } from '../../../shared/merkle.js';
 import { detBytes, imageTree, makeManifest, makeManifestEnvelope } from '../fixtures.js';
 import { cat, flipBit, hex } from './raw-cbor.js';
 import { SEED, type VectorWorld } from './world.js';
@@ -16,7 +17,9 @@ export function imageCases(w: VectorWorld): Record<string, string> {
   const leavesOf = (image: Uint8Array) => imageTree(image, CHUNK).leaves;
   const pagesOf = (leaves: Uint8Array[]) =>
     Array.from({ length: Math.ceil(leaves.length / 128) }, (_, p) => ({
-      page: p, leaves: hex(cat(...leaves.slice(128 * p, 128 * p + 128))), proof: hex(cat(new Uint8Array(0), ...pageProof(nodeSha256, leaves, p))),
+      page: p,
+      leaves: hex(cat(...leaves.slice(128 * p, 128 * p + 128))),
+      proof: hex(cat(new Uint8Array(0), ...pageProof(nodeSha256, leaves, p))),
     }));
   images.small = hex(small);
   images['small, chunk 2 tampered'] = hex(flipBit(small, 2 * CHUNK + 100, 0x04));
@@ -48,7 +51,13 @@ export function imageCases(w: VectorWorld): Record<string, string> {
   // such image; "tampered" cases stream it against the manifest of a copy that differs in one chunk.
   const big = detBytes(129 * CHUNK + 300, `${SEED}/two-page image`);
   const twoPage = (image: Uint8Array, signers: SigningKey[]) => {
-    const m = makeManifest(image, { chunkSize: CHUNK, deviceClass: manifest.deviceClass, version: manifest.version, securityCounter: manifest.securityCounter, created: manifest.created });
+    const m = makeManifest(image, {
+      chunkSize: CHUNK,
+      deviceClass: manifest.deviceClass,
+      version: manifest.version,
+      securityCounter: manifest.securityCounter,
+      created: manifest.created,
+    });
     return { envelope: makeManifestEnvelope(m, signers), pages: pagesOf(leavesOf(image)) };
   };
   const bigSigned = twoPage(big, [R1, R3]);
@@ -57,19 +66,24 @@ export function imageCases(w: VectorWorld): Record<string, string> {
   images['two pages'] = hex(big);
   add('image: two digest pages, good', 'OK', { envelope: bigSigned.envelope, image: img('two pages', 4096, bigSigned.pages) });
   add('image: two digest pages, chunk 129 (page 1) differs from the manifest', 'CHUNK_DIGEST_MISMATCH', {
-    envelope: otherAt129.envelope, image: img('two pages', 4096, otherAt129.pages),
+    envelope: otherAt129.envelope,
+    image: img('two pages', 4096, otherAt129.pages),
   });
   add('image: two pages, chunk 129 differs, no digest pages', 'MERKLE_ROOT_MISMATCH', {
-    envelope: otherAt129.envelope, image: img('two pages', 4096, []),
+    envelope: otherAt129.envelope,
+    image: img('two pages', 4096, []),
   });
   add('image: two digest pages, chunk 3 (page 0) differs, 1000-byte pieces', 'CHUNK_DIGEST_MISMATCH', {
-    envelope: otherAt3.envelope, image: img('two pages', 1000, otherAt3.pages),
+    envelope: otherAt3.envelope,
+    image: img('two pages', 1000, otherAt3.pages),
   });
   add("image: page 0's leaves with page 1's proof", 'DIGEST_PAGE_MISMATCH', {
-    envelope: bigSigned.envelope, image: img('two pages', 4096, [{ ...bigSigned.pages[0], proof: bigSigned.pages[1].proof }, bigSigned.pages[1]]),
+    envelope: bigSigned.envelope,
+    image: img('two pages', 4096, [{ ...bigSigned.pages[0], proof: bigSigned.pages[1].proof }, bigSigned.pages[1]]),
   });
   add('image: the small image against the two-page manifest', 'CHUNK_DIGEST_MISMATCH', {
-    envelope: bigSigned.envelope, image: img('small', 700, bigSigned.pages),
+    envelope: bigSigned.envelope,
+    image: img('small', 700, bigSigned.pages),
   });
   return images;
 }

@@ -3,9 +3,10 @@
  * (non-shortest heads, indefinite lengths, unsorted or repeated keys), and envelopes written piece
  * by piece so one layer can be bent or one bit flipped.
  */
+
+import { type SigningKey } from '../../../host/keys.js';
 import { SIGNER_PROTECTED, sigStructure } from '../../../shared/cose.js';
 import { type Manifest } from '../../../shared/manifest.js';
-import { type SigningKey } from '../../../host/keys.js';
 
 export const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 export const cat = (...parts: Uint8Array[]): Uint8Array => Uint8Array.from(Buffer.concat(parts));
@@ -62,7 +63,11 @@ export function rawSignature(s: RawSignature): Uint8Array {
 }
 
 /** A COSE_Sign written piece by piece (signatures in the order given). */
-export function rawEnvelope(payload: Uint8Array, sigs: RawSignature[], o: { payloadItem?: Uint8Array; signaturesItem?: Uint8Array; bodyProtected?: Uint8Array; bodyUnprotected?: Uint8Array; tag?: number } = {}): Uint8Array {
+export function rawEnvelope(
+  payload: Uint8Array,
+  sigs: RawSignature[],
+  o: { payloadItem?: Uint8Array; signaturesItem?: Uint8Array; bodyProtected?: Uint8Array; bodyUnprotected?: Uint8Array; tag?: number } = {},
+): Uint8Array {
   const body = cbor.array([
     o.bodyProtected ?? cbor.bytes(new Uint8Array(0)),
     o.bodyUnprotected ?? cbor.map([]),

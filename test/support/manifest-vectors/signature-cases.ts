@@ -21,14 +21,22 @@ export function acceptedCases(w: VectorWorld): void {
     state: { revocations: hex(rl({ keyIds: [X.keyId], signers: [B, C] })), revocationVersion: 2 },
   });
   add('accept: 3 signatures, R3 revoked, R1 and R2 still reach the threshold', 'OK', {
-    envelope: manifestWith({}, [R1, R2, R3]), state: { revocations: hex(rl({ keyIds: [R3.keyId] })) },
+    envelope: manifestWith({}, [R1, R2, R3]),
+    state: { revocations: hex(rl({ keyIds: [R3.keyId] })) },
   });
   add('accept: an unknown kid beside two release signatures is ignored', 'OK', { envelope: manifestWith({}, [R1, R2, X]) });
   add('accept: signatures not sorted by kid (verifiers do not require the order)', 'OK', {
-    envelope: rawEnvelope(payload, [signatureBy(R1, payload), signatureBy(R2, payload)].sort((a, b) => Buffer.compare(b.kid, a.kid))),
+    envelope: rawEnvelope(
+      payload,
+      [signatureBy(R1, payload), signatureBy(R2, payload)].sort((a, b) => Buffer.compare(b.kid, a.kid)),
+    ),
   });
   add('accept: a corrupted third signature beside two good ones', 'OK', {
-    envelope: rawEnvelope(payload, [signatureBy(R1, payload), signatureBy(R2, payload), { kid: R3.keyId, signature: flipBit(signatureBy(R3, payload).signature, 5) }]),
+    envelope: rawEnvelope(payload, [
+      signatureBy(R1, payload),
+      signatureBy(R2, payload),
+      { kid: R3.keyId, signature: flipBit(signatureBy(R3, payload).signature, 5) },
+    ]),
   });
 }
 
@@ -85,10 +93,17 @@ export function revocationCases(w: VectorWorld): void {
   add('revocation: bit flip in the signed list payload', 'REVOCATION_THRESHOLD_NOT_MET', {
     // The version 2 -> 3 inside the payload: still a well-formed list, no longer what A and B signed.
     state: {
-      revocations: hex((() => {
-        const p = cbor.map([[cbor.uint(0), cbor.uint(3)], [cbor.uint(1), cbor.uint(1)], [cbor.uint(2), cbor.uint(2)], [cbor.uint(3), cbor.array([cbor.bytes(X.keyId)])]]);
-        return flipBit(rlUnrelated, offsetOf(rlUnrelated, p) + 6, 0x01);
-      })()),
+      revocations: hex(
+        (() => {
+          const p = cbor.map([
+            [cbor.uint(0), cbor.uint(3)],
+            [cbor.uint(1), cbor.uint(1)],
+            [cbor.uint(2), cbor.uint(2)],
+            [cbor.uint(3), cbor.array([cbor.bytes(X.keyId)])],
+          ]);
+          return flipBit(rlUnrelated, offsetOf(rlUnrelated, p) + 6, 0x01);
+        })(),
+      ),
     },
   });
 }
@@ -108,14 +123,38 @@ export function trustBundleCases(w: VectorWorld): void {
   add('trust: a manifest envelope given as the trust bundle', 'WRONG_KIND', { trust: good });
   add('trust: truncated by one byte', 'TRUNCATED', { trust: trust.subarray(0, trust.length - 1) });
   {
-    const role = (threshold: number, keys: Uint8Array[]) => cbor.map([[cbor.uint(1), cbor.uint(threshold)], [cbor.uint(2), cbor.array(keys.map((k) => cbor.bytes(k)))]]);
-    const bundle = (release: Uint8Array) => signedPayload(cbor.map([
-      [cbor.uint(0), cbor.uint(2)], [cbor.uint(1), cbor.uint(1)], [cbor.uint(2), cbor.uint(TRUST_VERSION)],
-      [cbor.uint(3), role(2, [A, B, C].map((k) => k.publicKey))], [cbor.uint(4), release],
-    ]), [A, B]);
+    const role = (threshold: number, keys: Uint8Array[]) =>
+      cbor.map([
+        [cbor.uint(1), cbor.uint(threshold)],
+        [cbor.uint(2), cbor.array(keys.map((k) => cbor.bytes(k)))],
+      ]);
+    const bundle = (release: Uint8Array) =>
+      signedPayload(
+        cbor.map([
+          [cbor.uint(0), cbor.uint(2)],
+          [cbor.uint(1), cbor.uint(1)],
+          [cbor.uint(2), cbor.uint(TRUST_VERSION)],
+          [
+            cbor.uint(3),
+            role(
+              2,
+              [A, B, C].map((k) => k.publicKey),
+            ),
+          ],
+          [cbor.uint(4), release],
+        ]),
+        [A, B],
+      );
     const identity = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0));
     add('trust: a small-order key (the identity) in the release role (T3)', 'BAD_VALUE', { trust: bundle(role(2, [R1.publicKey, R2.publicKey, identity])) });
-    add('trust: release threshold above its key count', 'BAD_VALUE', { trust: bundle(role(4, [R1, R2, R3].map((k) => k.publicKey))) });
+    add('trust: release threshold above its key count', 'BAD_VALUE', {
+      trust: bundle(
+        role(
+          4,
+          [R1, R2, R3].map((k) => k.publicKey),
+        ),
+      ),
+    });
     add('trust: a release key listed twice', 'DUPLICATE_KEY', { trust: bundle(role(2, [R1.publicKey, R2.publicKey, R1.publicKey])) });
   }
 }

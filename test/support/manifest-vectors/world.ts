@@ -3,16 +3,20 @@
  * its manifest, the good envelope and device state, and `add`, which records a case with the code
  * intended for it. The case groups (signature-cases.ts, encoding-cases.ts, image-cases.ts) bend it.
  */
-import { type CodeName } from '../../../shared/codes.js';
-import { type Manifest, encodeManifest } from '../../../shared/manifest.js';
+
 import { type SigningKey } from '../../../host/keys.js';
+import { type CodeName } from '../../../shared/codes.js';
+import { encodeManifest, type Manifest } from '../../../shared/manifest.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust, sha256, signWith } from '../fixtures.js';
 import { type VectorCase } from '../quickjs-harness.js';
 import { cbor, hex, manifestEntries, rawEnvelope, signatureBy } from './raw-cbor.js';
 
 export const SEED = 'fwseal manifest vectors v1';
 
-export type Expect = Exclude<CodeName, 'USAGE' | 'IO' | 'KEY_FILE_PERMISSIONS' | 'WRONG_PASSPHRASE' | 'KEY_FORMAT' | 'NO_PASSPHRASE' | 'KEY_NOT_IN_TRUST' | 'INTERNAL'>;
+export type Expect = Exclude<
+  CodeName,
+  'USAGE' | 'IO' | 'KEY_FILE_PERMISSIONS' | 'WRONG_PASSPHRASE' | 'KEY_FORMAT' | 'NO_PASSPHRASE' | 'KEY_NOT_IN_TRUST' | 'INTERNAL'
+>;
 export type Draft = VectorCase & { readonly expect: Expect };
 
 /** The shared fixtures of every case group, and the list that `add` fills. */
@@ -30,7 +34,11 @@ export function vectorWorld() {
   const CHUNK = 512;
   const small = detBytes(2600, `${SEED}/small image`);
   const manifest: Manifest = makeManifest(small, {
-    chunkSize: CHUNK, deviceClass: 'acme-gw', version: '2.1.0', securityCounter: 7, created: 1764000000,
+    chunkSize: CHUNK,
+    deviceClass: 'acme-gw',
+    version: '2.1.0',
+    securityCounter: 7,
+    created: 1764000000,
   });
   const payload = encodeManifest(manifest);
   const good = makeManifestEnvelope(manifest, [R1, R2]);
@@ -38,7 +46,10 @@ export function vectorWorld() {
 
   // The raw writers must agree with the real encoders before they are used to bend them.
   if (hex(cbor.map(manifestEntries(manifest))) !== hex(payload)) throw new Error('raw manifest encoding differs from encodeManifest');
-  const rawGood = rawEnvelope(payload, [signatureBy(R1, payload), signatureBy(R2, payload)].sort((a, b) => Buffer.compare(a.kid, b.kid)));
+  const rawGood = rawEnvelope(
+    payload,
+    [signatureBy(R1, payload), signatureBy(R2, payload)].sort((a, b) => Buffer.compare(a.kid, b.kid)),
+  );
   if (hex(rawGood) !== hex(good)) throw new Error('raw envelope encoding differs from encodeEnvelope');
 
   const signedPayload = (p: Uint8Array, signers: SigningKey[] = [R1, R2]): Uint8Array => signWith(p, signers);
@@ -49,7 +60,11 @@ export function vectorWorld() {
   const manifestDigest = sha256(payload);
 
   const cases: Draft[] = [];
-  const add = (name: string, expect: Expect, o: { envelope?: Uint8Array; trust?: Uint8Array; state?: Partial<VectorCase['state']> & { revocations?: string }; image?: VectorCase['image'] } = {}): void => {
+  const add = (
+    name: string,
+    expect: Expect,
+    o: { envelope?: Uint8Array; trust?: Uint8Array; state?: Partial<VectorCase['state']> & { revocations?: string }; image?: VectorCase['image'] } = {},
+  ): void => {
     cases.push({
       name,
       expect,
@@ -61,8 +76,28 @@ export function vectorWorld() {
   };
 
   return {
-    A, B, C, R1, R2, R3, X, TRUST_VERSION, trustSpec, trust, CHUNK, small, manifest, payload, good,
-    signedPayload, manifestWith, rl, rlUnrelated, manifestDigest, cases, add,
+    A,
+    B,
+    C,
+    R1,
+    R2,
+    R3,
+    X,
+    TRUST_VERSION,
+    trustSpec,
+    trust,
+    CHUNK,
+    small,
+    manifest,
+    payload,
+    good,
+    signedPayload,
+    manifestWith,
+    rl,
+    rlUnrelated,
+    manifestDigest,
+    cases,
+    add,
   };
 }
 
