@@ -91,7 +91,7 @@ function optional<K extends string>(key: K, v: string | undefined): { [P in K]?:
 
 /** Run the matrix and write the reports; 0 when every case passed, 1 otherwise. */
 export async function runHil(options: HilRunOptions, io: Io): Promise<number> {
-  let scenarios;
+  let scenarios: ReturnType<typeof loadScenarios>;
   try {
     scenarios = loadScenarios(options.scenarios, defaultScenarioDir());
   } catch (e) {

@@ -17,6 +17,7 @@ import quickjsVariant from '@jitl/quickjs-wasmfile-release-sync';
 import { newQuickJSWASMModuleFromVariant, type QuickJSContext, type QuickJSHandle } from 'quickjs-emscripten-core';
 import { type Verifier } from '../device/index.js';
 import { type DigestPage, type ImageVerifier } from '../device/verify/image.js';
+import { type Result } from '../shared/codes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -121,7 +122,7 @@ function encode(value: unknown): unknown {
   return value;
 }
 
-function decode(json: string): any {
+function decode(json: string): unknown {
   return JSON.parse(json, (_k, v: unknown) =>
     v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 1 && typeof (v as { $hex?: unknown }).$hex === 'string'
       ? new Uint8Array(Buffer.from((v as { $hex: string }).$hex, 'hex'))
@@ -131,8 +132,23 @@ function decode(json: string): any {
 
 export type QuickJSVerifier = Verifier & { dispose(): void };
 
-/** A Verifier whose every check runs in the device bundle inside a fresh QuickJS runtime. */
-export async function quickjsVerifier(bundlePath: string = defaultBundlePath()): Promise<QuickJSVerifier> {
+/** The device bundle and HELPER loaded in a fresh QuickJS runtime. */
+type BundleVm = {
+  /**
+   * `fwsealVerifier[name](...args)` in the VM, its result decoded from JSON. The result is taken to be
+   * of the type the caller names (the bundle's own return type, or a { $obj } handle): the one
+   * unchecked step at this boundary, as the bundle is the very code whose results are described.
+   */
+  call<T>(name: string, ...args: unknown[]): T;
+  /** A method of an object the VM keeps in its registry (an image verifier, a digest page). */
+  method<T>(id: number, name: string, ...args: unknown[]): T;
+  dispose(): void;
+};
+
+/** A digest page kept in the VM, as `verifyDigestPage` returns it. */
+type KeptPage = { $obj: number; page: number; root: Uint8Array };
+
+async function openBundleVm(bundlePath: string): Promise<BundleVm> {
   const module = await newQuickJSWASMModuleFromVariant(quickjsVariant);
   const runtime = module.newRuntime();
   const ctx: QuickJSContext = runtime.newContext();
@@ -151,7 +167,7 @@ export async function quickjsVerifier(bundlePath: string = defaultBundlePath()):
   const fnCall = ctx.getProp(hil, 'call');
   const fnMethod = ctx.getProp(hil, 'method');
 
-  const invoke = (fn: QuickJSHandle, args: (string | number)[]): any => {
+  const invoke = (fn: QuickJSHandle, args: (string | number)[]): unknown => {
     const handles = args.map((a) => (typeof a === 'number' ? ctx.newNumber(a) : ctx.newString(a)));
     const r = ctx.callFunction(fn, ctx.undefined, ...handles);
     for (const h of handles) h.dispose();
@@ -170,15 +186,29 @@ export async function quickjsVerifier(bundlePath: string = defaultBundlePath()):
     while (n > 0 && args[n - 1] === undefined) n--;
     return args.slice(0, n);
   };
-  const call = (name: string, ...args: unknown[]) => invoke(fnCall, [name, JSON.stringify(encode(present(args)))]);
-  const method = (id: number, name: string, ...args: unknown[]) => invoke(fnMethod, [id, name, JSON.stringify(encode(args))]);
+  return {
+    call: <T>(name: string, ...args: unknown[]) => invoke(fnCall, [name, JSON.stringify(encode(present(args)))]) as T,
+    method: <T>(id: number, name: string, ...args: unknown[]) => invoke(fnMethod, [id, name, JSON.stringify(encode(args))]) as T,
+    dispose: () => {
+      fnCall.dispose();
+      fnMethod.dispose();
+      hil.dispose();
+      ctx.dispose();
+      runtime.dispose();
+    },
+  };
+}
 
-  const page = (p: { $obj: number; page: number; root: Uint8Array }): DigestPage =>
+/** A Verifier whose every check runs in the device bundle inside a fresh QuickJS runtime. */
+export async function quickjsVerifier(bundlePath: string = defaultBundlePath()): Promise<QuickJSVerifier> {
+  const vm = await openBundleVm(bundlePath);
+  const { call, method } = vm;
+  const page = (p: KeptPage): DigestPage =>
     Object.freeze({
       page: p.page,
       root: p.root,
-      checkChunk: (index: number, chunk: Uint8Array) => method(p.$obj, 'checkChunk', index, chunk),
-      leaf: (index: number) => method(p.$obj, 'leaf', index),
+      checkChunk: (index: number, chunk: Uint8Array) => method<Result>(p.$obj, 'checkChunk', index, chunk),
+      leaf: (index: number) => method<Uint8Array | null>(p.$obj, 'leaf', index),
     });
 
   return Object.freeze({
@@ -188,28 +218,22 @@ export async function quickjsVerifier(bundlePath: string = defaultBundlePath()):
     verifyTrustUpdate: (candidate, current, stored) => call('verifyTrustUpdate', candidate, current, stored),
     verifyRevocations: (list, trust, minVersion, stored) => call('verifyRevocations', list, trust, minVersion, stored),
     imageVerifier: (manifest): ImageVerifier => {
-      const { $obj: id } = call('imageVerifier', manifest) as { $obj: number };
+      const { $obj: id } = call<{ $obj: number }>('imageVerifier', manifest);
       return Object.freeze({
-        addDigestPage: (p: number, leaves: Uint8Array, proof: Uint8Array) => method(id, 'addDigestPage', p, leaves, proof),
-        update: (bytes: Uint8Array) => method(id, 'update', bytes),
-        finish: () => method(id, 'finish'),
+        addDigestPage: (p: number, leaves: Uint8Array, proof: Uint8Array) => method<Result>(id, 'addDigestPage', p, leaves, proof),
+        update: (bytes: Uint8Array) => method<Result<{ offset: number }>>(id, 'update', bytes),
+        finish: () => method<Result>(id, 'finish'),
       });
     },
     verifyChunk: (manifest, index, chunk, proof) => call('verifyChunk', manifest, index, chunk, proof),
     verifyDigestPage: (manifest, p, leaves, proof) => {
-      const r = call('verifyDigestPage', manifest, p, leaves, proof);
+      const r = call<Result<{ digestPage: KeptPage }>>('verifyDigestPage', manifest, p, leaves, proof);
       return r.ok ? { ...r, digestPage: page(r.digestPage) } : r;
     },
-    verifyEd25519: (signature, message, publicKey) => call('verifyEd25519', signature, message, publicKey) as boolean,
-    keyId: (publicKey) => call('keyId', publicKey) as Uint8Array,
-    sha256: (data) => call('sha256', data) as Uint8Array,
-    sha512: (data) => call('sha512', data) as Uint8Array,
-    dispose: () => {
-      fnCall.dispose();
-      fnMethod.dispose();
-      hil.dispose();
-      ctx.dispose();
-      runtime.dispose();
-    },
+    verifyEd25519: (signature, message, publicKey) => call<boolean>('verifyEd25519', signature, message, publicKey),
+    keyId: (publicKey) => call<Uint8Array>('keyId', publicKey),
+    sha256: (data) => call<Uint8Array>('sha256', data),
+    sha512: (data) => call<Uint8Array>('sha512', data),
+    dispose: () => vm.dispose(),
   } satisfies QuickJSVerifier);
 }

@@ -76,6 +76,8 @@ const STEP_KINDS = ['upload', 'manifest', 'trust', 'revocations', 'reset', 'conf
 /** Validate a parsed scenario (throws Error naming the file and the field). */
 export function validateScenario(s: unknown, where: string): Scenario {
   check(s !== null && typeof s === 'object', where, 'not an object');
+  // A JSON document checked field by field below: untyped until validated.
+  // biome-ignore lint/suspicious/noExplicitAny: the checks below are what give it a type.
   const o = s as Record<string, any>;
   check(typeof o.name === 'string' && /^[a-z0-9-]{1,64}$/.test(o.name), where, '"name" must be 1..64 characters of [a-z0-9-]');
   check(o.setup && typeof o.setup.deviceClass === 'string', where, '"setup.deviceClass" is required');
@@ -86,6 +88,7 @@ export function validateScenario(s: unknown, where: string): Scenario {
   );
   check(o.setup.trust && Array.isArray(o.setup.trust.root) && Array.isArray(o.setup.trust.release), where, '"setup.trust" needs root and release key labels');
   check(Array.isArray(o.steps), where, '"steps" must be an array');
+  // biome-ignore lint/suspicious/noExplicitAny: one step of the unvalidated document, checked below.
   o.steps.forEach((step: any, i: number) => {
     const kinds = Object.keys(step ?? {}).filter((k) => STEP_KINDS.includes(k));
     check(kinds.length === 1, `${where} steps[${i}]`, `exactly one of ${STEP_KINDS.join(', ')}`);

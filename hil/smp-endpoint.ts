@@ -9,7 +9,7 @@ import { fail, ok, type Result } from '../shared/codes.js';
 import { findCommand } from '../shared/smp/commands.js';
 import { ConsoleDecoder, encodeConsoleFrame } from '../shared/smp/console.js';
 import { encodeErrorResponse, MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
-import { encodeRequest, encodeResponse, parseRequest, parseResponse, type SmpCommand } from '../shared/smp/messages.js';
+import { type AnySmpCommand, encodeRequest, encodeResponse, parseRequest, parseResponse, type SmpCommand } from '../shared/smp/messages.js';
 import { parseSmpHeader, parseSmpPacket, SMP_HEADER_BYTES, SMP_VERSION, type SmpHeader } from '../shared/smp/packet.js';
 import { type Scheduler } from './clock.js';
 
@@ -21,8 +21,8 @@ export interface ByteEnd {
 export type SmpReply<Res> = { value: Res; smpError?: undefined } | { value?: undefined; smpError: SmpError };
 
 type Outstanding = {
-  readonly cmd: SmpCommand<any, any>;
-  readonly resolve: (r: Result<SmpReply<any>>) => void;
+  readonly cmd: AnySmpCommand;
+  readonly resolve: (r: Result<SmpReply<unknown>>) => void;
   readonly cancelTimer: () => void;
 };
 
@@ -75,7 +75,8 @@ export class SmpClient {
         this.timeouts++;
         resolve(fail('TRANSPORT_TIMEOUT', `${cmd.name} seq ${seq}: no response in ${timeoutMs} ms`));
       });
-      this.outstanding.set(seq, { cmd, resolve, cancelTimer });
+      // The table holds requests of every type; a reply is parsed with this request's own command.
+      this.outstanding.set(seq, { cmd, resolve: resolve as (r: Result<SmpReply<unknown>>) => void, cancelTimer });
       this.requests++;
       this.end.write(encodeConsoleFrame(packet, this.options.maxLineBytes));
     });
@@ -152,7 +153,7 @@ export type SmpServerOptions = {
  */
 export class SmpServer {
   private readonly decoder = new ConsoleDecoder();
-  private readonly handlers = new Map<SmpCommand<any, any>, SmpHandler<any, any>>();
+  private readonly handlers = new Map<AnySmpCommand, SmpHandler<unknown, unknown>>();
   private readonly stopListening: () => void;
   private readonly log: (line: string) => void;
   private requests = 0;
@@ -170,7 +171,8 @@ export class SmpServer {
   }
 
   handle<Req, Res>(cmd: SmpCommand<Req, Res>, handler: SmpHandler<Req, Res>): this {
-    this.handlers.set(cmd, handler);
+    // The table holds handlers of every type; each gets the request its own command parsed.
+    this.handlers.set(cmd, handler as SmpHandler<unknown, unknown>);
     return this;
   }
 

@@ -59,7 +59,7 @@ export function digestPages(table: Uint8Array, manifest: Manifest): DigestPages 
     proof(page: number) {
       const nodes = proofs[page];
       const out = new Uint8Array(nodes.length * DIGEST_BYTES);
-      nodes.forEach((node, i) => out.set(node, i * DIGEST_BYTES));
+      for (const [i, node] of nodes.entries()) out.set(node, i * DIGEST_BYTES);
       return out;
     },
   };

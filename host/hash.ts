@@ -12,7 +12,7 @@ export const nodeSha256: Sha256 = (data) => hash('sha256', data, 'buffer');
  */
 export class LeafHasher {
   private readonly scratch: Buffer;
-  constructor(private readonly chunkSize: number) {
+  constructor(readonly chunkSize: number) {
     this.scratch = Buffer.allocUnsafe(chunkSize + 1);
     this.scratch[0] = 0;
   }
@@ -115,7 +115,10 @@ function memoised<A extends unknown[]>(memo: BoundedMemo<boolean>, key: (...args
   return (...args) => {
     const k = Buffer.from(key(...args)).toString('latin1');
     let v = memo.get(k);
-    if (v === undefined) memo.set(k, (v = f(...args)));
+    if (v === undefined) {
+      v = f(...args);
+      memo.set(k, v);
+    }
     return v;
   };
 }

@@ -179,8 +179,7 @@ export function loadSigningKey(path: string, passphrases: PassphraseSource = def
   const pub = checkPublicPart(obj, path);
   const kdf = obj.kdf as PrivateKeyFile['kdf'] | undefined;
   const cipherFields = obj.cipher as PrivateKeyFile['cipher'] | undefined;
-  if (kdf?.name !== 'scrypt' || !cipherFields || cipherFields.name !== 'aes-256-gcm')
-    throw new FwsealError('KEY_FORMAT', `${path}: unsupported encryption`);
+  if (kdf?.name !== 'scrypt' || !cipherFields || cipherFields.name !== 'aes-256-gcm') throw new FwsealError('KEY_FORMAT', `${path}: unsupported encryption`);
   // Bounded so that a hand-edited file cannot make the tool allocate more than 256 MiB.
   for (const [v, lo, hi] of [
     [kdf.N, 16384, 1 << 18],

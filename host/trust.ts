@@ -91,8 +91,8 @@ export function buildRevocationList(opts: RevokeOptions): { envelope: Uint8Array
     if (!prev.ok) throw FwsealError.from(prev, '--previous revocation list');
     if (opts.version <= prev.revocations.list.version)
       throw new FwsealError('USAGE', `--version must be above the previous list's ${prev.revocations.list.version}`);
-    prev.revocations.list.keyIds.forEach((k) => addUnique(keyIds, k));
-    prev.revocations.list.manifests.forEach((m) => addUnique(manifests, m));
+    for (const k of prev.revocations.list.keyIds) addUnique(keyIds, k);
+    for (const m of prev.revocations.list.manifests) addUnique(manifests, m);
   }
   for (const k of opts.keys) addUnique(keyIds, keyId(k.publicKey));
   for (const hex of opts.keyIdsHex) {

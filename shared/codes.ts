@@ -115,7 +115,9 @@ export function codeStage(code: number): string {
 /** Result of every device check: ok or a code with its name; never an exception. */
 export type Failure = { readonly ok: false; readonly code: number; readonly error: string; readonly detail?: string };
 export type Ok<T> = { readonly ok: true; readonly code: 0; readonly error: 'OK' } & T;
-export type Result<T = {}> = Ok<T> | Failure;
+/** A result with nothing beyond ok, code and error. */
+export type Empty = Record<never, never>;
+export type Result<T = Empty> = Ok<T> | Failure;
 
 export function fail(name: Exclude<CodeName, 'OK'>, detail?: string): Failure {
   const f: Failure = detail === undefined ? { ok: false, code: CODES[name], error: name } : { ok: false, code: CODES[name], error: name, detail };

@@ -73,7 +73,13 @@ describe('driveDownload', () => {
     const silent: Transport = { fetchDigestPage: () => null, fetchChunk: () => null };
     expect(driveDownload(agent, silent).code).toBe(CODES.TRANSPORT_UNAVAILABLE);
     let now = 0;
-    const slow: Transport = { ...transport(), fetchChunk: (i) => ((now += 1000), v2Image.slice(i * 512, (i + 1) * 512)) };
+    const slow: Transport = {
+      ...transport(),
+      fetchChunk: (i) => {
+        now += 1000;
+        return v2Image.slice(i * 512, (i + 1) * 512);
+      },
+    };
     expect(driveDownload(agent, slow, { clock: { now: () => now }, budgetMs: 10_000 }).code).toBe(CODES.TRANSPORT_TIMEOUT);
   });
 

@@ -8,7 +8,7 @@ import { detBytes, imageTree, makeManifest } from './support/fixtures.js';
 
 const concat = (nodes: Uint8Array[]) => {
   const out = new Uint8Array(nodes.length * 32);
-  nodes.forEach((n, i) => out.set(n, i * 32));
+  for (const [i, n] of nodes.entries()) out.set(n, i * 32);
   return out;
 };
 

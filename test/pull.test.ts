@@ -186,7 +186,7 @@ describe('pullDownload', () => {
       expect(ms).toBeCloseTo(draws[a] * ceiling, 6);
     });
     // The ceiling doubles and is capped: 1, 2, 4, 8, 10, 10 s.
-    expect(backoffs.map((ms, a) => Math.min(10_000, 1000 * 2 ** a))).toEqual([1000, 2000, 4000, 8000, 10_000, 10_000]);
+    expect(backoffs.map((_ms, a) => Math.min(10_000, 1000 * 2 ** a))).toEqual([1000, 2000, 4000, 8000, 10_000, 10_000]);
 
     // With a constant draw the delays grow.
     const d2 = device();

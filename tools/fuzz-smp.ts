@@ -34,7 +34,7 @@ function parseArgs(argv: readonly string[]): { runs: number; seed: number; json:
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  let o;
+  let o: ReturnType<typeof parseArgs>;
   try {
     o = parseArgs(argv);
   } catch (e) {

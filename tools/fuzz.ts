@@ -125,75 +125,116 @@ function spawn(job: WorkerJob): Worker {
   return new Worker(code, { eval: true, workerData: job });
 }
 
+/** What the lanes of a parallel run share: progress in shared memory, the reports so far, and the hangs the watchdog saw. */
+type Pool = {
+  readonly o: Options;
+  readonly lanes: number;
+  readonly progress: SharedArrayBuffer;
+  /** Per lane: the case it is running (-1 done, -2 starting) and how many cases it has finished. */
+  readonly view: Int32Array;
+  readonly reports: FuzzReport[];
+  readonly hangs: FuzzReport;
+  /** A case running this long is a hang. */
+  readonly stallMs: number;
+  readonly started: number;
+};
+
 async function runParallel(o: Options): Promise<FuzzReport> {
   const lanes = Math.max(1, Math.min(o.workers, o.runs));
   const progress = new SharedArrayBuffer(8 * lanes);
-  const view = new Int32Array(progress);
-  const reports: FuzzReport[] = [];
-  const hangs: FuzzReport = emptyReport(o.seed);
-  const stallMs = Math.max(10_000, 10 * o.hangMs);
-  const started = performance.now();
-  let nextTenth = 1;
+  const pool: Pool = {
+    o,
+    lanes,
+    progress,
+    view: new Int32Array(progress),
+    reports: [],
+    hangs: emptyReport(o.seed),
+    stallMs: Math.max(10_000, 10 * o.hangMs),
+    started: performance.now(),
+  };
+  const ticker = progressTicker(pool);
+  try {
+    await Promise.all(Array.from({ length: lanes }, (_, l) => runLane(pool, l)));
+  } finally {
+    clearInterval(ticker);
+  }
+  const merged = mergeReports([...pool.reports, pool.hangs]);
+  merged.elapsedMs = performance.now() - pool.started;
+  return merged;
+}
 
-  const runLane = (lane: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const skip: number[] = [];
-      let start = lane;
-      let last = { caseIndex: -2, since: performance.now() };
-      const launch = (): void => {
-        Atomics.store(view, 2 * lane, -2);
-        const w = spawn({ seed: o.seed, lane, start, end: o.runs, stride: lanes, only: o.only, hangMs: o.hangMs, skip, progress });
-        let finished = false;
-        const timer = setInterval(() => {
-          const current = Atomics.load(view, 2 * lane);
-          if (current !== last.caseIndex) last = { caseIndex: current, since: performance.now() };
-          else if (current >= 0 && performance.now() - last.since > stallMs) {
-            // A call that never returns: report it, replace the worker, skip that case.
-            clearInterval(timer);
-            finished = true;
-            void w.terminate();
-            skip.push(current);
-            hangs.runs++;
-            hangs.counts.hangs++;
-            const { target, fuzzCase } = makeCase(o.seed, current, selectTargets(defaultWorld().targets, o.only), defaultWorld().corpus);
-            hangs.hangs.push({
-              kind: 'hang',
-              seed: o.seed,
-              case: current,
-              target: target.name,
-              note: fuzzCase.note,
-              ms: performance.now() - last.since,
-              message: `no return after ${stallMs} ms (worker terminated)`,
-              inputHex: toHex(fuzzCase.input.subarray(0, 65536)),
-            });
-            launch();
-          }
-        }, 250);
-        w.on('message', (m: WorkerMessage) => {
-          if (m.type === 'block') {
-            reports.push(m.report);
-            start = m.next;
-          } else {
-            finished = true;
-            clearInterval(timer);
-            void w.terminate();
-            resolve();
-          }
-        });
-        w.on('error', (e) => {
+/** One lane: cases lane, lane + lanes, ... in a worker, replaced (skipping the case) when a call hangs. */
+function runLane(pool: Pool, lane: number): Promise<void> {
+  const { o, lanes, progress, view, reports, stallMs } = pool;
+  return new Promise((resolve, reject) => {
+    const skip: number[] = [];
+    let start = lane;
+    let last = { caseIndex: -2, since: performance.now() };
+    const launch = (): void => {
+      Atomics.store(view, 2 * lane, -2);
+      const w = spawn({ seed: o.seed, lane, start, end: o.runs, stride: lanes, only: o.only, hangMs: o.hangMs, skip, progress });
+      let finished = false;
+      const timer = setInterval(() => {
+        const current = Atomics.load(view, 2 * lane);
+        if (current !== last.caseIndex) last = { caseIndex: current, since: performance.now() };
+        else if (current >= 0 && performance.now() - last.since > stallMs) {
+          // A call that never returns: report it, replace the worker, skip that case.
           clearInterval(timer);
-          if (!finished) reject(e);
           finished = true;
-        });
-        w.on('exit', (code) => {
+          void w.terminate();
+          skip.push(current);
+          recordHang(pool, current, last.since);
+          launch();
+        }
+      }, 250);
+      w.on('message', (m: WorkerMessage) => {
+        if (m.type === 'block') {
+          reports.push(m.report);
+          start = m.next;
+        } else {
+          finished = true;
           clearInterval(timer);
-          if (!finished) reject(new Error(`fuzz worker ${lane} exited with code ${code} before finishing`));
-        });
-      };
-      launch();
-    });
+          void w.terminate();
+          resolve();
+        }
+      });
+      w.on('error', (e) => {
+        clearInterval(timer);
+        if (!finished) reject(e);
+        finished = true;
+      });
+      w.on('exit', (code) => {
+        clearInterval(timer);
+        if (!finished) reject(new Error(`fuzz worker ${lane} exited with code ${code} before finishing`));
+      });
+    };
+    launch();
+  });
+}
 
-  const ticker = setInterval(() => {
+/** A hang finding for case `caseIndex`, running since `since`, with its input made again from seed and case number. */
+function recordHang(pool: Pool, caseIndex: number, since: number): void {
+  const { o, hangs, stallMs } = pool;
+  hangs.runs++;
+  hangs.counts.hangs++;
+  const { target, fuzzCase } = makeCase(o.seed, caseIndex, selectTargets(defaultWorld().targets, o.only), defaultWorld().corpus);
+  hangs.hangs.push({
+    kind: 'hang',
+    seed: o.seed,
+    case: caseIndex,
+    target: target.name,
+    note: fuzzCase.note,
+    ms: performance.now() - since,
+    message: `no return after ${stallMs} ms (worker terminated)`,
+    inputHex: toHex(fuzzCase.input.subarray(0, 65536)),
+  });
+}
+
+/** A progress line on stderr at every tenth of the runs, from the lanes' counters in shared memory. */
+function progressTicker(pool: Pool): NodeJS.Timeout {
+  const { o, lanes, view, reports, hangs, started } = pool;
+  let nextTenth = 1;
+  return setInterval(() => {
     let done = 0;
     for (let l = 0; l < lanes; l++) done += Atomics.load(view, 2 * l + 1);
     while (nextTenth <= 9 && done >= (o.runs * nextTenth) / 10) {
@@ -203,14 +244,6 @@ async function runParallel(o: Options): Promise<FuzzReport> {
       nextTenth++;
     }
   }, 500);
-  try {
-    await Promise.all(Array.from({ length: lanes }, (_, l) => runLane(l)));
-  } finally {
-    clearInterval(ticker);
-  }
-  const merged = mergeReports([...reports, hangs]);
-  merged.elapsedMs = performance.now() - started;
-  return merged;
 }
 
 function runInProcess(o: Options): FuzzReport {

@@ -31,7 +31,7 @@ export function openFileTransport(imagePath: string, digestsPath: string, chunkS
       proofs ??= pageProofs(sha256, leaves);
       const { start, end } = pageLeafRange(page, leaves.length);
       const proof = new Uint8Array(proofs[page].length * 32);
-      proofs[page].forEach((n, i) => proof.set(n, i * 32));
+      for (const [i, n] of proofs[page].entries()) proof.set(n, i * 32);
       return { leaves: table.subarray(8 + start * 32, 8 + end * 32), proof };
     },
     fetchChunk(index: number) {

@@ -78,7 +78,11 @@ async function fetchManifest(h: CampaignHost, run: Run, a: Announcement, live: (
 
 export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): Promise<void> {
   const live = () => !run.aborted && !h.stopped();
-  const ended = () => (run.finalCode !== null ? (h.terminal(a, 'failed', run.finalCode), true) : false);
+  const ended = () => {
+    if (run.finalCode === null) return false;
+    h.terminal(a, 'failed', run.finalCode);
+    return true;
+  };
 
   // 1. The manifest: the announced size and digest, then the verifier (before any image data).
   h.phase = 'manifest';

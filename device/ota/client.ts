@@ -11,17 +11,16 @@
  */
 import { bytesEqual } from '../../shared/bytes.js';
 import { ok, type Result } from '../../shared/codes.js';
-import { parseEnvelope } from '../../shared/cose.js';
 import { type Announcement, parseAnnouncement } from '../../shared/ota/messages.js';
 import { encodeStatusEvent, type StatusEvent, type StatusState } from '../../shared/ota/status.js';
 import { rolloutBucket, topics } from '../../shared/ota/topics.js';
-import { activeSlotOf, UpdateAgent } from '../agent/agent.js';
+import { UpdateAgent } from '../agent/agent.js';
 import { boot } from '../agent/boot.js';
 import { type Flash } from '../agent/flash.js';
 import { type Layout } from '../agent/layout.js';
-import { readManifestArea } from '../agent/slot.js';
 import { type Verifier } from '../verifier.js';
 import { type CampaignHost, manifestKey, type OtaPhase, type OtaPullOptions, runCampaign } from './campaign.js';
+import { announcedInstalled, payloadInstalled } from './installed.js';
 import { Listeners, type OtaClock, type OtaLink } from './ports.js';
 import { type OtaStats, Requests, type Run } from './requests.js';
 
@@ -86,7 +85,6 @@ export class OtaClient implements CampaignHost {
   readonly #done = new Map<string, StatusState>();
   /** Announced manifests the verifier refused, with the code. */
   readonly #refused = new Map<string, number>();
-  #listening: Promise<unknown> = Promise.resolve();
 
   /** Validates the ids and prefix (RangeError from the topic builders) before anything is sent. */
   constructor(
@@ -213,25 +211,9 @@ export class OtaClient implements CampaignHost {
     } else this.#log(`confirm: ${c.error}${c.detail ? ` (${c.detail})` : ''}`);
   }
 
-  /**
-   * Whether the announced manifest is the installed one. The announcement names the SHA-256 of the
-   * manifest ENVELOPE, the state record the manifest digest (of the payload): compare the envelope
-   * stored for the active slot, and that it is the one the state names.
-   */
-  #isInstalled(announcedEnvelopeDigest: Uint8Array): boolean {
-    const s = this.agent.status();
-    if (!s.ok || !s.state.installed) return false;
-    const stored = readManifestArea(this.#o.flash, this.#o.layout, activeSlotOf(s.state));
-    if (!stored.ok || !bytesEqual(this.verifier.sha256(stored.envelope), announcedEnvelopeDigest)) return false;
-    const env = parseEnvelope(stored.envelope);
-    return env.ok && bytesEqual(this.verifier.sha256(env.envelope.payload), s.state.installed);
-  }
-
   /** Whether an envelope's manifest digest (payload) is the installed one (e.g. the same manifest re-signed). */
   payloadInstalled(envelope: Uint8Array): boolean {
-    const s = this.agent.status();
-    const env = parseEnvelope(envelope);
-    return s.ok && !!s.state.installed && env.ok && bytesEqual(this.verifier.sha256(env.envelope.payload), s.state.installed);
+    return payloadInstalled(this.agent, this.verifier.sha256, envelope);
   }
 
   /** (Re)connected: report `online` with the group, version and counter (SPEC.md §12.2). */
@@ -318,30 +300,9 @@ export class OtaClient implements CampaignHost {
   /** The announced manifest digest of the campaign being run. */
   #runDigest: Uint8Array = new Uint8Array(0);
 
-  /** Subscribe to (or leave) the data topic of `campaign`, one change at a time; false when off or failed. */
+  /** Subscribe to (or leave) the data topic of `campaign` (SPEC.md §12.11); false when off or failed. */
   listenData(campaign: string | null): Promise<boolean> {
-    const next = this.#listening.then(() => this.#switchData(campaign));
-    this.#listening = next;
-    return next;
-  }
-
-  async #switchData(campaign: string | null): Promise<boolean> {
-    if (this.#o.multicast === false || this.#stopped) return false;
-    const want = campaign === null ? null : topics.data(this.prefix, campaign);
-    const r = this.requests;
-    if (want === r.dataTopic) return want !== null;
-    const old = r.dataTopic;
-    r.dataTopic = null;
-    try {
-      if (old !== null) await this.link.unsubscribe(old);
-      if (want !== null) {
-        await this.link.subscribe([want], 0);
-        r.dataTopic = want;
-      }
-    } catch {
-      return false; // not subscribed: plain replies still work
-    }
-    return r.dataTopic !== null;
+    return this.requests.listen(campaign === null || this.#o.multicast === false ? null : topics.data(this.prefix, campaign), this.#o.multicast !== false);
   }
 
   #abortRun(): void {
@@ -388,7 +349,7 @@ export class OtaClient implements CampaignHost {
   /** Whether an announcement asks something of this device (also reports `confirmed` / `rejected` once). */
   #actionable(a: Announcement): boolean {
     if (this.#done.has(a.campaign)) return false;
-    if (this.#isInstalled(a.manifestDigest)) {
+    if (announcedInstalled(this.agent, this.#o.flash, this.#o.layout, this.verifier.sha256, a.manifestDigest)) {
       this.terminal(a, 'confirmed');
       return false;
     }

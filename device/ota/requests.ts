@@ -113,7 +113,10 @@ export class Requests {
     const flush = () => {
       const all = batch.sort((x, y) => x.block - y.block);
       batch = [];
-      if (gone()) return all.forEach((b) => b.resolve(ABORT_BLOCK));
+      if (gone()) {
+        for (const b of all) b.resolve(ABORT_BLOCK);
+        return;
+      }
       for (let i = 0; i < all.length; i += LIMITS.maxBlocksPerRequest)
         this.#blockRequest(campaign, all.slice(i, i + LIMITS.maxBlocksPerRequest), timeoutMs, multicast);
     };
@@ -162,6 +165,35 @@ export class Requests {
       encodeBlockRequest({ campaign, requestId: id, ranges: rs, ...(replyTopic ? { replyTopic } : {}), ...(flagged ? { multicast: true } : {}) }),
     );
     this.#expire(id, timeoutMs + 100);
+  }
+
+  #listening: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Subscribe to the data topic `topic` (leaving the one before), or leave it (null); one change at a
+   * time. False when multicast is off, the client stopped or the broker refused: plain replies still work.
+   */
+  listen(topic: string | null, enabled: boolean): Promise<boolean> {
+    const next = this.#listening.then(() => this.#switchData(topic, enabled));
+    this.#listening = next;
+    return next;
+  }
+
+  async #switchData(want: string | null, enabled: boolean): Promise<boolean> {
+    if (!enabled || this.stopped()) return false;
+    if (want === this.dataTopic) return want !== null;
+    const old = this.dataTopic;
+    this.dataTopic = null;
+    try {
+      if (old !== null) await this.link.unsubscribe(old);
+      if (want !== null) {
+        await this.link.subscribe([want], 0);
+        this.dataTopic = want;
+      }
+    } catch {
+      return false;
+    }
+    return this.dataTopic !== null;
   }
 
   /** Wake every waiter (a run was aborted): each gets the abort value and the pull stops. */

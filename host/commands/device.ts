@@ -1,42 +1,35 @@
 /**
  * `fwseal device ...`: the update agent and boot agent on a Linux gateway (flash as a file or block
- * device under --state DIR), and the power-cut sweep. The transport here is local files
- * (a manifest, its image and the digest table written by pack), or OTA campaigns over MQTT (--broker).
+ * device under --state DIR). The transport here is local files (a manifest, its image and the digest
+ * table written by pack), or OTA campaigns over MQTT (--broker). The power-cut sweep is powercut-sweep.ts.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UpdateAgent } from '../../device/agent/agent.js';
-import { boot } from '../../device/agent/boot.js';
+import { type BootResult, boot } from '../../device/agent/boot.js';
 import { driveDownload } from '../../device/agent/driver.js';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
 import { provision } from '../../device/agent/provision.js';
 import { loadState } from '../../device/agent/state-store.js';
-import { powercutSweep } from '../../device/agent/sweep.js';
 import { createVerifier, parseEnvelope, parseManifest } from '../../device/index.js';
 import { openFileFlash } from '../../device/node/file-flash.js';
 import { openFileTransport } from '../../device/node/file-transport.js';
-import { toHex } from '../../shared/bytes.js';
 import { type CodeName, type Result } from '../../shared/codes.js';
-import { encodeManifest } from '../../shared/manifest.js';
-import { merkleRoot } from '../../shared/merkle.js';
 import { type StatusEvent } from '../../shared/ota/status.js';
 import { isValidId, isValidPrefix } from '../../shared/ota/topics.js';
-import { encodeTrustBundle } from '../../shared/trust.js';
 import { FwsealError } from '../errors.js';
-import { LeafHasher, nodeSha256 } from '../hash.js';
+import { nodeSha256 } from '../hash.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
-import { signingKeyFromSeed } from '../keys.js';
 import { OtaDevice } from '../ota/device-client.js';
 import { connectMqtt, MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
-import { signPayload } from '../sign.js';
 import { type Command, type Io, int, json, noPositionals, type Parsed, readObjectFile, str } from './common.js';
 import { digestTablePath } from './release.js';
 
 const DEVICE_FILE = 'device.json';
 const FLASH_FILE = 'flash.img';
 const IMAGE_MAX = 1 << 30;
-const hostVerifier = createVerifier({ sha256: nodeSha256 });
+/** The device's verifier, with the host's SHA-256. */
+export const hostVerifier = createVerifier({ sha256: nodeSha256 });
 
 type DeviceConfig = {
   deviceClass: string;
@@ -173,150 +166,111 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
     const store = trustInputs(p);
     const envelope = readObjectFile(str(p, 'update', true), 'manifest');
     const imagePath = str(p, 'image', true);
-    const { cfg, flash, layout } = openDevice(str(p, 'state', true));
+    const device = openDevice(str(p, 'state', true));
     const steps: string[] = [];
     try {
-      const first = boot(flash, layout, store.trust, {
-        maxTrialBoots: cfg.maxTrialBoots,
-        verifier: hostVerifier,
-        ...(store.revocations ? { revocations: store.revocations } : {}),
-      });
-      steps.push(`boot: slot ${first.slot} ${first.version ?? ''}${first.trial ? ' on trial' : ''} (${first.error})`);
-      if (first.slot === null) return finish(false, first.error, first.code);
-      const agent = new UpdateAgent({ flash, layout, ...store, verifier: hostVerifier });
-      // Root-of-trust updates first: stored on flash, versions never go down (SPEC.md §11).
-      const trustUpdatePath = str(p, 'trust-update');
-      if (trustUpdatePath) {
-        const t = agent.updateTrust(readObjectFile(trustUpdatePath, 'trust-bundle'), store.revocations);
-        if (!t.ok) return finish(false, t.error, t.code);
-        steps.push(`trust bundle version ${t.version}${t.changed ? ' stored' : ' (already stored)'}`);
-      } else if (store.revocations) {
-        const r = agent.updateRevocations(store.revocations);
-        if (!r.ok) return finish(false, r.error, r.code);
-        steps.push(`revocation list version ${r.version}${r.changed ? ' stored' : ' (already stored)'}`);
-      }
-      if (first.trial) {
-        // A trial image is running (a previous run installed it): the application confirms it, or not.
-        if (!p.values.confirm) return finish(true, 'OK', 0);
-        const c = agent.confirm();
-        if (!c.ok) return finish(false, c.error, c.code);
-        steps.push(`confirmed: security counter ${c.counter}`);
-        return finish(true, 'OK', 0);
-      }
-      const begin = agent.beginUpdate(envelope);
-      if (!begin.ok) return finish(false, begin.error, begin.code);
-      steps.push(`manifest verified; ${begin.missing} of ${begin.chunks} chunks to fetch${begin.resumed ? ' (resumed)' : ''}`);
-      // Local transport: the image file and its digest table (pages proven against the signed root).
-      const env = parseEnvelope(envelope);
-      const m = env.ok ? parseManifest(env.envelope.payload) : null;
-      if (!m?.ok) throw new FwsealError('INTERNAL', 'verified manifest did not parse');
-      const transport = openFileTransportChecked(imagePath, str(p, 'digests') ?? digestTablePath(str(p, 'update', true)), m.value.chunkSize);
-      try {
-        const d = driveDownload(agent, transport, { retries: 2 });
-        if (!d.ok) return finish(false, d.error, d.code);
-        steps.push(`fetched ${d.fetchedChunks} chunks and ${d.fetchedPages} digest pages; ${d.rejected} rejected`);
-      } finally {
-        transport.close();
-      }
-      const done = agent.finishDownload();
-      if (!done.ok) return finish(false, done.error, done.code);
-      steps.push(`slot ${done.slot} verified and pending`);
-      const trial = boot(flash, layout, store.trust, {
-        maxTrialBoots: cfg.maxTrialBoots,
-        verifier: hostVerifier,
-        ...(store.revocations ? { revocations: store.revocations } : {}),
-      });
-      steps.push(`boot: slot ${trial.slot} ${trial.version ?? ''}${trial.trial ? ' on trial' : ''} (${trial.error})`);
-      if (p.values.confirm) {
-        const c = agent.confirm();
-        if (!c.ok) return finish(false, c.error, c.code);
-        steps.push(`confirmed: security counter ${c.counter}`);
-      }
-      return finish(true, 'OK', 0);
+      const outcome = updateFromFiles(p, device, store, envelope, imagePath, steps);
+      return reportRun(p, io, device, steps, outcome);
     } finally {
-      flash.close();
-    }
-
-    function finish(okay: boolean, error: string, code: number): number {
-      const st = loadState(flash, layout);
-      const state = st.ok
-        ? { counter: st.record.securityCounter, activeSlot: st.record.activeSlot ?? 0, pending: !!st.record.pending, trialBoots: st.record.trialBoots }
-        : null;
-      if (p.values.json) json(io, { ok: okay, code, error, steps, state });
-      else
-        io.stdout(
-          `${steps.map((s) => `  ${s}`).join('\n')}\n${okay ? 'DONE' : `REJECTED ${error} (code ${code})`}${state ? `: counter ${state.counter}, active slot ${state.activeSlot}${state.pending ? ', trial image pending confirmation' : ''}` : ''}\n`,
-        );
-      return okay ? 0 : 1;
+      device.flash.close();
     }
   },
 };
 
-export const devicePowercutSweep: Command = {
-  name: 'device powercut-sweep',
-  summary: 'cut power before (and in the middle of) every flash operation of an update, then boot',
-  usage: `fwseal device powercut-sweep [--image-size BYTES] [--step N] [--no-torn] [--json]
+type Device = ReturnType<typeof openDevice>;
+type TrustInputs = ReturnType<typeof trustInputs>;
+/** How a `device run` ended: OK, or the code of the step that rejected the update. */
+type Outcome = { readonly ok: boolean; readonly error: string; readonly code: number };
+const DONE: Outcome = { ok: true, error: 'OK', code: 0 };
 
-Runs a complete update of a simulated device (old image confirmed, new image of --image-size,
-default 65536) and counts its N flash operations; then for k = 1..N replays it with the power cut
-before operation k, and with operation k torn half-way, boots, and finishes the update. Checks every
-time that the device boots a valid signed image (old or new), never an unverified one, and that the
-security counter never regresses. Prints N and the outcome counts; exit 1 on any violation.
-Throwaway keys are generated for the run.`,
-  options: { 'image-size': { type: 'string' }, step: { type: 'string' }, 'no-torn': { type: 'boolean' }, json: { type: 'boolean' } },
-  run(p, io) {
-    noPositionals(p);
-    const imageSize = int(p, 'image-size', 4096, 64 << 20, 65536);
-    const step = int(p, 'step', 1, 1 << 20, 1);
-    const [A, B, R1, R2] = ['A', 'B', 'R1', 'R2'].map((n) => signingKeyFromSeed(n, randomBytes(32)));
-    const trust = signPayload(
-      encodeTrustBundle({
-        version: 1,
-        root: { threshold: 2, keys: [A.publicKey, B.publicKey] },
-        release: { threshold: 2, keys: [R1.publicKey, R2.publicKey] },
-      }),
-      [A, B],
+/**
+ * `device run` from local files: boot, store root-of-trust updates, then either settle a running
+ * trial image or install the update and boot it on trial. Each step appends its line to `steps`.
+ */
+function updateFromFiles(p: Parsed, device: Device, store: TrustInputs, envelope: Uint8Array, imagePath: string, steps: string[]): Outcome {
+  const first = bootDevice(device, store, steps);
+  if (first.slot === null) return first;
+  const agent = new UpdateAgent({ flash: device.flash, layout: device.layout, ...store, verifier: hostVerifier });
+  const stored = storeRootOfTrust(p, agent, store, steps);
+  if (!stored.ok) return stored;
+  // A trial image is running (a previous run installed it): the application confirms it, or not.
+  if (first.trial) return p.values.confirm ? confirmTrial(agent, steps) : DONE;
+  const installed = install(p, agent, envelope, imagePath, steps);
+  if (!installed.ok) return installed;
+  bootDevice(device, store, steps);
+  return p.values.confirm ? confirmTrial(agent, steps) : DONE;
+}
+
+/** The boot agent verifies the slot it runs; an outcome that fails when nothing verified. */
+function bootDevice({ cfg, flash, layout }: Device, store: TrustInputs, steps: string[]): BootResult & Outcome {
+  const b = boot(flash, layout, store.trust, {
+    maxTrialBoots: cfg.maxTrialBoots,
+    verifier: hostVerifier,
+    ...(store.revocations ? { revocations: store.revocations } : {}),
+  });
+  steps.push(`boot: slot ${b.slot} ${b.version ?? ''}${b.trial ? ' on trial' : ''} (${b.error})`);
+  return { ...b, ok: b.slot !== null };
+}
+
+/** Root-of-trust updates first: stored on flash, versions never go down (SPEC.md §11). */
+function storeRootOfTrust(p: Parsed, agent: UpdateAgent, store: TrustInputs, steps: string[]): Outcome {
+  const trustUpdatePath = str(p, 'trust-update');
+  if (trustUpdatePath) {
+    const t = agent.updateTrust(readObjectFile(trustUpdatePath, 'trust-bundle'), store.revocations);
+    if (!t.ok) return t;
+    steps.push(`trust bundle version ${t.version}${t.changed ? ' stored' : ' (already stored)'}`);
+  } else if (store.revocations) {
+    const r = agent.updateRevocations(store.revocations);
+    if (!r.ok) return r;
+    steps.push(`revocation list version ${r.version}${r.changed ? ' stored' : ' (already stored)'}`);
+  }
+  return DONE;
+}
+
+/** Verify the manifest, fetch the missing chunks from the local files, verify the slot: pending. */
+function install(p: Parsed, agent: UpdateAgent, envelope: Uint8Array, imagePath: string, steps: string[]): Outcome {
+  const begin = agent.beginUpdate(envelope);
+  if (!begin.ok) return begin;
+  steps.push(`manifest verified; ${begin.missing} of ${begin.chunks} chunks to fetch${begin.resumed ? ' (resumed)' : ''}`);
+  // Local transport: the image file and its digest table (pages proven against the signed root).
+  const env = parseEnvelope(envelope);
+  const m = env.ok ? parseManifest(env.envelope.payload) : null;
+  if (!m?.ok) throw new FwsealError('INTERNAL', 'verified manifest did not parse');
+  const transport = openFileTransportChecked(imagePath, str(p, 'digests') ?? digestTablePath(str(p, 'update', true)), m.value.chunkSize);
+  try {
+    const d = driveDownload(agent, transport, { retries: 2 });
+    if (!d.ok) return d;
+    steps.push(`fetched ${d.fetchedChunks} chunks and ${d.fetchedPages} digest pages; ${d.rejected} rejected`);
+  } finally {
+    transport.close();
+  }
+  const done = agent.finishDownload();
+  if (!done.ok) return done;
+  steps.push(`slot ${done.slot} verified and pending`);
+  return DONE;
+}
+
+/** The application confirms the trial image; only then the security counter is raised. */
+function confirmTrial(agent: UpdateAgent, steps: string[]): Outcome {
+  const c = agent.confirm();
+  if (!c.ok) return c;
+  steps.push(`confirmed: security counter ${c.counter}`);
+  return DONE;
+}
+
+/** The steps and the device state after the run; exit 0 done, 1 rejected. */
+function reportRun(p: Parsed, io: Io, { flash, layout }: Device, steps: string[], { ok: okay, error, code }: Outcome): number {
+  const st = loadState(flash, layout);
+  const state = st.ok
+    ? { counter: st.record.securityCounter, activeSlot: st.record.activeSlot ?? 0, pending: !!st.record.pending, trialBoots: st.record.trialBoots }
+    : null;
+  if (p.values.json) json(io, { ok: okay, code, error, steps, state });
+  else
+    io.stdout(
+      `${steps.map((s) => `  ${s}`).join('\n')}\n${okay ? 'DONE' : `REJECTED ${error} (code ${code})`}${state ? `: counter ${state.counter}, active slot ${state.activeSlot}${state.pending ? ', trial image pending confirmation' : ''}` : ''}\n`,
     );
-    const release = (version: string, counter: number) => {
-      const image = new Uint8Array(randomBytes(imageSize));
-      const manifest = {
-        deviceClass: 'sweep-device',
-        version,
-        securityCounter: counter,
-        imageSize,
-        chunkSize: 4096,
-        merkleRoot: new Uint8Array(merkleRoot(nodeSha256, leavesOf(image, 4096))),
-        created: 0,
-      };
-      return { envelope: signPayload(encodeManifest(manifest), [R1, R2]), image };
-    };
-    const t0 = Date.now();
-    const report = powercutSweep({
-      trust,
-      deviceClass: 'sweep-device',
-      old: release('1.0.0', 1),
-      next: release('2.0.0', 2),
-      step,
-      torn: !p.values['no-torn'],
-      verifier: hostVerifier,
-    });
-    const seconds = (Date.now() - t0) / 1000;
-    if (p.values.json) json(io, { ...report, seconds, trustKeyIds: [A, B].map((k) => toHex(k.keyId)) });
-    else {
-      io.stdout(`image ${report.imageSize} bytes: N = ${report.operations} flash operations per update; ${report.runs} replays in ${seconds.toFixed(1)} s\n`);
-      for (const [k, v] of Object.entries(report.outcomes)) io.stdout(`  ${k.padEnd(20)} ${v}\n`);
-      io.stdout(
-        report.violations.length === 0
-          ? 'violations: 0\n'
-          : `violations: ${report.violations.length}\n${report.violations
-              .slice(0, 20)
-              .map((v) => `  k=${v.k} ${v.mode}: ${v.message}`)
-              .join('\n')}\n`,
-      );
-    }
-    return report.violations.length === 0 ? 0 : 1;
-  },
-};
+  return okay ? 0 : 1;
+}
 
 /** `device run --broker`: the OTA device client on the device under --state. */
 async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
@@ -403,12 +357,4 @@ function openFileTransportChecked(imagePath: string, digestsPath: string, chunkS
   } catch (e) {
     throw new FwsealError('IO', (e as Error).message);
   }
-}
-
-/** Leaf hashes of an in-memory image. */
-function leavesOf(image: Uint8Array, chunkSize: number): Uint8Array[] {
-  const hasher = new LeafHasher(chunkSize);
-  const leaves: Uint8Array[] = [];
-  for (let o = 0; o < image.length; o += chunkSize) leaves.push(new Uint8Array(hasher.leaf(image.subarray(o, o + chunkSize))));
-  return leaves;
 }

@@ -79,7 +79,7 @@ type Sim = {
 
 /** Digits of the device number in ids: at least 4 (`sim-0001`). */
 export function idWidth(count: number): number {
-  return String(count).length < 4 ? 4 : String(count).length;
+  return Math.max(4, String(count).length);
 }
 
 /** Default slot: room for twice the factory image in whole erase blocks, at least 1 MiB. */

@@ -187,11 +187,11 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
   if (!path.startsWith('/api/')) throw apiError(404, 'NOT_FOUND', `no route ${path}`);
   if (!authorized(req, token)) throw apiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
 
-  let m: RegExpMatchArray | null;
-  if ((m = path.match(/^\/api\/images\/([^/]+)$/))) {
+  const image = path.match(/^\/api\/images\/([^/]+)$/);
+  if (image) {
     if (method !== 'PUT') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-    if (!/^[0-9a-f]{64}$/.test(m[1])) throw apiError(400, 'BAD_VALUE', 'image name must be a lowercase SHA-256 hex digest');
-    const r = await putImage(server, req, m[1]);
+    if (!/^[0-9a-f]{64}$/.test(image[1])) throw apiError(400, 'BAD_VALUE', 'image name must be a lowercase SHA-256 hex digest');
+    const r = await putImage(server, req, image[1]);
     return sendJson(res, r.status, r.body);
   }
   if (path === '/api/campaigns') {
@@ -216,9 +216,10 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
     });
     return sendJson(res, 201, detail(server.store, row));
   }
-  if ((m = path.match(/^\/api\/campaigns\/([A-Za-z0-9_-]{1,64})(?:\/(pause|resume|abort))?$/))) {
-    const id = m[1];
-    const action = m[2] as 'pause' | 'resume' | 'abort' | undefined;
+  const campaign = path.match(/^\/api\/campaigns\/([A-Za-z0-9_-]{1,64})(?:\/(pause|resume|abort))?$/);
+  if (campaign) {
+    const id = campaign[1];
+    const action = campaign[2] as 'pause' | 'resume' | 'abort' | undefined;
     if (action) {
       if (method !== 'POST') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
       return sendJson(res, 200, detail(server.store, await server.transition(id, action)));

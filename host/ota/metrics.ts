@@ -93,7 +93,7 @@ export class Metrics {
       '# HELP fwseal_block_latency_seconds Block request received to last response handed to the broker.',
       '# TYPE fwseal_block_latency_seconds histogram',
     );
-    LATENCY_BUCKETS.forEach((b, i) => out.push(`fwseal_block_latency_seconds_bucket{le="${b}"} ${this.latency[i]}`));
+    for (const [i, b] of LATENCY_BUCKETS.entries()) out.push(`fwseal_block_latency_seconds_bucket{le="${b}"} ${this.latency[i]}`);
     out.push(
       `fwseal_block_latency_seconds_bucket{le="+Inf"} ${this.latencyCount}`,
       `fwseal_block_latency_seconds_sum ${this.latencySum}`,

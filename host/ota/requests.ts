@@ -129,7 +129,8 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
     let payload: Uint8Array | undefined;
     return {
       get payload() {
-        return (payload ??= blockResponseBytes({ ...ids, block, data }));
+        payload ??= blockResponseBytes({ ...ids, block, data });
+        return payload;
       },
       block,
       bytes: data.length,

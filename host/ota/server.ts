@@ -166,7 +166,7 @@ export class OtaServer {
   private async onConnect(): Promise<void> {
     this.metrics.mqttConnected = true;
     const filters = [topics.requestFilter(this.prefix), topics.statusFilter(this.prefix)].map((f) => (this.v5 ? topics.shared(f) : f));
-    await this.client.subscribeAsync(filters.map((topic) => ({ topic, qos: 1 as const })).reduce((o, s) => ({ ...o, [s.topic]: { qos: s.qos } }), {}));
+    await this.client.subscribeAsync(Object.fromEntries(filters.map((topic) => [topic, { qos: 1 as const }])));
     const newest = new Map<string, CampaignRow>();
     for (const row of this.store.campaigns()) if (row.state !== 'aborted') newest.set(row.grp, row); // ordered by creation
     await Promise.all([...newest.values()].map((row) => this.announce(row)));

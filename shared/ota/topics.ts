@@ -76,6 +76,7 @@ export function parseStatusTopic(prefix: string, topic: string): Result<{ device
 }
 
 /** A topic a device may name as its reply topic: publishable (no wildcards, no NUL), not a `$` topic. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: MQTT forbids NUL in topic names (MQTT 5 §4.7.3); the pattern refuses it on purpose.
 export const REPLY_TOPIC_PATTERN = /^[^+#\u0000$][^+#\u0000]*$/;
 
 // ---- Rollout buckets (§12.8) ----

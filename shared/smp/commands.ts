@@ -4,10 +4,10 @@
  * findCommand for dispatch by (group, id, op).
  */
 import { type CborMap, type CborValue } from '../cbor.js';
-import { ok } from '../codes.js';
+import { type Empty, ok } from '../codes.js';
 import { schemaFail } from '../fields.js';
 import { LIMITS } from '../limits.js';
-import { type PayloadCodec, type SmpCommand } from './messages.js';
+import { type AnySmpCommand, type PayloadCodec, type SmpCommand } from './messages.js';
 import { FWSEAL_COMMAND, IMAGE_COMMAND, OS_COMMAND, SMP_GROUP, SMP_OP, type SmpHeader } from './packet.js';
 import { boolField, bytesField, intField, MAX_U32, mapOf, parseWith, required, textField, uintField } from './payload-fields.js';
 import { checkChunk, ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS } from './upload.js';
@@ -16,7 +16,7 @@ import { checkChunk, ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS } from './uploa
 const MAX_CODE = 999;
 /** Image hashes and upload session ids: Zephyr's IMG_MGMT_HASH_LEN / IMG_MGMT_DATA_SHA_LEN is 32. */
 const MAX_HASH_BYTES = 32;
-const noPayload: PayloadCodec<{}> = Object.freeze({ encode: () => new Map(), parse: () => ok({ value: Object.freeze({}) }) });
+const noPayload: PayloadCodec<Empty> = Object.freeze({ encode: () => new Map(), parse: () => ok({ value: Object.freeze({}) }) });
 
 // OS group (0)
 
@@ -38,7 +38,7 @@ export const echo: SmpCommand<EchoRequest, EchoResponse> = Object.freeze({
 });
 
 export type ResetRequest = { readonly force?: boolean };
-export const reset: SmpCommand<ResetRequest, {}> = Object.freeze({
+export const reset: SmpCommand<ResetRequest, Empty> = Object.freeze({
   name: 'os.reset',
   group: SMP_GROUP.os,
   id: OS_COMMAND.reset,
@@ -56,7 +56,7 @@ export const reset: SmpCommand<ResetRequest, {}> = Object.freeze({
 
 /** MCUmgr parameters: the device's SMP buffer size and count, so a client sizes its upload chunks. */
 export type ParamsResponse = { readonly bufSize: number; readonly bufCount: number };
-export const params: SmpCommand<{}, ParamsResponse> = Object.freeze({
+export const params: SmpCommand<Empty, ParamsResponse> = Object.freeze({
   name: 'os.params',
   group: SMP_GROUP.os,
   id: OS_COMMAND.params,
@@ -137,7 +137,7 @@ const imageStateResponse: PayloadCodec<ImageStateResponse> = Object.freeze({
     }),
 });
 
-export const imageState: SmpCommand<{}, ImageStateResponse> = Object.freeze({
+export const imageState: SmpCommand<Empty, ImageStateResponse> = Object.freeze({
   name: 'image.state',
   group: SMP_GROUP.image,
   id: IMAGE_COMMAND.state,
@@ -321,7 +321,7 @@ export type DeviceStatus = {
   readonly revocation?: number;
 };
 
-export const status: SmpCommand<{}, DeviceStatus> = Object.freeze({
+export const status: SmpCommand<Empty, DeviceStatus> = Object.freeze({
   name: 'fwseal.status',
   group: SMP_GROUP.fwseal,
   id: FWSEAL_COMMAND.status,
@@ -360,7 +360,7 @@ export const status: SmpCommand<{}, DeviceStatus> = Object.freeze({
 });
 
 /** Every command fwseal defines a codec for, for dispatch by (group, id, op). */
-export const SMP_COMMANDS: readonly SmpCommand<any, any>[] = Object.freeze([
+export const SMP_COMMANDS: readonly AnySmpCommand[] = Object.freeze([
   echo,
   reset,
   params,
@@ -374,6 +374,6 @@ export const SMP_COMMANDS: readonly SmpCommand<any, any>[] = Object.freeze([
 ]);
 
 /** The command a request header names, or undefined (the device answers ENOTSUP). */
-export function findCommand(header: SmpHeader): SmpCommand<any, any> | undefined {
+export function findCommand(header: SmpHeader): AnySmpCommand | undefined {
   return SMP_COMMANDS.find((c) => c.group === header.group && c.id === header.command && c.op === header.op);
 }

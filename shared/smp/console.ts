@@ -282,7 +282,7 @@ export class ConsoleDecoder {
   private quadBytes(): Failure | null {
     const [a, b, c, d] = this.quad;
     if (a < 0 || b < 0 || (c < 0 && d >= 0)) return fail('MALFORMED', 'misplaced base64 padding');
-    const v = (a << 18) | (b << 12) | ((Math.max(c , 0)) << 6) | (Math.max(d , 0));
+    const v = (a << 18) | (b << 12) | (Math.max(c, 0) << 6) | Math.max(d, 0);
     const n = c < 0 ? 1 : d < 0 ? 2 : 3;
     for (let k = 0; k < n; k++) {
       const failure = this.frameByte((v >> (16 - 8 * k)) & 0xff);

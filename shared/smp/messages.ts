@@ -24,6 +24,10 @@ export type SmpCommand<Req, Res> = {
   readonly response: PayloadCodec<Res>;
 };
 
+/** A command of any request and response type: what registries of commands hold. */
+// biome-ignore lint/suspicious/noExplicitAny: a registry holds commands of every Req/Res pair; each handler is typed where it is registered.
+export type AnySmpCommand = SmpCommand<any, any>;
+
 /** A request packet. `version` defaults to v1, which every SMP server reads. */
 export function encodeRequest<Req, Res>(cmd: SmpCommand<Req, Res>, value: Req, seq: number, version: number = SMP_VERSION.v1): Uint8Array {
   return encodeSmpPacket({ op: cmd.op, version, flags: 0, group: cmd.group, seq, command: cmd.id }, cmd.request.encode(value));

@@ -113,7 +113,8 @@ class TolerantReader {
       case 2:
         return arg < 0 ? this.chunks(2) : this.bytes(arg);
       case 3: {
-        const raw = arg < 0 ? this.chunks(3) : (this.textLength(arg), this.bytes(arg));
+        if (arg >= 0) this.textLength(arg);
+        const raw = arg < 0 ? this.chunks(3) : this.bytes(arg);
         const text = utf8Decode(raw);
         if (text === null) this.err('MALFORMED', 'invalid UTF-8');
         return text;

@@ -50,7 +50,11 @@ export class RawDevice {
         ...(packet.properties?.correlationData ? { correlationData: packet.properties.correlationData } : {}),
       };
       this.messages.push(m);
-      this.waiters = this.waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(m)) return true;
+        w.resolve(m);
+        return false;
+      });
     });
   }
 

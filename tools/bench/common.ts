@@ -128,7 +128,7 @@ export class ChildRunner {
   private readonly preload: string;
   private readonly rssFile: string;
 
-  constructor(private readonly tmpDir: string) {
+  constructor(readonly tmpDir: string) {
     this.gnuTime = existsSync(GNU_TIME) && spawnSync(GNU_TIME, ['-f', '%M', 'true'], { encoding: 'utf8' }).status === 0;
     this.rssFile = join(tmpDir, 'peak-rss.txt');
     this.preload = join(tmpDir, 'rss-preload.cjs');

@@ -88,38 +88,12 @@ async function idleStep(
   h: Held,
   idleNotes: string[],
 ): Promise<boolean> {
-  const { ctx, rel } = b;
+  const { ctx } = b;
   // fleet-sim takes at most FLEET_MAX devices: larger steps run several processes.
   const parts = Array.from({ length: Math.ceil(n / FLEET_MAX) }, (_, k) => Math.min(FLEET_MAX, n - k * FLEET_MAX));
   ctx.log(`ota: idle fleet of ${n} (${parts.length} fleet-sim process${parts.length > 1 ? 'es' : ''})`);
   const t0 = Date.now();
-  const fleets = parts.map((count, k) =>
-    b.procs.start('fwseal fleet-sim', [
-      'fleet-sim',
-      '--broker',
-      ib.url,
-      '--count',
-      String(count),
-      '--group',
-      `idle-${n}`,
-      '--trust',
-      rel.trust,
-      '--device-class',
-      CLASS,
-      '--state',
-      join(ctx.tmpDir, `idle-${n}-${k}`),
-      '--factory',
-      rel.idleV1,
-      '--factory-image',
-      rel.idleV1Bin,
-      '--memory',
-      '--slot-size',
-      '16384',
-      '--id-prefix',
-      `i${n}-${k}-`,
-      '--json',
-    ]),
-  );
+  const fleets = startIdleFleets(b, ib, n, parts);
   const anyExited = (): Proc | undefined => fleets.find((f) => f.child.exitCode !== null || f.child.signalCode !== null);
   let ok = false;
   try {
@@ -160,4 +134,36 @@ async function idleStep(
     for (let k = 0; k < parts.length; k++) rmSync(join(ctx.tmpDir, `idle-${n}-${k}`), { recursive: true, force: true });
   }
   return ok;
+}
+
+/** The fleet-sim processes of one step: `parts[k]` idle devices each, slots in RAM, state under the section's tmpDir. */
+function startIdleFleets(b: OtaBench, ib: Mosquitto, n: number, parts: number[]): Proc[] {
+  const { ctx, rel } = b;
+  return parts.map((count, k) =>
+    b.procs.start('fwseal fleet-sim', [
+      'fleet-sim',
+      '--broker',
+      ib.url,
+      '--count',
+      String(count),
+      '--group',
+      `idle-${n}`,
+      '--trust',
+      rel.trust,
+      '--device-class',
+      CLASS,
+      '--state',
+      join(ctx.tmpDir, `idle-${n}-${k}`),
+      '--factory',
+      rel.idleV1,
+      '--factory-image',
+      rel.idleV1Bin,
+      '--memory',
+      '--slot-size',
+      '16384',
+      '--id-prefix',
+      `i${n}-${k}-`,
+      '--json',
+    ]),
+  );
 }

@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join, } from 'node:path';
+import { join } from 'node:path';
 import { pack } from '../../host/pack.js';
 import { signEnvelope } from '../../host/sign.js';
 import { verifyFiles } from '../../host/verify.js';

@@ -169,7 +169,8 @@ function attackGw3(attacker: MqttClient, delivery: Delivery, next: Buffer): Atta
         .then(() => delivery.startServer())
         .then((s) => {
           console.log('  [update server back, state from SQLite]');
-          return (delivery.server = s);
+          delivery.server = s;
+          return s;
         });
     }
   });
