@@ -80,6 +80,7 @@ describe.each(QUICKJS_VARIANTS)('hostile envelopes in QuickJS (%s)', (variant) =
     })()`),
       { interruptAboveUsedBytes: baseline.usedBytes + MEMORY_LIMIT },
     );
+    console.log(`${variant} ${shape}: ${bytes.length} B refused; peak +${run.peakUsedBytes - baseline.usedBytes} B over the baseline, ${run.samples} samples`);
     expect(run.result).toEqual([CODES.TOO_LARGE]);
     expect(run.interrupted).toBe(false);
     expect(run.samples).toBeGreaterThan(0);
