@@ -75,6 +75,7 @@ export const CODES = Object.freeze({
   CAMPAIGN_INACTIVE: 606,
   BROKER_UNREACHABLE: 607,
   REPLY_TOPIC_REFUSED: 608,
+  UNKNOWN_TRUST_VERSION: 609,
   // 62x serial: SMP over the console (SPEC.md §13).
   FRAME_CRC_MISMATCH: 620,
 

@@ -21,6 +21,9 @@ export const MSG = Object.freeze({
   blockResponse: 7,
   errorReply: 8,
   statusEvent: 9,
+  rootAnnouncement: 10,
+  rootRequest: 11,
+  rootResponse: 12,
 });
 export type MessageType = keyof typeof MSG;
 

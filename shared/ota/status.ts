@@ -4,12 +4,24 @@
  * the codec (codec.ts).
  */
 import { type Result } from '../codes.js';
-import { asText, asUint, schemaFail } from '../fields.js';
-import { LIMITS } from '../limits.js';
+import { asBytes, asText, asUint, schemaFail } from '../fields.js';
+import { DIGEST_BYTES, LIMITS } from '../limits.js';
 import { encodeMessage, KEY_CAMPAIGN, MAX_CODE, MAX_INDEX, parseMessage } from './codec.js';
 import { ID_PATTERN } from './topics.js';
 
-export const STATUS_KEY = Object.freeze({ device: 4, state: 5, done: 6, total: 7, code: 8, group: 9, version: 10, counter: 11 });
+export const STATUS_KEY = Object.freeze({
+  device: 4,
+  state: 5,
+  done: 6,
+  total: 7,
+  code: 8,
+  group: 9,
+  version: 10,
+  counter: 11,
+  trustVersion: 12,
+  revocationVersion: 13,
+  revocationDigest: 14,
+});
 
 export const STATUS_STATES = Object.freeze(['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed', 'online'] as const);
 export type StatusState = (typeof STATUS_STATES)[number];
@@ -26,6 +38,13 @@ export type StatusEvent = {
   readonly group?: string;
   readonly version?: string;
   readonly counter?: number;
+  /**
+   * State `online` only (optional there; SPEC.md §12.13): the root of trust the device enforces: its
+   * trust bundle version, revocation list version (0: none) and the SHA-256 of that list's payload.
+   */
+  readonly trustVersion?: number;
+  readonly revocationVersion?: number;
+  readonly revocationDigest?: Uint8Array;
 };
 
 export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent }> {
@@ -47,8 +66,9 @@ export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent
     const versionV = f.optional(K.version);
     const counterV = f.optional(K.counter);
     if (online !== (groupV !== undefined)) schemaFail(online ? 'MISSING_FIELD' : 'BAD_VALUE', 'statusEvent message: group goes with state online only');
-    if (!online && (versionV !== undefined || counterV !== undefined))
-      schemaFail('BAD_VALUE', 'statusEvent message: version and counter go with state online only');
+    const rootV = [f.optional(K.trustVersion), f.optional(K.revocationVersion), f.optional(K.revocationDigest)] as const;
+    if (!online && (versionV !== undefined || counterV !== undefined || rootV.some((v) => v !== undefined)))
+      schemaFail('BAD_VALUE', 'statusEvent message: version, counter and root of trust go with state online only');
     if (!online && campaignV === undefined) schemaFail('MISSING_FIELD', 'statusEvent message: campaign id');
     if (online && doneV !== undefined) schemaFail('BAD_VALUE', 'statusEvent message: online with done/total');
     const out: { -readonly [K in keyof StatusEvent]: StatusEvent[K] } = { device, state };
@@ -56,6 +76,9 @@ export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent
     if (groupV !== undefined) out.group = asText(groupV, 'group', LIMITS.maxIdBytes, ID_PATTERN);
     if (versionV !== undefined) out.version = asText(versionV, 'version', LIMITS.maxVersionBytes);
     if (counterV !== undefined) out.counter = asUint(counterV, 'counter', 0, MAX_INDEX);
+    if (rootV[0] !== undefined) out.trustVersion = asUint(rootV[0], 'trust version', 1, LIMITS.maxCounter);
+    if (rootV[1] !== undefined) out.revocationVersion = asUint(rootV[1], 'revocation version', 0, LIMITS.maxCounter);
+    if (rootV[2] !== undefined) out.revocationDigest = asBytes(rootV[2], 'revocation list digest', DIGEST_BYTES);
     if (doneV !== undefined) {
       out.total = asUint(totalV, 'total', 0, MAX_INDEX);
       out.done = asUint(doneV, 'done', 0, out.total);
@@ -81,6 +104,9 @@ export function encodeStatusEvent(m: StatusEvent): Uint8Array {
       [K.group, m.group],
       [K.version, m.version],
       [K.counter, m.counter],
+      [K.trustVersion, m.trustVersion],
+      [K.revocationVersion, m.revocationVersion],
+      [K.revocationDigest, m.revocationDigest],
     ],
     parseStatusEvent,
   );

@@ -49,6 +49,11 @@ export const topics = Object.freeze({
   requestFilter: (prefix: string) => `${checkPrefix(prefix)}/campaign/+/req/+`,
   /** Filter a server subscribes to for every status event. */
   statusFilter: (prefix: string) => `${checkPrefix(prefix)}/device/+/status`,
+  /** The fleet's root of trust (SPEC.md §12.13): retained, published by the server. */
+  root: (prefix: string) => `${checkPrefix(prefix)}/root`,
+  /** A device asks for one trust bundle version here (SPEC.md §12.13). */
+  rootRequest: (prefix: string, device: string) => `${checkPrefix(prefix)}/root/req/${checkId(device, 'device id')}`,
+  rootRequestFilter: (prefix: string) => `${checkPrefix(prefix)}/root/req/+`,
   /** MQTT 5 shared subscription (`$share/<group>/<filter>`): each message goes to one server of the group. */
   shared: (filter: string, group: string = SHARE_GROUP) => {
     if (filter.length === 0 || filter.startsWith('$') || filter.includes('\u0000')) throw new RangeError('invalid topic filter');
@@ -93,4 +98,13 @@ export const ROLLOUT_ALL = 2 ** 32;
 export function rolloutBucket(sha256: (data: Uint8Array) => Uint8Array, campaign: string, device: string): number {
   const d = sha256(utf8Encode(`${campaign}/${device}`));
   return ((d[0]! << 24) >>> 0) + (d[1]! << 16) + (d[2]! << 8) + d[3]!;
+}
+
+/** Device named by a root-of-trust request topic (SPEC.md §12.13). */
+export function parseRootRequestTopic(prefix: string, topic: string): Result<{ device: string }> {
+  if (!isValidPrefix(prefix)) return fail('BAD_VALUE', 'invalid topic prefix');
+  if (typeof topic !== 'string' || !topic.startsWith(`${prefix}/`)) return fail('BAD_VALUE', 'topic outside the prefix');
+  const parts = topic.slice(prefix.length + 1).split('/');
+  if (parts.length !== 3 || parts[0] !== 'root' || parts[1] !== 'req' || !isValidId(parts[2])) return fail('BAD_VALUE', 'not a root request topic');
+  return ok({ device: parts[2] });
 }
