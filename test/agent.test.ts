@@ -430,12 +430,13 @@ describe('boot agent', () => {
     expect(bootOf(d2)).toMatchObject({ slot: null, code: CODES.BOOT_IMAGE_INVALID });
   });
 
-  it('re-verifies the installed image against the current revocations', () => {
+  it('re-verifies the installed image against the current revocations (a revoked signer: still booted, flagged; SPEC.md §11.4)', () => {
     const d = device();
     const rev = makeRevocations({ version: 1, keyIds: [keyId(R1.publicKey)], signers: [A, B] });
-    expect(bootOf(d, 2, rev)).toMatchObject({ slot: null, code: CODES.BOOT_IMAGE_INVALID });
+    expect(bootOf(d, 2, rev)).toMatchObject({ slot: 0, code: 0, revokedSigners: true });
     const unrelated = makeRevocations({ version: 1, keyIds: [keyId(world.R3.publicKey)], signers: [A, B] });
     expect(bootOf(d, 2, unrelated)).toMatchObject({ slot: 0, code: 0 });
+    expect(bootOf(d, 2, unrelated).revokedSigners).toBeUndefined();
     const agent = new UpdateAgent({ flash: d.flash, layout: d.layout, trust, revocations: rev });
     expect(agent.beginUpdate(v2).code).toBe(CODES.REVOKED_KEY);
   });
@@ -547,17 +548,18 @@ describe('stored trust bundle and revocation list', () => {
     // The stored list applies although the agent and the boot agent are given none.
     expect(d.agent().beginUpdate(makeManifestEnvelope(v2Manifest, [R1, R3])).code).toBe(CODES.REVOKED_KEY);
     expect(bootOf(d)).toMatchObject({ slot: 0, code: 0 });
-    // Revoke R2: a manifest signed with it is refused before any write, and the installed image
-    // (signed by R1 + R2) no longer boots.
+    // Revoke R2: a manifest signed with it is refused before any write; the installed image (signed
+    // by R1 + R2) keeps booting, flagged, until an update replaces it (SPEC.md §11.4 "Policy after a
+    // revocation"; test/boot-policy.test.ts).
     const rl3 = makeRevocations({ version: 3, keyIds: [keyId(R3.publicKey), keyId(R2.publicKey)], signers: [A, B] });
     expect(d.agent().updateRevocations(rl3)).toMatchObject({ ok: true, version: 3 });
     expect(state(d.flash, d.layout)).toMatchObject({ revocationVersion: 3, revocationArea: 1 });
     d.flash.setFaults({});
     expect(d.agent().beginUpdate(v2).code).toBe(CODES.REVOKED_KEY);
     expect(d.flash.operations).toBe(0);
-    expect(bootOf(d)).toMatchObject({ slot: null, code: CODES.BOOT_IMAGE_INVALID });
-    // An older list passed as the factory value is ignored once one is stored.
-    expect(boot(d.flash, d.layout, trust, { maxTrialBoots: 2, revocations: rl2 })).toMatchObject({ slot: null, code: CODES.BOOT_IMAGE_INVALID });
+    expect(bootOf(d)).toMatchObject({ slot: 0, code: 0, revokedSigners: true });
+    // An older list passed as the factory value is ignored once one is stored (under rl2 nothing the image's signers would be revoked).
+    expect(boot(d.flash, d.layout, trust, { maxTrialBoots: 2, revocations: rl2 })).toMatchObject({ slot: 0, code: 0, revokedSigners: true });
   });
 
   it('a damaged stored bundle or list fails closed (STATE_CORRUPT), never falls back', () => {

@@ -7,62 +7,13 @@
 import { describe, expect, it } from 'vitest';
 import { createVerifier } from '../device/index.js';
 import { OtaClient } from '../device/ota/client.js';
-import { type OtaClock, type OtaLink } from '../device/ota/ports.js';
 import { nodeSha256 } from '../host/hash.js';
 import { messageType } from '../shared/ota/codec.js';
 import { encodeAnnouncement, encodeManifestResponse, parseManifestRequest } from '../shared/ota/messages.js';
 import { parseStatusEvent } from '../shared/ota/status.js';
 import { ROLLOUT_ALL, topics } from '../shared/ota/topics.js';
+import { ManualClock, memoryLink } from './support/ota-fakes.js';
 import { otaWorld } from './support/ota-responder.js';
-
-/** Time that moves only when the test says; timers fire in order; chance is always 0. */
-class ManualClock implements OtaClock {
-  #now = 0;
-  #timers: { at: number; fn: () => void }[] = [];
-  now = () => this.#now;
-  random = () => 0;
-  sleep = (ms: number) => new Promise<void>((resolve) => this.after(ms, resolve));
-  after(ms: number, fn: () => void): () => void {
-    const t = { at: this.#now + ms, fn };
-    this.#timers.push(t);
-    return () => {
-      this.#timers = this.#timers.filter((x) => x !== t);
-    };
-  }
-  defer(fn: () => void): void {
-    this.after(0, fn);
-  }
-  /** Move time forward, firing due timers (and letting their promise chains run) one by one. */
-  async advance(ms: number): Promise<void> {
-    const until = this.#now + ms;
-    for (;;) {
-      await settle();
-      const due = this.#timers.filter((t) => t.at <= until).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.#timers = this.#timers.filter((t) => t !== due);
-      this.#now = due.at;
-      due.fn();
-    }
-    this.#now = until;
-    await settle();
-  }
-}
-
-const settle = async () => {
-  for (let i = 0; i < 50; i++) await Promise.resolve();
-};
-
-function memoryLink() {
-  const published: { topic: string; payload: Uint8Array }[] = [];
-  const link: OtaLink = {
-    v5: false,
-    publish: (topic, payload) => void published.push({ topic, payload }),
-    subscribe: async () => undefined,
-    unsubscribe: async () => undefined,
-    close: async () => undefined,
-  };
-  return { link, published };
-}
 
 describe('OtaClient on an injected link and clock', () => {
   it('retries an unanswered manifest request when the injected clock passes its time-out, then pulls', async () => {

@@ -315,6 +315,16 @@ export class UpdateAgent {
     return r;
   }
 
+  /** Re-verify the download in progress under the trust and list in force now (SPEC.md §12.13 step 4). */
+  checkDownload(): Result<{ downloading: boolean }> {
+    this.#current = null;
+    const s = this.status();
+    if (!s.ok) return s;
+    if (!s.state.downloading) return ok({ downloading: false });
+    const d = this.#download();
+    return d.ok ? ok({ downloading: true }) : d;
+  }
+
   #trustContext(): TrustContext {
     return { flash: this.#flash, layout: this.#layout, verifier: this.#v, factory: this.#factory };
   }

@@ -16,14 +16,21 @@
  * No fallback: if the active image fails verification and no pending image verifies, nothing boots
  * (BOOT_IMAGE_INVALID, slot null); unverified code is never run.
  *
+ * Policy after a revocation (SPEC.md §11.4): the active, confirmed image whose manifest fails ONLY
+ * because signers were revoked (REVOKED_KEY) still boots, with `revokedSigners: true`: its image is
+ * checked byte for byte, its manifest digest against the stored list, its class and counter as
+ * usual. A revoked manifest never boots; a pending image gets no such grace (it is reverted).
+ *
  * Result codes: OK (booted the active image, or trial-booting the pending one); NOT_CONFIRMED or
  * BOOT_IMAGE_INVALID with `reverted: true` and a slot (reverted, booted the old image); with
  * `slot: null` nothing is bootable (STATE_CORRUPT, BOOT_IMAGE_INVALID, or a flash code).
  * PowerCut propagates.
  */
-import { CODES, type CodeName } from '../../shared/codes.js';
+import { bytesEqual } from '../../shared/bytes.js';
+import { CODES, type CodeName, fail, type Result } from '../../shared/codes.js';
 import { type DeviceStateRecord } from '../../shared/state.js';
 import { createVerifier, type Verifier } from '../verifier.js';
+import { type VerifiedManifest } from '../verify/manifest.js';
 import { type Flash } from './flash.js';
 import { type Layout } from './layout.js';
 import { activeSlotOf, inactiveSlotOf, loadTrustStore, type TrustStore, verifySlotImage, verifyStoredManifest } from './slot.js';
@@ -46,6 +53,8 @@ export type BootResult = {
   readonly trial?: boolean;
   /** True when a pending image was reverted during this boot. */
   readonly reverted?: boolean;
+  /** True when the active image boots although signers of its manifest were revoked since its install (§11.4). */
+  readonly revokedSigners?: boolean;
   readonly code: number;
   readonly error: string;
   readonly detail?: string;
@@ -101,12 +110,42 @@ export function boot(flash: Flash, layout: Layout, trust: Uint8Array, options: B
   const active = activeSlotOf(rec);
   const counter = rec.securityCounter;
   if (!rec.installed) return result('BOOT_IMAGE_INVALID', { slot: null, counter, ...(reverted ? { reverted: true } : {}) }, 'no installed image');
-  const vm = verifyStoredManifest(v, flash, layout, active, rec, store, rec.installed);
+  let vm = verifyStoredManifest(v, flash, layout, active, rec, store, rec.installed);
+  const revokedSigners = !vm.ok && vm.code === CODES.REVOKED_KEY;
+  if (revokedSigners) vm = verifyDespiteRevokedSigners(v, flash, layout, active, rec, store, rec.installed);
   const img = vm.ok ? verifySlotImage(v, flash, layout, active, vm.manifest) : vm;
   if (!vm.ok || !img.ok) {
     const why = img.ok ? '' : `${img.error}${img.detail ? ` (${img.detail})` : ''}`;
     return result('BOOT_IMAGE_INVALID', { slot: null, counter, ...(reverted ? { reverted: true } : {}) }, `active slot ${active}: ${why}`);
   }
-  if (reverted) return result(reverted, { slot: active, version: vm.manifest.version, counter, reverted: true }, revertDetail);
-  return result('OK', { slot: active, version: vm.manifest.version, counter });
+  const booted = { slot: active, version: vm.manifest.version, counter, ...(revokedSigners ? { revokedSigners: true } : {}) };
+  if (reverted) return result(reverted, { ...booted, reverted: true }, revertDetail);
+  return result('OK', booted);
+}
+
+/**
+ * The installed manifest whose signers were revoked after its install (§11.4 "Policy after a
+ * revocation"): verified again with the stored list's key revocations left out, so V6 counts the
+ * signatures as they were when it was installed while V1–V5, V8 (class) and V9 (counter) apply as
+ * usual; then V7 against the stored list (verified here, R1–R4: a list that fails is that failure),
+ * so a manifest revoked by digest never boots.
+ */
+function verifyDespiteRevokedSigners(
+  v: Verifier,
+  flash: Flash,
+  layout: Layout,
+  slot: 0 | 1,
+  rec: DeviceStateRecord,
+  store: TrustStore,
+  installed: Uint8Array,
+): Result<VerifiedManifest> {
+  if (store.revocations === undefined) return fail('REVOKED_KEY', 'no revocation list');
+  const trust = v.loadTrust(store.trust);
+  if (!trust.ok) return trust;
+  const list = v.verifyRevocations(store.revocations, trust.trust, rec.revocationVersion);
+  if (!list.ok) return list;
+  const vm = verifyStoredManifest(v, flash, layout, slot, rec, { trust: store.trust }, installed);
+  if (!vm.ok) return vm;
+  if (list.revocations.list.manifests.some((d) => bytesEqual(d, vm.manifestDigest))) return fail('REVOKED_MANIFEST', 'the revocation list names this manifest');
+  return vm;
 }

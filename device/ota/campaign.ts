@@ -5,7 +5,7 @@
  * each step as a status event. A chunk goes from the reply straight through the agent's checks to
  * flash: nothing here trusts the server.
  */
-import { bytesEqual, toHex } from '../../shared/bytes.js';
+import { bytesEqual } from '../../shared/bytes.js';
 import { CODES, type Result } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { parseManifest } from '../../shared/manifest.js';
@@ -47,8 +47,8 @@ export interface CampaignHost {
   payloadInstalled(envelope: Uint8Array): boolean;
   /** Subscribe to (or leave) a campaign's data topic; false when multicast is off or failed. */
   listenData(campaign: string | null): Promise<boolean>;
-  /** Sleep that an abort of `run` cuts short. */
-  pause(run: Run, ms: number): Promise<void>;
+  /** Resolves once no root-of-trust update is in progress (SPEC.md §12.13): no manifest is accepted during one. */
+  rootIdle(): Promise<void>;
 }
 
 /** `downloading` reports: one per 10 % of the blocks, at most one per PROGRESS_MIN_MS, and one at least every PROGRESS_MS. */
@@ -58,9 +58,25 @@ const PROGRESS_MIN_MS = 1000;
 /** Thrown from the agent view to stop a pull at once (withdrawn, not eligible, superseded, final error). */
 class PullAborted extends Error {}
 
-/** Full-jitter wait before attempt `attempt + 1` of a manifest fetch or a pull. */
-function retryDelay(h: CampaignHost, attempt: number): number {
-  return h.clock.random() * Math.min(h.pull.retryMaxMs ?? 30_000, (h.pull.retryBaseMs ?? 1000) * 2 ** Math.min(attempt, 16));
+/** Full-jitter wait before attempt `attempt + 1` of a manifest fetch, a pull or a root request. */
+export function retryDelay(clock: OtaClock, pull: OtaPullOptions, attempt: number): number {
+  return clock.random() * Math.min(pull.retryMaxMs ?? 30_000, (pull.retryBaseMs ?? 1000) * 2 ** Math.min(attempt, 16));
+}
+
+/** Sleep that an abort of `run` (withdrawal, new announcement, stop, a revocation) cuts short. */
+function pause(clock: OtaClock, run: Run, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const cancel = clock.after(ms, done);
+    const prev = run.wake;
+    run.wake = () => {
+      prev();
+      done();
+    };
+    function done() {
+      cancel();
+      resolve();
+    }
+  });
 }
 
 /** The manifest the announcement names (size and envelope digest match), or null when the run ended. */
@@ -71,7 +87,7 @@ async function fetchManifest(h: CampaignHost, run: Run, a: Announcement, live: (
     if (run.finalCode !== null || !live()) return null;
     if (got && got.length === a.manifestSize && bytesEqual(h.verifier.sha256(got), a.manifestDigest)) return got;
     if (got) h.counters.rejected++;
-    await h.pause(run, retryDelay(h, attempt));
+    await pause(h.clock, run, retryDelay(h.clock, h.pull, attempt));
   }
   return null;
 }
@@ -94,6 +110,8 @@ export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): P
     return h.terminal(a, 'failed', CODES.BAD_VALUE); // the announcement does not describe this manifest
   }
   if (h.payloadInstalled(envelope)) return h.terminal(a, 'confirmed');
+  await h.rootIdle();
+  if (!live()) return;
   const begun = h.agent.beginUpdate(envelope);
   if (!begun.ok) {
     if (begun.code < 500) {
@@ -121,7 +139,7 @@ export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): P
     }
     if (r.code < 600 || r.code >= 700) return h.terminal(a, 'failed', r.code);
     h.phase = 'waiting';
-    await h.pause(run, retryDelay(h, attempt++));
+    await pause(h.clock, run, retryDelay(h.clock, h.pull, attempt++));
   }
   if (!live()) return;
 
@@ -233,6 +251,3 @@ async function pull(h: CampaignHost, run: Run, a: Announcement, first: boolean):
     if (multicast) void h.listenData(null);
   }
 }
-
-/** Key of a refused manifest (the announced envelope digest). */
-export const manifestKey = (digest: Uint8Array): string => toHex(digest);

@@ -1,5 +1,6 @@
 /**
- * The OTA device client (SPEC.md §12.3, §12.10): an UpdateAgent driven over an MQTT link. It learns
+ * The OTA device client (SPEC.md §12.3, §12.10, §12.13): an UpdateAgent driven over an MQTT link. It
+ * keeps its root of trust current from the retained root announcement (device/ota/root.ts), learns
  * campaigns from the retained group announcement, runs one campaign at a time (device/ota/
  * campaign.ts: manifest first, then the windowed pull, install, trial boot, confirm), and reports
  * every step as a status event. Pure: the link, time and chance are injected (device/ota/ports.ts);
@@ -12,17 +13,19 @@
 import { bytesEqual } from '../../shared/bytes.js';
 import { ok, type Result } from '../../shared/codes.js';
 import { type Announcement, parseAnnouncement } from '../../shared/ota/messages.js';
-import { encodeStatusEvent, type StatusEvent, type StatusState } from '../../shared/ota/status.js';
+import { encodeStatusEvent, type StatusEvent } from '../../shared/ota/status.js';
 import { rolloutBucket, topics } from '../../shared/ota/topics.js';
 import { UpdateAgent } from '../agent/agent.js';
 import { boot } from '../agent/boot.js';
 import { type Flash } from '../agent/flash.js';
 import { type Layout } from '../agent/layout.js';
 import { type Verifier } from '../verifier.js';
-import { type CampaignHost, manifestKey, type OtaPhase, type OtaPullOptions, runCampaign } from './campaign.js';
+import { type CampaignHost, type OtaPhase, type OtaPullOptions, runCampaign } from './campaign.js';
 import { announcedInstalled, payloadInstalled } from './installed.js';
+import { Outcomes } from './outcomes.js';
 import { Listeners, type OtaClock, type OtaLink } from './ports.js';
 import { type OtaStats, Requests, type Run } from './requests.js';
+import { enforcedRoot, type RootHost, RootKeeper } from './root.js';
 
 export type { OtaPhase, OtaPullOptions } from './campaign.js';
 export type { OtaStats } from './requests.js';
@@ -58,19 +61,21 @@ export type OtaState = {
 
 type Events = { status: [StatusEvent]; progress: [number, number] };
 
-export class OtaClient implements CampaignHost {
+export class OtaClient implements CampaignHost, RootHost {
   readonly id: string;
   readonly group: string;
   readonly prefix: string;
   readonly agent: UpdateAgent;
   readonly verifier: Verifier;
   readonly requests: Requests;
-  readonly counters: OtaStats = { requests: 0, blocksReceived: 0, rejected: 0, timeouts: 0, malformed: 0 };
+  readonly counters: OtaStats = { requests: 0, blocksReceived: 0, rejected: 0, timeouts: 0, malformed: 0, rootRefused: 0 };
   readonly pull: OtaPullOptions;
   phase: OtaPhase = 'idle';
   readonly #o: OtaClientOptions;
   readonly #announceTopic: string;
   readonly #replyTopic: string;
+  readonly #rootTopic: string;
+  readonly #root: RootKeeper = new RootKeeper(this);
   readonly #events: { [K in keyof Events]: Listeners<Events[K]> } = { status: new Listeners(), progress: new Listeners() };
   #slot: 0 | 1 | null = null;
   #version: string | undefined;
@@ -81,10 +86,7 @@ export class OtaClient implements CampaignHost {
   #latest: Announcement | null = null;
   #run: Run | null = null;
   #loop: Promise<void> | null = null;
-  /** Campaigns this device reached a terminal state for (not attempted again). */
-  readonly #done = new Map<string, StatusState>();
-  /** Announced manifests the verifier refused, with the code. */
-  readonly #refused = new Map<string, number>();
+  readonly #outcomes = new Outcomes();
 
   /** Validates the ids and prefix (RangeError from the topic builders) before anything is sent. */
   constructor(
@@ -98,6 +100,7 @@ export class OtaClient implements CampaignHost {
     this.prefix = o.prefix ?? 'fwseal';
     this.#announceTopic = topics.announce(this.prefix, o.group);
     this.#replyTopic = topics.reply(this.prefix, o.id);
+    this.#rootTopic = topics.root(this.prefix);
     this.verifier = o.verifier;
     this.pull = o.pull ?? {};
     this.agent = new UpdateAgent({
@@ -111,10 +114,14 @@ export class OtaClient implements CampaignHost {
     if (o.onStatus) this.#events.status.add(o.onStatus);
   }
 
-  /** Boot, subscribe to the group announcement and the reply topic, report `online`. */
+  /**
+   * Boot, subscribe to the root announcement, the group announcement and the reply topic, report
+   * `online`. One SUBSCRIBE, root topic first: brokers send retained messages in the order of the
+   * filters, so the root of trust is in hand before any campaign is looked at (SPEC.md §12.13).
+   */
   async start(): Promise<void> {
     this.boot();
-    await this.link.subscribe([this.#announceTopic, this.#replyTopic], 1);
+    await this.link.subscribe([this.#rootTopic, this.#announceTopic, this.#replyTopic], 1);
     this.connected();
   }
 
@@ -144,14 +151,7 @@ export class OtaClient implements CampaignHost {
 
   /** Resolves with the first status event (published from now on) that `match` accepts. */
   waitFor(match: (e: StatusEvent) => boolean): Promise<StatusEvent> {
-    return new Promise((resolve) => {
-      const on = (e: StatusEvent) => {
-        if (!match(e)) return;
-        this.off('status', on);
-        resolve(e);
-      };
-      this.on('status', on);
-    });
+    return this.#events.status.next(match).then(([e]) => e);
   }
 
   /** Graceful: stop any pull, wait (at most 2 s) for the campaign loop, close the link. */
@@ -200,7 +200,7 @@ export class OtaClient implements CampaignHost {
     this.#slot = b.slot;
     this.#version = b.version;
     this.#counter = b.counter;
-    this.#log(`boot: slot ${b.slot} ${b.version ?? ''}${b.trial ? ' on trial' : ''} (${b.error})`);
+    this.log(`boot: slot ${b.slot} ${b.version ?? ''}${b.trial ? ' on trial' : ''} (${b.error})`);
     if (!b.trial) return;
     this.phase = 'trial';
     if (o.autoConfirm === false) return;
@@ -208,7 +208,7 @@ export class OtaClient implements CampaignHost {
     if (c.ok) {
       this.#counter = c.counter;
       this.phase = 'idle';
-    } else this.#log(`confirm: ${c.error}${c.detail ? ` (${c.detail})` : ''}`);
+    } else this.log(`confirm: ${c.error}${c.detail ? ` (${c.detail})` : ''}`);
   }
 
   /** Whether an envelope's manifest digest (payload) is the installed one (e.g. the same manifest re-signed). */
@@ -216,21 +216,48 @@ export class OtaClient implements CampaignHost {
     return payloadInstalled(this.agent, this.verifier.sha256, envelope);
   }
 
-  /** (Re)connected: report `online` with the group, version and counter (SPEC.md §12.2). */
+  /** (Re)connected: report `online` with the group, version, counter and root of trust in force (SPEC.md §12.2, §12.13). */
   connected(): void {
     if (this.#stopped) return;
+    const o = this.#o;
     this.#publishStatus({
       device: this.id,
       state: 'online',
       group: this.group,
       ...(this.#version !== undefined ? { version: this.#version } : {}),
       ...(this.#counter !== null ? { counter: this.#counter } : {}),
+      ...enforcedRoot(this.agent, o.flash, o.layout, { trust: o.trust, ...(o.revocations ? { revocations: o.revocations } : {}) }, this.verifier.sha256),
     });
+  }
+
+  rootIdle(): Promise<void> {
+    return this.#root.idle();
+  }
+
+  /**
+   * The agent stored a trust bundle or list (§12.13 step 4): a rotation forgets refusals (new keys may
+   * sign them); a download in progress the stored objects no longer carry stops, reported `rejected`.
+   */
+  recheck(trustChanged: boolean): void {
+    if (trustChanged) this.#outcomes.forgetRefusals();
+    const run = this.#run;
+    if (!run || run.aborted || (this.phase !== 'downloading' && this.phase !== 'waiting')) return;
+    const c = this.agent.checkDownload();
+    if (c.ok || c.code >= 500) return; // a flash error shows up in the pull itself
+    this.refused(run.announcement.manifestDigest, c.code);
+    this.terminal(run.announcement, 'rejected', c.code);
+    this.#abortRun();
+  }
+
+  /** A root announcement changed what the device enforces: report `online`, look at the announcement again. */
+  rootChanged(): void {
+    this.connected();
+    this.#kick();
   }
 
   status(e: StatusEvent): void {
     this.#lastStatus = e;
-    this.#log(`${e.campaign ?? ''} ${e.state}${e.done !== undefined ? ` ${e.done}/${e.total}` : ''}${e.code !== undefined ? ` code ${e.code}` : ''}`);
+    this.log(`${e.campaign ?? ''} ${e.state}${e.done !== undefined ? ` ${e.done}/${e.total}` : ''}${e.code !== undefined ? ` code ${e.code}` : ''}`);
     this.#publishStatus(e);
     this.#events.status.emit(e);
   }
@@ -240,12 +267,12 @@ export class OtaClient implements CampaignHost {
   }
 
   terminal(a: Announcement, state: 'confirmed' | 'rejected' | 'failed', code?: number): void {
-    this.#done.set(a.campaign, state);
+    this.#outcomes.finish(a.campaign, state);
     this.status({ campaign: a.campaign, device: this.id, state, ...(code !== undefined ? { code } : {}) });
   }
 
   refused(manifestDigest: Uint8Array, code: number): void {
-    this.#refused.set(manifestKey(manifestDigest), code);
+    this.#outcomes.refuse(manifestDigest, code);
   }
 
   #publishStatus(e: StatusEvent): void {
@@ -253,7 +280,7 @@ export class OtaClient implements CampaignHost {
     this.link.publish(topics.status(this.prefix, this.id), encodeStatusEvent(e), 1);
   }
 
-  #log(line: string): void {
+  log(line: string): void {
     this.#o.log?.(`${this.id}: ${line}`);
   }
 
@@ -263,7 +290,8 @@ export class OtaClient implements CampaignHost {
   receive(topic: string, payload: Uint8Array): void {
     if (this.#stopped) return;
     try {
-      if (topic === this.#announceTopic) this.#onAnnouncement(payload);
+      if (topic === this.#rootTopic) this.#root.onAnnouncement(payload);
+      else if (topic === this.#announceTopic) this.#onAnnouncement(payload);
       else if (topic === this.#replyTopic) this.requests.onReply(payload, this.#run, (code) => this.#final(code));
       else if (this.requests.dataTopic !== null && topic === this.requests.dataTopic) this.requests.onData(payload);
       else if (topic.startsWith(`${this.prefix}/campaign/`) && topic.endsWith('/data'))
@@ -272,7 +300,7 @@ export class OtaClient implements CampaignHost {
     } catch (e) {
       // Never let a message take the device down; a bug shows up in the log and the counter.
       this.counters.malformed++;
-      this.#log(`message handler error: ${(e as Error).message}`);
+      this.log(`message handler error: ${(e as Error).message}`);
     }
   }
 
@@ -293,12 +321,9 @@ export class OtaClient implements CampaignHost {
     const a = p.value;
     this.#latest = a;
     const run = this.#run;
-    if (run && (run.campaign !== a.campaign || !bytesEqual(this.#runDigest, a.manifestDigest) || !this.#eligible(a))) this.#abortRun();
+    if (run && (run.campaign !== a.campaign || !bytesEqual(run.announcement.manifestDigest, a.manifestDigest) || !this.#eligible(a))) this.#abortRun();
     this.#kick();
   }
-
-  /** The announced manifest digest of the campaign being run. */
-  #runDigest: Uint8Array = new Uint8Array(0);
 
   /** Subscribe to (or leave) the data topic of `campaign` (SPEC.md §12.11); false when off or failed. */
   listenData(campaign: string | null): Promise<boolean> {
@@ -326,17 +351,17 @@ export class OtaClient implements CampaignHost {
       await null; // let the assignment happen before the finally below can clear it
       try {
         for (;;) {
+          await this.#root.idle(); // a root update first: the campaign is judged under what it stores
           const a = this.#latest;
           if (!a || this.#stopped || !this.#actionable(a)) break;
-          const run: Run = { campaign: a.campaign, aborted: false, finalCode: null, wake: () => {} };
+          const run: Run = { campaign: a.campaign, announcement: a, aborted: false, finalCode: null, wake: () => {} };
           this.#run = run;
-          this.#runDigest = a.manifestDigest;
           await runCampaign(this, run, a);
           // Another announcement arrived meanwhile: look at it; else wait for the next one.
           if (this.#latest === a) break;
         }
       } catch (e) {
-        this.#log(`campaign loop error: ${(e as Error).message}`);
+        this.log(`campaign loop error: ${(e as Error).message}`);
       } finally {
         this.#loop = null;
         this.#run = null;
@@ -348,12 +373,12 @@ export class OtaClient implements CampaignHost {
 
   /** Whether an announcement asks something of this device (also reports `confirmed` / `rejected` once). */
   #actionable(a: Announcement): boolean {
-    if (this.#done.has(a.campaign)) return false;
+    if (this.#outcomes.finished(a.campaign)) return false;
     if (announcedInstalled(this.agent, this.#o.flash, this.#o.layout, this.verifier.sha256, a.manifestDigest)) {
       this.terminal(a, 'confirmed');
       return false;
     }
-    const refused = this.#refused.get(manifestKey(a.manifestDigest));
+    const refused = this.#outcomes.refusal(a.manifestDigest);
     if (refused !== undefined) {
       this.terminal(a, 'rejected', refused);
       return false;
@@ -363,21 +388,5 @@ export class OtaClient implements CampaignHost {
       return false;
     }
     return true;
-  }
-
-  /** Sleep that an abort (withdrawal, new announcement, stop) cuts short. */
-  pause(run: Run, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const cancel = this.clock.after(ms, done);
-      const prev = run.wake;
-      run.wake = () => {
-        prev();
-        done();
-      };
-      function done() {
-        cancel();
-        resolve();
-      }
-    });
   }
 }

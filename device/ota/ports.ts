@@ -37,4 +37,15 @@ export class Listeners<A extends unknown[]> {
   emit(...args: A): void {
     for (const fn of [...this.#fns]) fn(...args);
   }
+  /** Resolves with the first arguments emitted from now on that `match` accepts. */
+  next(match: (...args: A) => boolean): Promise<A> {
+    return new Promise((resolve) => {
+      const on = (...args: A) => {
+        if (!match(...args)) return;
+        this.delete(on);
+        resolve(args);
+      };
+      this.add(on);
+    });
+  }
 }

@@ -9,6 +9,7 @@ import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { messageType } from '../../shared/ota/codec.js';
 import {
+  type Announcement,
   type BlockRange,
   encodeBlockRequest,
   encodeManifestRequest,
@@ -18,15 +19,25 @@ import {
   parseManifestResponse,
   parsePageResponse,
 } from '../../shared/ota/messages.js';
+import { encodeRootRequest, parseRootResponse, type RootResponse } from '../../shared/ota/root.js';
 import { topics } from '../../shared/ota/topics.js';
 import { type AsyncTransport } from '../agent/pull.js';
 import { type OtaClock, type OtaLink } from './ports.js';
 
-export type OtaStats = { requests: number; blocksReceived: number; rejected: number; timeouts: number; malformed: number };
+export type OtaStats = {
+  requests: number;
+  blocksReceived: number;
+  rejected: number;
+  timeouts: number;
+  malformed: number;
+  /** Trust bundles and revocation lists of the root channel the agent refused (SPEC.md §12.13). */
+  rootRefused: number;
+};
 
 /** The campaign a device is working on; `aborted` stops its pull at the next reply. */
 export type Run = {
   readonly campaign: string;
+  readonly announcement: Announcement;
   aborted: boolean;
   /** A final error reply (UNKNOWN_CAMPAIGN, UNKNOWN_BLOCK) ended the campaign for this device. */
   finalCode: number | null;
@@ -37,7 +48,8 @@ type Waiter<T> = (value: T | null) => void;
 type Pending =
   | { kind: 'manifest'; campaign: string; resolve: Waiter<Uint8Array> }
   | { kind: 'page'; campaign: string; page: number; resolve: Waiter<{ leaves: Uint8Array; proof: Uint8Array }> }
-  | { kind: 'block'; campaign: string; blocks: Map<number, Waiter<Uint8Array>> };
+  | { kind: 'block'; campaign: string; blocks: Map<number, Waiter<Uint8Array>> }
+  | { kind: 'root'; version: number; resolve: (reply: RootResponse | number) => void };
 
 /** Handed to waiters when a run is aborted: the caller checks `run.aborted` before looking at it. */
 export const ABORT_BLOCK = new Uint8Array(0);
@@ -46,8 +58,10 @@ export const ABORT_PAGE = Object.freeze({ leaves: new Uint8Array(0), proof: new 
 /** Error replies after which retrying the campaign is pointless (SPEC.md §12.5). */
 const FINAL_CODES: ReadonlySet<number> = new Set([CODES.UNKNOWN_CAMPAIGN, CODES.UNKNOWN_BLOCK]);
 
-function settle(p: Pending): void {
+/** End a request without an answer: `code` is what a root request learns (an error reply's, else a time-out). */
+function settle(p: Pending, code: number = CODES.TRANSPORT_TIMEOUT): void {
   if (p.kind === 'block') for (const w of p.blocks.values()) w(null);
+  else if (p.kind === 'root') p.resolve(code);
   else p.resolve(null);
 }
 
@@ -72,10 +86,11 @@ export class Requests {
     return this.#nextId;
   }
 
-  #send(campaign: string, requestId: number, encode: (replyTopic?: string) => Uint8Array): void {
+  #send(campaign: string | null, requestId: number, encode: (replyTopic?: string) => Uint8Array): void {
     if (this.stopped()) return;
     this.stats.requests++;
-    const topic = topics.request(this.where.prefix, campaign, this.where.device);
+    const { prefix, device } = this.where;
+    const topic = campaign === null ? topics.rootRequest(prefix, device) : topics.request(prefix, campaign, device);
     if (this.link.v5) {
       const correlation = new Uint8Array(4);
       new DataView(correlation.buffer).setUint32(0, requestId);
@@ -101,6 +116,20 @@ export class Requests {
       const id = this.#requestId();
       this.#pending.set(id, { kind: 'manifest', campaign, resolve });
       this.#send(campaign, id, (replyTopic) => encodeManifestRequest({ campaign, requestId: id, ...(replyTopic ? { replyTopic } : {}) }));
+      this.#expire(id, timeoutMs);
+    });
+  }
+
+  /**
+   * Trust bundle `version` from the root channel (SPEC.md §12.13): the response, or a code (the error
+   * reply's, e.g. UNKNOWN_TRUST_VERSION; TRANSPORT_TIMEOUT when nothing came within `timeoutMs`).
+   * A campaign's abort does not end it.
+   */
+  root(version: number, timeoutMs: number): Promise<RootResponse | number> {
+    return new Promise((resolve) => {
+      const id = this.#requestId();
+      this.#pending.set(id, { kind: 'root', version, resolve });
+      this.#send(null, id, (replyTopic) => encodeRootRequest({ requestId: id, trustVersion: version, ...(replyTopic ? { replyTopic } : {}) }));
       this.#expire(id, timeoutMs);
     });
   }
@@ -196,9 +225,10 @@ export class Requests {
     return this.dataTopic !== null;
   }
 
-  /** Wake every waiter (a run was aborted): each gets the abort value and the pull stops. */
+  /** Wake every waiter of the campaign (a run was aborted): each gets the abort value and the pull stops. */
   abortAll(): void {
     for (const [id, p] of this.#pending) {
+      if (p.kind === 'root') continue; // the root channel is not the campaign's
       this.#pending.delete(id);
       if (p.kind === 'block') for (const w of p.blocks.values()) w(ABORT_BLOCK);
       else if (p.kind === 'page') p.resolve(ABORT_PAGE);
@@ -255,6 +285,14 @@ export class Requests {
         this.stats.blocksReceived++;
         return w(m.value.data);
       }
+      case 'rootResponse': {
+        const m = parseRootResponse(payload);
+        if (!m.ok) return void this.stats.malformed++;
+        const p = this.#pending.get(m.value.requestId);
+        if (p?.kind !== 'root' || p.version !== m.value.trustVersion) return; // stale
+        this.#pending.delete(m.value.requestId);
+        return p.resolve(m.value);
+      }
       case 'errorReply':
         return this.#onError(payload, run, final);
       default:
@@ -266,6 +304,12 @@ export class Requests {
     const m = parseErrorReply(payload);
     if (!m.ok) return void this.stats.malformed++;
     const e = m.value;
+    const root = e.requestId === undefined ? undefined : this.#pending.get(e.requestId);
+    if (root?.kind === 'root') {
+      if (e.campaign !== undefined) return; // an answer about a campaign: not to this request
+      this.#pending.delete(e.requestId!);
+      return settle(root, e.code);
+    }
     if (
       run &&
       FINAL_CODES.has(e.code) &&
@@ -276,7 +320,7 @@ export class Requests {
     }
     if (e.requestId === undefined) return;
     const p = this.#pending.get(e.requestId);
-    if (!p || (e.campaign !== undefined && e.campaign !== p.campaign)) return;
+    if (!p || p.kind === 'root' || (e.campaign !== undefined && e.campaign !== p.campaign)) return;
     this.#pending.delete(e.requestId);
     settle(p);
   }

@@ -2,7 +2,9 @@
  * A minimal OTA server for the device-client tests, written from the wire forms of shared/ota/
  * only (not the real `fwseal serve`): it announces campaigns (retained) and answers manifest, page
  * and block requests. Per campaign it can answer normally, with CAMPAIGN_INACTIVE or with
- * UNKNOWN_CAMPAIGN, and it records every request it saw.
+ * UNKNOWN_CAMPAIGN, and it records every request it saw. For the root of trust (SPEC.md §12.13) it
+ * publishes the retained root announcement and answers root requests from the trust bundles it was
+ * given (UNKNOWN_TRUST_VERSION for others).
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { createLayout, layoutBytes } from '../../device/agent/layout.js';
@@ -27,7 +29,8 @@ import {
   parsePageRequest,
   requestedBlocks,
 } from '../../shared/ota/messages.js';
-import { parseRequestTopic, topics } from '../../shared/ota/topics.js';
+import { encodeRootAnnouncement, encodeRootResponse, parseRootRequest, type RootAnnouncement } from '../../shared/ota/root.js';
+import { parseRequestTopic, parseRootRequestTopic, topics } from '../../shared/ota/topics.js';
 import { detBytes, imageTree, makeManifest, makeManifestEnvelope, standardWorld } from './fixtures.js';
 
 export type Mode = 'serve' | 'inactive' | 'unknown';
@@ -37,8 +40,10 @@ type Campaign = { a: Announcement; envelope: Uint8Array; image: Uint8Array; leav
 export type SeenRequest = {
   campaign: string;
   device: string;
-  kind: 'manifest' | 'page' | 'block';
+  kind: 'manifest' | 'page' | 'block' | 'root';
   blocks: number[];
+  /** Root requests: the trust bundle version asked for (campaign is '' then). */
+  trustVersion?: number;
   responseTopic?: string;
   correlation?: Buffer;
 };
@@ -48,6 +53,10 @@ export class OtaResponder {
   readonly campaigns = new Map<string, Campaign>();
   /** Delay (ms) before answering a block request; 0 = at once. */
   blockDelay: (request: SeenRequest, index: number) => number = () => 0;
+  /** Trust bundles by version, each with the newest list that verifies under it: what root requests get. */
+  readonly roots = new Map<number, { trust: Uint8Array; revocations?: Uint8Array }>();
+  /** Delay (ms) before answering a root request; 0 = at once. */
+  rootDelay = 0;
   private constructor(
     readonly client: MqttClient,
     readonly prefix: string,
@@ -57,8 +66,14 @@ export class OtaResponder {
     const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `responder-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
     const r = new OtaResponder(client, prefix);
     client.on('message', (topic, payload, packet) => r.onRequest(topic, payload, packet.properties?.responseTopic, packet.properties?.correlationData));
-    await client.subscribeAsync(topics.requestFilter(prefix), { qos: 1 });
+    await client.subscribeAsync([topics.requestFilter(prefix), topics.rootRequestFilter(prefix)], { qos: 1 });
     return r;
+  }
+
+  /** Publish the retained root announcement (or any bytes: a rogue publisher; empty clears it). */
+  async publishRoot(a: RootAnnouncement | Uint8Array): Promise<void> {
+    const bytes = a instanceof Uint8Array ? a : encodeRootAnnouncement(a);
+    await this.client.publishAsync(topics.root(this.prefix), Buffer.from(bytes), { qos: 1, retain: true });
   }
 
   /** Register a release as campaign `id` and publish its retained announcement on `group`. */
@@ -124,7 +139,29 @@ export class OtaResponder {
     this.client.publish(topic, Buffer.from(payload), { qos: 1, ...(correlation ? { properties: { correlationData: correlation } } : {}) }, () => undefined);
   }
 
+  private onRootRequest(device: string, payload: Buffer, responseTopic?: string, correlation?: Buffer): void {
+    const m = parseRootRequest(payload);
+    if (!m.ok) return;
+    const { requestId, trustVersion } = m.value;
+    const to = responseTopic ?? m.value.replyTopic ?? topics.reply(this.prefix, device);
+    this.seen.push({
+      campaign: '',
+      device,
+      kind: 'root',
+      blocks: [],
+      trustVersion,
+      ...(responseTopic ? { responseTopic } : {}),
+      ...(correlation ? { correlation } : {}),
+    });
+    const bundle = this.roots.get(trustVersion);
+    const answer = bundle ? encodeRootResponse({ requestId, trustVersion, ...bundle }) : encodeErrorReply({ requestId, code: CODES.UNKNOWN_TRUST_VERSION });
+    if (this.rootDelay > 0) setTimeout(() => this.reply(to, answer, correlation), this.rootDelay);
+    else this.reply(to, answer, correlation);
+  }
+
   private onRequest(topic: string, payload: Buffer, responseTopic?: string, correlation?: Buffer): void {
+    const root = parseRootRequestTopic(this.prefix, topic);
+    if (root.ok) return this.onRootRequest(root.device, payload, responseTopic, correlation);
     const where = parseRequestTopic(this.prefix, topic);
     if (!where.ok) return;
     const { campaign: id, device } = where;
