@@ -1,14 +1,15 @@
 /**
  * The broker access rules of SPEC.md §12.12 bite: a mosquitto with the shipped ACL file
  * (ops/mosquitto/fwseal.acl), a password file and one credential per device. A device's credentials
- * publish only its own request and status topics and receive only its own replies, its group's
- * announcements and the data topics. mosquitto drops a denied PUBLISH silently (MQTT 3.1.1), so a
+ * publish only its own request, root request and status topics and receive only its own replies, its
+ * group's announcements, the data topics and the root of trust. mosquitto drops a denied PUBLISH silently (MQTT 3.1.1), so a
  * privileged observer checks that nothing arrived; no timing: each probe ends with an allowed message
  * from the same client, and the broker keeps one client's messages in order, so once that one is in,
  * anything before it would be too.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeManifestRequest } from '../shared/ota/messages.js';
+import { encodeRootRequest } from '../shared/ota/root.js';
 import { encodeStatusEvent } from '../shared/ota/status.js';
 import { topics } from '../shared/ota/topics.js';
 import { fleetAuth, type Mosquitto, SERVER_USERNAME, startMosquitto } from './support/mosquitto.js';
@@ -119,5 +120,29 @@ describe.each([4, 5] as const)('the ACL file with per-device credentials, MQTT %
     await server.raw(topics.reply(P, 'acl-2'), 'closing');
     await observer.next((m) => m.topic === topics.reply(P, 'acl-2'));
     expect(observer.messages.filter((m) => Buffer.from(m.payload).includes(mark))).toEqual([]);
+  });
+
+  it('the root of trust (SPEC.md §12.13): every device reads <prefix>/root and asks only as itself; only the servers publish it and read the asks', async () => {
+    const observer = await connect('observer', OBSERVER, 4);
+    await observer.subscribe('#');
+    const server = await connect('server', SERVER_USERNAME, version);
+    expect(await server.subscribe(version === 5 ? topics.shared(topics.rootRequestFilter(P)) : topics.rootRequestFilter(P))).toBe(1);
+    const d = await connect('acl-1', 'acl-1', version);
+    expect(await d.subscribe(topics.root(P))).toBe(1);
+    const mark = `root-forged-v${version}`;
+    for (const t of [topics.root(P), topics.rootRequest(P, 'acl-2')]) {
+      const sent = d.raw(t, mark);
+      if (version === 5) await expect(sent).rejects.toMatchObject({ code: NOT_AUTHORIZED });
+      else await sent;
+    }
+    const ask = encodeRootRequest({ requestId: 1, trustVersion: 2 });
+    await d.raw(topics.rootRequest(P, 'acl-1'), ask);
+    await server.next((m) => m.topic === topics.rootRequest(P, 'acl-1'));
+    await observer.next((m) => m.topic === topics.rootRequest(P, 'acl-1'));
+    await server.raw(topics.root(P), `root-v${version}`);
+    await d.next((m) => m.topic === topics.root(P) && Buffer.from(m.payload).toString() === `root-v${version}`);
+    await observer.next((m) => m.topic === topics.root(P) && Buffer.from(m.payload).toString() === `root-v${version}`);
+    expect(observer.messages.filter((m) => Buffer.from(m.payload).toString() === mark)).toEqual([]);
+    expect(d.messages.filter((m) => Buffer.from(m.payload).toString() === mark)).toEqual([]);
   });
 });

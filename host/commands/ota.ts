@@ -1,13 +1,13 @@
 /**
- * `fwseal serve` (the OTA server, SPEC.md §12.8) and `fwseal campaign ...` (its operator CLI over the
- * HTTP API). The server token comes from FWSEAL_SERVER_TOKEN and the MQTT password from
- * FWSEAL_MQTT_PASSWORD: never flags, never printed.
+ * `fwseal serve` (the OTA server, SPEC.md §12.8), `fwseal campaign ...` and `fwseal trust publish`
+ * (its operator CLI over the HTTP API; SPEC.md §12.9, §12.13). The server token comes from
+ * FWSEAL_SERVER_TOKEN and the MQTT password from FWSEAL_MQTT_PASSWORD: never flags, never printed.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
-import { FwsealError } from '../errors.js';
+import { exitStatusFor, FwsealError } from '../errors.js';
 import { type ApiTarget, apiRequest } from '../ota/api-client.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
@@ -26,9 +26,14 @@ export function parseListen(text: string): { host: string; port: number } {
 export const serveCmd: Command = {
   name: 'serve',
   summary: 'run the OTA server: answer device requests over MQTT, run campaigns, serve the HTTP API',
-  usage: `fwseal serve --broker URL --data DIR --trust trust.cbor [--revocations RL.cbor] [--http HOST:PORT]
+  usage: `fwseal serve --broker URL --data DIR [--trust trust.cbor] [--revocations RL.cbor] [--http HOST:PORT]
     [--prefix P] [--tick-ms N] [--response-qos 0|1] [--coalesce-ms N]
 ${MQTT_USAGE}
+
+The root of trust: the first start on DIR needs --trust (and takes --revocations); both are kept in
+DIR/fwseal.db with every later version published over the API (fwseal trust publish). A later start
+takes --trust only as the stored newest bundle or its successor, and --revocations only as the
+stored list or a newer one: anything older or different stops serve (exit 2, with the code).
 
 Answers manifest, digest page and block requests under <prefix>/campaign/+/req/+ (MQTT 5 shared
 subscriptions, so several instances on one broker and one --data folder share the work), records
@@ -52,16 +57,17 @@ most 25 of them and 1 s. Prints one line with the HTTP address, then runs until 
   async run(p, io) {
     noPositionals(p);
     const mqtt = mqttSettings(p, process.env, `serve-${randomBytes(4).toString('hex')}`, 5);
-    const trust = readObjectFile(str(p, 'trust', true), 'trust-bundle');
+    const trustPath = str(p, 'trust');
+    const trust = trustPath ? readObjectFile(trustPath, 'trust-bundle') : undefined;
     const rl = str(p, 'revocations');
     const revocations = rl ? readObjectFile(rl, 'revocation-list') : undefined;
     const http = parseListen(str(p, 'http') ?? '127.0.0.1:8080');
     const token = process.env.FWSEAL_SERVER_TOKEN || undefined;
-    const server = await OtaServer.start({
+    const started = OtaServer.start({
       mqtt,
       dataDir: str(p, 'data', true),
       prefix: str(p, 'prefix') ?? 'fwseal',
-      trust,
+      ...(trust ? { trust } : {}),
       ...(revocations ? { revocations } : {}),
       http,
       ...(token ? { token } : {}),
@@ -70,6 +76,15 @@ most 25 of them and 1 s. Prints one line with the HTTP address, then runs until 
       coalesceMs: int(p, 'coalesce-ms', 0, 1000, COALESCE_MS),
       log: (line) => io.stderr(`fwseal serve: ${line}\n`),
     });
+    const server = await started.catch((e: unknown) => {
+      // A root of trust the stored one does not accept (§12.13) stops the start: exit 2 with the verifier's code.
+      if (e instanceof FwsealError && exitStatusFor(e.code) === 1) return e;
+      throw e;
+    });
+    if (server instanceof FwsealError) {
+      io.stderr(`fwseal serve: ${server.codeName} (code ${server.code}): refused at start: ${server.message}\n`);
+      return 2;
+    }
     const addr = server.address()!;
     io.stdout(`fwseal serve: HTTP API on ${addr.url} (MQTT ${mqtt.url}, prefix ${server.prefix}${token ? ', token required' : ''})\n`);
     await new Promise<void>((resolve) => {
@@ -87,10 +102,10 @@ most 25 of them and 1 s. Prints one line with the HTTP address, then runs until 
   },
 };
 
-const SERVER_FLAGS = { server: { type: 'string' } } as const;
-const SERVER_USAGE = `--server URL defaults to FWSEAL_SERVER, else ${DEFAULT_SERVER}; the token comes from FWSEAL_SERVER_TOKEN.`;
+export const SERVER_FLAGS = { server: { type: 'string' } } as const;
+export const SERVER_USAGE = `--server URL defaults to FWSEAL_SERVER, else ${DEFAULT_SERVER}; the token comes from FWSEAL_SERVER_TOKEN.`;
 
-function target(p: Parsed): ApiTarget {
+export function target(p: Parsed): ApiTarget {
   const server = str(p, 'server') ?? process.env.FWSEAL_SERVER ?? DEFAULT_SERVER;
   const token = process.env.FWSEAL_SERVER_TOKEN;
   return { server, ...(token ? { token } : {}) };
@@ -112,13 +127,24 @@ export type CampaignDetail = {
   version: string;
   securityCounter: number;
   state: string;
+  /** The verifier's code when the root of trust halted the campaign (SPEC.md §12.13). */
+  haltCode: number | null;
   wave: number;
   waves: number[];
   rollout: number;
   abortFailureRate: number;
   failureRate: number;
   counts: Record<string, number>;
-  devices: { id: string; state: string; done: number | null; total: number | null; code: number | null; updated: number | null }[];
+  devices: {
+    id: string;
+    state: string;
+    done: number | null;
+    total: number | null;
+    code: number | null;
+    updated: number | null;
+    trustVersion: number | null;
+    revocationVersion: number | null;
+  }[];
 };
 
 function parseWaves(text: string | undefined): number[] | undefined {
@@ -198,6 +224,7 @@ export function formatStatus(d: CampaignDetail, bar?: number): string {
     `devices: known ${c.known}  eligible ${c.eligible}  waiting ${c.waiting}  accepted ${c.accepted}  downloading ${c.downloading}  verifying ${c.verifying}  installed ${c.installed}  confirmed ${c.confirmed}  rejected ${c.rejected}  failed ${c.failed}`,
     `failure rate ${pct(d.failureRate)} (halts above ${pct(d.abortFailureRate)})`,
   ];
+  if (d.haltCode) lines.push(`halted by the root of trust: the manifest fails ${codeName(d.haltCode)} (${d.haltCode}); no longer announced or served`);
   if (bar !== undefined) {
     const done = c.confirmed + c.rejected + c.failed;
     const all = Math.max(c.known, done, 1);
@@ -206,10 +233,12 @@ export function formatStatus(d: CampaignDetail, bar?: number): string {
   }
   if (d.devices.length > 0) {
     const w = Math.max(6, ...d.devices.map((x) => x.id.length));
-    lines.push('', `${'DEVICE'.padEnd(w)}  ${'STATE'.padEnd(11)}  ${'PROGRESS'.padEnd(9)}  CODE`);
+    lines.push('', `${'DEVICE'.padEnd(w)}  ${'STATE'.padEnd(11)}  ${'PROGRESS'.padEnd(9)}  ${'TRUST'.padEnd(5)}  ${'RL'.padEnd(5)}  CODE`);
+    const v = (n: number | null | undefined) => (n === null || n === undefined ? '-' : String(n)).padEnd(5);
     for (const x of d.devices) {
       const prog = x.total ? `${x.done}/${x.total}` : '';
-      lines.push(`${x.id.padEnd(w)}  ${x.state.padEnd(11)}  ${prog.padEnd(9)}  ${x.code ? `${codeName(x.code)} (${x.code})` : ''}`.trimEnd());
+      const code = x.code ? `${codeName(x.code)} (${x.code})` : '';
+      lines.push(`${x.id.padEnd(w)}  ${x.state.padEnd(11)}  ${prog.padEnd(9)}  ${v(x.trustVersion)}  ${v(x.revocationVersion)}  ${code}`.trimEnd());
     }
   }
   return `${lines.join('\n')}\n`;
@@ -274,4 +303,40 @@ export const campaignPause = transitionCmd('pause', 'pause a campaign (devices s
 export const campaignResume = transitionCmd('resume', 'resume a paused or halted campaign');
 export const campaignAbort = transitionCmd('abort', 'abort a campaign (clears its announcement; requests get UNKNOWN_CAMPAIGN)');
 
-export const OTA_COMMANDS: readonly Command[] = [serveCmd, campaignCreate, campaignStatus, campaignPause, campaignResume, campaignAbort];
+/** What `POST /api/root` answers (SPEC.md §12.13). */
+export type RootPublished = { kind: string; version: number; changed: boolean; halted: { id: string; code: number }[] };
+
+/** Upload a signed trust bundle or revocation list (POST /api/root). Refused: the verifier's code (exit 1). */
+export function publishRoot(t: ApiTarget, envelope: Uint8Array): Promise<RootPublished> {
+  return apiRequest<RootPublished>(t, 'POST', 'api/root', { bytes: envelope });
+}
+
+/** What the server did with a published object, for people. */
+export function formatPublished(r: RootPublished): string {
+  const what = `${r.kind.replace('-', ' ')} version ${r.version}`;
+  const lines = [r.changed ? `published ${what}` : `${what} was already published; nothing changed`];
+  for (const h of r.halted) lines.push(`halted campaign ${h.id}: ${codeName(h.code)} (${h.code})`);
+  return `${lines.join('\n')}\n`;
+}
+
+export const trustPublish: Command = {
+  name: 'trust publish',
+  summary: 'publish a trust bundle or revocation list to the fleet through an OTA server',
+  usage: `fwseal trust publish FILE [--server URL] [--json]
+
+FILE is a signed trust bundle (the next version) or revocation list. The server verifies it against
+the fleet's root of trust as a device would, stores it, announces it to every device (retained on
+<prefix>/root) and halts every campaign whose manifest no longer verifies. An older list or bundle,
+or another one of the same version, is refused (REVOCATION_ROLLBACK / TRUST_ROLLBACK, exit 1).
+${SERVER_USAGE}`,
+  options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
+  async run(p, io) {
+    const file = onePositional(p, 'trust bundle or revocation list');
+    const r = await publishRoot(target(p), readObjectFile(file, null));
+    if (p.values.json) json(io, r);
+    else io.stdout(formatPublished(r));
+    return 0;
+  },
+};
+
+export const OTA_COMMANDS: readonly Command[] = [serveCmd, campaignCreate, campaignStatus, campaignPause, campaignResume, campaignAbort, trustPublish];

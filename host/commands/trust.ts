@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../io.js';
 import { loadPublicKey, loadSigningKey } from '../keys.js';
 import { buildRevocationList, buildTrustBundle } from '../trust.js';
 import { type Command, type Io, int, json, list, noPositionals, type Parsed, readObjectFile, str } from './common.js';
+import { formatPublished, publishRoot, SERVER_FLAGS, SERVER_USAGE, target } from './ota.js';
 
 const ROLE_FLAGS = {
   root: { type: 'string', multiple: true },
@@ -84,10 +85,13 @@ export const revoke: Command = {
   summary: 'create a signed revocation list (keys and/or manifests)',
   usage: `fwseal revoke --trust trust.cbor --version N --sign A.key [--sign B.key ...] --out RL.cbor
     [--key R2.pub ...] [--kid HEX ...] [--manifest M.cose ...] [--previous OLD.cbor] [--json]
+    [--publish [--server URL]]
 
 Revoked keys never count toward a threshold; revoked manifests are refused. Devices keep the
 highest version they have seen and refuse older lists. --previous carries an older list's entries
-forward (the new --version must be higher).`,
+forward (the new --version must be higher). --publish then uploads RL.cbor to an OTA server, as
+'fwseal trust publish RL.cbor' does: the fleet gets it at once, campaigns it revokes are halted.
+${SERVER_USAGE}`,
   options: {
     trust: { type: 'string' },
     version: { type: 'string' },
@@ -98,8 +102,10 @@ forward (the new --version must be higher).`,
     manifest: { type: 'string', multiple: true },
     previous: { type: 'string' },
     json: { type: 'boolean' },
+    publish: { type: 'boolean' },
+    ...SERVER_FLAGS,
   },
-  run(p, io) {
+  async run(p, io) {
     noPositionals(p);
     const out = str(p, 'out', true);
     const version = int(p, 'version', 1, LIMITS.maxCounter);
@@ -111,6 +117,7 @@ forward (the new --version must be higher).`,
     const previous = previousPath ? readObjectFile(previousPath, 'revocation-list') : undefined;
     const signPaths = list(p, 'sign');
     if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
+    if (p.values.server !== undefined && !p.values.publish) throw new FwsealError('USAGE', '--server goes with --publish');
     const signers = signPaths.map((path) => loadSigningKey(path));
     const r = buildRevocationList({
       trust: trust.trust,
@@ -122,9 +129,11 @@ forward (the new --version must be higher).`,
       ...(previous ? { previous } : {}),
     });
     writeFileAtomic(out, r.envelope);
-    if (p.values.json) json(io, { out, version, complete: r.complete, revokedKeyIds: keys.map((k) => toHex(k.keyId)) });
-    else io.stdout(`wrote ${out} (revocation list version ${version})\n`);
     if (!r.complete) io.stderr(`note: not yet accepted by devices (${r.error}). Add root signatures with: fwseal sign ${out} --key ROOT.key\n`);
+    if (!p.values.json) io.stdout(`wrote ${out} (revocation list version ${version})\n`);
+    const published = p.values.publish ? await publishRoot(target(p), r.envelope) : undefined;
+    if (p.values.json) json(io, { out, version, complete: r.complete, revokedKeyIds: keys.map((k) => toHex(k.keyId)), ...(published ? { published } : {}) });
+    else if (published) io.stdout(formatPublished(published));
     return 0;
   },
 };

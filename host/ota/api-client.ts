@@ -20,7 +20,10 @@ function codeNameOf(name: unknown, fallback: Exclude<CodeName, 'OK'>): Exclude<C
 
 const STATUS_CODES: Record<number, Exclude<CodeName, 'OK'>> = { 401: 'UNAUTHORIZED', 404: 'NOT_FOUND', 409: 'CONFLICT', 413: 'TOO_LARGE' };
 
-export function apiRequest<T>(target: ApiTarget, method: string, path: string, body?: { json: unknown } | { file: string; size: number }): Promise<T> {
+/** A request body: JSON, a file streamed from disk, or bytes in memory (a signed object, application/octet-stream). */
+export type ApiBody = { json: unknown } | { file: string; size: number } | { bytes: Uint8Array };
+
+export function apiRequest<T>(target: ApiTarget, method: string, path: string, body?: ApiBody): Promise<T> {
   let url: URL;
   try {
     url = new URL(path, target.server.endsWith('/') ? target.server : `${target.server}/`);
@@ -34,6 +37,10 @@ export function apiRequest<T>(target: ApiTarget, method: string, path: string, b
   if (body && 'json' in body) {
     payload = Buffer.from(JSON.stringify(body.json));
     headers['content-type'] = 'application/json';
+    headers['content-length'] = payload.length;
+  } else if (body && 'bytes' in body) {
+    payload = Buffer.from(body.bytes);
+    headers['content-type'] = 'application/octet-stream';
     headers['content-length'] = payload.length;
   } else if (body) {
     headers['content-type'] = 'application/octet-stream';

@@ -97,9 +97,9 @@ export function newCampaignId(): string {
   return `c${Date.now().toString(36)}${toHex(randomBytes(3))}`;
 }
 
-/** The announcement of a campaign (rollout 0 while paused or halted); null when aborted. */
+/** The announcement of a campaign (rollout 0 while paused or halted); null when aborted or halted by the root of trust (§12.13). */
 export function announcementOf(row: CampaignRow): Announcement | null {
-  if (row.state === 'aborted') return null;
+  if (row.state === 'aborted' || row.halt_code !== null) return null;
   return {
     campaign: row.id,
     manifestDigest: new Uint8Array(row.manifest_sha),
@@ -149,7 +149,7 @@ export function createCampaign(store: Store, trust: Trust, req: CreateCampaign, 
   const { leaves } = hashImage(imagePath, manifest.chunkSize);
   writeFileAtomic(digestTableFile(store, id), encodeDigestTable(leaves));
   const devices = store.devices(req.group).map((d) => d.id);
-  const row: Omit<CampaignRow, 'halt_baseline'> = {
+  const row: Omit<CampaignRow, 'halt_baseline' | 'halt_code'> = {
     id,
     grp: req.group,
     version: manifest.version,
@@ -195,9 +195,7 @@ const ignored = (reason: IgnoredReason): Ingested => ({ counted: false, reason }
  * forward. The halt rule and the waves read those rows only, so a forged event changes nothing.
  */
 export function ingestStatus(store: Store, s: StatusEvent, maxDevices: number): Ingested {
-  if (s.state === 'online') {
-    return store.upsertDevice(s.device, s.group!, s.version, s.counter, maxDevices) ? { counted: true, terminal: false } : ignored('fleet_full');
-  }
+  if (s.state === 'online') return ingestOnline(store, s, maxDevices);
   const c = store.statusContext(s.campaign!, s.device);
   if (!c) return ignored('unknown_campaign'); // a campaign another deployment runs, or one long gone
   if (c.device_grp === null) return ignored('unknown_device');
@@ -215,6 +213,18 @@ export function ingestStatus(store: Store, s: StatusEvent, maxDevices: number): 
   });
   if (!moved) return ignored('stale'); // backwards, redelivered, or after a terminal state
   return { counted: true, terminal: s.state === 'confirmed' || s.state === 'rejected' || s.state === 'failed' };
+}
+
+/**
+ * `online`: the device, its release and the root of trust it enforces (keys 12-14). A device known
+ * before that now reports a newer revocation version acknowledged every list in between: one
+ * propagation time per list (SPEC.md §12.13; fwseal_revocation_propagation_seconds).
+ */
+function ingestOnline(store: Store, s: StatusEvent, maxDevices: number): Ingested {
+  const before = store.root.deviceRevocationVersion(s.device);
+  if (!store.upsertDevice(s.device, { ...s, group: s.group! }, maxDevices)) return ignored('fleet_full');
+  if (before !== null && s.revocationVersion !== undefined && s.revocationVersion > before) store.root.acknowledge(s.device, before, s.revocationVersion);
+  return { counted: true, terminal: false };
 }
 
 type Tally = { statuses: Map<string, DeviceCampaignRow>; failures: number; terminal: number };
@@ -273,14 +283,25 @@ export function transition(store: Store, id: string, action: 'pause' | 'resume' 
       return null;
     }
     // Resuming a halted campaign is the operator's override of the failures seen so far.
-    if (action === 'resume' && r.state === 'halted') return { state: t.to, halt_baseline: tally(store, id).failures };
+    // The caller verified the manifest again before a resume (§12.13): a halt by the root of trust ends here too.
+    if (action === 'resume' && r.state === 'halted') return { state: t.to, halt_baseline: tally(store, id).failures, halt_code: null };
     return { state: t.to };
   });
   if (!row) throw new ApiError(409, 'CONFLICT', `cannot ${action} a campaign that is ${refused ?? 'gone'}`);
   return row;
 }
 
-export type DeviceView = { id: string; state: string; done: number | null; total: number | null; code: number | null; updated: number | null };
+export type DeviceView = {
+  id: string;
+  state: string;
+  done: number | null;
+  total: number | null;
+  code: number | null;
+  updated: number | null;
+  /** The root of trust the device last acknowledged (§12.13; null: never reported). */
+  trustVersion: number | null;
+  revocationVersion: number | null;
+};
 
 export function summary(row: CampaignRow) {
   return {
@@ -289,6 +310,8 @@ export function summary(row: CampaignRow) {
     version: row.version,
     securityCounter: row.security_counter,
     state: row.state,
+    /** The verifier's code when the root of trust halted the campaign (§12.13), else null. */
+    haltCode: row.halt_code,
     wave: row.wave + 1,
     waves: JSON.parse(row.waves) as number[],
     rollout: row.rollout,
@@ -305,15 +328,18 @@ export function detail(store: Store, row: CampaignRow) {
   for (const s of DEVICE_STATES) counts[s] = 0;
   for (const s of t.statuses.values()) counts[s.state]++;
   const devices: DeviceView[] = [];
+  const root = new Map(known.map((d) => [d.id, { trustVersion: d.trust_version, revocationVersion: d.revocation_version }]));
+  const unknownRoot = { trustVersion: null, revocationVersion: null };
   for (const d of known) {
     if (bucketOf(row.id, d.id) >= row.rollout) continue;
     counts.eligible++;
     if (!t.statuses.has(d.id)) {
       counts.waiting++;
-      devices.push({ id: d.id, state: 'waiting', done: null, total: null, code: null, updated: null });
+      devices.push({ id: d.id, state: 'waiting', done: null, total: null, code: null, updated: null, ...root.get(d.id)! });
     }
   }
-  for (const s of t.statuses.values()) devices.push({ id: s.device, state: s.state, done: s.done, total: s.total, code: s.code, updated: s.updated });
+  for (const s of t.statuses.values())
+    devices.push({ id: s.device, state: s.state, done: s.done, total: s.total, code: s.code, updated: s.updated, ...(root.get(s.device) ?? unknownRoot) });
   devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return {
     ...summary(row),

@@ -13,6 +13,7 @@ import { FwsealError } from '../errors.js';
 import { NEW_FILE_FLAGS, syncFolder } from '../io.js';
 import { imageFile } from './assets.js';
 import { ApiError, detail, summary } from './campaigns.js';
+import { deviceView, rootView } from './http-root.js';
 import { type OtaServer } from './server.js';
 
 export type HttpApi = { address(): { host: string; port: number; url: string }; close(): Promise<void> };
@@ -52,36 +53,41 @@ function sendError(res: ServerResponse, e: unknown): void {
 const apiError = (status: number, name: Exclude<CodeName, 'OK'>, detailText: string) => new ApiError(status, name, detailText);
 
 /**
- * The JSON body, at most MAX_JSON_BODY bytes kept. Larger (by Content-Length, or once a chunked body
- * passes the limit): 413 TOO_LARGE at once; the rest is read and dropped, never kept, so the client
- * gets the answer and not a reset, and the connection closes after it (sendError).
+ * The body, at most `max` bytes kept. Larger (by Content-Length, or once a chunked body passes the
+ * limit): 413 TOO_LARGE at once; the rest is read and dropped, never kept, so the client gets the
+ * answer and not a reset, and the connection closes after it (sendError).
  */
-function readJson(req: IncomingMessage): Promise<unknown> {
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > MAX_JSON_BODY) return reject(apiError(413, 'TOO_LARGE', `body of ${declared} bytes; at most ${MAX_JSON_BODY}`));
+    if (declared > max) return reject(apiError(413, 'TOO_LARGE', `body of ${declared} bytes; at most ${max}`));
     const parts: Buffer[] = [];
     let size = 0;
     let refused = false;
     req.on('data', (c: Buffer) => {
       if (refused) return;
       size += c.length;
-      if (size > MAX_JSON_BODY) {
+      if (size > max) {
         refused = true;
         parts.length = 0;
-        reject(apiError(413, 'TOO_LARGE', `body larger than ${MAX_JSON_BODY} bytes`));
+        reject(apiError(413, 'TOO_LARGE', `body larger than ${max} bytes`));
       } else parts.push(c);
     });
     req.on('error', reject);
     req.on('end', () => {
-      if (refused) return;
-      try {
-        resolve(JSON.parse(Buffer.concat(parts).toString('utf8')));
-      } catch {
-        reject(apiError(400, 'MALFORMED', 'body is not JSON'));
-      }
+      if (!refused) resolve(Buffer.concat(parts));
     });
   });
+}
+
+/** The JSON body, at most MAX_JSON_BODY bytes (readBody). */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const body = await readBody(req, MAX_JSON_BODY);
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw apiError(400, 'MALFORMED', 'body is not JSON');
+  }
 }
 
 /** Stream an image upload to disk, hashing it; stored as DATA/images/<sha256> only if the digest matches. */
@@ -186,7 +192,15 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
   }
   if (!path.startsWith('/api/')) throw apiError(404, 'NOT_FOUND', `no route ${path}`);
   if (!authorized(req, token)) throw apiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
+  if (path === '/api/root' && method === 'GET') return sendJson(res, 200, rootView(server));
+  // A signed trust bundle or revocation list, as the file holds it (§12.13): at most one envelope.
+  if (path === '/api/root' && method === 'POST') return sendJson(res, 200, await server.publishRoot(await readBody(req, LIMITS.maxEnvelopeBytes)));
+  if (path === '/api/devices' && method === 'GET') return sendJson(res, 200, { devices: server.store.devices().map(deviceView) });
+  return routeCampaigns(server, req, res, path, method);
+}
 
+/** Images and campaigns (SPEC.md §12.9 "HTTP API"). */
+async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
   const image = path.match(/^\/api\/images\/([^/]+)$/);
   if (image) {
     if (method !== 'PUT') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
@@ -228,11 +242,6 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
     const row = server.store.campaign(id);
     if (!row) throw apiError(404, 'NOT_FOUND', `no campaign ${id}`);
     return sendJson(res, 200, detail(server.store, row));
-  }
-  if (path === '/api/devices' && method === 'GET') {
-    return sendJson(res, 200, {
-      devices: server.store.devices().map((d) => ({ id: d.id, group: d.grp, version: d.version, counter: d.counter, lastSeen: d.last_seen })),
-    });
   }
   throw apiError(404, 'NOT_FOUND', `no route ${method} ${path}`);
 }

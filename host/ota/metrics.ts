@@ -1,10 +1,12 @@
 /**
  * Prometheus text format 0.0.4 for GET /metrics. Counters of this instance (blocks served, error
- * replies, malformed messages, latency) live in memory; device and campaign figures are derived from
- * SQLite at scrape time, so every instance reports the same fleet-wide values.
+ * replies, malformed messages, latency) live in memory; device, campaign and root-of-trust figures
+ * (revocation propagation included) are derived from SQLite at scrape time, so every instance
+ * reports the same fleet-wide values.
  */
 import { codeName } from '../../shared/codes.js';
 import { IGNORED_REASONS, type IgnoredReason } from './campaigns.js';
+import { type Histogram, PROPAGATION_BUCKETS } from './root-store.js';
 import { type Store } from './store.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -15,12 +17,60 @@ export type RefusedVia = 'response_topic' | 'payload';
 
 const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
+/**
+ * A device counts as online for fwseal_revocation_enforcing_ratio when it reported within this
+ * window (24 h): MQTT tells the servers of no disconnects, and a device reports `online` at every
+ * connect and after every change of its root of trust (SPEC.md §12.13).
+ */
+export const ONLINE_WINDOW_MS = 24 * 3600 * 1000;
+
+type Emit = (name: string, type: string, help: string, samples: [string, number][]) => void;
+
+function histogramLines(name: string, help: string, bounds: readonly number[], h: Histogram): string[] {
+  return [
+    `# HELP ${name} ${help}`,
+    `# TYPE ${name} histogram`,
+    ...bounds.map((b, i) => `${name}_bucket{le="${b}"} ${h.buckets[i]}`),
+    `${name}_bucket{le="+Inf"} ${h.count}`,
+    `${name}_sum ${h.sum}`,
+    `${name}_count ${h.count}`,
+  ];
+}
+
+/** The root of trust (SPEC.md §12.13): what the servers publish, what devices acknowledged, and how fast. */
+function rootMetrics(store: Store, metric: Emit, now: number): string[] {
+  const published = store.root.versions();
+  const byVersion = (rows: { v: number | null; n: number }[]): [string, number][] => rows.map((r) => [`{version="${r.v === null ? 'unknown' : r.v}"}`, r.n]);
+  metric('fwseal_root_trust_version', 'gauge', 'The newest trust bundle version the servers publish.', [['', published.trust]]);
+  metric('fwseal_root_revocation_version', 'gauge', 'The newest revocation list version the servers publish (0: none).', [['', published.list]]);
+  metric('fwseal_devices_trust_version', 'gauge', 'Known devices by the trust bundle version they last reported.', byVersion(store.root.trustVersionsSeen()));
+  metric(
+    'fwseal_devices_revocation_version',
+    'gauge',
+    'Known devices by the revocation list version they last acknowledged.',
+    byVersion(store.root.revocationVersions()),
+  );
+  const e = store.root.enforcing(published.list, now - ONLINE_WINDOW_MS);
+  metric('fwseal_devices_online', 'gauge', 'Devices that reported within the online window (24 h).', [['', e.online]]);
+  metric('fwseal_revocation_enforcing_ratio', 'gauge', 'Online devices that acknowledged the published revocation list, over online devices.', [
+    ['', e.online === 0 ? Number.NaN : e.enforcing / e.online],
+  ]);
+  return histogramLines(
+    'fwseal_revocation_propagation_seconds',
+    "Revocation list published to each device's first acknowledgement of it, one observation per device and list.",
+    PROPAGATION_BUCKETS,
+    store.root.propagation(),
+  );
+}
+
 export class Metrics {
   blocksServed = 0;
   blockBytesServed = 0;
   pagesServed = 0;
   manifestsServed = 0;
   multicasts = 0;
+  /** Root responses (SPEC.md §12.13) handed to the broker by this instance. */
+  rootResponses = 0;
   mqttConnected = false;
   readonly errorReplies = new Map<number, number>();
   readonly malformed = new Map<MalformedKind, number>();
@@ -58,7 +108,7 @@ export class Metrics {
 
   render(store: Store): string {
     const out: string[] = [];
-    const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+    const metric: Emit = (name, type, help, samples) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, v] of samples) out.push(`${name}${labels} ${v}`);
     };
@@ -90,15 +140,16 @@ export class Metrics {
     metric('fwseal_block_multicasts_total', 'counter', 'Block responses published once on a campaign data topic for several devices.', [['', this.multicasts]]);
     metric('fwseal_block_bytes_served_total', 'counter', 'Image bytes in block responses of this instance.', [['', this.blockBytesServed]]);
     out.push(
-      '# HELP fwseal_block_latency_seconds Block request received to last response handed to the broker.',
-      '# TYPE fwseal_block_latency_seconds histogram',
+      ...histogramLines('fwseal_block_latency_seconds', 'Block request received to last response handed to the broker.', LATENCY_BUCKETS, {
+        buckets: this.latency,
+        count: this.latencyCount,
+        sum: this.latencySum,
+      }),
     );
-    for (const [i, b] of LATENCY_BUCKETS.entries()) out.push(`fwseal_block_latency_seconds_bucket{le="${b}"} ${this.latency[i]}`);
-    out.push(
-      `fwseal_block_latency_seconds_bucket{le="+Inf"} ${this.latencyCount}`,
-      `fwseal_block_latency_seconds_sum ${this.latencySum}`,
-      `fwseal_block_latency_seconds_count ${this.latencyCount}`,
-    );
+    metric('fwseal_root_responses_total', 'counter', 'Root responses (trust bundle versions) handed to the broker by this instance.', [
+      ['', this.rootResponses],
+    ]);
+    out.push(...rootMetrics(store, metric, Date.now()));
     metric(
       'fwseal_error_replies_total',
       'counter',

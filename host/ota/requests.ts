@@ -104,7 +104,8 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
 
   const row = store.gate(req.campaign);
   if (!row || row.state === 'aborted') return fail(CODES.UNKNOWN_CAMPAIGN);
-  if (row.state === 'paused' || row.state === 'halted') return fail(CODES.CAMPAIGN_INACTIVE);
+  // A campaign the root of trust halted (§12.13) is served no more, whatever its state.
+  if (row.state === 'paused' || row.state === 'halted' || row.halt_code !== null) return fail(CODES.CAMPAIGN_INACTIVE);
   if (bucketOf(row.id, device) >= row.rollout) return fail(CODES.CAMPAIGN_INACTIVE);
   const a = assets.get(row.id);
 

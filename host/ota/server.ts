@@ -3,23 +3,25 @@
  * SQLite, runs the wave engine and the HTTP API. Several instances may share one broker (MQTT 5
  * shared subscriptions) and one data folder (SQLite WAL); no per-device session is kept in memory.
  * This file holds the lifecycle, the subscriptions and the announcements; requests are answered in
- * request-queue.ts (multicast in multicast.ts), status events handled in status-ingest.ts.
+ * request-queue.ts (multicast in multicast.ts), status events handled in status-ingest.ts, the root
+ * of trust kept in root-of-trust.ts and carried over MQTT by root-channel.ts (SPEC.md §12.13).
  */
 import { type MqttClient, type Packet } from 'mqtt';
-import { createVerifier } from '../../device/index.js';
 import { LIMITS } from '../../shared/limits.js';
 import { encodeAnnouncement } from '../../shared/ota/messages.js';
-import { isValidPrefix, parseRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
+import { isValidPrefix, parseRequestTopic, parseRootRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
-import { nodeSha256 } from '../hash.js';
 import { AssetCache } from './assets.js';
-import { announcementOf, type CreateCampaign, createCampaign, transition } from './campaigns.js';
+import { ApiError, announcementOf, type CreateCampaign, createCampaign, transition } from './campaigns.js';
 import { type HttpApi, startHttp } from './http.js';
 import { Metrics } from './metrics.js';
 import { connectMqtt, type MqttSettings } from './mqtt-options.js';
 import { BlockMulticast } from './multicast.js';
-import { ReplyPublisher } from './reply-publisher.js';
+import { publishRetained, ReplyPublisher } from './reply-publisher.js';
 import { RequestQueue } from './request-queue.js';
+import { RootChannel } from './root-channel.js';
+import { type Published, RootOfTrust } from './root-of-trust.js';
+import { groupHead, haltByRoot, recheckCampaigns } from './root-recheck.js';
 import { StatusIngest } from './status-ingest.js';
 import { type CampaignRow, Store } from './store.js';
 
@@ -27,7 +29,11 @@ export type OtaServerOptions = {
   readonly mqtt: MqttSettings;
   readonly dataDir: string;
   readonly prefix?: string;
-  readonly trust: Uint8Array;
+  /**
+   * The fleet's trust bundle and revocation list (SPEC.md §12.13). Stored on the first start; later
+   * starts need none, and take one only as the stored newest or its successor (RootOfTrust.startUp).
+   */
+  readonly trust?: Uint8Array;
   readonly revocations?: Uint8Array;
   /** HTTP API listener; port 0 picks a free port (see address()). None when absent. */
   readonly http?: { readonly host: string; readonly port: number };
@@ -54,7 +60,6 @@ export type OtaServerOptions = {
 export const RESPONSE_QOS: 0 | 1 = 0;
 export const MAX_QUEUED_REQUESTS = LIMITS.maxQueuedRequests;
 export const COALESCE_MS = 20;
-const ANNOUNCE_WAIT_MS = 2000;
 
 export class OtaServer {
   readonly metrics = new Metrics();
@@ -63,12 +68,14 @@ export class OtaServer {
   private readonly multicast: BlockMulticast | null;
   private readonly requests: RequestQueue;
   private readonly ingest: StatusIngest;
+  private readonly rootChannel: RootChannel;
   private closed = false;
   private http: HttpApi | null = null;
 
   private constructor(
     private readonly opts: OtaServerOptions,
     readonly store: Store,
+    readonly root: RootOfTrust,
     private readonly client: MqttClient,
     readonly prefix: string,
   ) {
@@ -95,26 +102,26 @@ export class OtaServer {
       announce: (row) => this.announce(row),
       log,
     });
+    this.rootChannel = new RootChannel({ client, prefix, root: this.root, publisher: this.publisher, metrics: this.metrics, log });
   }
 
   static async start(opts: OtaServerOptions): Promise<OtaServer> {
     const prefix = opts.prefix ?? 'fwseal';
     if (!isValidPrefix(prefix)) throw new FwsealError('USAGE', '--prefix must be ids of [A-Za-z0-9_-] joined by "/"');
-    const trust = createVerifier({ sha256: nodeSha256 }).loadTrust(opts.trust);
-    if (!trust.ok) throw FwsealError.from(trust, 'trust bundle');
-    if (opts.revocations) {
-      const rl = createVerifier({ sha256: nodeSha256 }).verifyRevocations(opts.revocations, trust.trust);
-      if (!rl.ok) throw FwsealError.from(rl, 'revocation list');
-    }
     const store = new Store(opts.dataDir);
+    const root = new RootOfTrust(store.root);
     let client: MqttClient;
     try {
+      // Before anything is announced: an older or foreign root of trust is refused with its code (§12.13).
+      root.startUp(opts.trust, opts.revocations);
+      // A list given at this start may revoke what campaigns were signed with: halted before they are announced again.
+      for (const h of recheckCampaigns(store, root)) opts.log?.(`campaign ${h.row.id} halted: its manifest fails ${h.error} under the root of trust`);
       client = await connectMqtt({ url: opts.mqtt.url, options: { ...opts.mqtt.options, queueQoSZero: false } });
     } catch (e) {
       store.close();
       throw e;
     }
-    const server = new OtaServer(opts, store, client, prefix);
+    const server = new OtaServer(opts, store, root, client, prefix);
     try {
       server.attach();
       await server.onConnect();
@@ -165,11 +172,13 @@ export class OtaServer {
   /** (Re)connected: subscribe, then republish every live announcement (a broker restarted without persistence has none). */
   private async onConnect(): Promise<void> {
     this.metrics.mqttConnected = true;
-    const filters = [topics.requestFilter(this.prefix), topics.statusFilter(this.prefix)].map((f) => (this.v5 ? topics.shared(f) : f));
+    const filters = [topics.requestFilter(this.prefix), topics.statusFilter(this.prefix), topics.rootRequestFilter(this.prefix)].map((f) =>
+      this.v5 ? topics.shared(f) : f,
+    );
     await this.client.subscribeAsync(Object.fromEntries(filters.map((topic) => [topic, { qos: 1 as const }])));
     const newest = new Map<string, CampaignRow>();
     for (const row of this.store.campaigns()) if (row.state !== 'aborted') newest.set(row.grp, row); // ordered by creation
-    await Promise.all([...newest.values()].map((row) => this.announce(row)));
+    await Promise.all([this.rootChannel.announce(), ...[...newest.values()].map((row) => this.announce(row))]);
     this.log(`subscribed to ${filters.join(', ')}; ${newest.size} announcement(s) republished`);
   }
 
@@ -180,15 +189,8 @@ export class OtaServer {
   announce(row: CampaignRow): Promise<void> {
     if (this.closed) return Promise.resolve();
     const a = announcementOf(row);
-    const payload = a ? Buffer.from(encodeAnnouncement(a)) : Buffer.alloc(0);
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ANNOUNCE_WAIT_MS);
-      this.client.publish(topics.announce(this.prefix, row.grp), payload, { qos: 1, retain: true }, (e) => {
-        clearTimeout(timer);
-        if (e) this.log(`announcement of ${row.id} not published: ${e.message}`);
-        resolve();
-      });
-    });
+    const payload = a ? encodeAnnouncement(a) : new Uint8Array(0);
+    return publishRetained(this.client, topics.announce(this.prefix, row.grp), payload, (line) => this.log(line), `announcement of ${row.id}`);
   }
 
   private onMessage(topic: string, payload: Buffer, packet: Packet): void {
@@ -196,6 +198,8 @@ export class OtaServer {
     if (req.ok) return this.requests.receive(topic, payload, packet, req.campaign, req.device);
     const st = parseStatusTopic(this.prefix, topic);
     if (st.ok) return this.ingest.receive(payload, st.device);
+    const root = parseRootRequestTopic(this.prefix, topic);
+    if (root.ok) return this.rootChannel.receive(payload, packet, root.device);
     this.metrics.malformedMessage('topic');
   }
 
@@ -207,18 +211,52 @@ export class OtaServer {
   // ---- operations used by the HTTP API ----
 
   async createCampaign(req: CreateCampaign): Promise<CampaignRow> {
-    const row = createCampaign(this.store, { trust: this.opts.trust, ...(this.opts.revocations ? { revocations: this.opts.revocations } : {}) }, req);
+    const row = createCampaign(this.store, this.root.forCampaigns(), req);
     await this.announce(row);
     this.log(`campaign ${row.id} created for group ${row.grp}`);
     return row;
   }
 
   async transition(id: string, action: 'pause' | 'resume' | 'abort'): Promise<CampaignRow> {
+    const current = this.store.campaign(id);
+    if (action === 'resume' && current) {
+      // Resumed only while the manifest verifies under the root of trust as it is now (§12.13).
+      const check = this.root.checkManifest(new Uint8Array(current.manifest));
+      if (!check.ok) {
+        const halted = haltByRoot(this.store, id, check.code);
+        if (halted) await this.announceGroup(halted.grp);
+        throw new ApiError(422, check.error as ConstructorParameters<typeof ApiError>[1], `the manifest no longer verifies: ${check.detail ?? check.error}`);
+      }
+    }
     const row = transition(this.store, id, action);
     if (action === 'abort') this.assets.drop(id);
     await this.announce(row);
     if (action === 'resume') this.ingest.scheduleTick();
     return row;
+  }
+
+  /**
+   * `POST /api/root` (SPEC.md §12.13): store a trust bundle or revocation list (the verifier's code
+   * when refused), then republish the root announcement and halt every campaign whose manifest no
+   * longer verifies, withdrawing its announcement.
+   */
+  async publishRoot(envelope: Uint8Array): Promise<Published & { halted: { id: string; code: number }[] }> {
+    const published = this.root.publish(envelope);
+    if (!published.changed) return { ...published, halted: [] };
+    this.log(`root of trust: ${published.kind} version ${published.version} stored`);
+    const halted = recheckCampaigns(this.store, this.root);
+    for (const h of halted) {
+      this.assets.drop(h.row.id);
+      this.log(`campaign ${h.row.id} halted: its manifest fails ${h.error} under the new root of trust`);
+    }
+    await Promise.all([this.rootChannel.announce(), ...[...new Set(halted.map((h) => h.row.grp))].map((g) => this.announceGroup(g))]);
+    return { ...published, halted: halted.map((h) => ({ id: h.row.id, code: h.code })) };
+  }
+
+  /** Republish a group's announcement from its newest campaign not aborted (an older campaign never overwrites a newer one's). */
+  private async announceGroup(group: string): Promise<void> {
+    const head = groupHead(this.store, group);
+    if (head) await this.announce(head);
   }
 
   async close(): Promise<void> {

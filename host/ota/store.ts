@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FwsealError } from '../errors.js';
+import { RootStore } from './root-store.js';
 
 export type CampaignState = 'running' | 'paused' | 'halted' | 'aborted' | 'completed';
 
@@ -32,6 +33,8 @@ export type CampaignRow = {
   readonly abort_failure_rate: number;
   /** Failed + rejected count when the campaign was last resumed from halted: a resume overrides earlier failures. */
   readonly halt_baseline: number;
+  /** Set when the manifest stopped verifying under the root of trust (SPEC.md §12.13): the verifier's code. */
+  readonly halt_code: number | null;
   readonly manifest: Buffer;
   readonly manifest_sha: Buffer;
   readonly image_sha: string;
@@ -64,6 +67,20 @@ export type DeviceRow = {
   readonly version: string | null;
   readonly counter: number | null;
   readonly last_seen: number;
+  /** The root of trust the device last acknowledged in `online` (keys 12-14; null: never reported). */
+  readonly trust_version: number | null;
+  readonly revocation_version: number | null;
+  readonly revocation_digest: Buffer | null;
+};
+
+/** What an `online` event says about a device (SPEC.md §12.2, §12.13). */
+export type DeviceReport = {
+  readonly group: string;
+  readonly version?: string;
+  readonly counter?: number;
+  readonly trustVersion?: number;
+  readonly revocationVersion?: number;
+  readonly revocationDigest?: Uint8Array;
 };
 export type DeviceCampaignRow = {
   readonly campaign: string;
@@ -80,13 +97,14 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS campaigns (
   id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT NOT NULL, security_counter INTEGER NOT NULL,
   state TEXT NOT NULL, wave INTEGER NOT NULL, waves TEXT NOT NULL, rollout INTEGER NOT NULL,
-  abort_failure_rate REAL NOT NULL, halt_baseline INTEGER NOT NULL DEFAULT 0,
+  abort_failure_rate REAL NOT NULL, halt_baseline INTEGER NOT NULL DEFAULT 0, halt_code INTEGER,
   manifest BLOB NOT NULL, manifest_sha BLOB NOT NULL, image_sha TEXT NOT NULL, image_size INTEGER NOT NULL,
   chunk_size INTEGER NOT NULL, block_size INTEGER NOT NULL, page_count INTEGER NOT NULL,
   created INTEGER NOT NULL, updated INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS campaigns_grp ON campaigns(grp, state);
 CREATE TABLE IF NOT EXISTS devices (
-  id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT, counter INTEGER, last_seen INTEGER NOT NULL);
+  id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT, counter INTEGER, last_seen INTEGER NOT NULL,
+  trust_version INTEGER, revocation_version INTEGER, revocation_digest BLOB);
 CREATE INDEX IF NOT EXISTS devices_grp ON devices(grp);
 CREATE TABLE IF NOT EXISTS device_campaign (
   campaign TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL, rank INTEGER NOT NULL,
@@ -97,8 +115,25 @@ CREATE TABLE IF NOT EXISTS manifest_fetches (
   PRIMARY KEY (manifest_sha, device)) WITHOUT ROWID;
 `;
 
+/** Columns added after the first release of a table: a data folder from before gets them when first opened. */
+const ADDED_COLUMNS: readonly [table: string, column: string, type: string][] = [
+  ['campaigns', 'halt_code', 'INTEGER'],
+  ['devices', 'trust_version', 'INTEGER'],
+  ['devices', 'revocation_version', 'INTEGER'],
+  ['devices', 'revocation_digest', 'BLOB'],
+];
+
+function addMissingColumns(db: Database.Database): void {
+  for (const [table, column, type] of ADDED_COLUMNS) {
+    const have = (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) => c.name === column);
+    if (!have) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+  }
+}
+
 export class Store {
   readonly db: Database.Database;
+  /** The fleet's root of trust: trust bundles, revocation lists, acknowledgements (root-store.ts). */
+  readonly root: RootStore;
   readonly imagesDir: string;
   readonly digestsDir: string;
   private readonly stmts;
@@ -120,6 +155,7 @@ export class Store {
       this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").get() !== undefined &&
       this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manifest_fetches'").get() === undefined;
     this.db.exec(SCHEMA);
+    addMissingColumns(this.db);
     // A data folder from before manifest_fetches: a device with a row reported under the old rules
     // (and was counted then); it keeps counting, so a campaign in flight does not stall on the upgrade.
     if (upgrading) {
@@ -127,9 +163,10 @@ export class Store {
         SELECT c.manifest_sha, dc.device, dc.updated FROM device_campaign dc JOIN campaigns c ON c.id = dc.campaign`);
     }
     const db = this.db;
+    this.root = new RootStore(db);
     this.stmts = {
       campaign: db.prepare('SELECT * FROM campaigns WHERE id = ?'),
-      gate: db.prepare('SELECT id, state, rollout FROM campaigns WHERE id = ?'),
+      gate: db.prepare('SELECT id, state, rollout, halt_code FROM campaigns WHERE id = ?'),
       campaigns: db.prepare('SELECT * FROM campaigns ORDER BY created, id'),
       byState: db.prepare('SELECT * FROM campaigns WHERE state = ? ORDER BY created, id'),
       activeInGroup: db.prepare("SELECT id FROM campaigns WHERE grp = ? AND state IN ('running','paused','halted')"),
@@ -137,12 +174,15 @@ export class Store {
         manifest, manifest_sha, image_sha, image_size, chunk_size, block_size, page_count, created, updated)
         VALUES (@id, @grp, @version, @security_counter, @state, @wave, @waves, @rollout, @abort_failure_rate,
         @manifest, @manifest_sha, @image_sha, @image_size, @chunk_size, @block_size, @page_count, @created, @updated)`),
-      updateDevice: db.prepare('UPDATE devices SET grp = ?, version = ?, counter = ?, last_seen = ? WHERE id = ?'),
+      updateDevice: db.prepare(`UPDATE devices SET grp = @grp, version = @version, counter = @counter, last_seen = @now,
+        trust_version = @trust_version, revocation_version = @revocation_version, revocation_digest = @revocation_digest WHERE id = @id`),
       // A new device only while fewer than @max were ever inserted: rowids only grow (no device is
       // ever deleted), so max(rowid) is the count without a scan (SPEC.md §12.9, maxKnownDevices).
-      insertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen)
-        SELECT @id, @grp, @version, @counter, @now WHERE (SELECT coalesce(max(rowid), 0) FROM devices) < @max
-        ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen`),
+      insertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest)
+        SELECT @id, @grp, @version, @counter, @now, @trust_version, @revocation_version, @revocation_digest
+        WHERE (SELECT coalesce(max(rowid), 0) FROM devices) < @max
+        ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen,
+          trust_version = excluded.trust_version, revocation_version = excluded.revocation_version, revocation_digest = excluded.revocation_digest`),
       touchDevice: db.prepare('UPDATE devices SET last_seen = ? WHERE id = ?'),
       devices: db.prepare('SELECT * FROM devices ORDER BY id'),
       groupDevices: db.prepare('SELECT * FROM devices WHERE grp = ? ORDER BY id'),
@@ -173,8 +213,8 @@ export class Store {
   }
 
   /** What a request needs to know (the hot path: no manifest blob). */
-  gate(id: string): Pick<CampaignRow, 'id' | 'state' | 'rollout'> | undefined {
-    return this.stmts.gate.get(id) as Pick<CampaignRow, 'id' | 'state' | 'rollout'> | undefined;
+  gate(id: string): Pick<CampaignRow, 'id' | 'state' | 'rollout' | 'halt_code'> | undefined {
+    return this.stmts.gate.get(id) as Pick<CampaignRow, 'id' | 'state' | 'rollout' | 'halt_code'> | undefined;
   }
 
   campaigns(state?: CampaignState): CampaignRow[] {
@@ -186,7 +226,7 @@ export class Store {
   }
 
   /** Insert a campaign unless the group already has an active one (checked in the same transaction). */
-  insertCampaign(row: Omit<CampaignRow, 'halt_baseline'>): void {
+  insertCampaign(row: Omit<CampaignRow, 'halt_baseline' | 'halt_code'>): void {
     this.db
       .transaction(() => {
         const other = this.activeInGroup(row.grp);
@@ -220,10 +260,19 @@ export class Store {
   }
 
   /** Record an `online` report; false (nothing stored) for a new device once `max` devices are known. */
-  upsertDevice(id: string, group: string, version: string | undefined, counter: number | undefined, max: number): boolean {
-    const now = Date.now();
-    if (this.stmts.updateDevice.run(group, version ?? null, counter ?? null, now, id).changes > 0) return true;
-    return this.stmts.insertDevice.run({ id, grp: group, version: version ?? null, counter: counter ?? null, now, max }).changes > 0;
+  upsertDevice(id: string, r: DeviceReport, max: number): boolean {
+    const row = {
+      id,
+      grp: r.group,
+      version: r.version ?? null,
+      counter: r.counter ?? null,
+      now: Date.now(),
+      trust_version: r.trustVersion ?? null,
+      revocation_version: r.revocationVersion ?? null,
+      revocation_digest: r.revocationDigest ? Buffer.from(r.revocationDigest) : null,
+    };
+    if (this.stmts.updateDevice.run(row).changes > 0) return true;
+    return this.stmts.insertDevice.run({ ...row, max }).changes > 0;
   }
 
   /** The server served `campaign`'s manifest to `device`: remembered only for a device of the campaign's group. */

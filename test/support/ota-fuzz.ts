@@ -11,8 +11,9 @@
  * - the campaign is never halted, and no row counts, for devices that do not take part (another
  *   group, invented, outside the waves, never served the manifest); replays never undo a terminal state;
  * - the server publishes only on the reply topic of the device that sent the request (replies carry
- *   that device's request id), on its groups' announce topics (announcements only) and on its
- *   campaigns' data topics (multicast block responses only): never where a requester asked;
+ *   that device's request id), on its groups' announce topics (announcements only), on its
+ *   campaigns' data topics (multicast block responses only) and on the root topic (its own root
+ *   announcement, SPEC.md §12.13): never where a requester asked;
  * - the store does not grow with invented ids (fetches, rows, at most `maxDevices` devices);
  * - the server never logs a dropped message or a failed request, and still answers afterwards;
  * - and the rule is not vacuous: at the end one device that does take part fails, and that halts.
@@ -40,6 +41,7 @@ import {
   parseManifestResponse,
   parsePageResponse,
 } from '../../shared/ota/messages.js';
+import { encodeRootAnnouncement } from '../../shared/ota/root.js';
 import { encodeStatusEvent, type StatusEvent } from '../../shared/ota/status.js';
 import { rolloutBucket, topics } from '../../shared/ota/topics.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './fixtures.js';
@@ -359,6 +361,9 @@ function checkInvariants(
       const a = parseAnnouncement(m.payload);
       const want = announce[1] === GROUP_A ? cast.a : announce[1] === GROUP_B ? cast.b : null;
       if (!a.ok || a.value.campaign !== want) fail(`${when}: not the server's announcement on ${m.topic} (${caseOf(r)})`);
+    } else if (m.topic === topics.root(P)) {
+      const own = server.root.announcement();
+      if (!own || sha(m.payload) !== sha(encodeRootAnnouncement(own))) fail(`${when}: not the server's root announcement on ${m.topic}`);
     } else if (data) {
       const b = parseBlockResponse(m.payload);
       if (!b.ok || b.value.requestId !== 0 || b.value.campaign !== data[1] || (data[1] !== cast.a && data[1] !== cast.b))

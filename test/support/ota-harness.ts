@@ -1,14 +1,19 @@
 /**
- * `fwseal serve` in a test, shared by test/ota-server.test.ts, test/ota-abuse.test.ts and
- * tools/fuzz-ota.ts: MQTT settings for a server, its HTTP API as JSON, image upload and campaign
- * creation, and the Prometheus samples of /metrics.
+ * `fwseal serve` in a test, shared by test/ota-server.test.ts, test/ota-abuse.test.ts,
+ * test/ota-root-server.test.ts and tools/fuzz-ota.ts: MQTT settings for a server, its HTTP API as
+ * JSON, image upload and campaign creation, the Prometheus samples of /metrics, and the root of
+ * trust as a device sees it (the retained root announcement, root requests).
  */
 import { randomBytes } from 'node:crypto';
+import mqtt from 'mqtt';
 import { nodeSha256 } from '../../host/hash.js';
 import { type MqttSettings } from '../../host/ota/mqtt-options.js';
 import { type OtaServer } from '../../host/ota/server.js';
 import { toHex } from '../../shared/bytes.js';
+import { encodeRootRequest, parseRootAnnouncement, parseRootResponse, type RootAnnouncement, type RootResponse } from '../../shared/ota/root.js';
+import { topics } from '../../shared/ota/topics.js';
 import { type Credentials } from './mosquitto.js';
+import { errorOf, type RawDevice } from './ota-client.js';
 
 /** A server's connection to `url` (MQTT 5 by default: shared subscriptions), with credentials if given. */
 export function serverMqtt(url: string, version: 4 | 5 = 5, credentials?: Credentials): MqttSettings {
@@ -77,4 +82,55 @@ export function sample(metrics: string, name: string, labels = ''): number {
 
 export async function metricsOf(s: OtaServer): Promise<string> {
   return (await api(s, 'GET', '/metrics')).body as string;
+}
+
+/**
+ * The retained root announcement (SPEC.md §12.13) as a fresh subscriber sees it; null for none. No
+ * timing: one SUBSCRIBE names the root topic and then a retained sentinel, and the broker sends
+ * retained messages in the order of the filters, so once the sentinel is in, the root is too.
+ */
+export async function retainedRoot(url: string, prefix: string): Promise<RootAnnouncement | null> {
+  const client = await mqtt.connectAsync(url, { clientId: `test-root-${randomBytes(3).toString('hex')}`, reconnectPeriod: 0 });
+  const sentinel = `fwseal-test/sentinel/${randomBytes(4).toString('hex')}`;
+  try {
+    await client.publishAsync(sentinel, 'x', { qos: 1, retain: true });
+    let root: RootAnnouncement | null = null;
+    const got = new Promise<RootAnnouncement | null>((resolve) => {
+      client.on('message', (topic, payload, packet) => {
+        if (topic === sentinel) return resolve(root);
+        const a = packet.retain && payload.length > 0 ? parseRootAnnouncement(new Uint8Array(payload)) : null;
+        root = a?.ok ? a.value : null;
+      });
+    });
+    await client.subscribeAsync({ [topics.root(prefix)]: { qos: 1 }, [sentinel]: { qos: 1 } });
+    const result = await got;
+    await client.publishAsync(sentinel, '', { qos: 1, retain: true });
+    return result;
+  } finally {
+    await client.endAsync(true);
+  }
+}
+
+/** A root request as device `d` sends it: the answer (a root response, or an error reply's code). */
+export async function rootRequest(
+  d: RawDevice,
+  requestId: number,
+  trustVersion: number,
+  opts: { replyTopic?: string; responseTopic?: string } = {},
+): Promise<{ response?: RootResponse; code?: number }> {
+  const payload = encodeRootRequest({ requestId, trustVersion, ...(opts.replyTopic ? { replyTopic: opts.replyTopic } : {}) });
+  await d.client.publishAsync(topics.rootRequest(d.prefix, d.id), Buffer.from(payload), {
+    qos: 1,
+    ...(opts.responseTopic ? { properties: { responseTopic: opts.responseTopic } } : {}),
+  });
+  const m = await d.next((x) => {
+    if (x.type === 'rootResponse') {
+      const r = parseRootResponse(x.payload);
+      return r.ok && r.value.requestId === requestId;
+    }
+    return x.type === 'errorReply' && errorOf(x).requestId === requestId;
+  });
+  if (m.type === 'errorReply') return { code: errorOf(m).code };
+  const r = parseRootResponse(m.payload);
+  return r.ok ? { response: r.value } : {};
 }
