@@ -291,7 +291,7 @@ export class OtaClient implements CampaignHost, RootHost {
     if (this.#stopped) return;
     try {
       if (topic === this.#rootTopic) this.#root.onAnnouncement(payload);
-      else if (topic === this.#announceTopic) this.#onAnnouncement(payload);
+      else if (topic === this.#announceTopic) this.#hold(payload);
       else if (topic === this.#replyTopic) this.requests.onReply(payload, this.#run, (code) => this.#final(code));
       else if (this.requests.dataTopic !== null && topic === this.requests.dataTopic) this.requests.onData(payload);
       else if (topic.startsWith(`${this.prefix}/campaign/`) && topic.endsWith('/data'))
@@ -308,6 +308,13 @@ export class OtaClient implements CampaignHost, RootHost {
     if (!this.#run) return;
     this.#run.finalCode = code;
     this.#abortRun();
+  }
+
+  /** SPEC.md §12.13 Order: campaign announcements, withdrawals too, wait while a root announcement is handled (a download it revokes is reported rejected first). */
+  #hold(payload: Uint8Array): void {
+    const act = () => this.#onAnnouncement(payload);
+    const logError = (e: Error) => this.log(`announcement: ${e.message}`);
+    void this.rootIdle().then(act).catch(logError);
   }
 
   #onAnnouncement(payload: Uint8Array): void {
