@@ -9,6 +9,7 @@ import { codeName } from '../shared/codes.js';
 import { type Command, type Io, parse } from './commands/common.js';
 import { deviceProvision, deviceRun } from './commands/device.js';
 import { fleetSim } from './commands/fleet.js';
+import { incidentRevokeKey } from './commands/incident.js';
 import { keygen } from './commands/keys.js';
 import { OTA_COMMANDS } from './commands/ota.js';
 import { devicePowercutSweep } from './commands/powercut-sweep.js';
@@ -29,6 +30,7 @@ export const COMMANDS: readonly Command[] = [
   deviceRun,
   devicePowercutSweep,
   ...OTA_COMMANDS,
+  incidentRevokeKey,
   fleetSim,
 ];
 

@@ -14,5 +14,7 @@ describe('npm run demo', () => {
     expect(r.stdout).toMatch(/All \d+ steps behaved as described/);
     for (const code of ['THRESHOLD_NOT_MET', 'CHUNK_DIGEST_MISMATCH', 'ROLLBACK', 'WRONG_DEVICE_CLASS', 'REVOKED_KEY'])
       expect(r.stdout).toContain(`REJECTED ${code}`);
+    // The key compromise drill (steps 16-18): list 2 published, the 1.6.0 rollout restarted, the whole fleet enforcing it.
+    expect(r.stdout).toMatch(/done: revocation list version 2; \d+ campaign\(s\) halted, 1 restarted; 6\/6 online devices enforce it/);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Steps 10-15 of `npm run demo` (tools/demo.ts): the release goes out over MQTT to a fleet, in waves,
  * under attack. An embedded broker (or --broker URL), `fwseal serve` in-process, six simulated
- * gateways in RAM and an attacker client on the broker; every step checks its outcome.
+ * gateways in RAM and an attacker client on the broker; every step checks its outcome. Steps 16-18
+ * (tools/demo/leak-story.ts) then run the key compromise drill on the same fleet.
  */
 
 import { createHash } from 'node:crypto';
@@ -18,13 +19,20 @@ import { OtaServer } from '../../host/ota/server.js';
 import { codeName } from '../../shared/codes.js';
 import { encodeBlockResponse, parseBlockRequest, requestedBlocks } from '../../shared/ota/messages.js';
 import { topics } from '../../shared/ota/topics.js';
+import { leakStory } from './leak-story.js';
 import { type DemoScript, dim, waitUntil } from './script.js';
 
-type Gateway = { id: string; device: OtaDevice; flash: SimFlash };
+export type Gateway = { id: string; device: OtaDevice; flash: SimFlash };
 /** A campaign as GET /api/campaigns/<id> shows it (the fields the demo reads). */
 type CampaignView = { state: string; devices: { id: string; state: string; code: number | null }[] };
 
-/** Steps 10-15: the release goes out over MQTT to a fleet, in waves, under attack. */
+/** The gateways' flash: 4 KiB erase blocks, two 2 MiB slots. */
+const E = 4096;
+const SLOT_SIZE = 2 << 20;
+const geometry = { size: layoutBytes(E, 8, SLOT_SIZE), eraseBlockSize: E, writeAlign: 8, erasedValue: 0xff };
+const layout = createLayout(geometry, { slotSize: SLOT_SIZE });
+
+/** Steps 10-18: the release goes out over MQTT to a fleet, in waves, under attack; then a release key leaks. */
 export async function otaStory(script: DemoScript, factoryImage: Buffer): Promise<void> {
   const delivery = await Delivery.start(script);
   const devices: Gateway[] = [];
@@ -35,6 +43,7 @@ export async function otaStory(script: DemoScript, factoryImage: Buffer): Promis
     const id = await campaignUnderAttack(script, delivery, attacker, devices, next);
     const downgrade = await downgradeCampaign(script, delivery);
     await showFleet(script, delivery, devices, id, downgrade);
+    await leakStory(script, delivery.api, devices, layout);
   } finally {
     await attacker.endAsync(true);
     await Promise.allSettled(devices.map((d) => d.device.stop()));
@@ -88,10 +97,6 @@ serves an HTTP API. It refuses any campaign whose manifest does not verify again
 async function startGateways(script: DemoScript, delivery: Delivery, factoryImage: Buffer, devices: Gateway[]): Promise<void> {
   script.say(`11. Six gateways of group acme-gw leave the factory with release 1.4.2 (counter 7) and the
 trust bundle; each connects, subscribes to its group's announcements and reports itself online.`);
-  const E = 4096;
-  const slotSize = 2 << 20;
-  const geometry = { size: layoutBytes(E, 8, slotSize), eraseBlockSize: E, writeAlign: 8, erasedValue: 0xff };
-  const layout = createLayout(geometry, { slotSize });
   const verifier = fleetVerifier();
   const trust = readFileSync(join(script.dir, 'trust.cbor'));
   const revocations = readFileSync(join(script.dir, 'RL.cbor'));
