@@ -19,12 +19,13 @@ import { ota } from './bench/ota.js';
 import { packVerify } from './bench/pack-verify.js';
 import { powercut } from './bench/powercut.js';
 import { quickjsBench } from './bench/quickjs.js';
+import { revocation } from './bench/revocation.js';
 
-const SECTIONS: readonly Section[] = [packVerify, quickjsBench, powercut, ota, hilBench];
+const SECTIONS: readonly Section[] = [packVerify, quickjsBench, powercut, ota, revocation, hilBench];
 
 const USAGE = `usage: tsx tools/bench.ts [--size-mb N] [--runs N] [--json-out PATH] [--only SECTION[,SECTION]]
   --size-mb N     image size in MiB (default 256)
-  --runs N        runs per row, best and median reported (default 3)
+  --runs N        runs per row, best and median reported (default 3; revocation: one list published per run)
   --json-out PATH JSON results (default bench-results/bench.json)
   --only LIST     sections to run (${SECTIONS.map((s) => s.name).join(', ')})`;
 
