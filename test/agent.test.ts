@@ -623,6 +623,23 @@ describe('stored trust bundle and revocation list', () => {
     );
   });
 
+  it('a power cut or tear at every flash operation of a rotation stored with its list leaves the old pair or the new pair', () => {
+    // The path a device walking the trust chain takes when the new root keys do not sign its list (SPEC.md §12.13).
+    const rl1 = makeRevocations({ version: 1, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
+    const rotated = makeTrust({ root: [D, F], rootThreshold: 2, release: [R1, R2, R3], releaseThreshold: 2, signers: [A, B, D, F], version: 2 });
+    const rl2 = makeRevocations({ version: 2, keyIds: [keyId(R3.publicKey)], signers: [D, F] });
+    const pair = (s: ReturnType<typeof state>) => (s.trustDigest && s.revocationDigest ? concatBytes(s.trustDigest, s.revocationDigest) : undefined);
+    sweepOne(
+      (a) => a.updateTrust(rotated, rl2),
+      concatBytes(sha256(trust), sha256(rl1)),
+      concatBytes(sha256(rotated), sha256(rl2)),
+      pair,
+      (d) => {
+        expect(d.agent().updateRevocations(rl1).ok).toBe(true);
+      },
+    );
+  });
+
   it('a power cut or tear at every flash operation of updateRevocations leaves the old or the new list', () => {
     const rl1 = makeRevocations({ version: 1, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
     const rl2 = makeRevocations({ version: 2, keyIds: [keyId(R3.publicKey)], signers: [A, B] });
