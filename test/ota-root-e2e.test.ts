@@ -110,7 +110,7 @@ describe('a release key revoked while its campaign is mid-download', () => {
     const m = await metricsOf(s);
     expect(sample(m, 'fwseal_revocation_propagation_seconds_count')).toBe(6);
     expect(sample(m, 'fwseal_revocation_propagation_seconds_bucket', '{le="5"}')).toBe(6);
-    expect(sample(m, 'fwseal_devices_revocation_version', '{version="1"}')).toBe(6);
+    expect(sample(m, 'fwseal_revocation_version', '{version="1"}')).toBe(6);
     expect(sample(m, 'fwseal_revocation_enforcing_ratio')).toBe(1);
   }, 120_000);
 });

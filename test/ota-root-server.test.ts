@@ -321,8 +321,8 @@ describe('acknowledgements and propagation', () => {
     await eventually(async () => sample(await metrics(), 'fwseal_revocation_propagation_seconds_count') === 2);
     let m = await metrics();
     expect(sample(m, 'fwseal_root_revocation_version')).toBe(1);
-    expect(sample(m, 'fwseal_devices_revocation_version', '{version="1"}')).toBe(2);
-    expect(sample(m, 'fwseal_devices_revocation_version', '{version="0"}')).toBe(1);
+    expect(sample(m, 'fwseal_revocation_version', '{version="1"}')).toBe(2);
+    expect(sample(m, 'fwseal_revocation_version', '{version="0"}')).toBe(1);
     expect(sample(m, 'fwseal_revocation_enforcing_ratio')).toBeCloseTo(2 / 3);
     expect(sample(m, 'fwseal_revocation_propagation_seconds_bucket', '{le="+Inf"}')).toBe(2);
     // The same acknowledgement again counts no more; a device first seen already enforcing is no propagation.
@@ -330,7 +330,7 @@ describe('acknowledgements and propagation', () => {
     const fresh = await device('p-4', P);
     await ack(fresh, 1, RL1);
     await ack(fleet[2]!, 1, RL1);
-    await eventually(async () => sample(await metrics(), 'fwseal_devices_revocation_version', '{version="1"}') === 4);
+    await eventually(async () => sample(await metrics(), 'fwseal_revocation_version', '{version="1"}') === 4);
     m = await metrics();
     expect(sample(m, 'fwseal_revocation_propagation_seconds_count')).toBe(3);
     expect(sample(m, 'fwseal_revocation_enforcing_ratio')).toBe(1);
@@ -340,7 +340,7 @@ describe('acknowledgements and propagation', () => {
     await eventually(() => s.store.devices(group).length === 5);
     expect((await publish(s, RL2)).body.changed).toBe(true);
     await ack(behind, 2, RL2);
-    await eventually(async () => sample(await metrics(), 'fwseal_devices_revocation_version', '{version="2"}') === 1);
+    await eventually(async () => sample(await metrics(), 'fwseal_revocation_version', '{version="2"}') === 1);
     expect(sample(await metrics(), 'fwseal_revocation_propagation_seconds_count')).toBe(5);
   });
 

@@ -43,9 +43,9 @@ function rootMetrics(store: Store, metric: Emit, now: number): string[] {
   const byVersion = (rows: { v: number | null; n: number }[]): [string, number][] => rows.map((r) => [`{version="${r.v === null ? 'unknown' : r.v}"}`, r.n]);
   metric('fwseal_root_trust_version', 'gauge', 'The newest trust bundle version the servers publish.', [['', published.trust]]);
   metric('fwseal_root_revocation_version', 'gauge', 'The newest revocation list version the servers publish (0: none).', [['', published.list]]);
-  metric('fwseal_devices_trust_version', 'gauge', 'Known devices by the trust bundle version they last reported.', byVersion(store.root.trustVersionsSeen()));
+  metric('fwseal_trust_version', 'gauge', 'Known devices by the trust bundle version they last reported.', byVersion(store.root.trustVersionsSeen()));
   metric(
-    'fwseal_devices_revocation_version',
+    'fwseal_revocation_version',
     'gauge',
     'Known devices by the revocation list version they last acknowledged.',
     byVersion(store.root.revocationVersions()),
