@@ -9,6 +9,7 @@ import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { exitStatusFor, FwsealError } from '../errors.js';
 import { type ApiTarget, apiRequest } from '../ota/api-client.js';
+import { type DeviceView } from '../ota/campaigns.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
 import { type Command, type Io, int, json, noPositionals, onePositional, type Parsed, readObjectFile, str } from './common.js';
@@ -135,16 +136,7 @@ export type CampaignDetail = {
   abortFailureRate: number;
   failureRate: number;
   counts: Record<string, number>;
-  devices: {
-    id: string;
-    state: string;
-    done: number | null;
-    total: number | null;
-    code: number | null;
-    updated: number | null;
-    trustVersion: number | null;
-    revocationVersion: number | null;
-  }[];
+  devices: DeviceView[];
 };
 
 function parseWaves(text: string | undefined): number[] | undefined {
