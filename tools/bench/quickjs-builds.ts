@@ -10,19 +10,23 @@ import { join, resolve } from 'node:path';
 import { type BuildOptions, build, type Plugin } from 'esbuild';
 import { type BenchContext, newerSources } from './common.js';
 
-/** build-device.mjs's esbuild options (that script runs on import, so they are repeated here). */
+/** build-device.mjs's esbuild options for one IIFE file (that script runs on import, so they are repeated here). */
+const IIFE: BuildOptions = {
+  bundle: true,
+  minify: true,
+  target: 'es2020',
+  platform: 'neutral',
+  mainFields: ['module', 'main'],
+  conditions: ['import', 'default'],
+  logLevel: 'error',
+  legalComments: 'none',
+  format: 'iife',
+};
+
 function deviceOptions(repoRoot: string): BuildOptions {
   return {
+    ...IIFE,
     entryPoints: [join(repoRoot, 'device/bundle.ts')],
-    bundle: true,
-    minify: true,
-    target: 'es2020',
-    platform: 'neutral',
-    mainFields: ['module', 'main'],
-    conditions: ['import', 'default'],
-    logLevel: 'error',
-    legalComments: 'none',
-    format: 'iife',
     globalName: 'fwsealVerifier',
     absWorkingDir: repoRoot,
     nodePaths: [join(repoRoot, 'node_modules')],
@@ -115,17 +119,9 @@ export async function makeBuilds(ctx: BenchContext): Promise<Builds> {
 
   const nobleRef = join(tmpDir, 'noble-ref.js');
   await build({
+    ...IIFE,
     stdin: { contents: NOBLE_REF, resolveDir: repoRoot, loader: 'js', sourcefile: 'noble-ref.js' },
-    bundle: true,
-    minify: true,
-    target: 'es2020',
-    platform: 'neutral',
-    mainFields: ['module', 'main'],
-    conditions: ['import', 'default'],
-    format: 'iife',
     globalName: 'nobleRef',
-    logLevel: 'error',
-    legalComments: 'none',
     outfile: nobleRef,
   });
 
