@@ -13,7 +13,8 @@ import { incidentRevokeKey } from './commands/incident.js';
 import { keygen } from './commands/keys.js';
 import { OTA_COMMANDS } from './commands/ota.js';
 import { devicePowercutSweep } from './commands/powercut-sweep.js';
-import { inspectCmd, packCmd, signCmd, verifyCmd } from './commands/release.js';
+import { inspectCmd, packCmd, verifyCmd } from './commands/release.js';
+import { signCmd } from './commands/sign.js';
 import { revoke, trustInit, trustRotate } from './commands/trust.js';
 import { exitStatusFor, FwsealError } from './errors.js';
 

@@ -87,18 +87,45 @@ export function generateKey(
   dir: string,
   passphrases: PassphraseSource = defaultPassphraseSource,
 ): PublicKeyInfo & { keyPath: string; pubPath: string } {
-  if (!NAME_PATTERN.test(name)) throw new FwsealError('USAGE', `key name must match ${NAME_PATTERN.source}`);
-  const keyPath = join(dir, `${name}.key`);
-  const pubPath = join(dir, `${name}.pub`);
-  // Before the passphrase is asked for; the writes below refuse an existing name again, atomically.
-  for (const path of [keyPath, pubPath]) if (nameTaken(path)) throw new FwsealError('IO', `${path} exists; refusing to overwrite a key`);
-  const passphrase = passphrases(`new key ${name}`, true);
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const { privateKey } = generateKeyPairSync('ed25519');
   const jwk = privateKey.export({ format: 'jwk' });
   const seed = Buffer.from(jwk.d as string, 'base64url');
   const pub = new Uint8Array(Buffer.from(jwk.x as string, 'base64url'));
-  void publicKey;
-  if (!isAcceptablePublicKey(pub)) throw new FwsealError('INTERNAL', 'generated key failed the public key policy');
+  try {
+    return writeKeyPair(name, dir, seed, pub, passphrases, `new key ${name}`);
+  } finally {
+    seed.fill(0);
+  }
+}
+
+/** The paths of key NAME in DIR, refused (USAGE, IO) before anything is asked or written when the name is bad or taken. */
+export function keyPairPaths(name: string, dir: string, files: readonly ('key' | 'pub')[] = ['key', 'pub']): { keyPath: string; pubPath: string } {
+  if (!NAME_PATTERN.test(name)) throw new FwsealError('USAGE', `key name must match ${NAME_PATTERN.source}`);
+  const keyPath = join(dir, `${name}.key`);
+  const pubPath = join(dir, `${name}.pub`);
+  for (const f of files) {
+    const path = f === 'key' ? keyPath : pubPath;
+    if (nameTaken(path)) throw new FwsealError('IO', `${path} exists; refusing to overwrite a key`);
+  }
+  return { keyPath, pubPath };
+}
+
+/**
+ * Write DIR/NAME.key (the seed encrypted with a new passphrase, 0600) and DIR/NAME.pub: keygen and
+ * `key import`. The caller wipes `seed`. Neither file is ever replaced (SPEC.md §14 H6).
+ */
+export function writeKeyPair(
+  name: string,
+  dir: string,
+  seed: Uint8Array,
+  pub: Uint8Array,
+  passphrases: PassphraseSource,
+  purpose: string,
+): PublicKeyInfo & { keyPath: string; pubPath: string } {
+  const { keyPath, pubPath } = keyPairPaths(name, dir);
+  if (seed.length !== 32 || !isAcceptablePublicKey(pub)) throw new FwsealError('KEY_FORMAT', 'not an acceptable Ed25519 key pair');
+  // Before the passphrase is asked for; the writes below refuse an existing name again, atomically.
+  const passphrase = passphrases(purpose, true);
   const kid = keyId(pub);
   const salt = randomBytes(16);
   const iv = randomBytes(12);
@@ -114,17 +141,25 @@ export function generateKey(
   const cipher = createCipheriv('aes-256-gcm', deriveKey(passphrase, salt, SCRYPT), iv);
   cipher.setAAD(associatedData(header));
   const ciphertext = Buffer.concat([cipher.update(seed), cipher.final()]);
-  seed.fill(0);
   const file: PrivateKeyFile = { ...header, cipher: { name: 'aes-256-gcm', iv: b64(iv), ciphertext: b64(ciphertext), tag: b64(cipher.getAuthTag()) } };
   writeSecretFile(keyPath, `${JSON.stringify(file, null, 2)}\n`);
-  const pubFile: PublicKeyFile = { type: 'fwseal-public-key', version: 1, algorithm: 'Ed25519', name, keyId: toHex(kid), publicKey: toHex(pub) };
   try {
-    writeFileAtomic(pubPath, `${JSON.stringify(pubFile, null, 2)}\n`, { replace: false });
+    writePublicKeyFile(pubPath, name, pub);
   } catch (e) {
     unlinkSync(keyPath); // the key this call just created: no private key without its public file
     throw e;
   }
   return { name, publicKey: pub, keyId: kid, keyPath, pubPath };
+}
+
+/** NAME.pub for a key held elsewhere (a token, a signing service) or written by writeKeyPair; never replaces a file. */
+export function writePublicKeyFile(pubPath: string, name: string, pub: Uint8Array): PublicKeyInfo {
+  if (!NAME_PATTERN.test(name)) throw new FwsealError('USAGE', `key name must match ${NAME_PATTERN.source}`);
+  if (!isTrustableRoleKey(pub)) throw new FwsealError('UNSUPPORTED_KEY', 'not an acceptable Ed25519 public key');
+  const kid = keyId(pub);
+  const pubFile: PublicKeyFile = { type: 'fwseal-public-key', version: 1, algorithm: 'Ed25519', name, keyId: toHex(kid), publicKey: toHex(pub) };
+  writeFileAtomic(pubPath, `${JSON.stringify(pubFile, null, 2)}\n`, { replace: false });
+  return { name, publicKey: pub, keyId: kid };
 }
 
 /** Anything at `path`, a dangling symlink included. */

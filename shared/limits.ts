@@ -87,6 +87,13 @@ export const LIMITS = Object.freeze({
   maxSmpLineBytes: 127,
   /** Largest SMP packet (8-byte header + CBOR payload) a console frame may carry; the device's buf_size. */
   maxSmpPacketBytes: 4096,
+  /** External signer (SPEC.md §15.3): time allowed for one signature, and the most stdout bytes read. */
+  signerTimeoutMs: 30000,
+  maxSignerOutputBytes: 4096,
+  /** A detached signature file (§15.4). */
+  maxDetachedSignatureBytes: 512,
+  /** One audit log line (§15.6), newline included. */
+  maxAuditLineBytes: 4096,
 });
 
 /** Length of a key id in bytes: SHA-256(public key) truncated (SPEC.md §Key ids). */

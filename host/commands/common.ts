@@ -9,6 +9,24 @@ export type Io = {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
   readonly stderrIsTty: boolean;
+  /** Record one action in the audit trail (SPEC.md §15.6); absent when no audit log is configured. */
+  readonly audit?: (event: AuditEvent) => void;
+};
+
+/** One audited action as a command reports it; the log adds time, actor, sequence and chain hash (§15.6). */
+export type AuditEvent = {
+  /** e.g. 'keygen', 'sign', 'attach', 'trust init', 'revoke', 'publish'. */
+  readonly action: string;
+  /** Hex key id of the key that signed or was created. */
+  readonly keyId?: string;
+  /** What was signed or written: 'manifest', 'trust-bundle', 'revocation-list', 'key', ... */
+  readonly kind?: string;
+  /** Hex SHA-256 of the object's payload (or of the file written). */
+  readonly digest?: string;
+  /** 'ok' or the error code name. */
+  readonly result: string;
+  /** The file written or changed, where there is one. */
+  readonly file?: string;
 };
 
 export type Command = {
