@@ -9,7 +9,7 @@ import { FwsealError } from './errors.js';
 
 export type PassphraseSource = (purpose: string, confirm: boolean) => string;
 
-function readTtyLine(prompt: string): string {
+export function readTtyLine(prompt: string): string {
   let fd: number;
   try {
     fd = openSync('/dev/tty', 'r+');

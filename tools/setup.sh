@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian machine (root, Node >= 20).
-# Debian packages: mosquitto (OTA tests start their own broker on a free loopback port), socat (HIL pty pairs).
+# Debian packages: mosquitto (OTA tests start their own broker on a free loopback port), socat (HIL pty pairs),
+# softhsm2 (PKCS#11 tests: a token in a temp dir, /usr/lib/softhsm/libsofthsm2.so), openssl (key import/export tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(mosquitto socat)
+APT_PACKAGES=(mosquitto socat softhsm2 openssl)
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,19 +1,52 @@
 import { toHex } from '../../shared/bytes.js';
-import { generateKey } from '../keys.js';
-import { type Command, json, onePositional, str } from './common.js';
+import { FwsealError } from '../errors.js';
+import { generateKey, keyPairPaths, writePublicKeyFile } from '../keys.js';
+import { generatePkcs11Key, undoPkcs11Keygen } from '../signers/pkcs11.js';
+import { type Command, type Io, json, onePositional, type Parsed, str } from './common.js';
+
+/**
+ * keygen --pkcs11 (SPEC.md §15.2): the pair is made inside the token and only DIR/NAME.pub is written.
+ * NAME.pub is refused before the token is touched, and a pair whose NAME.pub cannot be written is
+ * removed from the token again: nothing or everything.
+ */
+function keygenInToken(p: Parsed, io: Io, name: string, uri: string): number {
+  const { pubPath } = keyPairPaths(name, str(p, 'dir') ?? '.', ['pub']);
+  const k = generatePkcs11Key(uri, name, str(p, 'module'));
+  try {
+    writePublicKeyFile(pubPath, name, k.publicKey);
+  } catch (e) {
+    undoPkcs11Keygen(k);
+    throw e;
+  }
+  io.audit?.({ action: 'keygen', keyId: toHex(k.keyId), kind: 'pkcs11-key', file: pubPath, result: 'ok' });
+  if (p.values.json) json(io, { name, keyId: toHex(k.keyId), publicKey: toHex(k.publicKey), publicKeyFile: pubPath, pkcs11: uri });
+  else io.stdout(`${toHex(k.keyId)}\n`);
+  io.stderr(`wrote ${pubPath}; the private key stays in the token (sensitive, not extractable)\n`);
+  return 0;
+}
 
 export const keygen: Command = {
   name: 'keygen',
-  summary: 'create an Ed25519 key pair (private key encrypted, 0600)',
+  summary: 'create an Ed25519 key pair (private key encrypted, 0600, or inside a PKCS#11 token)',
   usage: `fwseal keygen NAME [--dir DIR] [--json]
+fwseal keygen NAME --pkcs11 "pkcs11:token=LABEL;object=LABEL" [--module PATH] [--dir DIR] [--json]
 
 Writes DIR/NAME.key (encrypted with a passphrase: scrypt + AES-256-GCM, mode 0600) and DIR/NAME.pub,
 and prints the key id. The passphrase comes from FWSEAL_PASSPHRASE or a prompt on the terminal.
-Refuses to overwrite an existing key.`,
-  options: { dir: { type: 'string' }, json: { type: 'boolean' } },
+Refuses to overwrite an existing key.
+
+With --pkcs11 the key pair is generated inside the token (CKM_EC_EDWARDS_KEY_PAIR_GEN; the private
+key sensitive and not extractable, labelled with the URI's object) and only DIR/NAME.pub is written.
+The PKCS#11 module is the URI's module-path, else --module, else FWSEAL_PKCS11_MODULE; the PIN comes
+from FWSEAL_PKCS11_PIN or a prompt on the terminal, never from the URI or a flag.`,
+  options: { dir: { type: 'string' }, json: { type: 'boolean' }, pkcs11: { type: 'string' }, module: { type: 'string' } },
   run(p, io) {
     const name = onePositional(p, 'key NAME');
+    const uri = str(p, 'pkcs11');
+    if (uri !== undefined) return keygenInToken(p, io, name, uri);
+    if (str(p, 'module') !== undefined) throw new FwsealError('USAGE', '--module goes with --pkcs11');
     const k = generateKey(name, str(p, 'dir') ?? '.');
+    io.audit?.({ action: 'keygen', keyId: toHex(k.keyId), kind: 'key', file: k.keyPath, result: 'ok' });
     if (p.values.json) json(io, { name, keyId: toHex(k.keyId), publicKey: toHex(k.publicKey), privateKeyFile: k.keyPath, publicKeyFile: k.pubPath });
     else io.stdout(`${toHex(k.keyId)}\n`);
     io.stderr(`wrote ${k.keyPath} (0600, encrypted) and ${k.pubPath}\n`);
