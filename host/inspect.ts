@@ -12,6 +12,7 @@ import { DIGEST_BYTES, LIMITS } from '../shared/limits.js';
 import { parseManifest } from '../shared/manifest.js';
 import { KEY_KIND, KIND } from '../shared/payload.js';
 import { parseRevocationList, parseTrustBundle } from '../shared/trust.js';
+import { DETACHED_HEAD, decodeDetached } from './detached.js';
 import { DIGEST_TABLE_MAGIC, isDigestTable } from './digests.js';
 import { FwsealError } from './errors.js';
 
@@ -62,8 +63,11 @@ export function notAnFwsealObject(head: Uint8Array, size: number): string | null
   const text = Buffer.from(head).toString('latin1');
   if (text.startsWith('{')) return 'JSON (an fwseal key file?)';
   if (text.startsWith('-----BEGIN')) return 'a PEM file';
+  if (startsWith(head, DETACHED_HEAD)) return 'an fwseal detached signature (add it with fwseal attach)';
   return null;
 }
+
+const startsWith = (bytes: Uint8Array, head: Uint8Array) => bytes.length >= head.length && head.every((b, i) => bytes[i] === b);
 
 /** Seconds since the epoch as ISO 8601, or the plain number when no calendar date can show it. */
 function createdText(seconds: number): string {
@@ -98,6 +102,10 @@ export function inspectBytes(bytes: Uint8Array): Inspection {
     } catch {
       /* not JSON */
     }
+  }
+  if (startsWith(bytes, DETACHED_HEAD)) {
+    const d = decodeDetached(bytes, 'detached signature');
+    return { type: 'detached-signature', signs: d.kind, payloadDigest: toHex(d.payloadDigest), keyId: toHex(d.signature.kid) };
   }
   const top = decodeCbor(bytes);
   if (!top.ok || !(top.value instanceof CborTag)) {

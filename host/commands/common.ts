@@ -9,6 +9,10 @@ export type Io = {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
   readonly stderrIsTty: boolean;
+  /** Binary output on stdout (`sign --print-tbs`); absent where only text can be written. */
+  readonly stdoutBytes?: (bytes: Uint8Array) => void;
+  /** stdout is a terminal: binary output is refused there. */
+  readonly stdoutIsTty?: boolean;
   /** Record one action in the audit trail (SPEC.md §15.6); absent when no audit log is configured. */
   readonly audit?: (event: AuditEvent) => void;
 };

@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { main } from '../../host/cli.js';
 import { type Command } from '../../host/commands/common.js';
 
-export type CliRun = { status: number; out: string; err: string };
+export type CliRun = { status: number; out: string; err: string; bytes: Uint8Array };
 
 export async function runCli(argv: readonly string[], extra: readonly Command[] = []): Promise<CliRun> {
   let out = '';
   let err = '';
+  const chunks: Uint8Array[] = [];
   const status = await main(
     [...argv],
     {
@@ -19,10 +20,13 @@ export async function runCli(argv: readonly string[], extra: readonly Command[] 
         err += t;
       },
       stderrIsTty: false,
+      stdoutBytes: (b) => {
+        chunks.push(b.slice());
+      },
     },
     extra,
   );
-  return { status, out, err };
+  return { status, out, err, bytes: new Uint8Array(Buffer.concat(chunks)) };
 }
 
 /** A writer of files under `dir`: `file(name, bytes)` returns the path. */
