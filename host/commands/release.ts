@@ -4,12 +4,13 @@ import { toHex } from '../../shared/bytes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { parseManifest } from '../../shared/manifest.js';
+import { type Ceremony, ceremonyStatus, keyNames, renderCeremony } from '../ceremony.js';
 import { FwsealError } from '../errors.js';
 import { envelopeKind, inspectBytes } from '../inspect.js';
 import { fileExists, readFileLimited, writeFileAtomic } from '../io.js';
 import { pack } from '../pack.js';
 import { explainManifestSignatures, IGNORED_TEXT, verifyFiles } from '../verify.js';
-import { type Command, int, json, onePositional, progress, readObjectFile, str } from './common.js';
+import { type Command, int, json, list, onePositional, type Parsed, progress, readObjectFile, str } from './common.js';
 import { verifyRevocationFile, verifyTrustFile } from './verify-trust.js';
 
 /** Where the digest table of a manifest lives: M.cose -> M.digests, anything else -> NAME.digests. */
@@ -202,14 +203,51 @@ function inspectSafe(envelope: Uint8Array): Record<string, unknown> | null {
   }
 }
 
+/** The ceremony flags of inspect (SPEC.md §15.7); none given: inspect shows the file only, as before. */
+function ceremonyFor(p: Parsed, file: string, type: string): Ceremony | null {
+  const given = ['trust', 'previous', 'revocations', 'pub', 'keys'].filter((o) => p.values[o] !== undefined);
+  if (given.length === 0) return null;
+  const trustPath = str(p, 'trust');
+  const previousPath = str(p, 'previous');
+  if (trustPath === undefined && previousPath === undefined)
+    throw new FwsealError('USAGE', `--${given[0]} goes with --trust (or --previous for a trust bundle)`);
+  if (type !== 'manifest' && type !== 'trust-bundle' && type !== 'revocation-list')
+    throw new FwsealError('USAGE', `--trust shows the signing status of a manifest, trust bundle or revocation list; ${file} is ${type}`);
+  const revocationsPath = str(p, 'revocations');
+  const keysDir = str(p, 'keys');
+  return ceremonyStatus({
+    envelope: readObjectFile(file, null),
+    ...(trustPath !== undefined ? { trust: readObjectFile(trustPath, 'trust-bundle') } : {}),
+    ...(previousPath !== undefined ? { previous: readObjectFile(previousPath, 'trust-bundle') } : {}),
+    ...(revocationsPath !== undefined ? { revocations: readObjectFile(revocationsPath, 'revocation-list') } : {}),
+    names: keyNames(list(p, 'pub'), keysDir),
+  });
+}
+
 export const inspectCmd: Command = {
   name: 'inspect',
   summary: 'show what a manifest, trust bundle, revocation list, key or digest table says',
   usage: `fwseal inspect FILE [--json]
+fwseal inspect FILE --trust trust.cbor [--previous trust-v1.cbor] [--revocations RL.cbor]
+    [--pub X.pub ...] [--keys DIR] [--json]
 
 Decodes FILE with the device's strict parsers and prints its fields. Shows what a file claims; it
-does not decide whether to trust it (that is 'fwseal verify').`,
-  options: { json: { type: 'boolean' } },
+does not decide whether to trust it (that is 'fwseal verify').
+With --trust, also the status of a signing ceremony for FILE (a manifest, trust bundle or
+revocation list): for each threshold that decides it (a manifest: the release role of --trust; a
+revocation list: the root role of --trust; a trust bundle: its own root role and, from version 2,
+the root role of the bundle it replaces, given as --trust or --previous), each role key signed,
+missing or revoked (by the stored list --revocations), the signatures that do not count (invalid,
+outside-role, duplicate), how many are still needed, and whether devices accept FILE now. Key
+names come from the .pub files given with --pub and every *.pub in --keys DIR.`,
+  options: {
+    json: { type: 'boolean' },
+    trust: { type: 'string' },
+    previous: { type: 'string' },
+    revocations: { type: 'string' },
+    pub: { type: 'string', multiple: true },
+    keys: { type: 'string' },
+  },
   run(p, io) {
     const file = onePositional(p, 'FILE');
     const bytes = readFileLimited(file, 64 * 1024 * 1024, 'file');
@@ -221,8 +259,9 @@ does not decide whether to trust it (that is 'fwseal verify').`,
       if (e instanceof FwsealError) throw e;
       throw new FwsealError('MALFORMED', `${file} cannot be shown: ${(e as Error).message}`);
     }
-    if (p.values.json) json(io, info);
-    else io.stdout(render(info, ''));
+    const ceremony = ceremonyFor(p, file, String(info.type));
+    if (p.values.json) json(io, ceremony ? { ...info, ceremony } : info);
+    else io.stdout(render(info, '') + (ceremony ? renderCeremony(ceremony) : ''));
     return 0;
   },
 };
