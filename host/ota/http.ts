@@ -7,14 +7,17 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream, existsSync, fsync, openSync, renameSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { toHex } from '../../shared/bytes.js';
 import { CODES, type CodeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
+import { envelopeKind } from '../inspect.js';
 import { NEW_FILE_FLAGS, syncFolder } from '../io.js';
 import { imageFile } from './assets.js';
 import { ApiError, detail, summary } from './campaigns.js';
 import { deviceView, rootView } from './http-root.js';
 import { type OtaServer } from './server.js';
+import { type CampaignRow } from './store.js';
 
 export type HttpApi = { address(): { host: string; port: number; url: string }; close(): Promise<void> };
 
@@ -193,8 +196,19 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
   if (!path.startsWith('/api/')) throw apiError(404, 'NOT_FOUND', `no route ${path}`);
   if (!authorized(req, token)) throw apiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
   if (path === '/api/root' && method === 'GET') return sendJson(res, 200, rootView(server));
-  // A signed trust bundle or revocation list, as the file holds it (§12.13): at most one envelope.
-  if (path === '/api/root' && method === 'POST') return sendJson(res, 200, await server.publishRoot(await readBody(req, LIMITS.maxEnvelopeBytes)));
+  // A signed trust bundle or revocation list, as the file holds it (§12.13): at most one envelope; audited (§15.6).
+  if (path === '/api/root' && method === 'POST')
+    return sendJson(
+      res,
+      200,
+      await server.audit.record('trust publish', { file: path }, async (d) => {
+        const body = await readBody(req, LIMITS.maxEnvelopeBytes);
+        d.digest = createHash('sha256').update(body).digest('hex');
+        d.kind = envelopeKind(body) ?? undefined;
+        return server.publishRoot(body);
+      }),
+    );
+  if (path === '/api/audit' && method === 'GET') return sendJson(res, 200, server.audit.page(url.searchParams));
   if (path === '/api/devices' && method === 'GET') return sendJson(res, 200, { devices: server.store.devices().map(deviceView) });
   return routeCampaigns(server, req, res, path, method);
 }
@@ -205,28 +219,17 @@ async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: Serv
   if (image) {
     if (method !== 'PUT') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
     if (!/^[0-9a-f]{64}$/.test(image[1])) throw apiError(400, 'BAD_VALUE', 'image name must be a lowercase SHA-256 hex digest');
-    const r = await putImage(server, req, image[1]);
+    const r = await server.audit.record('image upload', { kind: 'image', digest: image[1], file: path }, () => putImage(server, req, image[1]));
     return sendJson(res, r.status, r.body);
   }
   if (path === '/api/campaigns') {
     if (method === 'GET') return sendJson(res, 200, { campaigns: server.store.campaigns().map(summary) });
     if (method !== 'POST') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-    const body = await readJson(req);
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw apiError(400, 'BAD_VALUE', 'body must be a JSON object');
-    const b = body as Record<string, unknown>;
-    for (const k of Object.keys(b))
-      if (!['manifest', 'image', 'group', 'waves', 'abortFailureRate', 'blockSize'].includes(k)) throw apiError(400, 'UNKNOWN_KEY', `unknown field ${k}`);
-    if (typeof b.image !== 'string') throw apiError(400, 'MISSING_FIELD', 'image (sha256 hex)');
-    if (typeof b.group !== 'string') throw apiError(400, 'MISSING_FIELD', 'group');
-    if (b.blockSize !== undefined && (typeof b.blockSize !== 'number' || !Number.isSafeInteger(b.blockSize)))
-      throw apiError(400, 'BAD_VALUE', 'blockSize must be a whole number');
-    const row = await server.createCampaign({
-      manifest: base64Strict(b.manifest, 'manifest'),
-      image: b.image,
-      group: b.group,
-      ...(b.waves !== undefined ? { waves: b.waves as number[] } : {}),
-      ...(b.abortFailureRate !== undefined ? { abortFailureRate: b.abortFailureRate as number } : {}),
-      ...(b.blockSize !== undefined ? { blockSize: b.blockSize as number } : {}),
+    const row = await server.audit.record('campaign create', { kind: 'manifest', file: path }, async (d) => {
+      const r = await createFromBody(server, req);
+      d.digest = toHex(new Uint8Array(r.manifest_sha));
+      d.file = `${path}/${r.id}`;
+      return r;
     });
     return sendJson(res, 201, detail(server.store, row));
   }
@@ -236,7 +239,13 @@ async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: Serv
     const action = campaign[2] as 'pause' | 'resume' | 'abort' | undefined;
     if (action) {
       if (method !== 'POST') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-      return sendJson(res, 200, detail(server.store, await server.transition(id, action)));
+      const row = await server.audit.record(`campaign ${action}`, { file: `/api/campaigns/${id}` }, async (d) => {
+        const r = await server.transition(id, action);
+        d.kind = 'manifest';
+        d.digest = toHex(new Uint8Array(r.manifest_sha));
+        return r;
+      });
+      return sendJson(res, 200, detail(server.store, row));
     }
     if (method !== 'GET') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
     const row = server.store.campaign(id);
@@ -244,6 +253,27 @@ async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: Serv
     return sendJson(res, 200, detail(server.store, row));
   }
   throw apiError(404, 'NOT_FOUND', `no route ${method} ${path}`);
+}
+
+/** POST /api/campaigns: the body checked field by field, then the campaign created (SPEC.md §12.9). */
+async function createFromBody(server: OtaServer, req: IncomingMessage): Promise<CampaignRow> {
+  const body = await readJson(req);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw apiError(400, 'BAD_VALUE', 'body must be a JSON object');
+  const b = body as Record<string, unknown>;
+  for (const k of Object.keys(b))
+    if (!['manifest', 'image', 'group', 'waves', 'abortFailureRate', 'blockSize'].includes(k)) throw apiError(400, 'UNKNOWN_KEY', `unknown field ${k}`);
+  if (typeof b.image !== 'string') throw apiError(400, 'MISSING_FIELD', 'image (sha256 hex)');
+  if (typeof b.group !== 'string') throw apiError(400, 'MISSING_FIELD', 'group');
+  if (b.blockSize !== undefined && (typeof b.blockSize !== 'number' || !Number.isSafeInteger(b.blockSize)))
+    throw apiError(400, 'BAD_VALUE', 'blockSize must be a whole number');
+  return server.createCampaign({
+    manifest: base64Strict(b.manifest, 'manifest'),
+    image: b.image,
+    group: b.group,
+    ...(b.waves !== undefined ? { waves: b.waves as number[] } : {}),
+    ...(b.abortFailureRate !== undefined ? { abortFailureRate: b.abortFailureRate as number } : {}),
+    ...(b.blockSize !== undefined ? { blockSize: b.blockSize as number } : {}),
+  });
 }
 
 export function startHttp(server: OtaServer, listen: { host: string; port: number }, token: string | undefined): Promise<HttpApi> {

@@ -12,6 +12,7 @@ import { encodeAnnouncement } from '../../shared/ota/messages.js';
 import { isValidPrefix, parseRequestTopic, parseRootRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
 import { AssetCache } from './assets.js';
+import { ServerAudit, serverActor } from './audit-routes.js';
 import { ApiError, announcementOf, type CreateCampaign, createCampaign, transition } from './campaigns.js';
 import { type HttpApi, startHttp } from './http.js';
 import { Metrics } from './metrics.js';
@@ -39,6 +40,8 @@ export type OtaServerOptions = {
   readonly http?: { readonly host: string; readonly port: number };
   /** Bearer token every /api request must carry. */
   readonly token?: string;
+  /** The token's name, the actor of API calls in the audit log (SPEC.md §15.6); 'api-token' when unnamed. */
+  readonly tokenName?: string;
   /** Wave engine period (default 1000 ms). */
   readonly tickMs?: number;
   readonly log?: (line: string) => void;
@@ -78,6 +81,8 @@ export class OtaServer {
     readonly root: RootOfTrust,
     private readonly client: MqttClient,
     readonly prefix: string,
+    /** DATA/audit.log: every state-changing API call (SPEC.md §15.6). */
+    readonly audit: ServerAudit,
   ) {
     this.assets = new AssetCache(store);
     const log = (line: string) => this.log(line);
@@ -111,7 +116,9 @@ export class OtaServer {
     const store = new Store(opts.dataDir);
     const root = new RootOfTrust(store.root);
     let client: MqttClient;
+    let audit: ServerAudit;
     try {
+      audit = new ServerAudit(opts.dataDir, serverActor(opts.token, opts.tokenName), (line) => opts.log?.(line));
       // Before anything is announced: an older or foreign root of trust is refused with its code (§12.13).
       root.startUp(opts.trust, opts.revocations);
       // A list given at this start may revoke what campaigns were signed with: halted before they are announced again.
@@ -121,7 +128,7 @@ export class OtaServer {
       store.close();
       throw e;
     }
-    const server = new OtaServer(opts, store, root, client, prefix);
+    const server = new OtaServer(opts, store, root, client, prefix, audit);
     try {
       server.attach();
       await server.onConnect();
