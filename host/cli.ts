@@ -4,26 +4,37 @@
  * 2 usage or I/O error (one line on stderr). Secrets are never printed.
  */
 import { realpathSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { codeName } from '../shared/codes.js';
+import { type AuditActor, appendAudit, checkAuditTail } from './audit.js';
+import { attachCmd, mergeCmd } from './commands/attach.js';
+import { auditShow, auditVerify } from './commands/audit.js';
 import { type Command, type Io, parse } from './commands/common.js';
 import { deviceProvision, deviceRun } from './commands/device.js';
 import { fleetSim } from './commands/fleet.js';
 import { incidentRevokeKey } from './commands/incident.js';
+import { keyExportPub, keyImport } from './commands/key-io.js';
 import { keygen } from './commands/keys.js';
 import { OTA_COMMANDS } from './commands/ota.js';
 import { devicePowercutSweep } from './commands/powercut-sweep.js';
 import { inspectCmd, packCmd, verifyCmd } from './commands/release.js';
 import { signCmd } from './commands/sign.js';
 import { revoke, trustInit, trustRotate } from './commands/trust.js';
+import { trustVerify } from './commands/trust-verify.js';
 import { exitStatusFor, FwsealError } from './errors.js';
 
 export const COMMANDS: readonly Command[] = [
   keygen,
+  keyImport,
+  keyExportPub,
   trustInit,
   trustRotate,
+  trustVerify,
   packCmd,
   signCmd,
+  attachCmd,
+  mergeCmd,
   verifyCmd,
   revoke,
   inspectCmd,
@@ -33,7 +44,72 @@ export const COMMANDS: readonly Command[] = [
   ...OTA_COMMANDS,
   incidentRevokeKey,
   fleetSim,
+  auditVerify,
+  auditShow,
 ];
+
+/**
+ * Commands that create keys or sign (SPEC.md §15.6): with an audit log, a log that cannot be extended
+ * refuses them before they run, and main() records their failures (a refused attempt is an event too).
+ */
+export const AUDITED_COMMANDS: ReadonlySet<string> = new Set([
+  'keygen',
+  'key import',
+  'sign',
+  'attach',
+  'merge',
+  'trust init',
+  'trust rotate',
+  'revoke',
+  'trust publish',
+  'incident revoke-key',
+]);
+
+/** The audit log of this run and who acts; `failureRecorded`: the command itself recorded a failure. */
+type AuditTrail = { readonly log: string; readonly who: AuditActor; failureRecorded: boolean };
+
+/**
+ * `--audit FILE` / `--audit=FILE`, anywhere before a `--`, taken out of argv before the command parses
+ * it; else FWSEAL_AUDIT_LOG (SPEC.md §15.6). Throws USAGE for a repeated or empty one.
+ */
+export function takeAuditOption(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { argv: string[]; log: string | undefined } {
+  const rest: string[] = [];
+  const given: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a !== '--audit' && !a.startsWith('--audit=')) {
+      rest.push(a);
+      continue;
+    }
+    const v = a === '--audit' ? argv[++i] : a.slice('--audit='.length);
+    // A value that looks like a flag is more likely a forgotten FILE (use --audit=FILE for such a name).
+    if (v === undefined || v === '' || (a === '--audit' && v.startsWith('-'))) throw new FwsealError('USAGE', '--audit needs a FILE');
+    given.push(v);
+  }
+  if (given.length > 1) throw new FwsealError('USAGE', `--audit is given ${given.length} times`);
+  return { argv: rest, log: given[0] ?? (env.FWSEAL_AUDIT_LOG || undefined) };
+}
+
+/** The actor of host commands (SPEC.md §15.6): FWSEAL_ACTOR (CI service accounts), else the OS user. */
+export function hostActor(env: NodeJS.ProcessEnv = process.env): AuditActor {
+  const forced = env.FWSEAL_ACTOR;
+  if (forced !== undefined && forced !== '') {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+    if (forced.length > 256 || /[\u0000-\u001f\u007f]/.test(forced)) throw new FwsealError('USAGE', 'FWSEAL_ACTOR must be at most 256 printable characters');
+    return { actor: forced, actorSource: 'FWSEAL_ACTOR' };
+  }
+  try {
+    const name = userInfo().username;
+    if (name) return { actor: name, actorSource: 'os-user' };
+  } catch {
+    /* no passwd entry (containers): the uid says who */
+  }
+  return { actor: `uid:${process.getuid?.() ?? 'unknown'}`, actorSource: 'os-uid' };
+}
 
 function overview(commands: readonly Command[]): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -56,8 +132,18 @@ function findCommand(argv: string[], commands: readonly Command[]): { cmd: Comma
 }
 
 /** `extra`: commands added by another entry point (hil/cli.ts adds `hil run`; host/ never imports hil/). */
-export async function main(argv: string[], io: Io, extra: readonly Command[] = []): Promise<number> {
+export async function main(args: string[], io: Io, extra: readonly Command[] = []): Promise<number> {
   const commands: readonly Command[] = extra.length === 0 ? COMMANDS : [...COMMANDS, ...extra];
+  let argv: string[];
+  let trail: AuditTrail | null;
+  try {
+    const taken = takeAuditOption(args);
+    argv = taken.argv;
+    trail = taken.log === undefined ? null : { log: taken.log, who: hostActor(), failureRecorded: false };
+  } catch (e) {
+    io.stderr(`fwseal: USAGE (code 800): ${(e as Error).message}\n`);
+    return 2;
+  }
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     (argv.length === 0 ? io.stderr : io.stdout)(overview(commands));
     return argv.length === 0 ? 2 : 0;
@@ -82,23 +168,61 @@ export async function main(argv: string[], io: Io, extra: readonly Command[] = [
     io.stderr(`fwseal: unknown command '${argv.slice(0, 2).join(' ')}' (USAGE). Run fwseal --help.\n`);
     return 2;
   }
-  const { cmd, rest } = found;
+  return runCommand(found.cmd, found.rest, io, trail);
+}
+
+async function runCommand(cmd: Command, rest: string[], io: Io, trail: AuditTrail | null): Promise<number> {
+  const audited = trail !== null && AUDITED_COMMANDS.has(cmd.name);
+  let logUsable = true;
   try {
     const parsed = parse(cmd, rest);
     if (parsed.values.help) {
       io.stdout(`${cmd.usage}\n`);
       return 0;
     }
-    return await cmd.run(parsed, io);
-  } catch (e) {
-    if (e instanceof FwsealError) {
-      const status = exitStatusFor(e.code);
-      io.stderr(`fwseal ${cmd.name}: ${status === 1 ? 'REJECTED ' : ''}${e.codeName} (code ${e.code}): ${e.message}\n`);
-      return status;
+    // A log that cannot be extended refuses the action before any key is used (SPEC.md §15.6).
+    if (audited) {
+      logUsable = false;
+      checkAuditTail(trail.log);
+      logUsable = true;
     }
-    io.stderr(`fwseal ${cmd.name}: ${codeName(899)}: ${(e as Error).message}\n`);
-    return 2;
+    return await cmd.run(parsed, trail ? auditingIo(io, trail) : io);
+  } catch (e) {
+    const status = printError(io, cmd, e);
+    if (audited && logUsable && !trail.failureRecorded) recordFailure(io, cmd, trail, e);
+    return status;
   }
+}
+
+function auditingIo(io: Io, trail: AuditTrail): Io {
+  return {
+    ...io,
+    audit: (event) => {
+      appendAudit(trail.log, trail.who, event);
+      if (event.result !== 'ok') trail.failureRecorded = true;
+    },
+  };
+}
+
+/** One line for a failed audited command, unless the log itself is what failed (SPEC.md §15.6). */
+function recordFailure(io: Io, cmd: Command, trail: AuditTrail, e: unknown): void {
+  const result = e instanceof FwsealError ? e.codeName : 'INTERNAL';
+  if (result === 'AUDIT_LOG_INVALID') return;
+  try {
+    appendAudit(trail.log, trail.who, { action: cmd.name, result });
+  } catch (x) {
+    printError(io, cmd, x);
+  }
+}
+
+function printError(io: Io, cmd: Command, e: unknown): 1 | 2 {
+  if (e instanceof FwsealError) {
+    const status = exitStatusFor(e.code);
+    io.stderr(`fwseal ${cmd.name}: ${status === 1 ? 'REJECTED ' : ''}${e.codeName} (code ${e.code}): ${e.message}\n`);
+    return status;
+  }
+  io.stderr(`fwseal ${cmd.name}: ${codeName(899)}: ${(e as Error).message}\n`);
+  return 2;
 }
 
 /**
@@ -113,7 +237,13 @@ export function runIfEntryPoint(moduleUrl: string, extra: readonly Command[] = [
     entry = false;
   }
   if (!entry) return;
-  const io: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), stderrIsTty: !!process.stderr.isTTY };
+  const io: Io = {
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    stderrIsTty: !!process.stderr.isTTY,
+    stdoutBytes: (b) => process.stdout.write(b),
+    stdoutIsTty: !!process.stdout.isTTY,
+  };
   main(process.argv.slice(2), io, extra).then(
     (code) => {
       process.exitCode = code;

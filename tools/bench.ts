@@ -20,8 +20,9 @@ import { packVerify } from './bench/pack-verify.js';
 import { powercut } from './bench/powercut.js';
 import { quickjsBench } from './bench/quickjs.js';
 import { revocation } from './bench/revocation.js';
+import { signing } from './bench/signing.js';
 
-const SECTIONS: readonly Section[] = [packVerify, quickjsBench, powercut, ota, revocation, hilBench];
+const SECTIONS: readonly Section[] = [packVerify, quickjsBench, powercut, ota, revocation, hilBench, signing];
 
 const USAGE = `usage: tsx tools/bench.ts [--size-mb N] [--runs N] [--json-out PATH] [--only SECTION[,SECTION]]
   --size-mb N     image size in MiB (default 256)

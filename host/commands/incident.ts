@@ -15,8 +15,9 @@ import { type Propagation, quantile, watchPropagation } from '../incident/propag
 import { checkReleaseSigners, resignRelease, strandedRelease } from '../incident/resign.js';
 import { type Restarted, restartRollouts } from '../incident/rollout.js';
 import { writeFileAtomic } from '../io.js';
-import { loadPublicKey, loadSigningKey } from '../keys.js';
+import { loadPublicKey } from '../keys.js';
 import { apiRequest } from '../ota/api-client.js';
+import { openSigners, parseKeyRefs, publicKeyOf } from '../signers/index.js';
 import { type Command, type Io, int, json, list, noPositionals, type Parsed, readObjectFile, str } from './common.js';
 import { publishRoot, type RootPublished, SERVER_FLAGS, SERVER_USAGE, target } from './ota.js';
 
@@ -27,23 +28,23 @@ function prepare(p: Parsed) {
   noPositionals(p);
   const revoke = list(p, 'key').map(loadPublicKey);
   if (revoke.length === 0) throw new FwsealError('USAGE', 'at least one --key LEAKED.pub is needed');
-  const signPaths = list(p, 'sign');
-  if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
-  const releaseKeyPaths = list(p, 'release-key');
+  const signRefs = parseKeyRefs(list(p, 'sign'), list(p, 'sign-pub'), '--sign-pub');
+  if (signRefs.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
+  const releaseRefs = parseKeyRefs(list(p, 'release-key'), list(p, 'release-key-pub'), '--release-key-pub');
   const resignPaths = list(p, 'resign');
-  if (releaseKeyPaths.length > 0 && resignPaths.length === 0) throw new FwsealError('USAGE', '--release-key goes with --resign M.cose');
+  if (releaseRefs.length > 0 && resignPaths.length === 0) throw new FwsealError('USAGE', '--release-key goes with --resign M.cose');
   const watchSeconds = int(p, 'watch-timeout', 0, 86_400, DEFAULT_WATCH_SECONDS);
   const previousPath = str(p, 'previous');
   const local = loadLocalRoot(
     readObjectFile(str(p, 'trust', true), 'trust-bundle'),
     previousPath ? readObjectFile(previousPath, 'revocation-list') : undefined,
   );
-  checkRootSigners(local, signPaths.map(loadPublicKey));
+  checkRootSigners(local, signRefs.map(publicKeyOf));
   const releases = resignPaths.map((path) => strandedRelease(path, readObjectFile(path, 'manifest')));
-  const releaseKeys = releaseKeyPaths.map(loadPublicKey);
+  const releaseKeys = releaseRefs.map(publicKeyOf);
   const revokedAfter = [...local.revokedKeyIds, ...revoke.map((k) => k.keyId)];
   const knownKeys = checkReleaseSigners(releases, releaseKeys, local.trustBytes, revokedAfter);
-  return { revoke, signPaths, releaseKeyPaths, releases, knownKeys, local, watchSeconds };
+  return { revoke, signRefs, releaseRefs, releases, knownKeys, local, watchSeconds };
 }
 
 type Summary = {
@@ -90,14 +91,9 @@ function summaryText(s: Summary): string {
 
 /** Sign and check everything (list, re-signed releases) before the first write: a failure publishes nothing. */
 function signAll(prep: ReturnType<typeof prepare>, server: ServerRoot) {
-  const next = buildNextList(
-    prep.local,
-    server,
-    prep.revoke,
-    prep.signPaths.map((path) => loadSigningKey(path)),
-  );
+  const next = buildNextList(prep.local, server, prep.revoke, openSigners(prep.signRefs));
   if (!next.complete) return { next, resigned: [] };
-  const releaseKeys = prep.releaseKeyPaths.map((path) => loadSigningKey(path));
+  const releaseKeys = openSigners(prep.releaseRefs);
   return { next, resigned: prep.releases.map((r) => resignRelease(r, releaseKeys, prep.knownKeys, prep.local.trustBytes, next.envelope)) };
 }
 
@@ -116,9 +112,12 @@ async function drill(p: Parsed, io: Io): Promise<Summary> {
       `wrote ${out}, not published: it lacks root signatures; add them with fwseal sign ${out} --key ROOT.key, then fwseal trust publish ${out}`,
     );
   }
+  io.audit?.({ action: 'revoke', kind: 'revocation-list', file: out, result: 'ok' });
   for (const r of resigned) if (r.resigned !== r.envelope) writeFileAtomic(r.path, r.resigned);
+  for (const r of resigned) io.audit?.({ action: 'sign', kind: 'manifest', file: r.path, result: r.resigned !== r.envelope ? 'ok' : 'unchanged' });
   for (const r of resigned) say(`re-signed ${r.path} (${r.manifest.version}; added ${r.added.join(', ') || 'nothing'}): verifies under the new list\n`);
   const published = await publishRoot(t, next.envelope);
+  io.audit?.({ action: 'trust publish', kind: 'revocation-list', file: out, result: published.changed ? 'ok' : 'unchanged' });
   const { campaigns } = await apiRequest<{ campaigns: { id: string; group: string }[] }>(t, 'GET', 'api/campaigns');
   const groups = new Map(campaigns.map((c) => [c.id, c.group]));
   say(publishedLines(out, next.version, published, groups));
@@ -167,6 +166,8 @@ ${SERVER_USAGE}`,
     trust: { type: 'string' },
     previous: { type: 'string' },
     sign: { type: 'string', multiple: true },
+    'sign-pub': { type: 'string', multiple: true },
+    'release-key-pub': { type: 'string', multiple: true },
     out: { type: 'string' },
     resign: { type: 'string', multiple: true },
     'release-key': { type: 'string', multiple: true },

@@ -8,6 +8,7 @@ import { createReadStream, statSync } from 'node:fs';
 import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { exitStatusFor, FwsealError } from '../errors.js';
+import { envelopeKind } from '../inspect.js';
 import { type ApiTarget, apiRequest } from '../ota/api-client.js';
 import { type DeviceView } from '../ota/campaigns.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
@@ -64,6 +65,8 @@ most 25 of them and 1 s. Prints one line with the HTTP address, then runs until 
     const revocations = rl ? readObjectFile(rl, 'revocation-list') : undefined;
     const http = parseListen(str(p, 'http') ?? '127.0.0.1:8080');
     const token = process.env.FWSEAL_SERVER_TOKEN || undefined;
+    // The actor the server's audit log names for API calls (SPEC.md §15.6); the token itself is never logged.
+    const tokenName = process.env.FWSEAL_SERVER_TOKEN_NAME || undefined;
     const started = OtaServer.start({
       mqtt,
       dataDir: str(p, 'data', true),
@@ -72,6 +75,7 @@ most 25 of them and 1 s. Prints one line with the HTTP address, then runs until 
       ...(revocations ? { revocations } : {}),
       http,
       ...(token ? { token } : {}),
+      ...(tokenName ? { tokenName } : {}),
       tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000),
       responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1,
       coalesceMs: int(p, 'coalesce-ms', 0, 1000, COALESCE_MS),
@@ -324,7 +328,9 @@ ${SERVER_USAGE}`,
   options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
   async run(p, io) {
     const file = onePositional(p, 'trust bundle or revocation list');
-    const r = await publishRoot(target(p), readObjectFile(file, null));
+    const bytes = readObjectFile(file, null);
+    const r = await publishRoot(target(p), bytes);
+    io.audit?.({ action: 'trust publish', kind: envelopeKind(bytes) ?? 'unknown', file, result: r.changed ? 'ok' : 'unchanged' });
     if (p.values.json) json(io, r);
     else io.stdout(formatPublished(r));
     return 0;

@@ -1,9 +1,11 @@
-import { loadTrust } from '../../device/index.js';
+import { loadTrust, sha256 } from '../../device/index.js';
 import { toHex } from '../../shared/bytes.js';
+import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
 import { writeFileAtomic } from '../io.js';
-import { loadPublicKey, loadSigningKey } from '../keys.js';
+import { loadPublicKey, type SigningKey } from '../keys.js';
+import { openSigners, parseKeyRefs } from '../signers/index.js';
 import { buildRevocationList, buildTrustBundle } from '../trust.js';
 import { type Command, type Io, int, json, list, noPositionals, type Parsed, readObjectFile, str } from './common.js';
 import { formatPublished, publishRoot, SERVER_FLAGS, SERVER_USAGE, target } from './ota.js';
@@ -14,6 +16,7 @@ const ROLE_FLAGS = {
   release: { type: 'string', multiple: true },
   'release-threshold': { type: 'string' },
   sign: { type: 'string', multiple: true },
+  'sign-pub': { type: 'string', multiple: true },
   out: { type: 'string' },
   version: { type: 'string' },
   json: { type: 'boolean' },
@@ -26,6 +29,20 @@ function report(io: Io, p: Parsed, out: string, version: number, complete: boole
   return 0;
 }
 
+/** Root signers from repeated --sign (key files, pkcs11: URIs, exec: signers with --sign-pub in order; SPEC.md §15.1). */
+function rootSigners(p: Parsed): ReturnType<typeof parseKeyRefs> {
+  const refs = parseKeyRefs(list(p, 'sign'), list(p, 'sign-pub'), '--sign-pub');
+  if (refs.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
+  return refs;
+}
+
+/** One audit line per signer of a written object (§15.6). */
+function auditSigned(io: Io, action: string, envelope: Uint8Array, kind: string, signers: readonly SigningKey[], file: string, complete: boolean): void {
+  const env = parseEnvelope(envelope);
+  const digest = env.ok ? toHex(sha256(env.envelope.payload)) : undefined;
+  for (const k of signers) io.audit?.({ action, keyId: toHex(k.keyId), kind, ...(digest ? { digest } : {}), file, result: complete ? 'ok' : 'incomplete' });
+}
+
 function runTrust(p: Parsed, io: Io, rotate: boolean): number {
   noPositionals(p);
   const out = str(p, 'out', true);
@@ -35,11 +52,10 @@ function runTrust(p: Parsed, io: Io, rotate: boolean): number {
   const release = list(p, 'release').map(loadPublicKey);
   const rootThreshold = int(p, 'root-threshold', 1, LIMITS.maxRoleKeys);
   const releaseThreshold = int(p, 'release-threshold', 1, LIMITS.maxRoleKeys);
-  const signPaths = list(p, 'sign');
-  if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
+  const refs = rootSigners(p);
   // All flags are checked before any passphrase is asked for.
   const version = p.values.version === undefined ? undefined : int(p, 'version', 1, LIMITS.maxCounter);
-  const signers = signPaths.map((path) => loadSigningKey(path));
+  const signers = openSigners(refs);
   const r = buildTrustBundle({
     root,
     rootThreshold,
@@ -50,6 +66,7 @@ function runTrust(p: Parsed, io: Io, rotate: boolean): number {
     ...(version !== undefined ? { version } : {}),
   });
   writeFileAtomic(out, r.envelope);
+  auditSigned(io, rotate ? 'trust rotate' : 'trust init', r.envelope, 'trust-bundle', signers, out, r.complete);
   return report(io, p, out, r.version, r.complete, r.missing);
 }
 
@@ -63,7 +80,9 @@ export const trustInit: Command = {
 Root keys sign trust bundles and revocation lists; release keys sign manifests; each role needs
 its threshold of distinct keys. --sign keys must be root keys. With fewer --sign keys than the
 root threshold the bundle is written but flagged incomplete: other holders add theirs with
-'fwseal sign trust.cbor --key X.key'.`,
+'fwseal sign trust.cbor --key X.key' (or sign detached and 'fwseal attach').
+--sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
+signer takes the next --sign-pub KEY.pub, in order.`,
   options: { ...ROLE_FLAGS },
   run: (p, io) => runTrust(p, io, false),
 };
@@ -75,7 +94,9 @@ export const trustRotate: Command = {
     --release-threshold K --sign KEY.key [...] --out trust2.cbor [--json]
 
 Devices accept version N+1 only when a threshold of version N's root keys and a threshold of
-its own root keys signed it. --sign takes root keys of either bundle.`,
+its own root keys signed it. --sign takes root keys of either bundle.
+--sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
+signer takes the next --sign-pub KEY.pub, in order.`,
   options: { ...ROLE_FLAGS, previous: { type: 'string' } },
   run: (p, io) => runTrust(p, io, true),
 };
@@ -91,11 +112,14 @@ Revoked keys never count toward a threshold; revoked manifests are refused. Devi
 highest version they have seen and refuse older lists. --previous carries an older list's entries
 forward (the new --version must be higher). --publish then uploads RL.cbor to an OTA server, as
 'fwseal trust publish RL.cbor' does: the fleet gets it at once, campaigns it revokes are halted.
+--sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
+signer takes the next --sign-pub KEY.pub, in order.
 ${SERVER_USAGE}`,
   options: {
     trust: { type: 'string' },
     version: { type: 'string' },
     sign: { type: 'string', multiple: true },
+    'sign-pub': { type: 'string', multiple: true },
     out: { type: 'string' },
     key: { type: 'string', multiple: true },
     kid: { type: 'string', multiple: true },
@@ -115,10 +139,9 @@ ${SERVER_USAGE}`,
     const manifests = list(p, 'manifest').map((m) => readObjectFile(m, 'manifest'));
     const previousPath = str(p, 'previous');
     const previous = previousPath ? readObjectFile(previousPath, 'revocation-list') : undefined;
-    const signPaths = list(p, 'sign');
-    if (signPaths.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
+    const refs = rootSigners(p);
     if (p.values.server !== undefined && !p.values.publish) throw new FwsealError('USAGE', '--server goes with --publish');
-    const signers = signPaths.map((path) => loadSigningKey(path));
+    const signers = openSigners(refs);
     const r = buildRevocationList({
       trust: trust.trust,
       version,
@@ -129,9 +152,11 @@ ${SERVER_USAGE}`,
       ...(previous ? { previous } : {}),
     });
     writeFileAtomic(out, r.envelope);
+    auditSigned(io, 'revoke', r.envelope, 'revocation-list', signers, out, r.complete);
     if (!r.complete) io.stderr(`note: not yet accepted by devices (${r.error}). Add root signatures with: fwseal sign ${out} --key ROOT.key\n`);
     if (!p.values.json) io.stdout(`wrote ${out} (revocation list version ${version})\n`);
     const published = p.values.publish ? await publishRoot(target(p), r.envelope) : undefined;
+    if (published) io.audit?.({ action: 'trust publish', kind: 'revocation-list', file: out, result: published.changed ? 'ok' : 'unchanged' });
     if (p.values.json) json(io, { out, version, complete: r.complete, revokedKeyIds: keys.map((k) => toHex(k.keyId)), ...(published ? { published } : {}) });
     else if (published) io.stdout(formatPublished(published));
     return 0;
