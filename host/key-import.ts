@@ -10,6 +10,7 @@ import { createPrivateKey, createPublicKey, type KeyObject, sign as nodeSign } f
 import { statSync } from 'node:fs';
 import { isTrustableRoleKey, verifyEd25519 } from '../device/index.js';
 import { bytesEqual } from '../shared/bytes.js';
+import { LIMITS } from '../shared/limits.js';
 import { FwsealError } from './errors.js';
 import { readFileLimited } from './io.js';
 import { KEY_FILE_MAX_BYTES, keyPairPaths, writeKeyPair, writePublicKeyFile } from './keys.js';
@@ -157,6 +158,7 @@ export function decodeKeyPem(bytes: Uint8Array, path: string, pemPassphrase: () 
     } else if (label === 'ENCRYPTED PRIVATE KEY') {
       const [scheme, ciphertext, ...rest] = topSequence(der, path);
       if (scheme?.tag !== DER.SEQUENCE || ciphertext?.tag !== DER.OCTET_STRING || rest.length > 0) throw badFormat(path, 'not an encrypted PKCS#8 key');
+      checkKdfCost(scheme.body, path);
       key = decrypt(der, pemPassphrase(), path);
     } else {
       throw badFormat(path, `a PEM "${label}" block is not a key fwseal imports (PRIVATE KEY, ENCRYPTED PRIVATE KEY or PUBLIC KEY)`);
@@ -167,6 +169,25 @@ export function decodeKeyPem(bytes: Uint8Array, path: string, pemPassphrase: () 
     return { kind: 'private', seed: seedOf(key, path), publicKey };
   } finally {
     der.fill(0); // the DER of a plain PKCS#8 file is the seed in the clear
+  }
+}
+
+/**
+ * SPEC.md §15.5: before a passphrase is tried, every INTEGER in the encryption scheme (PBKDF2 and
+ * PBES1 iteration counts, scrypt's N, r and p, key lengths) must be at most
+ * LIMITS.maxImportKdfIterations, so that a crafted file cannot keep the import busy for hours.
+ */
+function checkKdfCost(body: Uint8Array, path: string, depth = 0): void {
+  if (depth > 6) throw badFormat(path, 'encryption parameters nested too deeply');
+  for (const item of derChildren(body, path)) {
+    if (item.tag === DER.SEQUENCE) checkKdfCost(item.body, path, depth + 1);
+    if (item.tag !== DER.INTEGER) continue;
+    const value = item.body.length > 4 ? Number.POSITIVE_INFINITY : item.body.reduce((n, b) => n * 256 + b, 0);
+    if (value > LIMITS.maxImportKdfIterations)
+      throw badFormat(
+        path,
+        `encryption parameter ${value === Number.POSITIVE_INFINITY ? 'above 2^32' : value} exceeds ${LIMITS.maxImportKdfIterations}: re-encrypt the key with usual settings (openssl pkcs8 -topk8 -v2 aes-256-cbc)`,
+      );
   }
 }
 

@@ -94,6 +94,8 @@ export const LIMITS = Object.freeze({
   maxDetachedSignatureBytes: 512,
   /** One audit log line (§15.6), newline included. */
   maxAuditLineBytes: 4096,
+  /** `key import` of an encrypted PEM (§15.5): the largest KDF iteration count (or scrypt parameter) tried. */
+  maxImportKdfIterations: 2000000,
 });
 
 /** Length of a key id in bytes: SHA-256(public key) truncated (SPEC.md §Key ids). */

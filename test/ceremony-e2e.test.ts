@@ -11,6 +11,7 @@ import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { finalizePkcs11Modules } from '../host/signers/pkcs11-session.js';
 import { type CliRun, runCli } from './support/cli-run.js';
 import { type CliWorld, expectOk, makeCliWorld } from './support/cli-world.js';
 import { makeSoftHsm, type SoftHsm } from './support/softhsm.js';
@@ -96,6 +97,25 @@ describe('a release-signing ceremony', () => {
     expectOk(await fwseal('verify', 'M.cose', '--trust', 'trust.cbor', '--image', 'image.bin'));
   });
 
+  it('signs with a token key through sign --key, and refuses a wrong PIN without writing or printing it', async () => {
+    expectOk(await fwseal('revoke', '--trust', 'trust.cbor', '--version', '1', '--kid', '00'.repeat(16), '--sign', token('ROOT1'), '--out', 'RL.cbor'));
+    const before = w.bytes('RL.cbor');
+    finalizePkcs11Modules(); // a new session: the next signature needs the PIN again
+    process.env.FWSEAL_PKCS11_PIN = '9999';
+    try {
+      const r = await fwseal('sign', 'RL.cbor', '--key', `${token('ROOT2')}?module-path=${hsm.module}`, '--trust', 'trust.cbor');
+      expect(r.status).toBe(2);
+      expect(r.err).toMatch(/PIN_INCORRECT \(code 814\)/);
+      expect(r.err).not.toContain('9999');
+    } finally {
+      process.env.FWSEAL_PKCS11_PIN = '2468';
+    }
+    expect(w.bytes('RL.cbor')).toEqual(before);
+    expectOk(await fwseal('sign', 'RL.cbor', '--key', token('ROOT2'), '--trust', 'trust.cbor'));
+    expectOk(await fwseal('sign', 'RL.cbor', '--key', 'airgap/ROOT3.key', '--trust', 'trust.cbor'));
+    expectOk(await fwseal('verify', 'RL.cbor', '--trust', 'trust.cbor'));
+  });
+
   it('leaves an audit log that verifies and names every step', async () => {
     const v = json(await runCli(['audit', 'verify', AUDIT, '--json']));
     expect(v.valid).toBe(true);
@@ -115,9 +135,16 @@ describe('a release-signing ceremony', () => {
       'attach',
       'sign',
       'sign',
+      'revoke',
+      'sign',
+      'sign',
+      'sign',
     ]);
+    // The refused attempt is in the log too, with its code.
+    expect(lines.filter((l) => l.action === 'sign').map((l) => l.result)).toEqual(['ok', 'ok', 'PIN_INCORRECT', 'ok', 'ok']);
     expect(new Set(lines.map((l) => l.actor))).toEqual(new Set(['release-ceremony']));
     expect(lines.filter((l) => l.action === 'trust init').every((l) => l.result === 'incomplete')).toBe(true);
+    expect(lines.find((l) => l.action === 'revoke')).toMatchObject({ kind: 'revocation-list', result: 'incomplete' });
     // With the head written down, a removed last line is found.
     const head = v.head as string;
     w.write(AUDIT, `${readFileSync(join(w.dir, AUDIT), 'utf8').trim().split('\n').slice(0, -1).join('\n')}\n`);

@@ -602,7 +602,23 @@ describe('inspect', () => {
 });
 
 describe('help', () => {
-  const commands = ['keygen', 'trust init', 'trust rotate', 'pack', 'sign', 'verify', 'revoke', 'inspect'];
+  const commands = [
+    'keygen',
+    'key import',
+    'key export-pub',
+    'trust init',
+    'trust rotate',
+    'trust verify',
+    'pack',
+    'sign',
+    'attach',
+    'merge',
+    'verify',
+    'revoke',
+    'inspect',
+    'audit verify',
+    'audit show',
+  ];
 
   it.each(commands)('%s --help exits 0 and prints its usage', async (cmd) => {
     for (const flag of ['--help', '-h']) {

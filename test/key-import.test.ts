@@ -19,6 +19,7 @@ import { KEY_FILE_MAX_BYTES, loadPublicKey, loadSigningKey } from '../host/keys.
 import { fromHex, toHex } from '../shared/bytes.js';
 import { CODES, type CodeName } from '../shared/codes.js';
 import { parseEnvelope, sigStructure } from '../shared/cose.js';
+import { LIMITS } from '../shared/limits.js';
 import { type CliRun, runCli } from './support/cli-run.js';
 import { type CliWorld, expectOk, expectUsage, makeCliWorld, PASS } from './support/cli-world.js';
 
@@ -53,6 +54,8 @@ function opensslKid(pem: string, ...passin: string[]): string {
 }
 
 const io = (...argv: string[]): Promise<CliRun> => runCli(argv);
+/** A fresh unencrypted Ed25519 PKCS#8 PEM to re-encrypt. */
+const plainCopy = () => genpkey(`src${++n}.pem`, '-algorithm', 'ed25519');
 
 /** Exit 2 and `(code N)` of `code` on stderr. */
 function expectCode(r: CliRun, code: CodeName): void {
@@ -119,6 +122,32 @@ describe('key import: openssl Ed25519 keys become fwseal keys', () => {
     const dir = freshDir();
     expectCode(await io('key', 'import', encrypted, '--name', 'E2', '--dir', dir), 'WRONG_PASSPHRASE');
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('an encrypted PEM whose KDF asks for more than maxImportKdfIterations is KEY_FORMAT before any passphrase', async () => {
+    const costly = join(tmp, 'costly.pem');
+    ossl(
+      'pkcs8',
+      '-topk8',
+      '-in',
+      plainCopy(),
+      '-v2',
+      'aes-256-cbc',
+      '-iter',
+      String(LIMITS.maxImportKdfIterations + 1),
+      '-passout',
+      `pass:${PEM_PASS}`,
+      '-out',
+      costly,
+    );
+    const usual = join(tmp, 'usual.pem');
+    ossl('pkcs8', '-topk8', '-in', plainCopy(), '-v2', 'aes-256-cbc', '-iter', '100000', '-passout', `pass:${PEM_PASS}`, '-out', usual);
+    // The right passphrase: without the cost check the import would go through.
+    process.env.FWSEAL_IMPORT_PASSPHRASE = PEM_PASS;
+    const dir = freshDir();
+    expectCode(await io('key', 'import', costly, '--name', 'K1', '--dir', dir), 'KEY_FORMAT');
+    expect(readdirSync(dir)).toEqual([]);
+    expect((await io('key', 'import', usual, '--name', 'K2', '--dir', dir)).status).toBe(0);
   });
 
   it('an empty FWSEAL_IMPORT_PASSPHRASE is NO_PASSPHRASE', async () => {

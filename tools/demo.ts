@@ -19,6 +19,9 @@ async function run(): Promise<void> {
   // The demo's keys are throwaway: a fixed passphrase keeps it non-interactive. Real keys get a
   // passphrase from FWSEAL_PASSPHRASE (e.g. from a secret store) or a prompt on the terminal.
   process.env.FWSEAL_PASSPHRASE = 'demo passphrase, not for real keys';
+  // Every key, signature, attach, trust bundle, revocation and publish below goes to one audit log.
+  process.env.FWSEAL_AUDIT_LOG = join(dir, 'audit.log');
+  process.env.FWSEAL_ACTOR = 'demo';
   console.log(`${bold('fwseal demo')} — working in ${dir}`);
 
   say(`1. Keys: three root keys (who may change trust) and three release keys (who may ship firmware).
@@ -48,9 +51,13 @@ The manifest holds only the root, so it stays a few hundred bytes whatever the i
   await fwseal('sign M.cose --key R1.key', { exit: 0, step: 'sign R1' });
   await fwseal('verify M.cose --image firmware.bin --trust trust.cbor', { exit: 1, error: 'THRESHOLD_NOT_MET', step: '1 of 2 signatures' });
 
-  say(`5. A second release key signs: the device verifier (the same code that runs on devices)
-accepts the manifest, then streams the image chunk by chunk against the signed root.`);
-  await fwseal('sign M.cose --key R2.key', { exit: 0, step: 'sign R2' });
+  say(`5. R2's holder signs offline, on a machine that never sees M.cose's home: only a detached
+signature comes back, and attach checks it against the payload, the key and its role. The ceremony
+is then complete, and the device verifier (the same code that runs on devices) accepts the manifest
+and streams the image chunk by chunk against the signed root.`);
+  await fwseal('sign M.cose --key R2.key --detached R2.sig', { exit: 0, step: 'sign R2 detached' });
+  await fwseal('attach M.cose R2.sig --trust trust.cbor', { exit: 0, step: 'attach R2' });
+  await fwseal('inspect M.cose --trust trust.cbor --keys .', { exit: 0, step: 'ceremony status' });
   await fwseal('verify M.cose --image firmware.bin --trust trust.cbor --device-class acme-gw --counter 7', { exit: 0, step: '2 of 2 signatures' });
   await fwseal('inspect M.cose', { exit: 0, step: 'inspect' });
 
@@ -75,6 +82,11 @@ falls below its 2-of-3 threshold until another release key signs it.`);
 
   const size = readFileSync(join(dir, 'M.cose')).length;
   await otaStory(script, image);
+
+  say(`19. The audit trail: every key, signature, attach, revocation list and publish above is one
+JSON line (who, what, which key, which object, the result), chained to the line before by SHA-256:
+an edited, removed, inserted or reordered line is found and named.`);
+  await fwseal('audit verify audit.log', { exit: 0, step: 'audit log verifies' });
 
   say(`Summary (manifest with 3 signatures and an SBOM: ${size} bytes)`);
   const width = Math.max(...outcomes.map((o) => o.step.length));

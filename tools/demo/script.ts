@@ -28,7 +28,16 @@ export class DemoScript {
     const argv = args
       .split(' ')
       .map((a) =>
-        a.endsWith('.key') || a.endsWith('.pub') || a.endsWith('.cose') || a.endsWith('.cbor') || a.endsWith('.bin') || a.endsWith('.json') || a === '.'
+        !a.includes('://') &&
+        (a.endsWith('.key') ||
+          a.endsWith('.pub') ||
+          a.endsWith('.cose') ||
+          a.endsWith('.cbor') ||
+          a.endsWith('.bin') ||
+          a.endsWith('.json') ||
+          a.endsWith('.sig') ||
+          a.endsWith('.log') ||
+          a === '.')
           ? join(this.dir, a)
           : a,
       );
