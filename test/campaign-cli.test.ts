@@ -81,7 +81,7 @@ describe('fwseal campaign', () => {
     const d = await RawDevice.connect(broker.url, 'cli-dev-1');
     cleanups.push(() => d.close());
     await d.online('cli-group');
-    await eventually(() => server.store.devices('cli-group').length === 1);
+    await eventually(async () => (await server.store.devices('cli-group')).length === 1);
     const created = await fwseal(
       'campaign',
       'create',

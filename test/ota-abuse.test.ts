@@ -8,11 +8,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeSha256 } from '../host/hash.js';
 import { type IgnoredReason } from '../host/ota/campaigns.js';
 import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
+import { dropFetchRecordsForTest } from '../host/ota/store-sqlite.js';
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { encodeBlockRequest, encodeManifestRequest, encodePageRequest } from '../shared/ota/messages.js';
@@ -63,7 +63,7 @@ async function device(id: string, version: 4 | 5 = 4, prefix = 'fwseal'): Promis
 async function fleet(s: OtaServer, group: string, n: number, prefix = 'fwseal'): Promise<RawDevice[]> {
   const ds = await Promise.all(Array.from({ length: n }, (_, i) => device(`${group}-${i}`, 4, prefix)));
   for (const d of ds) await d.online(group);
-  await eventually(() => s.store.devices(group).length === n, 10_000, `${n} devices of ${group} known`);
+  await eventually(async () => (await s.store.devices(group)).length === n, 10_000, `${n} devices of ${group} known`);
   return ds;
 }
 
@@ -88,7 +88,7 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     const other = await device('count-other');
     await other.online('g-elsewhere');
     const ghost = await device('count-ghost'); // never reports online
-    await eventually(() => server.store.devices('g-elsewhere').length === 1);
+    await eventually(async () => (await server.store.devices('g-elsewhere')).length === 1);
     const r = await createCampaign(server, 'g-count', release, { waves: [50, 100], abortFailureRate: 0 });
     expect(r.status).toBe(201);
     const id: string = r.body.id;
@@ -96,12 +96,12 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     const outside = pool.filter((d) => !inWave.includes(d));
     expect([inWave.length, outside.length]).toEqual([4, 4]);
     const [fetcher, idle] = inWave as [RawDevice, RawDevice];
-    const fetchesBefore = server.store.fetchCount();
+    const fetchesBefore = await server.store.fetchCount();
     expect((await fetcher.manifest(id, 1)).type).toBe('manifestResponse');
     // Devices of no or another group may be served the manifest (it is no secret); it never makes them count.
     await other.manifest(id, 2);
     await ghost.manifest(id, 3);
-    expect(server.store.fetchCount() - fetchesBefore).toBe(1);
+    expect((await server.store.fetchCount()) - fetchesBefore).toBe(1);
 
     const before = await metricsOf(server);
     for (const d of [other, ghost, idle, outside[0]!]) await failed(d, id);
@@ -115,14 +115,14 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
       'four ignored status events',
     );
     expect(ignoredIn(after, 'stale') - ignoredIn(before, 'stale')).toBe(0);
-    server.tick();
-    expect(server.store.campaign(id)!.state).toBe('running');
-    expect(server.store.statuses(id)).toEqual([]);
+    await server.tick();
+    expect((await server.store.campaign(id))!.state).toBe('running');
+    expect(await server.store.statuses(id)).toEqual([]);
 
     // The device that does take part: one failure halts (abortFailureRate 0), so the rule is not vacuous.
     await failed(fetcher, id);
-    await eventually(() => server.store.campaign(id)!.state === 'halted', 10_000, 'halted by the counted failure');
-    expect(server.store.statuses(id).map((s) => [s.device, s.state])).toEqual([[fetcher.id, 'failed']]);
+    await eventually(async () => (await server.store.campaign(id))!.state === 'halted', 10_000, 'halted by the counted failure');
+    expect((await server.store.statuses(id)).map((s) => [s.device, s.state])).toEqual([[fetcher.id, 'failed']]);
   });
 
   it('statuses that go backwards and a failed replayed after confirmed change nothing and are counted as stale', async () => {
@@ -142,9 +142,9 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     await send('rejected', { code: CODES.ROLLBACK });
     await send('downloading', { done: 10, total: 10 });
     await eventually(async () => ignoredIn(await metricsOf(server), 'stale') - ignoredIn(before, 'stale') === 5, 10_000, 'five stale events');
-    server.tick();
-    expect(server.store.campaign(id)!.state).toBe('running');
-    expect(server.store.statuses(id).map((s) => s.state)).toEqual(['confirmed']);
+    await server.tick();
+    expect((await server.store.campaign(id))!.state).toBe('running');
+    expect((await server.store.statuses(id)).map((s) => s.state)).toEqual(['confirmed']);
   });
 
   it('the served manifest is remembered in SQLite: after a restart, two instances on the same data folder count the device', async () => {
@@ -160,7 +160,7 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     await startServer({ dataDir: dir, prefix: 'persist' });
     await d!.status({ campaign: id, device: d!.id, state: 'accepted' });
     await failed(d!, id);
-    await eventually(() => a.store.campaign(id)!.state === 'halted', 10_000, 'halted by the remembered device');
+    await eventually(async () => (await a.store.campaign(id))!.state === 'halted', 10_000, 'halted by the remembered device');
   });
 
   it('a data folder from before the fetch records: a device that already had a row keeps counting', async () => {
@@ -170,14 +170,12 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
     const id: string = (await createCampaign(first, 'g-upgrade', release, { abortFailureRate: 0 })).body.id;
     expect((await d!.manifest(id, 1)).type).toBe('manifestResponse');
     await d!.status({ campaign: id, device: d!.id, state: 'accepted' });
-    await eventually(() => first.store.statuses(id).length === 1);
+    await eventually(async () => (await first.store.statuses(id)).length === 1);
     await first.close();
-    const old = new Database(join(dir, 'fwseal.db'));
-    old.exec('DROP TABLE manifest_fetches');
-    old.close();
+    dropFetchRecordsForTest(dir);
     const again = await startServer({ dataDir: dir, prefix: 'upgrade' });
     await failed(d!, id);
-    await eventually(() => again.store.campaign(id)!.state === 'halted', 10_000, 'halted by the device of the old folder');
+    await eventually(async () => (await again.store.campaign(id))!.state === 'halted', 10_000, 'halted by the device of the old folder');
   });
 
   it('invented ids never grow the store: 1,000 statuses of unknown ids add no row; a new device past maxDevices is ignored (fleet_full)', async () => {
@@ -202,24 +200,24 @@ describe('status events count only from devices that take part (SPEC.md §12.9)'
       'every flood event handled',
     );
     expect(sample(m, 'fwseal_devices_seen')).toBe(5);
-    expect(s.store.statuses(id)).toEqual([]);
-    expect(s.store.fetchCount()).toBe(0);
-    s.tick();
-    expect(s.store.campaign(id)!.state).toBe('running');
+    expect(await s.store.statuses(id)).toEqual([]);
+    expect(await s.store.fetchCount()).toBe(0);
+    await s.tick();
+    expect((await s.store.campaign(id))!.state).toBe('running');
   });
 
   it("a device whose online report names the campaign's version and counter counts as confirmed without fetching; its failed does not", async () => {
     const [current, old] = await fleet(server, 'g-current', 2);
     await current!.online('g-current', manifest.version, manifest.securityCounter);
-    await eventually(() => server.store.devices('g-current').find((x) => x.id === current!.id)?.version === manifest.version);
+    await eventually(async () => (await server.store.devices('g-current')).find((x) => x.id === current!.id)?.version === manifest.version);
     const r = await createCampaign(server, 'g-current', release, { abortFailureRate: 0 });
     const id: string = r.body.id;
     const before = await metricsOf(server);
     await failed(current!, id);
     await old!.status({ campaign: id, device: old!.id, state: 'confirmed' }); // runs 1.0.0: must fetch to count
     await current!.status({ campaign: id, device: current!.id, state: 'confirmed' });
-    await eventually(() => server.store.statuses(id).length === 1, 10_000, 'the confirmation counted');
-    expect(server.store.statuses(id).map((s) => [s.device, s.state])).toEqual([[current!.id, 'confirmed']]);
+    await eventually(async () => (await server.store.statuses(id)).length === 1, 10_000, 'the confirmation counted');
+    expect((await server.store.statuses(id)).map((s) => [s.device, s.state])).toEqual([[current!.id, 'confirmed']]);
     const after = await eventually(
       async () => {
         const t = await metricsOf(server);

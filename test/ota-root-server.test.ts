@@ -97,10 +97,10 @@ describe('publishing a revocation list', () => {
     // g-done completes: its one device fetched the manifest and confirmed.
     const d = await device('done-1', P);
     await d.online('g-done');
-    await eventually(() => s.store.devices('g-done').length === 1);
+    await eventually(async () => (await s.store.devices('g-done')).length === 1);
     expect((await d.manifest(ids['g-done']!, 1)).type).toBe('manifestResponse');
     await d.status({ campaign: ids['g-done']!, device: 'done-1', state: 'confirmed' });
-    await eventually(() => s.store.campaign(ids['g-done']!)!.state === 'completed');
+    await eventually(async () => (await s.store.campaign(ids['g-done']!))!.state === 'completed');
   });
 
   it('the root announcement is retained from the start: trust bundle 1, no list', async () => {
@@ -313,7 +313,7 @@ describe('acknowledgements and propagation', () => {
   it('each device acknowledging a list adds one propagation time; the distribution and the enforcing ratio follow', async () => {
     const fleet = await Promise.all(['p-1', 'p-2', 'p-3'].map((id) => device(id, P)));
     for (const d of fleet) await ack(d, 0);
-    await eventually(() => s.store.devices(group).length === 3);
+    await eventually(async () => (await s.store.devices(group)).length === 3);
     expect(sample(await metrics(), 'fwseal_revocation_propagation_seconds_count')).toBe(0);
     expect((await publish(s, RL1)).body.changed).toBe(true);
     await ack(fleet[0]!, 1, RL1);
@@ -337,7 +337,7 @@ describe('acknowledgements and propagation', () => {
     // A device two lists behind acknowledges both at once: one observation per list.
     const behind = await device('p-5', P);
     await ack(behind, 0);
-    await eventually(() => s.store.devices(group).length === 5);
+    await eventually(async () => (await s.store.devices(group)).length === 5);
     expect((await publish(s, RL2)).body.changed).toBe(true);
     await ack(behind, 2, RL2);
     await eventually(async () => sample(await metrics(), 'fwseal_revocation_version', '{version="2"}') === 1);

@@ -509,7 +509,7 @@ describe('persistence and several instances', () => {
     const d = await RawDevice.connect(broker.url, 'r-1', { prefix: 'restart' });
     devices.push(d);
     await d.online('g-restart', '1.0.0', 3);
-    await eventually(() => s.store.devices('g-restart').length === 1);
+    await eventually(async () => (await s.store.devices('g-restart')).length === 1);
     expect((await d.manifest(id, 50)).type).toBe('manifestResponse');
     await d.status({ campaign: id, device: 'r-1', state: 'downloading', done: 4, total: 13 });
     await eventually(async () => (await api(s, 'GET', `/api/campaigns/${id}`)).body.counts.downloading === 1);

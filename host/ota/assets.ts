@@ -12,7 +12,7 @@ import { type Manifest, parseManifest } from '../../shared/manifest.js';
 import { type DigestPages, digestPages } from '../digests.js';
 import { FwsealError } from '../errors.js';
 import { readFileLimited } from '../io.js';
-import { type CampaignRow, type Store } from './store.js';
+import { type CampaignRow, type OtaStore } from './store.js';
 
 /** Blocks kept in memory per instance (64 KiB blocks: 16 MiB). */
 const BLOCK_CACHE_ENTRIES = LIMITS.blockCacheEntries;
@@ -29,11 +29,11 @@ export type CampaignAssets = {
   close(): void;
 };
 
-export function digestTableFile(store: Store, campaign: string): string {
+export function digestTableFile(store: Pick<OtaStore, 'digestsDir'>, campaign: string): string {
   return join(store.digestsDir, `${campaign}.digests`);
 }
 
-export function imageFile(store: Store, sha256hex: string): string {
+export function imageFile(store: Pick<OtaStore, 'imagesDir'>, sha256hex: string): string {
   return join(store.imagesDir, sha256hex);
 }
 
@@ -60,13 +60,17 @@ class BlockCache {
 export class AssetCache {
   private readonly assets = new Map<string, CampaignAssets>();
   private readonly blocks = new BlockCache();
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: OtaStore) {}
 
-  get(id: string): CampaignAssets {
+  /** The campaign's assets: from memory once loaded (no store read on the hot path). */
+  async get(id: string): Promise<CampaignAssets> {
     const have = this.assets.get(id);
     if (have) return have;
-    const row = this.store.campaign(id);
+    const row = await this.store.campaign(id);
     if (!row) throw new FwsealError('INTERNAL', `no campaign ${id}`);
+    // Loaded by another request while the row was read: keep that one, never two open image files.
+    const loaded = this.assets.get(id);
+    if (loaded) return loaded;
     const a = this.load(row);
     this.assets.set(id, a);
     return a;

@@ -1,8 +1,8 @@
 /**
  * Campaigns (SPEC.md §12.8): creation (the manifest verified against the server's trust bundle, the
  * stored image against the manifest), the wave engine and the operator transitions. Every change
- * runs in an IMMEDIATE SQLite transaction that re-reads the row, so two instances sharing a data
- * folder never open a wave twice or undo each other's transition.
+ * is one atomic store step that re-reads the row (OtaStore.updateCampaign), so two instances sharing
+ * the store never open a wave twice or undo each other's transition.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { toHex } from '../../shared/bytes.js';
 import { type CodeName } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
-import { parseManifest } from '../../shared/manifest.js';
+import { type Manifest, parseManifest } from '../../shared/manifest.js';
 import { chunkCount, pageCount } from '../../shared/merkle.js';
 import { type Announcement } from '../../shared/ota/messages.js';
 import { type StatusEvent } from '../../shared/ota/status.js';
@@ -22,7 +22,8 @@ import { writeFileAtomic } from '../io.js';
 import { hashImage } from '../pack.js';
 import { verifyFiles } from '../verify.js';
 import { digestTableFile, imageFile } from './assets.js';
-import { type CampaignRow, type CampaignState, DEVICE_STATES, type DeviceCampaignRow, type Store, TERMINAL_RANK } from './store.js';
+import { type RootVersions } from './root-store.js';
+import { type CampaignRow, type CampaignState, DEVICE_STATES, type DeviceCampaignRow, type NewCampaign, type OtaStore, TERMINAL_RANK } from './store.js';
 
 /** Rollout buckets the server has computed (a SHA-256 each; wave steps and the API ask for every device, often). */
 const buckets = new BoundedMemo<number>(4 * LIMITS.maxFleetDevices);
@@ -62,7 +63,11 @@ export type CreateCampaign = {
   readonly blockSize?: number;
 };
 
-export type Trust = { readonly trust: Uint8Array; readonly revocations?: Uint8Array };
+/** The root of trust a new campaign is verified against, and its versions (RootOfTrust.forCampaigns). */
+export type Trust = { readonly trust: Uint8Array; readonly revocations?: Uint8Array; readonly versions: RootVersions };
+
+/** A root of trust stored between a campaign's verification and its insert: verified again, at most this many times in all. */
+const CREATE_ATTEMPTS = 3;
 
 const isPow2 = (n: number) => Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
 
@@ -112,8 +117,8 @@ export function announcementOf(row: CampaignRow): Announcement | null {
   };
 }
 
-/** Verify and insert a campaign; the caller publishes its announcement. */
-export function createCampaign(store: Store, trust: Trust, req: CreateCampaign, now = Date.now()): CampaignRow {
+/** The request's fields, its image and its group, checked before any hashing (conflicts are cheap to find). */
+async function checkRequest(store: OtaStore, req: CreateCampaign): Promise<{ waves: number[]; rate: number; imagePath: string; manifest: Manifest }> {
   if (!ID_PATTERN.test(req.group)) throw new ApiError(400, 'BAD_VALUE', 'group must be 1..64 characters of [A-Za-z0-9_-]');
   if (!/^[0-9a-f]{64}$/.test(req.image)) throw new ApiError(400, 'BAD_VALUE', 'image must be a lowercase SHA-256 hex digest');
   const waves = checkWaves(req.waves ?? DEFAULT_WAVES);
@@ -122,34 +127,51 @@ export function createCampaign(store: Store, trust: Trust, req: CreateCampaign, 
   if (req.manifest.length > LIMITS.maxEnvelopeBytes) throw new ApiError(413, 'TOO_LARGE', `manifest of ${req.manifest.length} bytes`);
   const imagePath = imageFile(store, req.image);
   if (!existsSync(imagePath)) throw new ApiError(404, 'NOT_FOUND', `no stored image ${req.image} (PUT /api/images/<sha256> first)`);
-  // Conflicts are cheap to find: refuse before hashing the image.
-  const other = store.activeInGroup(req.group);
+  const other = await store.activeInGroup(req.group);
   if (other) throw new ApiError(409, 'CONFLICT', `group ${req.group} already has the active campaign ${other}`);
-
   const env = parseEnvelope(req.manifest);
   const parsed = env.ok ? parseManifest(env.envelope.payload) : env;
   if (!parsed.ok) throw new ApiError(422, parsed.error as Exclude<CodeName, 'OK'>, `manifest: ${parsed.detail ?? parsed.error}`);
-  const manifest = parsed.value;
-  // Device class and security counter are each device's business; signatures, threshold and revocation are checked here.
-  const state = { deviceClass: manifest.deviceClass, counter: 0, ...(trust.revocations ? { revocations: trust.revocations } : {}) };
-  const verified = verifyFiles({ envelope: req.manifest, trust: trust.trust, state, imagePath }).result;
-  if (!verified.ok) throw new ApiError(422, verified.error as Exclude<CodeName, 'OK'>, verified.detail ?? verified.error);
+  return { waves, rate, imagePath, manifest: parsed.value };
+}
 
+/** Signatures, threshold and revocation under `trust`, then the image against the manifest; device class and counter are each device's business. */
+function verifyRelease(envelope: Uint8Array, trust: Trust, manifest: Manifest, imagePath: string): void {
+  const state = { deviceClass: manifest.deviceClass, counter: 0, ...(trust.revocations ? { revocations: trust.revocations } : {}) };
+  const verified = verifyFiles({ envelope, trust: trust.trust, state, imagePath }).result;
+  if (!verified.ok) throw new ApiError(422, verified.error as Exclude<CodeName, 'OK'>, verified.detail ?? verified.error);
+}
+
+function checkBlockSize(req: CreateCampaign, manifest: Manifest): number {
   const blockSize = req.blockSize ?? defaultBlockSize(manifest.chunkSize);
   if (manifest.chunkSize > LIMITS.maxBlockBytes)
     throw new ApiError(400, 'BAD_VALUE', `chunks of ${manifest.chunkSize} bytes do not fit a ${LIMITS.maxBlockBytes}-byte block`);
-  if (!isPow2(blockSize) || blockSize < manifest.chunkSize || blockSize > LIMITS.maxBlockBytes || blockSize > manifest.chunkSize * LIMITS.pageLeaves) {
-    throw new ApiError(
-      400,
-      'BAD_VALUE',
-      `blockSize must be a power of two from the chunk size ${manifest.chunkSize} to ${Math.min(LIMITS.maxBlockBytes, manifest.chunkSize * LIMITS.pageLeaves)}`,
-    );
-  }
+  const most = Math.min(LIMITS.maxBlockBytes, manifest.chunkSize * LIMITS.pageLeaves);
+  if (!isPow2(blockSize) || blockSize < manifest.chunkSize || blockSize > most)
+    throw new ApiError(400, 'BAD_VALUE', `blockSize must be a power of two from the chunk size ${manifest.chunkSize} to ${most}`);
+  return blockSize;
+}
+
+/** An active campaign in the group, found by the insert (another instance created it meanwhile): 409. */
+const conflict = (e: unknown): never => {
+  throw e instanceof FwsealError && e.codeName === 'CONFLICT' ? new ApiError(409, 'CONFLICT', e.message) : e;
+};
+
+/**
+ * Verify and insert a campaign; the caller publishes its announcement. `rootNow` gives the root of
+ * trust as stored now: the insert happens only while it is still the one the manifest was verified
+ * under (a root change in between would not re-check a campaign it does not see yet, §12.13).
+ */
+export async function createCampaign(store: OtaStore, rootNow: () => Promise<Trust>, req: CreateCampaign, now = Date.now()): Promise<CampaignRow> {
+  const { waves, rate, imagePath, manifest } = await checkRequest(store, req);
+  let trust = await rootNow();
+  verifyRelease(req.manifest, trust, manifest, imagePath);
+  const blockSize = checkBlockSize(req, manifest);
   const id = newCampaignId();
   const { leaves } = hashImage(imagePath, manifest.chunkSize);
   writeFileAtomic(digestTableFile(store, id), encodeDigestTable(leaves));
-  const devices = store.devices(req.group).map((d) => d.id);
-  const row: Omit<CampaignRow, 'halt_baseline' | 'halt_code'> = {
+  const devices = (await store.devices(req.group)).map((d) => d.id);
+  const row: NewCampaign = {
     id,
     grp: req.group,
     version: manifest.version,
@@ -169,13 +191,12 @@ export function createCampaign(store: Store, trust: Trust, req: CreateCampaign, 
     created: now,
     updated: now,
   };
-  try {
-    store.insertCampaign(row);
-  } catch (e) {
-    if (e instanceof FwsealError && e.codeName === 'CONFLICT') throw new ApiError(409, 'CONFLICT', e.message);
-    throw e;
+  for (let attempt = 1; !(await store.insertCampaign(row, trust.versions).catch(conflict)); attempt++) {
+    if (attempt >= CREATE_ATTEMPTS) throw new ApiError(409, 'CONFLICT', 'the root of trust kept changing while the campaign was created; try again');
+    trust = await rootNow();
+    verifyRelease(req.manifest, trust, manifest, imagePath);
   }
-  return store.campaign(id)!;
+  return (await store.campaign(id))!;
 }
 
 /** Why a status event changed nothing (`fwseal_status_ignored_total{reason}`): a closed set. */
@@ -193,18 +214,19 @@ const ignored = (reason: IgnoredReason): Ingested => ({ counted: false, reason }
  * envelope, or, for `confirmed` only, whose last `online` named the campaign's version and counter
  * (it runs the release already and has nothing to fetch); and only when it moves the device's row
  * forward. The halt rule and the waves read those rows only, so a forged event changes nothing.
+ * One read, then one atomic write: what is read only moves one way (nothing is deleted, a rollout only
+ * grows) but a device's group, and an `online` moving the device in between is as if it came first.
  */
-export function ingestStatus(store: Store, s: StatusEvent, maxDevices: number): Ingested {
+export async function ingestStatus(store: OtaStore, s: StatusEvent, maxDevices: number): Promise<Ingested> {
   if (s.state === 'online') return ingestOnline(store, s, maxDevices);
-  const c = store.statusContext(s.campaign!, s.device);
+  const c = await store.statusContext(s.campaign!, s.device);
   if (!c) return ignored('unknown_campaign'); // a campaign another deployment runs, or one long gone
   if (c.device_grp === null) return ignored('unknown_device');
   if (c.device_grp !== c.grp) return ignored('other_group');
   if (bucketOf(c.id, s.device) >= c.rollout) return ignored('outside_wave');
   const runsRelease = s.state === 'confirmed' && c.device_version === c.version && c.device_counter === c.security_counter;
   if (!c.fetched && !runsRelease) return ignored('not_fetched');
-  store.touchDevice(s.device);
-  const moved = store.recordStatus({
+  const moved = await store.recordStatus({
     campaign: c.id,
     device: s.device,
     state: s.state,
@@ -218,22 +240,21 @@ export function ingestStatus(store: Store, s: StatusEvent, maxDevices: number): 
 /**
  * `online`: the device, its release and the root of trust it enforces (keys 12-14). A device known
  * before that now reports a newer revocation version acknowledged every list in between: one
- * propagation time per list (SPEC.md §12.13; fwseal_revocation_propagation_seconds).
+ * propagation time per list (SPEC.md §12.13; fwseal_revocation_propagation_seconds), in the same
+ * atomic step as the device row (OtaStore.recordOnline), so the version it rose from is the stored one.
  */
-function ingestOnline(store: Store, s: StatusEvent, maxDevices: number): Ingested {
-  const before = store.root.deviceRevocationVersion(s.device);
-  if (!store.upsertDevice(s.device, { ...s, group: s.group! }, maxDevices)) return ignored('fleet_full');
-  if (before !== null && s.revocationVersion !== undefined && s.revocationVersion > before) store.root.acknowledge(s.device, before, s.revocationVersion);
+async function ingestOnline(store: OtaStore, s: StatusEvent, maxDevices: number): Promise<Ingested> {
+  if (!(await store.recordOnline(s.device, { ...s, group: s.group! }, maxDevices))) return ignored('fleet_full');
   return { counted: true, terminal: false };
 }
 
 type Tally = { statuses: Map<string, DeviceCampaignRow>; failures: number; terminal: number };
 
-function tally(store: Store, id: string): Tally {
+function tally(rows: readonly DeviceCampaignRow[]): Tally {
   const statuses = new Map<string, DeviceCampaignRow>();
   let failures = 0;
   let terminal = 0;
-  for (const s of store.statuses(id)) {
+  for (const s of rows) {
     statuses.set(s.device, s);
     if (s.rank >= TERMINAL_RANK) terminal++;
     if (s.state === 'rejected' || s.state === 'failed') failures++;
@@ -244,26 +265,31 @@ function tally(store: Store, id: string): Tally {
 /**
  * One step of the wave engine for a running campaign: halt on too many failures, open the next
  * wave when every device of the open one is terminal, complete after the 100% wave. Returns the
- * changed row (the caller republishes the announcement) or null.
+ * changed row (the caller republishes the announcement) or null. The rows and the known devices are
+ * read in the same atomic step as the campaign row.
  */
-export function advance(store: Store, id: string): CampaignRow | null {
-  return store.updateCampaign(id, (row) => {
-    if (row.state !== 'running') return null;
-    const t = tally(store, id);
-    if (t.terminal > 0 && t.failures / t.terminal > row.abort_failure_rate && t.failures > row.halt_baseline) return { state: 'halted' };
-    const waves = JSON.parse(row.waves) as number[];
-    const known = store.devices(row.grp).map((d) => d.id);
-    const eligible = known.filter((d) => bucketOf(id, d) < row.rollout);
-    if (eligible.length === 0) {
-      // The wave opened before any device of the group was known: size it now.
-      const rollout = rolloutFor(id, known, waves[row.wave]);
-      return rollout > row.rollout ? { rollout } : null;
-    }
-    if (!eligible.every((d) => (t.statuses.get(d)?.rank ?? -1) >= TERMINAL_RANK)) return null;
-    if (row.wave >= waves.length - 1) return { state: 'completed' };
-    const wave = row.wave + 1;
-    return { wave, rollout: Math.max(row.rollout, rolloutFor(id, known, waves[wave])) };
-  });
+export function advance(store: OtaStore, id: string): Promise<CampaignRow | null> {
+  return store.updateCampaign(
+    id,
+    (row, { progress }) => {
+      if (row.state !== 'running') return null;
+      const t = tally(progress!.statuses);
+      if (t.terminal > 0 && t.failures / t.terminal > row.abort_failure_rate && t.failures > row.halt_baseline) return { state: 'halted' };
+      const waves = JSON.parse(row.waves) as number[];
+      const known = progress!.devices.map((d) => d.id);
+      const eligible = known.filter((d) => bucketOf(id, d) < row.rollout);
+      if (eligible.length === 0) {
+        // The wave opened before any device of the group was known: size it now.
+        const rollout = rolloutFor(id, known, waves[row.wave]);
+        return rollout > row.rollout ? { rollout } : null;
+      }
+      if (!eligible.every((d) => (t.statuses.get(d)?.rank ?? -1) >= TERMINAL_RANK)) return null;
+      if (row.wave >= waves.length - 1) return { state: 'completed' };
+      const wave = row.wave + 1;
+      return { wave, rollout: Math.max(row.rollout, rolloutFor(id, known, waves[wave])) };
+    },
+    { progress: true },
+  );
 }
 
 const TRANSITIONS: Record<'pause' | 'resume' | 'abort', { from: readonly CampaignState[]; to: CampaignState }> = {
@@ -272,21 +298,37 @@ const TRANSITIONS: Record<'pause' | 'resume' | 'abort', { from: readonly Campaig
   abort: { from: ['running', 'paused', 'halted', 'completed'], to: 'aborted' },
 };
 
-/** pause | resume | abort; 404 for an unknown campaign, 409 for a transition its state does not allow. */
-export function transition(store: Store, id: string, action: 'pause' | 'resume' | 'abort'): CampaignRow {
-  if (!store.campaign(id)) throw new ApiError(404, 'NOT_FOUND', `no campaign ${id}`);
+/**
+ * pause | resume | abort; 404 for an unknown campaign, 409 for a transition its state does not allow.
+ * `root`: the root of trust versions a resume's manifest check held for (§12.13); when the stored root
+ * is no longer at them, nothing changes and the result is null (check the manifest again).
+ */
+export async function transition(store: OtaStore, id: string, action: 'pause' | 'resume' | 'abort', root?: RootVersions): Promise<CampaignRow | null> {
+  if (!(await store.campaign(id))) throw new ApiError(404, 'NOT_FOUND', `no campaign ${id}`);
   const t = TRANSITIONS[action];
   let refused: CampaignState | null = null;
-  const row = store.updateCampaign(id, (r) => {
-    if (!t.from.includes(r.state)) {
-      refused = r.state;
-      return null;
-    }
-    // Resuming a halted campaign is the operator's override of the failures seen so far.
-    // The caller verified the manifest again before a resume (§12.13): a halt by the root of trust ends here too.
-    if (action === 'resume' && r.state === 'halted') return { state: t.to, halt_baseline: tally(store, id).failures, halt_code: null };
-    return { state: t.to };
-  });
+  let rootChanged = false;
+  const row = await store.updateCampaign(
+    id,
+    (r, context) => {
+      refused = null;
+      rootChanged = false;
+      if (!t.from.includes(r.state)) {
+        refused = r.state;
+        return null;
+      }
+      if (root && (context.root.trust !== root.trust || context.root.list !== root.list)) {
+        rootChanged = true;
+        return null;
+      }
+      // Resuming a halted campaign is the operator's override of the failures seen so far.
+      // The caller verified the manifest again before a resume (§12.13): a halt by the root of trust ends here too.
+      if (action === 'resume' && r.state === 'halted') return { state: t.to, halt_baseline: tally(context.progress!.statuses).failures, halt_code: null };
+      return { state: t.to };
+    },
+    { progress: action === 'resume' },
+  );
+  if (rootChanged) return null;
   if (!row) throw new ApiError(409, 'CONFLICT', `cannot ${action} a campaign that is ${refused ?? 'gone'}`);
   return row;
 }
@@ -321,9 +363,9 @@ export function summary(row: CampaignRow) {
 }
 
 /** The API's campaign detail: counts derived from the (campaign, device) rows. */
-export function detail(store: Store, row: CampaignRow) {
-  const t = tally(store, row.id);
-  const known = store.devices(row.grp);
+export async function detail(store: OtaStore, row: CampaignRow) {
+  const t = tally(await store.statuses(row.id));
+  const known = await store.devices(row.grp);
   const counts: Record<string, number> = { known: known.length, eligible: 0, waiting: 0 };
   for (const s of DEVICE_STATES) counts[s] = 0;
   for (const s of t.statuses.values()) counts[s.state]++;

@@ -21,15 +21,15 @@ export function deviceView(d: DeviceRow) {
 }
 
 /** `GET /api/root`: the stored trust bundle versions, and the newest bundle and list with their payload digests. */
-export function rootView(server: OtaServer) {
-  const s = server.root.state();
+export async function rootView(server: OtaServer) {
+  const s = await server.root.state();
   const list = s?.list?.verified;
   return {
     trustVersion: s?.trust.verified.bundle.version ?? 0,
     trustSha256: s ? toHex(s.trust.verified.digest) : null,
-    trustVersions: server.store.root.trustVersions(),
+    trustVersions: await server.store.root.trustVersions(),
     revocationVersion: list?.list.version ?? 0,
     revocationSha256: list ? toHex(list.digest) : null,
-    revocationPublished: list ? (server.store.root.list(list.list.version)?.published ?? null) : null,
+    revocationPublished: list ? ((await server.store.root.list(list.list.version))?.published ?? null) : null,
   };
 }

@@ -1,13 +1,13 @@
 /**
  * Prometheus text format 0.0.4 for GET /metrics. Counters of this instance (blocks served, error
  * replies, malformed messages, latency) live in memory; device, campaign and root-of-trust figures
- * (revocation propagation included) are derived from SQLite at scrape time, so every instance
+ * (revocation propagation included) are derived from the store at scrape time, so every instance
  * reports the same fleet-wide values.
  */
 import { codeName } from '../../shared/codes.js';
 import { IGNORED_REASONS, type IgnoredReason } from './campaigns.js';
 import { type Histogram, PROPAGATION_BUCKETS } from './root-store.js';
-import { type Store } from './store.js';
+import { type OtaStore } from './store.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
@@ -38,19 +38,19 @@ function histogramLines(name: string, help: string, bounds: readonly number[], h
 }
 
 /** The root of trust (SPEC.md §12.13): what the servers publish, what devices acknowledged, and how fast. */
-function rootMetrics(store: Store, metric: Emit, now: number): string[] {
-  const published = store.root.versions();
+async function rootMetrics(store: OtaStore, metric: Emit, now: number): Promise<string[]> {
+  const published = await store.root.versions();
   const byVersion = (rows: { v: number | null; n: number }[]): [string, number][] => rows.map((r) => [`{version="${r.v === null ? 'unknown' : r.v}"}`, r.n]);
   metric('fwseal_root_trust_version', 'gauge', 'The newest trust bundle version the servers publish.', [['', published.trust]]);
   metric('fwseal_root_revocation_version', 'gauge', 'The newest revocation list version the servers publish (0: none).', [['', published.list]]);
-  metric('fwseal_trust_version', 'gauge', 'Known devices by the trust bundle version they last reported.', byVersion(store.root.trustVersionsSeen()));
+  metric('fwseal_trust_version', 'gauge', 'Known devices by the trust bundle version they last reported.', byVersion(await store.root.trustVersionsSeen()));
   metric(
     'fwseal_revocation_version',
     'gauge',
     'Known devices by the revocation list version they last acknowledged.',
-    byVersion(store.root.revocationVersions()),
+    byVersion(await store.root.revocationVersions()),
   );
-  const e = store.root.enforcing(published.list, now - ONLINE_WINDOW_MS);
+  const e = await store.root.enforcing(published.list, now - ONLINE_WINDOW_MS);
   metric('fwseal_devices_online', 'gauge', 'Devices that reported within the online window (24 h).', [['', e.online]]);
   metric('fwseal_revocation_enforcing_ratio', 'gauge', 'Online devices that acknowledged the published revocation list, over online devices.', [
     ['', e.online === 0 ? Number.NaN : e.enforcing / e.online],
@@ -59,7 +59,7 @@ function rootMetrics(store: Store, metric: Emit, now: number): string[] {
     'fwseal_revocation_propagation_seconds',
     "Revocation list published to each device's first acknowledgement of it, one observation per device and list.",
     PROPAGATION_BUCKETS,
-    store.root.propagation(),
+    await store.root.propagation(),
   );
 }
 
@@ -106,13 +106,14 @@ export class Metrics {
     for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]) this.latency[i]++;
   }
 
-  render(store: Store): string {
+  /** The text of one scrape: the store's figures are read one after the other, in the order they are printed. */
+  async render(store: OtaStore): Promise<string> {
     const out: string[] = [];
     const metric: Emit = (name, type, help, samples) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, v] of samples) out.push(`${name}${labels} ${v}`);
     };
-    const counts = store.stateCounts();
+    const counts = await store.stateCounts();
     let pass = 0;
     let reject = 0;
     for (const c of counts) {
@@ -127,7 +128,7 @@ export class Metrics {
       'fwseal_rejections',
       'gauge',
       'Devices that rejected a campaign manifest, by code.',
-      store.rejections().map((r) => [`{code="${esc(codeName(r.code ?? 0))}"}`, r.n]),
+      (await store.rejections()).map((r) => [`{code="${esc(codeName(r.code ?? 0))}"}`, r.n]),
     );
     metric(
       'fwseal_campaign_devices',
@@ -135,7 +136,7 @@ export class Metrics {
       'Devices per campaign and state.',
       counts.map((c) => [`{campaign="${esc(c.campaign)}",state="${c.state}"}`, c.n]),
     );
-    metric('fwseal_devices_seen', 'gauge', 'Devices that reported online.', [['', store.deviceCount()]]);
+    metric('fwseal_devices_seen', 'gauge', 'Devices that reported online.', [['', await store.deviceCount()]]);
     metric('fwseal_blocks_served_total', 'counter', 'Block responses handed to the broker by this instance.', [['', this.blocksServed]]);
     metric('fwseal_block_multicasts_total', 'counter', 'Block responses published once on a campaign data topic for several devices.', [['', this.multicasts]]);
     metric('fwseal_block_bytes_served_total', 'counter', 'Image bytes in block responses of this instance.', [['', this.blockBytesServed]]);
@@ -149,7 +150,7 @@ export class Metrics {
     metric('fwseal_root_responses_total', 'counter', 'Root responses (trust bundle versions) handed to the broker by this instance.', [
       ['', this.rootResponses],
     ]);
-    out.push(...rootMetrics(store, metric, Date.now()));
+    out.push(...(await rootMetrics(store, metric, Date.now())));
     metric(
       'fwseal_error_replies_total',
       'counter',

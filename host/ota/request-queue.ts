@@ -12,7 +12,7 @@ import { type Metrics } from './metrics.js';
 import { type BlockMulticast } from './multicast.js';
 import { type ReplyPublisher } from './reply-publisher.js';
 import { type Answer, answer, errorReply, readableIds } from './requests.js';
-import { type Store } from './store.js';
+import { type OtaStore } from './store.js';
 
 /** Stop taking requests from the queue while this much is buffered on the broker socket. */
 const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
@@ -23,7 +23,7 @@ type Queued = { topic: string; payload: Buffer; packet: Packet; campaign: string
 
 export type RequestQueueParts = {
   readonly client: MqttClient;
-  readonly store: Store;
+  readonly store: OtaStore;
   readonly assets: AssetCache;
   readonly prefix: string;
   readonly metrics: Metrics;
@@ -39,6 +39,8 @@ export class RequestQueue {
   private readonly queue: Queued[] = [];
   private draining = false;
   private closed = false;
+  /** The drain loop while it runs: close waits for the request being answered. */
+  private running: Promise<void> = Promise.resolve();
 
   constructor(private readonly parts: RequestQueueParts) {}
 
@@ -69,37 +71,46 @@ export class RequestQueue {
   private drain(): void {
     if (this.draining || this.closed) return;
     this.draining = true;
-    const step = () => {
-      let budget = REQUESTS_PER_TURN;
-      while (this.queue.length > 0 && budget-- > 0) {
-        const stream = (this.parts.client as unknown as { stream?: { writableLength?: number; once(e: string, f: () => void): void } }).stream;
-        if (stream && (stream.writableLength ?? 0) > SOCKET_HIGH_WATER) {
-          let resumed = false;
-          const resume = () => {
-            if (!resumed) {
-              resumed = true;
-              step();
-            }
-          };
-          stream.once('drain', resume);
-          setTimeout(resume, 50).unref();
-          return;
-        }
-        this.answerOne(this.queue.shift()!);
-      }
-      if (this.queue.length > 0 && !this.closed) setImmediate(step);
-      else this.draining = false;
-    };
-    step();
+    this.running = this.answerAll().catch((e) => {
+      this.draining = false;
+      this.parts.log(`request queue: ${(e as Error).message}`);
+    });
   }
 
-  private answerOne(q: Queued): void {
+  /**
+   * One request after the other, in arrival order (each answer awaited before the next, so replies
+   * leave in that order), REQUESTS_PER_TURN per turn of the event loop.
+   */
+  private async answerAll(): Promise<void> {
+    for (;;) {
+      let budget = REQUESTS_PER_TURN;
+      while (this.queue.length > 0 && budget-- > 0 && !this.closed) {
+        const stream = (this.parts.client as unknown as { stream?: { writableLength?: number; once(e: string, f: () => void): void } }).stream;
+        if (stream && (stream.writableLength ?? 0) > SOCKET_HIGH_WATER) {
+          await new Promise<void>((resume) => {
+            stream.once('drain', resume);
+            setTimeout(resume, 50).unref();
+          });
+          budget = REQUESTS_PER_TURN;
+          continue;
+        }
+        await this.answerOne(this.queue.shift()!);
+      }
+      if (this.queue.length === 0 || this.closed) {
+        this.draining = false;
+        return;
+      }
+      await new Promise<void>((next) => setImmediate(next));
+    }
+  }
+
+  private async answerOne(q: Queued): Promise<void> {
     const { store, assets, metrics, publisher, multicast } = this.parts;
     let a: Answer;
     try {
-      a = answer(store, assets, q.campaign, q.device, topics.reply(this.parts.prefix, q.device), q.payload);
-      // Served a manifest: the device's status events for the campaign may now count (§12.9).
-      if (a.kind === 'manifest') store.recordFetch(q.campaign, q.device);
+      a = await answer(store, assets, q.campaign, q.device, topics.reply(this.parts.prefix, q.device), q.payload);
+      // Served a manifest: the device's status events for the campaign may now count (§12.9), recorded before the reply goes.
+      if (a.kind === 'manifest') await store.recordFetch(q.campaign, q.device);
     } catch (e) {
       this.parts.log(`request on ${q.topic} failed: ${(e as Error).message}`);
       a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
@@ -113,5 +124,10 @@ export class RequestQueue {
   close(): void {
     this.closed = true;
     this.queue.length = 0;
+  }
+
+  /** Settles when the request being answered is done (before the store closes). */
+  settled(): Promise<void> {
+    return this.running;
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Answering one device request (SPEC.md §12.2, §12.5): manifest, digest page or blocks, or one error
- * reply. Pure over the store and the assets: the server sends the replies, always on the reply topic
- * of the device the request topic names (§12.4).
+ * reply. Pure over the store and the assets (it reads, never writes): the server sends the replies,
+ * always on the reply topic of the device the request topic names (§12.4).
  */
 
 import { type CborKey, head as cborHead, decodeCbor, type Encodable, encodeCbor } from '../../shared/cbor.js';
@@ -22,7 +22,7 @@ import {
 import { ID_PATTERN } from '../../shared/ota/topics.js';
 import { type AssetCache } from './assets.js';
 import { bucketOf } from './campaigns.js';
-import { type Store } from './store.js';
+import { type OtaStore } from './store.js';
 
 export type Reply = { readonly payload: Uint8Array; readonly block?: number; readonly bytes?: number; readonly data?: Uint8Array; readonly code?: number };
 export type Answer = {
@@ -81,7 +81,14 @@ export function errorReply(code: number, ids: { campaign?: string; requestId?: n
  * The answer to one request that arrived on `<prefix>/campaign/<topicCampaign>/req/<device>`;
  * `ownReplyTopic` is that device's reply topic, the only one a request may name (§12.4).
  */
-export function answer(store: Store, assets: AssetCache, topicCampaign: string, device: string, ownReplyTopic: string, payload: Uint8Array): Answer {
+export async function answer(
+  store: OtaStore,
+  assets: AssetCache,
+  topicCampaign: string,
+  device: string,
+  ownReplyTopic: string,
+  payload: Uint8Array,
+): Promise<Answer> {
   const bad = (): Answer => ({ replies: [errorReply(CODES.BAD_REQUEST, readableIds(payload))], malformed: true, kind: 'error' });
   const type = messageType(payload);
   if (!type.ok) return bad();
@@ -102,12 +109,12 @@ export function answer(store: Store, assets: AssetCache, topicCampaign: string, 
   if (req.replyTopic !== undefined && req.replyTopic !== ownReplyTopic) return { ...fail(CODES.REPLY_TOPIC_REFUSED), refused: true };
   if (req.campaign !== topicCampaign) return { ...fail(CODES.BAD_REQUEST), malformed: true };
 
-  const row = store.gate(req.campaign);
+  const row = await store.gate(req.campaign);
   if (!row || row.state === 'aborted') return fail(CODES.UNKNOWN_CAMPAIGN);
   // A campaign the root of trust halted (§12.13) is served no more, whatever its state.
   if (row.state === 'paused' || row.state === 'halted' || row.halt_code !== null) return fail(CODES.CAMPAIGN_INACTIVE);
   if (bucketOf(row.id, device) >= row.rollout) return fail(CODES.CAMPAIGN_INACTIVE);
-  const a = assets.get(row.id);
+  const a = await assets.get(row.id);
 
   if (t === 'manifestRequest') {
     return { replies: [{ payload: encodeManifestResponse({ ...ids, manifest: a.envelope }) }], malformed: false, kind: 'manifest' };

@@ -28,14 +28,14 @@ export class RootChannel {
   constructor(private readonly parts: RootChannelParts) {}
 
   /** Publish the retained root announcement (the newest trust bundle and list); resolves as publishRetained does. */
-  announce(): Promise<void> {
-    const a = this.parts.root.announcement();
-    if (!a) return Promise.resolve();
+  async announce(): Promise<void> {
+    const a = await this.parts.root.announcement();
+    if (!a) return;
     return publishRetained(this.parts.client, topics.root(this.parts.prefix), encodeRootAnnouncement(a), this.parts.log, 'root announcement');
   }
 
-  /** A root request that arrived on `<prefix>/root/req/<device>`. */
-  receive(payload: Buffer, packet: Packet, device: string): void {
+  /** A root request that arrived on `<prefix>/root/req/<device>`; settles once it is answered. */
+  async receive(payload: Buffer, packet: Packet, device: string): Promise<void> {
     const { metrics, publisher } = this.parts;
     const send = (r: Reply) => publisher.send([r], packet, device, null);
     const own = topics.reply(this.parts.prefix, device);
@@ -58,9 +58,9 @@ export class RootChannel {
       metrics.refusedReplyTopic('payload');
       return send(errorReply(CODES.REPLY_TOPIC_REFUSED, { requestId }));
     }
-    let answer: ReturnType<RootOfTrust['response']>;
+    let answer: Awaited<ReturnType<RootOfTrust['response']>>;
     try {
-      answer = this.parts.root.response(trustVersion);
+      answer = await this.parts.root.response(trustVersion);
     } catch (e) {
       this.parts.log(`root request of ${device} failed: ${(e as Error).message}`);
       return send(errorReply(CODES.SERVER_BUSY, { requestId }));

@@ -16,7 +16,7 @@ import { type RootAnnouncement } from '../../shared/ota/root.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
 import { payloadKind } from '../inspect.js';
-import { type RootStore } from './root-store.js';
+import { type NewestRoot, type RootStoreApi, type RootVersions, type TrustRow } from './root-store.js';
 
 const verifier = createVerifier({ sha256: nodeSha256 });
 
@@ -31,7 +31,7 @@ export type Published = { readonly kind: 'trust-bundle' | 'revocation-list'; rea
 
 type Change = { result: Published; trust?: VerifiedTrust & { envelope: Uint8Array }; list?: VerifiedRevocations & { envelope: Uint8Array } };
 
-const versionOf = (s: RootState) => ({ trust: s.trust.verified.bundle.version, list: s.list?.verified.list.version ?? 0 });
+const versionOf = (s: RootState): RootVersions => ({ trust: s.trust.verified.bundle.version, list: s.list?.verified.list.version ?? 0 });
 
 /**
  * A trust bundle in place of the newest (T1–T7 against it and the stored list), and the list kept
@@ -86,48 +86,56 @@ const rowOf = (c: NonNullable<Change['trust'] | Change['list']>) => ({
 
 export class RootOfTrust {
   private cached: { trust: number; list: number; state: RootState } | null = null;
-  /** Older bundles, loaded on a root request (stored rows never change). */
+  /** Bundles verified once per version (stored rows never change). */
   private readonly bundles = new Map<number, VerifiedTrust>();
   private readonly responses = new Map<string, { trust: Uint8Array; revocations?: Uint8Array }>();
 
-  constructor(private readonly store: RootStore) {}
+  constructor(private readonly store: RootStoreApi) {}
 
   /** The newest bundle and list as stored, verified again whenever another instance (or this one) changed them; null before the first start. */
-  state(): RootState | null {
-    const v = this.store.versions();
+  async state(): Promise<RootState | null> {
+    const v = await this.store.versions();
     if (v.trust === 0) return null;
     if (this.cached && this.cached.trust === v.trust && this.cached.list === v.list) return this.cached.state;
-    const trust = this.bundle(v.trust);
-    const listRow = v.list > 0 ? this.store.list(v.list) : undefined;
-    let list: RootState['list'];
-    if (listRow) {
-      // Fail closed: a stored list that no longer verifies stops the server rather than lapse (SPEC.md §6.7).
-      const r = verifier.verifyRevocations(new Uint8Array(listRow.envelope), trust);
-      if (!r.ok) throw FwsealError.from(r, `stored revocation list version ${v.list}`);
-      list = { envelope: new Uint8Array(listRow.envelope), verified: r.revocations };
-    }
-    const state: RootState = { trust: { envelope: new Uint8Array(this.store.trust(v.trust)!.envelope), verified: trust }, ...(list ? { list } : {}) };
+    // Rows of a version never change: reading them after the versions reads one consistent state.
+    const trustRow = await this.store.trust(v.trust);
+    if (!trustRow) throw new FwsealError('STATE_CORRUPT', `trust bundle version ${v.trust} is not stored`);
+    const listRow = v.list > 0 ? await this.store.list(v.list) : undefined;
+    const state = this.stateOf({ trust: trustRow, ...(listRow ? { list: listRow } : {}) });
     this.cached = { ...v, state };
     return state;
   }
 
-  private bundle(version: number): VerifiedTrust {
-    const have = this.bundles.get(version);
+  /** The root of trust the newest rows hold, verified (synchronous: root changes decide inside the store's atomic step). */
+  private stateOf(newest: NewestRoot): RootState {
+    if (!newest.trust) throw new FwsealError('STATE_CORRUPT', 'no root of trust stored');
+    const trust = this.bundle(newest.trust);
+    let list: RootState['list'];
+    if (newest.list) {
+      // Fail closed: a stored list that no longer verifies stops the server rather than lapse (SPEC.md §6.7).
+      const r = verifier.verifyRevocations(new Uint8Array(newest.list.envelope), trust);
+      if (!r.ok) throw FwsealError.from(r, `stored revocation list version ${newest.list.version}`);
+      list = { envelope: new Uint8Array(newest.list.envelope), verified: r.revocations };
+    }
+    return { trust: { envelope: new Uint8Array(newest.trust.envelope), verified: trust }, ...(list ? { list } : {}) };
+  }
+
+  private bundle(row: TrustRow): VerifiedTrust {
+    const have = this.bundles.get(row.version);
     if (have) return have;
-    const row = this.store.trust(version);
-    if (!row) throw new FwsealError('STATE_CORRUPT', `trust bundle version ${version} is not stored`);
     const t = verifier.loadTrust(new Uint8Array(row.envelope));
-    if (!t.ok) throw FwsealError.from(t, `stored trust bundle version ${version}`);
-    this.bundles.set(version, t.trust);
+    if (!t.ok) throw FwsealError.from(t, `stored trust bundle version ${row.version}`);
+    this.bundles.set(row.version, t.trust);
     return t.trust;
   }
 
-  private apply(decide: (s: RootState) => Result<{ change: Change }>): Published {
-    return this.store.change(() => {
-      const r = decide(this.state()!);
+  private apply(decide: (s: RootState) => Result<{ change: Change }>): Promise<Published> {
+    return this.store.change((newest) => {
+      const s = this.stateOf(newest);
+      const r = decide(s);
       if (!r.ok) throw FwsealError.from(r);
       const { result, trust, list } = r.change;
-      const trustVersion = trust?.bundle.version ?? versionOf(this.state()!).trust;
+      const trustVersion = trust?.bundle.version ?? versionOf(s).trust;
       return {
         result,
         ...(trust ? { trust: { version: trust.bundle.version, ...rowOf(trust) } } : {}),
@@ -142,14 +150,14 @@ export class RootOfTrust {
    * one (T5–T7), and RL only when it is the stored list or a successor (R1–R5). Anything else throws
    * the verifier's code: an older list or bundle is never taken silently.
    */
-  startUp(trust: Uint8Array | undefined, revocations: Uint8Array | undefined): void {
-    if (this.state() === null) {
+  async startUp(trust: Uint8Array | undefined, revocations: Uint8Array | undefined): Promise<void> {
+    if ((await this.state()) === null) {
       if (trust === undefined) throw new FwsealError('USAGE', 'the first start on a data folder needs --trust');
       const t = verifier.loadTrust(trust);
       if (!t.ok) throw FwsealError.from(t, 'trust bundle');
       const r = revocations === undefined ? undefined : verifier.verifyRevocations(revocations, t.trust);
       if (r && !r.ok) throw FwsealError.from(r, 'revocation list');
-      this.store.change(() => ({
+      await this.store.change(() => ({
         result: null,
         trust: { version: t.trust.bundle.version, ...rowOf({ ...t.trust, envelope: trust }) },
         ...(r?.ok
@@ -159,8 +167,8 @@ export class RootOfTrust {
       return;
     }
     try {
-      if (trust !== undefined) this.apply((s) => nextTrust(s, trust, revocations));
-      else if (revocations !== undefined) this.apply((s) => nextList(s, revocations));
+      if (trust !== undefined) await this.apply((s) => nextTrust(s, trust, revocations));
+      else if (revocations !== undefined) await this.apply((s) => nextList(s, revocations));
     } catch (e) {
       if (e instanceof FwsealError)
         throw new FwsealError(e.codeName as Exclude<CodeName, 'OK'>, `${trust ? '--trust/--revocations' : '--revocations'}: ${e.message}`);
@@ -169,15 +177,15 @@ export class RootOfTrust {
   }
 
   /** `POST /api/root`: a trust bundle or a revocation list, by its payload kind; throws the verifier's code. */
-  publish(envelope: Uint8Array): Published {
+  async publish(envelope: Uint8Array): Promise<Published> {
     const kind = rootKind(envelope);
     if (!kind.ok) throw FwsealError.from(kind);
     return this.apply((s) => (kind.kind === 'trust-bundle' ? nextTrust(s, envelope) : nextList(s, envelope)));
   }
 
   /** The retained announcement (SPEC.md §12.13): the newest bundle and list. */
-  announcement(): RootAnnouncement | null {
-    const s = this.state();
+  async announcement(): Promise<RootAnnouncement | null> {
+    const s = await this.state();
     if (!s) return null;
     return { trustVersion: s.trust.verified.bundle.version, trust: s.trust.envelope, ...(s.list ? { revocations: s.list.envelope } : {}) };
   }
@@ -187,14 +195,14 @@ export class RootOfTrust {
    * the newest, if that list verifies under it (R1–R3). A later list may drop keys a later bundle
    * no longer lists, which a device still on `version` would refuse (R5); this one it takes.
    */
-  response(version: number): { trust: Uint8Array; revocations?: Uint8Array } | null {
-    const row = this.store.trust(version);
+  async response(version: number): Promise<{ trust: Uint8Array; revocations?: Uint8Array } | null> {
+    const row = await this.store.trust(version);
     if (!row) return null;
-    const key = `${version}/${this.store.versions().list}`;
+    const key = `${version}/${(await this.store.versions()).list}`;
     const have = this.responses.get(key);
     if (have) return have;
-    const trust = this.bundle(version);
-    const listRow = this.store.listFor(version);
+    const trust = this.bundle(row);
+    const listRow = await this.store.listFor(version);
     const list = listRow ? new Uint8Array(listRow.envelope) : undefined;
     const fits = list !== undefined && verifier.verifyRevocations(list, trust).ok;
     const answer = { trust: new Uint8Array(row.envelope), ...(fits ? { revocations: list } : {}) };
@@ -202,25 +210,32 @@ export class RootOfTrust {
     return answer;
   }
 
-  /** The trust bundle and list a new campaign's manifest is verified against. */
-  forCampaigns(): { trust: Uint8Array; revocations?: Uint8Array } {
-    const s = this.state();
+  /** The trust bundle and list a new campaign's manifest is verified against, and their versions (for OtaStore.insertCampaign). */
+  async forCampaigns(): Promise<{ trust: Uint8Array; revocations?: Uint8Array; versions: RootVersions }> {
+    const s = await this.state();
     if (!s) throw new FwsealError('STATE_CORRUPT', 'no root of trust stored');
-    return { trust: s.trust.envelope, ...(s.list ? { revocations: s.list.envelope } : {}) };
+    return { trust: s.trust.envelope, ...(s.list ? { revocations: s.list.envelope } : {}), versions: versionOf(s) };
   }
 
-  /** Whether a campaign's manifest still verifies (signatures, threshold, revocations; class and counter are each device's). */
-  checkManifest(envelope: Uint8Array): Result<Empty> {
-    const s = this.state();
-    if (!s) return fail('STATE_CORRUPT', 'no root of trust stored');
-    const env = parseEnvelope(envelope);
-    const m = env.ok ? parseManifest(env.envelope.payload) : env;
-    if (!m.ok) return m;
-    const r = verifier.verifyManifestWithTrust(envelope, s.trust.verified, {
-      deviceClass: m.value.deviceClass,
-      counter: 0,
-      ...(s.list ? { revocations: s.list.envelope } : {}),
-    });
-    return r.ok ? ok({}) : r;
+  /**
+   * Whether a campaign's manifest still verifies (signatures, threshold, revocations; class and counter
+   * are each device's), and the root of trust versions the verdict holds for.
+   */
+  async checkManifest(envelope: Uint8Array): Promise<{ verdict: Result<Empty>; versions: RootVersions }> {
+    const s = await this.state();
+    if (!s) return { verdict: fail('STATE_CORRUPT', 'no root of trust stored'), versions: { trust: 0, list: 0 } };
+    return { verdict: manifestVerdict(s, envelope), versions: versionOf(s) };
   }
+}
+
+function manifestVerdict(s: RootState, envelope: Uint8Array): Result<Empty> {
+  const env = parseEnvelope(envelope);
+  const m = env.ok ? parseManifest(env.envelope.payload) : env;
+  if (!m.ok) return m;
+  const r = verifier.verifyManifestWithTrust(envelope, s.trust.verified, {
+    deviceClass: m.value.deviceClass,
+    counter: 0,
+    ...(s.list ? { revocations: s.list.envelope } : {}),
+  });
+  return r.ok ? ok({}) : r;
 }

@@ -3,28 +3,32 @@
  * server stores a new revocation list or trust bundle (or starts with one), every campaign still
  * served is verified again; one whose manifest no longer verifies is halted with the verifier's code,
  * its announcement withdrawn and its requests answered CAMPAIGN_INACTIVE, on every instance (the code
- * is in SQLite). A device that joins later is never offered a release the fleet's root now refuses.
+ * is in the store). A device that joins later is never offered a release the fleet's root now refuses.
  */
 import { type RootOfTrust } from './root-of-trust.js';
-import { type CampaignRow, type Store } from './store.js';
+import { type CampaignRow, type OtaStore } from './store.js';
 
 export type Halted = { readonly row: CampaignRow; readonly code: number; readonly error: string };
 
-/** Verify every campaign not aborted and not yet halted by the root; halt those that fail. */
-export function recheckCampaigns(store: Store, root: RootOfTrust): Halted[] {
+/**
+ * Verify every campaign not aborted and not yet halted by the root; halt those that fail. One campaign
+ * after the other (each halt is one atomic store step); the verdicts are the root of trust's as it is
+ * when each manifest is checked.
+ */
+export async function recheckCampaigns(store: OtaStore, root: RootOfTrust): Promise<Halted[]> {
   const halted: Halted[] = [];
-  const verdicts = new Map<string, ReturnType<RootOfTrust['checkManifest']>>();
-  for (const c of store.campaigns()) {
+  const verdicts = new Map<string, Awaited<ReturnType<RootOfTrust['checkManifest']>>['verdict']>();
+  for (const c of await store.campaigns()) {
     if (c.state === 'aborted' || c.halt_code !== null) continue;
     const key = c.manifest_sha.toString('hex');
     let v = verdicts.get(key);
     if (!v) {
-      v = root.checkManifest(new Uint8Array(c.manifest));
+      v = (await root.checkManifest(new Uint8Array(c.manifest))).verdict;
       verdicts.set(key, v);
     }
     if (v.ok) continue;
     const code = v.code;
-    const row = haltByRoot(store, c.id, code);
+    const row = await haltByRoot(store, c.id, code);
     if (row) halted.push({ row, code, error: v.error });
   }
   return halted;
@@ -35,7 +39,7 @@ export function recheckCampaigns(store: Store, root: RootOfTrust): Halted[] {
  * completed one keeps its state (its group may have a newer campaign) but is served no more. Null
  * when another instance got there first or the campaign was aborted meanwhile.
  */
-export function haltByRoot(store: Store, id: string, code: number): CampaignRow | null {
+export function haltByRoot(store: OtaStore, id: string, code: number): Promise<CampaignRow | null> {
   return store.updateCampaign(id, (r) => {
     if (r.state === 'aborted' || r.halt_code !== null) return null;
     return r.state === 'completed' ? { halt_code: code } : { state: 'halted', halt_code: code };
@@ -43,8 +47,8 @@ export function haltByRoot(store: Store, id: string, code: number): CampaignRow 
 }
 
 /** The campaign a group's retained announcement names: its newest one not aborted (what a (re)connect republishes). */
-export function groupHead(store: Store, group: string): CampaignRow | undefined {
+export async function groupHead(store: OtaStore, group: string): Promise<CampaignRow | undefined> {
   let head: CampaignRow | undefined;
-  for (const row of store.campaigns()) if (row.grp === group && row.state !== 'aborted') head = row; // ordered by creation
+  for (const row of await store.campaigns()) if (row.grp === group && row.state !== 'aborted') head = row; // ordered by creation
   return head;
 }

@@ -1,7 +1,7 @@
 /**
  * `fwseal serve` (SPEC.md §12.9): answers device requests over MQTT, ingests status events into
- * SQLite, runs the wave engine and the HTTP API. Several instances may share one broker (MQTT 5
- * shared subscriptions) and one data folder (SQLite WAL); no per-device session is kept in memory.
+ * the store (store.ts; SQLite today), runs the wave engine and the HTTP API. Several instances may
+ * share one broker (MQTT 5 shared subscriptions) and one store; no per-device session is kept in memory.
  * This file holds the lifecycle, the subscriptions and the announcements; requests are answered in
  * request-queue.ts (multicast in multicast.ts), status events handled in status-ingest.ts, the root
  * of trust kept in root-of-trust.ts and carried over MQTT by root-channel.ts (SPEC.md §12.13).
@@ -24,7 +24,7 @@ import { RootChannel } from './root-channel.js';
 import { type Published, RootOfTrust } from './root-of-trust.js';
 import { groupHead, haltByRoot, recheckCampaigns } from './root-recheck.js';
 import { StatusIngest } from './status-ingest.js';
-import { type CampaignRow, Store } from './store.js';
+import { type CampaignRow, type OtaStore, openStore } from './store.js';
 
 export type OtaServerOptions = {
   readonly mqtt: MqttSettings;
@@ -63,6 +63,8 @@ export type OtaServerOptions = {
 export const RESPONSE_QOS: 0 | 1 = 0;
 export const MAX_QUEUED_REQUESTS = LIMITS.maxQueuedRequests;
 export const COALESCE_MS = 20;
+/** A root of trust stored between a resume's manifest check and the resume: checked again, at most this many times in all. */
+const RESUME_ATTEMPTS = 3;
 
 export class OtaServer {
   readonly metrics = new Metrics();
@@ -74,10 +76,12 @@ export class OtaServer {
   private readonly rootChannel: RootChannel;
   private closed = false;
   private http: HttpApi | null = null;
+  /** Each group's announcement being published: the next one of the group waits for it. */
+  private readonly announcing = new Map<string, Promise<void>>();
 
   private constructor(
     private readonly opts: OtaServerOptions,
-    readonly store: Store,
+    readonly store: OtaStore,
     readonly root: RootOfTrust,
     private readonly client: MqttClient,
     readonly prefix: string,
@@ -113,19 +117,19 @@ export class OtaServer {
   static async start(opts: OtaServerOptions): Promise<OtaServer> {
     const prefix = opts.prefix ?? 'fwseal';
     if (!isValidPrefix(prefix)) throw new FwsealError('USAGE', '--prefix must be ids of [A-Za-z0-9_-] joined by "/"');
-    const store = new Store(opts.dataDir);
+    const store = await openStore({ kind: 'sqlite', dataDir: opts.dataDir });
     const root = new RootOfTrust(store.root);
     let client: MqttClient;
     let audit: ServerAudit;
     try {
       audit = new ServerAudit(opts.dataDir, serverActor(opts.token, opts.tokenName), (line) => opts.log?.(line));
       // Before anything is announced: an older or foreign root of trust is refused with its code (§12.13).
-      root.startUp(opts.trust, opts.revocations);
+      await root.startUp(opts.trust, opts.revocations);
       // A list given at this start may revoke what campaigns were signed with: halted before they are announced again.
-      for (const h of recheckCampaigns(store, root)) opts.log?.(`campaign ${h.row.id} halted: its manifest fails ${h.error} under the root of trust`);
+      for (const h of await recheckCampaigns(store, root)) opts.log?.(`campaign ${h.row.id} halted: its manifest fails ${h.error} under the root of trust`);
       client = await connectMqtt({ url: opts.mqtt.url, options: { ...opts.mqtt.options, queueQoSZero: false } });
     } catch (e) {
-      store.close();
+      await store.close();
       throw e;
     }
     const server = new OtaServer(opts, store, root, client, prefix, audit);
@@ -167,11 +171,12 @@ export class OtaServer {
       this.metrics.mqttConnected = false;
     });
     this.client.on('message', (topic, payload, packet) => {
+      // Never crash on a message: a bug here is logged and the message dropped.
+      const dropped = (e: unknown) => this.log(`message on ${topic} dropped: ${(e as Error).message}`);
       try {
-        this.onMessage(topic, payload, packet);
+        this.onMessage(topic, payload, packet)?.catch(dropped);
       } catch (e) {
-        // Never crash on a message: a bug here is logged and the message dropped.
-        this.log(`message on ${topic} dropped: ${(e as Error).message}`);
+        dropped(e);
       }
     });
   }
@@ -184,7 +189,7 @@ export class OtaServer {
     );
     await this.client.subscribeAsync(Object.fromEntries(filters.map((topic) => [topic, { qos: 1 as const }])));
     const newest = new Map<string, CampaignRow>();
-    for (const row of this.store.campaigns()) if (row.state !== 'aborted') newest.set(row.grp, row); // ordered by creation
+    for (const row of await this.store.campaigns()) if (row.state !== 'aborted') newest.set(row.grp, row); // ordered by creation
     await Promise.all([this.rootChannel.announce(), ...[...newest.values()].map((row) => this.announce(row))]);
     this.log(`subscribed to ${filters.join(', ')}; ${newest.size} announcement(s) republished`);
   }
@@ -192,17 +197,32 @@ export class OtaServer {
   /**
    * Publish a campaign's retained announcement (an aborted campaign clears its topic). Resolves once
    * the broker has it (PUBACK), or after ANNOUNCE_WAIT_MS while the broker is away (mqtt.js resends it).
+   * A group's announcements go out one after the other, each from the campaign's row as stored when
+   * it goes: a change that reached the store first can never be announced last, whatever the awaits.
    */
   announce(row: CampaignRow): Promise<void> {
     if (this.closed) return Promise.resolve();
-    const a = announcementOf(row);
-    const payload = a ? encodeAnnouncement(a) : new Uint8Array(0);
-    return publishRetained(this.client, topics.announce(this.prefix, row.grp), payload, (line) => this.log(line), `announcement of ${row.id}`);
+    const group = row.grp;
+    const publish = async () => {
+      if (this.closed) return;
+      const now = (await this.store.campaign(row.id)) ?? row;
+      const a = announcementOf(now);
+      const payload = a ? encodeAnnouncement(a) : new Uint8Array(0);
+      await publishRetained(this.client, topics.announce(this.prefix, group), payload, (line) => this.log(line), `announcement of ${row.id}`);
+    };
+    const next = (this.announcing.get(group) ?? Promise.resolve())
+      .then(publish)
+      .catch((e) => this.log(`announcement of ${row.id} not published: ${(e as Error).message}`));
+    this.announcing.set(group, next);
+    void next.then(() => {
+      if (this.announcing.get(group) === next) this.announcing.delete(group);
+    });
+    return next;
   }
 
-  private onMessage(topic: string, payload: Buffer, packet: Packet): void {
+  private onMessage(topic: string, payload: Buffer, packet: Packet): Promise<void> | undefined {
     const req = parseRequestTopic(this.prefix, topic);
-    if (req.ok) return this.requests.receive(topic, payload, packet, req.campaign, req.device);
+    if (req.ok) return void this.requests.receive(topic, payload, packet, req.campaign, req.device);
     const st = parseStatusTopic(this.prefix, topic);
     if (st.ok) return this.ingest.receive(payload, st.device);
     const root = parseRootRequestTopic(this.prefix, topic);
@@ -210,36 +230,50 @@ export class OtaServer {
     this.metrics.malformedMessage('topic');
   }
 
-  /** Advance every running campaign one step; republish what changed. */
-  tick(): void {
-    this.ingest.tick();
+  /** Advance every running campaign one step; republish what changed. Settles when the step is done. */
+  tick(): Promise<void> {
+    return this.ingest.tick();
   }
 
   // ---- operations used by the HTTP API ----
 
   async createCampaign(req: CreateCampaign): Promise<CampaignRow> {
-    const row = createCampaign(this.store, this.root.forCampaigns(), req);
+    const row = await createCampaign(this.store, () => this.root.forCampaigns(), req);
     await this.announce(row);
     this.log(`campaign ${row.id} created for group ${row.grp}`);
     return row;
   }
 
   async transition(id: string, action: 'pause' | 'resume' | 'abort'): Promise<CampaignRow> {
-    const current = this.store.campaign(id);
-    if (action === 'resume' && current) {
-      // Resumed only while the manifest verifies under the root of trust as it is now (§12.13).
-      const check = this.root.checkManifest(new Uint8Array(current.manifest));
-      if (!check.ok) {
-        const halted = haltByRoot(this.store, id, check.code);
-        if (halted) await this.announceGroup(halted.grp);
-        throw new ApiError(422, check.error as ConstructorParameters<typeof ApiError>[1], `the manifest no longer verifies: ${check.detail ?? check.error}`);
-      }
-    }
-    const row = transition(this.store, id, action);
+    const row = action === 'resume' ? await this.resume(id) : (await transition(this.store, id, action))!;
     if (action === 'abort') this.assets.drop(id);
     await this.announce(row);
     if (action === 'resume') this.ingest.scheduleTick();
     return row;
+  }
+
+  /**
+   * Resumed only while the manifest verifies under the root of trust as it is now (§12.13), and only
+   * if no other root was stored between that check and the resume (then it is checked again).
+   */
+  private async resume(id: string): Promise<CampaignRow> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.store.campaign(id);
+      if (!current) return (await transition(this.store, id, 'resume'))!; // 404
+      const { verdict, versions } = await this.root.checkManifest(new Uint8Array(current.manifest));
+      if (!verdict.ok) {
+        const halted = await haltByRoot(this.store, id, verdict.code);
+        if (halted) await this.announceGroup(halted.grp);
+        throw new ApiError(
+          422,
+          verdict.error as ConstructorParameters<typeof ApiError>[1],
+          `the manifest no longer verifies: ${verdict.detail ?? verdict.error}`,
+        );
+      }
+      const row = await transition(this.store, id, 'resume', versions);
+      if (row) return row;
+      if (attempt >= RESUME_ATTEMPTS) throw new ApiError(409, 'CONFLICT', 'the root of trust kept changing during the resume; try again');
+    }
   }
 
   /**
@@ -248,10 +282,10 @@ export class OtaServer {
    * longer verifies, withdrawing its announcement.
    */
   async publishRoot(envelope: Uint8Array): Promise<Published & { halted: { id: string; code: number }[] }> {
-    const published = this.root.publish(envelope);
+    const published = await this.root.publish(envelope);
     if (!published.changed) return { ...published, halted: [] };
     this.log(`root of trust: ${published.kind} version ${published.version} stored`);
-    const halted = recheckCampaigns(this.store, this.root);
+    const halted = await recheckCampaigns(this.store, this.root);
     for (const h of halted) {
       this.assets.drop(h.row.id);
       this.log(`campaign ${h.row.id} halted: its manifest fails ${h.error} under the new root of trust`);
@@ -262,7 +296,7 @@ export class OtaServer {
 
   /** Republish a group's announcement from its newest campaign not aborted (an older campaign never overwrites a newer one's). */
   private async announceGroup(group: string): Promise<void> {
-    const head = groupHead(this.store, group);
+    const head = await groupHead(this.store, group);
     if (head) await this.announce(head);
   }
 
@@ -283,7 +317,9 @@ export class OtaServer {
       });
     });
     this.metrics.mqttConnected = false;
+    // What was under way when the close began finishes (or fails) before the store goes.
+    await Promise.all([this.ingest.settled(), this.requests.settled(), ...this.announcing.values()]);
     this.assets.close();
-    this.store.close();
+    await this.store.close();
   }
 }

@@ -2,19 +2,20 @@
  * Status events in, wave steps out (SPEC.md §12.9 "Status ingest", "Campaigns and waves"): only the
  * events that count (`ingestStatus`) reach the waves, the rest are counted by reason. An event that
  * may end a wave (a device online, or at an end state) brings the next step of the wave engine
- * forward; the engine also runs every tick.
+ * forward; the engine also runs every tick. The store is asynchronous: one device's events are
+ * ingested one after the other, in arrival order, and wave steps never overlap on one instance.
  */
 import { LIMITS } from '../../shared/limits.js';
 import { parseStatusEvent } from '../../shared/ota/status.js';
 import { advance, ingestStatus } from './campaigns.js';
 import { type Metrics } from './metrics.js';
-import { type CampaignRow, type Store } from './store.js';
+import { type CampaignRow, type OtaStore } from './store.js';
 
 /** Wave steps triggered by status events are at least this far apart (the periodic tick runs regardless). */
 const MIN_TICK_GAP_MS = 100;
 
 export type StatusIngestParts = {
-  readonly store: Store;
+  readonly store: OtaStore;
   readonly metrics: Metrics;
   /** Devices known from `online` events before a new one is ignored. */
   readonly maxDevices: number;
@@ -28,24 +29,40 @@ export class StatusIngest {
   private tickPending = false;
   private lastTick = 0;
   private closed = false;
+  /** The last event of each device still being ingested: the next one of that device waits for it. */
+  private readonly inFlight = new Map<string, Promise<void>>();
+  /** The wave step running now, and whether another was asked for meanwhile (it runs right after). */
+  private ticking: Promise<void> | null = null;
+  private tickAgain = false;
 
   constructor(private readonly parts: StatusIngestParts) {}
 
   /** Run the wave engine every `tickMs` from now on. */
   start(tickMs: number): void {
-    this.tickTimer = setInterval(() => this.tick(), tickMs);
+    this.tickTimer = setInterval(() => void this.tick(), tickMs);
     this.tickTimer.unref();
   }
 
-  /** A status event that arrived on the status topic of `device`. */
-  receive(payload: Buffer, device: string): void {
+  /** A status event that arrived on the status topic of `device`; settles once it is ingested. */
+  receive(payload: Buffer, device: string): Promise<void> {
     const { metrics } = this.parts;
-    if (payload.length > LIMITS.maxOtaMessageBytes) return metrics.malformedMessage('oversize');
+    if (payload.length > LIMITS.maxOtaMessageBytes) return Promise.resolve(metrics.malformedMessage('oversize'));
     const p = parseStatusEvent(payload);
-    if (!p.ok || p.value.device !== device) return metrics.malformedMessage('status');
-    const r = ingestStatus(this.parts.store, p.value, this.parts.maxDevices);
-    if (!r.counted) return metrics.ignoredStatus(r.reason);
-    if (p.value.state === 'online' || r.terminal) this.scheduleTick();
+    if (!p.ok || p.value.device !== device) return Promise.resolve(metrics.malformedMessage('status'));
+    const event = p.value;
+    // An `online` and the events after it, or two steps of one download, are applied in the order they came.
+    const before = this.inFlight.get(device);
+    const run = async () => {
+      const r = await ingestStatus(this.parts.store, event, this.parts.maxDevices);
+      if (!r.counted) return metrics.ignoredStatus(r.reason);
+      if (event.state === 'online' || r.terminal) this.scheduleTick();
+    };
+    const done = (before ? before.then(run) : run()).catch((e) => this.parts.log(`status of ${device} dropped: ${(e as Error).message}`));
+    this.inFlight.set(device, done);
+    void done.then(() => {
+      if (this.inFlight.get(device) === done) this.inFlight.delete(device);
+    });
+    return done;
   }
 
   /**
@@ -57,20 +74,40 @@ export class StatusIngest {
     this.tickPending = true;
     const run = () => {
       this.tickPending = false;
-      this.tick();
+      void this.tick();
     };
     const wait = this.lastTick + MIN_TICK_GAP_MS - Date.now();
     if (wait <= 0) setImmediate(run);
     else setTimeout(run, wait).unref();
   }
 
-  /** Advance every running campaign one step; republish what changed. */
-  tick(): void {
-    if (this.closed) return;
+  /**
+   * Advance every running campaign one step, one campaign after the other; republish what changed.
+   * Settles when the step (and one asked for while it ran) is done; never two at once.
+   */
+  tick(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.ticking) {
+      this.tickAgain = true;
+      return this.ticking;
+    }
+    const run = async () => {
+      do {
+        this.tickAgain = false;
+        await this.step();
+      } while (this.tickAgain && !this.closed);
+      this.ticking = null;
+    };
+    this.ticking = run();
+    return this.ticking;
+  }
+
+  private async step(): Promise<void> {
     this.lastTick = Date.now();
     try {
-      for (const row of this.parts.store.campaigns('running')) {
-        const changed = advance(this.parts.store, row.id);
+      for (const row of await this.parts.store.campaigns('running')) {
+        if (this.closed) return;
+        const changed = await advance(this.parts.store, row.id);
         if (changed) {
           this.parts.log(`campaign ${changed.id}: ${changed.state}, wave ${changed.wave + 1}`);
           void this.parts.announce(changed);
@@ -84,5 +121,10 @@ export class StatusIngest {
   close(): void {
     this.closed = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
+  }
+
+  /** Settles when the events being ingested and the running wave step are done (before the store closes). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.inFlight.values(), this.ticking]);
   }
 }

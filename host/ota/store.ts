@@ -1,22 +1,36 @@
 /**
- * The OTA server's state (SPEC.md §12.8): one SQLite file, DATA/fwseal.db, shared by every `fwseal serve`
- * instance on the same data folder (WAL, busy_timeout), plus image files DATA/images/<sha256hex> and
- * digest tables DATA/digests/<campaign>.digests. Counts are always derived from rows keyed
- * (campaign, device) whose state only moves forward, so a redelivered status event never double-counts.
- * Which status events reach those rows at all is decided in campaigns.ts (`ingestStatus`, SPEC.md §12.9).
+ * The OTA server's state (SPEC.md §12.9 "Persistence and several instances"): campaigns, devices,
+ * per-device progress rows keyed (campaign, device), manifest fetch records and the root of trust
+ * (root-store.ts), behind one asynchronous interface, `OtaStore`, so that the backend may be SQLite
+ * (store-sqlite.ts: one file that instances on one machine share) or a database server (whose clients
+ * are asynchronous). Counts are always derived from rows whose state only moves forward, so a
+ * redelivered status event never double-counts. Which status events reach those rows at all is decided
+ * in campaigns.ts (`ingestStatus`, SPEC.md §12.9 "Status ingest").
+ *
+ * Atomicity: every method is one atomic step of the backend. Whatever must not interleave with another
+ * instance's (or this instance's) work is ONE method, never a read and a write awaited one after the
+ * other: `insertCampaign` (no second active campaign in a group), `updateCampaign` (read, decide,
+ * write), `recordOnline` (device row, fleet bound and revocation acknowledgements), `recordStatus`
+ * (last seen and the monotonic row), `root.change` (root-store.ts). Each says what a PostgreSQL
+ * backend must do. Image files and digest tables stay files for now, under `imagesDir` and `digestsDir`.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
-import { FwsealError } from '../errors.js';
-import { RootStore } from './root-store.js';
+import { type RootStoreApi, type RootVersions } from './root-store.js';
 
 export type CampaignState = 'running' | 'paused' | 'halted' | 'aborted' | 'completed';
 
 /** Per-device progress states in their order; the last three are terminal. */
 export const DEVICE_STATES = ['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed'] as const;
 export type DeviceCampaignState = (typeof DEVICE_STATES)[number];
-const RANK: Record<DeviceCampaignState, number> = { accepted: 0, downloading: 1, verifying: 2, installed: 3, confirmed: 4, rejected: 4, failed: 4 };
+/** A row moves only to a higher rank (SPEC.md §12.9, rule 6); equal ranks only within downloading. */
+export const STATE_RANK: Readonly<Record<DeviceCampaignState, number>> = Object.freeze({
+  accepted: 0,
+  downloading: 1,
+  verifying: 2,
+  installed: 3,
+  confirmed: 4,
+  rejected: 4,
+  failed: 4,
+});
 export const TERMINAL_RANK = 4;
 
 export type CampaignRow = {
@@ -45,6 +59,12 @@ export type CampaignRow = {
   readonly created: number;
   readonly updated: number;
 };
+
+/** A campaign as a new row (not halted, no baseline). */
+export type NewCampaign = Omit<CampaignRow, 'halt_baseline' | 'halt_code'>;
+
+/** What a request needs to know (the hot path: no manifest blob). */
+export type CampaignGate = Pick<CampaignRow, 'id' | 'state' | 'rollout' | 'halt_code'>;
 
 /** What deciding whether a status event counts needs (SPEC.md §12.9 "Status ingest"), in one read. */
 export type StatusContext = {
@@ -82,6 +102,7 @@ export type DeviceReport = {
   readonly revocationVersion?: number;
   readonly revocationDigest?: Uint8Array;
 };
+
 export type DeviceCampaignRow = {
   readonly campaign: string;
   readonly device: string;
@@ -93,242 +114,105 @@ export type DeviceCampaignRow = {
   readonly updated: number;
 };
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS campaigns (
-  id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT NOT NULL, security_counter INTEGER NOT NULL,
-  state TEXT NOT NULL, wave INTEGER NOT NULL, waves TEXT NOT NULL, rollout INTEGER NOT NULL,
-  abort_failure_rate REAL NOT NULL, halt_baseline INTEGER NOT NULL DEFAULT 0, halt_code INTEGER,
-  manifest BLOB NOT NULL, manifest_sha BLOB NOT NULL, image_sha TEXT NOT NULL, image_size INTEGER NOT NULL,
-  chunk_size INTEGER NOT NULL, block_size INTEGER NOT NULL, page_count INTEGER NOT NULL,
-  created INTEGER NOT NULL, updated INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS campaigns_grp ON campaigns(grp, state);
-CREATE TABLE IF NOT EXISTS devices (
-  id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT, counter INTEGER, last_seen INTEGER NOT NULL,
-  trust_version INTEGER, revocation_version INTEGER, revocation_digest BLOB);
-CREATE INDEX IF NOT EXISTS devices_grp ON devices(grp);
-CREATE TABLE IF NOT EXISTS device_campaign (
-  campaign TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL, rank INTEGER NOT NULL,
-  done INTEGER, total INTEGER, code INTEGER, updated INTEGER NOT NULL,
-  PRIMARY KEY (campaign, device));
-CREATE TABLE IF NOT EXISTS manifest_fetches (
-  manifest_sha BLOB NOT NULL, device TEXT NOT NULL, at INTEGER NOT NULL,
-  PRIMARY KEY (manifest_sha, device)) WITHOUT ROWID;
-`;
+/** A status event that counts (campaigns.ts decided): the row it may move forward. */
+export type StatusRecord = {
+  readonly campaign: string;
+  readonly device: string;
+  readonly state: DeviceCampaignState;
+  readonly done?: number;
+  readonly total?: number;
+  readonly code?: number;
+};
 
-/** Columns added after the first release of a table: a data folder from before gets them when first opened. */
-const ADDED_COLUMNS: readonly [table: string, column: string, type: string][] = [
-  ['campaigns', 'halt_code', 'INTEGER'],
-  ['devices', 'trust_version', 'INTEGER'],
-  ['devices', 'revocation_version', 'INTEGER'],
-  ['devices', 'revocation_digest', 'BLOB'],
-];
+/** A campaign's rows and its group's known devices, read inside the same atomic step as the campaign row. */
+export type CampaignProgress = { readonly statuses: DeviceCampaignRow[]; readonly devices: DeviceRow[] };
 
-function addMissingColumns(db: Database.Database): void {
-  for (const [table, column, type] of ADDED_COLUMNS) {
-    const have = (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) => c.name === column);
-    if (!have) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
-  }
-}
+/** What a campaign change sees besides the row: progress when asked for, and the newest root of trust versions. */
+export type CampaignContext = { readonly progress: CampaignProgress | null; readonly root: RootVersions };
 
-export class Store {
-  readonly db: Database.Database;
+/**
+ * A campaign change: from the row as it is inside the atomic step (another instance may have changed
+ * it) to the fields to write, or null for no change. Synchronous and pure: a backend may run it again
+ * after a retried transaction.
+ */
+export type CampaignChange = (row: CampaignRow, context: CampaignContext) => Partial<CampaignRow> | null;
+
+export interface OtaStore {
   /** The fleet's root of trust: trust bundles, revocation lists, acknowledgements (root-store.ts). */
-  readonly root: RootStore;
+  readonly root: RootStoreApi;
+  /** DATA/images/<sha256hex>: stored images (files for now; SPEC.md §12.9). */
   readonly imagesDir: string;
+  /** DATA/digests/<campaign>.digests: each campaign's chunk digest table (SPEC.md §5.4). */
   readonly digestsDir: string;
-  private readonly stmts;
 
-  constructor(readonly dataDir: string) {
-    try {
-      mkdirSync(join(dataDir, 'images'), { recursive: true });
-      mkdirSync(join(dataDir, 'digests'), { recursive: true });
-      this.db = new Database(join(dataDir, 'fwseal.db'));
-    } catch (e) {
-      throw new FwsealError('IO', `cannot open the data folder ${dataDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    this.imagesDir = join(dataDir, 'images');
-    this.digestsDir = join(dataDir, 'digests');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    const upgrading =
-      this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaigns'").get() !== undefined &&
-      this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manifest_fetches'").get() === undefined;
-    this.db.exec(SCHEMA);
-    addMissingColumns(this.db);
-    // A data folder from before manifest_fetches: a device with a row reported under the old rules
-    // (and was counted then); it keeps counting, so a campaign in flight does not stall on the upgrade.
-    if (upgrading) {
-      this.db.exec(`INSERT OR IGNORE INTO manifest_fetches (manifest_sha, device, at)
-        SELECT c.manifest_sha, dc.device, dc.updated FROM device_campaign dc JOIN campaigns c ON c.id = dc.campaign`);
-    }
-    const db = this.db;
-    this.root = new RootStore(db);
-    this.stmts = {
-      campaign: db.prepare('SELECT * FROM campaigns WHERE id = ?'),
-      gate: db.prepare('SELECT id, state, rollout, halt_code FROM campaigns WHERE id = ?'),
-      campaigns: db.prepare('SELECT * FROM campaigns ORDER BY created, id'),
-      byState: db.prepare('SELECT * FROM campaigns WHERE state = ? ORDER BY created, id'),
-      activeInGroup: db.prepare("SELECT id FROM campaigns WHERE grp = ? AND state IN ('running','paused','halted')"),
-      insertCampaign: db.prepare(`INSERT INTO campaigns (id, grp, version, security_counter, state, wave, waves, rollout, abort_failure_rate,
-        manifest, manifest_sha, image_sha, image_size, chunk_size, block_size, page_count, created, updated)
-        VALUES (@id, @grp, @version, @security_counter, @state, @wave, @waves, @rollout, @abort_failure_rate,
-        @manifest, @manifest_sha, @image_sha, @image_size, @chunk_size, @block_size, @page_count, @created, @updated)`),
-      updateDevice: db.prepare(`UPDATE devices SET grp = @grp, version = @version, counter = @counter, last_seen = @now,
-        trust_version = @trust_version, revocation_version = @revocation_version, revocation_digest = @revocation_digest WHERE id = @id`),
-      // A new device only while fewer than @max were ever inserted: rowids only grow (no device is
-      // ever deleted), so max(rowid) is the count without a scan (SPEC.md §12.9, maxKnownDevices).
-      insertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest)
-        SELECT @id, @grp, @version, @counter, @now, @trust_version, @revocation_version, @revocation_digest
-        WHERE (SELECT coalesce(max(rowid), 0) FROM devices) < @max
-        ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen,
-          trust_version = excluded.trust_version, revocation_version = excluded.revocation_version, revocation_digest = excluded.revocation_digest`),
-      touchDevice: db.prepare('UPDATE devices SET last_seen = ? WHERE id = ?'),
-      devices: db.prepare('SELECT * FROM devices ORDER BY id'),
-      groupDevices: db.prepare('SELECT * FROM devices WHERE grp = ? ORDER BY id'),
-      deviceCount: db.prepare('SELECT count(*) AS n FROM devices'),
-      // Monotonic: a row moves to a higher rank, or within downloading to more blocks done; terminal rows never change.
-      upsertStatus: db.prepare(`INSERT INTO device_campaign (campaign, device, state, rank, done, total, code, updated)
-        VALUES (@campaign, @device, @state, @rank, @done, @total, @code, @updated)
-        ON CONFLICT(campaign, device) DO UPDATE SET state = excluded.state, rank = excluded.rank, done = excluded.done,
-          total = excluded.total, code = excluded.code, updated = excluded.updated
-        WHERE device_campaign.rank < ${TERMINAL_RANK} AND (excluded.rank > device_campaign.rank
-          OR (excluded.rank = device_campaign.rank AND coalesce(excluded.done, 0) > coalesce(device_campaign.done, 0)))`),
-      statuses: db.prepare('SELECT * FROM device_campaign WHERE campaign = ? ORDER BY device'),
-      stateCounts: db.prepare('SELECT campaign, state, count(*) AS n FROM device_campaign GROUP BY campaign, state'),
-      rejections: db.prepare("SELECT code, count(*) AS n FROM device_campaign WHERE state = 'rejected' GROUP BY code"),
-      // Only for a device known in the campaign's group, so invented ids never add rows.
-      recordFetch: db.prepare(`INSERT OR IGNORE INTO manifest_fetches (manifest_sha, device, at)
-        SELECT c.manifest_sha, d.id, @now FROM campaigns c JOIN devices d ON d.id = @device AND d.grp = c.grp WHERE c.id = @campaign`),
-      statusContext: db.prepare(`SELECT c.id, c.grp, c.rollout, c.version, c.security_counter,
-          d.grp AS device_grp, d.version AS device_version, d.counter AS device_counter,
-          EXISTS (SELECT 1 FROM manifest_fetches f WHERE f.manifest_sha = c.manifest_sha AND f.device = @device) AS fetched
-        FROM campaigns c LEFT JOIN devices d ON d.id = @device WHERE c.id = @campaign`),
-      fetchCount: db.prepare('SELECT count(*) AS n FROM manifest_fetches'),
-    };
-  }
-
-  campaign(id: string): CampaignRow | undefined {
-    return this.stmts.campaign.get(id) as CampaignRow | undefined;
-  }
-
-  /** What a request needs to know (the hot path: no manifest blob). */
-  gate(id: string): Pick<CampaignRow, 'id' | 'state' | 'rollout' | 'halt_code'> | undefined {
-    return this.stmts.gate.get(id) as Pick<CampaignRow, 'id' | 'state' | 'rollout' | 'halt_code'> | undefined;
-  }
-
-  campaigns(state?: CampaignState): CampaignRow[] {
-    return (state ? this.stmts.byState.all(state) : this.stmts.campaigns.all()) as CampaignRow[];
-  }
-
-  activeInGroup(group: string): string | undefined {
-    return (this.stmts.activeInGroup.get(group) as { id: string } | undefined)?.id;
-  }
-
-  /** Insert a campaign unless the group already has an active one (checked in the same transaction). */
-  insertCampaign(row: Omit<CampaignRow, 'halt_baseline' | 'halt_code'>): void {
-    this.db
-      .transaction(() => {
-        const other = this.activeInGroup(row.grp);
-        if (other) throw new FwsealError('CONFLICT', `group ${row.grp} already has the active campaign ${other}`);
-        this.stmts.insertCampaign.run(row);
-      })
-      .immediate();
-  }
+  campaign(id: string): Promise<CampaignRow | undefined>;
+  gate(id: string): Promise<CampaignGate | undefined>;
+  /** Every campaign (or those in `state`), in creation order. */
+  campaigns(state?: CampaignState): Promise<CampaignRow[]>;
+  /** The group's running, paused or halted campaign, if any. */
+  activeInGroup(group: string): Promise<string | undefined>;
+  /**
+   * Insert a campaign unless its group has an active one (FwsealError CONFLICT), atomically. With
+   * `root`: only while the newest root of trust versions are still these (the manifest was verified
+   * under them), else nothing is inserted and false returned. SQLite: one IMMEDIATE transaction.
+   * PostgreSQL: one transaction holding a lock on the group (e.g. `pg_advisory_xact_lock` of the
+   * group name) and reading the root versions under the shared form of the lock every root change
+   * takes (root-store.ts; `pg_advisory_xact_lock_shared`), so no root change commits in between: a
+   * later one re-checks the new campaign (root-recheck.ts), an earlier one makes this insert fail.
+   */
+  insertCampaign(row: NewCampaign, root?: RootVersions): Promise<boolean>;
+  /**
+   * Change a campaign atomically: read the row, run `change` (with the campaign's progress when
+   * `progress` is set, and the root versions), write the fields it returns. Returns the new row, or
+   * null (no campaign, or no change). SQLite: one IMMEDIATE transaction. PostgreSQL: one transaction,
+   * `SELECT ... FROM campaigns WHERE id = $1 FOR UPDATE` first, then the progress reads and the root
+   * versions (under the shared root lock, as insertCampaign), then the UPDATE, so two instances never
+   * open a wave twice or undo each other's transition, and a resume checked under one root of trust
+   * never lands after another was stored.
+   */
+  updateCampaign(id: string, change: CampaignChange, opts?: { readonly progress?: boolean }): Promise<CampaignRow | null>;
 
   /**
-   * Change a campaign inside an IMMEDIATE transaction: `change` sees the current row (another instance
-   * may have changed it) and returns the new fields, or null for no change. Returns the new row or null.
+   * Record an `online` report atomically: false (nothing stored) for a new device once `max` devices
+   * are known (SPEC.md §12.9, maxKnownDevices); a known device whose revocation version rose gets
+   * one acknowledgement per list in between (§12.13). SQLite: one IMMEDIATE transaction.
+   * PostgreSQL: one transaction that reads the device `FOR UPDATE` and bounds new devices with a
+   * counter row updated in the same transaction (a count of rows would race between instances).
    */
-  updateCampaign(id: string, change: (row: CampaignRow) => Partial<CampaignRow> | null): CampaignRow | null {
-    return this.db
-      .transaction(() => {
-        const row = this.campaign(id);
-        if (!row) return null;
-        const fields = change(row);
-        if (!fields || Object.keys(fields).length === 0) return null;
-        const next = { ...row, ...fields, updated: Date.now() };
-        const names = Object.keys(fields)
-          .filter((k) => k !== 'id')
-          .concat('updated');
-        this.db
-          .prepare(`UPDATE campaigns SET ${names.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`)
-          .run(Object.fromEntries([['id', id], ...names.map((k) => [k, (next as Record<string, unknown>)[k]])]));
-        return next as CampaignRow;
-      })
-      .immediate();
-  }
-
-  /** Record an `online` report; false (nothing stored) for a new device once `max` devices are known. */
-  upsertDevice(id: string, r: DeviceReport, max: number): boolean {
-    const row = {
-      id,
-      grp: r.group,
-      version: r.version ?? null,
-      counter: r.counter ?? null,
-      now: Date.now(),
-      trust_version: r.trustVersion ?? null,
-      revocation_version: r.revocationVersion ?? null,
-      revocation_digest: r.revocationDigest ? Buffer.from(r.revocationDigest) : null,
-    };
-    if (this.stmts.updateDevice.run(row).changes > 0) return true;
-    return this.stmts.insertDevice.run({ ...row, max }).changes > 0;
-  }
-
-  /** The server served `campaign`'s manifest to `device`: remembered only for a device of the campaign's group. */
-  recordFetch(campaign: string, device: string): void {
-    this.stmts.recordFetch.run({ campaign, device, now: Date.now() });
-  }
-
-  statusContext(campaign: string, device: string): StatusContext | undefined {
-    return this.stmts.statusContext.get({ campaign, device }) as StatusContext | undefined;
-  }
-
+  recordOnline(device: string, report: DeviceReport, max: number): Promise<boolean>;
+  /** The server served `campaign`'s manifest to `device`: remembered only for a device of the campaign's group (one statement). */
+  recordFetch(campaign: string, device: string): Promise<void>;
+  statusContext(campaign: string, device: string): Promise<StatusContext | undefined>;
+  /**
+   * Record a counted status event atomically: the device's last seen, and its (campaign, device) row
+   * moved forward only (a higher rank, or more blocks done within downloading; terminal rows never
+   * change). False when the row did not move (old or redelivered). SQLite: one IMMEDIATE transaction.
+   * PostgreSQL: one transaction with `INSERT ... ON CONFLICT DO UPDATE ... WHERE` (the condition on
+   * the stored row, as the SQLite statement has it).
+   */
+  recordStatus(s: StatusRecord): Promise<boolean>;
+  statuses(campaign: string): Promise<DeviceCampaignRow[]>;
+  /** Known devices (of `group`), ordered by id. */
+  devices(group?: string): Promise<DeviceRow[]>;
+  deviceCount(): Promise<number>;
+  stateCounts(): Promise<{ campaign: string; state: DeviceCampaignState; n: number }[]>;
+  rejections(): Promise<{ code: number; n: number }[]>;
   /** Rows of manifest_fetches (tests and the fuzzer check that abuse does not grow the store). */
-  fetchCount(): number {
-    return (this.stmts.fetchCount.get() as { n: number }).n;
-  }
+  fetchCount(): Promise<number>;
+  /** The devices recorded as served `campaign`'s manifest envelope (under any campaign), ordered by id. */
+  fetchedDevices(campaign: string): Promise<string[]>;
+  close(): Promise<void>;
+}
 
-  touchDevice(id: string): void {
-    this.stmts.touchDevice.run(Date.now(), id);
-  }
+/** Where the server keeps its state: today one SQLite file in the data folder. */
+export type StoreOptions = { readonly kind: 'sqlite'; readonly dataDir: string };
 
-  devices(group?: string): DeviceRow[] {
-    return (group === undefined ? this.stmts.devices.all() : this.stmts.groupDevices.all(group)) as DeviceRow[];
-  }
-
-  deviceCount(): number {
-    return (this.stmts.deviceCount.get() as { n: number }).n;
-  }
-
-  /** Record a status event; false when it did not move the row forward (old or redelivered). */
-  recordStatus(s: { campaign: string; device: string; state: DeviceCampaignState; done?: number; total?: number; code?: number }): boolean {
-    const r = this.stmts.upsertStatus.run({
-      campaign: s.campaign,
-      device: s.device,
-      state: s.state,
-      rank: RANK[s.state],
-      done: s.done ?? null,
-      total: s.total ?? null,
-      code: s.code ?? null,
-      updated: Date.now(),
-    });
-    return r.changes > 0;
-  }
-
-  statuses(campaign: string): DeviceCampaignRow[] {
-    return this.stmts.statuses.all(campaign) as DeviceCampaignRow[];
-  }
-
-  stateCounts(): { campaign: string; state: DeviceCampaignState; n: number }[] {
-    return this.stmts.stateCounts.all() as { campaign: string; state: DeviceCampaignState; n: number }[];
-  }
-
-  rejections(): { code: number; n: number }[] {
-    return this.stmts.rejections.all() as { code: number; n: number }[];
-  }
-
-  close(): void {
-    if (this.db.open) this.db.close();
+/** Open the store `options` names (the backend is loaded only when chosen). */
+export async function openStore(options: StoreOptions): Promise<OtaStore> {
+  switch (options.kind) {
+    case 'sqlite': {
+      const { SqliteStore } = await import('./store-sqlite.js');
+      return new SqliteStore(options.dataDir);
+    }
   }
 }

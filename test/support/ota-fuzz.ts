@@ -134,7 +134,7 @@ export async function fuzzOtaServer(opts: OtaFuzzOptions): Promise<OtaFuzzResult
       // Block answers held for multicast go out within the hold (25 windows of 5 ms): one more barrier after it.
       await new Promise((res) => setTimeout(res, 25 * 5 + 20));
       await barrier(what);
-      checkInvariants(server!, cast, seen.splice(0), published, owner, log, fail, what);
+      await checkInvariants(server!, cast, seen.splice(0), published, owner, log, fail, what);
     };
 
     for (let i = 0; i < opts.runs && Date.now() < deadline; i++) {
@@ -151,7 +151,7 @@ export async function fuzzOtaServer(opts: OtaFuzzOptions): Promise<OtaFuzzResult
     await barrier('quiet device served');
     await publish(topics.status(P, q), encodeStatusEvent({ campaign: cast.a, device: q, state: 'failed', code: CODES.TRANSPORT_TIMEOUT }));
     const until = Date.now() + WAIT_MS;
-    while (server.store.campaign(cast.a)?.state !== 'halted') {
+    while ((await server.store.campaign(cast.a))?.state !== 'halted') {
       if (Date.now() > until) {
         fail('a counted failure did not halt the campaign');
         break;
@@ -186,7 +186,7 @@ async function setUp(server: OtaServer, publish: Publish, rid: (device: string, 
   ] as const) {
     for (const d of ids) await publish(topics.status(P, d), encodeStatusEvent({ device: d, state: 'online', group, version: '0.1.0', counter: 1 }));
   }
-  await waitFor(() => server.store.deviceCount() === 12, 'the fleet known');
+  await waitFor(async () => (await server.store.deviceCount()) === 12, 'the fleet known');
   const a = await createCampaign(server, GROUP_A, release('a'), { waves: [50, 100], abortFailureRate: 0 });
   const b = await createCampaign(server, GROUP_B, release('bb'));
   if (a.status !== 201 || b.status !== 201) throw new Error(`campaigns not created: ${a.status} ${b.status}`);
@@ -206,13 +206,13 @@ async function setUp(server: OtaServer, publish: Publish, rid: (device: string, 
     await waitFor(() => seen.some((m) => m.topic === topics.reply(P, d) && requestIdOf(m.payload) === r), `${d} served`);
     await publish(topics.status(P, d), encodeStatusEvent({ campaign: cast.a, device: d, state: 'confirmed' }));
   }
-  await waitFor(() => server.store.statuses(cast.a).length === 3, 'three confirmations counted');
+  await waitFor(async () => (await server.store.statuses(cast.a)).length === 3, 'three confirmations counted');
   return cast;
 }
 
-async function waitFor(check: () => boolean, what: string): Promise<void> {
+async function waitFor(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const until = Date.now() + WAIT_MS;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > until) throw new Error(`${what}: not within ${WAIT_MS} ms`);
     await new Promise((res) => setTimeout(res, 10));
   }
@@ -336,7 +336,7 @@ function requestIdOf(payload: Uint8Array): number | undefined {
 }
 
 /** Every recorded message is the fuzzer's own, or one the server may send; then the store and the log. */
-function checkInvariants(
+async function checkInvariants(
   server: OtaServer,
   cast: Cast,
   seen: Seen[],
@@ -345,7 +345,7 @@ function checkInvariants(
   log: string[],
   fail: (m: string) => void,
   when: string,
-): void {
+): Promise<void> {
   const caseOf = (r: number | undefined) => (r === undefined ? 'no request id' : `request id ${r} of case ${owner.get(r)?.index ?? '?'}`);
   for (const m of seen) {
     if (published.get(m.topic)?.has(sha(m.payload))) continue;
@@ -362,7 +362,7 @@ function checkInvariants(
       const want = announce[1] === GROUP_A ? cast.a : announce[1] === GROUP_B ? cast.b : null;
       if (!a.ok || a.value.campaign !== want) fail(`${when}: not the server's announcement on ${m.topic} (${caseOf(r)})`);
     } else if (m.topic === topics.root(P)) {
-      const own = server.root.announcement();
+      const own = await server.root.announcement();
       if (!own || sha(m.payload) !== sha(encodeRootAnnouncement(own))) fail(`${when}: not the server's root announcement on ${m.topic}`);
     } else if (data) {
       const b = parseBlockResponse(m.payload);
@@ -370,17 +370,14 @@ function checkInvariants(
         fail(`${when}: not a multicast block on ${m.topic} (${caseOf(r)})`);
     } else fail(`${when}: the server published on ${m.topic} (${caseOf(r)})`);
   }
-  const rows = server.store.statuses(cast.a);
+  const rows = await server.store.statuses(cast.a);
   const odd = rows.filter((s) => !cast.counted.includes(s.device) || s.state !== 'confirmed');
   if (odd.length > 0) fail(`${when}: rows that must not exist or change: ${JSON.stringify(odd.map((s) => [s.device, s.state]))}`);
-  const state = server.store.campaign(cast.a)?.state;
+  const state = (await server.store.campaign(cast.a))?.state;
   if (state !== 'running') fail(`${when}: campaign A is ${state}`);
-  const fetchedA = (
-    server.store.db.prepare('SELECT f.device FROM manifest_fetches f JOIN campaigns c ON c.manifest_sha = f.manifest_sha WHERE c.id = ?').all(cast.a) as {
-      device: string;
-    }[]
-  ).map((x) => x.device);
+  const fetchedA = await server.store.fetchedDevices(cast.a);
   if (fetchedA.some((d) => !cast.counted.includes(d))) fail(`${when}: fetches recorded for ${JSON.stringify(fetchedA)}`);
-  if (server.store.deviceCount() > MAX_DEVICES) fail(`${when}: ${server.store.deviceCount()} devices known (at most ${MAX_DEVICES})`);
+  const known = await server.store.deviceCount();
+  if (known > MAX_DEVICES) fail(`${when}: ${known} devices known (at most ${MAX_DEVICES})`);
   for (const l of log.splice(0)) if (/dropped|failed|wave engine/.test(l)) fail(`${when}: server log: ${l}`);
 }
