@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * The `fwseal` command. Exit status: 0 accepted / done, 1 rejected (a verification code),
- * 2 usage or I/O error (one line on stderr). Secrets are never printed.
+ * The `fwseal` command. Exit status: 0 accepted / done, 1 rejected (a verdict: SPEC.md §9),
+ * 2 usage, I/O or transport error (one line on stderr). With --json, a failure also prints the error
+ * object on stdout (host/schemas/error.schema.json). Secrets are never printed.
  */
 import { realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
@@ -20,6 +21,7 @@ import { OTA_COMMANDS } from './commands/ota.js';
 import { devicePowercutSweep } from './commands/powercut-sweep.js';
 import { inspectCmd, packCmd, verifyCmd } from './commands/release.js';
 import { signCmd } from './commands/sign.js';
+import { TOKEN_COMMANDS } from './commands/tokens.js';
 import { revoke, trustInit, trustRotate } from './commands/trust.js';
 import { trustVerify } from './commands/trust-verify.js';
 import { exitStatusFor, FwsealError } from './errors.js';
@@ -42,6 +44,7 @@ export const COMMANDS: readonly Command[] = [
   deviceRun,
   devicePowercutSweep,
   ...OTA_COMMANDS,
+  ...TOKEN_COMMANDS,
   incidentRevokeKey,
   fleetSim,
   auditVerify,
@@ -63,6 +66,8 @@ export const AUDITED_COMMANDS: ReadonlySet<string> = new Set([
   'revoke',
   'trust publish',
   'incident revoke-key',
+  'token create',
+  'token revoke',
 ]);
 
 /** The audit log of this run and who acts; `failureRecorded`: the command itself recorded a failure. */
@@ -119,7 +124,9 @@ usage: fwseal COMMAND [options]   (fwseal COMMAND --help for details)
 
 ${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
-Exit status: 0 ok/accepted, 1 rejected, 2 usage or I/O error.
+Exit status: 0 ok/accepted, 1 rejected, 2 usage, I/O or transport error. With --json, a failure
+also prints {"ok":false,"code":N,"error":"NAME","detail":"...","exitStatus":S} on stdout; every
+--json output is described by a JSON Schema in host/schemas/.
 `;
 }
 
@@ -142,6 +149,8 @@ export async function main(args: string[], io: Io, extra: readonly Command[] = [
     trail = taken.log === undefined ? null : { log: taken.log, who: hostActor(), failureRecorded: false };
   } catch (e) {
     io.stderr(`fwseal: USAGE (code 800): ${(e as Error).message}\n`);
+    const named = findCommand(args, commands);
+    if (named && wantsJson(named.cmd, named.rest)) printJsonError(io, e);
     return 2;
   }
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
@@ -173,6 +182,7 @@ export async function main(args: string[], io: Io, extra: readonly Command[] = [
 
 async function runCommand(cmd: Command, rest: string[], io: Io, trail: AuditTrail | null): Promise<number> {
   const audited = trail !== null && AUDITED_COMMANDS.has(cmd.name);
+  const asJson = wantsJson(cmd, rest);
   let logUsable = true;
   try {
     const parsed = parse(cmd, rest);
@@ -189,6 +199,7 @@ async function runCommand(cmd: Command, rest: string[], io: Io, trail: AuditTrai
     return await cmd.run(parsed, trail ? auditingIo(io, trail) : io);
   } catch (e) {
     const status = printError(io, cmd, e);
+    if (asJson) printJsonError(io, e);
     if (audited && logUsable && !trail.failureRecorded) recordFailure(io, cmd, trail, e);
     return status;
   }
@@ -215,13 +226,35 @@ function recordFailure(io: Io, cmd: Command, trail: AuditTrail, e: unknown): voi
   }
 }
 
+/**
+ * `--json` given to a command that takes it (before any `--`): its failures are JSON on stdout too.
+ * Looked up in the raw arguments, so a command line that does not parse (USAGE) still gets one.
+ */
+function wantsJson(cmd: Command, rest: readonly string[]): boolean {
+  if (!('json' in cmd.options)) return false;
+  const end = rest.indexOf('--');
+  return (end < 0 ? rest : rest.slice(0, end)).includes('--json');
+}
+
+/** What a failed command prints on stdout with --json (host/schemas/error.schema.json); one line, so NDJSON streams stay parseable. */
+export type ErrorObject = { readonly ok: false; readonly code: number; readonly error: string; readonly detail: string; readonly exitStatus: 1 | 2 };
+
+export function errorObject(e: unknown): ErrorObject {
+  if (e instanceof FwsealError) return { ok: false, code: e.code, error: e.codeName, detail: e.message, exitStatus: exitStatusFor(e.code) };
+  return { ok: false, code: 899, error: codeName(899), detail: e instanceof Error ? e.message : String(e), exitStatus: 2 };
+}
+
+function printJsonError(io: Io, e: unknown): void {
+  io.stdout(`${JSON.stringify(errorObject(e))}\n`);
+}
+
 function printError(io: Io, cmd: Command, e: unknown): 1 | 2 {
   if (e instanceof FwsealError) {
     const status = exitStatusFor(e.code);
     io.stderr(`fwseal ${cmd.name}: ${status === 1 ? 'REJECTED ' : ''}${e.codeName} (code ${e.code}): ${e.message}\n`);
     return status;
   }
-  io.stderr(`fwseal ${cmd.name}: ${codeName(899)}: ${(e as Error).message}\n`);
+  io.stderr(`fwseal ${cmd.name}: ${codeName(899)} (code 899): ${(e as Error).message}\n`);
   return 2;
 }
 

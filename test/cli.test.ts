@@ -591,11 +591,12 @@ describe('inspect', () => {
     writeFileSync(p('garbage.bin'), content);
     const r = await fwseal(['inspect', 'garbage.bin', '--json']);
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stdout).toBe('');
     const m = /\b([A-Z][A-Z_]+) \(code (\d+)\)/.exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
     const [, name, num] = m as RegExpExecArray;
     expect(CODES[name as CodeName]).toBe(Number(num));
+    // --json: the error object on stdout, nothing else (SPEC.md §9).
+    expect(JSON.parse(r.stdout)).toEqual({ ok: false, code: Number(num), error: name, detail: expect.any(String), exitStatus: 1 });
     expect(Number(num)).toBeGreaterThanOrEqual(100);
     expect(Number(num)).toBeLessThan(800);
   });

@@ -272,6 +272,11 @@ function reportRun(p: Parsed, io: Io, { flash, layout }: Device, steps: string[]
   return okay ? 0 : 1;
 }
 
+/** JSON of a status event as host/schemas/device-run.schema.json has it: bytes (the revocation digest) in hex. */
+function hexBytes(_key: string, value: unknown): unknown {
+  return value instanceof Uint8Array ? Buffer.from(value).toString('hex') : value;
+}
+
 /** `device run --broker`: the OTA device client on the device under --state. */
 async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
   for (const flag of ['update', 'image', 'digests', 'confirm', 'trust-update']) {
@@ -316,7 +321,7 @@ async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
       maxTrialBoots: cfg.maxTrialBoots,
       log: line,
       onStatus: (e: StatusEvent) => {
-        if (asJson) io.stdout(`${JSON.stringify(e)}\n`);
+        if (asJson) io.stdout(`${JSON.stringify(e, hexBytes)}\n`);
         if (p.values['exit-after-update'] && (e.state === 'confirmed' || e.state === 'rejected' || e.state === 'failed')) onEnd(e);
       },
     });

@@ -9,7 +9,7 @@ import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { exitStatusFor, FwsealError } from '../errors.js';
 import { envelopeKind } from '../inspect.js';
-import { type ApiTarget, apiRequest } from '../ota/api-client.js';
+import { type ApiTarget, apiGetRetrying, apiRequest } from '../ota/api-client.js';
 import { type DeviceView } from '../ota/campaigns.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
@@ -247,35 +247,64 @@ function changeLine(d: CampaignDetail): string {
 
 const FINAL = new Set(['completed', 'aborted', 'halted']);
 
+/** Why a watched campaign ended without completing (one stderr line): the halt code, or the failure rate and the devices' codes. */
+export function endReason(d: CampaignDetail): string {
+  if (d.state !== 'halted') return `campaign ${d.id} ${d.state}`;
+  if (d.haltCode) return `campaign ${d.id} halted by the root of trust: ${codeName(d.haltCode)} (code ${d.haltCode})`;
+  const codes = new Map<number, number>();
+  for (const x of d.devices) if (x.code) codes.set(x.code, (codes.get(x.code) ?? 0) + 1);
+  const named = [...codes].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${codeName(c)} (code ${c}) x${n}`);
+  return `campaign ${d.id} halted: failure rate ${pct(d.failureRate)} above ${pct(d.abortFailureRate)}${named.length ? `; device codes: ${named.join(', ')}` : ''}`;
+}
+
+/**
+ * `--watch`: poll until a final state; exit 0 only for completed, 1 for halted or aborted (SPEC.md
+ * §12.9). A server that does not answer (restart, reset, a proxy's 502/503/504) is asked again with
+ * backoff for --retry-for seconds since its last answer, then SERVER_UNREACHABLE (exit 2).
+ */
+async function watchCampaign(p: Parsed, io: Io, t: ApiTarget, id: string): Promise<number> {
+  const retryFor = int(p, 'retry-for', 1, 86_400, 60);
+  const tty = !p.values.json && !!io.stdoutIsTty;
+  const onRetry = (e: FwsealError, attempt: number, ms: number) =>
+    io.stderr(`fwseal campaign status: ${e.codeName} (code ${e.code}); asking again in ${(ms / 1000).toFixed(1)} s (attempt ${attempt + 1})\n`);
+  let last = '';
+  for (;;) {
+    const d = await apiGetRetrying<CampaignDetail>(t, `api/campaigns/${encodeURIComponent(id)}`, { giveUpMs: retryFor * 1000, onRetry });
+    const text = p.values.json ? `${JSON.stringify(d)}\n` : tty ? formatStatus(d, 1) : changeLine(d);
+    if (text !== last) io.stdout(tty ? `\x1b[H\x1b[2J${text}` : text);
+    last = text;
+    if (d.state === 'completed') return 0;
+    if (FINAL.has(d.state)) {
+      io.stderr(`fwseal campaign status: ${endReason(d)}\n`);
+      return 1;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 export const campaignStatus: Command = {
   name: 'campaign status',
   summary: 'show a campaign: state, wave, device counts, failure rate, devices (--watch to follow it)',
-  usage: `fwseal campaign status ID [--watch] [--json] [--server URL]
+  usage: `fwseal campaign status ID [--watch [--retry-for SECONDS]] [--json] [--server URL]
 
 --watch polls every second until the campaign is completed, aborted or halted: on a terminal it
-redraws the table with a progress bar, otherwise it prints one line per change.
+redraws the table with a progress bar, otherwise it prints one line per change (with --json, the
+campaign as one JSON line per change). Exit status with --watch: 0 completed; 1 halted or aborted
+(the reason on stderr: the halt code, or the failure rate and the devices' codes); 2 when the server
+gave no answer for --retry-for seconds (default 60; SERVER_UNREACHABLE): a server restart, a reset
+connection or a proxy's 502/503/504 is asked again with backoff (0.5 s doubling to 8 s) meanwhile.
+Without --watch: exit 0 whatever the state.
 ${SERVER_USAGE}`,
-  options: { ...SERVER_FLAGS, watch: { type: 'boolean' }, json: { type: 'boolean' } },
+  options: { ...SERVER_FLAGS, watch: { type: 'boolean' }, json: { type: 'boolean' }, 'retry-for': { type: 'string' } },
   async run(p, io) {
     const id = onePositional(p, 'campaign id');
     const t = target(p);
-    const get = () => apiRequest<CampaignDetail>(t, 'GET', `api/campaigns/${encodeURIComponent(id)}`);
-    if (!p.values.watch) {
-      const d = await get();
-      if (p.values.json) json(io, d);
-      else io.stdout(formatStatus(d));
-      return 0;
-    }
-    const tty = !p.values.json && !!process.stdout.isTTY;
-    let last = '';
-    for (;;) {
-      const d = await get();
-      const text = p.values.json ? `${JSON.stringify(d)}\n` : tty ? formatStatus(d, 1) : changeLine(d);
-      if (text !== last) io.stdout(tty ? `\x1b[H\x1b[2J${text}` : text);
-      last = text;
-      if (FINAL.has(d.state)) return 0;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    if (p.values.watch) return watchCampaign(p, io, t, id);
+    if (p.values['retry-for'] !== undefined) throw new FwsealError('USAGE', '--retry-for goes with --watch');
+    const d = await apiRequest<CampaignDetail>(t, 'GET', `api/campaigns/${encodeURIComponent(id)}`);
+    if (p.values.json) json(io, d);
+    else io.stdout(formatStatus(d));
+    return 0;
   },
 };
 

@@ -1,6 +1,8 @@
 /**
  * The CLI's side of the HTTP API: one request, its JSON answer, and the API's error codes turned
- * into FwsealErrors (connection refused: SERVER_UNREACHABLE; 401/404/409 and 422 with the server's code).
+ * into FwsealErrors (connection refused or reset, no answer in time, a proxy's 502/503/504:
+ * SERVER_UNREACHABLE; 401/403/404/409 and 422 with the server's code). `apiGetRetrying` rides out a
+ * server restart for the commands that follow a campaign (SPEC.md §12.9).
  */
 import { createReadStream } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -18,12 +20,21 @@ function codeNameOf(name: unknown, fallback: Exclude<CodeName, 'OK'>): Exclude<C
   return typeof name === 'string' && name !== 'OK' && Object.hasOwn(CODES, name) ? (name as Exclude<CodeName, 'OK'>) : fallback;
 }
 
-const STATUS_CODES: Record<number, Exclude<CodeName, 'OK'>> = { 401: 'UNAUTHORIZED', 404: 'NOT_FOUND', 409: 'CONFLICT', 413: 'TOO_LARGE' };
+const STATUS_CODES: Record<number, Exclude<CodeName, 'OK'>> = { 401: 'UNAUTHORIZED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 413: 'TOO_LARGE' };
+/** A reverse proxy's answers while the server behind it is down or restarting: no fwseal server answered. */
+const GATEWAY_DOWN = new Set([502, 503, 504]);
+
+/** The name for an unsuccessful HTTP answer: the server's own code where it gave one (SPEC.md §12.9). */
+function failureName(status: number, err: { error?: unknown }): Exclude<CodeName, 'OK'> {
+  if (GATEWAY_DOWN.has(status) && codeNameOf(err.error, 'INTERNAL') === 'INTERNAL') return 'SERVER_UNREACHABLE';
+  const name = STATUS_CODES[status] ?? codeNameOf(err.error, status >= 500 ? 'INTERNAL' : 'USAGE');
+  return status === 422 || status === 400 ? codeNameOf(err.error, name) : name;
+}
 
 /** A request body: JSON, a file streamed from disk, or bytes in memory (a signed object, application/octet-stream). */
 export type ApiBody = { json: unknown } | { file: string; size: number } | { bytes: Uint8Array };
 
-export function apiRequest<T>(target: ApiTarget, method: string, path: string, body?: ApiBody): Promise<T> {
+export function apiRequest<T>(target: ApiTarget, method: string, path: string, body?: ApiBody, timeoutMs = TIMEOUT_MS): Promise<T> {
   let url: URL;
   try {
     url = new URL(path, target.server.endsWith('/') ? target.server : `${target.server}/`);
@@ -47,7 +58,7 @@ export function apiRequest<T>(target: ApiTarget, method: string, path: string, b
     headers['content-length'] = body.size;
   }
   return new Promise<T>((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method, headers, timeout: TIMEOUT_MS }, (res) => {
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method, headers, timeout: timeoutMs }, (res) => {
       const parts: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -67,8 +78,7 @@ export function apiRequest<T>(target: ApiTarget, method: string, path: string, b
         if (status >= 200 && status < 300) return resolve(parsed as T);
         const err = (parsed ?? {}) as { error?: unknown; detail?: unknown };
         const detail = typeof err.detail === 'string' ? err.detail : `HTTP ${status}`;
-        const name = STATUS_CODES[status] ?? codeNameOf(err.error, status >= 500 ? 'INTERNAL' : 'USAGE');
-        reject(new FwsealError(status === 422 || status === 400 ? codeNameOf(err.error, name) : name, `server: ${detail}`));
+        reject(new FwsealError(failureName(status, err), `server: ${detail}`));
       });
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
@@ -83,4 +93,46 @@ export function apiRequest<T>(target: ApiTarget, method: string, path: string, b
       s.pipe(req);
     } else req.end();
   });
+}
+
+/** Failures that say no server answered, or it asked to come back later: asked again. */
+const TRANSIENT: ReadonlySet<CodeName> = new Set(['SERVER_UNREACHABLE', 'SERVER_BUSY']);
+
+export type RetryPolicy = {
+  /** Give up (SERVER_UNREACHABLE) once this long passed without an answer. */
+  readonly giveUpMs: number;
+  /** The first wait (default 500 ms); each next one doubles, up to `maxDelayMs` (default 8 s). */
+  readonly firstDelayMs?: number;
+  readonly maxDelayMs?: number;
+  /** One request's own limit (default 10 s): a server that accepts but never answers is retried too. */
+  readonly requestTimeoutMs?: number;
+  /** Told before each wait (the CLI prints one line on stderr). */
+  readonly onRetry?: (e: FwsealError, attempt: number, delayMs: number) => void;
+};
+
+/**
+ * GET `path`, asking again while the server is unreachable or busy, with exponential backoff and
+ * jitter (so the CI jobs watching one restarted server do not all come back at once); any other
+ * answer, an error included, ends it. Only for reads: a GET changes nothing when repeated.
+ */
+export async function apiGetRetrying<T>(target: ApiTarget, path: string, policy: RetryPolicy): Promise<T> {
+  const started = Date.now();
+  let delay = policy.firstDelayMs ?? 500;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await apiRequest<T>(target, 'GET', path, undefined, policy.requestTimeoutMs ?? 10_000);
+    } catch (e) {
+      if (!(e instanceof FwsealError) || !TRANSIENT.has(e.codeName)) throw e;
+      const left = policy.giveUpMs - (Date.now() - started);
+      if (left <= 0)
+        throw new FwsealError(
+          'SERVER_UNREACHABLE',
+          `no answer for ${Math.round((Date.now() - started) / 1000)} s after ${attempt} attempts; last: ${e.message}`,
+        );
+      const wait = Math.min(left, Math.round(delay * (0.8 + 0.4 * Math.random())));
+      policy.onRetry?.(e, attempt, wait);
+      await new Promise((r) => setTimeout(r, wait));
+      delay = Math.min(delay * 2, policy.maxDelayMs ?? 8000);
+    }
+  }
 }

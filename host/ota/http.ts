@@ -188,14 +188,14 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
   const method = req.method ?? 'GET';
   if (path === '/healthz' && method === 'GET') return sendJson(res, 200, { ok: true, mqtt: server.metrics.mqttConnected });
   if (path === '/metrics' && method === 'GET') {
-    const text = server.metrics.render(server.store);
+    const text = await server.metrics.render(server.store);
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
     res.end(text);
     return;
   }
   if (!path.startsWith('/api/')) throw apiError(404, 'NOT_FOUND', `no route ${path}`);
   if (!authorized(req, token)) throw apiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
-  if (path === '/api/root' && method === 'GET') return sendJson(res, 200, rootView(server));
+  if (path === '/api/root' && method === 'GET') return sendJson(res, 200, await rootView(server));
   // A signed trust bundle or revocation list, as the file holds it (§12.13): at most one envelope; audited (§15.6).
   if (path === '/api/root' && method === 'POST')
     return sendJson(
@@ -209,7 +209,7 @@ async function route(server: OtaServer, token: string | undefined, req: Incoming
       }),
     );
   if (path === '/api/audit' && method === 'GET') return sendJson(res, 200, server.audit.page(url.searchParams));
-  if (path === '/api/devices' && method === 'GET') return sendJson(res, 200, { devices: server.store.devices().map(deviceView) });
+  if (path === '/api/devices' && method === 'GET') return sendJson(res, 200, { devices: (await server.store.devices()).map(deviceView) });
   return routeCampaigns(server, req, res, path, method);
 }
 
@@ -223,7 +223,7 @@ async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: Serv
     return sendJson(res, r.status, r.body);
   }
   if (path === '/api/campaigns') {
-    if (method === 'GET') return sendJson(res, 200, { campaigns: server.store.campaigns().map(summary) });
+    if (method === 'GET') return sendJson(res, 200, { campaigns: (await server.store.campaigns()).map(summary) });
     if (method !== 'POST') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
     const row = await server.audit.record('campaign create', { kind: 'manifest', file: path }, async (d) => {
       const r = await createFromBody(server, req);
@@ -231,7 +231,7 @@ async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: Serv
       d.file = `${path}/${r.id}`;
       return r;
     });
-    return sendJson(res, 201, detail(server.store, row));
+    return sendJson(res, 201, await detail(server.store, row));
   }
   const campaign = path.match(/^\/api\/campaigns\/([A-Za-z0-9_-]{1,64})(?:\/(pause|resume|abort))?$/);
   if (campaign) {
@@ -245,12 +245,12 @@ async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: Serv
         d.digest = toHex(new Uint8Array(r.manifest_sha));
         return r;
       });
-      return sendJson(res, 200, detail(server.store, row));
+      return sendJson(res, 200, await detail(server.store, row));
     }
     if (method !== 'GET') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-    const row = server.store.campaign(id);
+    const row = await server.store.campaign(id);
     if (!row) throw apiError(404, 'NOT_FOUND', `no campaign ${id}`);
-    return sendJson(res, 200, detail(server.store, row));
+    return sendJson(res, 200, await detail(server.store, row));
   }
   throw apiError(404, 'NOT_FOUND', `no route ${method} ${path}`);
 }

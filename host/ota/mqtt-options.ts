@@ -83,21 +83,82 @@ export function mqttSettings(p: Parsed, env: NodeJS.ProcessEnv, clientId: string
   return { url, options };
 }
 
+/** CONNACK return codes of MQTT 3.1.1 (§3.2.2.3): why a broker refused a connection. */
+const CONNACK_V4: Readonly<Record<number, string>> = {
+  1: 'UNACCEPTABLE_PROTOCOL_VERSION',
+  2: 'IDENTIFIER_REJECTED',
+  3: 'SERVER_UNAVAILABLE',
+  4: 'BAD_USER_NAME_OR_PASSWORD',
+  5: 'NOT_AUTHORIZED',
+};
+
+/** CONNACK reason codes of MQTT 5 (§3.2.2.2). */
+const CONNACK_V5: Readonly<Record<number, string>> = {
+  128: 'UNSPECIFIED_ERROR',
+  129: 'MALFORMED_PACKET',
+  130: 'PROTOCOL_ERROR',
+  131: 'IMPLEMENTATION_SPECIFIC_ERROR',
+  132: 'UNSUPPORTED_PROTOCOL_VERSION',
+  133: 'CLIENT_IDENTIFIER_NOT_VALID',
+  134: 'BAD_USER_NAME_OR_PASSWORD',
+  135: 'NOT_AUTHORIZED',
+  136: 'SERVER_UNAVAILABLE',
+  137: 'SERVER_BUSY',
+  138: 'BANNED',
+  140: 'BAD_AUTHENTICATION_METHOD',
+  144: 'TOPIC_NAME_INVALID',
+  149: 'PACKET_TOO_LARGE',
+  151: 'QUOTA_EXCEEDED',
+  153: 'PAYLOAD_FORMAT_INVALID',
+  154: 'RETAIN_NOT_SUPPORTED',
+  155: 'QOS_NOT_SUPPORTED',
+  156: 'USE_ANOTHER_SERVER',
+  157: 'SERVER_MOVED',
+  159: 'CONNECTION_RATE_EXCEEDED',
+};
+
+/** The name of a CONNACK refusal code for the protocol version that sent it ("CONNACK_<n>" when unknown). */
+export function connackReason(code: number, version: number | undefined): string {
+  return (version === 5 ? CONNACK_V5 : CONNACK_V4)[code] ?? `CONNACK_${code}`;
+}
+
+/** mqtt.js reports a CONNACK refusal as an error carrying the numeric return/reason code (never 0). */
+function connackRefusal(e: Error): number | null {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'number' && Number.isInteger(code) && code > 0 ? code : null;
+}
+
 /**
- * Connect, waiting at most `timeoutMs` for the first CONNACK (BROKER_UNREACHABLE after that, or
- * when the broker refuses). Afterwards the client reconnects by itself.
+ * Connect, waiting at most `timeoutMs` for the first CONNACK: no answer is BROKER_UNREACHABLE; a
+ * refusal (bad user name or password, not authorised, client id refused, server unavailable) is
+ * BROKER_AUTH_FAILED at once, naming the reason (SPEC.md §9, code 821): retrying would only be
+ * refused again. Afterwards the client reconnects by itself, through refusals too (a broker
+ * restarting its authentication backend answers SERVER_UNAVAILABLE for a while).
  */
 export function connectMqtt(settings: MqttSettings, timeoutMs = 10_000): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(settings.url, settings.options);
+    const client = mqtt.connect(settings.url, { ...settings.options, reconnectOnConnackError: true });
     let lastError = '';
+    const fail = (e: FwsealError) => {
+      clearTimeout(timer);
+      client.removeListener('connect', onConnect);
+      client.removeListener('error', onError);
+      client.on('error', () => {}); // anything the closing socket still reports is no news
+      client.end(true);
+      reject(e);
+    };
     const onError = (e: Error) => {
-      lastError = (e as NodeJS.ErrnoException).code ?? e.message;
+      const refused = connackRefusal(e);
+      if (refused === null) {
+        lastError = (e as NodeJS.ErrnoException).code ?? e.message;
+        return;
+      }
+      const reason = connackReason(refused, settings.options.protocolVersion);
+      const hint = /USER_NAME|AUTHORIZED|AUTHENTICATION|BANNED/.test(reason) ? '; check FWSEAL_MQTT_USERNAME / FWSEAL_MQTT_PASSWORD and the broker ACL' : '';
+      fail(new FwsealError('BROKER_AUTH_FAILED', `${settings.url} refused the connection: ${reason} (CONNACK code ${refused})${hint}`));
     };
     const timer = setTimeout(() => {
-      client.removeListener('connect', onConnect);
-      client.end(true);
-      reject(new FwsealError('BROKER_UNREACHABLE', `no connection to ${settings.url} within ${timeoutMs} ms${lastError ? ` (${lastError})` : ''}`));
+      fail(new FwsealError('BROKER_UNREACHABLE', `no connection to ${settings.url} within ${timeoutMs} ms${lastError ? ` (${lastError})` : ''}`));
     }, timeoutMs);
     const onConnect = () => {
       clearTimeout(timer);

@@ -86,10 +86,10 @@ export function expectRejected(r: CliRun, code: CodeName): void {
   expect(r.out + r.err).toMatch(new RegExp(`\\b${code}\\b \\(code ${CODES[code]}\\)`));
 }
 
-/** Exit 2, nothing on stdout, one stderr line naming `code` with its number. */
+/** Exit 2, one stderr line naming `code` with its number; stdout empty, or with --json only the error object (SPEC.md §9). */
 export function expectUsage(r: CliRun, code: CodeName = 'USAGE'): void {
   expect(r.status, r.out + r.err).toBe(2);
-  expect(r.out).toBe('');
+  if (r.out !== '') expect(JSON.parse(r.out), r.out).toEqual({ ok: false, code: CODES[code], error: code, detail: expect.any(String), exitStatus: 2 });
   const lines = r.err.split('\n').filter((l) => l.length > 0);
   expect(lines, r.err).toHaveLength(1);
   expect(lines[0]).toMatch(new RegExp(`\\b${code} \\(code ${CODES[code]}\\)`));

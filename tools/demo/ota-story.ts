@@ -234,7 +234,7 @@ the failure rate passes the threshold and the campaign halts.`);
       step: 'downgrade campaign create',
     })
   ).trim();
-  await fwseal(`campaign status ${downgrade} --watch --server ${api}`, { exit: 0, step: 'downgrade campaign halted' });
+  await fwseal(`campaign status ${downgrade} --watch --server ${api}`, { exit: 1, step: 'downgrade campaign halted' });
   const dd = (await (await fetch(`${api}/api/campaigns/${downgrade}`)).json()) as CampaignView;
   const rollbacks = dd.devices.filter((d) => d.state === 'rejected' && d.code === 300).length;
   script.outcomes.push({
