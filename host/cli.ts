@@ -14,6 +14,7 @@ import { auditShow, auditVerify } from './commands/audit.js';
 import { type Command, type Io, parse } from './commands/common.js';
 import { deviceProvision, deviceRun } from './commands/device.js';
 import { fleetSim } from './commands/fleet.js';
+import { FLEET_VIEW_COMMANDS } from './commands/fleet-view.js';
 import { incidentRevokeKey } from './commands/incident.js';
 import { keyExportPub, keyImport } from './commands/key-io.js';
 import { keygen } from './commands/keys.js';
@@ -44,6 +45,7 @@ export const COMMANDS: readonly Command[] = [
   deviceRun,
   devicePowercutSweep,
   ...OTA_COMMANDS,
+  ...FLEET_VIEW_COMMANDS,
   ...TOKEN_COMMANDS,
   incidentRevokeKey,
   fleetSim,

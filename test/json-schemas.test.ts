@@ -14,9 +14,10 @@ import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../host/cli.js';
+import { FLEET_VIEW_COMMANDS } from '../host/commands/fleet-view.js';
 import { OtaServer } from '../host/ota/server.js';
 import { CODES } from '../shared/codes.js';
-import { type CliRun } from './support/cli-run.js';
+import { type CliRun, runCli } from './support/cli-run.js';
 import { type CliWorld, CREATED, makeCliWorld } from './support/cli-world.js';
 import { detBytes } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
@@ -31,7 +32,9 @@ const schemaFile = (command: string) => `${command.replace(/ /g, '-')}.schema.js
 const ajv = new Ajv2020({ allErrors: true, strict: true });
 const schemaNames = readdirSync(SCHEMAS).filter((f) => f.endsWith('.schema.json'));
 for (const f of schemaNames) ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, f), 'utf8')));
-const JSON_COMMANDS = COMMANDS.filter((c) => 'json' in c.options).map((c) => c.name);
+/** The fleet view's commands (host/commands/fleet-view.ts), passed as `extra` until host/cli.ts lists them. */
+const FLEET_EXTRA = FLEET_VIEW_COMMANDS.filter((f) => !COMMANDS.some((c) => c.name === f.name));
+const JSON_COMMANDS = [...COMMANDS, ...FLEET_EXTRA].filter((c) => 'json' in c.options).map((c) => c.name);
 /** Commands whose output validated at least once, with how many documents. */
 const validated = new Map<string, number>();
 
@@ -249,6 +252,29 @@ describe('OTA: serve, campaigns, devices over MQTT, the root of trust', () => {
     check('campaign abort', await run('campaign', 'abort', c.id, '--server', url));
     const r = await run('campaign', 'abort', c.id, '--server', url);
     expect(JSON.parse(r.out)).toMatchObject({ ok: false, code: CODES.CONFLICT, exitStatus: 2 });
+  });
+
+  it('devices list, devices show, campaign list, campaign exclude, campaign next (SPEC.md §12.9 "Fleet view")', async () => {
+    const fleet = (...args: string[]) => runCli([...args, '--json', '--server', url], FLEET_EXTRA);
+    for (const id of ['jf-1', 'jf-2']) {
+      const d = await RawDevice.connect(broker.url, id);
+      closers.push(() => d.close());
+      await d.online('g-fleet');
+    }
+    await known(['jf-1', 'jf-2']);
+    const gated = ['--waves', '50,100', '--wave-gate', 'manual', '--device-timeout', '1h', '--abort-min-devices', '2', '--wave-soak', '0s'];
+    const args = ['campaign', 'create', '--manifest', 'm2.cose', '--image', 'image2.bin', '--group', 'g-fleet', ...gated, '--server', url];
+    const [c] = check('campaign create', await run(...args)) as { id: string; devices: { id: string }[] }[];
+    const first = c.devices[0].id; // the one device of the 50% wave
+    check('campaign exclude', await fleet('campaign', 'exclude', c.id, first));
+    const [next] = check('campaign next', await fleet('campaign', 'next', c.id)) as { wave: number }[];
+    expect(next.wave).toBe(2);
+    check('campaign list', await fleet('campaign', 'list'));
+    check('campaign list', await fleet('campaign', 'list', '--state', 'running'));
+    check('devices list', await fleet('devices', 'list'));
+    check('devices list', await fleet('devices', 'list', '--group', 'g-fleet', '--state', 'online'));
+    const [shown] = check('devices show', await fleet('devices', 'show', first)) as { campaigns: { state: string }[] }[];
+    expect(shown.campaigns.map((x) => x.state)).toEqual(['excluded']);
   });
 
   it('trust publish, incident revoke-key, revoke --publish', async () => {

@@ -3,7 +3,9 @@
  * host/ota/openapi.ts; SPEC.md §12.9 "HTTP API"): the document has the structure OpenAPI 3.1 asks
  * for (checked with ajv against a schema written here after the official one), every schema in it is
  * valid JSON Schema 2020-12 and every reference resolves, it lists exactly the routes of the table,
- * the table gives each route the role the access rules name, and real answers fit the schemas.
+ * the table gives each route the role the access rules name, the server (http.ts) has a handler for
+ * each route of the table and for nothing else, and real answers fit the schemas (against a running
+ * server: test/api-access.test.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { appendAudit } from '../host/audit.js';
 import { AuditPager } from '../host/ota/audit-routes.js';
 import { ApiError } from '../host/ota/campaigns.js';
+import { unmatchedRoutes } from '../host/ota/http.js';
 import { describedOperations, errorStatuses, openApiDocument } from '../host/ota/openapi.js';
 import { matchRoute, PATH_PARAMS, pathParams, ROUTES } from '../host/ota/routes.js';
 
@@ -234,6 +237,8 @@ describe('the route table follows the access rules', () => {
     expect(ROUTES.flatMap((r) => r.audit ?? []).sort()).toEqual([
       'campaign abort',
       'campaign create',
+      'campaign exclude',
+      'campaign next',
       'campaign pause',
       'campaign resume',
       'image upload',
@@ -242,8 +247,14 @@ describe('the route table follows the access rules', () => {
   });
 });
 
+describe('the server dispatches only from the table', () => {
+  it('every route of the table has a handler in http.ts and every handler a route (startHttp refuses to start otherwise)', () => {
+    expect(unmatchedRoutes()).toEqual({ unhandled: [], unrouted: [] });
+  });
+});
+
 describe('matchRoute', () => {
-  const sample: Record<string, string> = { id: 'c1abc', sha256: 'ab'.repeat(32) };
+  const sample: Record<string, string> = { id: 'c1abc', sha256: 'ab'.repeat(32), device: 'dev-1' };
   const fill = (path: string) => path.replace(/\{(\w+)\}/g, (_, n: string) => sample[n]);
 
   it('finds each route from its method and a concrete path, with its parameters', () => {
@@ -278,7 +289,7 @@ describe('matchRoute', () => {
       expect((err as ApiError).status).toBe(400);
       expect((err as ApiError).codeName).toBe('BAD_VALUE');
     }
-    expect(Object.keys(PATH_PARAMS).sort()).toEqual(['id', 'sha256']);
+    expect(Object.keys(PATH_PARAMS).sort()).toEqual(['device', 'id', 'sha256']);
   });
 });
 

@@ -189,7 +189,7 @@ const cases: Case[] = [
       .record({
         campaign: idArb,
         device: idArb,
-        state: fc.constantFrom(...STATUS_STATES.filter((s) => s !== 'online')),
+        state: fc.constantFrom(...STATUS_STATES.filter((s) => s !== 'online' && s !== 'offline')),
         total: fc.integer({ min: 0, max: 1 << 20 }),
         frac: fc.double({ min: 0, max: 1, noNaN: true }),
         progress: fc.boolean(),

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian machine (root, Node >= 20).
 # Debian packages: mosquitto (OTA tests start their own broker on a free loopback port), socat (HIL pty pairs),
-# softhsm2 (PKCS#11 tests: a token in a temp dir, /usr/lib/softhsm/libsofthsm2.so), openssl (key import/export tests).
+# softhsm2 (PKCS#11 tests: a token in a temp dir, /usr/lib/softhsm/libsofthsm2.so), openssl (key import/export tests),
+# postgresql (PostgreSQL 15, /usr/lib/postgresql/15/bin: the --db tests initdb their own cluster in a temp dir, as the
+# postgres user, on a free loopback port; the packaged cluster is not used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(mosquitto socat softhsm2 openssl)
+APT_PACKAGES=(mosquitto socat softhsm2 openssl postgresql)
 if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

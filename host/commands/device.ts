@@ -20,7 +20,7 @@ import { isValidId, isValidPrefix } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
-import { OtaDevice } from '../ota/device-client.js';
+import { OtaDevice, withOfflineWill } from '../ota/device-client.js';
 import { connectMqtt, MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { type Command, type Io, int, json, noPositionals, type Parsed, readObjectFile, str } from './common.js';
 import { digestTablePath } from './release.js';
@@ -298,7 +298,7 @@ async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
   let onSignal = () => {};
   try {
     if (cfg.deviceClass !== deviceClass) throw new FwsealError('USAGE', `--device-class ${deviceClass} is not the provisioned class ${cfg.deviceClass}`);
-    const client = await connectMqtt(settings, timeout);
+    const client = await connectMqtt(withOfflineWill(settings, prefix, id), timeout);
     const line = (text: string) => {
       if (!asJson) io.stdout(`${text}\n`);
     };

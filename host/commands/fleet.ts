@@ -9,6 +9,7 @@ import { isValidId, isValidPrefix } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
 import { defaultSlotSize, ERASE_BLOCK_BYTES, FleetSim, type FleetSimOptions, fleetConfig, idWidth, type SimDeviceReport } from '../fleet/fleet-sim.js';
 import { readFileLimited } from '../io.js';
+import { withOfflineWill } from '../ota/device-client.js';
 import { connectMqtt, MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { type Command, type Io, int, json, noPositionals, type Parsed, readObjectFile, str } from './common.js';
 
@@ -118,7 +119,7 @@ function fleetOptions(p: Parsed): FleetSimOptions {
     memory,
     config,
     exitAfterUpdate: !!p.values['exit-after-update'],
-    connect: (id) => connectMqtt(mqttSettings(p, process.env, id, 4), timeout),
+    connect: (id) => connectMqtt(withOfflineWill(mqttSettings(p, process.env, id, 4), prefix, id), timeout),
   };
 }
 

@@ -1,111 +1,21 @@
 /**
- * `fwseal serve` (the OTA server, SPEC.md §12.8), `fwseal campaign ...` and `fwseal trust publish`
- * (its operator CLI over the HTTP API; SPEC.md §12.9, §12.13). The server token comes from
- * FWSEAL_SERVER_TOKEN and the MQTT password from FWSEAL_MQTT_PASSWORD: never flags, never printed.
+ * `fwseal campaign ...` and `fwseal trust publish`: the operator CLI over the server's HTTP API
+ * (SPEC.md §12.9, §12.13); `fwseal serve` itself is in serve.ts. The API token comes from
+ * FWSEAL_SERVER_TOKEN: never a flag, never printed.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
-import { exitStatusFor, FwsealError } from '../errors.js';
+import { FwsealError } from '../errors.js';
 import { envelopeKind } from '../inspect.js';
 import { type ApiTarget, apiGetRetrying, apiRequest } from '../ota/api-client.js';
 import { type DeviceView } from '../ota/campaigns.js';
-import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
-import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
+import { formatEvents, formatRollout, ROLLOUT_FLAGS, ROLLOUT_USAGE, type RolloutDetail, rolloutBody } from './campaign-rules.js';
 import { type Command, type Io, int, json, noPositionals, onePositional, type Parsed, readObjectFile, str } from './common.js';
+import { serveCmd } from './serve.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
-
-/** HOST:PORT or [IPv6]:PORT. */
-export function parseListen(text: string): { host: string; port: number } {
-  const m = text.match(/^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new FwsealError('USAGE', '--http must be HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks a free one)');
-  return { host: m[1] ?? m[2], port };
-}
-
-export const serveCmd: Command = {
-  name: 'serve',
-  summary: 'run the OTA server: answer device requests over MQTT, run campaigns, serve the HTTP API',
-  usage: `fwseal serve --broker URL --data DIR [--trust trust.cbor] [--revocations RL.cbor] [--http HOST:PORT]
-    [--prefix P] [--tick-ms N] [--response-qos 0|1] [--coalesce-ms N]
-${MQTT_USAGE}
-
-The root of trust: the first start on DIR needs --trust (and takes --revocations); both are kept in
-DIR/fwseal.db with every later version published over the API (fwseal trust publish). A later start
-takes --trust only as the stored newest bundle or its successor, and --revocations only as the
-stored list or a newer one: anything older or different stops serve (exit 2, with the code).
-
-Answers manifest, digest page and block requests under <prefix>/campaign/+/req/+ (MQTT 5 shared
-subscriptions, so several instances on one broker and one --data folder share the work), records
-device status events in DIR/fwseal.db, opens the waves of each campaign, and serves the HTTP API on
---http (default 127.0.0.1:8080; FWSEAL_SERVER_TOKEN set = every /api request needs that bearer
-token). Responses go out with QoS 0 unless --response-qos 1 (a lost one is a device retry). Blocks
-that several devices ask for go out once, on the campaign's data topic, for all of them: a block
-answer waits until --coalesce-ms (default 20; 0 = off) pass without another device asking for it, at
-most 25 of them and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
-  options: {
-    ...MQTT_FLAGS,
-    data: { type: 'string' },
-    trust: { type: 'string' },
-    revocations: { type: 'string' },
-    http: { type: 'string' },
-    prefix: { type: 'string' },
-    'tick-ms': { type: 'string' },
-    'response-qos': { type: 'string' },
-    'coalesce-ms': { type: 'string' },
-  },
-  async run(p, io) {
-    noPositionals(p);
-    const mqtt = mqttSettings(p, process.env, `serve-${randomBytes(4).toString('hex')}`, 5);
-    const trustPath = str(p, 'trust');
-    const trust = trustPath ? readObjectFile(trustPath, 'trust-bundle') : undefined;
-    const rl = str(p, 'revocations');
-    const revocations = rl ? readObjectFile(rl, 'revocation-list') : undefined;
-    const http = parseListen(str(p, 'http') ?? '127.0.0.1:8080');
-    const token = process.env.FWSEAL_SERVER_TOKEN || undefined;
-    // The actor the server's audit log names for API calls (SPEC.md §15.6); the token itself is never logged.
-    const tokenName = process.env.FWSEAL_SERVER_TOKEN_NAME || undefined;
-    const started = OtaServer.start({
-      mqtt,
-      dataDir: str(p, 'data', true),
-      prefix: str(p, 'prefix') ?? 'fwseal',
-      ...(trust ? { trust } : {}),
-      ...(revocations ? { revocations } : {}),
-      http,
-      ...(token ? { token } : {}),
-      ...(tokenName ? { tokenName } : {}),
-      tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000),
-      responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1,
-      coalesceMs: int(p, 'coalesce-ms', 0, 1000, COALESCE_MS),
-      log: (line) => io.stderr(`fwseal serve: ${line}\n`),
-    });
-    const server = await started.catch((e: unknown) => {
-      // A root of trust the stored one does not accept (§12.13) stops the start: exit 2 with the verifier's code.
-      if (e instanceof FwsealError && exitStatusFor(e.code) === 1) return e;
-      throw e;
-    });
-    if (server instanceof FwsealError) {
-      io.stderr(`fwseal serve: ${server.codeName} (code ${server.code}): refused at start: ${server.message}\n`);
-      return 2;
-    }
-    const addr = server.address()!;
-    io.stdout(`fwseal serve: HTTP API on ${addr.url} (MQTT ${mqtt.url}, prefix ${server.prefix}${token ? ', token required' : ''})\n`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.removeListener('SIGINT', stop);
-        process.removeListener('SIGTERM', stop);
-        resolve();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
-    await server.close();
-    io.stderr('fwseal serve: stopped\n');
-    return 0;
-  },
-};
 
 export const SERVER_FLAGS = { server: { type: 'string' } } as const;
 export const SERVER_USAGE = `--server URL defaults to FWSEAL_SERVER, else ${DEFAULT_SERVER}; the token comes from FWSEAL_SERVER_TOKEN.`;
@@ -126,7 +36,7 @@ function sha256File(path: string): Promise<string> {
   });
 }
 
-export type CampaignDetail = {
+export type CampaignDetail = RolloutDetail & {
   id: string;
   group: string;
   version: string;
@@ -154,11 +64,13 @@ export const campaignCreate: Command = {
   name: 'campaign create',
   summary: 'upload an image and start a campaign for a device group on an OTA server',
   usage: `fwseal campaign create --manifest M.cose --image IMAGE --group G [--waves 5,25,100]
-    [--abort-failure-rate 0.1] [--block-size N] [--server URL] [--json]
+    [--abort-failure-rate 0.1] [--block-size N] [--device-timeout D] [--abort-min-devices N]
+    [--wave-soak D] [--wave-gate auto|manual] [--server URL] [--json]
 
 Uploads IMAGE (PUT /api/images/<sha256>), then creates the campaign: the server verifies the manifest
 against its trust bundle and the image against the manifest (exit 1 with the verifier's code when
 they do not verify). Prints the campaign id (the campaign detail with --json).
+${ROLLOUT_USAGE}
 ${SERVER_USAGE}`,
   options: {
     ...SERVER_FLAGS,
@@ -168,6 +80,7 @@ ${SERVER_USAGE}`,
     waves: { type: 'string' },
     'abort-failure-rate': { type: 'string' },
     'block-size': { type: 'string' },
+    ...ROLLOUT_FLAGS,
     json: { type: 'boolean' },
   },
   async run(p, io) {
@@ -177,6 +90,7 @@ ${SERVER_USAGE}`,
     const image = str(p, 'image', true);
     const group = str(p, 'group', true);
     const waves = parseWaves(str(p, 'waves'));
+    const rules = rolloutBody(p);
     const rateText = str(p, 'abort-failure-rate');
     if (rateText !== undefined && !/^(0(\.\d{1,6})?|1(\.0{1,6})?)$/.test(rateText))
       throw new FwsealError('USAGE', '--abort-failure-rate must be a number from 0 to 1');
@@ -201,6 +115,7 @@ ${SERVER_USAGE}`,
         ...(waves ? { waves } : {}),
         ...(rateText !== undefined ? { abortFailureRate: Number(rateText) } : {}),
         ...(blockSize !== undefined ? { blockSize } : {}),
+        ...rules,
       },
     });
     if (p.values.json) json(io, detail);
@@ -217,12 +132,13 @@ export function formatStatus(d: CampaignDetail, bar?: number): string {
   const lines = [
     `campaign ${d.id}  group ${d.group}  version ${d.version} (counter ${d.securityCounter})`,
     `state ${d.state}  wave ${d.wave}/${d.waves.length} (${d.waves[d.wave - 1]}% of ${d.waves.join(',')})`,
-    `devices: known ${c.known}  eligible ${c.eligible}  waiting ${c.waiting}  accepted ${c.accepted}  downloading ${c.downloading}  verifying ${c.verifying}  installed ${c.installed}  confirmed ${c.confirmed}  rejected ${c.rejected}  failed ${c.failed}`,
+    `devices: known ${c.known}  eligible ${c.eligible}  waiting ${c.waiting}  accepted ${c.accepted}  downloading ${c.downloading}  verifying ${c.verifying}  installed ${c.installed}  confirmed ${c.confirmed}  rejected ${c.rejected}  failed ${c.failed}${ended(c)}`,
     `failure rate ${pct(d.failureRate)} (halts above ${pct(d.abortFailureRate)})`,
+    ...formatRollout(d),
   ];
   if (d.haltCode) lines.push(`halted by the root of trust: the manifest fails ${codeName(d.haltCode)} (${d.haltCode}); no longer announced or served`);
   if (bar !== undefined) {
-    const done = c.confirmed + c.rejected + c.failed;
+    const done = c.confirmed + c.rejected + c.failed + (c['timed-out'] ?? 0) + (c.excluded ?? 0);
     const all = Math.max(c.known, done, 1);
     const fill = Math.round((done / all) * 30);
     lines.push(`[${'#'.repeat(fill)}${'.'.repeat(30 - fill)}] ${done}/${all} devices done`);
@@ -237,12 +153,16 @@ export function formatStatus(d: CampaignDetail, bar?: number): string {
       lines.push(`${x.id.padEnd(w)}  ${x.state.padEnd(11)}  ${prog.padEnd(9)}  ${v(x.trustVersion)}  ${v(x.revocationVersion)}  ${code}`.trimEnd());
     }
   }
+  lines.push(...formatEvents(d)); // who did what (SPEC.md §12.9 "Campaign events")
   return `${lines.join('\n')}\n`;
 }
 
+/** The server's own end states (SPEC.md §12.9 "Rollouts that finish"), when the server reports them. */
+const ended = (c: Record<string, number>) => (c['timed-out'] === undefined ? '' : `  timed-out ${c['timed-out']}  excluded ${c.excluded}`);
+
 function changeLine(d: CampaignDetail): string {
   const c = d.counts;
-  return `${d.id} ${d.state} wave ${d.wave}/${d.waves.length} eligible ${c.eligible} downloading ${c.downloading} confirmed ${c.confirmed} rejected ${c.rejected} failed ${c.failed} failure-rate ${pct(d.failureRate)}\n`;
+  return `${d.id} ${d.state} wave ${d.wave}/${d.waves.length} eligible ${c.eligible} downloading ${c.downloading} confirmed ${c.confirmed} rejected ${c.rejected} failed ${c.failed}${ended(c)} failure-rate ${pct(d.failureRate)}\n`;
 }
 
 const FINAL = new Set(['completed', 'aborted', 'halted']);

@@ -6,7 +6,7 @@
  * takes each device's time from the list's publication to that report.
  */
 import { FwsealError } from '../errors.js';
-import { type ApiTarget, apiRequest } from '../ota/api-client.js';
+import { type ApiTarget, allDevices, apiRequest } from '../ota/api-client.js';
 import { ONLINE_WINDOW_MS } from '../ota/metrics.js';
 import { type ServerRoot } from './next-list.js';
 
@@ -50,7 +50,7 @@ export async function watchPropagation(t: ApiTarget, version: number, o: WatchOp
   let last = '';
   for (;;) {
     const root = await apiRequest<ServerRoot>(t, 'GET', 'api/root');
-    const { devices } = await apiRequest<{ devices: DeviceView[] }>(t, 'GET', 'api/devices');
+    const devices = await allDevices<DeviceView>(t);
     const published = root.revocationPublished ?? started;
     const online = devices.filter((d) => d.lastSeen >= Date.now() - ONLINE_WINDOW_MS);
     const missing: string[] = [];

@@ -136,3 +136,21 @@ export async function apiGetRetrying<T>(target: ApiTarget, path: string, policy:
     }
   }
 }
+
+/**
+ * Every device of GET /api/devices with the filters given, page by page (at most 1000 a page,
+ * SPEC.md §12.9): the one reader of the paged device list (fleet-view commands, the incident watch).
+ */
+export async function allDevices<T>(t: ApiTarget, filters: URLSearchParams = new URLSearchParams()): Promise<T[]> {
+  const out: T[] = [];
+  let after: string | null = null;
+  do {
+    const q = new URLSearchParams(filters);
+    if (after !== null) q.set('after', after);
+    const query = q.toString();
+    const page: { devices: T[]; next: string | null; more: boolean } = await apiRequest(t, 'GET', `api/devices${query ? `?${query}` : ''}`);
+    out.push(...page.devices);
+    after = page.more ? page.next : null;
+  } while (after !== null);
+  return out;
+}

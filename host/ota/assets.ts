@@ -68,6 +68,8 @@ export class AssetCache {
     if (have) return have;
     const row = await this.store.campaign(id);
     if (!row) throw new FwsealError('INTERNAL', `no campaign ${id}`);
+    // PostgreSQL: the image and digest table into this instance's cache, checked by their hashes (SPEC.md §12.9).
+    await this.store.shared?.cacheCampaign(row);
     // Loaded by another request while the row was read: keep that one, never two open image files.
     const loaded = this.assets.get(id);
     if (loaded) return loaded;

@@ -1,7 +1,8 @@
 /**
  * The server's audit trail (SPEC.md §15.6): every state-changing API call (campaign create, pause,
  * resume, abort, root publish, image upload) is one line in DATA/audit.log, refused calls too, in the
- * format of host/audit.ts; `GET /api/audit?after=SEQ&limit=N` pages through it, read-only.
+ * format of host/audit.ts, under the name of the token that made the call; `GET /api/audit?after=SEQ&limit=N`
+ * pages through it, read-only.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { LIMITS } from '../../shared/limits.js';
 import { type AuditActor, type AuditFault, type AuditRecord, appendAudit, checkAuditTail, parseAuditLine } from '../audit.js';
 import { FwsealError } from '../errors.js';
 import { ApiError } from './campaigns.js';
+import { type Caller } from './tokens.js';
 
 export const AUDIT_PAGE_DEFAULT = 100;
 /** At most this many lines per page: 1000 x maxAuditLineBytes = 4 MiB. */
@@ -17,9 +19,13 @@ export const AUDIT_PAGE_MAX = 1000;
 /** What a call fills in as it learns it (the digest of a body, the campaign it made). */
 export type AuditDetails = { kind?: string; digest?: string; file?: string };
 
-/** The actor of API calls: the token's name when the API has a token, else 'api' (an open API knows no caller). */
-export function serverActor(token: string | undefined, tokenName: string | undefined): AuditActor {
-  return token === undefined ? { actor: 'api', actorSource: 'api-open' } : { actor: tokenName ?? 'api-token', actorSource: 'api-token' };
+/**
+ * The actor of one API call (SPEC.md §15.6): the name of the token that made it, or `api` /
+ * `api-open` when the API has no tokens (an open API knows no caller). Per call, not per server: each
+ * named token is its own actor.
+ */
+export function actorOf(caller: Caller): AuditActor {
+  return { actor: caller.name, actorSource: caller.source };
 }
 
 export class ServerAudit {
@@ -28,7 +34,6 @@ export class ServerAudit {
 
   constructor(
     dataDir: string,
-    private readonly who: AuditActor,
     private readonly log: (line: string) => void,
   ) {
     this.path = join(dataDir, 'audit.log');
@@ -38,25 +43,35 @@ export class ServerAudit {
   }
 
   /**
-   * Run one state-changing call and record it: 'ok' or the code it failed with. A log that cannot be
-   * extended refuses the call before it runs (AUDIT_LOG_INVALID), so no action goes unrecorded.
+   * Run one state-changing call of `caller` and record it: 'ok' or the code it failed with. A log that
+   * cannot be extended refuses the call before it runs (AUDIT_LOG_INVALID), so no action goes unrecorded.
    */
-  async record<T>(action: string, details: AuditDetails, run: (details: AuditDetails) => Promise<T>): Promise<T> {
+  async record<T>(action: string, caller: Caller, details: AuditDetails, run: (details: AuditDetails) => Promise<T>): Promise<T> {
     checkAuditTail(this.path);
     let value: T;
     try {
       value = await run(details);
     } catch (e) {
-      this.append(action, details, e instanceof FwsealError ? e.codeName : 'INTERNAL');
+      this.append(action, caller, details, e instanceof FwsealError ? e.codeName : 'INTERNAL');
       throw e;
     }
-    this.append(action, details, 'ok');
+    this.append(action, caller, details, 'ok');
     return value;
   }
 
-  private append(action: string, details: AuditDetails, result: string): void {
+  /**
+   * A state-changing call refused before it ran because the token's role is too low (403 FORBIDDEN):
+   * recorded with the token's name, since the caller is known and revocable and a token trying more
+   * than its role allows is what an auditor looks for. 401s are not recorded: an unauthenticated
+   * caller could fill the disk (SPEC.md §15.6).
+   */
+  refused(action: string, caller: Caller, details: AuditDetails, e: FwsealError): void {
+    this.append(action, caller, details, e.codeName);
+  }
+
+  private append(action: string, caller: Caller, details: AuditDetails, result: string): void {
     try {
-      appendAudit(this.path, this.who, { action, ...details, result });
+      appendAudit(this.path, actorOf(caller), { action, ...details, result });
     } catch (e) {
       // The call has happened: its answer stands; the operator learns of the gap from the server log.
       this.log(`audit log: '${action}' (${result}) not recorded: ${e instanceof FwsealError ? e.codeName : 'INTERNAL'}: ${(e as Error).message}`);

@@ -1,8 +1,10 @@
 /**
  * Campaigns (SPEC.md §12.8): creation (the manifest verified against the server's trust bundle, the
- * stored image against the manifest), the wave engine and the operator transitions. Every change
- * is one atomic store step that re-reads the row (OtaStore.updateCampaign), so two instances sharing
- * the store never open a wave twice or undo each other's transition.
+ * stored image against the manifest, the rollout rules checked), status ingest and the operator
+ * transitions; the wave engine is waves.ts, the API's view campaign-view.ts. Every change is one
+ * atomic store step that re-reads the row (OtaStore.updateCampaign), so two instances sharing the
+ * store never open a wave twice or undo each other's transition. Who changed what is recorded as a
+ * campaign event (SPEC.md §12.9 "Campaign events").
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -14,30 +16,20 @@ import { type Manifest, parseManifest } from '../../shared/manifest.js';
 import { chunkCount, pageCount } from '../../shared/merkle.js';
 import { type Announcement } from '../../shared/ota/messages.js';
 import { type StatusEvent } from '../../shared/ota/status.js';
-import { ID_PATTERN, ROLLOUT_ALL, rolloutBucket } from '../../shared/ota/topics.js';
+import { ID_PATTERN } from '../../shared/ota/topics.js';
 import { encodeDigestTable } from '../digests.js';
 import { FwsealError } from '../errors.js';
-import { BoundedMemo, nodeSha256 } from '../hash.js';
+import { nodeSha256 } from '../hash.js';
 import { writeFileAtomic } from '../io.js';
 import { hashImage } from '../pack.js';
 import { verifyFiles } from '../verify.js';
 import { digestTableFile, imageFile } from './assets.js';
+import { bucketOf, formatDuration, rolloutFor, tally } from './progress.js';
 import { type RootVersions } from './root-store.js';
-import { type CampaignRow, type CampaignState, DEVICE_STATES, type DeviceCampaignRow, type NewCampaign, type OtaStore, TERMINAL_RANK } from './store.js';
+import { type CampaignRow, type CampaignState, DEFAULT_DEVICE_TIMEOUT_MS, type NewCampaign, type OtaStore, type WaveGate } from './store.js';
 
-/** Rollout buckets the server has computed (a SHA-256 each; wave steps and the API ask for every device, often). */
-const buckets = new BoundedMemo<number>(4 * LIMITS.maxFleetDevices);
-
-/** rolloutBucket (SPEC.md §12.8), remembered for up to 4 x maxFleetDevices (campaign, device) pairs. */
-export function bucketOf(campaign: string, device: string): number {
-  const key = `${campaign}/${device}`;
-  let b = buckets.get(key);
-  if (b === undefined) {
-    b = rolloutBucket(nodeSha256, campaign, device);
-    buckets.set(key, b);
-  }
-  return b;
-}
+export { type DeviceView, detail, summary } from './campaign-view.js';
+export { bucketOf, rolloutFor } from './progress.js';
 
 /** An API failure with its HTTP status (the body carries the fwseal code). */
 export class ApiError extends FwsealError {
@@ -53,6 +45,9 @@ export class ApiError extends FwsealError {
 export const DEFAULT_WAVES = Object.freeze([5, 25, 100]);
 export const DEFAULT_ABORT_FAILURE_RATE = 0.1;
 const MAX_WAVES = LIMITS.maxWaves;
+/** Device timeout and wave soak: at most 30 days; a timeout of at least one second. */
+export const MAX_DURATION_MS = 30 * 86_400_000;
+export const MIN_DEVICE_TIMEOUT_MS = 1000;
 
 export type CreateCampaign = {
   readonly manifest: Uint8Array;
@@ -61,7 +56,32 @@ export type CreateCampaign = {
   readonly waves?: readonly number[];
   readonly abortFailureRate?: number;
   readonly blockSize?: number;
+  /** The rollout rules (SPEC.md §12.9 "Rollouts that finish"); defaults: 1 h, 1, 0, auto. */
+  readonly deviceTimeoutMs?: number;
+  readonly abortMinDevices?: number;
+  readonly waveSoakMs?: number;
+  readonly waveGate?: WaveGate;
 };
+
+/** The rollout rules of a new campaign, checked (400 BAD_VALUE), with their defaults. */
+type RolloutRules = Pick<NewCampaign, 'device_timeout_ms' | 'abort_min_devices' | 'wave_soak_ms' | 'wave_gate'>;
+
+function wholeIn(v: unknown, min: number, max: number, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    throw new ApiError(400, 'BAD_VALUE', `${name} must be a whole number from ${min} to ${max}`);
+  return v;
+}
+
+export function checkRolloutRules(req: CreateCampaign): RolloutRules {
+  const gate = req.waveGate ?? 'auto';
+  if (gate !== 'auto' && gate !== 'manual') throw new ApiError(400, 'BAD_VALUE', 'waveGate must be auto or manual');
+  return {
+    device_timeout_ms: wholeIn(req.deviceTimeoutMs ?? DEFAULT_DEVICE_TIMEOUT_MS, MIN_DEVICE_TIMEOUT_MS, MAX_DURATION_MS, 'deviceTimeoutMs'),
+    abort_min_devices: wholeIn(req.abortMinDevices ?? 1, 1, LIMITS.maxKnownDevices, 'abortMinDevices'),
+    wave_soak_ms: wholeIn(req.waveSoakMs ?? 0, 0, MAX_DURATION_MS, 'waveSoakMs'),
+    wave_gate: gate,
+  };
+}
 
 /** The root of trust a new campaign is verified against, and its versions (RootOfTrust.forCampaigns). */
 export type Trust = { readonly trust: Uint8Array; readonly revocations?: Uint8Array; readonly versions: RootVersions };
@@ -89,15 +109,6 @@ export function checkWaves(waves: unknown): number[] {
   return waves as number[];
 }
 
-/** rollout admitting exactly ceil(percent% of the known devices): just above the k-th smallest bucket. */
-export function rolloutFor(campaign: string, devices: readonly string[], percent: number): number {
-  if (percent >= 100) return ROLLOUT_ALL;
-  const k = Math.ceil((percent * devices.length) / 100);
-  if (k === 0) return 0;
-  const buckets = devices.map((d) => bucketOf(campaign, d)).sort((a, b) => a - b);
-  return buckets[k - 1] + 1;
-}
-
 export function newCampaignId(): string {
   return `c${Date.now().toString(36)}${toHex(randomBytes(3))}`;
 }
@@ -118,12 +129,16 @@ export function announcementOf(row: CampaignRow): Announcement | null {
 }
 
 /** The request's fields, its image and its group, checked before any hashing (conflicts are cheap to find). */
-async function checkRequest(store: OtaStore, req: CreateCampaign): Promise<{ waves: number[]; rate: number; imagePath: string; manifest: Manifest }> {
+async function checkRequest(
+  store: OtaStore,
+  req: CreateCampaign,
+): Promise<{ waves: number[]; rate: number; rules: RolloutRules; imagePath: string; manifest: Manifest }> {
   if (!ID_PATTERN.test(req.group)) throw new ApiError(400, 'BAD_VALUE', 'group must be 1..64 characters of [A-Za-z0-9_-]');
   if (!/^[0-9a-f]{64}$/.test(req.image)) throw new ApiError(400, 'BAD_VALUE', 'image must be a lowercase SHA-256 hex digest');
   const waves = checkWaves(req.waves ?? DEFAULT_WAVES);
   const rate = req.abortFailureRate ?? DEFAULT_ABORT_FAILURE_RATE;
   if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) throw new ApiError(400, 'BAD_VALUE', 'abortFailureRate must be in [0, 1]');
+  const rules = checkRolloutRules(req);
   if (req.manifest.length > LIMITS.maxEnvelopeBytes) throw new ApiError(413, 'TOO_LARGE', `manifest of ${req.manifest.length} bytes`);
   const imagePath = imageFile(store, req.image);
   if (!existsSync(imagePath)) throw new ApiError(404, 'NOT_FOUND', `no stored image ${req.image} (PUT /api/images/<sha256> first)`);
@@ -132,7 +147,7 @@ async function checkRequest(store: OtaStore, req: CreateCampaign): Promise<{ wav
   const env = parseEnvelope(req.manifest);
   const parsed = env.ok ? parseManifest(env.envelope.payload) : env;
   if (!parsed.ok) throw new ApiError(422, parsed.error as Exclude<CodeName, 'OK'>, `manifest: ${parsed.detail ?? parsed.error}`);
-  return { waves, rate, imagePath, manifest: parsed.value };
+  return { waves, rate, rules, imagePath, manifest: parsed.value };
 }
 
 /** Signatures, threshold and revocation under `trust`, then the image against the manifest; device class and counter are each device's business. */
@@ -162,8 +177,14 @@ const conflict = (e: unknown): never => {
  * trust as stored now: the insert happens only while it is still the one the manifest was verified
  * under (a root change in between would not re-check a campaign it does not see yet, §12.13).
  */
-export async function createCampaign(store: OtaStore, rootNow: () => Promise<Trust>, req: CreateCampaign, now = Date.now()): Promise<CampaignRow> {
-  const { waves, rate, imagePath, manifest } = await checkRequest(store, req);
+export async function createCampaign(
+  store: OtaStore,
+  rootNow: () => Promise<Trust>,
+  req: CreateCampaign,
+  now = Date.now(),
+  actor = 'api',
+): Promise<CampaignRow> {
+  const { waves, rate, rules, imagePath, manifest } = await checkRequest(store, req);
   let trust = await rootNow();
   verifyRelease(req.manifest, trust, manifest, imagePath);
   const blockSize = checkBlockSize(req, manifest);
@@ -190,12 +211,17 @@ export async function createCampaign(store: OtaStore, rootNow: () => Promise<Tru
     page_count: pageCount(chunkCount(manifest.imageSize, manifest.chunkSize)),
     created: now,
     updated: now,
+    ...rules,
+    wave_started: now,
   };
   for (let attempt = 1; !(await store.insertCampaign(row, trust.versions).catch(conflict)); attempt++) {
     if (attempt >= CREATE_ATTEMPTS) throw new ApiError(409, 'CONFLICT', 'the root of trust kept changing while the campaign was created; try again');
     trust = await rootNow();
     verifyRelease(req.manifest, trust, manifest, imagePath);
   }
+  const gate = `${rules.wave_gate} gate, soak ${formatDuration(rules.wave_soak_ms)}`;
+  const what = `group ${req.group}, version ${manifest.version}, waves ${waves.join(',')}, device timeout ${formatDuration(rules.device_timeout_ms)}, ${gate}`;
+  await store.recordEvent({ campaign: id, at: now, action: 'create', actor, detail: what });
   return (await store.campaign(id))!;
 }
 
@@ -219,6 +245,8 @@ const ignored = (reason: IgnoredReason): Ingested => ({ counted: false, reason }
  */
 export async function ingestStatus(store: OtaStore, s: StatusEvent, maxDevices: number): Promise<Ingested> {
   if (s.state === 'online') return ingestOnline(store, s, maxDevices);
+  // The device's MQTT last will (SPEC.md §12.2): a known device is marked offline, nothing else.
+  if (s.state === 'offline') return (await store.recordOffline(s.device)) ? { counted: true, terminal: false } : ignored('unknown_device');
   const c = await store.statusContext(s.campaign!, s.device);
   if (!c) return ignored('unknown_campaign'); // a campaign another deployment runs, or one long gone
   if (c.device_grp === null) return ignored('unknown_device');
@@ -248,50 +276,6 @@ async function ingestOnline(store: OtaStore, s: StatusEvent, maxDevices: number)
   return { counted: true, terminal: false };
 }
 
-type Tally = { statuses: Map<string, DeviceCampaignRow>; failures: number; terminal: number };
-
-function tally(rows: readonly DeviceCampaignRow[]): Tally {
-  const statuses = new Map<string, DeviceCampaignRow>();
-  let failures = 0;
-  let terminal = 0;
-  for (const s of rows) {
-    statuses.set(s.device, s);
-    if (s.rank >= TERMINAL_RANK) terminal++;
-    if (s.state === 'rejected' || s.state === 'failed') failures++;
-  }
-  return { statuses, failures, terminal };
-}
-
-/**
- * One step of the wave engine for a running campaign: halt on too many failures, open the next
- * wave when every device of the open one is terminal, complete after the 100% wave. Returns the
- * changed row (the caller republishes the announcement) or null. The rows and the known devices are
- * read in the same atomic step as the campaign row.
- */
-export function advance(store: OtaStore, id: string): Promise<CampaignRow | null> {
-  return store.updateCampaign(
-    id,
-    (row, { progress }) => {
-      if (row.state !== 'running') return null;
-      const t = tally(progress!.statuses);
-      if (t.terminal > 0 && t.failures / t.terminal > row.abort_failure_rate && t.failures > row.halt_baseline) return { state: 'halted' };
-      const waves = JSON.parse(row.waves) as number[];
-      const known = progress!.devices.map((d) => d.id);
-      const eligible = known.filter((d) => bucketOf(id, d) < row.rollout);
-      if (eligible.length === 0) {
-        // The wave opened before any device of the group was known: size it now.
-        const rollout = rolloutFor(id, known, waves[row.wave]);
-        return rollout > row.rollout ? { rollout } : null;
-      }
-      if (!eligible.every((d) => (t.statuses.get(d)?.rank ?? -1) >= TERMINAL_RANK)) return null;
-      if (row.wave >= waves.length - 1) return { state: 'completed' };
-      const wave = row.wave + 1;
-      return { wave, rollout: Math.max(row.rollout, rolloutFor(id, known, waves[wave])) };
-    },
-    { progress: true },
-  );
-}
-
 const TRANSITIONS: Record<'pause' | 'resume' | 'abort', { from: readonly CampaignState[]; to: CampaignState }> = {
   pause: { from: ['running'], to: 'paused' },
   resume: { from: ['paused', 'halted'], to: 'running' },
@@ -301,18 +285,28 @@ const TRANSITIONS: Record<'pause' | 'resume' | 'abort', { from: readonly Campaig
 /**
  * pause | resume | abort; 404 for an unknown campaign, 409 for a transition its state does not allow.
  * `root`: the root of trust versions a resume's manifest check held for (§12.13); when the stored root
- * is no longer at them, nothing changes and the result is null (check the manifest again).
+ * is no longer at them, nothing changes and the result is null (check the manifest again). `actor`:
+ * who asked, recorded with the transition as a campaign event.
  */
-export async function transition(store: OtaStore, id: string, action: 'pause' | 'resume' | 'abort', root?: RootVersions): Promise<CampaignRow | null> {
+export async function transition(
+  store: OtaStore,
+  id: string,
+  action: 'pause' | 'resume' | 'abort',
+  root?: RootVersions,
+  actor = 'api',
+): Promise<CampaignRow | null> {
   if (!(await store.campaign(id))) throw new ApiError(404, 'NOT_FOUND', `no campaign ${id}`);
   const t = TRANSITIONS[action];
   let refused: CampaignState | null = null;
   let rootChanged = false;
+  let what = '';
+  const now = Date.now();
   const row = await store.updateCampaign(
     id,
     (r, context) => {
       refused = null;
       rootChanged = false;
+      what = `${r.state} -> ${t.to}`;
       if (!t.from.includes(r.state)) {
         refused = r.state;
         return null;
@@ -321,78 +315,19 @@ export async function transition(store: OtaStore, id: string, action: 'pause' | 
         rootChanged = true;
         return null;
       }
+      // A resumed campaign counts its devices' silence from now (SPEC.md §12.9 "Rollouts that finish").
+      if (action !== 'resume') return { state: t.to };
       // Resuming a halted campaign is the operator's override of the failures seen so far.
       // The caller verified the manifest again before a resume (§12.13): a halt by the root of trust ends here too.
-      if (action === 'resume' && r.state === 'halted') return { state: t.to, halt_baseline: tally(context.progress!.statuses).failures, halt_code: null };
-      return { state: t.to };
+      if (r.state !== 'halted') return { state: t.to, wave_started: now };
+      const failures = tally(context.progress!.statuses).failures;
+      what += `; ${failures} failure(s) so far overridden`;
+      return { state: t.to, halt_baseline: failures, halt_code: null, wave_started: now };
     },
     { progress: action === 'resume' },
   );
   if (rootChanged) return null;
   if (!row) throw new ApiError(409, 'CONFLICT', `cannot ${action} a campaign that is ${refused ?? 'gone'}`);
+  await store.recordEvent({ campaign: id, at: now, action, actor, detail: what });
   return row;
-}
-
-export type DeviceView = {
-  id: string;
-  state: string;
-  done: number | null;
-  total: number | null;
-  code: number | null;
-  updated: number | null;
-  /** The root of trust the device last acknowledged (§12.13; null: never reported). */
-  trustVersion: number | null;
-  revocationVersion: number | null;
-};
-
-export function summary(row: CampaignRow) {
-  return {
-    id: row.id,
-    group: row.grp,
-    version: row.version,
-    securityCounter: row.security_counter,
-    state: row.state,
-    /** The verifier's code when the root of trust halted the campaign (§12.13), else null. */
-    haltCode: row.halt_code,
-    wave: row.wave + 1,
-    waves: JSON.parse(row.waves) as number[],
-    rollout: row.rollout,
-    created: row.created,
-    updated: row.updated,
-  };
-}
-
-/** The API's campaign detail: counts derived from the (campaign, device) rows. */
-export async function detail(store: OtaStore, row: CampaignRow) {
-  const t = tally(await store.statuses(row.id));
-  const known = await store.devices(row.grp);
-  const counts: Record<string, number> = { known: known.length, eligible: 0, waiting: 0 };
-  for (const s of DEVICE_STATES) counts[s] = 0;
-  for (const s of t.statuses.values()) counts[s.state]++;
-  const devices: DeviceView[] = [];
-  const root = new Map(known.map((d) => [d.id, { trustVersion: d.trust_version, revocationVersion: d.revocation_version }]));
-  const unknownRoot = { trustVersion: null, revocationVersion: null };
-  for (const d of known) {
-    if (bucketOf(row.id, d.id) >= row.rollout) continue;
-    counts.eligible++;
-    if (!t.statuses.has(d.id)) {
-      counts.waiting++;
-      devices.push({ id: d.id, state: 'waiting', done: null, total: null, code: null, updated: null, ...root.get(d.id)! });
-    }
-  }
-  for (const s of t.statuses.values())
-    devices.push({ id: s.device, state: s.state, done: s.done, total: s.total, code: s.code, updated: s.updated, ...(root.get(s.device) ?? unknownRoot) });
-  devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return {
-    ...summary(row),
-    imageSha256: row.image_sha,
-    imageSize: row.image_size,
-    chunkSize: row.chunk_size,
-    blockSize: row.block_size,
-    manifestSha256: toHex(new Uint8Array(row.manifest_sha)),
-    abortFailureRate: row.abort_failure_rate,
-    counts,
-    failureRate: t.terminal === 0 ? 0 : t.failures / t.terminal,
-    devices,
-  };
 }

@@ -1,11 +1,13 @@
 /**
- * The server's HTTP API (SPEC.md §12.8): images, campaigns, devices, /metrics and /healthz. JSON in
- * and out; errors are `{ error: CODE_NAME, code, detail }`. With a token, every /api request needs
- * `Authorization: Bearer <token>` (compared in constant time; never logged).
+ * The server's HTTP API (SPEC.md §12.9 "HTTP API"): images, campaigns, devices, the root of trust,
+ * the audit log, its OpenAPI description, /metrics and /healthz. JSON in and out; errors are
+ * `{ error: CODE_NAME, code, detail }`. Requests are dispatched only from the route table (routes.ts),
+ * which names each route's least role; who calls is the bearer token's name and role (tokens.ts:
+ * compared in constant time, never logged).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, fsync, openSync, renameSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { toHex } from '../../shared/bytes.js';
 import { CODES, type CodeName } from '../../shared/codes.js';
@@ -14,10 +16,16 @@ import { FwsealError } from '../errors.js';
 import { envelopeKind } from '../inspect.js';
 import { NEW_FILE_FLAGS, syncFolder } from '../io.js';
 import { imageFile } from './assets.js';
-import { ApiError, detail, summary } from './campaigns.js';
-import { deviceView, rootView } from './http-root.js';
+import { type AuditDetails } from './audit-routes.js';
+import { ApiError, detail } from './campaigns.js';
+import { fleetHandlers, ROLLOUT_FIELDS, rolloutFields } from './http-fleet.js';
+import { rootView } from './http-root.js';
+import { createApiServer, type TlsFiles } from './listen.js';
+import { openApiDocument } from './openapi.js';
+import { BODY_LIMITS, matchRoute, ROUTES } from './routes.js';
 import { type OtaServer } from './server.js';
 import { type CampaignRow } from './store.js';
+import { type ApiAccess, AuthRefusal, type Caller, requireRole } from './tokens.js';
 
 export type HttpApi = { address(): { host: string; port: number; url: string }; close(): Promise<void> };
 
@@ -34,6 +42,8 @@ function sendError(res: ServerResponse, e: unknown): void {
   // A body refused as too large may still be arriving: close the connection after the answer rather
   // than read the rest of it for the next request on a kept-alive connection (§12.9).
   if (e instanceof FwsealError && e.codeName === 'TOO_LARGE') res.shouldKeepAlive = false;
+  // RFC 6750 §3: a 401 or 403 names the scheme, and why (invalid_token, insufficient_scope and the role needed).
+  if (e instanceof AuthRefusal) res.setHeader('www-authenticate', e.challenge);
   if (e instanceof ApiError) return sendJson(res, e.status, { error: e.codeName, code: e.code, detail: e.message });
   if (e instanceof FwsealError) {
     const status =
@@ -150,7 +160,14 @@ function putImage(server: OtaServer, req: IncomingMessage, sha: string): Promise
                 renameSync(tmp, final);
                 syncFolder(server.store.imagesDir);
               }
-              resolve({ status: existed ? 200 : 201, body: { sha256: sha, size } });
+              const stored = { status: existed ? 200 : 201, body: { sha256: sha, size } };
+              // PostgreSQL: into the database too, content-addressed, so every instance can serve it (SPEC.md §12.9).
+              const shared = server.store.shared;
+              if (!shared) return resolve(stored);
+              shared.putImage(sha, final).then(
+                () => resolve(stored),
+                () => reject(apiError(500, 'IO', 'cannot store the image in the database')),
+              );
             } catch {
               abort(apiError(500, 'IO', 'cannot store the image'));
             }
@@ -159,14 +176,6 @@ function putImage(server: OtaServer, req: IncomingMessage, sha: string): Promise
       );
     });
   });
-}
-
-function authorized(req: IncomingMessage, token: string | undefined): boolean {
-  if (token === undefined) return true;
-  const h = req.headers.authorization;
-  if (typeof h !== 'string' || !h.startsWith('Bearer ')) return false;
-  const given = createHash('sha256').update(h.slice(7)).digest();
-  return timingSafeEqual(given, createHash('sha256').update(token).digest());
 }
 
 function base64Strict(v: unknown, what: string): Uint8Array {
@@ -182,107 +191,169 @@ function base64Strict(v: unknown, what: string): Uint8Array {
   return new Uint8Array(Buffer.from(v, 'base64'));
 }
 
-async function route(server: OtaServer, token: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** What a route's handler is given (SPEC.md §12.9 "HTTP API"). */
+export type RouteCall = {
+  readonly server: OtaServer;
+  readonly req: IncomingMessage;
+  readonly url: URL;
+  /** The route's path parameters, each already checked against its pattern (routes.ts). */
+  readonly params: Readonly<Record<string, string>>;
+  /** Who calls: null on the open routes (/healthz, /metrics), which take no token. */
+  readonly caller: Caller | null;
+  /** What a state-changing call learns (digest, kind, file), recorded with its result (SPEC.md §15.6). */
+  readonly audit: AuditDetails;
+};
+export type RouteAnswer = { readonly status: number; readonly body: unknown };
+export type RouteHandler = (call: RouteCall) => Promise<RouteAnswer>;
+
+/** Who acted, as the server's campaign methods record it: the token's name, or `api` on an open API. */
+export const actorName = (c: RouteCall): string => c.caller?.name ?? 'api';
+const ok = (body: unknown, status = 200): RouteAnswer => ({ status, body });
+
+function campaignAction(action: 'pause' | 'resume' | 'abort'): RouteHandler {
+  return async (c) => {
+    c.audit.file = `/api/campaigns/${c.params.id}`;
+    const r = await c.server.transition(c.params.id, action, actorName(c));
+    c.audit.kind = 'manifest';
+    c.audit.digest = toHex(new Uint8Array(r.manifest_sha));
+    return ok(await detail(c.server.store, r));
+  };
+}
+
+/** The OpenAPI document, generated once from the route table (openapi.ts). */
+let described: unknown;
+function description(): unknown {
+  described ??= openApiDocument();
+  return described;
+}
+
+/**
+ * The handler of each route of the table (routes.ts), by route id: the only way a request reaches a
+ * handler. A new route is a row in routes.ts (with its operation in openapi.ts) and an entry here
+ * (or spread in here from the file that holds its handlers); startHttp refuses to run while they differ.
+ */
+const HANDLERS: Readonly<Record<string, RouteHandler>> = {
+  health: async (c) => ok({ ok: true, mqtt: c.server.metrics.mqttConnected }),
+  metrics: async (c) => ok(await c.server.metrics.render(c.server.store)),
+  openApi: async () => ok(description()),
+  getRoot: async (c) => ok(await rootView(c.server)),
+  // A signed trust bundle or revocation list, as the file holds it (§12.13): at most one envelope.
+  publishRoot: async (c) => {
+    const body = await readBody(c.req, BODY_LIMITS.envelope);
+    c.audit.digest = createHash('sha256').update(body).digest('hex');
+    c.audit.kind = envelopeKind(body) ?? undefined;
+    return ok(await c.server.publishRoot(body, actorName(c)));
+  },
+  getAudit: async (c) => ok(c.server.audit.page(c.url.searchParams)),
+  putImage: (c) => {
+    c.audit.kind = 'image';
+    c.audit.digest = c.params.sha256;
+    return putImage(c.server, c.req, c.params.sha256);
+  },
+  createCampaign: async (c) => {
+    c.audit.kind = 'manifest';
+    const r = await createFromBody(c.server, c.req, actorName(c));
+    c.audit.digest = toHex(new Uint8Array(r.manifest_sha));
+    c.audit.file = `/api/campaigns/${r.id}`;
+    return ok(await detail(c.server.store, r), 201);
+  },
+  getCampaign: async (c) => {
+    const row = await c.server.store.campaign(c.params.id);
+    if (!row) throw apiError(404, 'NOT_FOUND', `no campaign ${c.params.id}`);
+    return ok(await detail(c.server.store, row));
+  },
+  pauseCampaign: campaignAction('pause'),
+  resumeCampaign: campaignAction('resume'),
+  abortCampaign: campaignAction('abort'),
+  // The fleet view and the rollout controls (SPEC.md §12.9): listDevices, getDevice, listCampaigns, nextCampaign, excludeCampaign.
+  ...fleetHandlers(),
+};
+
+/** Routes of the table without a handler, and handlers without a route: both must be empty, or the server does not start. */
+export function unmatchedRoutes(): { unhandled: string[]; unrouted: string[] } {
+  const ids = new Set(ROUTES.map((r) => r.id));
+  return { unhandled: [...ids].filter((id) => !Object.hasOwn(HANDLERS, id)), unrouted: Object.keys(HANDLERS).filter((id) => !ids.has(id)) };
+}
+
+/**
+ * One request, in the order SPEC.md §12.9 "HTTP API" gives: under /api the token first (401 before
+ * any 404, so an unauthenticated caller learns nothing of which routes or campaigns exist), then the
+ * route from the table (none: 404), then the role the table names (403 FORBIDDEN, recorded when the
+ * route changes state), then the handler, recorded in the audit log when the route changes state.
+ */
+async function dispatch(server: OtaServer, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://x');
   const path = url.pathname;
   const method = req.method ?? 'GET';
-  if (path === '/healthz' && method === 'GET') return sendJson(res, 200, { ok: true, mqtt: server.metrics.mqttConnected });
-  if (path === '/metrics' && method === 'GET') {
-    const text = await server.metrics.render(server.store);
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-    res.end(text);
-    return;
-  }
-  if (!path.startsWith('/api/')) throw apiError(404, 'NOT_FOUND', `no route ${path}`);
-  if (!authorized(req, token)) throw apiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
-  if (path === '/api/root' && method === 'GET') return sendJson(res, 200, await rootView(server));
-  // A signed trust bundle or revocation list, as the file holds it (§12.13): at most one envelope; audited (§15.6).
-  if (path === '/api/root' && method === 'POST')
-    return sendJson(
-      res,
-      200,
-      await server.audit.record('trust publish', { file: path }, async (d) => {
-        const body = await readBody(req, LIMITS.maxEnvelopeBytes);
-        d.digest = createHash('sha256').update(body).digest('hex');
-        d.kind = envelopeKind(body) ?? undefined;
-        return server.publishRoot(body);
-      }),
-    );
-  if (path === '/api/audit' && method === 'GET') return sendJson(res, 200, server.audit.page(url.searchParams));
-  if (path === '/api/devices' && method === 'GET') return sendJson(res, 200, { devices: (await server.store.devices()).map(deviceView) });
-  return routeCampaigns(server, req, res, path, method);
-}
-
-/** Images and campaigns (SPEC.md §12.9 "HTTP API"). */
-async function routeCampaigns(server: OtaServer, req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<void> {
-  const image = path.match(/^\/api\/images\/([^/]+)$/);
-  if (image) {
-    if (method !== 'PUT') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-    if (!/^[0-9a-f]{64}$/.test(image[1])) throw apiError(400, 'BAD_VALUE', 'image name must be a lowercase SHA-256 hex digest');
-    const r = await server.audit.record('image upload', { kind: 'image', digest: image[1], file: path }, () => putImage(server, req, image[1]));
-    return sendJson(res, r.status, r.body);
-  }
-  if (path === '/api/campaigns') {
-    if (method === 'GET') return sendJson(res, 200, { campaigns: (await server.store.campaigns()).map(summary) });
-    if (method !== 'POST') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-    const row = await server.audit.record('campaign create', { kind: 'manifest', file: path }, async (d) => {
-      const r = await createFromBody(server, req);
-      d.digest = toHex(new Uint8Array(r.manifest_sha));
-      d.file = `${path}/${r.id}`;
-      return r;
-    });
-    return sendJson(res, 201, await detail(server.store, row));
-  }
-  const campaign = path.match(/^\/api\/campaigns\/([A-Za-z0-9_-]{1,64})(?:\/(pause|resume|abort))?$/);
-  if (campaign) {
-    const id = campaign[1];
-    const action = campaign[2] as 'pause' | 'resume' | 'abort' | undefined;
-    if (action) {
-      if (method !== 'POST') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-      const row = await server.audit.record(`campaign ${action}`, { file: `/api/campaigns/${id}` }, async (d) => {
-        const r = await server.transition(id, action);
-        d.kind = 'manifest';
-        d.digest = toHex(new Uint8Array(r.manifest_sha));
-        return r;
-      });
-      return sendJson(res, 200, await detail(server.store, row));
+  const early = path.startsWith('/api/') ? access.authenticate(req.headers.authorization) : null;
+  const m = matchRoute(method, path);
+  if (!m) throw apiError(404, 'NOT_FOUND', `no route ${method} ${path}`);
+  const { route, params } = m;
+  const caller = route.access === 'open' ? null : (early ?? access.authenticate(req.headers.authorization));
+  const call: RouteCall = { server, req, url, params, caller, audit: { file: path } };
+  const handler = HANDLERS[route.id];
+  let answer: RouteAnswer;
+  if (caller === null || route.access === 'open') answer = await handler(call);
+  else {
+    try {
+      requireRole(caller, route.access);
+    } catch (e) {
+      if (route.audit && e instanceof FwsealError) server.audit.refused(route.audit, caller, call.audit, e);
+      throw e;
     }
-    if (method !== 'GET') throw apiError(404, 'NOT_FOUND', `${method} ${path}`);
-    const row = await server.store.campaign(id);
-    if (!row) throw apiError(404, 'NOT_FOUND', `no campaign ${id}`);
-    return sendJson(res, 200, await detail(server.store, row));
+    answer = route.audit ? await server.audit.record(route.audit, caller, call.audit, () => handler(call)) : await handler(call);
   }
-  throw apiError(404, 'NOT_FOUND', `no route ${method} ${path}`);
+  if (route.answer === 'text') {
+    res.writeHead(answer.status, { 'content-type': 'text/plain; version=0.0.4' });
+    res.end(String(answer.body));
+  } else sendJson(res, answer.status, answer.body);
 }
 
 /** POST /api/campaigns: the body checked field by field, then the campaign created (SPEC.md §12.9). */
-async function createFromBody(server: OtaServer, req: IncomingMessage): Promise<CampaignRow> {
+async function createFromBody(server: OtaServer, req: IncomingMessage, actor: string): Promise<CampaignRow> {
   const body = await readJson(req);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw apiError(400, 'BAD_VALUE', 'body must be a JSON object');
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b))
-    if (!['manifest', 'image', 'group', 'waves', 'abortFailureRate', 'blockSize'].includes(k)) throw apiError(400, 'UNKNOWN_KEY', `unknown field ${k}`);
+    if (!['manifest', 'image', 'group', 'waves', 'abortFailureRate', 'blockSize', ...ROLLOUT_FIELDS].includes(k))
+      throw apiError(400, 'UNKNOWN_KEY', `unknown field ${k}`);
   if (typeof b.image !== 'string') throw apiError(400, 'MISSING_FIELD', 'image (sha256 hex)');
   if (typeof b.group !== 'string') throw apiError(400, 'MISSING_FIELD', 'group');
   if (b.blockSize !== undefined && (typeof b.blockSize !== 'number' || !Number.isSafeInteger(b.blockSize)))
     throw apiError(400, 'BAD_VALUE', 'blockSize must be a whole number');
-  return server.createCampaign({
-    manifest: base64Strict(b.manifest, 'manifest'),
-    image: b.image,
-    group: b.group,
-    ...(b.waves !== undefined ? { waves: b.waves as number[] } : {}),
-    ...(b.abortFailureRate !== undefined ? { abortFailureRate: b.abortFailureRate as number } : {}),
-    ...(b.blockSize !== undefined ? { blockSize: b.blockSize as number } : {}),
-  });
+  return server.createCampaign(
+    {
+      manifest: base64Strict(b.manifest, 'manifest'),
+      image: b.image,
+      group: b.group,
+      ...(b.waves !== undefined ? { waves: b.waves as number[] } : {}),
+      ...(b.abortFailureRate !== undefined ? { abortFailureRate: b.abortFailureRate as number } : {}),
+      ...(b.blockSize !== undefined ? { blockSize: b.blockSize as number } : {}),
+      ...rolloutFields(b),
+    },
+    actor,
+  );
 }
 
-export function startHttp(server: OtaServer, listen: { host: string; port: number }, token: string | undefined): Promise<HttpApi> {
-  const http: Server = createServer((req, res) => {
-    route(server, token, req, res).catch((e) => {
+/**
+ * Serve the API on `listen`: node:http, or node:https with `tls` (listen.ts). Refuses to start while
+ * the route table and the handlers differ, so no route is described but not served, or served but
+ * not described (GET /api/openapi.json is generated from the same table).
+ */
+export function startHttp(server: OtaServer, listen: { host: string; port: number }, access: ApiAccess, tls?: TlsFiles): Promise<HttpApi> {
+  const { unhandled, unrouted } = unmatchedRoutes();
+  if (unhandled.length + unrouted.length > 0)
+    throw new FwsealError(
+      'INTERNAL',
+      `route table and handlers differ: no handler for ${unhandled.join(', ') || '-'}; no route for ${unrouted.join(', ') || '-'}`,
+    );
+  const http = createApiServer((req, res) => {
+    dispatch(server, access, req, res).catch((e) => {
       if (!res.headersSent) sendError(res, e);
       else res.destroy();
     });
-  });
+  }, tls);
+  const scheme = tls ? 'https' : 'http';
   return new Promise((resolve, reject) => {
     http.once('error', (e) =>
       reject(new FwsealError('IO', `cannot listen on ${listen.host}:${listen.port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)),
@@ -292,7 +363,7 @@ export function startHttp(server: OtaServer, listen: { host: string; port: numbe
       const port = typeof a === 'object' && a ? a.port : listen.port;
       const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
       resolve({
-        address: () => ({ host: listen.host, port, url: `http://${host}:${port}` }),
+        address: () => ({ host: listen.host, port, url: `${scheme}://${host}:${port}` }),
         close: () =>
           new Promise<void>((r) => {
             http.close(() => r());

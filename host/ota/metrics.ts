@@ -118,7 +118,8 @@ export class Metrics {
     let reject = 0;
     for (const c of counts) {
       if (c.state === 'rejected') reject += c.n;
-      else if (c.state !== 'failed') pass += c.n; // accepted and later: the manifest verified (failed may come before it)
+      // accepted and later: the manifest verified (failed may come before it; a timed-out or excluded device may never have checked it)
+      else if (c.state !== 'failed' && c.state !== 'timed-out' && c.state !== 'excluded') pass += c.n;
     }
     metric('fwseal_manifest_verifications', 'gauge', 'Manifest verifications reported by devices, by result.', [
       ['{result="pass"}', pass],

@@ -54,6 +54,44 @@ const SUMMARY: Record<string, Schema> = {
 
 const COUNT_NAMES = ['known', 'eligible', 'waiting', ...DEVICE_STATES];
 
+/** The rollout rules of a campaign (SPEC.md §12.9 "Rollouts that finish"), as created and as shown. */
+const ROLLOUT_RULES: Record<string, Schema> = {
+  deviceTimeoutMs: int('a device of the open wave silent this long is timed-out (default 3600000)', 1000),
+  abortMinDevices: int('the failure-rate rule halts only after this many devices reported an end state (default 1)', 1),
+  waveSoakMs: int('after a wave is done, wait this long before the next opens (default 0)'),
+  waveGate: { type: 'string', enum: ['auto', 'manual'], description: 'manual: the next wave opens only after POST /api/campaigns/{id}/next' },
+};
+
+/** Where the open wave stands, and who did what (SPEC.md §12.9). */
+const WAVE_STATE: Record<string, Schema> = {
+  waveDoneAt: nullable(int('when every device of the open wave reached an end state (the soak started)')),
+  nextWaveAt: nullable(int('when the soak ends and the next wave may open')),
+  waveApproved: { type: 'boolean', description: 'manual gate: the operator let the next wave open' },
+  waitingFor: { type: ['string', 'null'], enum: ['devices', 'soak', 'operator', null], description: 'what the open wave waits for' },
+  events: array(
+    obj({
+      at: TIME_MS,
+      action: str('create, pause, resume, abort, next, exclude, halt, timeout, wave, complete'),
+      actor: str('the API token name (api on an open API), or server'),
+      detail: str(),
+    }),
+  ),
+};
+
+/** A device as the fleet view shows it (SPEC.md §12.9 "Fleet view"); null: never reported. */
+const FLEET_DEVICE: Record<string, Schema> = {
+  id: str(),
+  group: str(),
+  version: nullable(str()),
+  counter: nullable(int()),
+  lastSeen: TIME_MS,
+  trustVersion: nullable(int()),
+  revocationVersion: nullable(int()),
+  revocationSha256: nullable(HEX64),
+  online: { type: 'boolean', description: 'marked online (no last will since) and heard within 24 h' },
+  lastError: nullable(obj({ code: int(), campaign: nullable(str()) }, [], 'the last rejected or failed event that counted')),
+};
+
 const SCHEMAS: Record<string, Schema> = {
   Error: obj({ error: str('code name (SPEC.md §9)'), code: int('numeric code (SPEC.md §9)'), detail: str('one line, for people') }),
   Health: obj({ ok: { const: true }, mqtt: { type: 'boolean', description: 'connected to the broker' } }),
@@ -67,8 +105,9 @@ const SCHEMAS: Record<string, Schema> = {
       waves: { ...array(PERCENT), description: 'cumulative percentages, ascending, the last 100' },
       abortFailureRate: { type: 'number', minimum: 0, maximum: 1 },
       blockSize: { type: 'integer', description: 'a power of two, at least a chunk' },
+      ...ROLLOUT_RULES,
     },
-    ['waves', 'abortFailureRate', 'blockSize'],
+    ['waves', 'abortFailureRate', 'blockSize', ...Object.keys(ROLLOUT_RULES)],
   ),
   CampaignSummary: obj(SUMMARY),
   CampaignList: obj({ campaigns: array(ref('CampaignSummary')) }),
@@ -90,25 +129,35 @@ const SCHEMAS: Record<string, Schema> = {
     blockSize: int(undefined, 1),
     manifestSha256: HEX64,
     abortFailureRate: { type: 'number', minimum: 0, maximum: 1 },
+    ...ROLLOUT_RULES,
+    ...WAVE_STATE,
     counts: obj(Object.fromEntries(COUNT_NAMES.map((n) => [n, int()]))),
-    failureRate: { type: 'number', minimum: 0, maximum: 1 },
+    failureRate: { type: 'number', minimum: 0, maximum: 1, description: '(rejected + failed) / (confirmed + rejected + failed)' },
     devices: array(ref('CampaignDevice')),
   }),
-  Device: obj(
-    {
-      id: str(),
-      group: str(),
-      version: nullable(str()),
-      counter: nullable(int()),
-      lastSeen: TIME_MS,
-      trustVersion: nullable(int()),
-      revocationVersion: nullable(int()),
-      revocationSha256: nullable(HEX64),
-    },
-    [],
-    'null: never reported',
-  ),
-  DeviceList: obj({ devices: array(ref('Device')) }),
+  Device: obj(FLEET_DEVICE, [], 'null: never reported'),
+  DeviceList: obj({
+    devices: array(ref('Device')),
+    next: nullable(str('the after of the next page')),
+    more: { type: 'boolean' },
+  }),
+  DeviceDetail: obj({
+    ...FLEET_DEVICE,
+    campaigns: array(
+      obj({
+        campaign: str(),
+        group: str(),
+        version: str(),
+        campaignState: { type: 'string', enum: CAMPAIGN_STATES },
+        state: { type: 'string', enum: [...DEVICE_STATES] },
+        done: nullable(int()),
+        total: nullable(int()),
+        code: nullable(int()),
+        updated: TIME_MS,
+      }),
+    ),
+  }),
+  CampaignExclude: obj({ device: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } }),
   RootView: obj({
     trustVersion: int(),
     trustSha256: nullable(HEX64),
@@ -163,7 +212,8 @@ const OPERATIONS: Readonly<Record<string, Operation>> = {
       'A trust bundle or revocation list is checked as a device checks it; 422 carries the verifier code (REVOCATION_ROLLBACK, TRUST_VERSION_SKIP, ...).',
   },
   getAudit: { answers: [[200, 'AuditPage', 'one page of the audit log']] },
-  listDevices: { answers: [[200, 'DeviceList', 'every known device']] },
+  listDevices: { answers: [[200, 'DeviceList', 'one page of the known devices, ordered by id']] },
+  getDevice: { answers: [[200, 'DeviceDetail', 'the device and its campaigns']], errors: [404] },
   putImage: {
     answers: [
       [201, 'ImageStored', 'stored'],
@@ -186,6 +236,17 @@ const OPERATIONS: Readonly<Record<string, Operation>> = {
     description: '422: the manifest no longer verifies under the root of trust (the verifier code).',
   },
   abortCampaign: { answers: [[200, 'CampaignDetail', 'aborted']], errors: [404, 409] },
+  nextCampaign: {
+    answers: [[200, 'CampaignDetail', 'the next wave is let open (it opens once the soak is over)']],
+    errors: [404, 409],
+    description: '409: not running, no manual wave gate, the last wave open, the open wave not done yet, or let open already.',
+  },
+  excludeCampaign: {
+    request: 'CampaignExclude',
+    answers: [[200, 'CampaignDetail', 'the device is excluded']],
+    errors: [404, 409],
+    description: '404: no such campaign, or the device is not known in its group; 409: the campaign is aborted, or the device excluded already.',
+  },
 };
 
 /** The route ids this file describes (a test holds them to the table). */

@@ -5,6 +5,7 @@
  */
 import { type IClientPublishOptions, type MqttClient, type Packet } from 'mqtt';
 import { topics } from '../../shared/ota/topics.js';
+import { errorFields, type ServerLog } from './log.js';
 import { type Metrics } from './metrics.js';
 import { type Answer, blockResponseBytes } from './requests.js';
 
@@ -15,12 +16,12 @@ const RETAINED_WAIT_MS = 2000;
  * Publish a retained message with QoS 1 (announcements, the root announcement). Resolves once the
  * broker has it (PUBACK), or after RETAINED_WAIT_MS while the broker is away; a failure is logged.
  */
-export function publishRetained(client: MqttClient, topic: string, payload: Uint8Array, log: (line: string) => void, what: string): Promise<void> {
+export function publishRetained(client: MqttClient, topic: string, payload: Uint8Array, log: ServerLog, what: string): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, RETAINED_WAIT_MS);
     client.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 1, retain: true }, (e) => {
       clearTimeout(timer);
-      if (e) log(`${what} not published: ${e.message}`);
+      if (e) log.error('mqtt.publish-failed', { topic, ...errorFields(e) }, `${what} not published`);
       resolve();
     });
   });

@@ -8,6 +8,7 @@ import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { topics } from '../../shared/ota/topics.js';
 import { type AssetCache } from './assets.js';
+import { errorFields, type ServerLog } from './log.js';
 import { type Metrics } from './metrics.js';
 import { type BlockMulticast } from './multicast.js';
 import { type ReplyPublisher } from './reply-publisher.js';
@@ -32,7 +33,7 @@ export type RequestQueueParts = {
   readonly multicast: BlockMulticast | null;
   /** Requests waiting to be answered before new ones get SERVER_BUSY. */
   readonly maxQueued: number;
-  readonly log: (line: string) => void;
+  readonly log: ServerLog;
 };
 
 export class RequestQueue {
@@ -73,7 +74,7 @@ export class RequestQueue {
     this.draining = true;
     this.running = this.answerAll().catch((e) => {
       this.draining = false;
-      this.parts.log(`request queue: ${(e as Error).message}`);
+      this.parts.log.error('request.queue-failed', errorFields(e), 'the request queue stopped on an error');
     });
   }
 
@@ -112,7 +113,7 @@ export class RequestQueue {
       // Served a manifest: the device's status events for the campaign may now count (§12.9), recorded before the reply goes.
       if (a.kind === 'manifest') await store.recordFetch(q.campaign, q.device);
     } catch (e) {
-      this.parts.log(`request on ${q.topic} failed: ${(e as Error).message}`);
+      this.parts.log.error('request.failed', { topic: q.topic, ...errorFields(e) }, `request on ${q.topic} failed; answered SERVER_BUSY`);
       a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
     }
     if (a.malformed) metrics.malformedMessage('request');

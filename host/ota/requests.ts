@@ -109,7 +109,7 @@ export async function answer(
   if (req.replyTopic !== undefined && req.replyTopic !== ownReplyTopic) return { ...fail(CODES.REPLY_TOPIC_REFUSED), refused: true };
   if (req.campaign !== topicCampaign) return { ...fail(CODES.BAD_REQUEST), malformed: true };
 
-  const row = await store.gate(req.campaign);
+  const row = await store.gate(req.campaign, device); // an excluded device reads rollout 0 (§12.9)
   if (!row || row.state === 'aborted') return fail(CODES.UNKNOWN_CAMPAIGN);
   // A campaign the root of trust halted (§12.13) is served no more, whatever its state.
   if (row.state === 'paused' || row.state === 'halted' || row.halt_code !== null) return fail(CODES.CAMPAIGN_INACTIVE);

@@ -10,6 +10,7 @@ import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { encodeRootAnnouncement, encodeRootResponse, parseRootRequest } from '../../shared/ota/root.js';
 import { topics } from '../../shared/ota/topics.js';
+import { errorFields, type ServerLog } from './log.js';
 import { type Metrics } from './metrics.js';
 import { publishRetained, type ReplyPublisher } from './reply-publisher.js';
 import { errorReply, type Reply, readableIds } from './requests.js';
@@ -21,7 +22,7 @@ export type RootChannelParts = {
   readonly root: RootOfTrust;
   readonly publisher: ReplyPublisher;
   readonly metrics: Metrics;
-  readonly log: (line: string) => void;
+  readonly log: ServerLog;
 };
 
 export class RootChannel {
@@ -62,7 +63,7 @@ export class RootChannel {
     try {
       answer = await this.parts.root.response(trustVersion);
     } catch (e) {
-      this.parts.log(`root request of ${device} failed: ${(e as Error).message}`);
+      this.parts.log.error('root.request-failed', { device, ...errorFields(e) }, `root request of ${device} failed; answered SERVER_BUSY`);
       return send(errorReply(CODES.SERVER_BUSY, { requestId }));
     }
     if (!answer) return send(errorReply(CODES.UNKNOWN_TRUST_VERSION, { requestId }));

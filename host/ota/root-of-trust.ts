@@ -157,14 +157,26 @@ export class RootOfTrust {
       if (!t.ok) throw FwsealError.from(t, 'trust bundle');
       const r = revocations === undefined ? undefined : verifier.verifyRevocations(revocations, t.trust);
       if (r && !r.ok) throw FwsealError.from(r, 'revocation list');
-      await this.store.change(() => ({
-        result: null,
-        trust: { version: t.trust.bundle.version, ...rowOf({ ...t.trust, envelope: trust }) },
-        ...(r?.ok
-          ? { list: { version: r.revocations.list.version, trust_version: t.trust.bundle.version, ...rowOf({ ...r.revocations, envelope: revocations! }) } }
-          : {}),
-      }));
-      return;
+      // One atomic step: two instances starting at once on an empty store both get here; only the
+      // first stores its root of trust, the other goes on as a later start would (below).
+      const stored = await this.store.change((newest) =>
+        newest.trust
+          ? { result: false }
+          : {
+              result: true,
+              trust: { version: t.trust.bundle.version, ...rowOf({ ...t.trust, envelope: trust }) },
+              ...(r?.ok
+                ? {
+                    list: {
+                      version: r.revocations.list.version,
+                      trust_version: t.trust.bundle.version,
+                      ...rowOf({ ...r.revocations, envelope: revocations! }),
+                    },
+                  }
+                : {}),
+            },
+      );
+      if (stored) return;
     }
     try {
       if (trust !== undefined) await this.apply((s) => nextTrust(s, trust, revocations));

@@ -5,6 +5,7 @@
  * its announcement withdrawn and its requests answered CAMPAIGN_INACTIVE, on every instance (the code
  * is in the store). A device that joins later is never offered a release the fleet's root now refuses.
  */
+import { codeName } from '../../shared/codes.js';
 import { type RootOfTrust } from './root-of-trust.js';
 import { type CampaignRow, type OtaStore } from './store.js';
 
@@ -39,11 +40,15 @@ export async function recheckCampaigns(store: OtaStore, root: RootOfTrust): Prom
  * completed one keeps its state (its group may have a newer campaign) but is served no more. Null
  * when another instance got there first or the campaign was aborted meanwhile.
  */
-export function haltByRoot(store: OtaStore, id: string, code: number): Promise<CampaignRow | null> {
-  return store.updateCampaign(id, (r) => {
+export async function haltByRoot(store: OtaStore, id: string, code: number): Promise<CampaignRow | null> {
+  const row = await store.updateCampaign(id, (r) => {
     if (r.state === 'aborted' || r.halt_code !== null) return null;
     return r.state === 'completed' ? { halt_code: code } : { state: 'halted', halt_code: code };
   });
+  // A campaign event (SPEC.md §12.9 "Campaign events"): the server's own halt, with its reason.
+  const detail = `the manifest fails ${codeName(code)} (code ${code}) under the root of trust`;
+  if (row) await store.recordEvent({ campaign: id, at: Date.now(), action: 'halt', actor: 'server', detail });
+  return row;
 }
 
 /** The campaign a group's retained announcement names: its newest one not aborted (what a (re)connect republishes). */

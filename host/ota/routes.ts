@@ -50,6 +50,7 @@ export const BODY_LIMITS: Readonly<Record<Exclude<BodyKind, 'none'>, number>> = 
 export const PATH_PARAMS: Readonly<Record<string, PathParam>> = Object.freeze({
   id: { pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'campaign id' },
   sha256: { pattern: '^[0-9a-f]{64}$', description: 'SHA-256 of the image, lowercase hex' },
+  device: { pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'device id' },
 });
 
 const AUDIT_QUERY: readonly QueryParam[] = Object.freeze([
@@ -57,14 +58,23 @@ const AUDIT_QUERY: readonly QueryParam[] = Object.freeze([
   { name: 'limit', pattern: '^\\d{1,15}$', description: 'at most this many lines, 1 to 1000; default 100' },
 ]);
 
-const campaignAction = (action: 'pause' | 'resume' | 'abort', summary: string): RouteSpec => ({
+/** GET /api/devices (SPEC.md §12.9 "Fleet view"): filters and the page. */
+const DEVICE_QUERY: readonly QueryParam[] = Object.freeze([
+  { name: 'group', pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'only devices of this group' },
+  { name: 'version', pattern: '^.{1,64}$', description: 'only devices that run this version' },
+  { name: 'state', pattern: '^(online|offline)$', description: 'online: marked online and heard within 24 h; offline: the others' },
+  { name: 'after', pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'the device id after which the page starts (the next of the page before)' },
+  { name: 'limit', pattern: '^\\d{1,5}$', description: 'at most this many devices, 1 to 1000; default 1000' },
+]);
+
+const campaignAction = (action: 'pause' | 'resume' | 'abort' | 'next' | 'exclude', summary: string): RouteSpec => ({
   id: `${action}Campaign`,
   method: 'POST',
   path: `/api/campaigns/{id}/${action}`,
   access: 'operator',
   mutates: true,
   audit: `campaign ${action}`,
-  body: 'none',
+  body: action === 'exclude' ? 'json' : 'none',
   answer: 'json',
   summary,
 });
@@ -98,7 +108,8 @@ const TABLE: RouteSpec[] = [
     summary: 'publish a signed trust bundle or revocation list (§12.13)',
   },
   read('getAudit', '/api/audit', "the server's audit log, paged (§15.6)", { query: AUDIT_QUERY }),
-  read('listDevices', '/api/devices', 'the known devices and the root of trust each acknowledged'),
+  read('listDevices', '/api/devices', 'the known devices (a page), with what each runs and acknowledged', { query: DEVICE_QUERY }),
+  read('getDevice', '/api/devices/{device}', 'one device and every campaign it took part in'),
   {
     id: 'putImage',
     method: 'PUT',
@@ -110,7 +121,9 @@ const TABLE: RouteSpec[] = [
     answer: 'json',
     summary: 'upload an image, named by its SHA-256',
   },
-  read('listCampaigns', '/api/campaigns', 'every campaign, oldest first'),
+  read('listCampaigns', '/api/campaigns', 'every campaign (or those in one state), oldest first', {
+    query: [{ name: 'state', pattern: '^(running|paused|halted|completed|aborted)$', description: 'only campaigns in this state' }],
+  }),
   {
     id: 'createCampaign',
     method: 'POST',
@@ -126,6 +139,8 @@ const TABLE: RouteSpec[] = [
   campaignAction('pause', 'pause a running campaign'),
   campaignAction('resume', 'resume a paused or halted campaign'),
   campaignAction('abort', 'abort a campaign for good'),
+  campaignAction('next', 'let the next wave open (a campaign with the manual wave gate)'),
+  campaignAction('exclude', 'take a device out of a campaign'),
 ];
 
 export const ROUTES: readonly RouteSpec[] = Object.freeze(TABLE.map((r) => Object.freeze(r)));

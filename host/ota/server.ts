@@ -12,9 +12,11 @@ import { encodeAnnouncement } from '../../shared/ota/messages.js';
 import { isValidPrefix, parseRequestTopic, parseRootRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
 import { AssetCache } from './assets.js';
-import { ServerAudit, serverActor } from './audit-routes.js';
+import { ServerAudit } from './audit-routes.js';
 import { ApiError, announcementOf, type CreateCampaign, createCampaign, transition } from './campaigns.js';
 import { type HttpApi, startHttp } from './http.js';
+import { type TlsFiles } from './listen.js';
+import { asServerLog, campaignStates, errorFields, type LogTarget, logRootHalts, logTransition, type ServerLog } from './log.js';
 import { Metrics } from './metrics.js';
 import { connectMqtt, type MqttSettings } from './mqtt-options.js';
 import { BlockMulticast } from './multicast.js';
@@ -24,11 +26,15 @@ import { RootChannel } from './root-channel.js';
 import { type Published, RootOfTrust } from './root-of-trust.js';
 import { groupHead, haltByRoot, recheckCampaigns } from './root-recheck.js';
 import { StatusIngest } from './status-ingest.js';
-import { type CampaignRow, type OtaStore, openStore } from './store.js';
+import { type CampaignRow, type OtaStore, openStore, type StoreOptions } from './store.js';
+import { ApiAccess } from './tokens.js';
+import { approveNextWave, excludeFromCampaign } from './waves.js';
 
 export type OtaServerOptions = {
   readonly mqtt: MqttSettings;
   readonly dataDir: string;
+  /** Where the state is: SQLite in dataDir by default; PostgreSQL (`fwseal serve --db`) keeps dataDir as the asset cache (SPEC.md §12.9). */
+  readonly store?: StoreOptions;
   readonly prefix?: string;
   /**
    * The fleet's trust bundle and revocation list (SPEC.md §12.13). Stored on the first start; later
@@ -38,13 +44,18 @@ export type OtaServerOptions = {
   readonly revocations?: Uint8Array;
   /** HTTP API listener; port 0 picks a free port (see address()). None when absent. */
   readonly http?: { readonly host: string; readonly port: number };
-  /** Bearer token every /api request must carry. */
+  /** Who may call the HTTP API (tokens.ts; `fwseal serve` builds it with listen.ts). Default: `token`, else open. */
+  readonly access?: ApiAccess;
+  /** Serve the HTTP API over HTTPS with this certificate and key (listen.ts readTlsFiles). */
+  readonly tls?: TlsFiles;
+  /** Without `access`: one bearer token every /api request must carry, with every right (FWSEAL_SERVER_TOKEN). */
   readonly token?: string;
-  /** The token's name, the actor of API calls in the audit log (SPEC.md §15.6); 'api-token' when unnamed. */
+  /** That token's name, the actor of its calls in the audit log (SPEC.md §15.6); 'api-token' when unnamed. */
   readonly tokenName?: string;
   /** Wave engine period (default 1000 ms). */
   readonly tickMs?: number;
-  readonly log?: (line: string) => void;
+  /** Structured events (log.ts, SPEC.md §12.9 "Logs"); a line function gets them as text lines. Silent when absent. */
+  readonly log?: LogTarget;
   /**
    * How long a block asked for with the multicast flag waits for other devices asking for the same
    * block (default COALESCE_MS; 0 = never multicast). Two or more askers: one response on the
@@ -78,6 +89,10 @@ export class OtaServer {
   private http: HttpApi | null = null;
   /** Each group's announcement being published: the next one of the group waits for it. */
   private readonly announcing = new Map<string, Promise<void>>();
+  /** The server's events (SPEC.md §12.9 "Logs"); each part logs through a child named after it. */
+  private readonly log: ServerLog;
+  private readonly mqttLog: ServerLog;
+  private readonly campaignLog: ServerLog;
 
   private constructor(
     private readonly opts: OtaServerOptions,
@@ -89,7 +104,9 @@ export class OtaServer {
     readonly audit: ServerAudit,
   ) {
     this.assets = new AssetCache(store);
-    const log = (line: string) => this.log(line);
+    this.log = asServerLog(opts.log);
+    this.mqttLog = this.log.child('mqtt');
+    this.campaignLog = this.log.child('campaigns');
     this.publisher = new ReplyPublisher(client, prefix, opts.responseQos ?? RESPONSE_QOS, opts.mqtt.options.protocolVersion === 5, this.metrics);
     const coalesceMs = opts.coalesceMs ?? COALESCE_MS;
     this.multicast = coalesceMs > 0 ? new BlockMulticast(coalesceMs, this.publisher) : null;
@@ -102,31 +119,34 @@ export class OtaServer {
       publisher: this.publisher,
       multicast: this.multicast,
       maxQueued: opts.maxQueued ?? MAX_QUEUED_REQUESTS,
-      log,
+      log: this.log.child('requests'),
     });
     this.ingest = new StatusIngest({
       store,
       metrics: this.metrics,
       maxDevices: opts.maxDevices ?? LIMITS.maxKnownDevices,
       announce: (row) => this.announce(row),
-      log,
+      log: this.campaignLog,
     });
+    const log = this.log.child('root');
     this.rootChannel = new RootChannel({ client, prefix, root: this.root, publisher: this.publisher, metrics: this.metrics, log });
   }
 
   static async start(opts: OtaServerOptions): Promise<OtaServer> {
     const prefix = opts.prefix ?? 'fwseal';
     if (!isValidPrefix(prefix)) throw new FwsealError('USAGE', '--prefix must be ids of [A-Za-z0-9_-] joined by "/"');
-    const store = await openStore({ kind: 'sqlite', dataDir: opts.dataDir });
+    const store = await openStore(opts.store ?? { kind: 'sqlite', dataDir: opts.dataDir });
     const root = new RootOfTrust(store.root);
     let client: MqttClient;
     let audit: ServerAudit;
+    const log = asServerLog(opts.log);
     try {
-      audit = new ServerAudit(opts.dataDir, serverActor(opts.token, opts.tokenName), (line) => opts.log?.(line));
+      audit = new ServerAudit(opts.dataDir, (line) => log.child('audit').error('audit.unrecorded', {}, line));
       // Before anything is announced: an older or foreign root of trust is refused with its code (§12.13).
       await root.startUp(opts.trust, opts.revocations);
       // A list given at this start may revoke what campaigns were signed with: halted before they are announced again.
-      for (const h of await recheckCampaigns(store, root)) opts.log?.(`campaign ${h.row.id} halted: its manifest fails ${h.error} under the root of trust`);
+      const before = await campaignStates(store);
+      logRootHalts(log.child('campaigns'), await recheckCampaigns(store, root), before, 'startup');
       client = await connectMqtt({ url: opts.mqtt.url, options: { ...opts.mqtt.options, queueQoSZero: false } });
     } catch (e) {
       await store.close();
@@ -136,7 +156,8 @@ export class OtaServer {
     try {
       server.attach();
       await server.onConnect();
-      if (opts.http) server.http = await startHttp(server, opts.http, opts.token);
+      const access = opts.access ?? (opts.token !== undefined ? ApiAccess.sharedToken(opts.token, opts.tokenName) : ApiAccess.open());
+      if (opts.http) server.http = await startHttp(server, opts.http, access, opts.tls);
     } catch (e) {
       await server.close();
       throw e;
@@ -150,10 +171,6 @@ export class OtaServer {
     return this.http ? this.http.address() : null;
   }
 
-  private log(line: string): void {
-    this.opts.log?.(line);
-  }
-
   private get v5(): boolean {
     return this.opts.mqtt.options.protocolVersion === 5;
   }
@@ -162,17 +179,18 @@ export class OtaServer {
     this.metrics.mqttConnected = this.client.connected;
     this.client.on('connect', () => {
       if (this.closed) return;
-      this.onConnect().catch((e) => this.log(`resubscribe failed: ${(e as Error).message}`));
+      this.onConnect().catch((e) => this.mqttLog.error('mqtt.subscribe-failed', errorFields(e), 'subscribing again after a reconnect failed'));
     });
-    this.client.on('close', () => {
+    const lost = () => {
+      // Once per lost connection (mqtt.js reports every failed reconnect too).
+      if (this.metrics.mqttConnected && !this.closed) this.mqttLog.warn('mqtt.disconnected', { broker: this.opts.mqtt.url }, 'lost the broker; reconnecting');
       this.metrics.mqttConnected = false;
-    });
-    this.client.on('offline', () => {
-      this.metrics.mqttConnected = false;
-    });
+    };
+    this.client.on('close', lost);
+    this.client.on('offline', lost);
     this.client.on('message', (topic, payload, packet) => {
       // Never crash on a message: a bug here is logged and the message dropped.
-      const dropped = (e: unknown) => this.log(`message on ${topic} dropped: ${(e as Error).message}`);
+      const dropped = (e: unknown) => this.mqttLog.error('mqtt.message-dropped', { topic, ...errorFields(e) }, `message on ${topic} dropped`);
       try {
         this.onMessage(topic, payload, packet)?.catch(dropped);
       } catch (e) {
@@ -191,7 +209,8 @@ export class OtaServer {
     const newest = new Map<string, CampaignRow>();
     for (const row of await this.store.campaigns()) if (row.state !== 'aborted') newest.set(row.grp, row); // ordered by creation
     await Promise.all([this.rootChannel.announce(), ...[...newest.values()].map((row) => this.announce(row))]);
-    this.log(`subscribed to ${filters.join(', ')}; ${newest.size} announcement(s) republished`);
+    const republished = newest.size;
+    this.mqttLog.info('mqtt.subscribed', { broker: this.opts.mqtt.url, filters, republished }, `subscribed; ${republished} announcement(s) republished`);
   }
 
   /**
@@ -208,11 +227,11 @@ export class OtaServer {
       const now = (await this.store.campaign(row.id)) ?? row;
       const a = announcementOf(now);
       const payload = a ? encodeAnnouncement(a) : new Uint8Array(0);
-      await publishRetained(this.client, topics.announce(this.prefix, group), payload, (line) => this.log(line), `announcement of ${row.id}`);
+      await publishRetained(this.client, topics.announce(this.prefix, group), payload, this.mqttLog, `announcement of ${row.id}`);
     };
-    const next = (this.announcing.get(group) ?? Promise.resolve())
-      .then(publish)
-      .catch((e) => this.log(`announcement of ${row.id} not published: ${(e as Error).message}`));
+    const failed = (e: unknown) =>
+      this.mqttLog.error('mqtt.announce-failed', { campaign: row.id, group, ...errorFields(e) }, `announcement of ${row.id} not published`);
+    const next = (this.announcing.get(group) ?? Promise.resolve()).then(publish).catch(failed);
     this.announcing.set(group, next);
     void next.then(() => {
       if (this.announcing.get(group) === next) this.announcing.delete(group);
@@ -237,32 +256,56 @@ export class OtaServer {
 
   // ---- operations used by the HTTP API ----
 
-  async createCampaign(req: CreateCampaign): Promise<CampaignRow> {
-    const row = await createCampaign(this.store, () => this.root.forCampaigns(), req);
+  /** `actor`: who asked (the API token's name, SPEC.md §15.6; `api` on an open API). */
+  async createCampaign(req: CreateCampaign, actor = 'api'): Promise<CampaignRow> {
+    // PostgreSQL: an image uploaded to another instance comes from the database into this one's cache first (SPEC.md §12.9).
+    if (/^[0-9a-f]{64}$/.test(req.image)) await this.store.shared?.cacheImage(req.image);
+    const row = await createCampaign(this.store, () => this.root.forCampaigns(), req, Date.now(), actor);
     await this.announce(row);
-    this.log(`campaign ${row.id} created for group ${row.grp}`);
+    const created = { campaign: row.id, group: row.grp, from: null, to: row.state, reason: 'operator', actor, action: 'create' } as const;
+    logTransition(this.campaignLog, created, { version: row.version, waves: JSON.parse(row.waves) as number[] });
     return row;
   }
 
-  async transition(id: string, action: 'pause' | 'resume' | 'abort'): Promise<CampaignRow> {
-    const row = action === 'resume' ? await this.resume(id) : (await transition(this.store, id, action))!;
+  async transition(id: string, action: 'pause' | 'resume' | 'abort', actor = 'api'): Promise<CampaignRow> {
+    // The state before, for the log (SPEC.md §12.9 "Logs"); the transition itself re-reads the row.
+    const from = (await this.store.campaign(id))?.state ?? null;
+    const row = action === 'resume' ? await this.resume(id, actor) : (await transition(this.store, id, action, undefined, actor))!;
     if (action === 'abort') this.assets.drop(id);
+    logTransition(this.campaignLog, { campaign: id, group: row.grp, from, to: row.state, reason: 'operator', actor, action });
     await this.announce(row);
     if (action === 'resume') this.ingest.scheduleTick();
     return row;
+  }
+
+  /** `campaign next` (SPEC.md §12.9, manual wave gate): let the next wave open; it opens in the engine step run here. */
+  async nextWave(id: string, actor = 'api'): Promise<CampaignRow> {
+    const approved = await approveNextWave(this.store, id, actor);
+    this.campaignLog.info('campaign.next', { campaign: id, group: approved.grp, actor }, `campaign ${id}: next wave let open by ${actor}`);
+    await this.ingest.tick();
+    return (await this.store.campaign(id))!;
+  }
+
+  /** `campaign exclude` (SPEC.md §12.9): the device leaves the campaign; the open wave may be done now. */
+  async exclude(id: string, device: string, actor = 'api'): Promise<CampaignRow> {
+    const row = await excludeFromCampaign(this.store, id, device, actor);
+    this.campaignLog.info('campaign.exclude', { campaign: id, group: row.grp, device, actor }, `campaign ${id}: device ${device} excluded by ${actor}`);
+    await this.ingest.tick();
+    return (await this.store.campaign(id))!;
   }
 
   /**
    * Resumed only while the manifest verifies under the root of trust as it is now (§12.13), and only
    * if no other root was stored between that check and the resume (then it is checked again).
    */
-  private async resume(id: string): Promise<CampaignRow> {
+  private async resume(id: string, actor: string): Promise<CampaignRow> {
     for (let attempt = 1; ; attempt++) {
       const current = await this.store.campaign(id);
       if (!current) return (await transition(this.store, id, 'resume'))!; // 404
       const { verdict, versions } = await this.root.checkManifest(new Uint8Array(current.manifest));
       if (!verdict.ok) {
         const halted = await haltByRoot(this.store, id, verdict.code);
+        if (halted) logRootHalts(this.campaignLog, [{ row: halted, code: verdict.code, error: verdict.error }], new Map([[id, current.state]]), actor);
         if (halted) await this.announceGroup(halted.grp);
         throw new ApiError(
           422,
@@ -270,7 +313,7 @@ export class OtaServer {
           `the manifest no longer verifies: ${verdict.detail ?? verdict.error}`,
         );
       }
-      const row = await transition(this.store, id, 'resume', versions);
+      const row = await transition(this.store, id, 'resume', versions, actor);
       if (row) return row;
       if (attempt >= RESUME_ATTEMPTS) throw new ApiError(409, 'CONFLICT', 'the root of trust kept changing during the resume; try again');
     }
@@ -281,15 +324,15 @@ export class OtaServer {
    * when refused), then republish the root announcement and halt every campaign whose manifest no
    * longer verifies, withdrawing its announcement.
    */
-  async publishRoot(envelope: Uint8Array): Promise<Published & { halted: { id: string; code: number }[] }> {
+  async publishRoot(envelope: Uint8Array, actor = 'api'): Promise<Published & { halted: { id: string; code: number }[] }> {
     const published = await this.root.publish(envelope);
     if (!published.changed) return { ...published, halted: [] };
-    this.log(`root of trust: ${published.kind} version ${published.version} stored`);
+    const stored = { kind: published.kind, version: published.version, actor };
+    this.log.child('root').info('root.stored', stored, `${published.kind} version ${published.version} stored (published by ${actor})`);
+    const before = await campaignStates(this.store);
     const halted = await recheckCampaigns(this.store, this.root);
-    for (const h of halted) {
-      this.assets.drop(h.row.id);
-      this.log(`campaign ${h.row.id} halted: its manifest fails ${h.error} under the new root of trust`);
-    }
+    for (const h of halted) this.assets.drop(h.row.id);
+    logRootHalts(this.campaignLog, halted, before, actor);
     await Promise.all([this.rootChannel.announce(), ...[...new Set(halted.map((h) => h.row.grp))].map((g) => this.announceGroup(g))]);
     return { ...published, halted: halted.map((h) => ({ id: h.row.id, code: h.code })) };
   }

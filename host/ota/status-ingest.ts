@@ -7,9 +7,11 @@
  */
 import { LIMITS } from '../../shared/limits.js';
 import { parseStatusEvent } from '../../shared/ota/status.js';
-import { advance, ingestStatus } from './campaigns.js';
+import { ingestStatus } from './campaigns.js';
+import { asServerLog, errorFields, type LogTarget, logTimeouts, logWaveStep, type ServerLog } from './log.js';
 import { type Metrics } from './metrics.js';
 import { type CampaignRow, type OtaStore } from './store.js';
+import { advance } from './waves.js';
 
 /** Wave steps triggered by status events are at least this far apart (the periodic tick runs regardless). */
 const MIN_TICK_GAP_MS = 100;
@@ -21,7 +23,8 @@ export type StatusIngestParts = {
   readonly maxDevices: number;
   /** Republish a campaign's announcement after a wave step changed it. */
   readonly announce: (row: CampaignRow) => Promise<void>;
-  readonly log: (line: string) => void;
+  /** Events (log.ts): the wave steps, and why a status event was ignored (debug). */
+  readonly log: LogTarget;
 };
 
 export class StatusIngest {
@@ -35,7 +38,11 @@ export class StatusIngest {
   private ticking: Promise<void> | null = null;
   private tickAgain = false;
 
-  constructor(private readonly parts: StatusIngestParts) {}
+  private readonly log: ServerLog;
+
+  constructor(private readonly parts: StatusIngestParts) {
+    this.log = asServerLog(parts.log);
+  }
 
   /** Run the wave engine every `tickMs` from now on. */
   start(tickMs: number): void {
@@ -54,10 +61,19 @@ export class StatusIngest {
     const before = this.inFlight.get(device);
     const run = async () => {
       const r = await ingestStatus(this.parts.store, event, this.parts.maxDevices);
-      if (!r.counted) return metrics.ignoredStatus(r.reason);
+      if (!r.counted) {
+        this.log.debug(
+          'status.ignored',
+          { device, campaign: event.campaign ?? null, state: event.state, reason: r.reason },
+          `status of ${device} ignored: ${r.reason}`,
+        );
+        return metrics.ignoredStatus(r.reason);
+      }
       if (event.state === 'online' || r.terminal) this.scheduleTick();
     };
-    const done = (before ? before.then(run) : run()).catch((e) => this.parts.log(`status of ${device} dropped: ${(e as Error).message}`));
+    const done = (before ? before.then(run) : run()).catch((e) =>
+      this.log.error('status.dropped', { device, ...errorFields(e) }, `status of ${device} dropped`),
+    );
     this.inFlight.set(device, done);
     void done.then(() => {
       if (this.inFlight.get(device) === done) this.inFlight.delete(device);
@@ -107,14 +123,14 @@ export class StatusIngest {
     try {
       for (const row of await this.parts.store.campaigns('running')) {
         if (this.closed) return;
-        const changed = await advance(this.parts.store, row.id);
+        const changed = await advance(this.parts.store, row.id, Date.now(), (ids) => logTimeouts(this.log, row, ids));
         if (changed) {
-          this.parts.log(`campaign ${changed.id}: ${changed.state}, wave ${changed.wave + 1}`);
           void this.parts.announce(changed);
+          await logWaveStep(this.log, this.parts.store, row, changed);
         }
       }
     } catch (e) {
-      this.parts.log(`wave engine: ${(e as Error).message}`);
+      this.log.error('wave-engine.failed', errorFields(e), 'wave engine step failed');
     }
   }
 

@@ -14,13 +14,18 @@ import { type RootVersions } from './root-store.js';
 import { SqliteRootStore } from './root-store-sqlite.js';
 import {
   type CampaignChange,
+  type CampaignEvent,
   type CampaignGate,
   type CampaignRow,
   type CampaignState,
+  DEFAULT_DEVICE_TIMEOUT_MS,
   type DeviceCampaignRow,
   type DeviceCampaignState,
+  type DeviceHistoryRow,
+  type DeviceQuery,
   type DeviceReport,
   type DeviceRow,
+  type ExcludeResult,
   type NewCampaign,
   type OtaStore,
   STATE_RANK,
@@ -28,6 +33,7 @@ import {
   type StatusRecord,
   TERMINAL_RANK,
 } from './store.js';
+import { FLEET_SCHEMA, SqliteFleet } from './store-sqlite-fleet.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -36,11 +42,15 @@ CREATE TABLE IF NOT EXISTS campaigns (
   abort_failure_rate REAL NOT NULL, halt_baseline INTEGER NOT NULL DEFAULT 0, halt_code INTEGER,
   manifest BLOB NOT NULL, manifest_sha BLOB NOT NULL, image_sha TEXT NOT NULL, image_size INTEGER NOT NULL,
   chunk_size INTEGER NOT NULL, block_size INTEGER NOT NULL, page_count INTEGER NOT NULL,
-  created INTEGER NOT NULL, updated INTEGER NOT NULL);
+  created INTEGER NOT NULL, updated INTEGER NOT NULL,
+  device_timeout_ms INTEGER NOT NULL DEFAULT ${DEFAULT_DEVICE_TIMEOUT_MS}, abort_min_devices INTEGER NOT NULL DEFAULT 1,
+  wave_soak_ms INTEGER NOT NULL DEFAULT 0, wave_gate TEXT NOT NULL DEFAULT 'auto', wave_started INTEGER NOT NULL DEFAULT 0,
+  wave_done_at INTEGER, approved_wave INTEGER);
 CREATE INDEX IF NOT EXISTS campaigns_grp ON campaigns(grp, state);
 CREATE TABLE IF NOT EXISTS devices (
   id TEXT PRIMARY KEY, grp TEXT NOT NULL, version TEXT, counter INTEGER, last_seen INTEGER NOT NULL,
-  trust_version INTEGER, revocation_version INTEGER, revocation_digest BLOB);
+  trust_version INTEGER, revocation_version INTEGER, revocation_digest BLOB,
+  online INTEGER NOT NULL DEFAULT 1, last_error_code INTEGER, last_error_campaign TEXT);
 CREATE INDEX IF NOT EXISTS devices_grp ON devices(grp);
 CREATE TABLE IF NOT EXISTS device_campaign (
   campaign TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL, rank INTEGER NOT NULL,
@@ -57,12 +67,26 @@ const ADDED_COLUMNS: readonly [table: string, column: string, type: string][] = 
   ['devices', 'trust_version', 'INTEGER'],
   ['devices', 'revocation_version', 'INTEGER'],
   ['devices', 'revocation_digest', 'BLOB'],
+  // Issue 15: rollouts that finish, the fleet view (SPEC.md §12.9).
+  ['campaigns', 'device_timeout_ms', `INTEGER NOT NULL DEFAULT ${DEFAULT_DEVICE_TIMEOUT_MS}`],
+  ['campaigns', 'abort_min_devices', 'INTEGER NOT NULL DEFAULT 1'],
+  ['campaigns', 'wave_soak_ms', 'INTEGER NOT NULL DEFAULT 0'],
+  ['campaigns', 'wave_gate', "TEXT NOT NULL DEFAULT 'auto'"],
+  ['campaigns', 'wave_started', 'INTEGER NOT NULL DEFAULT 0'],
+  ['campaigns', 'wave_done_at', 'INTEGER'],
+  ['campaigns', 'approved_wave', 'INTEGER'],
+  ['devices', 'online', 'INTEGER NOT NULL DEFAULT 1'],
+  ['devices', 'last_error_code', 'INTEGER'],
+  ['devices', 'last_error_campaign', 'TEXT'],
 ];
 
 function addMissingColumns(db: Database.Database): void {
   for (const [table, column, type] of ADDED_COLUMNS) {
     const have = (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) => c.name === column);
-    if (!have) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    if (have) continue;
+    db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    // A campaign from before the device timeout counts silence from the upgrade, not from 1970.
+    if (column === 'wave_started') db.prepare('UPDATE campaigns SET wave_started = ?').run(Date.now());
   }
 }
 
@@ -84,6 +108,7 @@ function openDatabase(dataDir: string): Database.Database {
     db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manifest_fetches'").get() === undefined;
   db.exec(SCHEMA);
   addMissingColumns(db);
+  db.exec(FLEET_SCHEMA);
   // A data folder from before manifest_fetches: a device with a row reported under the old rules
   // (and was counted then); it keeps counting, so a campaign in flight does not stall on the upgrade.
   if (upgrading) {
@@ -114,32 +139,35 @@ function prepare(db: Database.Database) {
     byState: db.prepare('SELECT * FROM campaigns WHERE state = ? ORDER BY created, id'),
     activeInGroup: db.prepare("SELECT id FROM campaigns WHERE grp = ? AND state IN ('running','paused','halted')"),
     insertCampaign: db.prepare(`INSERT INTO campaigns (id, grp, version, security_counter, state, wave, waves, rollout, abort_failure_rate,
-      manifest, manifest_sha, image_sha, image_size, chunk_size, block_size, page_count, created, updated)
+      manifest, manifest_sha, image_sha, image_size, chunk_size, block_size, page_count, created, updated,
+      device_timeout_ms, abort_min_devices, wave_soak_ms, wave_gate, wave_started)
       VALUES (@id, @grp, @version, @security_counter, @state, @wave, @waves, @rollout, @abort_failure_rate,
-      @manifest, @manifest_sha, @image_sha, @image_size, @chunk_size, @block_size, @page_count, @created, @updated)`),
+      @manifest, @manifest_sha, @image_sha, @image_size, @chunk_size, @block_size, @page_count, @created, @updated,
+      @device_timeout_ms, @abort_min_devices, @wave_soak_ms, @wave_gate, @wave_started)`),
     rootVersions: db.prepare(`SELECT coalesce((SELECT max(version) FROM trust_bundles), 0) AS trust,
       coalesce((SELECT max(version) FROM revocation_lists), 0) AS list`),
-    updateDevice: db.prepare(`UPDATE devices SET grp = @grp, version = @version, counter = @counter, last_seen = @now,
+    updateDevice: db.prepare(`UPDATE devices SET grp = @grp, version = @version, counter = @counter, last_seen = @now, online = 1,
       trust_version = @trust_version, revocation_version = @revocation_version, revocation_digest = @revocation_digest WHERE id = @id`),
     // A new device only while fewer than @max were ever inserted: rowids only grow (no device is
     // ever deleted), so max(rowid) is the count without a scan (SPEC.md §12.9, maxKnownDevices).
     insertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest)
       SELECT @id, @grp, @version, @counter, @now, @trust_version, @revocation_version, @revocation_digest
       WHERE (SELECT coalesce(max(rowid), 0) FROM devices) < @max
-      ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen,
+      ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen, online = 1,
         trust_version = excluded.trust_version, revocation_version = excluded.revocation_version, revocation_digest = excluded.revocation_digest`),
     deviceRevocation: db.prepare('SELECT revocation_version AS v FROM devices WHERE id = ?'),
-    touchDevice: db.prepare('UPDATE devices SET last_seen = ? WHERE id = ?'),
     devices: db.prepare('SELECT * FROM devices ORDER BY id'),
     groupDevices: db.prepare('SELECT * FROM devices WHERE grp = ? ORDER BY id'),
     deviceCount: db.prepare('SELECT count(*) AS n FROM devices'),
-    // Monotonic: a row moves to a higher rank, or within downloading to more blocks done; terminal rows never change.
+    // Monotonic: a row moves to a higher rank, or within downloading to more blocks done; terminal rows never
+    // change, but a timed-out device that comes back takes its own end state (SPEC.md §12.9 "Rollouts that finish").
     upsertStatus: db.prepare(`INSERT INTO device_campaign (campaign, device, state, rank, done, total, code, updated)
       VALUES (@campaign, @device, @state, @rank, @done, @total, @code, @updated)
       ON CONFLICT(campaign, device) DO UPDATE SET state = excluded.state, rank = excluded.rank, done = excluded.done,
         total = excluded.total, code = excluded.code, updated = excluded.updated
-      WHERE device_campaign.rank < ${TERMINAL_RANK} AND (excluded.rank > device_campaign.rank
-        OR (excluded.rank = device_campaign.rank AND coalesce(excluded.done, 0) > coalesce(device_campaign.done, 0)))`),
+      WHERE (device_campaign.rank < ${TERMINAL_RANK} AND (excluded.rank > device_campaign.rank
+        OR (excluded.rank = device_campaign.rank AND coalesce(excluded.done, 0) > coalesce(device_campaign.done, 0))))
+        OR (device_campaign.state = 'timed-out' AND excluded.rank = ${TERMINAL_RANK})`),
     statuses: db.prepare('SELECT * FROM device_campaign WHERE campaign = ? ORDER BY device'),
     stateCounts: db.prepare('SELECT campaign, state, count(*) AS n FROM device_campaign GROUP BY campaign, state'),
     rejections: db.prepare("SELECT code, count(*) AS n FROM device_campaign WHERE state = 'rejected' GROUP BY code"),
@@ -164,6 +192,7 @@ export class SqliteStore implements OtaStore {
   readonly digestsDir: string;
   private readonly db: Database.Database;
   private readonly stmts;
+  private readonly fleet: SqliteFleet;
 
   constructor(readonly dataDir: string) {
     this.db = openDatabase(dataDir);
@@ -171,14 +200,16 @@ export class SqliteStore implements OtaStore {
     this.digestsDir = join(dataDir, 'digests');
     this.root = new SqliteRootStore(this.db);
     this.stmts = prepare(this.db);
+    this.fleet = new SqliteFleet(this.db);
   }
 
   async campaign(id: string): Promise<CampaignRow | undefined> {
     return this.stmts.campaign.get(id) as CampaignRow | undefined;
   }
 
-  async gate(id: string): Promise<CampaignGate | undefined> {
-    return this.stmts.gate.get(id) as CampaignGate | undefined;
+  async gate(id: string, device?: string): Promise<CampaignGate | undefined> {
+    if (device === undefined) return this.stmts.gate.get(id) as CampaignGate | undefined;
+    return this.fleet.gate(id, device);
   }
 
   async campaigns(state?: CampaignState): Promise<CampaignRow[]> {
@@ -256,7 +287,11 @@ export class SqliteStore implements OtaStore {
   }
 
   async recordFetch(campaign: string, device: string): Promise<void> {
-    this.stmts.recordFetch.run({ campaign, device, now: Date.now() });
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.stmts.recordFetch.run({ campaign, device, now });
+      this.fleet.touchFetch(campaign, device, now);
+    })();
   }
 
   async statusContext(campaign: string, device: string): Promise<StatusContext | undefined> {
@@ -267,7 +302,6 @@ export class SqliteStore implements OtaStore {
     const now = Date.now();
     return this.db
       .transaction(() => {
-        this.stmts.touchDevice.run(now, s.device);
         const r = this.stmts.upsertStatus.run({
           campaign: s.campaign,
           device: s.device,
@@ -278,9 +312,43 @@ export class SqliteStore implements OtaStore {
           code: s.code ?? null,
           updated: now,
         });
+        // Only an event that counts changes the device (SPEC.md §12.9 "Fleet view").
+        if (r.changes > 0) this.fleet.followStatus(s, now);
         return r.changes > 0;
       })
       .immediate();
+  }
+
+  async recordOffline(device: string): Promise<boolean> {
+    return this.fleet.recordOffline(device);
+  }
+
+  async recordTimeouts(campaign: string, devices: readonly string[], cutoff: number): Promise<string[]> {
+    return this.fleet.recordTimeouts(campaign, devices, cutoff);
+  }
+
+  async excludeDevice(campaign: string, device: string): Promise<ExcludeResult> {
+    return this.fleet.excludeDevice(campaign, device);
+  }
+
+  async recordEvent(e: CampaignEvent): Promise<void> {
+    this.fleet.recordEvent(e);
+  }
+
+  async events(campaign: string, limit: number): Promise<CampaignEvent[]> {
+    return this.fleet.events(campaign, limit);
+  }
+
+  async devicePage(q: DeviceQuery): Promise<DeviceRow[]> {
+    return this.fleet.devicePage(q);
+  }
+
+  async device(id: string): Promise<DeviceRow | undefined> {
+    return this.fleet.device(id);
+  }
+
+  async deviceHistory(id: string): Promise<DeviceHistoryRow[]> {
+    return this.fleet.deviceHistory(id);
   }
 
   async statuses(campaign: string): Promise<DeviceCampaignRow[]> {

@@ -11,17 +11,25 @@
  * instance's (or this instance's) work is ONE method, never a read and a write awaited one after the
  * other: `insertCampaign` (no second active campaign in a group), `updateCampaign` (read, decide,
  * write), `recordOnline` (device row, fleet bound and revocation acknowledgements), `recordStatus`
- * (last seen and the monotonic row), `root.change` (root-store.ts). Each says what a PostgreSQL
+ * (the monotonic row and the device row it moves), `recordTimeouts` and `excludeDevice` (rows
+ * written only while the stored rows still allow it), `root.change` (root-store.ts). Each says what a PostgreSQL
  * backend must do. Image files and digest tables stay files for now, under `imagesDir` and `digestsDir`.
  */
 import { type RootStoreApi, type RootVersions } from './root-store.js';
 
 export type CampaignState = 'running' | 'paused' | 'halted' | 'aborted' | 'completed';
 
-/** Per-device progress states in their order; the last three are terminal. */
-export const DEVICE_STATES = ['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed'] as const;
+/**
+ * Per-device progress states in their order; from `confirmed` on they are terminal. `timed-out` is the
+ * server's verdict on a silent device (SPEC.md §12.9 "Rollouts that finish"), `excluded` the operator's.
+ */
+export const DEVICE_STATES = ['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed', 'timed-out', 'excluded'] as const;
 export type DeviceCampaignState = (typeof DEVICE_STATES)[number];
-/** A row moves only to a higher rank (SPEC.md §12.9, rule 6); equal ranks only within downloading. */
+/**
+ * A row moves only to a higher rank (SPEC.md §12.9, rule 6); equal ranks only within downloading. The
+ * one exception: a `timed-out` row takes the device's own confirmed, rejected or failed (it came back).
+ * `excluded` is above every other state, so nothing the device reports changes it again.
+ */
 export const STATE_RANK: Readonly<Record<DeviceCampaignState, number>> = Object.freeze({
   accepted: 0,
   downloading: 1,
@@ -30,8 +38,19 @@ export const STATE_RANK: Readonly<Record<DeviceCampaignState, number>> = Object.
   confirmed: 4,
   rejected: 4,
   failed: 4,
+  'timed-out': 4,
+  excluded: 5,
 });
 export const TERMINAL_RANK = 4;
+export const EXCLUDED_RANK = 5;
+/** The states a device reports itself (status events); `timed-out` and `excluded` only the server writes. */
+export type ReportedState = Exclude<DeviceCampaignState, 'timed-out' | 'excluded'>;
+
+/** A device of the open wave silent this long counts as `timed-out` unless the campaign says otherwise (1 h). */
+export const DEFAULT_DEVICE_TIMEOUT_MS = 3_600_000;
+
+/** How the next wave opens once the open one is done (and soaked): by itself, or when an operator says `next`. */
+export type WaveGate = 'auto' | 'manual';
 
 export type CampaignRow = {
   readonly id: string;
@@ -58,10 +77,23 @@ export type CampaignRow = {
   readonly page_count: number;
   readonly created: number;
   readonly updated: number;
+  /** A device of the open wave silent this long (no status event, no manifest request) is `timed-out`. */
+  readonly device_timeout_ms: number;
+  /** The failure-rate rule halts only once this many devices reported an end state (confirmed, rejected, failed). */
+  readonly abort_min_devices: number;
+  /** After a wave is done, wait this long before the next opens. */
+  readonly wave_soak_ms: number;
+  readonly wave_gate: WaveGate;
+  /** When the open wave opened or the campaign was last resumed: silence is counted from here at the earliest. */
+  readonly wave_started: number;
+  /** When every device of the open wave was first seen at an end state (the soak starts); null while it is not. */
+  readonly wave_done_at: number | null;
+  /** With the manual gate: the wave (0-based) whose successor the operator let open (`campaign next`). */
+  readonly approved_wave: number | null;
 };
 
-/** A campaign as a new row (not halted, no baseline). */
-export type NewCampaign = Omit<CampaignRow, 'halt_baseline' | 'halt_code'>;
+/** A campaign as a new row (not halted, no baseline, its first wave not done). */
+export type NewCampaign = Omit<CampaignRow, 'halt_baseline' | 'halt_code' | 'wave_done_at' | 'approved_wave'>;
 
 /** What a request needs to know (the hot path: no manifest blob). */
 export type CampaignGate = Pick<CampaignRow, 'id' | 'state' | 'rollout' | 'halt_code'>;
@@ -91,7 +123,44 @@ export type DeviceRow = {
   readonly trust_version: number | null;
   readonly revocation_version: number | null;
   readonly revocation_digest: Buffer | null;
+  /** 1 from its `online` or any counted event on, 0 after its `offline` (the MQTT last will, SPEC.md §12.2). */
+  readonly online: 0 | 1;
+  /** The last rejected or failed event that counted: its code and campaign (null: none). */
+  readonly last_error_code: number | null;
+  readonly last_error_campaign: string | null;
 };
+
+/** One page of the fleet (GET /api/devices): devices with ids after `after`, ordered by id, at most `limit`. */
+export type DeviceQuery = {
+  readonly group?: string;
+  readonly version?: string;
+  /** online: marked online and seen since `since`; offline: the others. */
+  readonly presence?: { readonly online: boolean; readonly since: number };
+  readonly after?: string;
+  readonly limit: number;
+};
+
+/** A campaign a device took part in (it has a row), with what the campaign is. */
+export type DeviceHistoryRow = DeviceCampaignRow & {
+  readonly grp: string;
+  readonly version: string;
+  readonly campaign_state: CampaignState;
+  readonly created: number;
+};
+
+/** One recorded campaign action (SPEC.md §12.9 "Campaign events"): who did what, the server's own steps included. */
+export type CampaignEvent = {
+  readonly campaign: string;
+  readonly at: number;
+  /** create, pause, resume, abort, next, exclude (operators); halt, timeout, wave, complete (the server). */
+  readonly action: string;
+  /** The API token's name (`api` on an open API), or `server`. */
+  readonly actor: string;
+  readonly detail: string;
+};
+
+/** What excluding a device from a campaign did (OtaStore.excludeDevice). */
+export type ExcludeResult = 'excluded' | 'already' | 'no-campaign' | 'inactive' | 'no-device';
 
 /** What an `online` event says about a device (SPEC.md §12.2, §12.13). */
 export type DeviceReport = {
@@ -118,7 +187,7 @@ export type DeviceCampaignRow = {
 export type StatusRecord = {
   readonly campaign: string;
   readonly device: string;
-  readonly state: DeviceCampaignState;
+  readonly state: ReportedState;
   readonly done?: number;
   readonly total?: number;
   readonly code?: number;
@@ -144,9 +213,16 @@ export interface OtaStore {
   readonly imagesDir: string;
   /** DATA/digests/<campaign>.digests: each campaign's chunk digest table (SPEC.md §5.4). */
   readonly digestsDir: string;
+  /** PostgreSQL: the assets in the database, the folders above this instance's cache (SharedAssets); absent with SQLite. */
+  readonly shared?: SharedAssets;
 
   campaign(id: string): Promise<CampaignRow | undefined>;
-  gate(id: string): Promise<CampaignGate | undefined>;
+  /**
+   * What a request needs (one read). With `device`: a device excluded from the campaign (SPEC.md §12.9)
+   * reads rollout 0, so the request check answers it CAMPAIGN_INACTIVE as it answers a device outside
+   * the waves.
+   */
+  gate(id: string, device?: string): Promise<CampaignGate | undefined>;
   /** Every campaign (or those in `state`), in creation order. */
   campaigns(state?: CampaignState): Promise<CampaignRow[]>;
   /** The group's running, paused or halted campaign, if any. */
@@ -180,17 +256,59 @@ export interface OtaStore {
    * counter row updated in the same transaction (a count of rows would race between instances).
    */
   recordOnline(device: string, report: DeviceReport, max: number): Promise<boolean>;
-  /** The server served `campaign`'s manifest to `device`: remembered only for a device of the campaign's group (one statement). */
+  /**
+   * The server served `campaign`'s manifest to `device`: remembered only for a device of the
+   * campaign's group, whose last seen it sets (a request is not silence, SPEC.md §12.9 "Rollouts that
+   * finish"). SQLite: one transaction. PostgreSQL: one transaction (INSERT ... ON CONFLICT DO NOTHING,
+   * then the UPDATE of the device row, both conditioned on the group).
+   */
   recordFetch(campaign: string, device: string): Promise<void>;
   statusContext(campaign: string, device: string): Promise<StatusContext | undefined>;
   /**
-   * Record a counted status event atomically: the device's last seen, and its (campaign, device) row
-   * moved forward only (a higher rank, or more blocks done within downloading; terminal rows never
-   * change). False when the row did not move (old or redelivered). SQLite: one IMMEDIATE transaction.
-   * PostgreSQL: one transaction with `INSERT ... ON CONFLICT DO UPDATE ... WHERE` (the condition on
-   * the stored row, as the SQLite statement has it).
+   * Record a counted status event atomically: its (campaign, device) row moved forward only (a higher
+   * rank, or more blocks done within downloading; terminal rows never change, except that a
+   * `timed-out` row takes the device's own confirmed, rejected or failed; `excluded` never changes).
+   * Only when the row moved, the device row follows in the same step (SPEC.md §12.9 "Fleet view"):
+   * last seen, online; `confirmed` sets its version and counter to the campaign's; `rejected` and
+   * `failed` set its last error (code, campaign). False when the row did not move (old or redelivered).
+   * SQLite: one IMMEDIATE transaction. PostgreSQL: one transaction with `INSERT ... ON CONFLICT DO
+   * UPDATE ... WHERE` (the condition on the stored row, as the SQLite statement has it) `RETURNING`,
+   * then the device UPDATE only when a row came back.
    */
   recordStatus(s: StatusRecord): Promise<boolean>;
+  /**
+   * The device's MQTT last will (`offline`, SPEC.md §12.2): a known device is marked offline (its last
+   * seen stays: when it was last heard). False for an unknown device. One statement.
+   */
+  recordOffline(device: string): Promise<boolean>;
+  /**
+   * Time out silent devices of a running campaign's open wave (SPEC.md §12.9 "Rollouts that finish"),
+   * atomically, re-checking each condition on the stored rows: the campaign is `running` and its
+   * `wave_started <= cutoff`; the device is known in the campaign's group with `last_seen <= cutoff`;
+   * it has no row, or a row below the end states last updated at or before `cutoff`. Each such device
+   * gets the row `timed-out` (rank 4). `devices` are the candidates the caller found in the open wave
+   * (buckets are the caller's: §12.8). Returns the devices timed out, so a device that spoke meanwhile,
+   * or another instance's earlier step, times out nobody twice. SQLite: one IMMEDIATE transaction.
+   * PostgreSQL: one transaction, `SELECT ... FROM campaigns WHERE id = $1 FOR UPDATE` first, then per
+   * device `INSERT ... ON CONFLICT DO UPDATE ... WHERE` with the same conditions, `RETURNING device`.
+   */
+  recordTimeouts(campaign: string, devices: readonly string[], cutoff: number): Promise<string[]>;
+  /**
+   * `campaign exclude` (SPEC.md §12.9): the device's row becomes `excluded` (rank 5: nothing changes it
+   * again), atomically: `no-campaign`, `inactive` (aborted), `no-device` (not known in the campaign's
+   * group), `already` (excluded before; nothing written), else `excluded`. SQLite: one IMMEDIATE
+   * transaction. PostgreSQL: one transaction with the campaign row `FOR UPDATE`, then the upsert.
+   */
+  excludeDevice(campaign: string, device: string): Promise<ExcludeResult>;
+  /** Append one campaign event (one INSERT; events are never changed or removed). */
+  recordEvent(e: CampaignEvent): Promise<void>;
+  /** The newest `limit` events of a campaign, oldest first (in the order they were recorded). */
+  events(campaign: string, limit: number): Promise<CampaignEvent[]>;
+  /** One page of known devices (DeviceQuery), ordered by id. */
+  devicePage(q: DeviceQuery): Promise<DeviceRow[]>;
+  device(id: string): Promise<DeviceRow | undefined>;
+  /** Every campaign the device has a row in, oldest campaign first. */
+  deviceHistory(id: string): Promise<DeviceHistoryRow[]>;
   statuses(campaign: string): Promise<DeviceCampaignRow[]>;
   /** Known devices (of `group`), ordered by id. */
   devices(group?: string): Promise<DeviceRow[]>;
@@ -204,8 +322,25 @@ export interface OtaStore {
   close(): Promise<void>;
 }
 
-/** Where the server keeps its state: today one SQLite file in the data folder. */
-export type StoreOptions = { readonly kind: 'sqlite'; readonly dataDir: string };
+/**
+ * Release assets shared through the database (PostgreSQL, SPEC.md §12.9 "PostgreSQL": instances on
+ * different machines share no folder): content-addressed in the database, `imagesDir` and `digestsDir`
+ * this instance's cache, filled on first use and checked against the SHA-256 before use. insertCampaign
+ * stores the campaign's digest table file (written before it) in the same transaction.
+ */
+export interface SharedAssets {
+  /** The image file at `path`, which must hash to `sha256hex`, into the database unless there (one transaction). */
+  putImage(sha256hex: string, path: string): Promise<void>;
+  /** imageFile(sha256hex) in the cache, checked, fetched from the database when needed; false when the database has none. */
+  cacheImage(sha256hex: string): Promise<boolean>;
+  /** The campaign's image and digest table in the cache, checked (FwsealError IO when the database lacks one). */
+  cacheCampaign(row: CampaignRow): Promise<void>;
+}
+
+/** Where the server keeps its state: one SQLite file in the data folder, or PostgreSQL (`url` without a password: PGPASSWORD) with the folder as a cache. */
+export type StoreOptions =
+  | { readonly kind: 'sqlite'; readonly dataDir: string }
+  | { readonly kind: 'postgres'; readonly url: string; readonly dataDir: string; readonly maxPending?: number };
 
 /** Open the store `options` names (the backend is loaded only when chosen). */
 export async function openStore(options: StoreOptions): Promise<OtaStore> {
@@ -213,6 +348,10 @@ export async function openStore(options: StoreOptions): Promise<OtaStore> {
     case 'sqlite': {
       const { SqliteStore } = await import('./store-sqlite.js');
       return new SqliteStore(options.dataDir);
+    }
+    case 'postgres': {
+      const { openPgStore } = await import('./store-pg.js');
+      return openPgStore(options.url, options.dataDir, options.maxPending);
     }
   }
 }

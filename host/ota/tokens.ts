@@ -288,13 +288,18 @@ export class ApiAccess {
   /** authenticate, then 403 FORBIDDEN unless the caller's role is at least `required`. */
   authorize(header: string | undefined, required: Role): Caller {
     const caller = this.authenticate(header);
-    if (!roleAllows(caller.role, required))
-      throw new AuthRefusal(
-        403,
-        'FORBIDDEN',
-        `token ${caller.name} has the role ${caller.role}; this call needs ${required}`,
-        `${REALM}, error="insufficient_scope", scope="${required}"`,
-      );
+    requireRole(caller, required);
     return caller;
   }
+}
+
+/** 403 FORBIDDEN (with the scope needed, RFC 6750 §3.1) unless the caller's role is at least `required`. */
+export function requireRole(caller: Caller, required: Role): void {
+  if (!roleAllows(caller.role, required))
+    throw new AuthRefusal(
+      403,
+      'FORBIDDEN',
+      `token ${caller.name} has the role ${caller.role}; this call needs ${required}`,
+      `${REALM}, error="insufficient_scope", scope="${required}"`,
+    );
 }

@@ -1,13 +1,14 @@
 /**
  * Status events (SPEC.md §12.2, §12.9): what a device reports on its status topic, from `online`
- * (group, installed version and counter) to the end of a campaign. Schema, encoder and parser over
- * the codec (codec.ts).
+ * (group, installed version and counter) to the end of a campaign, and `offline`: the device's MQTT
+ * last will, which the broker publishes when the device's connection ends without a DISCONNECT.
+ * Schema, encoder and parser over the codec (codec.ts).
  */
 import { type Result } from '../codes.js';
 import { asBytes, asText, asUint, schemaFail } from '../fields.js';
 import { DIGEST_BYTES, LIMITS } from '../limits.js';
 import { encodeMessage, KEY_CAMPAIGN, MAX_CODE, MAX_INDEX, parseMessage } from './codec.js';
-import { ID_PATTERN } from './topics.js';
+import { ID_PATTERN, topics } from './topics.js';
 
 export const STATUS_KEY = Object.freeze({
   device: 4,
@@ -23,11 +24,21 @@ export const STATUS_KEY = Object.freeze({
   revocationDigest: 14,
 });
 
-export const STATUS_STATES = Object.freeze(['accepted', 'downloading', 'verifying', 'installed', 'confirmed', 'rejected', 'failed', 'online'] as const);
+export const STATUS_STATES = Object.freeze([
+  'accepted',
+  'downloading',
+  'verifying',
+  'installed',
+  'confirmed',
+  'rejected',
+  'failed',
+  'online',
+  'offline',
+] as const);
 export type StatusState = (typeof STATUS_STATES)[number];
 
 export type StatusEvent = {
-  /** Absent only in state `online`. */
+  /** Absent only in states `online` and `offline`. */
   readonly campaign?: string;
   readonly device: string;
   readonly state: StatusState;
@@ -69,7 +80,10 @@ export function parseStatusEvent(bytes: Uint8Array): Result<{ value: StatusEvent
     const rootV = [f.optional(K.trustVersion), f.optional(K.revocationVersion), f.optional(K.revocationDigest)] as const;
     if (!online && (versionV !== undefined || counterV !== undefined || rootV.some((v) => v !== undefined)))
       schemaFail('BAD_VALUE', 'statusEvent message: version, counter and root of trust go with state online only');
-    if (!online && campaignV === undefined) schemaFail('MISSING_FIELD', 'statusEvent message: campaign id');
+    // `offline` (the last will, fixed when the device connects) carries the device and nothing else.
+    const offline = state === 'offline';
+    if (offline && (campaignV !== undefined || doneV !== undefined)) schemaFail('BAD_VALUE', 'statusEvent message: offline carries the device only');
+    if (!online && !offline && campaignV === undefined) schemaFail('MISSING_FIELD', 'statusEvent message: campaign id');
     if (online && doneV !== undefined) schemaFail('BAD_VALUE', 'statusEvent message: online with done/total');
     const out: { -readonly [K in keyof StatusEvent]: StatusEvent[K] } = { device, state };
     if (campaignV !== undefined) out.campaign = asText(campaignV, 'campaign id', LIMITS.maxIdBytes, ID_PATTERN);
@@ -110,4 +124,13 @@ export function encodeStatusEvent(m: StatusEvent): Uint8Array {
     ],
     parseStatusEvent,
   );
+}
+
+/**
+ * The last will a device sets when it connects (SPEC.md §12.2): `offline` on its own status topic,
+ * QoS 1, not retained (a retained `offline` would greet every server that subscribes later, long after
+ * the device is back). The broker publishes it when the connection ends without a DISCONNECT.
+ */
+export function offlineWill(prefix: string, device: string): { topic: string; payload: Uint8Array; qos: 1; retain: false } {
+  return { topic: topics.status(prefix, device), payload: encodeStatusEvent({ device, state: 'offline' }), qos: 1, retain: false };
 }

@@ -1,0 +1,250 @@
+/**
+ * `fwseal serve --db postgres://...` (SPEC.md §12.9 "PostgreSQL"): two `fwseal serve` processes with
+ * separate --data folders (as on two machines: they share no folder), one mosquitto, one database in a
+ * real PostgreSQL, and real device clients (OtaDevice over simulated flash). An image uploaded to one
+ * instance and a campaign created on the other: both serve blocks, every device confirms, a cache file
+ * that does not hash to its name is fetched again from the database. One instance killed (SIGKILL) mid-campaign: the
+ * campaign completes on the other and no device reports a failure. Then the password rule of --db,
+ * and the bound on store calls in flight. Codes are asserted, never messages.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLayout, layoutBytes } from '../device/agent/layout.js';
+import { provision } from '../device/agent/provision.js';
+import { SimFlash } from '../device/sim/flash.js';
+import { fleetVerifier, nodeSha256 } from '../host/hash.js';
+import { OtaDevice } from '../host/ota/device-client.js';
+import { openStore } from '../host/ota/store.js';
+import { toHex } from '../shared/bytes.js';
+import { CODES } from '../shared/codes.js';
+import { runCli } from './support/cli-run.js';
+import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
+import { type Postgres, startPostgres } from './support/postgres.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+const w = standardWorld();
+const verifier = fleetVerifier();
+const release = (version: string, counter: number, size: number) => {
+  const image = detBytes(size, `pg ${version}`);
+  const envelope = makeManifestEnvelope(makeManifest(image, { version, securityCounter: counter, chunkSize: 4096 }), [w.R1, w.R2]);
+  return { version, image, envelope, sha: toHex(nodeSha256(image)) };
+};
+const v1 = release('1.0.0', 5, 40_000);
+const v2 = release('2.0.0', 6, 460_000);
+
+const E = 4096;
+const SLOT = 512 * 1024;
+const layout = createLayout({ size: layoutBytes(E, 8, SLOT), eraseBlockSize: E, writeAlign: 8, erasedValue: 0xff }, { slotSize: SLOT });
+
+const dir = mkdtempSync(join(tmpdir(), 'fwseal-pg-e2e-'));
+const trustFile = join(dir, 'trust.cbor');
+writeFileSync(trustFile, w.trust);
+let broker: Mosquitto;
+let postgres: Postgres;
+const live: { stop(): Promise<void> }[] = [];
+
+beforeAll(async () => {
+  [broker, postgres] = await Promise.all([startMosquitto({ persistence: false }), startPostgres()]);
+});
+afterEach(async () => {
+  await Promise.allSettled(live.splice(0).map((x) => x.stop()));
+});
+afterAll(async () => {
+  await Promise.allSettled([broker?.stop(), postgres?.stop()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+type Serve = { url: string; data: string; kill(): Promise<void>; stderr(): string };
+
+/** `fwseal serve --db` as its own process, on its own --data folder; the password only in its environment (PGPASSWORD). */
+async function startServe(name: string, db: string): Promise<Serve> {
+  const data = join(dir, name);
+  const args = ['serve', '--broker', broker.url, '--data', data, '--db', db, '--trust', trustFile, '--http', '127.0.0.1:0', '--tick-ms', '100'];
+  const child: ChildProcess = spawn(process.execPath, ['--import', TSX, join(ROOT, 'host', 'cli.ts'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...postgres.env },
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  live.push({ stop: kill });
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  const url = await new Promise<string>((ok, fail) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = out.match(/HTTP API on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) ok(m[1]!);
+    });
+    child.once('exit', (code) => fail(new Error(`serve exited with ${code}: ${err}`)));
+  });
+  return { url, data, kill, stderr: () => err };
+}
+
+type Sim = { id: string; device: OtaDevice; events: string[]; progress: number };
+
+async function startDevice(id: string, group: string, window: number): Promise<Sim> {
+  const flash = new SimFlash({ size: layoutBytes(E, 8, SLOT), eraseBlockSize: E, writeAlign: 8, erasedValue: 0xff });
+  const p = provision(flash, layout, { deviceClass: 'acme-gw', trust: w.trust, envelope: v1.envelope, image: v1.image, verifier });
+  if (!p.ok) throw new Error(`provision: ${p.error}`);
+  const sim: Sim = { id, device: undefined as unknown as OtaDevice, events: [], progress: 0 };
+  sim.device = await OtaDevice.start({
+    id,
+    group,
+    flash,
+    layout,
+    trust: w.trust,
+    verifier,
+    maxTrialBoots: 2,
+    mqtt: { url: broker.url, options: { protocolVersion: 4, clientId: `pg-${id}`, reconnectPeriod: 200 } },
+    pull: { timeoutMs: 1500, baseBackoffMs: 100, maxBackoffMs: 1000, retryBaseMs: 100, retryMaxMs: 1000, window },
+    onStatus: (e) => sim.events.push(`${e.state}${e.code ? `:${e.code}` : ''}`),
+  });
+  sim.device.on('progress', (done: number) => {
+    sim.progress = done;
+  });
+  live.push({ stop: () => sim.device.stop() });
+  return sim;
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 90_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const getJson = async (s: Serve, path: string) => (await fetch(s.url + path)).json() as Promise<any>;
+const blocksServed = async (s: Serve) => Number((await (await fetch(`${s.url}/metrics`)).text()).match(/^fwseal_blocks_served_total (\S+)$/m)?.[1] ?? 0);
+const errorReplies = async (s: Serve) =>
+  (await (await fetch(`${s.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('fwseal_error_replies_total{'));
+const confirmed = (s: Sim) => s.device.state().version === v2.version && s.device.state().lastStatus?.state === 'confirmed';
+
+/** PUT the image to `s` (201: stored, in the database too). */
+async function upload(s: Serve): Promise<void> {
+  const r = await fetch(`${s.url}/api/images/${v2.sha}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: Buffer.from(v2.image),
+  });
+  expect(r.status).toBe(201);
+}
+
+async function create(s: Serve, group: string): Promise<string> {
+  const body = { manifest: Buffer.from(v2.envelope).toString('base64'), image: v2.sha, group, waves: [100] };
+  const r = await fetch(`${s.url}/api/campaigns`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const created = (await r.json()) as { id: string };
+  expect(r.status).toBe(201);
+  return created.id;
+}
+
+/** Nothing a device would not see with one server: no failure, no refused block, no error reply from a server still running. */
+function expectNoDeviceError(sims: Sim[]): void {
+  for (const s of sims) {
+    expect(
+      s.events.filter((e) => e.startsWith('failed') || e.startsWith('rejected')),
+      s.id,
+    ).toEqual([]);
+    expect(s.device.stats().rejected, s.id).toBe(0);
+    expect(s.device.stats().malformed, s.id).toBe(0);
+  }
+}
+
+describe('two fwseal serve instances on separate folders, one broker, one PostgreSQL database', () => {
+  it('an image uploaded to one and a campaign created on the other: both serve blocks, every device confirms', async () => {
+    const db = await postgres.database();
+    // Both start at once on the empty database: one stores the root of trust, the other finds it (one atomic root change).
+    const [a, b] = await Promise.all([startServe('split-a', db), startServe('split-b', db)]);
+    // A file in a's cache that does not hash to its name: a must fetch the image from the database instead.
+    mkdirSync(join(a.data, 'images'), { recursive: true });
+    writeFileSync(join(a.data, 'images', v2.sha), Buffer.alloc(v2.image.length, 0x5a));
+    const sims = await Promise.all(Array.from({ length: 8 }, (_, i) => startDevice(`split-${i}`, 'pg-split', 2)));
+    await until(
+      '8 devices known to both',
+      async () => (await getJson(a, '/api/devices')).devices.length === 8 && (await getJson(b, '/api/devices')).devices.length === 8,
+    );
+    await upload(b);
+    const id = await create(a, 'pg-split');
+    await until('every device confirmed', () => sims.every(confirmed));
+    await until('campaign completed', async () => (await getJson(b, `/api/campaigns/${id}`)).state === 'completed');
+    expect((await getJson(a, `/api/campaigns/${id}`)).counts).toMatchObject({ confirmed: 8, failed: 0, rejected: 0 });
+    expect(await blocksServed(a)).toBeGreaterThan(0);
+    expect(await blocksServed(b)).toBeGreaterThan(0);
+    expectNoDeviceError(sims);
+    expect(await errorReplies(a)).toEqual([]);
+    expect(await errorReplies(b)).toEqual([]);
+    // The folders are caches: no SQLite database, and the image in a's cache is the signed one now.
+    expect(existsSync(join(a.data, 'fwseal.db')) || existsSync(join(b.data, 'fwseal.db'))).toBe(false);
+    expect(Buffer.compare(readFileSync(join(a.data, 'images', v2.sha)), Buffer.from(v2.image))).toBe(0);
+  }, 150_000);
+
+  it('one instance killed (SIGKILL) mid-campaign: the other completes it and no device sees an error', async () => {
+    const db = await postgres.database();
+    const [a, b] = await Promise.all([startServe('kill-a', db), startServe('kill-b', db)]);
+    const sims = await Promise.all(Array.from({ length: 8 }, (_, i) => startDevice(`kill-${i}`, 'pg-kill', 1)));
+    await until('8 devices known', async () => (await getJson(b, '/api/devices')).devices.length === 8);
+    await upload(a);
+    const id = await create(a, 'pg-kill');
+    // Mid-campaign: the victim has served blocks, devices are downloading, none has finished.
+    await until('both serving', async () => (await blocksServed(a)) > 0 && sims.some((s) => s.progress >= 2));
+    expect(sims.filter(confirmed).length).toBeLessThan(sims.length);
+    await a.kill();
+    await until('every device confirmed', () => sims.every(confirmed));
+    await until('campaign completed', async () => (await getJson(b, `/api/campaigns/${id}`)).state === 'completed');
+    expect((await getJson(b, `/api/campaigns/${id}`)).counts).toMatchObject({ confirmed: 8, failed: 0, rejected: 0 });
+    expect(await blocksServed(b)).toBeGreaterThan(0);
+    expectNoDeviceError(sims);
+    expect(await errorReplies(b)).toEqual([]);
+  }, 150_000);
+});
+
+describe('--db and the database connection', () => {
+  it('a password in --db is refused (USAGE, exit 2) and never printed; a wrong PGPASSWORD fails the start (IO, exit 2)', async () => {
+    const db = await postgres.database();
+    const secret = 'pw-in-the-url-8c1f';
+    const inUrl = await runCli(['serve', '--broker', broker.url, '--data', join(dir, 'usage'), '--db', db.replace('postgres@', `postgres:${secret}@`)]);
+    expect(inUrl.status).toBe(2);
+    expect(inUrl.err).toContain(`(code ${CODES.USAGE})`);
+    expect(inUrl.err + inUrl.out).not.toContain(secret);
+    const saved = process.env.PGPASSWORD;
+    process.env.PGPASSWORD = 'not-the-password-71d2';
+    try {
+      const wrong = await runCli(['serve', '--broker', broker.url, '--data', join(dir, 'wrong'), '--db', db, '--trust', trustFile]);
+      expect(wrong.status).toBe(2);
+      expect(wrong.err).toContain(`(code ${CODES.IO})`);
+      expect(wrong.err + wrong.out).not.toContain('not-the-password-71d2');
+    } finally {
+      if (saved === undefined) delete process.env.PGPASSWORD;
+      else process.env.PGPASSWORD = saved;
+    }
+  });
+
+  it('store calls that device traffic starts are bounded per instance: one more is SERVER_BUSY', async () => {
+    process.env.PGPASSWORD = postgres.env.PGPASSWORD;
+    const store = await openStore({ kind: 'postgres', url: await postgres.database(), dataDir: join(dir, 'bound'), maxPending: 2 });
+    try {
+      const calls = [store.gate('c'), store.statusContext('c', 'd'), store.recordOffline('d')];
+      const settled = await Promise.allSettled(calls);
+      expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+      expect((settled[2] as PromiseRejectedResult).reason).toMatchObject({ codeName: 'SERVER_BUSY' });
+      // Operator and wave engine calls are not device traffic: never refused.
+      expect(await Promise.all([store.campaigns(), store.campaigns(), store.campaigns()])).toEqual([[], [], []]);
+      expect(await store.gate('c')).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
