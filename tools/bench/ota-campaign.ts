@@ -1,23 +1,25 @@
 /**
  * The OTA campaign measurements of the "ota" section (tools/bench/ota.ts): `fwseal serve` and
  * `fwseal fleet-sim` as separate processes of the built CLI, timed from `fwseal campaign create` to
- * the server counting every device confirmed; and the same campaign to protocol clients that check
- * every chunk but simulate no flash (delivery only). Fresh data folder and fleet per run.
+ * the server counting every device confirmed (the full-agent end-to-end row: information, it measures
+ * the simulated devices' CPU more than the server). Fresh data folder and fleet per run. Also the
+ * helpers the delivery rows (ota-delivery.ts, ota-scale.ts) share: `serve` and `createCampaign`.
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../../host/cli.js';
 import { type Mosquitto } from '../../test/support/mosquitto.js';
 import { type BenchContext } from './common.js';
-import { lightFleet } from './ota-light.js';
 import { type BenchProcesses, cpuSeconds, getJson, mosquittoPid, type Proc, sleep, vmHwmKiB, waitFor } from './ota-procs.js';
 
 export const DEVICES = 200;
 export const IMAGE_BYTES = 1 << 20;
+/** The update of the scale rows: one 64 KiB block, one digest page (the rows measure requests and status traffic; bytes are the delivery rows'). */
+export const SCALE_IMAGE_BYTES = 64 << 10;
 export const CHUNK = 4096;
 export const CLASS = 'acme-gw';
 
-/** The release files (tools/bench/ota.ts writes them): trust, factory v1, update v2, the idle fleet's factory release. */
+/** The release files (tools/bench/ota.ts writes them): trust, factory v1, update v2, the idle fleet's factory release, the scale rows' update. */
 export type Releases = {
   readonly trust: string;
   readonly v1: string;
@@ -26,6 +28,9 @@ export type Releases = {
   readonly v2Bin: string;
   readonly idleV1: string;
   readonly idleV1Bin: string;
+  /** The light devices' small update (ota-scale.ts): 2.0.0, SCALE_IMAGE_BYTES. */
+  readonly scaleV2: string;
+  readonly scaleV2Bin: string;
   readonly slotSize: number;
 };
 
@@ -53,19 +58,17 @@ export type CampaignTotals = {
 type Progress = { counts: Record<string, number>; state: string; tCreate: number; tDone: number; tFirst: number; tHalf: number; tDownloading: number };
 type CpuAt = { mosquitto: number | null; server: number | null; fleet: number | null };
 
+/** Where a `fwseal serve` keeps its state: its own data folder, and optionally a PostgreSQL database (`--db`, password in `env`). */
+export type ServeStore = { readonly db?: string; readonly env?: Readonly<Record<string, string>> };
+
 /** `fwseal serve` on the bench broker with its data under runDir; resolves with its HTTP API address. */
-async function serve(b: OtaBench, runDir: string): Promise<{ server: Proc; api: string }> {
-  const server = b.procs.start('fwseal serve', [
-    'serve',
-    '--broker',
-    b.broker.url,
-    '--data',
-    join(runDir, 'data'),
-    '--trust',
-    b.rel.trust,
-    '--http',
-    '127.0.0.1:0',
-  ]);
+export async function serve(b: OtaBench, runDir: string, store: ServeStore = {}): Promise<{ server: Proc; api: string }> {
+  const db = store.db ? ['--db', store.db] : [];
+  const server = b.procs.start(
+    'fwseal serve',
+    ['serve', '--broker', b.broker.url, '--data', join(runDir, 'data'), '--trust', b.rel.trust, '--http', '127.0.0.1:0', ...db],
+    store.env,
+  );
   let api = '';
   await waitFor(
     'the server address line',
@@ -96,7 +99,7 @@ function devicesOnline(what: string, api: string, group: string, alive: Proc): P
 }
 
 /** `fwseal campaign create` of v2 for the group, one wave of 100%, in-process; the campaign id. */
-async function createCampaign(b: OtaBench, api: string, group: string): Promise<string> {
+export async function createCampaign(b: OtaBench, api: string, group: string): Promise<string> {
   let out = '';
   let err = '';
   const status = await main(['campaign', 'create', '--server', api, '--manifest', b.rel.v2, '--image', b.rel.v2Bin, '--group', group, '--waves', '100'], {
@@ -229,32 +232,4 @@ function readFleetReport(b: OtaBench, i: number, fleet: Proc, code: number | nul
     b.notes.push(`run ${i + 1}: no fleet-sim JSON report (exit ${String(code)}): ${fleet.err.slice(-300)}`);
   }
   return confirmed;
-}
-
-/** Delivery only: the same campaign to DEVICES protocol clients in this process (multicast; every chunk checked, no flash); seconds. */
-export async function deliveryOnlyRun(b: OtaBench, i: number): Promise<number> {
-  const { ctx } = b;
-  const group = `bench-light${i + 1}`;
-  const runDir = join(ctx.tmpDir, `light-${i + 1}`);
-  mkdirSync(runDir);
-  ctx.log(`ota: delivery-only run ${i + 1}: serve, ${DEVICES} protocol clients, 1 MiB`);
-  const { server, api } = await serve(b, runDir);
-  let fleet: Awaited<ReturnType<typeof lightFleet>> | null = null;
-  try {
-    fleet = await lightFleet(b.broker.url, DEVICES, group);
-    await devicesOnline('protocol clients', api, group, server);
-    const t0 = performance.now();
-    await createCampaign(b, api, group);
-    await Promise.race([
-      fleet.done,
-      sleep(120_000).then(() => {
-        throw new Error('delivery-only run did not finish in 120 s');
-      }),
-    ]);
-    return (performance.now() - t0) / 1000;
-  } finally {
-    await fleet?.close();
-    await b.procs.stop(server);
-    rmSync(runDir, { recursive: true, force: true });
-  }
 }

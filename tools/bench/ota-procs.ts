@@ -50,6 +50,22 @@ export function mosquittoPid(broker: Mosquitto): number | undefined {
   return undefined;
 }
 
+/** The PostgreSQL server listening on `port` (its postmaster, found by its command line) and its backends (the postmaster's children). */
+export function postgresPids(port: number): number[] {
+  const procs: { pid: number; ppid: number; cmd: string }[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      procs.push({ pid: Number(e), ppid: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), cmd: readFileSync(`/proc/${e}/cmdline`, 'utf8') });
+    } catch {
+      // gone
+    }
+  }
+  const master = procs.find((p) => p.cmd.includes('/bin/postgres\0') && p.cmd.includes(`\0-p\0${port}\0`));
+  return master ? [master.pid, ...procs.filter((p) => p.ppid === master.pid).map((p) => p.pid)] : [];
+}
+
 export async function getJson<T>(url: string): Promise<T> {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`GET ${url}: ${r.status}`);
@@ -84,14 +100,14 @@ export class BenchProcesses {
     );
   }
 
-  /** `fwseal ARGS` in a child process. */
-  start(label: string, args: string[]): Proc {
+  /** `fwseal ARGS` in a child process (`env`: added to this process's environment). */
+  start(label: string, args: string[], env: Readonly<Record<string, string>> = {}): Proc {
     const rssFile = join(this.tmpDir, `stats-${++this.seq}.json`);
     // FWSEAL_BENCH_CPU_PROF=DIR: a V8 CPU profile of every child (written when it exits) into DIR.
     const prof = process.env.FWSEAL_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FWSEAL_BENCH_CPU_PROF}`] : [];
     const child = spawn(process.execPath, [...prof, '--require', this.preload, this.cli, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, FWSEAL_BENCH_STATS: rssFile },
+      env: { ...process.env, ...env, FWSEAL_BENCH_STATS: rssFile },
     });
     const p: Proc = { child, out: '', err: '', rssFile, label, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
     child.stdout!.on('data', (d: Buffer) => {
