@@ -140,7 +140,7 @@ export function scaleRows(runs: readonly ScaleRun[], imageBytes: number, rows: R
         `${label}: requests and status events handled per second`,
         Math.round(m.total / r.complete),
         'msg/s',
-        `${m.requests} requests (manifest ${r.stats.manifestRequests}, page ${r.stats.pageRequests}, block ${r.stats.blockRequests}) + ${m.status} status events over ${r.complete.toFixed(1)} s`,
+        `${m.requests} requests (manifest ${r.stats.manifestRequests}, page ${r.stats.pageRequests}, block ${r.stats.blockRequests}) + ${m.status} status events over ${r.complete.toFixed(1)} s${r.completed ? '' : ' (not completed)'}`,
       ),
     );
     const cpu = serveCpu(r);
