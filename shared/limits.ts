@@ -68,6 +68,8 @@ export const LIMITS = Object.freeze({
   maxQueuedRequests: 4096,
   /** OTA server: bytes waiting on the broker socket above which the request queue is not drained. */
   maxBrokerBacklogBytes: 8388608,
+  /** OTA server (SPEC.md §12.9 "Status ingest"): status events received and not yet in the store; past it the server stops reading from the broker until half are in. */
+  maxStatusBacklog: 2048,
   /** OTA server (SPEC.md §12.9): devices known from `online` events; a new device beyond it is ignored (invented ids never grow the store without bound). */
   maxKnownDevices: 1048576,
   /** OTA server: image blocks kept in memory per instance (LRU). */

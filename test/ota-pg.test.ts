@@ -13,18 +13,24 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLayout, layoutBytes } from '../device/agent/layout.js';
 import { provision } from '../device/agent/provision.js';
 import { SimFlash } from '../device/sim/flash.js';
 import { fleetVerifier, nodeSha256 } from '../host/hash.js';
 import { OtaDevice } from '../host/ota/device-client.js';
+import { OtaServer } from '../host/ota/server.js';
 import { openStore } from '../host/ota/store.js';
 import { toHex } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
+import { encodeStatusEvent } from '../shared/ota/status.js';
+import { topics } from '../shared/ota/topics.js';
 import { runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
+import { eventually } from './support/ota-client.js';
+import { serverMqtt } from './support/ota-harness.js';
 import { type Postgres, startPostgres } from './support/postgres.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -232,19 +238,48 @@ describe('--db and the database connection', () => {
     }
   });
 
-  it('store calls that device traffic starts are bounded per instance: one more is SERVER_BUSY', async () => {
+  it('request store calls are bounded per instance (one more is SERVER_BUSY); the status path is never refused there', async () => {
     process.env.PGPASSWORD = postgres.env.PGPASSWORD;
     const store = await openStore({ kind: 'postgres', url: await postgres.database(), dataDir: join(dir, 'bound'), maxPending: 2 });
     try {
-      const calls = [store.gate('c'), store.statusContext('c', 'd'), store.recordOffline('d')];
-      const settled = await Promise.allSettled(calls);
+      const settled = await Promise.allSettled([store.gate('c'), store.gate('c'), store.gate('c')]);
       expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
       expect((settled[2] as PromiseRejectedResult).reason).toMatchObject({ codeName: 'SERVER_BUSY' });
+      // Status events wait for the store instead (status-ingest.ts holds the broker): none refused.
+      const status = [store.statusContext('c', 'd'), store.statusContext('c', 'd'), store.recordOffline('d'), store.recordOffline('d')];
+      expect(await Promise.all(status)).toEqual([undefined, undefined, false, false]);
       // Operator and wave engine calls are not device traffic: never refused.
       expect(await Promise.all([store.campaigns(), store.campaigns(), store.campaigns()])).toEqual([[], [], []]);
       expect(await store.gate('c')).toBeUndefined();
     } finally {
       await store.close();
     }
+  });
+
+  it('a burst of status events larger than every bound is ingested whole: the server holds the broker, never drops one', async () => {
+    process.env.PGPASSWORD = postgres.env.PGPASSWORD;
+    const N = 400;
+    const server = await OtaServer.start({
+      mqtt: serverMqtt(broker.url),
+      dataDir: join(dir, 'burst'),
+      store: { kind: 'postgres', url: await postgres.database(), dataDir: join(dir, 'burst'), maxPending: 1 },
+      trust: w.trust,
+      maxStatusBacklog: 8,
+    });
+    live.push({ stop: () => server.close() });
+    const sender = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: 'burst-sender' });
+    live.push({ stop: () => sender.endAsync(true) });
+    // QoS 0, all at once: the broker passes them on as fast as the server reads.
+    for (let i = 0; i < N; i++) {
+      const device = `burst-${i}`;
+      sender.publish(
+        topics.status('fwseal', device),
+        Buffer.from(encodeStatusEvent({ device, state: 'online', group: 'g-burst', version: '1.0.0', counter: 1 })),
+      );
+    }
+    await eventually(async () => (await server.store.deviceCount()) === N, 30_000, `all ${N} devices stored`);
+    const text = await server.metrics.render(server.store);
+    expect(text).toContain(`fwseal_status_events_total ${N}\n`);
+    expect(text).toContain('fwseal_status_backlog 0\n');
   });
 });

@@ -69,6 +69,12 @@ export class Metrics {
   pagesServed = 0;
   manifestsServed = 0;
   multicasts = 0;
+  /** Status events that parsed, on this instance (each ingested, or counted as ignored, once). */
+  statusEvents = 0;
+  /** Requests taken in by this instance, by what they asked for (requests.ts Answer kind; `busy`: refused SERVER_BUSY at the queue). */
+  readonly requests = new Map<string, number>();
+  /** Status events received and not yet in the store (status-ingest.ts), read at scrape time. */
+  statusBacklog: () => number = () => 0;
   /** Root responses (SPEC.md §12.13) handed to the broker by this instance. */
   rootResponses = 0;
   mqttConnected = false;
@@ -83,6 +89,10 @@ export class Metrics {
   private readonly latency = new Array<number>(LATENCY_BUCKETS.length).fill(0);
   private latencyCount = 0;
   private latencySum = 0;
+
+  request(kind: string): void {
+    this.requests.set(kind, (this.requests.get(kind) ?? 0) + 1);
+  }
 
   errorReply(code: number): void {
     this.errorReplies.set(code, (this.errorReplies.get(code) ?? 0) + 1);
@@ -104,6 +114,45 @@ export class Metrics {
     this.latencyCount++;
     this.latencySum += seconds;
     for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]) this.latency[i]++;
+  }
+
+  /** This instance's own counters (the rest of a scrape comes from the store). */
+  private counters(metric: Emit): void {
+    metric(
+      'fwseal_error_replies_total',
+      'counter',
+      'Error replies sent by this instance, by code.',
+      [...this.errorReplies].map(([c, n]) => [`{code="${esc(codeName(c))}"}`, n]),
+    );
+    metric(
+      'fwseal_malformed_messages_total',
+      'counter',
+      'Messages ignored or refused because they did not parse, by kind.',
+      [...this.malformed].map(([k, n]) => [`{kind="${k}"}`, n]),
+    );
+    metric(
+      'fwseal_status_ignored_total',
+      'counter',
+      'Status events that counted toward nothing (SPEC.md §12.9), by reason.',
+      [...this.statusIgnored].map(([r, n]) => [`{reason="${r}"}`, n]),
+    );
+    metric(
+      'fwseal_reply_topic_refused_total',
+      'counter',
+      "Requests refused for naming a reply topic other than their device's own, by where they named it.",
+      [...this.replyTopicRefused].map(([v, n]) => [`{via="${v}"}`, n]),
+    );
+    metric(
+      'fwseal_requests_total',
+      'counter',
+      'Device requests answered by this instance, by kind (busy: refused SERVER_BUSY before queueing).',
+      [...this.requests].map(([k, n]) => [`{kind="${esc(k)}"}`, n]),
+    );
+    metric('fwseal_status_events_total', 'counter', 'Status events that parsed, received by this instance.', [['', this.statusEvents]]);
+    metric('fwseal_status_backlog', 'gauge', 'Status events received by this instance and not yet in the store.', [['', this.statusBacklog()]]);
+    const cpu = process.cpuUsage();
+    metric('process_cpu_seconds_total', 'counter', 'User and system CPU time of this instance.', [['', (cpu.user + cpu.system) / 1e6]]);
+    metric('fwseal_mqtt_connected', 'gauge', '1 while this instance is connected to the broker.', [['', this.mqttConnected ? 1 : 0]]);
   }
 
   /** The text of one scrape: the store's figures are read one after the other, in the order they are printed. */
@@ -152,33 +201,7 @@ export class Metrics {
       ['', this.rootResponses],
     ]);
     out.push(...(await rootMetrics(store, metric, Date.now())));
-    metric(
-      'fwseal_error_replies_total',
-      'counter',
-      'Error replies sent by this instance, by code.',
-      [...this.errorReplies].map(([c, n]) => [`{code="${esc(codeName(c))}"}`, n]),
-    );
-    metric(
-      'fwseal_malformed_messages_total',
-      'counter',
-      'Messages ignored or refused because they did not parse, by kind.',
-      [...this.malformed].map(([k, n]) => [`{kind="${k}"}`, n]),
-    );
-    metric(
-      'fwseal_status_ignored_total',
-      'counter',
-      'Status events that counted toward nothing (SPEC.md §12.9), by reason.',
-      [...this.statusIgnored].map(([r, n]) => [`{reason="${r}"}`, n]),
-    );
-    metric(
-      'fwseal_reply_topic_refused_total',
-      'counter',
-      "Requests refused for naming a reply topic other than their device's own, by where they named it.",
-      [...this.replyTopicRefused].map(([v, n]) => [`{via="${v}"}`, n]),
-    );
-    const cpu = process.cpuUsage();
-    metric('process_cpu_seconds_total', 'counter', 'User and system CPU time of this instance.', [['', (cpu.user + cpu.system) / 1e6]]);
-    metric('fwseal_mqtt_connected', 'gauge', '1 while this instance is connected to the broker.', [['', this.mqttConnected ? 1 : 0]]);
+    this.counters(metric);
     return `${out.join('\n')}\n`;
   }
 }

@@ -20,6 +20,25 @@ const SOCKET_HIGH_WATER = LIMITS.maxBrokerBacklogBytes;
 /** Requests answered per turn of the event loop, so status events and HTTP keep flowing. */
 const REQUESTS_PER_TURN = 64;
 
+type BrokerStream = { writableLength?: number; once(e: 'drain', f: () => void): void; off(e: 'drain', f: () => void): void };
+
+/**
+ * Settles on the socket's `drain` or after `ms`, whichever comes first; the listener goes either way
+ * (one left per wait would pile up on a long-lived socket: Node warns past 10 and keeps them all).
+ */
+export function drainOrTimeout(stream: BrokerStream, ms: number): Promise<void> {
+  return new Promise<void>((resume) => {
+    const done = () => {
+      clearTimeout(timer);
+      stream.off('drain', done);
+      resume();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    stream.once('drain', done);
+  });
+}
+
 type Queued = { topic: string; payload: Buffer; packet: Packet; campaign: string; device: string; received: bigint };
 
 export type RequestQueueParts = {
@@ -61,6 +80,7 @@ export class RequestQueue {
       return;
     }
     if (this.queue.length >= this.parts.maxQueued) {
+      metrics.request('busy');
       publisher.send([errorReply(CODES.SERVER_BUSY, readableIds(payload))], packet, device, null);
       return;
     }
@@ -86,12 +106,9 @@ export class RequestQueue {
     for (;;) {
       let budget = REQUESTS_PER_TURN;
       while (this.queue.length > 0 && budget-- > 0 && !this.closed) {
-        const stream = (this.parts.client as unknown as { stream?: { writableLength?: number; once(e: string, f: () => void): void } }).stream;
+        const stream = (this.parts.client as unknown as { stream?: BrokerStream }).stream;
         if (stream && (stream.writableLength ?? 0) > SOCKET_HIGH_WATER) {
-          await new Promise<void>((resume) => {
-            stream.once('drain', resume);
-            setTimeout(resume, 50).unref();
-          });
+          await drainOrTimeout(stream, 50);
           budget = REQUESTS_PER_TURN;
           continue;
         }
@@ -116,6 +133,7 @@ export class RequestQueue {
       this.parts.log.error('request.failed', { topic: q.topic, ...errorFields(e) }, `request on ${q.topic} failed; answered SERVER_BUSY`);
       a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
     }
+    metrics.request(a.kind);
     if (a.malformed) metrics.malformedMessage('request');
     if (a.refused) metrics.refusedReplyTopic('payload');
     if (a.multicast && multicast) multicast.gather(a, q);

@@ -68,6 +68,8 @@ export type OtaServerOptions = {
   readonly maxQueued?: number;
   /** Devices known from `online` events before a new one is ignored (default LIMITS.maxKnownDevices). */
   readonly maxDevices?: number;
+  /** Status events not yet in the store before the server stops reading from the broker (default LIMITS.maxStatusBacklog). */
+  readonly maxStatusBacklog?: number;
 };
 
 /** QoS 0 responses: measured ~2x the block throughput of QoS 1 (see the report); a lost response is a device retry. */
@@ -125,9 +127,11 @@ export class OtaServer {
       store,
       metrics: this.metrics,
       maxDevices: opts.maxDevices ?? LIMITS.maxKnownDevices,
+      maxBacklog: opts.maxStatusBacklog,
       announce: (row) => this.announce(row),
       log: this.campaignLog,
     });
+    this.metrics.statusBacklog = () => this.ingest.pending;
     const log = this.log.child('root');
     this.rootChannel = new RootChannel({ client, prefix, root: this.root, publisher: this.publisher, metrics: this.metrics, log });
   }
@@ -188,6 +192,8 @@ export class OtaServer {
     };
     this.client.on('close', lost);
     this.client.on('offline', lost);
+    // Backpressure (SPEC.md §12.9 "Status ingest"): the next packet is read, and this one acknowledged, once the status backlog has room.
+    this.client.handleMessage = (_packet, next) => this.ingest.admit(() => next());
     this.client.on('message', (topic, payload, packet) => {
       // Never crash on a message: a bug here is logged and the message dropped.
       const dropped = (e: unknown) => this.mqttLog.error('mqtt.message-dropped', { topic, ...errorFields(e) }, `message on ${topic} dropped`);

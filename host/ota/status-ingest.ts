@@ -4,6 +4,9 @@
  * may end a wave (a device online, or at an end state) brings the next step of the wave engine
  * forward; the engine also runs every tick. The store is asynchronous: one device's events are
  * ingested one after the other, in arrival order, and wave steps never overlap on one instance.
+ * Events are never dropped for being too many: past `maxStatusBacklog` not yet in the store, the
+ * server stops reading from the broker (`admit`) until half of them are in, so a slow store makes the
+ * broker hold the messages instead (SPEC.md §12.9 "Status ingest", backpressure).
  */
 import { LIMITS } from '../../shared/limits.js';
 import { parseStatusEvent } from '../../shared/ota/status.js';
@@ -21,6 +24,8 @@ export type StatusIngestParts = {
   readonly metrics: Metrics;
   /** Devices known from `online` events before a new one is ignored. */
   readonly maxDevices: number;
+  /** Events received and not yet in the store before the server stops reading (default LIMITS.maxStatusBacklog). */
+  readonly maxBacklog?: number;
   /** Republish a campaign's announcement after a wave step changed it. */
   readonly announce: (row: CampaignRow) => Promise<void>;
   /** Events (log.ts): the wave steps, and why a status event was ignored (debug). */
@@ -37,11 +42,43 @@ export class StatusIngest {
   /** The wave step running now, and whether another was asked for meanwhile (it runs right after). */
   private ticking: Promise<void> | null = null;
   private tickAgain = false;
+  /** Events received and not yet settled (in the store, ignored, or failed). */
+  private backlog = 0;
+  /** Readers held by `admit` while the backlog is over its bound: released once it is down to half. */
+  private held: (() => void)[] = [];
+  private readonly maxBacklog: number;
 
   private readonly log: ServerLog;
 
   constructor(private readonly parts: StatusIngestParts) {
     this.log = asServerLog(parts.log);
+    this.maxBacklog = parts.maxBacklog ?? LIMITS.maxStatusBacklog;
+  }
+
+  /** Events received and not yet settled. */
+  get pending(): number {
+    return this.backlog;
+  }
+
+  /**
+   * Called for every MQTT message once it was handed over (mqtt.js handleMessage): `next` lets the
+   * client read the next packet (and acknowledge this one). Held while the backlog is over its
+   * bound, so the broker keeps what the store cannot take yet; every held reader goes on at half.
+   */
+  admit(next: () => void): void {
+    if (this.backlog < this.maxBacklog || this.closed) next();
+    else this.held.push(next);
+  }
+
+  private settledOne(): void {
+    this.backlog--;
+    if (this.held.length > 0 && (this.backlog <= this.maxBacklog >> 1 || this.closed)) this.releaseHeld();
+  }
+
+  private releaseHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const next of held) next();
   }
 
   /** Run the wave engine every `tickMs` from now on. */
@@ -57,6 +94,8 @@ export class StatusIngest {
     const p = parseStatusEvent(payload);
     if (!p.ok || p.value.device !== device) return Promise.resolve(metrics.malformedMessage('status'));
     const event = p.value;
+    this.parts.metrics.statusEvents++;
+    this.backlog++;
     // An `online` and the events after it, or two steps of one download, are applied in the order they came.
     const before = this.inFlight.get(device);
     const run = async () => {
@@ -76,6 +115,7 @@ export class StatusIngest {
     );
     this.inFlight.set(device, done);
     void done.then(() => {
+      this.settledOne();
       if (this.inFlight.get(device) === done) this.inFlight.delete(device);
     });
     return done;
@@ -137,6 +177,7 @@ export class StatusIngest {
   close(): void {
     this.closed = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
+    this.releaseHeld();
   }
 
   /** Settles when the events being ingested and the running wave step are done (before the store closes). */

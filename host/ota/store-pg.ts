@@ -149,44 +149,42 @@ export class PgStore implements OtaStore {
 
   async recordOnline(id: string, r: DeviceReport, max: number): Promise<boolean> {
     const now = Date.now();
-    return this.db.bounded(() =>
-      this.db.tx(async (c) => {
-        const known = (await c.query<{ v: number | null }>('SELECT revocation_version AS v FROM devices WHERE id = $1 FOR UPDATE', [id])).rows[0];
-        if (known) {
-          await c.query(`UPDATE devices SET ${SET_DEVICE} WHERE id = $1`, [id, ...deviceValues(r, now)]);
-          // A device known before whose revocation version rose acknowledged every list in between (§12.13).
-          if (known.v !== null && r.revocationVersion !== undefined && r.revocationVersion > known.v)
-            await acknowledge(c, id, known.v, r.revocationVersion, now);
-          return true;
-        }
-        // A new device: the fleet_size row is the bound (SPEC.md §12.9, maxKnownDevices); its row lock orders new devices across instances.
-        if ((await c.query('UPDATE fleet_size SET n = n + 1 WHERE n < $1', [max])).rowCount === 0) return false;
-        const added = await c.query(
-          `INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-          [id, ...deviceValues(r, now)],
-        );
-        // Another instance added this device since the first read: not new after all; again, as a known device.
-        if (added.rowCount === 0) throw new RetryTransaction();
+    return this.db.tx(async (c) => {
+      const known = (await c.query<{ v: number | null }>('SELECT revocation_version AS v FROM devices WHERE id = $1 FOR UPDATE', [id])).rows[0];
+      if (known) {
+        await c.query(`UPDATE devices SET ${SET_DEVICE} WHERE id = $1`, [id, ...deviceValues(r, now)]);
+        // A device known before whose revocation version rose acknowledged every list in between (§12.13).
+        if (known.v !== null && r.revocationVersion !== undefined && r.revocationVersion > known.v) await acknowledge(c, id, known.v, r.revocationVersion, now);
         return true;
-      }),
-    );
+      }
+      // A new device: the fleet_size row is the bound (SPEC.md §12.9, maxKnownDevices); its row lock orders new devices across instances.
+      if ((await c.query('UPDATE fleet_size SET n = n + 1 WHERE n < $1', [max])).rowCount === 0) return false;
+      const added = await c.query(
+        `INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+        [id, ...deviceValues(r, now)],
+      );
+      // Another instance added this device since the first read: not new after all; again, as a known device.
+      if (added.rowCount === 0) throw new RetryTransaction();
+      return true;
+    });
   }
 
   async recordFetch(campaign: string, device: string): Promise<void> {
     await this.db.bounded(() => fleet.recordFetch(this.db, campaign, device));
   }
 
+  // The status path (statusContext, recordStatus, recordOffline, recordOnline) is never refused here: status-ingest.ts bounds it and holds the broker instead (§12.9).
   async statusContext(campaign: string, device: string): Promise<StatusContext | undefined> {
-    return this.db.bounded(async () => (await this.db.rows<StatusContext>(STATUS_CONTEXT, [campaign, device]))[0]);
+    return (await this.db.rows<StatusContext>(STATUS_CONTEXT, [campaign, device]))[0];
   }
 
   async recordStatus(s: StatusRecord): Promise<boolean> {
-    return this.db.bounded(() => fleet.recordStatus(this.db, s));
+    return fleet.recordStatus(this.db, s);
   }
 
   async recordOffline(device: string): Promise<boolean> {
-    return this.db.bounded(() => fleet.recordOffline(this.db, device));
+    return fleet.recordOffline(this.db, device);
   }
 
   recordTimeouts(campaign: string, devices: readonly string[], cutoff: number): Promise<string[]> {
