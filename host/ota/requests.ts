@@ -66,7 +66,8 @@ export function blockResponseBytes(m: BlockResponse): Uint8Array {
   );
   const bstr = cborHead(2, m.data.length);
   const at = map.length - 1;
-  const out = new Uint8Array(at + bstr.length + m.data.length);
+  // Every byte is written below: no zero fill first (a 64 KiB block per reply; allocUnsafe also reuses pooled memory).
+  const out = Buffer.allocUnsafe(at + bstr.length + m.data.length);
   out.set(map.subarray(0, at));
   out.set(bstr, at);
   out.set(m.data, at + bstr.length);
