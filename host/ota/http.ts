@@ -1,9 +1,9 @@
 /**
  * The server's HTTP API (SPEC.md §12.9 "HTTP API"): images, campaigns, devices, the root of trust,
- * the audit log, its OpenAPI description, /metrics and /healthz. JSON in and out; errors are
- * `{ error: CODE_NAME, code, detail }`. Requests are dispatched only from the route table (routes.ts),
- * which names each route's least role; who calls is the bearer token's name and role (tokens.ts:
- * compared in constant time, never logged).
+ * the audit log, its OpenAPI description, /metrics and /healthz, and the web console (console/).
+ * JSON in and out; errors are `{ error: CODE_NAME, code, detail }`. Requests are dispatched only from
+ * the route table (routes.ts), which names each route's least role; who calls is the bearer token's
+ * name and role (tokens.ts: compared in constant time, never logged).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, fsync, openSync, renameSync, rmSync } from 'node:fs';
@@ -18,11 +18,14 @@ import { NEW_FILE_FLAGS, syncFolder } from '../io.js';
 import { imageFile } from './assets.js';
 import { type AuditDetails } from './audit-routes.js';
 import { ApiError, detail } from './campaigns.js';
+import { type BrowserGuard, browserGuard } from './console/guard.js';
+import { consoleHandlers } from './console/handlers.js';
+import { JSON_HEADERS, sendConsole } from './console/headers.js';
 import { fleetHandlers, ROLLOUT_FIELDS, rolloutFields } from './http-fleet.js';
 import { rootView } from './http-root.js';
-import { createApiServer, type TlsFiles } from './listen.js';
+import { createApiServer, isLoopbackHost, type TlsFiles } from './listen.js';
 import { openApiDocument } from './openapi.js';
-import { BODY_LIMITS, matchRoute, ROUTES } from './routes.js';
+import { BODY_LIMITS, CONSOLE_ROUTES, matchRoute, ROUTES } from './routes.js';
 import { type OtaServer } from './server.js';
 import { type CampaignRow } from './store.js';
 import { type ApiAccess, AuthRefusal, type Caller, requireRole } from './tokens.js';
@@ -34,7 +37,7 @@ const MAX_JSON_BODY = LIMITS.maxApiJsonBytes;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...JSON_HEADERS, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -267,21 +270,26 @@ const HANDLERS: Readonly<Record<string, RouteHandler>> = {
   abortCampaign: campaignAction('abort'),
   // The fleet view and the rollout controls (SPEC.md §12.9): listDevices, getDevice, listCampaigns, nextCampaign, excludeCampaign.
   ...fleetHandlers(),
+  // The web console's pages and assets, and its two API routes: whoAmI, getOverview (SPEC.md §12.9 "Web console").
+  ...consoleHandlers(),
 };
 
-/** Routes of the table without a handler, and handlers without a route: both must be empty, or the server does not start. */
+/** Routes of the tables (API and console) without a handler, and handlers without a route: both must be empty, or the server does not start. */
 export function unmatchedRoutes(): { unhandled: string[]; unrouted: string[] } {
-  const ids = new Set(ROUTES.map((r) => r.id));
+  const ids = new Set([...ROUTES, ...CONSOLE_ROUTES].map((r) => r.id));
   return { unhandled: [...ids].filter((id) => !Object.hasOwn(HANDLERS, id)), unrouted: Object.keys(HANDLERS).filter((id) => !ids.has(id)) };
 }
 
 /**
- * One request, in the order SPEC.md §12.9 "HTTP API" gives: under /api the token first (401 before
- * any 404, so an unauthenticated caller learns nothing of which routes or campaigns exist), then the
- * route from the table (none: 404), then the role the table names (403 FORBIDDEN, recorded when the
- * route changes state), then the handler, recorded in the audit log when the route changes state.
+ * One request, in the order SPEC.md §12.9 "HTTP API" gives: what a browser may not do (console/
+ * guard.ts: another origin, or a foreign Host on an open loopback API: 403), then under /api the
+ * token (401 before any 404, so an unauthenticated caller learns nothing of which routes or campaigns
+ * exist), then the route from the table (none: 404), then the role the table names (403 FORBIDDEN,
+ * recorded when the route changes state), then the handler, recorded in the audit log when the route
+ * changes state.
  */
-async function dispatch(server: OtaServer, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function dispatch(server: OtaServer, access: ApiAccess, guard: BrowserGuard, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  guard(req);
   const url = new URL(req.url ?? '/', 'http://x');
   const path = url.pathname;
   const method = req.method ?? 'GET';
@@ -306,7 +314,8 @@ async function dispatch(server: OtaServer, access: ApiAccess, req: IncomingMessa
   if (route.answer === 'text') {
     res.writeHead(answer.status, { 'content-type': 'text/plain; version=0.0.4' });
     res.end(String(answer.body));
-  } else sendJson(res, answer.status, answer.body);
+  } else if (route.answer === 'json') sendJson(res, answer.status, answer.body);
+  else sendConsole(res, route.answer, answer.status, String(answer.body));
 }
 
 /** POST /api/campaigns: the body checked field by field, then the campaign created (SPEC.md §12.9). */
@@ -347,8 +356,10 @@ export function startHttp(server: OtaServer, listen: { host: string; port: numbe
       'INTERNAL',
       `route table and handlers differ: no handler for ${unhandled.join(', ') || '-'}; no route for ${unrouted.join(', ') || '-'}`,
     );
+  // An open API on the loopback answers only to a loopback Host (DNS rebinding, console/guard.ts).
+  const guard = browserGuard(!access.configured && isLoopbackHost(listen.host));
   const http = createApiServer((req, res) => {
-    dispatch(server, access, req, res).catch((e) => {
+    dispatch(server, access, guard, req, res).catch((e) => {
       if (!res.headersSent) sendError(res, e);
       else res.destroy();
     });

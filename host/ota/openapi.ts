@@ -6,6 +6,7 @@
  * the description does not have.
  */
 
+import { CONSOLE_SCHEMAS } from './console/api-schemas.js';
 import { BODY_LIMITS, type BodyKind, PATH_PARAMS, pathParams, ROUTES, type RouteSpec } from './routes.js';
 import { DEVICE_STATES } from './store.js';
 
@@ -198,6 +199,7 @@ const SCHEMAS: Record<string, Schema> = {
     next: int('the after of the next page'),
     more: { type: 'boolean' },
   }),
+  ...CONSOLE_SCHEMAS,
 };
 
 const OPERATIONS: Readonly<Record<string, Operation>> = {
@@ -212,6 +214,11 @@ const OPERATIONS: Readonly<Record<string, Operation>> = {
       'A trust bundle or revocation list is checked as a device checks it; 422 carries the verifier code (REVOCATION_ROLLBACK, TRUST_VERSION_SKIP, ...).',
   },
   getAudit: { answers: [[200, 'AuditPage', 'one page of the audit log']] },
+  whoAmI: { answers: [[200, 'WhoAmI', "the caller's token name and role"]] },
+  getOverview: {
+    answers: [[200, 'Overview', 'the overview the web console draws']],
+    description: "Read from the store and from this instance's /metrics; one answer is shared for 2 s by every caller.",
+  },
   listDevices: { answers: [[200, 'DeviceList', 'one page of the known devices, ordered by id']] },
   getDevice: { answers: [[200, 'DeviceDetail', 'the device and its campaigns']], errors: [404] },
   putImage: {

@@ -9,6 +9,11 @@
  * admin also publishes trust bundles and revocation lists. `/healthz` and `/metrics` are open: load
  * balancers, orchestrators and Prometheus scrapers poll them without credentials, and they carry no
  * secret and change nothing (a deployment that must hide fleet counts keeps them off public networks).
+ *
+ * The web console (SPEC.md §12.9 "Web console", host/ota/console/) has rows of its own here: its
+ * pages and their script and style sheet. They are not API: open, answered as HTML, JavaScript or
+ * CSS, and not in the OpenAPI description (CONSOLE_ROUTES, apart from ROUTES). They carry no data:
+ * the page's script reads the API with the token the operator signs in with, so the same roles apply.
  */
 import { LIMITS } from '../../shared/limits.js';
 import { ApiError } from './campaigns.js';
@@ -19,6 +24,8 @@ export type Access = 'open' | Role;
 /** What a route reads: nothing, a JSON object, an image (streamed to disk) or one signed envelope. */
 export type BodyKind = 'none' | 'json' | 'image' | 'envelope';
 export type Method = 'GET' | 'POST' | 'PUT';
+/** What a console route answers (not JSON: served with the console's security headers, host/ota/console/headers.ts). */
+export type ConsoleAnswer = 'page' | 'script' | 'style';
 
 export type PathParam = { readonly pattern: string; readonly description: string };
 export type QueryParam = { readonly name: string; readonly pattern: string; readonly description: string };
@@ -34,8 +41,8 @@ export type RouteSpec = {
   readonly mutates: boolean;
   readonly audit?: string;
   readonly body: BodyKind;
-  /** `text`: Prometheus text; every other answer is JSON. */
-  readonly answer: 'json' | 'text';
+  /** `text`: Prometheus text; `page`, `script`, `style`: the web console's HTML, JavaScript, CSS; else JSON. */
+  readonly answer: 'json' | 'text' | ConsoleAnswer;
   readonly query?: readonly QueryParam[];
   readonly summary: string;
 };
@@ -108,6 +115,8 @@ const TABLE: RouteSpec[] = [
     summary: 'publish a signed trust bundle or revocation list (§12.13)',
   },
   read('getAudit', '/api/audit', "the server's audit log, paged (§15.6)", { query: AUDIT_QUERY }),
+  read('whoAmI', '/api/whoami', 'the caller: the name and role of its token (the web console signs in with it)'),
+  read('getOverview', '/api/overview', 'the fleet at a glance for the web console: versions, root of trust, campaigns in progress, the SLIs'),
   read('listDevices', '/api/devices', 'the known devices (a page), with what each runs and acknowledged', { query: DEVICE_QUERY }),
   read('getDevice', '/api/devices/{device}', 'one device and every campaign it took part in'),
   {
@@ -145,13 +154,25 @@ const TABLE: RouteSpec[] = [
 
 export const ROUTES: readonly RouteSpec[] = Object.freeze(TABLE.map((r) => Object.freeze(r)));
 
+const consolePage = (id: string, path: string, answer: ConsoleAnswer, summary: string): RouteSpec =>
+  Object.freeze({ id, method: 'GET', path, access: 'open', mutates: false, body: 'none', answer, summary });
+
+/** The web console: open (no data in them), outside /api, not in the OpenAPI description. */
+export const CONSOLE_ROUTES: readonly RouteSpec[] = Object.freeze([
+  consolePage('consoleOverview', '/', 'page', 'the web console: fleet, root of trust, campaigns, SLIs'),
+  consolePage('consoleCampaign', '/campaigns/{id}', 'page', 'the web console: one campaign, its devices and controls'),
+  consolePage('consoleDevice', '/devices/{device}', 'page', 'the web console: one device and its history'),
+  consolePage('consoleScript', '/console/app.js', 'script', "the web console's script"),
+  consolePage('consoleStyle', '/console/app.css', 'style', "the web console's style sheet"),
+]);
+
 /** The names of a template's `{params}`, in order. */
 export function pathParams(path: string): string[] {
   return [...path.matchAll(/\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]);
 }
 
 type Compiled = { route: RouteSpec; regex: RegExp; names: string[] };
-const COMPILED: readonly Compiled[] = ROUTES.map((route) => {
+const COMPILED: readonly Compiled[] = [...ROUTES, ...CONSOLE_ROUTES].map((route) => {
   const names = pathParams(route.path);
   const source = route.path
     .split(/\{[A-Za-z0-9_]+\}/)
@@ -163,7 +184,7 @@ const COMPILED: readonly Compiled[] = ROUTES.map((route) => {
 export type RouteMatch = { readonly route: RouteSpec; readonly params: Readonly<Record<string, string>> };
 
 /**
- * The route for a method and path, or null (the caller answers 404 NOT_FOUND: no route, or a method
+ * The route (of the API or the console) for a method and path, or null (the caller answers 404 NOT_FOUND: no route, or a method
  * the path does not take). A path parameter that does not fit its pattern is 400 BAD_VALUE.
  */
 export function matchRoute(method: string, path: string): RouteMatch | null {
