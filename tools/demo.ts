@@ -1,21 +1,20 @@
 /**
  * `npm run demo`: the whole fwseal flow in a temporary folder, explained step by step.
  * Every step runs the real `fwseal` command (in-process) and checks its outcome; the demo exits 1
- * if any step does not behave as described.
+ * if any step does not behave as described. It ends with the web console's address, the server and
+ * its fleet held up for a minute on a terminal (tools/demo/hold.ts; `--keep`, `--hold SECONDS`).
  */
 
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { otaStory } from './demo/ota-story.js';
+import { consoleLines, DEMO_USAGE, type DemoOptions, demoOptions, holdForConsole } from './demo/hold.js';
+import { type DemoFleet, otaStory } from './demo/ota-story.js';
 import { bold, DemoScript } from './demo/script.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'fwseal-demo-'));
-const script = new DemoScript(dir);
-const { say, fwseal, outcomes } = script;
-
-async function run(): Promise<void> {
+async function run(opts: DemoOptions, script: DemoScript): Promise<void> {
+  const { say, fwseal, dir } = script;
   // The demo's keys are throwaway: a fixed passphrase keeps it non-interactive. Real keys get a
   // passphrase from FWSEAL_PASSPHRASE (e.g. from a secret store) or a prompt on the terminal.
   process.env.FWSEAL_PASSPHRASE = 'demo passphrase, not for real keys';
@@ -81,14 +80,22 @@ falls below its 2-of-3 threshold until another release key signs it.`);
   await fwseal('verify M.cose --image firmware.bin --trust trust.cbor --revocations RL.cbor', { exit: 0, step: 'R1 + R3 after revocation' });
 
   const size = readFileSync(join(dir, 'M.cose')).length;
-  await otaStory(script, image);
+  const story = await otaStory(script, image, opts.broker);
+  fleet = story;
 
   say(`19. The audit trail: every key, signature, attach, revocation list and publish above is one
 JSON line (who, what, which key, which object, the result), chained to the line before by SHA-256:
 an edited, removed, inserted or reordered line is found and named.`);
   await fwseal('audit verify audit.log', { exit: 0, step: 'audit log verifies' });
 
-  say(`Summary (manifest with 3 signatures and an SBOM: ${size} bytes)`);
+  printSummary(script, size);
+  console.log('');
+  await holdForConsole(consoleLines(story.api), opts.holdSeconds);
+}
+
+/** Every step's outcome; exit status 1 if any did not behave as described. */
+function printSummary({ say, outcomes }: DemoScript, manifestSize: number): void {
+  say(`Summary (manifest with 3 signatures and an SBOM: ${manifestSize} bytes)`);
   const width = Math.max(...outcomes.map((o) => o.step.length));
   for (const o of outcomes) console.log(`  ${o.ok ? 'ok  ' : 'FAIL'}  ${o.step.padEnd(width)}  expected ${o.expected.padEnd(22)} got ${o.got}`);
   const failed = outcomes.filter((o) => !o.ok).length;
@@ -96,9 +103,32 @@ an edited, removed, inserted or reordered line is found and named.`);
   process.exitCode = failed === 0 ? 0 : 1;
 }
 
-run()
-  .catch((e) => {
-    console.error('demo failed:', e);
-    process.exitCode = 1;
-  })
-  .finally(() => rmSync(dir, { recursive: true, force: true }));
+/** The broker, server and gateways of steps 10-18, up until the demo ends. */
+let fleet: DemoFleet | undefined;
+
+function start(): void {
+  let opts: DemoOptions;
+  try {
+    opts = demoOptions(process.argv.slice(2), !!process.stdout.isTTY);
+  } catch (e) {
+    console.error(`demo: ${(e as Error).message}\n\n${DEMO_USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (opts.help) {
+    console.log(DEMO_USAGE);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'fwseal-demo-'));
+  run(opts, new DemoScript(dir))
+    .catch((e) => {
+      console.error('demo failed:', e);
+      process.exitCode = 1;
+    })
+    .finally(async () => {
+      await fleet?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+}
+
+start();

@@ -9,11 +9,12 @@ import { codeName } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
 import { envelopeKind } from '../inspect.js';
-import { type ApiTarget, apiGetRetrying, apiRequest } from '../ota/api-client.js';
+import { type ApiTarget, apiRequest } from '../ota/api-client.js';
 import { type DeviceView } from '../ota/campaigns.js';
 import { formatEvents, formatRollout, ROLLOUT_FLAGS, ROLLOUT_USAGE, type RolloutDetail, rolloutBody } from './campaign-rules.js';
 import { type Command, type Io, int, json, noPositionals, onePositional, type Parsed, readObjectFile, str } from './common.js';
 import { serveCmd } from './serve.js';
+import { ended, pct, watchCampaign } from './watch-view.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -124,10 +125,8 @@ ${SERVER_USAGE}`,
   },
 };
 
-const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-
-/** The status table of a campaign (what `campaign status` prints). */
-export function formatStatus(d: CampaignDetail, bar?: number): string {
+/** The status table of a campaign (what `campaign status` prints; --watch prints watch-view.ts's screen instead). */
+export function formatStatus(d: CampaignDetail): string {
   const c = d.counts;
   const lines = [
     `campaign ${d.id}  group ${d.group}  version ${d.version} (counter ${d.securityCounter})`,
@@ -137,12 +136,6 @@ export function formatStatus(d: CampaignDetail, bar?: number): string {
     ...formatRollout(d),
   ];
   if (d.haltCode) lines.push(`halted by the root of trust: the manifest fails ${codeName(d.haltCode)} (${d.haltCode}); no longer announced or served`);
-  if (bar !== undefined) {
-    const done = c.confirmed + c.rejected + c.failed + (c['timed-out'] ?? 0) + (c.excluded ?? 0);
-    const all = Math.max(c.known, done, 1);
-    const fill = Math.round((done / all) * 30);
-    lines.push(`[${'#'.repeat(fill)}${'.'.repeat(30 - fill)}] ${done}/${all} devices done`);
-  }
   if (d.devices.length > 0) {
     const w = Math.max(6, ...d.devices.map((x) => x.id.length));
     lines.push('', `${'DEVICE'.padEnd(w)}  ${'STATE'.padEnd(11)}  ${'PROGRESS'.padEnd(9)}  ${'TRUST'.padEnd(5)}  ${'RL'.padEnd(5)}  CODE`);
@@ -157,69 +150,30 @@ export function formatStatus(d: CampaignDetail, bar?: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The server's own end states (SPEC.md §12.9 "Rollouts that finish"), when the server reports them. */
-const ended = (c: Record<string, number>) => (c['timed-out'] === undefined ? '' : `  timed-out ${c['timed-out']}  excluded ${c.excluded}`);
-
-function changeLine(d: CampaignDetail): string {
-  const c = d.counts;
-  return `${d.id} ${d.state} wave ${d.wave}/${d.waves.length} eligible ${c.eligible} downloading ${c.downloading} confirmed ${c.confirmed} rejected ${c.rejected} failed ${c.failed}${ended(c)} failure-rate ${pct(d.failureRate)}\n`;
-}
-
-const FINAL = new Set(['completed', 'aborted', 'halted']);
-
-/** Why a watched campaign ended without completing (one stderr line): the halt code, or the failure rate and the devices' codes. */
-export function endReason(d: CampaignDetail): string {
-  if (d.state !== 'halted') return `campaign ${d.id} ${d.state}`;
-  if (d.haltCode) return `campaign ${d.id} halted by the root of trust: ${codeName(d.haltCode)} (code ${d.haltCode})`;
-  const codes = new Map<number, number>();
-  for (const x of d.devices) if (x.code) codes.set(x.code, (codes.get(x.code) ?? 0) + 1);
-  const named = [...codes].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${codeName(c)} (code ${c}) x${n}`);
-  return `campaign ${d.id} halted: failure rate ${pct(d.failureRate)} above ${pct(d.abortFailureRate)}${named.length ? `; device codes: ${named.join(', ')}` : ''}`;
-}
-
-/**
- * `--watch`: poll until a final state; exit 0 only for completed, 1 for halted or aborted (SPEC.md
- * §12.9). A server that does not answer (restart, reset, a proxy's 502/503/504) is asked again with
- * backoff for --retry-for seconds since its last answer, then SERVER_UNREACHABLE (exit 2).
- */
-async function watchCampaign(p: Parsed, io: Io, t: ApiTarget, id: string): Promise<number> {
-  const retryFor = int(p, 'retry-for', 1, 86_400, 60);
-  const tty = !p.values.json && !!io.stdoutIsTty;
-  const onRetry = (e: FwsealError, attempt: number, ms: number) =>
-    io.stderr(`fwseal campaign status: ${e.codeName} (code ${e.code}); asking again in ${(ms / 1000).toFixed(1)} s (attempt ${attempt + 1})\n`);
-  let last = '';
-  for (;;) {
-    const d = await apiGetRetrying<CampaignDetail>(t, `api/campaigns/${encodeURIComponent(id)}`, { giveUpMs: retryFor * 1000, onRetry });
-    const text = p.values.json ? `${JSON.stringify(d)}\n` : tty ? formatStatus(d, 1) : changeLine(d);
-    if (text !== last) io.stdout(tty ? `\x1b[H\x1b[2J${text}` : text);
-    last = text;
-    if (d.state === 'completed') return 0;
-    if (FINAL.has(d.state)) {
-      io.stderr(`fwseal campaign status: ${endReason(d)}\n`);
-      return 1;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
-
 export const campaignStatus: Command = {
   name: 'campaign status',
   summary: 'show a campaign: state, wave, device counts, failure rate, devices (--watch to follow it)',
   usage: `fwseal campaign status ID [--watch [--retry-for SECONDS]] [--json] [--server URL]
 
---watch polls every second until the campaign is completed, aborted or halted: on a terminal it
-redraws the table with a progress bar, otherwise it prints one line per change (with --json, the
-campaign as one JSON line per change). Exit status with --watch: 0 completed; 1 halted or aborted
-(the reason on stderr: the halt code, or the failure rate and the devices' codes); 2 when the server
-gave no answer for --retry-for seconds (default 60; SERVER_UNREACHABLE): a server restart, a reset
-connection or a proxy's 502/503/504 is asked again with backoff (0.5 s doubling to 8 s) meanwhile.
+--watch polls every second until the campaign is completed, aborted or halted. On a terminal it
+redraws one screen in place that fits the terminal whatever the fleet size: the wave and what it waits
+for (devices, soak, operator), a progress bar, the failure rate, the devices counted by state and the
+newest changes (device reports and campaign events), as many as the rows allow. Otherwise it appends
+one line per change and nothing while nothing changes (with --json, the campaign as one JSON line per
+change). Exit status with --watch: 0 completed; 1 halted or aborted (the reason on stderr: the
+halt code, or the failure rate and the devices' codes); 2 when the server gave no answer for
+--retry-for seconds (default 60; SERVER_UNREACHABLE): a server restart, a reset connection or a
+proxy's 502/503/504 is asked again with backoff (0.5 s doubling to 8 s) meanwhile.
 Without --watch: exit 0 whatever the state.
 ${SERVER_USAGE}`,
   options: { ...SERVER_FLAGS, watch: { type: 'boolean' }, json: { type: 'boolean' }, 'retry-for': { type: 'string' } },
   async run(p, io) {
     const id = onePositional(p, 'campaign id');
     const t = target(p);
-    if (p.values.watch) return watchCampaign(p, io, t, id);
+    if (p.values.watch) {
+      const output = p.values.json ? 'json' : io.stdoutIsTty ? 'screen' : 'lines';
+      return watchCampaign(io, t, id, { output, retryForMs: int(p, 'retry-for', 1, 86_400, 60) * 1000 });
+    }
     if (p.values['retry-for'] !== undefined) throw new FwsealError('USAGE', '--retry-for goes with --watch');
     const d = await apiRequest<CampaignDetail>(t, 'GET', `api/campaigns/${encodeURIComponent(id)}`);
     if (p.values.json) json(io, d);

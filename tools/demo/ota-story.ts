@@ -32,11 +32,24 @@ const SLOT_SIZE = 2 << 20;
 const geometry = { size: layoutBytes(E, 8, SLOT_SIZE), eraseBlockSize: E, writeAlign: 8, erasedValue: 0xff };
 const layout = createLayout(geometry, { slotSize: SLOT_SIZE });
 
-/** Steps 10-18: the release goes out over MQTT to a fleet, in waves, under attack; then a release key leaks. */
-export async function otaStory(script: DemoScript, factoryImage: Buffer): Promise<void> {
-  const delivery = await Delivery.start(script);
+/** The fleet left running after the story: the server's HTTP address, and how to stop it all. */
+export type DemoFleet = { readonly api: string; close(): Promise<void> };
+
+/**
+ * Steps 10-18: the release goes out over MQTT to a fleet, in waves, under attack; then a release key
+ * leaks. The broker, the server and the gateways stay up for the web console until `close()`; on a
+ * failure they are stopped here.
+ */
+export async function otaStory(script: DemoScript, factoryImage: Buffer, broker?: string): Promise<DemoFleet> {
+  const delivery = await Delivery.start(script, broker);
   const devices: Gateway[] = [];
   const attacker = await mqtt.connectAsync(delivery.url, { clientId: 'demo-attacker', reconnectPeriod: 0 });
+  const close = async () => {
+    await attacker.endAsync(true);
+    await Promise.allSettled(devices.map((d) => d.device.stop()));
+    await delivery.server.close();
+    await delivery.embedded?.close();
+  };
   try {
     await startGateways(script, delivery, factoryImage, devices);
     const next = await packNextRelease(script);
@@ -44,12 +57,11 @@ export async function otaStory(script: DemoScript, factoryImage: Buffer): Promis
     const downgrade = await downgradeCampaign(script, delivery);
     await showFleet(script, delivery, devices, id, downgrade);
     await leakStory(script, delivery.api, devices, layout);
-  } finally {
-    await attacker.endAsync(true);
-    await Promise.allSettled(devices.map((d) => d.device.stop()));
-    await delivery.server.close();
-    await delivery.embedded?.close();
+  } catch (e) {
+    await close();
+    throw e;
   }
+  return { api: delivery.api, close }; // step 13 restarts the server on the same address
 }
 
 /** Step 10: the broker and the update server, which can stop and start again on the same address. */
@@ -64,9 +76,7 @@ class Delivery {
     readonly embedded: EmbeddedBroker | null,
   ) {}
 
-  static async start(script: DemoScript): Promise<Delivery> {
-    const brokerArg = process.argv.indexOf('--broker');
-    const external = brokerArg > 0 ? process.argv[brokerArg + 1] : undefined;
+  static async start(script: DemoScript, external?: string): Promise<Delivery> {
     script.say(`10. Delivery: ${external ? `the MQTT broker at ${external}` : 'an embedded MQTT broker (aedes, MQTT 3.1.1) on a loopback port'}, and the update server
 (\`fwseal serve\`): it answers device requests, keeps campaigns and device states in SQLite and
 serves an HTTP API. It refuses any campaign whose manifest does not verify against the fleet trust.`);
