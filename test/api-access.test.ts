@@ -8,14 +8,12 @@
  * answers one of its documented statuses with a body that fits its schema, and every other method on
  * a documented path, or any other path, is 404.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditRecord, scanAuditLog } from '../host/audit.js';
@@ -30,10 +28,8 @@ import { runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { eventually, RawDevice } from './support/ota-client.js';
+import { runFwsealProcess, type ServeChild, startServeChild } from './support/serve-child.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-const CLI = join(ROOT, 'host', 'cli.ts');
 const w = standardWorld();
 const image = detBytes(30_000, 'api access image');
 const imageSha = toHex(nodeSha256(image));
@@ -59,55 +55,14 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-type Serve = { url: string; port: number; data: string; err(): string };
+type Serve = ServeChild & { data: string };
 
-/** `fwseal serve` as a child process (the sources through tsx) with a fresh data folder; its URL from its first stdout line. */
+/** `fwseal serve` as a child process with a fresh data folder (test/support/serve-child.ts). */
 async function startServe(name: string, extra: string[], env: Record<string, string> = {}): Promise<Serve> {
   const data = at(`data-${name}`);
   // A prefix of its own: instances on one broker with one prefix share the device traffic (MQTT 5 shared subscriptions).
-  const args = ['serve', '--broker', broker.url, '--data', data, '--trust', at('trust.cbor'), '--prefix', name, '--tick-ms', '100', ...extra];
-  const child: ChildProcess = spawn(process.execPath, ['--import', TSX, CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let err = '';
-  child.stderr!.on('data', (b: Buffer) => {
-    err += b.toString();
-  });
-  const url = await new Promise<string>((ok, fail) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const m = out.match(/HTTP API on (https?:\/\/[^\s]+) /);
-      if (m) ok(m[1]);
-    });
-    child.once('exit', (code) => fail(new Error(`serve exited with ${code}: ${err}`)));
-  });
-  return { url, port: Number(new URL(url).port), data, err: () => err };
-}
-
-/** `fwseal ARGS` as a child process with `env` (NODE_EXTRA_CA_CERTS is read only when a process starts). */
-function cliChild(argv: string[], env: Record<string, string>): Promise<{ status: number | null; out: string; err: string }> {
-  return new Promise((ok) => {
-    const child = spawn(process.execPath, ['--import', TSX, CLI, ...argv], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '', ...env },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-    });
-    child.once('close', (status) => ok({ status, out, err }));
-  });
+  const args = ['--broker', broker.url, '--data', data, '--trust', at('trust.cbor'), '--prefix', name, '--tick-ms', '100', ...extra];
+  return { ...(await startServeChild(args, { env, cleanups })), data };
 }
 
 /** `fwseal ARGS` in this process, as the holder of `token` (FWSEAL_SERVER_TOKEN, as the CLI reads it). */
@@ -353,7 +308,7 @@ describe('GET /api/openapi.json describes exactly what the server dispatches', (
         const r = await call(serve.url, method, fill(path), { token: t.admin });
         expect([r.status, r.body.code], `${method} ${path}`).toEqual([404, CODES.NOT_FOUND]);
       }
-    for (const path of ['/api/nothing', '/api/campaigns/', '/api', '/', '/healthz/x'])
+    for (const path of ['/api/nothing', '/api/campaigns/', '/api', '/nothing', '/campaigns/', '/healthz/x'])
       expect((await call(serve.url, 'GET', path, { token: t.admin })).status, path).toBe(404);
   });
 
@@ -436,10 +391,10 @@ describe('HTTPS with --http-cert/--http-key', () => {
   it('serves https:// and the CLI runs a campaign over it, trusting the private certificate through NODE_EXTRA_CA_CERTS', async () => {
     expect(serve.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const env = { FWSEAL_SERVER_TOKEN: token, NODE_EXTRA_CA_CERTS: cert() };
-    const created = await cliChild([...createArgs('g-tls'), '--server', serve.url], env);
+    const created = await runFwsealProcess([...createArgs('g-tls'), '--server', serve.url], env);
     expect(created.status, created.err).toBe(0);
     const id = created.out.trim();
-    const status = await cliChild(['campaign', 'status', id, '--json', '--server', serve.url], env);
+    const status = await runFwsealProcess(['campaign', 'status', id, '--json', '--server', serve.url], env);
     expect(status.status, status.err).toBe(0);
     expect(JSON.parse(status.out)).toMatchObject({ id, group: 'g-tls', state: 'running' });
     expect((await call(serve.url, 'GET', `/api/campaigns/${id}`, { token, ca: readFileSync(cert()) })).body.id).toBe(id);
@@ -447,9 +402,9 @@ describe('HTTPS with --http-cert/--http-key', () => {
   });
 
   it('without the certificate trusted the CLI refuses the server (exit 2, not a verdict); plain http:// gets no API', async () => {
-    const untrusted = await cliChild(['campaign', 'status', 'x', '--server', serve.url], { FWSEAL_SERVER_TOKEN: token });
+    const untrusted = await runFwsealProcess(['campaign', 'status', 'x', '--server', serve.url], { FWSEAL_SERVER_TOKEN: token });
     expect([untrusted.status, codeIn(untrusted.err)]).toEqual([2, CODES.SERVER_UNREACHABLE]);
-    const plain = await cliChild(['campaign', 'status', 'x', '--server', serve.url.replace('https:', 'http:')], { FWSEAL_SERVER_TOKEN: token });
+    const plain = await runFwsealProcess(['campaign', 'status', 'x', '--server', serve.url.replace('https:', 'http:')], { FWSEAL_SERVER_TOKEN: token });
     expect([plain.status, codeIn(plain.err)]).toEqual([2, CODES.SERVER_UNREACHABLE]);
   });
 

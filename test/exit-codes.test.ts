@@ -11,14 +11,11 @@
  *   `fwseal serve` killed and restarted, a proxy's 502 and a reset connection.
  * Codes and exit statuses are asserted, never message text (reason names are the protocol's names).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createRequire } from 'node:module';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, main } from '../host/cli.js';
 import { exitStatusFor, FwsealError } from '../host/errors.js';
@@ -28,9 +25,8 @@ import { runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { fleetAuth, freePort, type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { eventually, RawDevice } from './support/ota-client.js';
+import { type ServeChild, startServeChild } from './support/serve-child.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 const w = standardWorld();
 const image = detBytes(30_000, 'exit codes image');
 const manifest = makeManifestEnvelope(makeManifest(image, { chunkSize: 1024 }), [w.R1, w.R2]);
@@ -204,35 +200,10 @@ describe('--json: the error object on stdout for every failure', () => {
   });
 });
 
-type Serve = { url: string; port: number; kill(): Promise<void> };
-
-/** `fwseal serve` as a child process (the sources through tsx) on a fixed port; `kill()` is SIGKILL, a crash. */
-async function startServe(data: string, port: number): Promise<Serve> {
-  const args = ['serve', '--broker', broker.url, '--data', data, '--trust', join(dir, 'trust.cbor'), '--http', `127.0.0.1:${port}`, '--tick-ms', '100'];
-  const child: ChildProcess = spawn(process.execPath, ['--import', TSX, join(ROOT, 'host', 'cli.ts'), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  };
-  cleanups.push(kill);
-  let err = '';
-  child.stderr!.on('data', (b: Buffer) => {
-    err += b.toString();
-  });
-  const url = await new Promise<string>((ok, fail) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const m = out.match(/HTTP API on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) ok(m[1]);
-    });
-    child.once('exit', (code) => fail(new Error(`serve exited with ${code}: ${err}`)));
-  });
-  return { url, port, kill };
+/** `fwseal serve` as a child process (test/support/serve-child.ts) on a fixed port; `kill()` is SIGKILL, a crash. */
+function startServe(data: string, port: number): Promise<ServeChild> {
+  const args = ['--broker', broker.url, '--data', data, '--trust', join(dir, 'trust.cbor'), '--http', `127.0.0.1:${port}`, '--tick-ms', '100'];
+  return startServeChild(args, { cleanups });
 }
 
 /** `fwseal ARGS` in-process, its output readable while it runs. */
@@ -251,7 +222,7 @@ function live(...argv: string[]) {
 }
 
 describe('campaign status --watch', () => {
-  let serve: Serve;
+  let serve: ServeChild;
   const data = () => join(dir, 'serve-data');
 
   async function campaignFor(group: string, extra: string[] = []): Promise<{ id: string; d: RawDevice }> {

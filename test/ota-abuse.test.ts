@@ -4,14 +4,11 @@
  * the requesting device's own reply topic (§12.4), and HTTP bodies over the limit get 413 with the
  * JSON error (§12.9). Real mosquitto, raw MQTT clients; codes and metric samples are asserted.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeSha256 } from '../host/hash.js';
 import { type IgnoredReason } from '../host/ota/campaigns.js';
-import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
+import { type OtaServer, type OtaServerOptions } from '../host/ota/server.js';
 import { dropFetchRecordsForTest } from '../host/ota/store-sqlite.js';
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
@@ -21,7 +18,7 @@ import { rolloutBucket, topics } from '../shared/ota/topics.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { errorOf, eventually, RawDevice } from './support/ota-client.js';
-import { createCampaign, metricsOf, sample, serverMqtt } from './support/ota-harness.js';
+import { createCampaign, metricsOf, sample, TestServers } from './support/ota-harness.js';
 
 const w = standardWorld();
 const image = detBytes(40_000, 'ota abuse image');
@@ -30,28 +27,12 @@ const release = { envelope: makeManifestEnvelope(manifest, [w.R1, w.R2]), image 
 
 let broker: Mosquitto;
 let server: OtaServer;
-const servers: OtaServer[] = [];
 const clients: RawDevice[] = [];
-const dirs: string[] = [];
 
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'fwseal-abuse-'));
-  dirs.push(d);
-  return d;
-}
-
-async function startServer(opts: Partial<OtaServerOptions> = {}): Promise<OtaServer> {
-  const s = await OtaServer.start({
-    mqtt: serverMqtt(broker.url),
-    dataDir: tempDir(),
-    trust: w.trust,
-    http: { host: '127.0.0.1', port: 0 },
-    tickMs: 100,
-    ...opts,
-  });
-  servers.push(s);
-  return s;
-}
+/** The file's servers on fresh data folders (test/support/ota-harness.ts); closed and removed in afterAll. */
+const servers = new TestServers({ broker: () => broker.url, trust: w.trust, tag: 'abuse' });
+const tempDir = (): string => servers.tempDir();
+const startServer = (opts: Partial<OtaServerOptions> = {}): Promise<OtaServer> => servers.start(opts);
 
 async function device(id: string, version: 4 | 5 = 4, prefix = 'fwseal'): Promise<RawDevice> {
   const d = await RawDevice.connect(broker.url, id, { version, prefix });
@@ -77,9 +58,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const d of clients) await d.close().catch(() => {});
-  for (const s of servers) await s.close().catch(() => {});
+  await servers.close();
   await broker?.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 describe('status events count only from devices that take part (SPEC.md §12.9)', () => {

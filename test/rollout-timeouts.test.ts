@@ -7,13 +7,11 @@
  * did what is in the campaign's events and `campaign status`. No timed assertions: short timeouts and
  * soaks, a fast tick, and waits for states; orderings are checked on recorded times.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLog } from '../host/ota/log.js';
-import { OtaServer, type OtaServerOptions } from '../host/ota/server.js';
+import { type OtaServer, type OtaServerOptions } from '../host/ota/server.js';
 import { openStore } from '../host/ota/store.js';
 import { CODES } from '../shared/codes.js';
 import { encodeStatusEvent, offlineWill, parseStatusEvent, STATUS_STATES } from '../shared/ota/status.js';
@@ -22,7 +20,7 @@ import { runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { errorOf, eventually, RawDevice } from './support/ota-client.js';
-import { api, createCampaign, metricsOf, sample, serverMqtt } from './support/ota-harness.js';
+import { api, createCampaign, metricsOf, sample, TestServers } from './support/ota-harness.js';
 
 const w = standardWorld();
 const image = detBytes(40_000, 'rollout image');
@@ -30,29 +28,13 @@ const release = { envelope: makeManifestEnvelope(makeManifest(image, { version: 
 
 let broker: Mosquitto;
 let server: OtaServer;
-const servers: OtaServer[] = [];
 const devices: RawDevice[] = [];
 const timers: NodeJS.Timeout[] = [];
-const dirs: string[] = [];
 
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'fwseal-rollout-'));
-  dirs.push(d);
-  return d;
-}
-
-async function startServer(opts: Partial<OtaServerOptions> = {}): Promise<OtaServer> {
-  const s = await OtaServer.start({
-    mqtt: serverMqtt(broker.url),
-    dataDir: tempDir(),
-    trust: w.trust,
-    http: { host: '127.0.0.1', port: 0 },
-    tickMs: 50,
-    ...opts,
-  });
-  servers.push(s);
-  return s;
-}
+/** The file's servers on fresh data folders (test/support/ota-harness.ts); closed and removed in afterAll. */
+const servers = new TestServers({ broker: () => broker.url, trust: w.trust, tickMs: 50, tag: 'rollout' });
+const tempDir = (): string => servers.tempDir();
+const startServer = (opts: Partial<OtaServerOptions> = {}): Promise<OtaServer> => servers.start(opts);
 
 /** Devices of `group` that reported online (version 1.0.0); known to the server before the campaign. */
 async function fleet(s: OtaServer, group: string, ids: string[], prefix = 'fwseal'): Promise<Map<string, RawDevice>> {
@@ -117,9 +99,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const t of timers) clearInterval(t);
   for (const d of devices) await d.close().catch(() => {});
-  for (const s of servers) await s.close().catch(() => {});
+  await servers.close();
   await broker?.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 describe('the offline status event (the MQTT last will, SPEC.md §12.2)', () => {

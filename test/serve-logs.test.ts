@@ -5,12 +5,9 @@
  * a halt by the failure-rate rule logs the reason, the rate and the devices' codes. The default text
  * format is one readable line per event. The logger itself (host/ota/log.ts) is checked in-process.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asServerLog, captureLog, createServerLog, logTransition, logWaveStep, textLine } from '../host/ota/log.js';
 import { type CampaignRow, type OtaStore } from '../host/ota/store.js';
@@ -20,9 +17,8 @@ import { runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { eventually, RawDevice } from './support/ota-client.js';
+import { type ServeChild, startServeChild } from './support/serve-child.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 const w = standardWorld();
 const image = detBytes(20_000, 'serve logs image');
 const manifest = makeManifestEnvelope(makeManifest(image, { chunkSize: 1024 }), [w.R1, w.R2]);
@@ -35,7 +31,6 @@ const cleanups: (() => Promise<unknown> | unknown)[] = [];
 const codeIn = (text: string) => Number(text.match(/\(code (\d+)\)/)?.[1]);
 
 type Event = Record<string, unknown>;
-type Serve = { url: string; err(): string; stop(): Promise<number | null> };
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fwseal-serve-logs-'));
@@ -51,46 +46,17 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** `fwseal serve` as a child process (the sources through tsx); resolves once it printed its HTTP address. */
-async function startServe(data: string, extra: readonly string[]): Promise<Serve> {
-  const args = ['serve', '--broker', broker.url, '--data', data, '--trust', join(dir, 'trust.cbor'), '--http', '127.0.0.1:0', '--tick-ms', '100', ...extra];
-  const child: ChildProcess = spawn(process.execPath, ['--import', TSX, join(ROOT, 'host', 'cli.ts'), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  let err = '';
-  child.stderr!.on('data', (b: Buffer) => {
-    err += b.toString();
-  });
-  const url = await new Promise<string>((ok, fail) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const m = out.match(/HTTP API on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) ok(m[1]);
-    });
-    child.once('exit', (code) => fail(new Error(`serve exited with ${code}: ${err}`)));
-  });
-  return {
-    url,
-    err: () => err,
-    stop: () => {
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
+/** `fwseal serve` as a child process (test/support/serve-child.ts); resolves once it printed its HTTP address. */
+function startServe(data: string, extra: readonly string[]): Promise<ServeChild> {
+  const args = ['--broker', broker.url, '--data', data, '--trust', join(dir, 'trust.cbor'), '--http', '127.0.0.1:0', '--tick-ms', '100', ...extra];
+  return startServeChild(args, { cleanups });
 }
 
 /** The complete lines written so far (a line still being written is left out). */
 const lines = (text: string) => text.split('\n').slice(0, -1);
 
 describe('fwseal serve --log-format json', () => {
-  let serve: Serve;
+  let serve: ServeChild;
   let token: string;
   const events = () => lines(serve.err()).map((l) => JSON.parse(l) as Event);
   const transitions = (id: string) => events().filter((e) => e.event === 'campaign.transition' && e.campaign === id);

@@ -1,19 +1,25 @@
 /**
  * `fwseal serve` in a test, shared by test/ota-server.test.ts, test/ota-abuse.test.ts,
- * test/ota-root-server.test.ts and tools/fuzz-ota.ts: MQTT settings for a server, its HTTP API as
- * JSON, image upload and campaign creation, the Prometheus samples of /metrics, and the root of
- * trust as a device sees it (the retained root announcement, root requests).
+ * test/rollout-timeouts.test.ts, test/ota-root-server.test.ts and tools/fuzz-ota.ts: MQTT settings
+ * for a server, the servers of a test file on either store (TestServers), its HTTP API as JSON, image
+ * upload and campaign creation, the Prometheus samples of /metrics, and the root of trust as a device
+ * sees it (the retained root announcement, root requests).
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { nodeSha256 } from '../../host/hash.js';
 import { type MqttSettings } from '../../host/ota/mqtt-options.js';
-import { type OtaServer } from '../../host/ota/server.js';
+import { OtaServer, type OtaServerOptions } from '../../host/ota/server.js';
+import { type StoreOptions } from '../../host/ota/store.js';
 import { toHex } from '../../shared/bytes.js';
 import { encodeRootRequest, parseRootAnnouncement, parseRootResponse, type RootAnnouncement, type RootResponse } from '../../shared/ota/root.js';
 import { topics } from '../../shared/ota/topics.js';
 import { type Credentials } from './mosquitto.js';
 import { errorOf, type RawDevice } from './ota-client.js';
+import { type SharedPostgres } from './postgres.js';
 
 /** A server's connection to `url` (MQTT 5 by default: shared subscriptions), with credentials if given. */
 export function serverMqtt(url: string, version: 4 | 5 = 5, credentials?: Credentials): MqttSettings {
@@ -29,6 +35,93 @@ export function serverMqtt(url: string, version: 4 | 5 = 5, credentials?: Creden
       ...(credentials ?? {}),
     },
   };
+}
+
+/** The server's store (SPEC.md §12.9): SQLite in the data folder, or PostgreSQL (`--db`) with the folder as a cache. */
+export type StoreKind = 'sqlite' | 'postgresql';
+/** Both stores: a suite run with describe.each(STORE_KINDS) holds both to the same cases (issue 15: one suite, both back ends). */
+export const STORE_KINDS: readonly StoreKind[] = ['sqlite', 'postgresql'];
+
+/** Where one server keeps its state: OtaServerOptions' `dataDir` and `store`. */
+export type ServerState = { readonly dataDir: string; readonly store?: StoreOptions };
+
+export type TestServersOptions = {
+  /** The broker's URL, read at each start (the broker may start after this object is made). */
+  readonly broker: () => string;
+  readonly trust: Uint8Array;
+  readonly tickMs?: number;
+  /** 'sqlite' by default; 'postgresql' takes its databases from `postgres`. */
+  readonly kind?: StoreKind;
+  readonly postgres?: SharedPostgres;
+  /** Names the temp folders (fwseal-TAG-...). */
+  readonly tag?: string;
+};
+
+/** State in `dataDir`: SQLite there, or a new database of `postgres` with `dataDir` as its asset cache. */
+export async function stateIn(kind: StoreKind, dataDir: string, postgres?: SharedPostgres): Promise<ServerState> {
+  if (kind === 'sqlite') return { dataDir };
+  if (!postgres) throw new Error('postgresql state needs a postgres (onePostgres)');
+  const url = await (await postgres.get()).database();
+  return { dataDir, store: { kind: 'postgres', url, dataDir } };
+}
+
+/**
+ * The in-process servers of a test file or describe block on one store kind: each started on fresh
+ * state unless told otherwise (an empty folder; on PostgreSQL also an empty database), with the
+ * broker, trust, a loopback HTTP API and a short tick; `close()` closes them and removes the folders.
+ */
+export class TestServers {
+  readonly kind: StoreKind;
+  private readonly servers: OtaServer[] = [];
+  private readonly dirs: string[] = [];
+
+  constructor(private readonly o: TestServersOptions) {
+    this.kind = o.kind ?? 'sqlite';
+  }
+
+  /** An empty folder, removed by close(). */
+  tempDir(): string {
+    const d = mkdtempSync(join(tmpdir(), `fwseal-${this.o.tag ?? 'ota'}-`));
+    this.dirs.push(d);
+    return d;
+  }
+
+  /** Fresh state: an empty data folder; on PostgreSQL also an empty database. */
+  fresh(): Promise<ServerState> {
+    return stateIn(this.kind, this.tempDir(), this.o.postgres);
+  }
+
+  /**
+   * `state` as another instance sees it: on SQLite the same folder (instances on one machine share
+   * it); on PostgreSQL the same database from a folder of its own, as on another machine.
+   */
+  another(state: ServerState): ServerState {
+    if (state.store?.kind !== 'postgres') return state;
+    const dataDir = this.tempDir();
+    return { dataDir, store: { ...state.store, dataDir } };
+  }
+
+  /** A server on `state` (fresh state when neither it nor a `dataDir` is given); `opts` override the defaults. */
+  async start(opts: Partial<OtaServerOptions> & { state?: ServerState } = {}): Promise<OtaServer> {
+    const { state, ...rest } = opts;
+    const where = state ?? (rest.dataDir !== undefined ? {} : await this.fresh());
+    const s = await OtaServer.start({
+      mqtt: serverMqtt(this.o.broker()),
+      trust: this.o.trust,
+      http: { host: '127.0.0.1', port: 0 },
+      tickMs: this.o.tickMs ?? 100,
+      ...(where as ServerState),
+      ...rest,
+    });
+    this.servers.push(s);
+    return s;
+  }
+
+  /** Close every server started here (closing one twice is harmless) and remove the folders. */
+  async close(): Promise<void> {
+    for (const s of this.servers.splice(0)) await s.close().catch(() => {});
+    for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  }
 }
 
 /** Answer of an API call; the body is whatever JSON came back (tests read it loosely). */

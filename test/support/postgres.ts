@@ -5,6 +5,7 @@
  * loopback port only, with a random superuser password (scram-sha-256 over TCP). `database()` creates
  * an empty database and returns its URL (no password in it: the password is in `env`, as PGPASSWORD);
  * `stop()` stops the server and removes the folder. Durability is off (fsync), tests only.
+ * `onePostgres()` is the one server of a test file, started when a test first needs it.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -118,5 +119,27 @@ export async function startPostgres(): Promise<Postgres> {
       rmSync(dir, { recursive: true, force: true });
     },
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+  };
+}
+
+/** One PostgreSQL for a test file: started on the first `get()`, stopped by `stop()` (afterAll; nothing when never started). */
+export type SharedPostgres = { get(): Promise<Postgres>; stop(): Promise<void> };
+
+/**
+ * The one server of a test file. `get()` also sets PGPASSWORD in this process, as `fwseal serve` gets
+ * it (never in the URL): an in-process store or server (openStore, OtaServer.start) reads it there.
+ */
+export function onePostgres(): SharedPostgres {
+  let started: Promise<Postgres> | null = null;
+  return {
+    get: () =>
+      (started ??= startPostgres().then((p) => {
+        process.env.PGPASSWORD = p.env.PGPASSWORD;
+        return p;
+      })),
+    async stop() {
+      const p = await started?.catch(() => null);
+      await p?.stop();
+    },
   };
 }
