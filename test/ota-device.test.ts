@@ -9,9 +9,11 @@ import { OtaDevice as Device, type OtaDevice, type OtaDeviceOptions } from '../h
 import { CODES } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { encodeAnnouncement, encodeBlockResponse, parseBlockRequest } from '../shared/ota/messages.js';
-import { encodeStatusEvent, parseStatusEvent } from '../shared/ota/status.js';
+import { encodeRootAnnouncement } from '../shared/ota/root.js';
+import { encodeStatusEvent, parseStatusEvent, type StatusEvent } from '../shared/ota/status.js';
 import { ROLLOUT_ALL, topics } from '../shared/ota/topics.js';
 import { fileWriter, runCli } from './support/cli-run.js';
+import { makeRevocations, makeTrust } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { OtaResponder, otaWorld, until } from './support/ota-responder.js';
 
@@ -149,6 +151,46 @@ describe('OtaDevice over MQTT', () => {
     expect(await again).toMatchObject({ state: 'rejected', code: CODES.ROLLBACK });
     expect(server.requestsFor(id).length).toBe(1);
     expect(d.state()).toMatchObject({ version: '1.0.0', counter: 5 });
+  });
+
+  it('reports how long its checks took and where it refused (SPEC.md §12.2 keys 15–17): manifest and image times, the stage of every refusal', async () => {
+    const group = 'g-report';
+    const id = 'dev-report';
+    const { d } = await start(id, group);
+    const events: StatusEvent[] = [];
+    d.on('status', (e) => events.push(e));
+    const done = d.waitFor(terminal('c-report'));
+    await server.announce(group, 'c-report', v2);
+    expect((await done).state).toBe('confirmed');
+    const of = (state: string) => events.filter((e) => e.state === state);
+    expect(of('accepted')).toEqual([{ campaign: 'c-report', device: id, state: 'accepted', manifestMs: expect.any(Number) }]);
+    expect(of('installed')).toEqual([{ campaign: 'c-report', device: id, state: 'installed', imageMs: expect.any(Number) }]);
+    for (const e of [...of('accepted'), ...of('installed')]) expect(Number.isInteger(e.manifestMs ?? e.imageMs)).toBe(true);
+    expect([...of('downloading'), ...of('verifying'), ...of('confirmed')].every((e) => e.manifestMs === undefined && e.imageMs === undefined)).toBe(true);
+    // An older release: refused at the manifest, with the time the check took.
+    const refused = d.waitFor(terminal('c-report-old'));
+    await server.announce(group, 'c-report-old', v0);
+    expect(await refused).toMatchObject({ state: 'rejected', code: CODES.ROLLBACK, stage: 'manifest', manifestMs: expect.any(Number) });
+    // A root announcement the device refuses: the bundle (one root signature of two), then the list (release keys sign no list).
+    const w = world.w;
+    const trust = makeTrust({ root: [w.A, w.B, w.C], rootThreshold: 2, release: [w.R1, w.R2, w.R3], releaseThreshold: 2, signers: [w.A], version: 2 });
+    const list = makeRevocations({ version: 3, signers: [w.R1, w.R2] });
+    // `online` goes to the status topic only (no `status` event): watch it as a server would.
+    const r = await rogue();
+    const reports = new Promise<StatusEvent[]>((resolve) => {
+      const got: StatusEvent[] = [];
+      r.on('message', (_t, payload) => {
+        const e = parseStatusEvent(payload);
+        if (e.ok && e.value.state === 'online' && e.value.code !== undefined && got.push(e.value) === 2) resolve(got);
+      });
+    });
+    await r.subscribeAsync(topics.status('fwseal', id), { qos: 1 });
+    await r.publishAsync(topics.root('fwseal'), Buffer.from(encodeRootAnnouncement({ trustVersion: 2, trust, revocations: list })), { qos: 1 });
+    expect((await reports).map((e) => [e.stage, e.code])).toEqual([
+      ['trust', CODES.TRUST_THRESHOLD_NOT_MET],
+      ['revocation', CODES.REVOCATION_THRESHOLD_NOT_MET],
+    ]);
+    expect(d.stats().rootRefused).toBe(2);
   });
 
   it('resumes after a crash mid-download: the restarted device fetches only the missing blocks', async () => {

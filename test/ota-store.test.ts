@@ -8,6 +8,8 @@
  * one device's events are applied in arrival order even when a write is slower than a read. Last, two
  * store objects on one database (two instances; PostgreSQL: two connection pools, so truly at once)
  * racing the same compare-and-set, the same group, the same fleet bound and the same root change.
+ * And what /metrics reads (SPEC.md §12.9 "Metrics"): campaigns by state, M10's unexpected releases,
+ * the stored trust chain.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -329,6 +331,61 @@ describe.each(BACKENDS)('OtaStore on $name', ({ open }) => {
       ['c2', '2.0.1', 'running', 'confirmed', null],
     ]);
     expect(await store.deviceHistory('d6')).toEqual([]);
+  });
+
+  // ---- issue 16: what /metrics reads (SPEC.md §12.9 "Metrics") ----
+
+  it('campaignCounts: campaigns by state, a state with none left out', async () => {
+    expect(await store.campaignCounts()).toEqual([]);
+    await store.insertCampaign(campaignRow('c1', 'g'));
+    await store.insertCampaign(campaignRow('c2', 'h'));
+    await store.insertCampaign(campaignRow('c3', 'k'));
+    await store.updateCampaign('c2', () => ({ state: 'halted' }));
+    await store.updateCampaign('c3', () => ({ state: 'completed' }));
+    const counts = Object.fromEntries((await store.campaignCounts()).map((c) => [c.state, c.n]));
+    expect(counts).toEqual({ running: 1, halted: 1, completed: 1 });
+  });
+
+  it('unexpectedReleases (M10): a release no campaign carried counts, unless the device was first seen with it; confirmed releases never do', async () => {
+    await store.insertCampaign(campaignRow('c1', 'g', { version: '2.0.0', security_counter: 2 }));
+    await store.recordOnline('factory', { group: 'g', version: '0.9.0', counter: 1 }, 10); // provisioned before the server: its first release
+    await store.recordOnline('updated', { group: 'g', version: '1.0.0', counter: 1 }, 10);
+    await store.recordStatus({ campaign: 'c1', device: 'updated', state: 'confirmed' }); // 2.0.0 / 2: carried by c1
+    await store.recordOnline('moved', { group: 'g', version: '1.0.0', counter: 1 }, 10);
+    await store.recordOnline('moved', { group: 'g', version: '6.6.6', counter: 66 }, 10); // nothing the server delivered
+    await store.recordOnline('reverted', { group: 'g', version: '1.0.0', counter: 1 }, 10);
+    await store.recordOnline('reverted', { group: 'g', version: '2.0.0', counter: 2 }, 10);
+    await store.recordOnline('reverted', { group: 'g', version: '1.0.0', counter: 1 }, 10); // back on its first release
+    await store.recordOnline('blank', { group: 'g' }, 10);
+    await store.recordOnline('blank', { group: 'g', version: '7.0.0' }, 10); // no counter: not a release the rule can judge
+    await store.recordOnline('counterless', { group: 'g', version: '2.0.0', counter: 3 }, 10); // the version alone is not the release
+    expect(await store.unexpectedReleases()).toEqual({ notInHistory: 1, notReleaseRole: 0 });
+    await store.recordOnline('counterless', { group: 'g', version: '2.0.0', counter: 4 }, 10);
+    expect(await store.unexpectedReleases()).toEqual({ notInHistory: 2, notReleaseRole: 0 });
+  });
+
+  it('unexpectedReleases (M10): a release that only campaigns halted by the root of trust carried counts as not signed by the release role', async () => {
+    await store.insertCampaign(campaignRow('c1', 'g', { version: '2.0.0', security_counter: 2 }));
+    await store.insertCampaign(campaignRow('c2', 'h', { version: '2.0.0', security_counter: 2 }));
+    for (const d of ['a', 'b']) {
+      await store.recordOnline(d, { group: 'g', version: '1.0.0', counter: 1 }, 10);
+      await store.recordStatus({ campaign: 'c1', device: d, state: 'confirmed' });
+    }
+    await store.updateCampaign('c1', () => ({ state: 'halted', halt_code: 302 }));
+    expect(await store.unexpectedReleases()).toEqual({ notInHistory: 0, notReleaseRole: 0 }); // c2 carries it and still verifies
+    await store.updateCampaign('c2', () => ({ state: 'halted', halt_code: 302 }));
+    expect(await store.unexpectedReleases()).toEqual({ notInHistory: 0, notReleaseRole: 2 });
+  });
+
+  it('trustChain: every stored trust bundle, oldest first, with when it was stored', async () => {
+    expect(await store.root.trustChain()).toEqual([]);
+    await store.root.change(() => ({ result: null, trust: trustRow(1) }), 1000);
+    await store.root.change(() => ({ result: null, trust: trustRow(2) }), 2000);
+    const chain = await store.root.trustChain();
+    expect(chain.map((r) => [r.version, r.accepted, Buffer.from(r.envelope).toString()])).toEqual([
+      [1, 1000, 'trust 1'],
+      [2, 2000, 'trust 2'],
+    ]);
   });
 });
 

@@ -10,7 +10,7 @@ import { CODES, type Result } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { parseManifest } from '../../shared/manifest.js';
 import { type Announcement, blockCount } from '../../shared/ota/messages.js';
-import { type StatusEvent } from '../../shared/ota/status.js';
+import { type RefusalStage, type StatusEvent } from '../../shared/ota/status.js';
 import { type UpdateAgent } from '../agent/agent.js';
 import { type AsyncTransport, type PullOptions, type PullTarget, pullDownload } from '../agent/pull.js';
 import { type Verifier } from '../verifier.js';
@@ -40,7 +40,8 @@ export interface CampaignHost {
   status(e: StatusEvent): void;
   /** Every block written: done of total (the `progress` event). */
   progress(done: number, total: number): void;
-  terminal(a: Announcement, state: 'confirmed' | 'rejected' | 'failed', code?: number): void;
+  /** `report`: the measurements and the refusal stage the event carries (SPEC.md §12.2 keys 15–17). */
+  terminal(a: Announcement, state: 'confirmed' | 'rejected' | 'failed', code?: number, report?: StatusReport): void;
   /** The verifier refused this announced manifest: never try it again. */
   refused(manifestDigest: Uint8Array, code: number): void;
   boot(): void;
@@ -49,6 +50,17 @@ export interface CampaignHost {
   listenData(campaign: string | null): Promise<boolean>;
   /** Resolves once no root-of-trust update is in progress (SPEC.md §12.13): no manifest is accepted during one. */
   rootIdle(): Promise<void>;
+}
+
+/** What a status event may carry besides its state: the verify times and where the device refused (keys 15–17). */
+export type StatusReport = Pick<StatusEvent, 'manifestMs' | 'imageMs' | 'stage'>;
+
+/** Whole milliseconds since `start` on the client's clock (keys 15 and 16). */
+const msSince = (clock: OtaClock, start: number): number => Math.max(0, Math.round(clock.now() - start));
+
+/** A failed download or install (key 17): 1xx–4xx refused the image, 5xx the install (flash, trial boot); 6xx refused nothing. */
+function refusedAt(code: number, image: RefusalStage = 'image'): StatusReport {
+  return code < 500 ? { stage: image } : code < 600 ? { stage: 'install' } : {};
 }
 
 /** `downloading` reports: one per 10 % of the blocks, at most one per PROGRESS_MIN_MS, and one at least every PROGRESS_MS. */
@@ -107,22 +119,26 @@ export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): P
   const env = parseEnvelope(envelope);
   const m = env.ok ? parseManifest(env.envelope.payload) : null;
   if (m?.ok && (m.value.chunkSize !== a.chunkSize || m.value.imageSize !== a.imageSize)) {
-    return h.terminal(a, 'failed', CODES.BAD_VALUE); // the announcement does not describe this manifest
+    return h.terminal(a, 'failed', CODES.BAD_VALUE, { stage: 'manifest' }); // the announcement does not describe this manifest
   }
   if (h.payloadInstalled(envelope)) return h.terminal(a, 'confirmed');
   await h.rootIdle();
   if (!live()) return;
+  // M4 on the device (SPEC.md §12.9 "Metrics"): the manifest check, as the agent runs it (verify, then record).
+  const started = h.clock.now();
   const begun = h.agent.beginUpdate(envelope);
+  const manifestMs = msSince(h.clock, started);
   if (!begun.ok) {
     if (begun.code < 500) {
       h.refused(a.manifestDigest, begun.code);
-      return h.terminal(a, 'rejected', begun.code);
+      return h.terminal(a, 'rejected', begun.code, { manifestMs, stage: 'manifest' });
     }
-    return h.terminal(a, 'failed', begun.code);
+    return h.terminal(a, 'failed', begun.code, refusedAt(begun.code));
   }
-  h.status({ campaign: a.campaign, device: h.id, state: 'accepted' });
+  h.status({ campaign: a.campaign, device: h.id, state: 'accepted', manifestMs });
 
   // 2. The blocks: pull, and after a transport failure wait and pull again while the campaign stands.
+  let imageMs = 0;
   for (let attempt = 0, finishes = 0; ; ) {
     if (!live()) return;
     h.phase = 'downloading';
@@ -131,25 +147,28 @@ export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): P
     if (r.ok) {
       h.status({ campaign: a.campaign, device: h.id, state: 'verifying' });
       h.phase = 'installing';
+      const checking = h.clock.now(); // M4: the whole-image check (SPEC.md §11.3)
       const done = h.agent.finishDownload();
+      imageMs = msSince(h.clock, checking);
       if (done.ok) break;
       // A progress mark lied: the marks were cleared, fetch again (chunks already right stay).
-      if (done.code >= 500 || ++finishes > 1) return h.terminal(a, 'failed', done.code);
+      if (done.code >= 500 || ++finishes > 1) return h.terminal(a, 'failed', done.code, { imageMs, ...refusedAt(done.code) });
       continue;
     }
-    if (r.code < 600 || r.code >= 700) return h.terminal(a, 'failed', r.code);
+    if (r.code < 600 || r.code >= 700) return h.terminal(a, 'failed', r.code, refusedAt(r.code));
     h.phase = 'waiting';
     await pause(h.clock, run, retryDelay(h.clock, h.pull, attempt++));
   }
   if (!live()) return;
 
   // 3. Install: trial boot, then confirm.
-  h.status({ campaign: a.campaign, device: h.id, state: 'installed' });
+  h.status({ campaign: a.campaign, device: h.id, state: 'installed', imageMs });
   h.boot();
   if ((h.phase as OtaPhase) === 'trial') return; // autoConfirm off: the application confirms
   if (h.payloadInstalled(envelope)) return h.terminal(a, 'confirmed');
   const s = h.agent.status();
-  h.terminal(a, 'failed', s.ok && s.state.lastError ? s.state.lastError : CODES.BOOT_IMAGE_INVALID);
+  const code = s.ok && s.state.lastError ? s.state.lastError : CODES.BOOT_IMAGE_INVALID;
+  h.terminal(a, 'failed', code, refusedAt(code, 'install')); // the trial boot refused the installed image
 }
 
 /** The `downloading` status events of one pull: every 10 % (at most once a second) or every 5 s. */

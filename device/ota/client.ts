@@ -20,12 +20,12 @@ import { boot } from '../agent/boot.js';
 import { type Flash } from '../agent/flash.js';
 import { type Layout } from '../agent/layout.js';
 import { type Verifier } from '../verifier.js';
-import { type CampaignHost, type OtaPhase, type OtaPullOptions, runCampaign } from './campaign.js';
+import { type CampaignHost, type OtaPhase, type OtaPullOptions, runCampaign, type StatusReport } from './campaign.js';
 import { announcedInstalled, payloadInstalled } from './installed.js';
 import { Outcomes } from './outcomes.js';
 import { Listeners, type OtaClock, type OtaLink } from './ports.js';
 import { type OtaStats, Requests, type Run } from './requests.js';
-import { enforcedRoot, type RootHost, RootKeeper } from './root.js';
+import { enforcedRoot, type RootHost, RootKeeper, type RootRefusal } from './root.js';
 
 export type { OtaPhase, OtaPullOptions } from './campaign.js';
 export type { OtaStats } from './requests.js';
@@ -158,8 +158,7 @@ export class OtaClient implements CampaignHost, RootHost {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#abortRun();
-    const loop = this.#loop;
-    if (loop) await Promise.race([loop, this.clock.sleep(2000)]);
+    if (this.#loop) await Promise.race([this.#loop, this.clock.sleep(2000)]);
     this.#stopped = true;
     this.phase = 'stopped';
     this.#abortRun();
@@ -216,11 +215,12 @@ export class OtaClient implements CampaignHost, RootHost {
     return payloadInstalled(this.agent, this.verifier.sha256, envelope);
   }
 
-  /** (Re)connected: report `online` with the group, version, counter and root of trust in force (SPEC.md §12.2, §12.13). */
-  connected(): void {
+  /** (Re)connected: report `online` with the release and root of trust in force (§12.2, §12.13), and a root object just `refused` (keys 8, 17). */
+  connected(refused?: RootRefusal): void {
     if (this.#stopped) return;
     const o = this.#o;
     this.#publishStatus({
+      ...refused,
       device: this.id,
       state: 'online',
       group: this.group,
@@ -245,13 +245,13 @@ export class OtaClient implements CampaignHost, RootHost {
     const c = this.agent.checkDownload();
     if (c.ok || c.code >= 500) return; // a flash error shows up in the pull itself
     this.refused(run.announcement.manifestDigest, c.code);
-    this.terminal(run.announcement, 'rejected', c.code);
+    this.terminal(run.announcement, 'rejected', c.code, { stage: 'manifest' });
     this.#abortRun();
   }
 
-  /** A root announcement changed what the device enforces: report `online`, look at the announcement again. */
-  rootChanged(): void {
-    this.connected();
+  /** A root announcement changed what the device enforces, or was refused: report `online`, look at the announcement again. */
+  rootChanged(refused?: RootRefusal): void {
+    this.connected(refused);
     this.#kick();
   }
 
@@ -266,9 +266,9 @@ export class OtaClient implements CampaignHost, RootHost {
     this.#events.progress.emit(done, total);
   }
 
-  terminal(a: Announcement, state: 'confirmed' | 'rejected' | 'failed', code?: number): void {
+  terminal(a: Announcement, state: 'confirmed' | 'rejected' | 'failed', code?: number, report?: StatusReport): void {
     this.#outcomes.finish(a.campaign, state);
-    this.status({ campaign: a.campaign, device: this.id, state, ...(code !== undefined ? { code } : {}) });
+    this.status({ campaign: a.campaign, device: this.id, state, ...(code !== undefined ? { code } : {}), ...report });
   }
 
   refused(manifestDigest: Uint8Array, code: number): void {
@@ -387,7 +387,7 @@ export class OtaClient implements CampaignHost, RootHost {
     }
     const refused = this.#outcomes.refusal(a.manifestDigest);
     if (refused !== undefined) {
-      this.terminal(a, 'rejected', refused);
+      this.terminal(a, 'rejected', refused, { stage: 'manifest' });
       return false;
     }
     if (!this.#eligible(a)) {

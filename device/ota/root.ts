@@ -27,6 +27,9 @@ import { type OtaStats, type Requests } from './requests.js';
 
 type Sha256 = (data: Uint8Array) => Uint8Array;
 
+/** A trust bundle or revocation list the agent refused: reported in `online` (SPEC.md §12.2 keys 8 and 17). */
+export type RootRefusal = { readonly code: number; readonly stage: 'trust' | 'revocation' };
+
 /** What the root channel uses of the device client (device/ota/client.ts). */
 export interface RootHost {
   readonly agent: UpdateAgent;
@@ -39,8 +42,11 @@ export interface RootHost {
   log(line: string): void;
   /** The agent just stored a trust bundle (`trustChanged`) or a list: check the download in progress at once (§12.13 step 4). */
   recheck(trustChanged: boolean): void;
-  /** An announcement changed what the device enforces: report `online` (step 3), look at campaigns again. */
-  rootChanged(): void;
+  /**
+   * An announcement changed what the device enforces: report `online` (step 3), look at campaigns
+   * again. `refused`: the agent refused a bundle or list of it; `online` carries the code (M8, §12.2 key 17).
+   */
+  rootChanged(refused?: RootRefusal): void;
 }
 
 /** A trust bundle and the list to store with it when the kept one does not verify under it. */
@@ -134,7 +140,7 @@ export class RootKeeper {
     const agent = this.h.agent;
     let r = agent.updateTrust(b.trust);
     if (!r.ok && LIST_CODES.has(r.code) && b.revocations !== undefined) r = agent.updateTrust(b.trust, b.revocations);
-    if (!r.ok) return this.#refused(`trust bundle ${version}`, r);
+    if (!r.ok) return this.#refused('trust', `trust bundle ${version}`, r);
     if (r.changed) this.h.recheck(true);
     return { changed: r.changed };
   }
@@ -146,16 +152,19 @@ export class RootKeeper {
     if (s.ok && s.state.revocationDigest && bytesEqual(s.state.revocationDigest, h.verifier.sha256(list))) return false;
     const r = h.agent.updateRevocations(list);
     if (!r.ok) {
-      this.#refused('revocation list', r);
+      this.#refused('revocation', 'revocation list', r);
       return false;
     }
     if (r.changed) h.recheck(false);
     return r.changed;
   }
 
-  #refused(what: string, r: Failure): null {
-    if (r.code < 500) this.h.counters.rootRefused++;
+  /** A verdict (1xx–4xx) is counted and reported in `online` (its code and stage); a flash error (5xx) is only logged. */
+  #refused(stage: RootRefusal['stage'], what: string, r: Failure): null {
     this.h.log(`root: ${what} refused: ${r.error}${r.detail ? ` (${r.detail})` : ''}`);
+    if (r.code >= 500) return null;
+    this.h.counters.rootRefused++;
+    this.h.rootChanged({ code: r.code, stage });
     return null;
   }
 }

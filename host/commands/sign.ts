@@ -10,13 +10,15 @@ import { detachedFor, encodeDetached } from '../detached.js';
 import { FwsealError } from '../errors.js';
 import { envelopeKind } from '../inspect.js';
 import { writeFileAtomic } from '../io.js';
+import { type SigningKey } from '../keys.js';
+import { checkSignMetricsFile, recordSignRun, type SignRun } from '../metrics-file.js';
 import { checkSignerRole, signEnvelope } from '../sign.js';
 import { describeKeyRef, openSigner, parseKeyRef, publicKeyOf } from '../signers/index.js';
 import { type Command, type Io, json, onePositional, type Parsed, readObjectFile, str } from './common.js';
 
 /** `--print-tbs`: the Sig_structure (§3), the same for every signer of this file. */
 function printTbs(p: Parsed, io: Io, envelope: Uint8Array): number {
-  const extra = ['key', 'pub', 'trust', 'detached', 'json'].find((o) => p.values[o] !== undefined);
+  const extra = ['key', 'pub', 'trust', 'detached', 'json', 'metrics-file'].find((o) => p.values[o] !== undefined);
   if (extra) throw new FwsealError('USAGE', `--print-tbs takes no --${extra}`);
   const parsed = parseEnvelope(envelope);
   if (!parsed.ok) throw FwsealError.from(parsed, 'cannot sign: not a valid fwseal envelope');
@@ -38,8 +40,49 @@ function warnings(file: string, kid: string, notes: readonly string[], r?: { rem
   ];
 }
 
+/** The signer as this run uses it: its time is recorded for --metrics-file (M3), the signature's own check included. */
+function timed(key: SigningKey, run: { seconds?: number }): SigningKey {
+  return Object.freeze({
+    ...key,
+    sign(message: Uint8Array): Uint8Array {
+      const started = performance.now();
+      try {
+        return key.sign(message);
+      } finally {
+        run.seconds = (run.seconds ?? 0) + (performance.now() - started) / 1000;
+      }
+    },
+  });
+}
+
+/**
+ * `--metrics-file F` (SPEC.md §14, M3): the file is checked before anything is signed, and this run
+ * added to it afterwards, ok or refused with its code (a USAGE mistake is not counted). A file that
+ * cannot be written then is a warning: the signature is made, and the exit status stays the signing's.
+ */
 function run(p: Parsed, io: Io): number {
   const file = onePositional(p, 'FILE');
+  const metricsFile = str(p, 'metrics-file');
+  if (metricsFile === undefined || p.values['print-tbs']) return sign(p, io, file, {});
+  checkSignMetricsFile(metricsFile);
+  const signRun: { seconds?: number; refused?: string } = {};
+  let signing = true;
+  try {
+    return sign(p, io, file, signRun);
+  } catch (e) {
+    signRun.refused = e instanceof FwsealError ? e.codeName : 'INTERNAL';
+    signing = signRun.refused !== 'USAGE'; // a command line mistake is no signing run
+    throw e;
+  } finally {
+    try {
+      if (signing) recordSignRun(metricsFile, signRun as SignRun);
+    } catch (e) {
+      io.stderr(`warning: --metrics-file ${metricsFile} not updated: ${(e as Error).message}\n`);
+    }
+  }
+}
+
+function sign(p: Parsed, io: Io, file: string, signRun: { seconds?: number }): number {
   const envelope = readObjectFile(file, null);
   if (p.values['print-tbs']) return printTbs(p, io, envelope);
   if (p.values.hex) throw new FwsealError('USAGE', '--hex goes with --print-tbs');
@@ -50,7 +93,7 @@ function run(p: Parsed, io: Io): number {
   // H2: the role is checked with the public key (file, token or --pub) before a passphrase or PIN is asked for.
   const claimed = publicKeyOf(ref);
   const role = checkSignerRole(envelope, claimed, trust);
-  const key = openSigner(ref, claimed);
+  const key = timed(openSigner(ref, claimed), signRun);
   const kid = toHex(key.keyId);
   const parsed = parseEnvelope(envelope);
   if (!parsed.ok) throw FwsealError.from(parsed, 'cannot sign');
@@ -92,7 +135,7 @@ function run(p: Parsed, io: Io): number {
 export const signCmd: Command = {
   name: 'sign',
   summary: 'add one signature to a manifest, trust bundle or revocation list (in place, or detached)',
-  usage: `fwseal sign FILE --key KEY [--pub KEY.pub] [--trust trust.cbor] [--detached OUT.sig] [--json]
+  usage: `fwseal sign FILE --key KEY [--pub KEY.pub] [--trust trust.cbor] [--detached OUT.sig] [--metrics-file F.prom] [--json]
 fwseal sign FILE --print-tbs [--hex]
 
 Adds a COSE_Signature by KEY to FILE, in place (atomically). Signers may work on different
@@ -113,6 +156,8 @@ trust.cbor, a trust bundle a root key of its own or, in a rotation, of trust.cbo
 replaces. Without --trust, what cannot be checked is a warning on stderr.
 --detached OUT.sig leaves FILE untouched and writes only the signature, with the payload digest
 it covers; carry it back and add it with 'fwseal attach FILE OUT.sig'.
+--metrics-file F.prom adds this run to F (Prometheus text for node_exporter's textfile collector,
+atomically): fwseal_sign_duration_seconds (the signer's time) and fwseal_signatures_total{result,code}.
 --print-tbs writes the exact bytes to be signed (binary; --hex for hex) for tools that sign
 elsewhere; add their raw signature with 'fwseal attach FILE --raw SIG --pub KEY.pub'.`,
   options: {
@@ -120,6 +165,7 @@ elsewhere; add their raw signature with 'fwseal attach FILE --raw SIG --pub KEY.
     pub: { type: 'string' },
     trust: { type: 'string' },
     detached: { type: 'string' },
+    'metrics-file': { type: 'string' },
     'print-tbs': { type: 'boolean' },
     hex: { type: 'boolean' },
     json: { type: 'boolean' },

@@ -24,6 +24,7 @@ import { writeFileAtomic } from '../io.js';
 import { hashImage } from '../pack.js';
 import { verifyFiles } from '../verify.js';
 import { digestTableFile, imageFile } from './assets.js';
+import { type CampaignMetrics } from './metrics.js';
 import { bucketOf, formatDuration, rolloutFor, tally } from './progress.js';
 import { type RootVersions } from './root-store.js';
 import { type CampaignRow, type CampaignState, DEFAULT_DEVICE_TIMEOUT_MS, type NewCampaign, type OtaStore, type WaveGate } from './store.js';
@@ -150,10 +151,17 @@ async function checkRequest(
   return { waves, rate, rules, imagePath, manifest: parsed.value };
 }
 
-/** Signatures, threshold and revocation under `trust`, then the image against the manifest; device class and counter are each device's business. */
-function verifyRelease(envelope: Uint8Array, trust: Trust, manifest: Manifest, imagePath: string): void {
+/**
+ * Signatures, threshold and revocation under `trust`, then the image against the manifest; device
+ * class and counter are each device's business. The manifest check alone is timed (M4,
+ * fwseal_server_verify_seconds): an image's hashing grows with its size and is no verify latency.
+ */
+function verifyRelease(envelope: Uint8Array, trust: Trust, manifest: Manifest, imagePath: string, metrics?: CampaignMetrics): void {
   const state = { deviceClass: manifest.deviceClass, counter: 0, ...(trust.revocations ? { revocations: trust.revocations } : {}) };
-  const verified = verifyFiles({ envelope, trust: trust.trust, state, imagePath }).result;
+  const started = performance.now();
+  const signed = verifyFiles({ envelope, trust: trust.trust, state }).result;
+  metrics?.serverVerified((performance.now() - started) / 1000);
+  const verified = signed.ok ? verifyFiles({ envelope, trust: trust.trust, state, imagePath }).result : signed;
   if (!verified.ok) throw new ApiError(422, verified.error as Exclude<CodeName, 'OK'>, verified.detail ?? verified.error);
 }
 
@@ -176,6 +184,8 @@ const conflict = (e: unknown): never => {
  * Verify and insert a campaign; the caller publishes its announcement. `rootNow` gives the root of
  * trust as stored now: the insert happens only while it is still the one the manifest was verified
  * under (a root change in between would not re-check a campaign it does not see yet, §12.13).
+ * `metrics` counts the verdict on the signed artifact (M1): created, or refused with the code of a
+ * manifest or image that does not parse or verify (422); other refusals (400, 404, 409) judge no artifact.
  */
 export async function createCampaign(
   store: OtaStore,
@@ -183,10 +193,29 @@ export async function createCampaign(
   req: CreateCampaign,
   now = Date.now(),
   actor = 'api',
+  metrics?: CampaignMetrics,
+): Promise<CampaignRow> {
+  try {
+    const row = await verifyAndInsert(store, rootNow, req, now, actor, metrics);
+    metrics?.campaignCreated();
+    return row;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 422) metrics?.campaignCreated(e.codeName);
+    throw e;
+  }
+}
+
+async function verifyAndInsert(
+  store: OtaStore,
+  rootNow: () => Promise<Trust>,
+  req: CreateCampaign,
+  now: number,
+  actor: string,
+  metrics?: CampaignMetrics,
 ): Promise<CampaignRow> {
   const { waves, rate, rules, imagePath, manifest } = await checkRequest(store, req);
   let trust = await rootNow();
-  verifyRelease(req.manifest, trust, manifest, imagePath);
+  verifyRelease(req.manifest, trust, manifest, imagePath, metrics);
   const blockSize = checkBlockSize(req, manifest);
   const id = newCampaignId();
   const { leaves } = hashImage(imagePath, manifest.chunkSize);
@@ -217,7 +246,7 @@ export async function createCampaign(
   for (let attempt = 1; !(await store.insertCampaign(row, trust.versions).catch(conflict)); attempt++) {
     if (attempt >= CREATE_ATTEMPTS) throw new ApiError(409, 'CONFLICT', 'the root of trust kept changing while the campaign was created; try again');
     trust = await rootNow();
-    verifyRelease(req.manifest, trust, manifest, imagePath);
+    verifyRelease(req.manifest, trust, manifest, imagePath, metrics);
   }
   const gate = `${rules.wave_gate} gate, soak ${formatDuration(rules.wave_soak_ms)}`;
   const what = `group ${req.group}, version ${manifest.version}, waves ${waves.join(',')}, device timeout ${formatDuration(rules.device_timeout_ms)}, ${gate}`;
@@ -286,7 +315,8 @@ const TRANSITIONS: Record<'pause' | 'resume' | 'abort', { from: readonly Campaig
  * pause | resume | abort; 404 for an unknown campaign, 409 for a transition its state does not allow.
  * `root`: the root of trust versions a resume's manifest check held for (§12.13); when the stored root
  * is no longer at them, nothing changes and the result is null (check the manifest again). `actor`:
- * who asked, recorded with the transition as a campaign event.
+ * who asked, recorded with the transition as a campaign event. `metrics` counts a pause or abort of a
+ * running campaign as an operator's halt (the state read in the atomic step).
  */
 export async function transition(
   store: OtaStore,
@@ -294,18 +324,21 @@ export async function transition(
   action: 'pause' | 'resume' | 'abort',
   root?: RootVersions,
   actor = 'api',
+  metrics?: CampaignMetrics,
 ): Promise<CampaignRow | null> {
   if (!(await store.campaign(id))) throw new ApiError(404, 'NOT_FOUND', `no campaign ${id}`);
   const t = TRANSITIONS[action];
   let refused: CampaignState | null = null;
   let rootChanged = false;
   let what = '';
+  let from: CampaignState | null = null;
   const now = Date.now();
   const row = await store.updateCampaign(
     id,
     (r, context) => {
       refused = null;
       rootChanged = false;
+      from = r.state;
       what = `${r.state} -> ${t.to}`;
       if (!t.from.includes(r.state)) {
         refused = r.state;
@@ -328,6 +361,7 @@ export async function transition(
   );
   if (rootChanged) return null;
   if (!row) throw new ApiError(409, 'CONFLICT', `cannot ${action} a campaign that is ${refused ?? 'gone'}`);
+  if (from === 'running' && action !== 'resume') metrics?.campaignHalted('operator');
   await store.recordEvent({ campaign: id, at: now, action, actor, detail: what });
   return row;
 }

@@ -1,69 +1,52 @@
 /**
- * Prometheus text format 0.0.4 for GET /metrics. Counters of this instance (blocks served, error
- * replies, malformed messages, latency) live in memory; device, campaign and root-of-trust figures
- * (revocation propagation included) are derived from the store at scrape time, so every instance
- * reports the same fleet-wide values.
+ * GET /metrics (SPEC.md §12.9 "Metrics"), Prometheus text 0.0.4 through prom-client. Counters of this
+ * instance (blocks served, error replies, malformed messages, latency, what devices reported in the
+ * status events that counted, the server's own manifest checks, campaign creations and halts) live in
+ * memory; device, campaign and root-of-trust figures are derived from the store at scrape time
+ * (metrics-fleet.ts), so every instance reports the same fleet-wide values. Each instance has its own
+ * registry; the process metrics (process_*, nodejs_*) are the process's (metrics-prom.ts).
  */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { codeName } from '../../shared/codes.js';
+import { type RefusalStage, type StatusEvent } from '../../shared/ota/status.js';
 import { IGNORED_REASONS, type IgnoredReason } from './campaigns.js';
-import { type Histogram, PROPAGATION_BUCKETS } from './root-store.js';
+import { type FleetFigures, readFleet, registerFleetMetrics } from './metrics-fleet.js';
+import { buildInfo, mirrorCounter, mirrorCounterMap, processRegistry, VERIFY_BUCKETS } from './metrics-prom.js';
+import { TrustAgeReader } from './metrics-trust.js';
 import { type OtaStore } from './store.js';
+
+export { ONLINE_WINDOW_MS } from './metrics-fleet.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export type MalformedKind = 'request' | 'status' | 'oversize' | 'topic';
 /** Where a refused request named another reply topic (SPEC.md §12.4): the MQTT 5 property or key 3. */
 export type RefusedVia = 'response_topic' | 'payload';
+/** Why a campaign stopped (fwseal_campaign_halts_total): the failure-rate rule, the root of trust, an operator's pause or abort of a running one. */
+export type HaltReason = 'failure_rate' | 'revoked' | 'operator';
 
-const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+/** What campaign creation, transitions and root re-checks record (campaigns.ts, root-recheck.ts, root-of-trust.ts). */
+export interface CampaignMetrics {
+  /** One manifest verification by the server (campaign create, root re-check, resume), in seconds (M4). */
+  serverVerified(seconds: number): void;
+  /** A campaign create that reached the artifact's verdict: accepted (no code), or refused with the verifier's code name (M1). */
+  campaignCreated(refusedWith?: string): void;
+  campaignHalted(reason: HaltReason): void;
+}
 
 /**
- * A device counts as online for fwseal_revocation_enforcing_ratio when it reported within this
- * window (24 h): MQTT tells the servers of no disconnects, and a device reports `online` at every
- * connect and after every change of its root of trust (SPEC.md §12.13).
+ * Where a counted `rejected` or `failed` refused (M8): the device says so (key 17); an older device
+ * does not, and its code tells: a manifest for `rejected`, 1xx–4xx the image, 5xx the install. 6xx
+ * codes (transport, final error replies) refused nothing.
  */
-export const ONLINE_WINDOW_MS = 24 * 3600 * 1000;
-
-type Emit = (name: string, type: string, help: string, samples: [string, number][]) => void;
-
-function histogramLines(name: string, help: string, bounds: readonly number[], h: Histogram): string[] {
-  return [
-    `# HELP ${name} ${help}`,
-    `# TYPE ${name} histogram`,
-    ...bounds.map((b, i) => `${name}_bucket{le="${b}"} ${h.buckets[i]}`),
-    `${name}_bucket{le="+Inf"} ${h.count}`,
-    `${name}_sum ${h.sum}`,
-    `${name}_count ${h.count}`,
-  ];
+function refusalOf(e: StatusEvent): RefusalStage | null {
+  if (e.code === undefined || e.code >= 600) return null;
+  if (e.stage !== undefined) return e.stage;
+  if (e.state === 'rejected') return 'manifest';
+  return e.state === 'failed' ? (e.code < 500 ? 'image' : 'install') : null;
 }
 
-/** The root of trust (SPEC.md §12.13): what the servers publish, what devices acknowledged, and how fast. */
-async function rootMetrics(store: OtaStore, metric: Emit, now: number): Promise<string[]> {
-  const published = await store.root.versions();
-  const byVersion = (rows: { v: number | null; n: number }[]): [string, number][] => rows.map((r) => [`{version="${r.v === null ? 'unknown' : r.v}"}`, r.n]);
-  metric('fwseal_root_trust_version', 'gauge', 'The newest trust bundle version the servers publish.', [['', published.trust]]);
-  metric('fwseal_root_revocation_version', 'gauge', 'The newest revocation list version the servers publish (0: none).', [['', published.list]]);
-  metric('fwseal_trust_version', 'gauge', 'Known devices by the trust bundle version they last reported.', byVersion(await store.root.trustVersionsSeen()));
-  metric(
-    'fwseal_revocation_version',
-    'gauge',
-    'Known devices by the revocation list version they last acknowledged.',
-    byVersion(await store.root.revocationVersions()),
-  );
-  const e = await store.root.enforcing(published.list, now - ONLINE_WINDOW_MS);
-  metric('fwseal_devices_online', 'gauge', 'Devices that reported within the online window (24 h).', [['', e.online]]);
-  metric('fwseal_revocation_enforcing_ratio', 'gauge', 'Online devices that acknowledged the published revocation list, over online devices.', [
-    ['', e.online === 0 ? Number.NaN : e.enforcing / e.online],
-  ]);
-  return histogramLines(
-    'fwseal_revocation_propagation_seconds',
-    "Revocation list published to each device's first acknowledgement of it, one observation per device and list.",
-    PROPAGATION_BUCKETS,
-    await store.root.propagation(),
-  );
-}
-
-export class Metrics {
+export class Metrics implements CampaignMetrics {
   blocksServed = 0;
   blockBytesServed = 0;
   pagesServed = 0;
@@ -86,9 +69,67 @@ export class Metrics {
     ['response_topic', 0],
     ['payload', 0],
   ]);
-  private readonly latency = new Array<number>(LATENCY_BUCKETS.length).fill(0);
-  private latencyCount = 0;
-  private latencySum = 0;
+  /** What GET /metrics shows: this instance's metrics and the process's. */
+  readonly registry: Registry;
+  private readonly latency: Histogram;
+  private readonly deviceVerify: Histogram<'stage'>;
+  private readonly serverVerify: Histogram;
+  private readonly refusals: Counter<'code' | 'stage'>;
+  private readonly creates: Counter<'result' | 'code'>;
+  private readonly halts: Counter<'reason'>;
+  /** The store's figures of the scrape under way (render); scrapes run one at a time. */
+  private figures: FleetFigures | null = null;
+  private scrapes: Promise<unknown> = Promise.resolve();
+  private readonly trustAges = new TrustAgeReader();
+
+  constructor() {
+    const own = new Registry();
+    registerFleetMetrics(own, () => this.figures);
+    const reg = [own];
+    this.latency = new Histogram({
+      name: 'fwseal_block_latency_seconds',
+      help: 'Block request received to last response handed to the broker.',
+      buckets: LATENCY_BUCKETS,
+      registers: reg,
+    });
+    this.deviceVerify = new Histogram({
+      name: 'fwseal_device_verify_seconds',
+      help: 'Verify times devices reported in status events that counted (M4), by stage: manifest (accepted, rejected), image (installed, failed).',
+      labelNames: ['stage'],
+      buckets: [...VERIFY_BUCKETS],
+      registers: reg,
+    });
+    for (const stage of ['manifest', 'image']) this.deviceVerify.zero({ stage });
+    this.serverVerify = new Histogram({
+      name: 'fwseal_server_verify_seconds',
+      help: "This instance's own manifest verifications (M4): campaign create, root of trust re-checks and resumes.",
+      buckets: [...VERIFY_BUCKETS],
+      registers: reg,
+    });
+    this.refusals = new Counter({
+      name: 'fwseal_refusals_total',
+      help: 'Refusals devices reported in status events that counted (M8), by code and stage.',
+      labelNames: ['code', 'stage'],
+      registers: reg,
+    });
+    this.creates = new Counter({
+      name: 'fwseal_campaign_creates_total',
+      help: 'Campaign creations on this instance by verdict on the signed artifact (M1): accepted, or refused with the code (manifest or image does not verify).',
+      labelNames: ['result', 'code'],
+      registers: reg,
+    });
+    this.creates.inc({ result: 'accepted', code: '' }, 0);
+    this.halts = new Counter({
+      name: 'fwseal_campaign_halts_total',
+      help: 'Campaigns this instance stopped, by reason.',
+      labelNames: ['reason'],
+      registers: reg,
+    });
+    for (const reason of ['failure_rate', 'revoked', 'operator']) this.halts.inc({ reason }, 0);
+    this.instanceCounters(own);
+    buildInfo(own);
+    this.registry = Registry.merge([own, processRegistry()]);
+  }
 
   request(kind: string): void {
     this.requests.set(kind, (this.requests.get(kind) ?? 0) + 1);
@@ -111,97 +152,69 @@ export class Metrics {
   }
 
   observeBlockLatency(seconds: number): void {
-    this.latencyCount++;
-    this.latencySum += seconds;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]) this.latency[i]++;
+    this.latency.observe(seconds);
   }
 
-  /** This instance's own counters (the rest of a scrape comes from the store). */
-  private counters(metric: Emit): void {
-    metric(
-      'fwseal_error_replies_total',
-      'counter',
-      'Error replies sent by this instance, by code.',
-      [...this.errorReplies].map(([c, n]) => [`{code="${esc(codeName(c))}"}`, n]),
-    );
-    metric(
-      'fwseal_malformed_messages_total',
-      'counter',
-      'Messages ignored or refused because they did not parse, by kind.',
-      [...this.malformed].map(([k, n]) => [`{kind="${k}"}`, n]),
-    );
-    metric(
-      'fwseal_status_ignored_total',
-      'counter',
-      'Status events that counted toward nothing (SPEC.md §12.9), by reason.',
-      [...this.statusIgnored].map(([r, n]) => [`{reason="${r}"}`, n]),
-    );
-    metric(
-      'fwseal_reply_topic_refused_total',
-      'counter',
-      "Requests refused for naming a reply topic other than their device's own, by where they named it.",
-      [...this.replyTopicRefused].map(([v, n]) => [`{via="${v}"}`, n]),
-    );
-    metric(
-      'fwseal_requests_total',
-      'counter',
-      'Device requests answered by this instance, by kind (busy: refused SERVER_BUSY before queueing).',
-      [...this.requests].map(([k, n]) => [`{kind="${esc(k)}"}`, n]),
-    );
-    metric('fwseal_status_events_total', 'counter', 'Status events that parsed, received by this instance.', [['', this.statusEvents]]);
-    metric('fwseal_status_backlog', 'gauge', 'Status events received by this instance and not yet in the store.', [['', this.statusBacklog()]]);
-    const cpu = process.cpuUsage();
-    metric('process_cpu_seconds_total', 'counter', 'User and system CPU time of this instance.', [['', (cpu.user + cpu.system) / 1e6]]);
-    metric('fwseal_mqtt_connected', 'gauge', '1 while this instance is connected to the broker.', [['', this.mqttConnected ? 1 : 0]]);
+  /** A status event that counted (status-ingest.ts; never an ignored one): the device's verify times (M4) and its refusal (M8). */
+  deviceReport(e: StatusEvent): void {
+    if (e.manifestMs !== undefined) this.deviceVerify.observe({ stage: 'manifest' }, e.manifestMs / 1000);
+    if (e.imageMs !== undefined) this.deviceVerify.observe({ stage: 'image' }, e.imageMs / 1000);
+    const stage = refusalOf(e);
+    if (stage !== null) this.refusals.inc({ code: codeName(e.code!), stage });
   }
 
-  /** The text of one scrape: the store's figures are read one after the other, in the order they are printed. */
-  async render(store: OtaStore): Promise<string> {
-    const out: string[] = [];
-    const metric: Emit = (name, type, help, samples) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, v] of samples) out.push(`${name}${labels} ${v}`);
+  serverVerified(seconds: number): void {
+    this.serverVerify.observe(seconds);
+  }
+
+  campaignCreated(refusedWith?: string): void {
+    this.creates.inc(refusedWith === undefined ? { result: 'accepted', code: '' } : { result: 'refused', code: refusedWith });
+  }
+
+  campaignHalted(reason: HaltReason): void {
+    this.halts.inc({ reason });
+  }
+
+  /** This instance's own counters, mirrored from the fields and maps the rest of the server updates. */
+  private instanceCounters(r: Registry): void {
+    mirrorCounter(r, 'fwseal_blocks_served_total', 'Block responses handed to the broker by this instance.', () => this.blocksServed);
+    mirrorCounter(r, 'fwseal_block_multicasts_total', 'Block responses published once on a campaign data topic for several devices.', () => this.multicasts);
+    mirrorCounter(r, 'fwseal_block_bytes_served_total', 'Image bytes in block responses of this instance.', () => this.blockBytesServed);
+    mirrorCounter(r, 'fwseal_root_responses_total', 'Root responses (trust bundle versions) handed to the broker by this instance.', () => this.rootResponses);
+    mirrorCounterMap(r, 'fwseal_error_replies_total', 'Error replies sent by this instance, by code.', 'code', this.errorReplies, codeName);
+    mirrorCounterMap(r, 'fwseal_malformed_messages_total', 'Messages ignored or refused because they did not parse, by kind.', 'kind', this.malformed);
+    mirrorCounterMap(r, 'fwseal_status_ignored_total', 'Status events that counted toward nothing (SPEC.md §12.9), by reason.', 'reason', this.statusIgnored);
+    const refused = "Requests refused for naming a reply topic other than their device's own, by where they named it.";
+    mirrorCounterMap(r, 'fwseal_reply_topic_refused_total', refused, 'via', this.replyTopicRefused);
+    const requests = 'Device requests answered by this instance, by kind (busy: refused SERVER_BUSY before queueing).';
+    mirrorCounterMap(r, 'fwseal_requests_total', requests, 'kind', this.requests);
+    mirrorCounter(r, 'fwseal_status_events_total', 'Status events that parsed, received by this instance.', () => this.statusEvents);
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge('fwseal_status_backlog', 'Status events received by this instance and not yet in the store.', () => this.statusBacklog());
+    gauge('fwseal_mqtt_connected', '1 while this instance is connected to the broker.', () => (this.mqttConnected ? 1 : 0));
+  }
+
+  /**
+   * The text of one scrape: the store's figures are read first, one after the other, then every
+   * metric is rendered from them. Scrapes run one at a time, so one never shows another's figures.
+   * prom-client separates metrics with blank lines; they are dropped, as the format allows, so the
+   * text stays one sample or comment per line as before.
+   */
+  render(store: OtaStore): Promise<string> {
+    const run = async () => {
+      this.figures = await readFleet(store, Date.now(), this.trustAges);
+      return (await this.registry.metrics()).replace(/\n{2,}/g, '\n');
     };
-    const counts = await store.stateCounts();
-    let pass = 0;
-    let reject = 0;
-    for (const c of counts) {
-      if (c.state === 'rejected') reject += c.n;
-      // accepted and later: the manifest verified (failed may come before it; a timed-out or excluded device may never have checked it)
-      else if (c.state !== 'failed' && c.state !== 'timed-out' && c.state !== 'excluded') pass += c.n;
-    }
-    metric('fwseal_manifest_verifications', 'gauge', 'Manifest verifications reported by devices, by result.', [
-      ['{result="pass"}', pass],
-      ['{result="reject"}', reject],
-    ]);
-    metric(
-      'fwseal_rejections',
-      'gauge',
-      'Devices that rejected a campaign manifest, by code.',
-      (await store.rejections()).map((r) => [`{code="${esc(codeName(r.code ?? 0))}"}`, r.n]),
-    );
-    metric(
-      'fwseal_campaign_devices',
-      'gauge',
-      'Devices per campaign and state.',
-      counts.map((c) => [`{campaign="${esc(c.campaign)}",state="${c.state}"}`, c.n]),
-    );
-    metric('fwseal_devices_seen', 'gauge', 'Devices that reported online.', [['', await store.deviceCount()]]);
-    metric('fwseal_blocks_served_total', 'counter', 'Block responses handed to the broker by this instance.', [['', this.blocksServed]]);
-    metric('fwseal_block_multicasts_total', 'counter', 'Block responses published once on a campaign data topic for several devices.', [['', this.multicasts]]);
-    metric('fwseal_block_bytes_served_total', 'counter', 'Image bytes in block responses of this instance.', [['', this.blockBytesServed]]);
-    out.push(
-      ...histogramLines('fwseal_block_latency_seconds', 'Block request received to last response handed to the broker.', LATENCY_BUCKETS, {
-        buckets: this.latency,
-        count: this.latencyCount,
-        sum: this.latencySum,
-      }),
-    );
-    metric('fwseal_root_responses_total', 'counter', 'Root responses (trust bundle versions) handed to the broker by this instance.', [
-      ['', this.rootResponses],
-    ]);
-    out.push(...(await rootMetrics(store, metric, Date.now())));
-    this.counters(metric);
-    return `${out.join('\n')}\n`;
+    const text = this.scrapes.then(run, run);
+    this.scrapes = text.catch(() => undefined);
+    return text;
   }
 }

@@ -90,7 +90,11 @@ export class RootOfTrust {
   private readonly bundles = new Map<number, VerifiedTrust>();
   private readonly responses = new Map<string, { trust: Uint8Array; revocations?: Uint8Array }>();
 
-  constructor(private readonly store: RootStoreApi) {}
+  /** `verified`: told how long each manifest check of checkManifest took, in seconds (fwseal_server_verify_seconds, M4). */
+  constructor(
+    private readonly store: RootStoreApi,
+    private readonly verified?: (seconds: number) => void,
+  ) {}
 
   /** The newest bundle and list as stored, verified again whenever another instance (or this one) changed them; null before the first start. */
   async state(): Promise<RootState | null> {
@@ -236,7 +240,10 @@ export class RootOfTrust {
   async checkManifest(envelope: Uint8Array): Promise<{ verdict: Result<Empty>; versions: RootVersions }> {
     const s = await this.state();
     if (!s) return { verdict: fail('STATE_CORRUPT', 'no root of trust stored'), versions: { trust: 0, list: 0 } };
-    return { verdict: manifestVerdict(s, envelope), versions: versionOf(s) };
+    const started = performance.now();
+    const verdict = manifestVerdict(s, envelope);
+    this.verified?.((performance.now() - started) / 1000);
+    return { verdict, versions: versionOf(s) };
   }
 }
 

@@ -6,6 +6,7 @@
  * is in the store). A device that joins later is never offered a release the fleet's root now refuses.
  */
 import { codeName } from '../../shared/codes.js';
+import { type CampaignMetrics } from './metrics.js';
 import { type RootOfTrust } from './root-of-trust.js';
 import { type CampaignRow, type OtaStore } from './store.js';
 
@@ -14,9 +15,9 @@ export type Halted = { readonly row: CampaignRow; readonly code: number; readonl
 /**
  * Verify every campaign not aborted and not yet halted by the root; halt those that fail. One campaign
  * after the other (each halt is one atomic store step); the verdicts are the root of trust's as it is
- * when each manifest is checked.
+ * when each manifest is checked. `metrics` counts each halt (`revoked`).
  */
-export async function recheckCampaigns(store: OtaStore, root: RootOfTrust): Promise<Halted[]> {
+export async function recheckCampaigns(store: OtaStore, root: RootOfTrust, metrics?: CampaignMetrics): Promise<Halted[]> {
   const halted: Halted[] = [];
   const verdicts = new Map<string, Awaited<ReturnType<RootOfTrust['checkManifest']>>['verdict']>();
   for (const c of await store.campaigns()) {
@@ -29,7 +30,7 @@ export async function recheckCampaigns(store: OtaStore, root: RootOfTrust): Prom
     }
     if (v.ok) continue;
     const code = v.code;
-    const row = await haltByRoot(store, c.id, code);
+    const row = await haltByRoot(store, c.id, code, metrics);
     if (row) halted.push({ row, code, error: v.error });
   }
   return halted;
@@ -38,9 +39,10 @@ export async function recheckCampaigns(store: OtaStore, root: RootOfTrust): Prom
 /**
  * Halt one campaign with the verifier's code: running, paused and halted ones become `halted`; a
  * completed one keeps its state (its group may have a newer campaign) but is served no more. Null
- * when another instance got there first or the campaign was aborted meanwhile.
+ * when another instance got there first or the campaign was aborted meanwhile. Either halt, the
+ * withdrawal of a completed release included, counts in fwseal_campaign_halts_total{reason="revoked"}.
  */
-export async function haltByRoot(store: OtaStore, id: string, code: number): Promise<CampaignRow | null> {
+export async function haltByRoot(store: OtaStore, id: string, code: number, metrics?: CampaignMetrics): Promise<CampaignRow | null> {
   const row = await store.updateCampaign(id, (r) => {
     if (r.state === 'aborted' || r.halt_code !== null) return null;
     return r.state === 'completed' ? { halt_code: code } : { state: 'halted', halt_code: code };
@@ -48,6 +50,7 @@ export async function haltByRoot(store: OtaStore, id: string, code: number): Pro
   // A campaign event (SPEC.md §12.9 "Campaign events"): the server's own halt, with its reason.
   const detail = `the manifest fails ${codeName(code)} (code ${code}) under the root of trust`;
   if (row) await store.recordEvent({ campaign: id, at: Date.now(), action: 'halt', actor: 'server', detail });
+  if (row) metrics?.campaignHalted('revoked');
   return row;
 }
 

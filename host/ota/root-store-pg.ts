@@ -51,6 +51,10 @@ export class PgRootStore implements RootStoreApi {
     return (await this.db.rows<{ version: number }>('SELECT version FROM trust_bundles ORDER BY version')).map((r) => r.version);
   }
 
+  async trustChain(): Promise<TrustRow[]> {
+    return this.db.rows<TrustRow>('SELECT * FROM trust_bundles ORDER BY version');
+  }
+
   async list(version: number): Promise<ListRow | undefined> {
     return (await this.db.rows<ListRow>('SELECT * FROM revocation_lists WHERE version = $1', [version]))[0];
   }

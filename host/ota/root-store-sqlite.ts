@@ -34,6 +34,7 @@ function prepare(db: Database.Database) {
     trust: db.prepare('SELECT * FROM trust_bundles WHERE version = ?'),
     newestTrust: db.prepare('SELECT * FROM trust_bundles ORDER BY version DESC LIMIT 1'),
     trustVersions: db.prepare('SELECT version FROM trust_bundles ORDER BY version'),
+    trustChain: db.prepare('SELECT * FROM trust_bundles ORDER BY version'),
     list: db.prepare('SELECT * FROM revocation_lists WHERE version = ?'),
     newestList: db.prepare('SELECT * FROM revocation_lists ORDER BY version DESC LIMIT 1'),
     listFor: db.prepare('SELECT * FROM revocation_lists WHERE trust_version <= ? ORDER BY version DESC LIMIT 1'),
@@ -72,6 +73,10 @@ export class SqliteRootStore implements RootStoreApi {
 
   async trustVersions(): Promise<number[]> {
     return (this.stmts.trustVersions.all() as { version: number }[]).map((r) => r.version);
+  }
+
+  async trustChain(): Promise<TrustRow[]> {
+    return this.stmts.trustChain.all() as TrustRow[];
   }
 
   async list(version: number): Promise<ListRow | undefined> {

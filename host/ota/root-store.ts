@@ -49,6 +49,8 @@ export interface RootStoreApi {
   versions(): Promise<RootVersions>;
   trust(version: number): Promise<TrustRow | undefined>;
   trustVersions(): Promise<number[]>;
+  /** Every stored trust bundle, oldest first, with when it was stored (M5: the age of the bundle and of each key, metrics-trust.ts). */
+  trustChain(): Promise<TrustRow[]>;
   list(version: number): Promise<ListRow | undefined>;
   /** The newest list accepted while trust bundle `trustVersion` or an older one was the newest. */
   listFor(trustVersion: number): Promise<ListRow | undefined>;

@@ -80,7 +80,6 @@ export const COALESCE_MS = 20;
 const RESUME_ATTEMPTS = 3;
 
 export class OtaServer {
-  readonly metrics = new Metrics();
   private readonly assets: AssetCache;
   private readonly publisher: ReplyPublisher;
   private readonly multicast: BlockMulticast | null;
@@ -104,6 +103,8 @@ export class OtaServer {
     readonly prefix: string,
     /** DATA/audit.log: every state-changing API call (SPEC.md §15.6). */
     readonly audit: ServerAudit,
+    /** GET /metrics (metrics.ts): made before the root of trust, so the start-up re-check is counted too. */
+    readonly metrics: Metrics,
   ) {
     this.assets = new AssetCache(store);
     this.log = asServerLog(opts.log);
@@ -140,7 +141,8 @@ export class OtaServer {
     const prefix = opts.prefix ?? 'fwseal';
     if (!isValidPrefix(prefix)) throw new FwsealError('USAGE', '--prefix must be ids of [A-Za-z0-9_-] joined by "/"');
     const store = await openStore(opts.store ?? { kind: 'sqlite', dataDir: opts.dataDir });
-    const root = new RootOfTrust(store.root);
+    const metrics = new Metrics();
+    const root = new RootOfTrust(store.root, (seconds) => metrics.serverVerified(seconds));
     let client: MqttClient;
     let audit: ServerAudit;
     const log = asServerLog(opts.log);
@@ -150,13 +152,13 @@ export class OtaServer {
       await root.startUp(opts.trust, opts.revocations);
       // A list given at this start may revoke what campaigns were signed with: halted before they are announced again.
       const before = await campaignStates(store);
-      logRootHalts(log.child('campaigns'), await recheckCampaigns(store, root), before, 'startup');
+      logRootHalts(log.child('campaigns'), await recheckCampaigns(store, root, metrics), before, 'startup');
       client = await connectMqtt({ url: opts.mqtt.url, options: { ...opts.mqtt.options, queueQoSZero: false } });
     } catch (e) {
       await store.close();
       throw e;
     }
-    const server = new OtaServer(opts, store, root, client, prefix, audit);
+    const server = new OtaServer(opts, store, root, client, prefix, audit, metrics);
     try {
       server.attach();
       await server.onConnect();
@@ -266,7 +268,7 @@ export class OtaServer {
   async createCampaign(req: CreateCampaign, actor = 'api'): Promise<CampaignRow> {
     // PostgreSQL: an image uploaded to another instance comes from the database into this one's cache first (SPEC.md §12.9).
     if (/^[0-9a-f]{64}$/.test(req.image)) await this.store.shared?.cacheImage(req.image);
-    const row = await createCampaign(this.store, () => this.root.forCampaigns(), req, Date.now(), actor);
+    const row = await createCampaign(this.store, () => this.root.forCampaigns(), req, Date.now(), actor, this.metrics);
     await this.announce(row);
     const created = { campaign: row.id, group: row.grp, from: null, to: row.state, reason: 'operator', actor, action: 'create' } as const;
     logTransition(this.campaignLog, created, { version: row.version, waves: JSON.parse(row.waves) as number[] });
@@ -276,7 +278,7 @@ export class OtaServer {
   async transition(id: string, action: 'pause' | 'resume' | 'abort', actor = 'api'): Promise<CampaignRow> {
     // The state before, for the log (SPEC.md §12.9 "Logs"); the transition itself re-reads the row.
     const from = (await this.store.campaign(id))?.state ?? null;
-    const row = action === 'resume' ? await this.resume(id, actor) : (await transition(this.store, id, action, undefined, actor))!;
+    const row = action === 'resume' ? await this.resume(id, actor) : (await transition(this.store, id, action, undefined, actor, this.metrics))!;
     if (action === 'abort') this.assets.drop(id);
     logTransition(this.campaignLog, { campaign: id, group: row.grp, from, to: row.state, reason: 'operator', actor, action });
     await this.announce(row);
@@ -310,7 +312,7 @@ export class OtaServer {
       if (!current) return (await transition(this.store, id, 'resume'))!; // 404
       const { verdict, versions } = await this.root.checkManifest(new Uint8Array(current.manifest));
       if (!verdict.ok) {
-        const halted = await haltByRoot(this.store, id, verdict.code);
+        const halted = await haltByRoot(this.store, id, verdict.code, this.metrics);
         if (halted) logRootHalts(this.campaignLog, [{ row: halted, code: verdict.code, error: verdict.error }], new Map([[id, current.state]]), actor);
         if (halted) await this.announceGroup(halted.grp);
         throw new ApiError(
@@ -336,7 +338,7 @@ export class OtaServer {
     const stored = { kind: published.kind, version: published.version, actor };
     this.log.child('root').info('root.stored', stored, `${published.kind} version ${published.version} stored (published by ${actor})`);
     const before = await campaignStates(this.store);
-    const halted = await recheckCampaigns(this.store, this.root);
+    const halted = await recheckCampaigns(this.store, this.root, this.metrics);
     for (const h of halted) this.assets.drop(h.row.id);
     logRootHalts(this.campaignLog, halted, before, actor);
     await Promise.all([this.rootChannel.announce(), ...[...new Set(halted.map((h) => h.row.grp))].map((g) => this.announceGroup(g))]);

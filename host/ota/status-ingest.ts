@@ -108,6 +108,8 @@ export class StatusIngest {
         );
         return metrics.ignoredStatus(r.reason);
       }
+      // M4 and M8 from the devices (SPEC.md §12.9 "Metrics"): only an event that counted, so a replay or a forgery adds nothing.
+      metrics.deviceReport(event);
       if (event.state === 'online' || r.terminal) this.scheduleTick();
     };
     const done = (before ? before.then(run) : run()).catch((e) =>
@@ -164,6 +166,8 @@ export class StatusIngest {
       for (const row of await this.parts.store.campaigns('running')) {
         if (this.closed) return;
         const changed = await advance(this.parts.store, row.id, Date.now(), (ids) => logTimeouts(this.log, row, ids));
+        // The engine halts a running campaign only by the failure-rate rule (waves.ts).
+        if (changed?.state === 'halted') this.parts.metrics.campaignHalted('failure_rate');
         if (changed) {
           void this.parts.announce(changed);
           await logWaveStep(this.log, this.parts.store, row, changed);

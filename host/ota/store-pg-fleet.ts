@@ -8,6 +8,7 @@
 
 import {
   type CampaignEvent,
+  type CampaignState,
   type DeviceHistoryRow,
   type DeviceQuery,
   type DeviceRow,
@@ -16,6 +17,7 @@ import {
   STATE_RANK,
   type StatusRecord,
   TERMINAL_RANK,
+  type UnexpectedReleases,
 } from './store.js';
 import { type PgDb } from './store-pg-db.js';
 
@@ -142,4 +144,23 @@ export function deviceHistory(db: PgDb, id: string): Promise<DeviceHistoryRow[]>
       FROM device_campaign dc JOIN campaigns c ON c.id = dc.campaign WHERE dc.device = $1 ORDER BY c.created, c.id`,
     [id],
   );
+}
+
+/** PgStore.campaignCounts: campaigns by state (fwseal_campaigns). */
+export function campaignCounts(db: PgDb): Promise<{ state: CampaignState; n: number }[]> {
+  return db.rows('SELECT state, count(*)::int AS n FROM campaigns GROUP BY state ORDER BY state');
+}
+
+/** M10 (OtaStore.unexpectedReleases), as store-sqlite-fleet.ts counts it: one pass over the devices; the campaigns are few. */
+const carried = (halted: string) =>
+  `EXISTS (SELECT 1 FROM campaigns c WHERE c.version = d.version AND c.security_counter = d.counter AND c.halt_code IS ${halted})`;
+const UNEXPECTED_RELEASES = `SELECT
+    count(*) FILTER (WHERE NOT (d.version IS NOT DISTINCT FROM d.first_version AND d.counter IS NOT DISTINCT FROM d.first_counter)
+      AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.version = d.version AND c.security_counter = d.counter))::int AS "notInHistory",
+    count(*) FILTER (WHERE ${carried('NOT NULL')} AND NOT ${carried('NULL')})::int AS "notReleaseRole"
+  FROM devices d WHERE d.version IS NOT NULL AND d.counter IS NOT NULL`;
+
+/** PgStore.unexpectedReleases: one statement. */
+export async function unexpectedReleases(db: PgDb): Promise<UnexpectedReleases> {
+  return (await db.rows<UnexpectedReleases>(UNEXPECTED_RELEASES))[0]!;
 }

@@ -47,4 +47,8 @@ export const MIGRATIONS: readonly string[] = [
   -- Firmware barely compresses: its bytes are kept out of line as they are, not run through pglz.
   ALTER TABLE blob_chunks ALTER COLUMN bytes SET STORAGE EXTERNAL;
   CREATE TABLE campaign_digests (campaign TEXT COLLATE "C" PRIMARY KEY, sha256 BYTEA NOT NULL);`,
+  // 2 (issue 16): the release each device was first seen with (M10, OtaStore.unexpectedReleases); devices
+  // already known count as first seen with the release they run at the upgrade, so none is flagged for it.
+  `ALTER TABLE devices ADD COLUMN first_version TEXT, ADD COLUMN first_counter BIGINT;
+  UPDATE devices SET first_version = version, first_counter = counter;`,
 ];

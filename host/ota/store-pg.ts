@@ -30,6 +30,7 @@ import {
   type OtaStore,
   type StatusContext,
   type StatusRecord,
+  type UnexpectedReleases,
 } from './store.js';
 import { checkDbUrl, connectDb, LOCK, type PgDb, type Queryable, RetryTransaction } from './store-pg-db.js';
 import * as fleet from './store-pg-fleet.js';
@@ -160,8 +161,8 @@ export class PgStore implements OtaStore {
       // A new device: the fleet_size row is the bound (SPEC.md §12.9, maxKnownDevices); its row lock orders new devices across instances.
       if ((await c.query('UPDATE fleet_size SET n = n + 1 WHERE n < $1', [max])).rowCount === 0) return false;
       const added = await c.query(
-        `INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+        `INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest, first_version, first_counter)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $3, $4) ON CONFLICT (id) DO NOTHING`,
         [id, ...deviceValues(r, now)],
       );
       // Another instance added this device since the first read: not new after all; again, as a known device.
@@ -233,6 +234,14 @@ export class PgStore implements OtaStore {
 
   async rejections(): Promise<{ code: number; n: number }[]> {
     return this.db.rows("SELECT code, count(*)::int AS n FROM device_campaign WHERE state = 'rejected' GROUP BY code ORDER BY code");
+  }
+
+  campaignCounts(): Promise<{ state: CampaignState; n: number }[]> {
+    return fleet.campaignCounts(this.db);
+  }
+
+  unexpectedReleases(): Promise<UnexpectedReleases> {
+    return fleet.unexpectedReleases(this.db);
   }
 
   async fetchCount(): Promise<number> {

@@ -9,6 +9,7 @@ import type Database from 'better-sqlite3';
 import {
   type CampaignEvent,
   type CampaignGate,
+  type CampaignState,
   type DeviceHistoryRow,
   type DeviceQuery,
   type DeviceRow,
@@ -16,6 +17,7 @@ import {
   type ExcludeResult,
   type StatusRecord,
   TERMINAL_RANK,
+  type UnexpectedReleases,
 } from './store.js';
 
 export const FLEET_SCHEMA = `
@@ -25,6 +27,15 @@ CREATE TABLE IF NOT EXISTS campaign_events (
   action TEXT NOT NULL, actor TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS campaign_events_campaign ON campaign_events(campaign, seq);
 `;
+
+/** M10 (OtaStore.unexpectedReleases): one pass over the devices; the campaigns are few. */
+const carried = (halted: string) =>
+  `EXISTS (SELECT 1 FROM campaigns c WHERE c.version = d.version AND c.security_counter = d.counter AND c.halt_code IS ${halted})`;
+const UNEXPECTED_RELEASES = `SELECT
+    coalesce(sum(NOT (d.version IS d.first_version AND d.counter IS d.first_counter)
+      AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.version = d.version AND c.security_counter = d.counter)), 0) AS notInHistory,
+    coalesce(sum(${carried('NOT NULL')} AND NOT ${carried('NULL')}), 0) AS notReleaseRole
+  FROM devices d WHERE d.version IS NOT NULL AND d.counter IS NOT NULL`;
 
 function prepare(db: Database.Database) {
   return {
@@ -64,6 +75,8 @@ function prepare(db: Database.Database) {
       FROM campaigns c WHERE c.id = @id`),
     history: db.prepare(`SELECT dc.*, c.grp, c.version, c.state AS campaign_state, c.created
       FROM device_campaign dc JOIN campaigns c ON c.id = dc.campaign WHERE dc.device = ? ORDER BY c.created, c.id`),
+    campaignCounts: db.prepare('SELECT state, count(*) AS n FROM campaigns GROUP BY state ORDER BY state'),
+    unexpected: db.prepare(UNEXPECTED_RELEASES),
   };
 }
 
@@ -142,5 +155,13 @@ export class SqliteFleet {
 
   deviceHistory(id: string): DeviceHistoryRow[] {
     return this.stmts.history.all(id) as DeviceHistoryRow[];
+  }
+
+  campaignCounts(): { state: CampaignState; n: number }[] {
+    return this.stmts.campaignCounts.all() as { state: CampaignState; n: number }[];
+  }
+
+  unexpectedReleases(): UnexpectedReleases {
+    return this.stmts.unexpected.get() as UnexpectedReleases;
   }
 }

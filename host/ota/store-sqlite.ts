@@ -32,6 +32,7 @@ import {
   type StatusContext,
   type StatusRecord,
   TERMINAL_RANK,
+  type UnexpectedReleases,
 } from './store.js';
 import { FLEET_SCHEMA, SqliteFleet } from './store-sqlite-fleet.js';
 
@@ -78,6 +79,8 @@ const ADDED_COLUMNS: readonly [table: string, column: string, type: string][] = 
   ['devices', 'online', 'INTEGER NOT NULL DEFAULT 1'],
   ['devices', 'last_error_code', 'INTEGER'],
   ['devices', 'last_error_campaign', 'TEXT'],
+  ['devices', 'first_version', 'TEXT'], // issue 16: the release a device was first seen with (M10, unexpectedReleases)
+  ['devices', 'first_counter', 'INTEGER'],
 ];
 
 function addMissingColumns(db: Database.Database): void {
@@ -87,6 +90,8 @@ function addMissingColumns(db: Database.Database): void {
     db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     // A campaign from before the device timeout counts silence from the upgrade, not from 1970.
     if (column === 'wave_started') db.prepare('UPDATE campaigns SET wave_started = ?').run(Date.now());
+    // Devices from before count as first seen with the release they run now (M10 never flags them).
+    if (column === 'first_version' || column === 'first_counter') db.exec(`UPDATE devices SET ${column} = ${column.slice('first_'.length)}`);
   }
 }
 
@@ -150,8 +155,8 @@ function prepare(db: Database.Database) {
       trust_version = @trust_version, revocation_version = @revocation_version, revocation_digest = @revocation_digest WHERE id = @id`),
     // A new device only while fewer than @max were ever inserted: rowids only grow (no device is
     // ever deleted), so max(rowid) is the count without a scan (SPEC.md §12.9, maxKnownDevices).
-    insertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest)
-      SELECT @id, @grp, @version, @counter, @now, @trust_version, @revocation_version, @revocation_digest
+    insertDevice: db.prepare(`INSERT INTO devices (id, grp, version, counter, last_seen, trust_version, revocation_version, revocation_digest,
+        first_version, first_counter) SELECT @id, @grp, @version, @counter, @now, @trust_version, @revocation_version, @revocation_digest, @version, @counter
       WHERE (SELECT coalesce(max(rowid), 0) FROM devices) < @max
       ON CONFLICT(id) DO UPDATE SET grp = excluded.grp, version = excluded.version, counter = excluded.counter, last_seen = excluded.last_seen, online = 1,
         trust_version = excluded.trust_version, revocation_version = excluded.revocation_version, revocation_digest = excluded.revocation_digest`),
@@ -369,6 +374,14 @@ export class SqliteStore implements OtaStore {
 
   async rejections(): Promise<{ code: number; n: number }[]> {
     return this.stmts.rejections.all() as { code: number; n: number }[];
+  }
+
+  async campaignCounts(): Promise<{ state: CampaignState; n: number }[]> {
+    return this.fleet.campaignCounts();
+  }
+
+  async unexpectedReleases(): Promise<UnexpectedReleases> {
+    return this.fleet.unexpectedReleases();
   }
 
   async fetchCount(): Promise<number> {

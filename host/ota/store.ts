@@ -159,6 +159,18 @@ export type CampaignEvent = {
   readonly detail: string;
 };
 
+/**
+ * M10, a monitor signal that is 0 in a healthy fleet (SPEC.md §12.9 "Metrics"; OtaStore.unexpectedReleases).
+ * A device's release is the version and security counter it last reported in `online` (or that a
+ * `confirmed` it sent installed); known devices without both are in neither count.
+ */
+export type UnexpectedReleases = {
+  /** Devices on a release no campaign ever carried (any group, any state) that is not the one they were first seen with. */
+  readonly notInHistory: number;
+  /** Devices on a release that only campaigns halted by the root of trust carried (`halt_code`: the manifest fails under it now). */
+  readonly notReleaseRole: number;
+};
+
 /** What excluding a device from a campaign did (OtaStore.excludeDevice). */
 export type ExcludeResult = 'excluded' | 'already' | 'no-campaign' | 'inactive' | 'no-device';
 
@@ -315,6 +327,15 @@ export interface OtaStore {
   deviceCount(): Promise<number>;
   stateCounts(): Promise<{ campaign: string; state: DeviceCampaignState; n: number }[]>;
   rejections(): Promise<{ code: number; n: number }[]>;
+  /** Campaigns by state (fwseal_campaigns). One statement. */
+  campaignCounts(): Promise<{ state: CampaignState; n: number }[]>;
+  /**
+   * M10 (UnexpectedReleases). One statement, over the devices and the campaigns. The release a device
+   * was first seen with is kept in its row from its first `online` on (a folder or database from
+   * before takes each device's release at the upgrade), so a fleet provisioned before the server, or a
+   * factory release, is never counted.
+   */
+  unexpectedReleases(): Promise<UnexpectedReleases>;
   /** Rows of manifest_fetches (tests and the fuzzer check that abuse does not grow the store). */
   fetchCount(): Promise<number>;
   /** The devices recorded as served `campaign`'s manifest envelope (under any campaign), ordered by id. */
