@@ -5,53 +5,26 @@
  * object on stdout (host/schemas/error.schema.json). Secrets are never printed.
  */
 import { realpathSync } from 'node:fs';
+import nodeModule from 'node:module';
 import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { codeName } from '../shared/codes.js';
-import { type AuditActor, appendAudit, checkAuditTail } from './audit.js';
-import { attachCmd, mergeCmd } from './commands/attach.js';
-import { auditShow, auditVerify } from './commands/audit.js';
-import { type Command, type Io, parse } from './commands/common.js';
-import { deviceProvision, deviceRun } from './commands/device.js';
-import { fleetSim } from './commands/fleet.js';
-import { FLEET_VIEW_COMMANDS } from './commands/fleet-view.js';
-import { incidentRevokeKey } from './commands/incident.js';
-import { keyExportPub, keyImport } from './commands/key-io.js';
-import { keygen } from './commands/keys.js';
-import { OTA_COMMANDS } from './commands/ota.js';
-import { devicePowercutSweep } from './commands/powercut-sweep.js';
-import { inspectCmd, packCmd, verifyCmd } from './commands/release.js';
-import { signCmd } from './commands/sign.js';
-import { TOKEN_COMMANDS } from './commands/tokens.js';
-import { revoke, trustInit, trustRotate } from './commands/trust.js';
-import { trustVerify } from './commands/trust-verify.js';
+import { type AuditActor } from './audit.js';
+import { COMMAND_INDEX, type CommandEntry, entryOf } from './cli-index.js';
+import { type Command, type Io } from './commands/common.js';
 import { exitStatusFor, FwsealError } from './errors.js';
 
-export const COMMANDS: readonly Command[] = [
-  keygen,
-  keyImport,
-  keyExportPub,
-  trustInit,
-  trustRotate,
-  trustVerify,
-  packCmd,
-  signCmd,
-  attachCmd,
-  mergeCmd,
-  verifyCmd,
-  revoke,
-  inspectCmd,
-  deviceProvision,
-  deviceRun,
-  devicePowercutSweep,
-  ...OTA_COMMANDS,
-  ...FLEET_VIEW_COMMANDS,
-  ...TOKEN_COMMANDS,
-  incidentRevokeKey,
-  fleetSim,
-  auditVerify,
-  auditShow,
-];
+/**
+ * Every command, as the index knows it (name, summary, options; `load()` for the rest). Commands are
+ * loaded one at a time, when they run: see host/cli-index.ts.
+ */
+export const COMMANDS: readonly CommandEntry[] = COMMAND_INDEX;
+
+/** Every Command loaded (tests, tools); the CLI itself never needs them all. */
+export async function loadCommands(extra: readonly Command[] = []): Promise<Command[]> {
+  const all = [...COMMAND_INDEX, ...extra.map(entryOf)];
+  return Promise.all(all.map((e) => e.load(all)));
+}
 
 /**
  * Commands that create keys or sign (SPEC.md §15.6): with an audit log, a log that cannot be extended
@@ -118,11 +91,11 @@ export function hostActor(env: NodeJS.ProcessEnv = process.env): AuditActor {
   return { actor: `uid:${process.getuid?.() ?? 'unknown'}`, actorSource: 'os-uid' };
 }
 
-function overview(commands: readonly Command[]): string {
+function overview(commands: readonly CommandEntry[]): string {
   const width = Math.max(...commands.map((c) => c.name.length));
   return `fwseal: sign firmware on the host, verify it on the device
 
-usage: fwseal COMMAND [options]   (fwseal COMMAND --help for details)
+usage: fwseal COMMAND [options]   (fwseal help COMMAND, or fwseal COMMAND --help, for details)
 
 ${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
@@ -132,17 +105,17 @@ also prints {"ok":false,"code":N,"error":"NAME","detail":"...","exitStatus":S} o
 `;
 }
 
-function findCommand(argv: string[], commands: readonly Command[]): { cmd: Command; rest: string[] } | null {
+function findCommand(argv: readonly string[], commands: readonly CommandEntry[]): { entry: CommandEntry; rest: string[] } | null {
   for (const c of commands) {
     const words = c.name.split(' ');
-    if (words.every((w, i) => argv[i] === w)) return { cmd: c, rest: argv.slice(words.length) };
+    if (words.every((w, i) => argv[i] === w)) return { entry: c, rest: argv.slice(words.length) };
   }
   return null;
 }
 
 /** `extra`: commands added by another entry point (hil/cli.ts adds `hil run`; host/ never imports hil/). */
 export async function main(args: string[], io: Io, extra: readonly Command[] = []): Promise<number> {
-  const commands: readonly Command[] = extra.length === 0 ? COMMANDS : [...COMMANDS, ...extra];
+  const commands: readonly CommandEntry[] = extra.length === 0 ? COMMAND_INDEX : [...COMMAND_INDEX, ...extra.map(entryOf)];
   let argv: string[];
   let trail: AuditTrail | null;
   try {
@@ -152,9 +125,11 @@ export async function main(args: string[], io: Io, extra: readonly Command[] = [
   } catch (e) {
     io.stderr(`fwseal: USAGE (code 800): ${(e as Error).message}\n`);
     const named = findCommand(args, commands);
-    if (named && wantsJson(named.cmd, named.rest)) printJsonError(io, e);
+    if (named && wantsJson(named.entry, named.rest)) printJsonError(io, e);
     return 2;
   }
+  // `fwseal help CMD` is `fwseal CMD --help`, word for word (issue 17).
+  if (argv[0] === 'help' && argv.length > 1) argv = [...argv.slice(1), '--help'];
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     (argv.length === 0 ? io.stderr : io.stdout)(overview(commands));
     return argv.length === 0 ? 2 : 0;
@@ -179,52 +154,58 @@ export async function main(args: string[], io: Io, extra: readonly Command[] = [
     io.stderr(`fwseal: unknown command '${argv.slice(0, 2).join(' ')}' (USAGE). Run fwseal --help.\n`);
     return 2;
   }
-  return runCommand(found.cmd, found.rest, io, trail);
+  return runCommand(found.entry, commands, found.rest, io, trail);
 }
 
-async function runCommand(cmd: Command, rest: string[], io: Io, trail: AuditTrail | null): Promise<number> {
-  const audited = trail !== null && AUDITED_COMMANDS.has(cmd.name);
-  const asJson = wantsJson(cmd, rest);
+async function runCommand(entry: CommandEntry, all: readonly CommandEntry[], rest: string[], io: Io, trail: AuditTrail | null): Promise<number> {
+  const audited = trail !== null && AUDITED_COMMANDS.has(entry.name);
+  const asJson = wantsJson(entry, rest);
   let logUsable = true;
+  // Only a run with an audit log pays for loading the audit code.
+  const audit = trail ? await import('./audit.js') : null;
   try {
+    // The argument parser comes with the command's chunk (it pulls in the file readers), not before.
+    const [cmd, { parse }] = await Promise.all([entry.load(all), import('./commands/common.js')]);
     const parsed = parse(cmd, rest);
     if (parsed.values.help) {
       io.stdout(`${cmd.usage}\n`);
       return 0;
     }
     // A log that cannot be extended refuses the action before any key is used (SPEC.md §15.6).
-    if (audited) {
+    if (audited && audit) {
       logUsable = false;
-      checkAuditTail(trail.log);
+      audit.checkAuditTail(trail.log);
       logUsable = true;
     }
-    return await cmd.run(parsed, trail ? auditingIo(io, trail) : io);
+    return await cmd.run(parsed, trail && audit ? auditingIo(io, trail, audit.appendAudit) : io);
   } catch (e) {
-    const status = printError(io, cmd, e);
+    const status = printError(io, entry.name, e);
     if (asJson) printJsonError(io, e);
-    if (audited && logUsable && !trail.failureRecorded) recordFailure(io, cmd, trail, e);
+    if (audited && audit && logUsable && !trail.failureRecorded) recordFailure(io, entry.name, trail, e, audit.appendAudit);
     return status;
   }
 }
 
-function auditingIo(io: Io, trail: AuditTrail): Io {
+type Append = typeof import('./audit.js').appendAudit;
+
+function auditingIo(io: Io, trail: AuditTrail, append: Append): Io {
   return {
     ...io,
     audit: (event) => {
-      appendAudit(trail.log, trail.who, event);
+      append(trail.log, trail.who, event);
       if (event.result !== 'ok') trail.failureRecorded = true;
     },
   };
 }
 
 /** One line for a failed audited command, unless the log itself is what failed (SPEC.md §15.6). */
-function recordFailure(io: Io, cmd: Command, trail: AuditTrail, e: unknown): void {
+function recordFailure(io: Io, name: string, trail: AuditTrail, e: unknown, append: Append): void {
   const result = e instanceof FwsealError ? e.codeName : 'INTERNAL';
   if (result === 'AUDIT_LOG_INVALID') return;
   try {
-    appendAudit(trail.log, trail.who, { action: cmd.name, result });
+    append(trail.log, trail.who, { action: name, result });
   } catch (x) {
-    printError(io, cmd, x);
+    printError(io, name, x);
   }
 }
 
@@ -232,7 +213,7 @@ function recordFailure(io: Io, cmd: Command, trail: AuditTrail, e: unknown): voi
  * `--json` given to a command that takes it (before any `--`): its failures are JSON on stdout too.
  * Looked up in the raw arguments, so a command line that does not parse (USAGE) still gets one.
  */
-function wantsJson(cmd: Command, rest: readonly string[]): boolean {
+function wantsJson(cmd: CommandEntry, rest: readonly string[]): boolean {
   if (!('json' in cmd.options)) return false;
   const end = rest.indexOf('--');
   return (end < 0 ? rest : rest.slice(0, end)).includes('--json');
@@ -250,13 +231,13 @@ function printJsonError(io: Io, e: unknown): void {
   io.stdout(`${JSON.stringify(errorObject(e))}\n`);
 }
 
-function printError(io: Io, cmd: Command, e: unknown): 1 | 2 {
+function printError(io: Io, name: string, e: unknown): 1 | 2 {
   if (e instanceof FwsealError) {
     const status = exitStatusFor(e.code);
-    io.stderr(`fwseal ${cmd.name}: ${status === 1 ? 'REJECTED ' : ''}${e.codeName} (code ${e.code}): ${e.message}\n`);
+    io.stderr(`fwseal ${name}: ${status === 1 ? 'REJECTED ' : ''}${e.codeName} (code ${e.code}): ${e.message}\n`);
     return status;
   }
-  io.stderr(`fwseal ${cmd.name}: ${codeName(899)} (code 899): ${(e as Error).message}\n`);
+  io.stderr(`fwseal ${name}: ${codeName(899)} (code 899): ${(e as Error).message}\n`);
   return 2;
 }
 
@@ -272,6 +253,8 @@ export function runIfEntryPoint(moduleUrl: string, extra: readonly Command[] = [
     entry = false;
   }
   if (!entry) return;
+  // V8's code cache for the modules loaded from here on (Node >= 22.1; absent in Node 20: skipped).
+  (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
   const io: Io = {
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cliBench } from './bench/cli.js';
 import { renderTable, type Section, type SectionResult, writeJson } from './bench/common.js';
 import { hilBench } from './bench/hil.js';
 import { ota } from './bench/ota.js';
@@ -22,7 +23,7 @@ import { quickjsBench } from './bench/quickjs.js';
 import { revocation } from './bench/revocation.js';
 import { signing } from './bench/signing.js';
 
-const SECTIONS: readonly Section[] = [packVerify, quickjsBench, powercut, ota, revocation, hilBench, signing];
+const SECTIONS: readonly Section[] = [packVerify, cliBench, quickjsBench, powercut, ota, revocation, hilBench, signing];
 
 const USAGE = `usage: tsx tools/bench.ts [--size-mb N] [--runs N] [--json-out PATH] [--only SECTION[,SECTION]]
   --size-mb N     image size in MiB (default 256)
