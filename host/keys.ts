@@ -198,6 +198,30 @@ export function loadPublicKey(path: string): PublicKeyInfo {
   return checkPublicPart(obj, path);
 }
 
+/**
+ * A public key where only a public key belongs (trust init --root/--release, revoke --key, attach --pub,
+ * incident --key): a private key file there is named as such (KEY_FORMAT), so .key files stay where they sign.
+ */
+export function loadPublicKeyFile(path: string): PublicKeyInfo {
+  const obj = parseJson(readFileLimited(path, KEY_FILE_MAX_BYTES, 'key file'), path);
+  if (obj.type === 'fwseal-private-key') throw new FwsealError('KEY_FORMAT', `${path} is a private key file; give its public key file (NAME.pub) here`);
+  if (obj.type !== 'fwseal-public-key') throw new FwsealError('KEY_FORMAT', `${path} is not an fwseal public key file`);
+  return checkPublicPart(obj, path);
+}
+
+/** `obj` of `path` is an fwseal public key file: named as such (KEY_FORMAT) where a private key is wanted. */
+function refusePublicKeyFile(obj: Record<string, unknown> | null, path: string): void {
+  if (obj?.type === 'fwseal-public-key') throw new FwsealError('KEY_FORMAT', `${path} is a public key file; a private key file (NAME.key) signs`);
+}
+
+function tryParseJson(bytes: Uint8Array, path: string): Record<string, unknown> | null {
+  try {
+    return parseJson(bytes, path);
+  } catch {
+    return null;
+  }
+}
+
 /** Unlock a private key file. Refuses files that group or others can read or write. */
 export function loadSigningKey(path: string, passphrases: PassphraseSource = defaultPassphraseSource): SigningKey {
   let mode: number;
@@ -206,10 +230,13 @@ export function loadSigningKey(path: string, passphrases: PassphraseSource = def
   } catch (e) {
     throw new FwsealError('IO', `cannot open key file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
   }
+  const bytes = readFileLimited(path, KEY_FILE_MAX_BYTES, 'key file');
+  // Before the mode: a .pub (0644 by design) given to --key is the wrong kind of key, not a permissions problem (issue 17).
+  refusePublicKeyFile(tryParseJson(bytes, path), path);
   if ((mode & 0o077) !== 0) {
     throw new FwsealError('KEY_FILE_PERMISSIONS', `${path} has mode ${(mode & 0o777).toString(8)}; private keys must be 0600 (chmod 600 ${path})`);
   }
-  const obj = parseJson(readFileLimited(path, KEY_FILE_MAX_BYTES, 'key file'), path);
+  const obj = parseJson(bytes, path);
   if (obj.type !== 'fwseal-private-key') throw new FwsealError('KEY_FORMAT', `${path} is not a private key file`);
   const pub = checkPublicPart(obj, path);
   const kdf = obj.kdf as PrivateKeyFile['kdf'] | undefined;

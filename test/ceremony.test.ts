@@ -222,7 +222,8 @@ describe('inspect --trust: usage errors (exit 2, nothing on stdout)', () => {
   const m = file('m-usage.cose', manifest([R1]));
   const t3 = file('t3-usage.cbor', makeTrust({ root: [F], rootThreshold: 1, ...RELEASE, signers: [F], version: 3 }));
   it.each([
-    ['--pub without --trust', ['inspect', m, '--pub', uPub]],
+    // --pub and --keys alone name the keys the file lists (issue 17); the other ceremony flags still want --trust.
+    ['--revocations without --trust', ['inspect', m, '--revocations', trust1]],
     ['a rotation without the bundle it replaces', ['inspect', t2, '--trust', t2]],
     ['a rotation with --trust of another version', ['inspect', t3, '--trust', trust1]],
     ['--previous on a manifest', ['inspect', m, '--trust', trust1, '--previous', trust1]],

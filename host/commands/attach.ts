@@ -10,14 +10,14 @@ import { checkCovers, DETACHED_HEAD, decodeDetached } from '../detached.js';
 import { FwsealError } from '../errors.js';
 import { envelopeKind, notAnFwsealObject } from '../inspect.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
-import { loadPublicKey, type PublicKeyInfo } from '../keys.js';
+import { loadPublicKeyFile, type PublicKeyInfo } from '../keys.js';
 import { decodeSignerOutput } from '../signers/exec.js';
 import { type Command, type Io, json, list, type Parsed, readObjectFile, str } from './common.js';
 
 type Context = { pubs: PublicKeyInfo[]; trustBytes?: Uint8Array; trust: ReturnType<typeof loadTrust> | null };
 
 function context(p: Parsed): Context {
-  const pubs = list(p, 'pub').map(loadPublicKey);
+  const pubs = list(p, 'pub').map(loadPublicKeyFile);
   const trustPath = str(p, 'trust');
   const trustBytes = trustPath === undefined ? undefined : readObjectFile(trustPath, 'trust-bundle');
   const trust = trustBytes === undefined ? null : loadTrust(trustBytes);
@@ -49,7 +49,7 @@ function incoming(p: Parsed, payload: Uint8Array, kind: NonNullable<ReturnType<t
   raws.forEach((path, i) => {
     const signature = decodeSignerOutput(readFileLimited(path, LIMITS.maxSignerOutputBytes, 'raw signature'));
     if (!signature) throw new FwsealError('BAD_SIGNATURE', `${path} is not one Ed25519 signature (64 raw bytes, 128 hex digits or base64)`);
-    out.push({ what: path, signature: { kid: loadPublicKey(rawPubs[i]).keyId, signature } });
+    out.push({ what: path, signature: { kid: loadPublicKeyFile(rawPubs[i]).keyId, signature } });
   });
   return out;
 }
@@ -64,7 +64,7 @@ function runAttach(p: Parsed, io: Io): number {
   if (kind === null) throw new FwsealError('WRONG_KIND', `${file}: not a manifest, trust bundle or revocation list`);
   const ctx = context(p);
   // The raw-signature keys count as --pub keys too: their signature is checked with them.
-  const pubs = [...ctx.pubs, ...list(p, 'raw-pub').map(loadPublicKey)];
+  const pubs = [...ctx.pubs, ...list(p, 'raw-pub').map(loadPublicKeyFile)];
   const sigs = incoming(p, parsed.envelope.payload, kind);
   if (sigs.length === 0) throw new FwsealError('USAGE', 'nothing to attach: give detached signature files or --raw SIG --raw-pub KEY.pub');
   const keys = keysFor(parsed.envelope.payload, pubs, ctx.trust?.ok ? ctx.trust.trust : null);
@@ -93,7 +93,11 @@ Each must cover FILE's payload (else PAYLOAD_MISMATCH) and verify with the key o
 --pub files. --raw takes a bare 64-byte signature over the bytes 'fwseal sign FILE --print-tbs'
 wrote (raw, hex or base64), with the public key it claims in --raw-pub (paired in order).
 --trust checks each signer's role as 'fwseal sign --trust' does. One bad signature refuses the
-whole command: FILE is written once, only when every signature passed.`,
+whole command: FILE is written once, only when every signature passed.
+
+Examples:
+  fwseal attach M.cose R2.sig --trust trust.cbor
+  fwseal attach M.cose --raw r3-signature.b64 --raw-pub R3.pub --trust trust.cbor`,
   options: {
     raw: { type: 'string', multiple: true },
     'raw-pub': { type: 'string', multiple: true },
@@ -132,7 +136,10 @@ Every copy must carry the same payload (else PAYLOAD_MISMATCH). OUT gets one sig
 id: where the key is known (--trust, --pub, or the trust bundle's own keys) the valid one, and
 invalid ones are dropped; a key id with no known key is kept only when every copy carries the
 same signature (else DUPLICATE_KEY), and named on stderr as not checked. Check OUT with
-'fwseal inspect OUT --trust trust.cbor' or 'fwseal verify'.`,
+'fwseal inspect OUT --trust trust.cbor' or 'fwseal verify'.
+
+Examples:
+  fwseal merge M.cose copy-r1.cose copy-r2.cose --trust trust.cbor`,
   options: { pub: { type: 'string', multiple: true }, trust: { type: 'string' }, json: { type: 'boolean' } },
   run: runMerge,
 };

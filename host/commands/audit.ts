@@ -41,7 +41,11 @@ than the line before and prev the hash of the line before. Any edited, removed, 
 line, a torn last line or a line that is not JSON: exit 1, AUDIT_LOG_INVALID (code 820), naming the
 first bad line (line number and seq). Else exit 0 with the number of entries and the head hash.
 Record the head hash elsewhere: lines removed from the end leave a valid shorter log, which only
---head HEX (a head recorded earlier; the log must end at it or extend it) detects.`,
+--head HEX (a head recorded earlier; the log must end at it or extend it) detects.
+
+Examples:
+  fwseal audit verify audit.log
+  fwseal audit verify audit.log --head 3f1c9a0b2d4e6f8071a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d4e6`,
   options: { head: { type: 'string' }, json: { type: 'boolean' } },
   run(p, io) {
     const log = onePositional(p, 'LOG');
@@ -82,7 +86,10 @@ Lists the entries of LOG, oldest first: seq, time, actor (and how it was known),
 then kind, key id, digest and file where present. --action keeps one action ('sign', 'keygen',
 'campaign abort', ...); --since keeps entries at or after a time (2026-01-31 or
 2026-01-31T12:00:00Z). The chain is checked as by fwseal audit verify: a damaged log is still
-listed (every line that parses), then refused with AUDIT_LOG_INVALID (code 820, exit 1).`,
+listed (every line that parses), then refused with AUDIT_LOG_INVALID (code 820, exit 1).
+
+Examples:
+  fwseal audit show audit.log --action sign --since 2026-01-01T00:00:00Z`,
   options: { action: { type: 'string' }, since: { type: 'string' }, json: { type: 'boolean' } },
   run(p, io) {
     const log = onePositional(p, 'LOG');

@@ -50,17 +50,125 @@ export function parse(cmd: Command, argv: string[]): Parsed {
     const count = argv.filter((a) => a === `--${name}` || a.startsWith(`--${name}=`)).length;
     if (count > 1) throw new FwsealError('USAGE', `--${name} is given ${count} times (see fwseal ${cmd.name} --help)`);
   }
+  const options = { ...cmd.options, help: { type: 'boolean' as const, short: 'h' } };
+  // Every problem parseArgs would find, found first and said in fwseal's words (issue 17: never Node's text).
+  checkFlags(cmd.name, options, argv);
   try {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      options: { ...cmd.options, help: { type: 'boolean', short: 'h' } },
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { values: values as Parsed['values'], positionals };
-  } catch (e) {
-    throw new FwsealError('USAGE', `${(e as Error).message.split('\n')[0]} (see fwseal ${cmd.name} --help)`);
+  } catch {
+    throw new FwsealError('USAGE', `the command line does not parse (see fwseal ${cmd.name} --help)`);
   }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** The flags in `argv` (up to `--`) against `options`: unknown ones (with a suggestion), values missing or not taken. */
+function checkFlags(cmdName: string, options: Options, argv: readonly string[]): void {
+  const see = `(see fwseal ${cmdName} --help)`;
+  const shorts = new Map(Object.entries(options).flatMap(([name, spec]) => (spec.short ? [[spec.short, name] as const] : [])));
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return;
+    if (!a.startsWith('-') || a === '-') continue;
+    const eq = a.indexOf('=');
+    const long = a.startsWith('--');
+    const name = long ? a.slice(2, eq < 0 ? undefined : eq) : (shorts.get(a.slice(1, 2)) ?? '');
+    const spec = options[name];
+    if (!spec || (!long && a.length > 2)) {
+      const typed = long ? a.slice(2, eq < 0 ? undefined : eq) : a.slice(1);
+      throw new FwsealError('USAGE', `unknown flag ${long ? '--' : '-'}${typed}${didYouMean(typed, Object.keys(options), '--')} ${see}`);
+    }
+    if (spec.type === 'boolean') {
+      if (long && eq >= 0) throw new FwsealError('USAGE', `--${name} takes no value ${see}`);
+      continue;
+    }
+    if (long && eq >= 0) continue;
+    const value = argv[i + 1];
+    if (value === undefined) throw new FwsealError('USAGE', `--${name} needs a value ${see}`);
+    // A value that looks like a flag is more likely a forgotten value (parseArgs refuses it too).
+    if (value.startsWith('-') && value !== '-')
+      throw new FwsealError('USAGE', `--${name} needs a value, not ${value} (write --${name}=${value} for such a value) ${see}`);
+    i++;
+  }
+}
+
+/**
+ * The candidate nearest to a mistyped `word`, if one is near enough: edit distance (adjacent swaps
+ * count as one) at most 1 for short words, 2 from 5 characters, 3 from 9; or the only candidate
+ * that starts with `word` (3 characters or more). Ties go to the first candidate.
+ */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  const w = word.toLowerCase();
+  const limit = w.length >= 9 ? 3 : w.length >= 5 ? 2 : 1;
+  let best: string | undefined;
+  let bestDistance = limit + 1;
+  for (const c of candidates) {
+    const d = editDistance(w, c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  if (best !== undefined) return best;
+  const prefixed = candidates.filter((c) => w.length >= 3 && c.toLowerCase().startsWith(w));
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+
+/** ' (did you mean --chunk-size?)', or '' when nothing is near (suggest). */
+export function didYouMean(word: string, candidates: readonly string[], prefix = ''): string {
+  const s = suggest(word, candidates);
+  return s === undefined ? '' : ` (did you mean ${prefix}${s}?)`;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and adjacent swaps. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) rows[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2][j - 2] + 1);
+      rows[i][j] = d;
+    }
+  }
+  return rows[a.length][b.length];
+}
+
+/**
+ * The USAGE error for a command line that names no command (host/cli.ts): with the nearest command
+ * name, or the nearest subcommand of a group, when one is near (suggest).
+ */
+export function unknownCommand(argv: readonly string[], names: readonly string[]): FwsealError {
+  const typed = argv.slice(0, 2).join(' ');
+  const group = names.filter((n) => n.startsWith(`${argv[0]} `));
+  const hint =
+    group.length > 0 && argv[1] !== undefined
+      ? didYouMean(`${argv[0]} ${argv[1]}`, group)
+      : didYouMean(argv[0] ?? '', [...new Set(names.map((n) => n.split(' ')[0]))]) || didYouMean(typed, names);
+  return new FwsealError('USAGE', `unknown command '${typed}'${hint}; run fwseal --help for the list`);
+}
+
+/**
+ * The environment variables that stand in for a flag of the MQTT commands (serve, device run --broker,
+ * fleet-sim): a flag given wins, then the variable (an empty one counts as unset), else nothing.
+ * No configuration file is ever read (README "Environment").
+ */
+export const FLAG_ENV = Object.freeze({ broker: 'FWSEAL_BROKER', trust: 'FWSEAL_TRUST', prefix: 'FWSEAL_PREFIX' });
+export type EnvFlag = keyof typeof FLAG_ENV;
+
+export const FLAG_ENV_USAGE = `--broker, --trust and --prefix default to FWSEAL_BROKER, FWSEAL_TRUST and FWSEAL_PREFIX (a flag
+given wins; an empty variable counts as unset; no configuration file is read).`;
+
+/** `p` with each of `flags` not given taken from its variable (FLAG_ENV). */
+export function withEnv(p: Parsed, flags: readonly EnvFlag[], env: NodeJS.ProcessEnv = process.env): Parsed {
+  const values = { ...p.values };
+  for (const f of flags) {
+    const v = env[FLAG_ENV[f]];
+    if (values[f] === undefined && v !== undefined && v !== '') values[f] = v;
+  }
+  return { values, positionals: p.positionals };
 }
 
 export function str(p: Parsed, name: string, required: true): string;

@@ -22,7 +22,7 @@ import { nodeSha256 } from '../hash.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { OtaDevice, withOfflineWill } from '../ota/device-client.js';
 import { connectMqtt, MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
-import { type Command, type Io, int, json, noPositionals, type Parsed, readObjectFile, str } from './common.js';
+import { type Command, FLAG_ENV_USAGE, type Io, int, json, noPositionals, type Parsed, readObjectFile, str, withEnv } from './common.js';
 import { digestTablePath } from './release.js';
 
 const DEVICE_FILE = 'device.json';
@@ -77,7 +77,10 @@ export const deviceProvision: Command = {
     [--slot-size BYTES] [--erase-block BYTES] [--max-trial-boots N] [--json]
 
 Creates DIR/flash.img (state records, manifest areas, progress area, slots A and B) and writes the
-verified factory image to slot A, confirmed, with the security counter of its manifest.`,
+verified factory image to slot A, confirmed, with the security counter of its manifest.
+
+Examples:
+  fwseal device provision --state dev1 --trust trust.cbor --device-class acme-gw --manifest M.cose --image firmware.bin`,
   options: {
     state: { type: 'string' },
     trust: { type: 'string' },
@@ -138,7 +141,13 @@ With --broker the device takes its updates from OTA campaigns over MQTT (SPEC.md
 online, follows the retained announcement of --group, and downloads, installs, trial-boots and
 confirms each campaign it is eligible for, resuming an interrupted download from flash. It runs until
 SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 0 confirmed,
-1 rejected or failed). --device-class must be the one the device was provisioned with.`,
+1 rejected or failed). --device-class must be the one the device was provisioned with.
+${FLAG_ENV_USAGE} FWSEAL_BROKER and FWSEAL_PREFIX count only when none of --update, --image, --digests,
+--confirm, --trust-update is given.
+
+Examples:
+  fwseal device run --state dev1 --trust trust.cbor --update M.cose --image firmware.bin --confirm
+  fwseal device run --broker mqtt://127.0.0.1:1883 --id gw-0001 --group lab --trust trust.cbor --device-class acme-gw --state dev1`,
   options: {
     state: { type: 'string' },
     trust: { type: 'string' },
@@ -157,8 +166,9 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
     'exit-after-update': { type: 'boolean' },
     'connect-timeout': { type: 'string' },
   },
-  run(p, io) {
-    noPositionals(p);
+  run(given, io) {
+    noPositionals(given);
+    const p = deviceRunEnv(given);
     if (str(p, 'broker') !== undefined) return runOverMqtt(p, io);
     for (const flag of ['id', 'group', 'device-class', 'prefix', 'exit-after-update', 'connect-timeout']) {
       if (p.values[flag] !== undefined) throw new FwsealError('USAGE', `--${flag} goes with --broker`);
@@ -176,6 +186,16 @@ SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 
     }
   },
 };
+
+/**
+ * FWSEAL_TRUST always; FWSEAL_BROKER (and then FWSEAL_PREFIX) only when no flag of the local-file
+ * mode is given, so an exported broker never turns `device run --update M.cose` into a USAGE error.
+ */
+function deviceRunEnv(given: Parsed): Parsed {
+  const local = ['update', 'image', 'digests', 'confirm', 'trust-update'].some((f) => given.values[f] !== undefined);
+  const p = withEnv(given, local ? ['trust'] : ['broker', 'trust']);
+  return str(p, 'broker') !== undefined ? withEnv(p, ['prefix']) : p;
+}
 
 type Device = ReturnType<typeof openDevice>;
 type TrustInputs = ReturnType<typeof trustInputs>;

@@ -65,7 +65,11 @@ and security counter it runs (as its last online report or its last confirmed ca
 it is online (no MQTT last will since it was last heard, within 24 h), when it was last heard, the
 trust bundle and revocation list versions it acknowledged, and its last error (code and campaign).
 --json prints {devices: [...]}.
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal devices list --group acme-gw --state online
+  fwseal devices list --server https://ota.example:8443 --json`,
   options: { ...SERVER_FLAGS, group: { type: 'string' }, version: { type: 'string' }, state: { type: 'string' }, json: { type: 'boolean' } },
   async run(p, io) {
     noPositionals(p);
@@ -101,7 +105,10 @@ export const devicesShow: Command = {
 The device as devices list shows it, then each campaign it took part in, oldest first: the
 campaign's version and state, the device's state in it, its code and when it last changed.
 An unknown device: NOT_FOUND (exit 2).
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal devices show gw-0001`,
   options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
   async run(p, io) {
     const id = onePositional(p, 'device id');
@@ -136,7 +143,10 @@ export const campaignList: Command = {
   usage: `fwseal campaign list [--state running|paused|halted|completed|aborted] [--server URL] [--json]
 
 --json prints {campaigns: [...]}, each as GET /api/campaigns lists it.
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal campaign list --state running`,
   options: { ...SERVER_FLAGS, state: { type: 'string' }, json: { type: 'boolean' } },
   async run(p, io) {
     noPositionals(p);
@@ -164,7 +174,10 @@ export const campaignNext: Command = {
 The open wave must be done (every device at an end state): its successor opens now, or when the
 wave's soak (--wave-soak) is over. CONFLICT (exit 2) when the campaign is not running, has no manual
 gate, has its last wave open, or its open wave is not done yet.
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal campaign next c-1a2b3c4d`,
   options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
   async run(p, io) {
     const id = onePositional(p, 'campaign id');
@@ -184,7 +197,10 @@ The device's state in the campaign becomes excluded: it counts neither toward th
 as waiting, the open wave no longer waits for it, and its requests for the campaign are answered
 CAMPAIGN_INACTIVE. NOT_FOUND (exit 2) for an unknown campaign or a device not known in its group,
 CONFLICT for an aborted campaign or a device excluded already.
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal campaign exclude c-1a2b3c4d gw-0042`,
   options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
   async run(p, io) {
     if (p.positionals.length !== 2) throw new FwsealError('USAGE', `expected a campaign id and a device id, got ${p.positionals.length} arguments`);

@@ -11,7 +11,7 @@ import { defaultSlotSize, ERASE_BLOCK_BYTES, FleetSim, type FleetSimOptions, fle
 import { readFileLimited } from '../io.js';
 import { withOfflineWill } from '../ota/device-client.js';
 import { connectMqtt, MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
-import { type Command, type Io, int, json, noPositionals, type Parsed, readObjectFile, str } from './common.js';
+import { type Command, FLAG_ENV_USAGE, type Io, int, json, noPositionals, type Parsed, readObjectFile, str, withEnv } from './common.js';
 
 const MAX_DEVICES = LIMITS.maxFleetDevices;
 const IMAGE_MAX = 1 << 30;
@@ -28,7 +28,14 @@ Runs N (1..${MAX_DEVICES}) OtaDevices in this process, ids <id-prefix>0001..., e
 connection. Flash per device: DIR/<id>/flash.img (provisioned with the factory release on the first
 run, reused later) or RAM with --memory. Prints a live count of devices by state and, on exit, a
 table of devices, versions and outcomes. Runs until SIGINT/SIGTERM, or with --exit-after-update until
-every device has ended its first campaign (exit 0 when all confirmed, else 1).`,
+every device has ended its first campaign (exit 0 when all confirmed, else 1). The live count is
+printed when it changes. In the table, state is each device's last reported state (what the summary
+counts) and outcome the end of its latest campaign ('-' while that one runs).
+${FLAG_ENV_USAGE}
+
+Examples:
+  fwseal fleet-sim --broker mqtt://127.0.0.1:1883 --count 100 --group lab --trust trust.cbor --device-class acme-gw \\
+    --state sims --factory v1.cose --factory-image v1.bin --memory --exit-after-update`,
   options: {
     ...MQTT_FLAGS,
     count: { type: 'string' },
@@ -48,23 +55,15 @@ every device has ended its first campaign (exit 0 when all confirmed, else 1).`,
     json: { type: 'boolean' },
   },
   async run(p, io) {
-    const o = fleetOptions(p);
+    const o = fleetOptions(withEnv(p, ['broker', 'trust', 'prefix']));
     const asJson = !!p.values.json;
     const fleet = new FleetSim(o);
     const t0 = Date.now();
     const onSignal = () => fleet.stop();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    const ticker = asJson
-      ? null
-      : setInterval(() => {
-          const c = fleet.counts();
-          io.stdout(
-            `[${((Date.now() - t0) / 1000).toFixed(0)} s] ${Object.entries(c)
-              .map(([k, v]) => `${k} ${v}`)
-              .join(' | ')}\n`,
-          );
-        }, 1000);
+    const live = liveCounts((line) => io.stdout(line));
+    const ticker = asJson ? null : setInterval(() => live(fleet.counts(), (Date.now() - t0) / 1000), 1000);
     ticker?.unref();
     try {
       await fleet.run();
@@ -123,12 +122,30 @@ function fleetOptions(p: Parsed): FleetSimOptions {
   };
 }
 
-function printReport(io: Io, rows: readonly SimDeviceReport[], counts: Record<string, number>, seconds: number, o: FleetSimOptions): void {
+/** The live count line, printed only when the counts differ from the last line printed (issue 17). */
+export function liveCounts(print: (line: string) => void): (counts: Record<string, number>, seconds: number) => void {
+  let last = '';
+  return (counts, seconds) => {
+    const text = Object.entries(counts)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `${k} ${v}`)
+      .join(' | ');
+    if (text === last) return;
+    last = text;
+    print(`[${seconds.toFixed(0)} s] ${text}\n`);
+  };
+}
+
+/**
+ * The final table and summary: the state column is what the summary counts (fleet.counts(), the last
+ * reported state); outcome is the end of the device's latest campaign, '-' while it runs.
+ */
+export function printReport(io: Io, rows: readonly SimDeviceReport[], counts: Record<string, number>, seconds: number, o: FleetSimOptions): void {
   const idColumn = idWidth(o.count) + o.idPrefix.length;
-  io.stdout(`${'device'.padEnd(idColumn)}  ${'version'.padEnd(10)} counter  outcome     code  blocks  requests  rejected\n`);
+  io.stdout(`${'device'.padEnd(idColumn)}  ${'version'.padEnd(10)} counter  state       outcome     code  blocks  requests  rejected\n`);
   for (const r of rows) {
     io.stdout(
-      `${r.id.padEnd(idColumn)}  ${String(r.version ?? '-').padEnd(10)} ${String(r.counter ?? '-').padStart(7)}  ${String(r.outcome ?? r.state).padEnd(10)} ${String(r.code ?? '').padStart(5)}  ${String(r.blocks).padStart(6)}  ${String(r.requests).padStart(8)}  ${String(r.rejected).padStart(8)}\n`,
+      `${r.id.padEnd(idColumn)}  ${String(r.version ?? '-').padEnd(10)} ${String(r.counter ?? '-').padStart(7)}  ${r.state.padEnd(11)} ${String(r.outcome ?? '-').padEnd(10)} ${String(r.code ?? '').padStart(5)}  ${String(r.blocks).padStart(6)}  ${String(r.requests).padStart(8)}  ${String(r.rejected).padStart(8)}\n`,
     );
   }
   io.stdout(

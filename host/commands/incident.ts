@@ -15,7 +15,7 @@ import { type Propagation, quantile, watchPropagation } from '../incident/propag
 import { checkReleaseSigners, resignRelease, strandedRelease } from '../incident/resign.js';
 import { type Restarted, restartRollouts } from '../incident/rollout.js';
 import { writeFileAtomic } from '../io.js';
-import { loadPublicKey } from '../keys.js';
+import { loadPublicKeyFile } from '../keys.js';
 import { apiRequest } from '../ota/api-client.js';
 import { openSigners, parseKeyRefs, publicKeyOf } from '../signers/index.js';
 import { type Command, type Io, int, json, list, noPositionals, type Parsed, readObjectFile, str } from './common.js';
@@ -26,7 +26,7 @@ const DEFAULT_WATCH_SECONDS = 300;
 /** Everything read and checked from files and flags, before the server is asked anything. */
 function prepare(p: Parsed) {
   noPositionals(p);
-  const revoke = list(p, 'key').map(loadPublicKey);
+  const revoke = list(p, 'key').map(loadPublicKeyFile);
   if (revoke.length === 0) throw new FwsealError('USAGE', 'at least one --key LEAKED.pub is needed');
   const signRefs = parseKeyRefs(list(p, 'sign'), list(p, 'sign-pub'), '--sign-pub');
   if (signRefs.length === 0) throw new FwsealError('USAGE', 'at least one --sign ROOT.key is needed');
@@ -159,7 +159,11 @@ export const incidentRevokeKey: Command = {
    printing progress; after --watch-timeout seconds (default ${DEFAULT_WATCH_SECONDS}; 0: do not watch)
    it stops with TRANSPORT_TIMEOUT (exit 1) naming the devices still missing.
 Prints each step and a summary (--json: the summary on stdout, the steps on stderr).
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal incident revoke-key --key R2.pub --trust trust.cbor --previous RL.cbor --sign A.key --sign B.key \\
+    --resign M.cose --release-key R1.key --release-key R3.key --server http://127.0.0.1:8080`,
   options: {
     ...SERVER_FLAGS,
     key: { type: 'string', multiple: true },

@@ -23,7 +23,11 @@ FILE is one PEM block holding an Ed25519 key (openssl genpkey -algorithm ed25519
 A private key becomes DIR/NAME.key (encrypted with a new passphrase from FWSEAL_PASSPHRASE or a
 prompt: scrypt + AES-256-GCM, mode 0600) and DIR/NAME.pub; prints the key id. Other algorithms are
 UNSUPPORTED_KEY; an existing NAME.key or NAME.pub is never replaced. Remove FILE afterwards
-(shred -u FILE): the key now lives in NAME.key.`,
+(shred -u FILE): the key now lives in NAME.key.
+
+Examples:
+  fwseal key import hsm-release.pem --name R4 --dir keys
+  fwseal key import r5-public.pem --name R5 --dir keys`,
   options: { name: { type: 'string' }, dir: { type: 'string' }, json: { type: 'boolean' } },
   run(p, io) {
     const file = onePositional(p, 'PEM FILE');
@@ -54,7 +58,11 @@ Prints the public key of NAME.pub (or of NAME.key: its public half, no passphras
          and cosign read it. Check an fwseal signature with openssl over the COSE Sig_structure:
          openssl pkeyutl -verify -pubin -inkey NAME.pem -rawin -in tbs.bin -sigfile sig.bin
   --raw  the 32-byte Ed25519 public key in hex
---out FILE writes it to a new file instead (an existing FILE is refused).`,
+--out FILE writes it to a new file instead (an existing FILE is refused).
+
+Examples:
+  fwseal key export-pub keys/R1.pub --pem --out R1.pem
+  fwseal key export-pub keys/R1.pub --raw`,
   options: { pem: { type: 'boolean' }, raw: { type: 'boolean' }, out: { type: 'string' }, json: { type: 'boolean' } },
   run(p, io) {
     const path = onePositional(p, 'NAME.pub');

@@ -1,8 +1,22 @@
+import { mkdirSync } from 'node:fs';
 import { toHex } from '../../shared/bytes.js';
 import { FwsealError } from '../errors.js';
-import { generateKey, keyPairPaths, writePublicKeyFile } from '../keys.js';
+import { generateKey, keyPairPaths, NAME_PATTERN, writePublicKeyFile } from '../keys.js';
+import { defaultPassphraseSource } from '../passphrase.js';
 import { generatePkcs11Key, undoPkcs11Keygen } from '../signers/pkcs11.js';
 import { type Command, type Io, json, onePositional, type Parsed, str } from './common.js';
+
+/**
+ * The key folder --dir, created when missing with its missing parents, mode 0700 (issue 17: the
+ * README's `keygen A --dir keys` on a fresh checkout). An existing folder is left as it is.
+ */
+export function makeKeyFolder(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new FwsealError('IO', `cannot create the key folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
 
 /**
  * keygen --pkcs11 (SPEC.md §15.2): the pair is made inside the token and only DIR/NAME.pub is written.
@@ -13,6 +27,7 @@ function keygenInToken(p: Parsed, io: Io, name: string, uri: string): number {
   const { pubPath } = keyPairPaths(name, str(p, 'dir') ?? '.', ['pub']);
   const k = generatePkcs11Key(uri, name, str(p, 'module'));
   try {
+    makeKeyFolder(str(p, 'dir') ?? '.');
     writePublicKeyFile(pubPath, name, k.publicKey);
   } catch (e) {
     undoPkcs11Keygen(k);
@@ -33,19 +48,31 @@ fwseal keygen NAME --pkcs11 "pkcs11:token=LABEL;object=LABEL" [--module PATH] [-
 
 Writes DIR/NAME.key (encrypted with a passphrase: scrypt + AES-256-GCM, mode 0600) and DIR/NAME.pub,
 and prints the key id. The passphrase comes from FWSEAL_PASSPHRASE or a prompt on the terminal.
-Refuses to overwrite an existing key.
+Refuses to overwrite an existing key. DIR is created (mode 0700, missing parents too) when it does
+not exist.
 
 With --pkcs11 the key pair is generated inside the token (CKM_EC_EDWARDS_KEY_PAIR_GEN; the private
 key sensitive and not extractable, labelled with the URI's object) and only DIR/NAME.pub is written.
 The PKCS#11 module is the URI's module-path, else --module, else FWSEAL_PKCS11_MODULE; the PIN comes
-from FWSEAL_PKCS11_PIN or a prompt on the terminal, never from the URI or a flag.`,
+from FWSEAL_PKCS11_PIN or a prompt on the terminal, never from the URI or a flag.
+
+Examples:
+  fwseal keygen R1 --dir keys
+  fwseal keygen ROOT1 --pkcs11 "pkcs11:token=fwseal;object=ROOT1" --module /usr/lib/softhsm/libsofthsm2.so --dir keys`,
   options: { dir: { type: 'string' }, json: { type: 'boolean' }, pkcs11: { type: 'string' }, module: { type: 'string' } },
   run(p, io) {
     const name = onePositional(p, 'key NAME');
     const uri = str(p, 'pkcs11');
     if (uri !== undefined) return keygenInToken(p, io, name, uri);
     if (str(p, 'module') !== undefined) throw new FwsealError('USAGE', '--module goes with --pkcs11');
-    const k = generateKey(name, str(p, 'dir') ?? '.');
+    if (!NAME_PATTERN.test(name)) throw new FwsealError('USAGE', `key name must match ${NAME_PATTERN.source}`);
+    const dir = str(p, 'dir') ?? '.';
+    // The folder once the passphrase is known: a refused or missing passphrase leaves nothing behind.
+    const k = generateKey(name, dir, (purpose, confirm) => {
+      const passphrase = defaultPassphraseSource(purpose, confirm);
+      makeKeyFolder(dir);
+      return passphrase;
+    });
     io.audit?.({ action: 'keygen', keyId: toHex(k.keyId), kind: 'key', file: k.keyPath, result: 'ok' });
     if (p.values.json) json(io, { name, keyId: toHex(k.keyId), publicKey: toHex(k.publicKey), privateKeyFile: k.keyPath, publicKeyFile: k.pubPath });
     else io.stdout(`${toHex(k.keyId)}\n`);

@@ -72,7 +72,11 @@ Uploads IMAGE (PUT /api/images/<sha256>), then creates the campaign: the server 
 against its trust bundle and the image against the manifest (exit 1 with the verifier's code when
 they do not verify). Prints the campaign id (the campaign detail with --json).
 ${ROLLOUT_USAGE}
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal campaign create --manifest M.cose --image firmware.bin --group acme-gw --waves 5,25,100
+  fwseal campaign create --manifest M.cose --image firmware.bin --group lab --waves 100 --abort-failure-rate 0.05 --json`,
   options: {
     ...SERVER_FLAGS,
     manifest: { type: 'string' },
@@ -165,7 +169,11 @@ halt code, or the failure rate and the devices' codes); 2 when the server gave n
 --retry-for seconds (default 60; SERVER_UNREACHABLE): a server restart, a reset connection or a
 proxy's 502/503/504 is asked again with backoff (0.5 s doubling to 8 s) meanwhile.
 Without --watch: exit 0 whatever the state.
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal campaign status c-1a2b3c4d --watch
+  fwseal campaign status c-1a2b3c4d --json`,
   options: { ...SERVER_FLAGS, watch: { type: 'boolean' }, json: { type: 'boolean' }, 'retry-for': { type: 'string' } },
   async run(p, io) {
     const id = onePositional(p, 'campaign id');
@@ -186,7 +194,7 @@ function transitionCmd(action: 'pause' | 'resume' | 'abort', summary: string): C
   return {
     name: `campaign ${action}`,
     summary,
-    usage: `fwseal campaign ${action} ID [--server URL] [--json]\n\n${SERVER_USAGE}`,
+    usage: `fwseal campaign ${action} ID [--server URL] [--json]\n\n${SERVER_USAGE}\n\nExamples:\n  fwseal campaign ${action} c-1a2b3c4d\n  fwseal campaign ${action} c-1a2b3c4d --server https://ota.example:8443 --json`,
     options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
     async run(p, io: Io) {
       const id = onePositional(p, 'campaign id');
@@ -227,7 +235,11 @@ FILE is a signed trust bundle (the next version) or revocation list. The server 
 the fleet's root of trust as a device would, stores it, announces it to every device (retained on
 <prefix>/root) and halts every campaign whose manifest no longer verifies. An older list or bundle,
 or another one of the same version, is refused (REVOCATION_ROLLBACK / TRUST_ROLLBACK, exit 1).
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal trust publish trust2.cbor --server https://ota.example:8443
+  fwseal trust publish RL2.cbor`,
   options: { ...SERVER_FLAGS, json: { type: 'boolean' } },
   async run(p, io) {
     const file = onePositional(p, 'trust bundle or revocation list');

@@ -24,7 +24,11 @@ default 65536) and counts its N flash operations; then for k = 1..N replays it w
 before operation k, and with operation k torn half-way, boots, and finishes the update. Checks every
 time that the device boots a valid signed image (old or new), never an unverified one, and that the
 security counter never regresses. Prints N and the outcome counts; exit 1 on any violation.
-Throwaway keys are generated for the run.`,
+Throwaway keys are generated for the run.
+
+Examples:
+  fwseal device powercut-sweep
+  fwseal device powercut-sweep --image-size 262144 --step 4 --json`,
   options: { 'image-size': { type: 'string' }, step: { type: 'string' }, 'no-torn': { type: 'boolean' }, json: { type: 'boolean' } },
   run(p, io) {
     noPositionals(p);

@@ -37,7 +37,11 @@ Splits IMAGE into chunks (default 4096 bytes, a power of two from 512 to 1 MiB),
 an RFC 9162 Merkle tree and writes the manifest with no signature yet; add signatures with
 'fwseal sign'. Also writes the chunk digest table (default: M.digests beside M.cose) that lets
 verifiers and the OTA server check every chunk on its own. --counter is the security counter
-(anti-rollback), independent of --version. --created defaults to SOURCE_DATE_EPOCH or now.`,
+(anti-rollback), independent of --version. --created defaults to SOURCE_DATE_EPOCH or now.
+
+Examples:
+  fwseal pack firmware.bin --device-class acme-gw --version 1.4.2 --counter 7 --out M.cose
+  fwseal pack firmware.bin --device-class acme-gw --version 1.4.2 --counter 7 --chunk-size 16384 --sbom sbom.json --out M.cose`,
   options: {
     'device-class': { type: 'string' },
     version: { type: 'string' },
@@ -116,7 +120,11 @@ A revocation list or trust bundle is checked as a device checks it before storin
 bundle the device holds, --revocations the list it stores (its revoked keys stay revoked: SPEC.md
 §6.2 R3-R5, §6.1 T6-T7); a trust bundle without --trust gets the provisioning check only (T1-T4).
 Exit status: 0 accepted, 1 rejected (the error name is printed), 2 usage or I/O error (a file that
-is recognisably not an fwseal object, such as a key file, is a usage error).`,
+is recognisably not an fwseal object, such as a key file, is a usage error).
+
+Examples:
+  fwseal verify M.cose --trust trust.cbor --image firmware.bin --device-class acme-gw --counter 6
+  fwseal verify RL.cbor --trust trust.cbor`,
   options: {
     image: { type: 'string' },
     trust: { type: 'string' },
@@ -203,10 +211,13 @@ function inspectSafe(envelope: Uint8Array): Record<string, unknown> | null {
   }
 }
 
-/** The ceremony flags of inspect (SPEC.md §15.7); none given: inspect shows the file only, as before. */
-function ceremonyFor(p: Parsed, file: string, type: string): Ceremony | null {
+/**
+ * The ceremony flags of inspect (SPEC.md §15.7); none given: inspect shows the file only, as before.
+ * --pub and --keys alone only name the keys the file lists (keyNamesFor).
+ */
+function ceremonyFor(p: Parsed, file: string, type: string, names: Map<string, string>): Ceremony | null {
   const given = ['trust', 'previous', 'revocations', 'pub', 'keys'].filter((o) => p.values[o] !== undefined);
-  if (given.length === 0) return null;
+  if (given.length === 0 || given.every((o) => o === 'pub' || o === 'keys')) return null;
   const trustPath = str(p, 'trust');
   const previousPath = str(p, 'previous');
   if (trustPath === undefined && previousPath === undefined)
@@ -214,20 +225,38 @@ function ceremonyFor(p: Parsed, file: string, type: string): Ceremony | null {
   if (type !== 'manifest' && type !== 'trust-bundle' && type !== 'revocation-list')
     throw new FwsealError('USAGE', `--trust shows the signing status of a manifest, trust bundle or revocation list; ${file} is ${type}`);
   const revocationsPath = str(p, 'revocations');
-  const keysDir = str(p, 'keys');
   return ceremonyStatus({
     envelope: readObjectFile(file, null),
     ...(trustPath !== undefined ? { trust: readObjectFile(trustPath, 'trust-bundle') } : {}),
     ...(previousPath !== undefined ? { previous: readObjectFile(previousPath, 'trust-bundle') } : {}),
     ...(revocationsPath !== undefined ? { revocations: readObjectFile(revocationsPath, 'revocation-list') } : {}),
-    names: keyNames(list(p, 'pub'), keysDir),
+    names,
   });
+}
+
+/**
+ * The text of inspect with the name of every listed key that a --pub or --keys file names, next to
+ * its key id (issue 17: `inspect trust.cbor` showed ids and hex keys only). The JSON stays as it is.
+ */
+function withNames(value: unknown, names: ReadonlyMap<string, string>): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => withNames(v, names));
+  const obj = value as Record<string, unknown>;
+  const name = typeof obj.keyId === 'string' && !('name' in obj) ? names.get(obj.keyId) : undefined;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    // A revocation list lists bare key ids: the name goes after each.
+    const ids = k === 'revokedKeyIds' && Array.isArray(v) ? v.map((id) => (names.has(String(id)) ? `${id} (${names.get(String(id))})` : id)) : v;
+    out[k] = withNames(ids, names);
+    if (k === 'keyId' && name !== undefined) out.name = name;
+  }
+  return out;
 }
 
 export const inspectCmd: Command = {
   name: 'inspect',
   summary: 'show what a manifest, trust bundle, revocation list, key or digest table says',
-  usage: `fwseal inspect FILE [--json]
+  usage: `fwseal inspect FILE [--pub X.pub ...] [--keys DIR] [--json]
 fwseal inspect FILE --trust trust.cbor [--previous trust-v1.cbor] [--revocations RL.cbor]
     [--pub X.pub ...] [--keys DIR] [--json]
 
@@ -239,7 +268,12 @@ revocation list: the root role of --trust; a trust bundle: its own root role and
 the root role of the bundle it replaces, given as --trust or --previous), each role key signed,
 missing or revoked (by the stored list --revocations), the signatures that do not count (invalid,
 outside-role, duplicate), how many are still needed, and whether devices accept FILE now. Key
-names come from the .pub files given with --pub and every *.pub in --keys DIR.`,
+names come from the .pub files given with --pub and every *.pub in --keys DIR; without --trust
+they name the keys FILE lists (role keys, signatures, revoked keys) in the text output.
+
+Examples:
+  fwseal inspect trust.cbor --keys keys
+  fwseal inspect M.cose --trust trust.cbor --keys keys`,
   options: {
     json: { type: 'boolean' },
     trust: { type: 'string' },
@@ -259,9 +293,10 @@ names come from the .pub files given with --pub and every *.pub in --keys DIR.`,
       if (e instanceof FwsealError) throw e;
       throw new FwsealError('MALFORMED', `${file} cannot be shown: ${(e as Error).message}`);
     }
-    const ceremony = ceremonyFor(p, file, String(info.type));
+    const names = keyNames(list(p, 'pub'), str(p, 'keys'));
+    const ceremony = ceremonyFor(p, file, String(info.type), names);
     if (p.values.json) json(io, ceremony ? { ...info, ceremony } : info);
-    else io.stdout(render(info, '') + (ceremony ? renderCeremony(ceremony) : ''));
+    else io.stdout(render(withNames(info, names), '') + (ceremony ? renderCeremony(ceremony) : ''));
     return 0;
   },
 };

@@ -3,12 +3,13 @@
  * and its store (SQLite in --data, or PostgreSQL with --db).
  */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { exitStatusFor, FwsealError } from '../errors.js';
 import { API_ACCESS_FLAGS, API_ACCESS_USAGE, planApiListen } from '../ota/listen.js';
 import { LOG_FLAGS, LOG_USAGE, serveLog } from '../ota/log.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
-import { type Command, int, noPositionals, readObjectFile, str } from './common.js';
+import { type Command, FLAG_ENV_USAGE, int, noPositionals, readObjectFile, str, withEnv } from './common.js';
 
 /** HOST:PORT or [IPv6]:PORT. */
 export function parseListen(text: string): { host: string; port: number } {
@@ -16,6 +17,20 @@ export function parseListen(text: string): { host: string; port: number } {
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new FwsealError('USAGE', '--http must be HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks a free one)');
   return { host: m[1] ?? m[2], port };
+}
+
+/**
+ * Bind --http once and let it go before the store or the broker is touched (issue 17): a port in use
+ * stops serve with IO while nothing was subscribed or republished. Port 0 always binds. OtaServer.start
+ * binds again; a process that takes the port in between still gets the same IO refusal, only later.
+ */
+export function checkListenFree(listen: { host: string; port: number }): Promise<void> {
+  if (listen.port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => reject(new FwsealError('IO', `cannot listen on ${listen.host}:${listen.port}: ${e.code ?? e.message}`)));
+    probe.listen({ host: listen.host, port: listen.port, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }
 
 export const serveCmd: Command = {
@@ -44,7 +59,13 @@ device status events in DIR/fwseal.db, opens the waves of each campaign, and ser
 with QoS 0 unless --response-qos 1 (a lost one is a device retry). Blocks that several devices ask
 for go out once, on the campaign's data topic, for all of them: a block answer waits until
 --coalesce-ms (default 20; 0 = off) pass without another device asking for it, at most 25 of them
-and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM.`,
+and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM. The --http port
+is bound first: a port in use stops serve (IO, exit 2) before the store or the broker is touched.
+${FLAG_ENV_USAGE}
+
+Examples:
+  fwseal serve --broker mqtt://127.0.0.1:1883 --data ota --trust trust.cbor --tokens tokens.json
+  FWSEAL_BROKER=mqtts://broker.example:8883 fwseal serve --data ota --mqtt-ca ca.pem --http 0.0.0.0:8443 --http-cert api.pem --http-key api.key --tokens tokens.json`,
   options: {
     ...MQTT_FLAGS,
     data: { type: 'string' },
@@ -59,8 +80,9 @@ and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTER
     ...API_ACCESS_FLAGS,
     ...LOG_FLAGS,
   },
-  async run(p, io) {
-    noPositionals(p);
+  async run(given, io) {
+    noPositionals(given);
+    const p = withEnv(given, ['broker', 'trust', 'prefix']);
     const log = serveLog(p, (line) => io.stderr(line)); // from here on every stderr line is one event (SPEC.md §12.9 "Logs")
     const mqtt = mqttSettings(p, process.env, `serve-${randomBytes(4).toString('hex')}`, 5);
     const trustPath = str(p, 'trust');
@@ -73,6 +95,7 @@ and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTER
     for (const w of plan.warnings) log.warn('serve.warning', {}, w);
     const dataDir = str(p, 'data', true);
     const db = str(p, 'db');
+    await checkListenFree(http);
     const started = OtaServer.start({
       mqtt,
       dataDir,

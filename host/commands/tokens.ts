@@ -34,7 +34,10 @@ Roles: viewer reads everything (every GET); operator also creates, pauses, resum
 campaigns and uploads images; admin also publishes trust bundles and revocation lists.
 NAME (1-64 of A-Z a-z 0-9 . _ @ -) is what the server's audit log records for the token's calls.
 --json prints {name, role, created, token}.
-${TOKENS_USAGE}`,
+${TOKENS_USAGE}
+
+Examples:
+  fwseal token create ci-deploy --role operator --tokens tokens.json`,
   options: { role: { type: 'string' }, tokens: { type: 'string' }, json: { type: 'boolean' } },
   run(p: Parsed, io: Io) {
     const name = onePositional(p, 'token NAME');
@@ -57,7 +60,10 @@ export const tokenList: Command = {
 
 One line per token: name, role, created (UTC). Never the token or its digest.
 --json prints {tokens: [{name, role, created}]}.
-${TOKENS_USAGE}`,
+${TOKENS_USAGE}
+
+Examples:
+  fwseal token list --tokens tokens.json`,
   options: { tokens: { type: 'string' }, json: { type: 'boolean' } },
   run(p: Parsed, io: Io) {
     noPositionals(p);
@@ -82,7 +88,10 @@ export const tokenRevoke: Command = {
 Removes NAME from FILE. A server running with --tokens FILE re-reads it and answers the token's next
 request 401 UNAUTHORIZED; no restart. An unknown NAME is NOT_FOUND (exit 2).
 --json prints {revoked: {name, role, created}}.
-${TOKENS_USAGE}`,
+${TOKENS_USAGE}
+
+Examples:
+  fwseal token revoke ci-deploy --tokens tokens.json`,
   options: { tokens: { type: 'string' }, json: { type: 'boolean' } },
   run(p: Parsed, io: Io) {
     const name = onePositional(p, 'token NAME');

@@ -132,7 +132,11 @@ current root keys and of its own). --revocations is the list the device stores (
 --previous): root keys it revokes count for no threshold, and, as on a device, it must still verify
 under each new bundle. Prints one line per bundle: version, key ids added (+) and removed (-) per
 role, verdict. Stops at the first refusal with the verifier's code.
-Exit status: 0 the whole chain is accepted, 1 a bundle is refused, 2 usage or I/O error.`,
+Exit status: 0 the whole chain is accepted, 1 a bundle is refused, 2 usage or I/O error.
+
+Examples:
+  fwseal trust verify --previous trust.cbor trust2.cbor
+  fwseal trust verify --previous trust.cbor trust2.cbor trust3.cbor --revocations RL.cbor --json`,
   options: { previous: { type: 'string' }, revocations: { type: 'string' }, json: { type: 'boolean' } },
   run(p: Parsed, io: Io) {
     const firstPath = str(p, 'previous', true);

@@ -4,7 +4,7 @@ import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
 import { writeFileAtomic } from '../io.js';
-import { loadPublicKey, type SigningKey } from '../keys.js';
+import { loadPublicKeyFile, type SigningKey } from '../keys.js';
 import { openSigners, parseKeyRefs } from '../signers/index.js';
 import { buildRevocationList, buildTrustBundle } from '../trust.js';
 import { type Command, type Io, int, json, list, noPositionals, type Parsed, readObjectFile, str } from './common.js';
@@ -48,8 +48,8 @@ function runTrust(p: Parsed, io: Io, rotate: boolean): number {
   const out = str(p, 'out', true);
   const previous = rotate ? loadTrust(readObjectFile(str(p, 'previous', true), 'trust-bundle')) : undefined;
   if (previous && !previous.ok) throw FwsealError.from(previous, '--previous trust bundle');
-  const root = list(p, 'root').map(loadPublicKey);
-  const release = list(p, 'release').map(loadPublicKey);
+  const root = list(p, 'root').map(loadPublicKeyFile);
+  const release = list(p, 'release').map(loadPublicKeyFile);
   const rootThreshold = int(p, 'root-threshold', 1, LIMITS.maxRoleKeys);
   const releaseThreshold = int(p, 'release-threshold', 1, LIMITS.maxRoleKeys);
   const refs = rootSigners(p);
@@ -82,7 +82,11 @@ its threshold of distinct keys. --sign keys must be root keys. With fewer --sign
 root threshold the bundle is written but flagged incomplete: other holders add theirs with
 'fwseal sign trust.cbor --key X.key' (or sign detached and 'fwseal attach').
 --sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
-signer takes the next --sign-pub KEY.pub, in order.`,
+signer takes the next --sign-pub KEY.pub, in order.
+
+Examples:
+  fwseal trust init --root A.pub --root B.pub --root C.pub --root-threshold 2 --release R1.pub --release R2.pub \\
+    --release-threshold 1 --sign A.key --sign B.key --out trust.cbor`,
   options: { ...ROLE_FLAGS },
   run: (p, io) => runTrust(p, io, false),
 };
@@ -96,7 +100,11 @@ export const trustRotate: Command = {
 Devices accept version N+1 only when a threshold of version N's root keys and a threshold of
 its own root keys signed it. --sign takes root keys of either bundle.
 --sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
-signer takes the next --sign-pub KEY.pub, in order.`,
+signer takes the next --sign-pub KEY.pub, in order.
+
+Examples:
+  fwseal trust rotate --previous trust.cbor --root A.pub --root B.pub --root D.pub --root-threshold 2 --release R1.pub \\
+    --release-threshold 1 --sign A.key --sign B.key --sign D.key --out trust2.cbor`,
   options: { ...ROLE_FLAGS, previous: { type: 'string' } },
   run: (p, io) => runTrust(p, io, true),
 };
@@ -114,7 +122,11 @@ forward (the new --version must be higher). --publish then uploads RL.cbor to an
 'fwseal trust publish RL.cbor' does: the fleet gets it at once, campaigns it revokes are halted.
 --sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
 signer takes the next --sign-pub KEY.pub, in order.
-${SERVER_USAGE}`,
+${SERVER_USAGE}
+
+Examples:
+  fwseal revoke --trust trust.cbor --version 1 --key R2.pub --sign A.key --sign B.key --out RL.cbor
+  fwseal revoke --trust trust.cbor --version 2 --previous RL.cbor --manifest M.cose --sign A.key --sign B.key --out RL2.cbor --publish`,
   options: {
     trust: { type: 'string' },
     version: { type: 'string' },
@@ -135,7 +147,7 @@ ${SERVER_USAGE}`,
     const version = int(p, 'version', 1, LIMITS.maxCounter);
     const trust = loadTrust(readObjectFile(str(p, 'trust', true), 'trust-bundle'));
     if (!trust.ok) throw FwsealError.from(trust, '--trust');
-    const keys = list(p, 'key').map(loadPublicKey);
+    const keys = list(p, 'key').map(loadPublicKeyFile);
     const manifests = list(p, 'manifest').map((m) => readObjectFile(m, 'manifest'));
     const previousPath = str(p, 'previous');
     const previous = previousPath ? readObjectFile(previousPath, 'revocation-list') : undefined;

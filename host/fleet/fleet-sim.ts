@@ -65,17 +65,47 @@ export type SimDeviceReport = {
   readonly malformed: number;
 };
 
-type Sim = {
-  readonly id: string;
-  readonly flash: Flash & { close?: () => void };
-  device: OtaDevice | null;
+/** What the fleet keeps of one device's status events (recordStatus). */
+export type SimStatus = {
   state: string;
   campaign?: string;
   code?: number;
   done?: number;
   total?: number;
+  /** The event that ended the latest campaign; cleared when another campaign starts. */
   outcome?: StatusEvent;
+  /** The device's first campaign has ended (--exit-after-update waits for every device's). */
+  ended?: boolean;
 };
+
+type Sim = SimStatus & {
+  readonly id: string;
+  readonly flash: Flash & { close?: () => void };
+  device: OtaDevice | null;
+};
+
+/**
+ * One status event into a device's record: its state (what counts() tallies), its campaign, and the
+ * end of its latest campaign, so the report's outcome and the counts speak of the same campaign
+ * (issue 17: the outcome used to stay the first campaign's). True when it ends the first campaign.
+ */
+export function recordStatus(sim: SimStatus, e: StatusEvent): boolean {
+  sim.state = e.state;
+  if (e.campaign && e.campaign !== sim.campaign) {
+    sim.campaign = e.campaign;
+    sim.outcome = undefined;
+  }
+  if (e.done !== undefined) {
+    sim.done = e.done;
+    sim.total = e.total;
+  }
+  if (e.code !== undefined) sim.code = e.code;
+  if (!TERMINAL.has(e.state)) return false;
+  sim.outcome = e;
+  const first = !sim.ended;
+  sim.ended = true;
+  return first;
+}
 
 /** Digits of the device number in ids: at least 4 (`sim-0001`). */
 export function idWidth(count: number): number {
@@ -232,22 +262,12 @@ export class FleetSim {
       verifier: this.verifier,
       maxTrialBoots: o.config.maxTrialBoots,
       onStatus: (e: StatusEvent) => {
-        sim.state = e.state;
-        if (e.campaign) sim.campaign = e.campaign;
-        if (e.done !== undefined) {
-          sim.done = e.done;
-          sim.total = e.total;
-        }
-        if (e.code !== undefined) sim.code = e.code;
-        if (TERMINAL.has(e.state) && sim.outcome === undefined) {
-          sim.outcome = e;
-          this.checkEnded();
-        }
+        if (recordStatus(sim, e)) this.checkEnded();
       },
     });
   }
 
   private checkEnded(): void {
-    if (this.o.exitAfterUpdate && this.sims.length === this.o.count && this.sims.every((s) => s.outcome !== undefined)) this.allEnded();
+    if (this.o.exitAfterUpdate && this.sims.length === this.o.count && this.sims.every((s) => s.ended)) this.allEnded();
   }
 }

@@ -294,7 +294,8 @@ async function dispatch(server: OtaServer, access: ApiAccess, guard: BrowserGuar
   const path = url.pathname;
   const method = req.method ?? 'GET';
   const early = path.startsWith('/api/') ? access.authenticate(req.headers.authorization) : null;
-  const m = matchRoute(method, path);
+  // HEAD is GET without the body (RFC 9110 §9.3.2): node:http drops the body of a HEAD answer, the headers stay.
+  const m = matchRoute(method === 'HEAD' ? 'GET' : method, path);
   if (!m) throw apiError(404, 'NOT_FOUND', `no route ${method} ${path}`);
   const { route, params } = m;
   const caller = route.access === 'open' ? null : (early ?? access.authenticate(req.headers.authorization));

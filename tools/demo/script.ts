@@ -25,22 +25,7 @@ export class DemoScript {
   /** Run `fwseal ARGS` in the demo folder; print it like a terminal would; check the exit status. */
   readonly fwseal = async (args: string, expect: { exit: number; error?: string; step: string }): Promise<string> => {
     let out = '';
-    const argv = args
-      .split(' ')
-      .map((a) =>
-        !a.includes('://') &&
-        (a.endsWith('.key') ||
-          a.endsWith('.pub') ||
-          a.endsWith('.cose') ||
-          a.endsWith('.cbor') ||
-          a.endsWith('.bin') ||
-          a.endsWith('.json') ||
-          a.endsWith('.sig') ||
-          a.endsWith('.log') ||
-          a === '.')
-          ? join(this.dir, a)
-          : a,
-      );
+    const argv = demoArgv(args, this.dir);
     console.log(dim(`$ fwseal ${args}`));
     const exit = await main(argv, {
       stdout: (t) => {
@@ -62,6 +47,18 @@ export class DemoScript {
     });
     return out;
   };
+}
+
+/** Files the demo's commands name, by ending: these are the demo folder's files. */
+const DEMO_FILE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*\.(key|pub|cose|cbor|bin|json|sig|log)$/;
+
+/**
+ * A demo command line as argv: a bare file name (R1.key, sbom.json) or '.' becomes a path in the demo
+ * folder; anything else stays as written, so a URL that ends in .json stays a URL (issue 17: it used
+ * to be taken for a file: `uri: <tmpdir>/https:/sbom...`).
+ */
+export function demoArgv(args: string, dir: string): string[] {
+  return args.split(' ').map((a) => (a === '.' || DEMO_FILE.test(a) ? join(dir, a) : a));
 }
 
 export async function waitUntil(check: () => Promise<boolean>, ms = 30_000, why?: () => Promise<string>): Promise<void> {
