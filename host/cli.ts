@@ -147,14 +147,26 @@ export async function main(args: string[], io: Io, extra: readonly Command[] = [
       io.stdout(`usage:\n${group.map((c) => `  fwseal ${c.name}  ${c.summary}`).join('\n')}\n`);
       return 0;
     }
+    if (argv[1] !== undefined && !argv[1].startsWith('-')) return unknown(argv, commands, io); // `trust inti`: did you mean `trust init`?
     io.stderr(`fwseal ${argv[0]}: USAGE (code 800): expected a subcommand: ${group.map((c) => c.name.split(' ')[1]).join(', ')}\n`);
     return 2;
   }
-  if (!found) {
-    io.stderr(`fwseal: unknown command '${argv.slice(0, 2).join(' ')}' (USAGE). Run fwseal --help.\n`);
-    return 2;
-  }
+  if (!found) return unknown(argv, commands, io);
   return runCommand(found.entry, commands, found.rest, io, trail);
+}
+
+/** An unknown command or subcommand: USAGE, with the nearest name (the parser helpers load only on this path). */
+async function unknown(argv: readonly string[], commands: readonly { name: string }[], io: Io): Promise<number> {
+  const { unknownCommand } = await import('./commands/common.js');
+  io.stderr(
+    `fwseal: USAGE (code 800): ${
+      unknownCommand(
+        argv,
+        commands.map((c) => c.name),
+      ).message
+    }\n`,
+  );
+  return 2;
 }
 
 async function runCommand(entry: CommandEntry, all: readonly CommandEntry[], rest: string[], io: Io, trail: AuditTrail | null): Promise<number> {

@@ -18,7 +18,7 @@ import { type CliWorld, expectOk, expectUsage, makeCliWorld } from './support/cl
 const NODE_TEXT = /Unknown option|positional argument starting|argument missing|argument is ambiguous|does not take an argument|ERR_PARSE_ARGS/;
 
 /** Commands whose --help text another helper owns; each must still lack examples here, so the list cannot go stale. */
-const EXAMPLES_PENDING = new Set(['sign']);
+const EXAMPLES_PENDING = new Set<string>([]);
 
 let world: CliWorld;
 beforeAll(async () => {
@@ -226,5 +226,18 @@ describe('FWSEAL_BROKER, FWSEAL_TRUST, FWSEAL_PREFIX', () => {
     const p = withEnv({ values: { broker: 'mqtt://flag:1883' }, positionals: [] }, ['broker', 'trust', 'prefix'], env);
     expect(p.values).toEqual({ broker: 'mqtt://flag:1883', trust: 'env.cbor' });
     expect(withEnv({ values: {}, positionals: [] }, ['trust'], env).values).toEqual({ trust: 'env.cbor' });
+  });
+});
+
+describe('an unknown command or subcommand', () => {
+  it('is USAGE with the nearest command named', async () => {
+    const cmd = await runCli(['verfy', 'x.cose']);
+    expect(cmd.status).toBe(2);
+    expect(cmd.err).toContain('(code 800)');
+    expect(cmd.err).toContain('did you mean verify?');
+    const sub = await runCli(['trust', 'inti']);
+    expect(sub.status).toBe(2);
+    expect(sub.err).toContain('(code 800)');
+    expect(sub.err).toContain('did you mean trust init?');
   });
 });

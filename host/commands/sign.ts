@@ -159,7 +159,11 @@ it covers; carry it back and add it with 'fwseal attach FILE OUT.sig'.
 --metrics-file F.prom adds this run to F (Prometheus text for node_exporter's textfile collector,
 atomically): fwseal_sign_duration_seconds (the signer's time) and fwseal_signatures_total{result,code}.
 --print-tbs writes the exact bytes to be signed (binary; --hex for hex) for tools that sign
-elsewhere; add their raw signature with 'fwseal attach FILE --raw SIG --pub KEY.pub'.`,
+elsewhere; add their raw signature with 'fwseal attach FILE --raw SIG --pub KEY.pub'.
+
+Examples:
+  fwseal sign M.cose --key keys/R1.key --trust trust.cbor
+  fwseal sign M.cose --key keys/R2.key --detached R2.sig`,
   options: {
     key: { type: 'string' },
     pub: { type: 'string' },

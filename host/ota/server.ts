@@ -160,10 +160,11 @@ export class OtaServer {
     }
     const server = new OtaServer(opts, store, root, client, prefix, audit, metrics);
     try {
-      server.attach();
-      await server.onConnect();
+      // The HTTP port first: a port already taken fails the start before anything is subscribed or republished.
       const access = opts.access ?? (opts.token !== undefined ? ApiAccess.sharedToken(opts.token, opts.tokenName) : ApiAccess.open());
       if (opts.http) server.http = await startHttp(server, opts.http, access, opts.tls);
+      server.attach();
+      await server.onConnect();
     } catch (e) {
       await server.close();
       throw e;
