@@ -111,6 +111,8 @@ export async function runHil(options: HilRunOptions, io: Io): Promise<number> {
       ...(options.logs ? { logsDir: resolve(options.logs) } : {}),
     });
   } catch (e) {
+    // A missing optional package (host/optional.ts) keeps its own code.
+    if (e instanceof FwsealError) throw e;
     throw new FwsealError('IO', (e as Error).message);
   }
   try {

@@ -7,9 +7,10 @@
  * State transitions and requests are logged on stdout, one line each.
  */
 import { parseArgs } from 'node:util';
-import { SerialPort } from 'serialport';
+import { type SerialPort } from 'serialport';
 import { createVerifier } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
+import { loadOptional } from '../host/optional.js';
 import { type PowerCutPoint, SimDevice } from './device.js';
 
 export const DEVICE_RESET_EXIT = 75;
@@ -26,8 +27,10 @@ async function run(): Promise<void> {
   // The verifier: the device bundle inside QuickJS (as on a QuickJS-class device), or the same code in Node.
   // QuickJS is loaded only when asked for (its packages are needed only then).
   const verifier = runtime === 'quickjs' ? await (await import('./quickjs-verifier.js')).quickjsVerifier() : createVerifier({ sha256: nodeSha256 });
+  // serialport is an optional package (host/optional.ts); the rig checked it before starting this process.
+  const { SerialPort: Port } = await loadOptional('serialport', 'a simulated device', () => import('serialport'));
   const port = await new Promise<SerialPort>((resolve, reject) => {
-    const p = new SerialPort({ path: values.port as string, baudRate: Number(values.baud ?? 115200) }, (e) => (e ? reject(e) : resolve(p)));
+    const p = new Port({ path: values.port as string, baudRate: Number(values.baud ?? 115200) }, (e) => (e ? reject(e) : resolve(p)));
   });
   // A port error is logged, not thrown: nothing on the line ends the device (SPEC.md §13.7).
   port.on('error', (e: Error) => log(`serial port error: ${e.message}`));

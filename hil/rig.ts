@@ -14,7 +14,8 @@ import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SerialPort } from 'serialport';
+import { type SerialPort } from 'serialport';
+import { loadOptional } from '../host/optional.js';
 import { echo, findCommand } from '../shared/smp/commands.js';
 import { ConsoleDecoder } from '../shared/smp/console.js';
 import { parseSmpPacket } from '../shared/smp/packet.js';
@@ -278,10 +279,24 @@ function portStream(port: SerialPort) {
   };
 }
 
-function openPort(path: string, baud: number): Promise<SerialPort> {
+function openPort(Port: typeof SerialPort, path: string, baud: number): Promise<SerialPort> {
   return new Promise((resolve, reject) => {
-    const p = new SerialPort({ path, baudRate: baud }, (e) => (e ? reject(e) : resolve(p)));
+    const p = new Port({ path, baudRate: baud }, (e) => (e ? reject(e) : resolve(p)));
   });
+}
+
+/**
+ * The optional packages `hil run` needs (host/optional.ts): serialport here, and for simulated devices
+ * that verify in QuickJS the QuickJS packages their processes load; checked before anything starts,
+ * so a missing one is one error naming it rather than devices that never answer.
+ */
+async function loadHilPackages(options: RigOptions): Promise<typeof SerialPort> {
+  const { SerialPort: Port } = await loadOptional('serialport', 'fwseal hil run', () => import('serialport'));
+  if (options.port === undefined && (options.runtime ?? 'quickjs') === 'quickjs') {
+    await loadOptional('quickjs-emscripten-core', 'fwseal hil run --runtime quickjs', () => import('quickjs-emscripten-core'));
+    await loadOptional('@jitl/quickjs-wasmfile-release-sync', 'fwseal hil run --runtime quickjs', () => import('@jitl/quickjs-wasmfile-release-sync'));
+  }
+  return Port;
 }
 
 async function waitForPaths(paths: string[], ms: number): Promise<void> {
@@ -309,10 +324,11 @@ export class Rig {
     process.once('SIGTERM', rig.#onSignal);
     process.once('exit', rig.#onExit);
     try {
+      const Port = await loadHilPackages(options);
       mkdirSync(options.workDir, { recursive: true });
       if (options.logsDir) mkdirSync(options.logsDir, { recursive: true });
       if (options.port !== undefined) {
-        rig.slots.push(new DeviceSlot(0, await openPort(options.port, options.baud), null, options));
+        rig.slots.push(new DeviceSlot(0, await openPort(Port, options.port, options.baud), null, options));
         return rig;
       }
       await Promise.all(
@@ -325,7 +341,7 @@ export class Rig {
             socat.once('error', (e) => reject(new Error(`socat: ${e.message} (is socat installed? tools/setup.sh)`))),
           );
           await Promise.race([waitForPaths([host, dev], 5000), failed]);
-          rig.slots[i] = new DeviceSlot(i, await openPort(host, options.baud), dev, options);
+          rig.slots[i] = new DeviceSlot(i, await openPort(Port, host, options.baud), dev, options);
         }),
       );
       return rig;

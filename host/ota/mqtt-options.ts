@@ -5,10 +5,11 @@
  * printed); client id prefix; keepalive; clean or persistent sessions; MQTT 3.1.1 or 5.
  */
 import { readFileSync } from 'node:fs';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { type IClientOptions, type MqttClient } from 'mqtt';
 import { LIMITS } from '../../shared/limits.js';
 import { int, type Parsed, str } from '../commands/common.js';
 import { FwsealError } from '../errors.js';
+import { loadOptional } from '../optional.js';
 
 export const MQTT_FLAGS = {
   broker: { type: 'string' },
@@ -135,7 +136,9 @@ function connackRefusal(e: Error): number | null {
  * refused again. Afterwards the client reconnects by itself, through refusals too (a broker
  * restarting its authentication backend answers SERVER_UNAVAILABLE for a while).
  */
-export function connectMqtt(settings: MqttSettings, timeoutMs = 10_000): Promise<MqttClient> {
+export async function connectMqtt(settings: MqttSettings, timeoutMs = 10_000): Promise<MqttClient> {
+  // mqtt is an optional package: commands that never connect start without it (host/optional.ts).
+  const { default: mqtt } = await loadOptional('mqtt', 'an MQTT connection', () => import('mqtt'));
   return new Promise((resolve, reject) => {
     // mqtt.js calls its debug logger several times per packet; off unless DEBUG asks (a measurable share of serve's CPU).
     const quiet = process.env.DEBUG ? {} : { log: () => undefined };
