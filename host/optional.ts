@@ -7,11 +7,8 @@
 import { type CodeName } from '../shared/codes.js';
 import { FwsealError } from './errors.js';
 
-/**
- * The code of "this command needs a package that is not installed": an environment problem the user
- * fixes by installing it (exit status 2), hence IO until the code table has a code of its own.
- */
-export const MISSING_PACKAGE_CODE: Exclude<CodeName, 'OK'> = 'IO';
+/** The code of "this command needs a package that is not installed" (SPEC.md §9): exit status 2, fixed by installing it. */
+export const MISSING_PACKAGE_CODE: Exclude<CodeName, 'OK'> = 'PACKAGE_MISSING';
 
 /** Whether `e` says that `pkg` itself (not something it needs) could not be found. */
 export function isMissingPackage(e: unknown, pkg: string): boolean {

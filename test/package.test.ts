@@ -218,12 +218,16 @@ describe('the installed fwseal binary (item 1)', () => {
       ...['--trust', 'trust.cbor', '--device-class', 'acme-gw', '--state', 'dev'],
     );
     expect(mqtt.status).toBe(2);
-    expect(mqtt.stderr).toContain('(code 801)');
+    expect(mqtt.stderr).toContain('(code 823)');
     expect(mqtt.stderr).toContain('mqtt');
     const hil = fwseal('hil', 'run', '--devices', '1', '--work', join(work, 'hil'));
     expect(hil.status).toBe(2);
-    expect(hil.stderr).toContain('(code 801)');
+    expect(hil.stderr).toContain('(code 823)');
     expect(hil.stderr).toContain('serialport');
+    const serve = fwseal('serve', '--data', join(work, 'serve'), '--broker', 'mqtt://127.0.0.1:9', '--trust', 'trust.cbor');
+    expect(serve.status).toBe(2);
+    expect(serve.stderr).toContain('(code 823)');
+    expect(serve.stderr).toContain('better-sqlite3');
   });
 });
 

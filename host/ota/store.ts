@@ -15,6 +15,8 @@
  * written only while the stored rows still allow it), `root.change` (root-store.ts). Each says what a PostgreSQL
  * backend must do. Image files and digest tables stay files for now, under `imagesDir` and `digestsDir`.
  */
+
+import { loadOptional } from '../optional.js';
 import { type RootStoreApi, type RootVersions } from './root-store.js';
 
 export type CampaignState = 'running' | 'paused' | 'halted' | 'aborted' | 'completed';
@@ -367,7 +369,8 @@ export type StoreOptions =
 export async function openStore(options: StoreOptions): Promise<OtaStore> {
   switch (options.kind) {
     case 'sqlite': {
-      const { SqliteStore } = await import('./store-sqlite.js');
+      // better-sqlite3 is an optional package (host/optional.ts): named when missing, never INTERNAL.
+      const { SqliteStore } = await loadOptional('better-sqlite3', 'the SQLite store (fwseal serve)', () => import('./store-sqlite.js'));
       return new SqliteStore(options.dataDir);
     }
     case 'postgres': {
