@@ -12,6 +12,7 @@ import { createVerifier } from '../device/index.js';
 import { nodeSha256 } from '../host/hash.js';
 import { loadOptional } from '../host/optional.js';
 import { type PowerCutPoint, SimDevice } from './device.js';
+import { adoptDeviceDir } from './provision.js';
 
 export const DEVICE_RESET_EXIT = 75;
 
@@ -22,6 +23,8 @@ function log(line: string): void {
 async function run(): Promise<void> {
   const { values } = parseArgs({ options: { dir: { type: 'string' }, port: { type: 'string' }, baud: { type: 'string' }, runtime: { type: 'string' } } });
   if (!values.dir || !values.port) throw new Error('usage: device-main --dir DIR --port PATH [--baud N] [--runtime quickjs|node]');
+  // A directory from `fwseal device provision` runs too: complete it for the simulated device first.
+  adoptDeviceDir(values.dir);
   const runtime = values.runtime ?? 'quickjs';
   if (runtime !== 'quickjs' && runtime !== 'node') throw new Error(`--runtime ${runtime}: quickjs or node`);
   // The verifier: the device bundle inside QuickJS (as on a QuickJS-class device), or the same code in Node.

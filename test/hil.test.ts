@@ -4,7 +4,7 @@
  * the link emulator in real time. A short suite (2 devices, 4 scenarios, one with a reset
  * mid-upload); the full matrix is `npm run hil`. Outcomes are asserted by code and in the JUnit XML.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -95,6 +95,21 @@ describe('fwseal hil run (socat ptys, device processes)', () => {
       expect(readFileSync(join(logs, `dev-${dev}.device.log`), 'utf8')).toMatch(/resumed from flash/);
     }
     expect(r.stdout).toMatch(/8 passed, 0 failed, 0 skipped/);
+    // A line per finished case on stdout before the table (stderr is not a terminal here: no live view).
+    const caseLines = r.stdout.split('\n').filter((l) => /^PASS +\S+ \[dev [01]\] \d+\.\d s$/.test(l));
+    expect(caseLines).toHaveLength(8);
+    expect(r.stdout.indexOf(caseLines[0])).toBeLessThan(r.stdout.indexOf('scenario  '));
+    // JUnit (Ant/Jenkins): valid against the Jenkins schema, with timestamp, hostname, errors, the
+    // run's wall time (the time printed under the table, not a sum of parallel cases) and each case's log.
+    expect(spawnSync('xmllint', ['--noout', '--schema', join(__dirname, 'vectors/junit/junit-10.xsd'), junit], { encoding: 'utf8' }).status).toBe(0);
+    const xml = readFileSync(junit, 'utf8');
+    const suite = xml.match(/<testsuite [^>]*>/)?.[0] ?? '';
+    expect(suite).toMatch(/ errors="0" /);
+    expect(suite).toMatch(/ timestamp="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d" hostname="[^"]+"/);
+    const wall = Number(r.stdout.match(/at 460800 baud in (\d+\.\d) s/)?.[1]);
+    expect(Math.abs(Number(suite.match(/ time="([\d.]+)"/)?.[1]) - wall)).toBeLessThanOrEqual(0.06);
+    for (const m of xml.matchAll(/<testcase [^>]*name="([^"]+) \[dev \d\]"[^>]*>([\s\S]*?)<\/testcase>/g))
+      expect(m[2], m[1]).toMatch(new RegExp(`<system-out>[\\s\\S]*scenario ${m[1]}: start[\\s\\S]*--- device process ---`));
   });
 
   it('a failing expectation exits 1 and gives a JUnit failure with expected and actual', async () => {
@@ -110,11 +125,19 @@ describe('fwseal hil run (socat ptys, device processes)', () => {
     expect(failure).toContain('version: expected &quot;9.9.9&quot;, got &quot;1.0.0&quot;');
     expect(failure).toContain(`code: expected 0 (OK), got ${CODES.WRONG_DEVICE_CLASS} (WRONG_DEVICE_CLASS)`);
     expect(r.stdout).toMatch(/0 passed, 1 failed/);
+    expect(r.stdout).toMatch(/^FAIL {2}expects-too-much \[dev 0\] \d+\.\d s: version: expected "9\.9\.9"/m);
   });
 
-  it('rejects an unknown scenario and an unavailable runtime as usage errors', async () => {
-    expect((await hil(['--scenarios', 'no-such-scenario'])).code).toBe(2);
-    expect((await hil(['--runtime', 'wasm'])).code).toBe(2);
+  it('rejects an unknown scenario and an unavailable runtime as usage errors, a port that is not there as IO', async () => {
+    for (const [args, name] of [
+      [['--scenarios', 'no-such-scenario'], 'USAGE'],
+      [['--runtime', 'wasm'], 'USAGE'],
+      [['--port', join(tmp, 'no-such-port'), '--scenarios', 'good-update'], 'IO'],
+    ] as const) {
+      const r = await hil([...args]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`${name} (code ${CODES[name]})`);
+    }
   });
 
   it('--port drives a board it did not start: scenarios run over that port, power-cut scenarios are skipped', async () => {
