@@ -231,7 +231,9 @@ describe('keygen --pkcs11 (the key pair is made inside the token)', () => {
   });
 
   it('removes the new pair from the token when NAME.pub cannot be written', async () => {
-    expectUsage(await w.run('keygen', 'R8', '--pkcs11', uri('token=fwseal;object=R8'), '--dir', w.path('no-such-dir')), 'IO');
+    // --dir under a regular file: the folder cannot be made, which keygen finds only after the pair was made.
+    w.write('plain-file', 'x');
+    expectUsage(await w.run('keygen', 'R8', '--pkcs11', uri('token=fwseal;object=R8'), '--dir', w.path('plain-file/keys')), 'IO');
     expect(labelled('R8')).toBe(0);
   });
 
