@@ -24,9 +24,18 @@ import { consoleFrameWireBytes } from '../shared/smp/console.js';
 import { type SmpCommand } from '../shared/smp/messages.js';
 import { provisionDevice } from './provision.js';
 import { type DeviceSlot, type Rig } from './rig.js';
-import { codeOf, type ExpectedState, type ReleaseStep, type Scenario, type Step } from './scenario.js';
+import {
+  codeOf,
+  type ExpectedState,
+  scenarioRelease as release,
+  type Scenario,
+  type Step,
+  scenarioFile,
+  scenarioRevocations,
+  scenarioTrust,
+} from './scenario.js';
 import { uploadImage } from './upload.js';
-import { makeBundle, makeRelease, makeRevocations, makeTrust } from './world.js';
+import { makeBundle, trustBundleVersion } from './world.js';
 
 export type CaseResult = {
   readonly scenario: string;
@@ -62,16 +71,8 @@ type Ctx = {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function release(s: Scenario, r: ReleaseStep) {
-  return makeRelease({
-    version: r.version,
-    counter: r.counter,
-    signers: r.signers ?? s.setup.trust.release.slice(0, s.setup.trust.releaseThreshold),
-    deviceClass: r.deviceClass ?? s.setup.deviceClass,
-    imageSize: r.imageSize ?? s.setup.imageSize,
-    chunkSize: r.chunkSize ?? s.setup.chunkSize,
-  });
-}
+/** How a step names a trust bundle or revocation list in logs and failures. */
+const named = (v: { version?: number } | string, word: string) => (typeof v === 'string' ? `${word} ${v}` : `${word} v${v.version ?? 1}`);
 
 /** Request timeout: a full window of the largest packets on the wire, both ways, plus slack. */
 function timeoutFor(baud: number, window: number, latencyMs: number): number {
@@ -125,6 +126,7 @@ async function runUpload(ctx: Ctx, step: Extract<Step, { upload: unknown }>): Pr
   const { slot, scenario } = ctx;
   const rel = release(scenario, step.upload);
   const bundle = makeBundle(rel, step.upload.tamperChunk !== undefined ? { tamperChunk: step.upload.tamperChunk } : {});
+  const name = `upload ${rel.manifest.version}`;
   if (step.powerCut) await slot.armFault(step.powerCut);
   const cut = step.cableCut;
   const timers: NodeJS.Timeout[] = [];
@@ -143,14 +145,14 @@ async function runUpload(ctx: Ctx, step: Extract<Step, { upload: unknown }>): Pr
     );
   }
   try {
-    await uploadAttempts(ctx, step, bundle);
+    await uploadAttempts(ctx, step, bundle, name);
   } finally {
     for (const t of timers) clearTimeout(t);
     if (slot.link.isCut) slot.link.reconnect();
   }
 }
 
-async function uploadAttempts(ctx: Ctx, step: Extract<Step, { upload: unknown }>, bundle: Uint8Array): Promise<void> {
+async function uploadAttempts(ctx: Ctx, step: Extract<Step, { upload: unknown }>, bundle: Uint8Array, name: string): Promise<void> {
   const { slot, scenario } = ctx;
   const sha = nodeSha256(bundle);
   const window = scenario.link?.window ?? 2;
@@ -177,7 +179,7 @@ async function uploadAttempts(ctx: Ctx, step: Extract<Step, { upload: unknown }>
       bundleBytes: bundle.length,
     });
     slot.log(
-      `upload ${step.upload.version} attempt ${attempt}: ${r.ok ? `done, ${r.requests} requests, ${r.resent} resent, ${r.dataBytes} data bytes, ${r.skipped} skipped (already on the device)` : `${r.error} ${r.detail ?? ''}`}`,
+      `${name} attempt ${attempt}: ${r.ok ? `done, ${r.requests} requests, ${r.resent} resent, ${r.dataBytes} data bytes, ${r.skipped} skipped (already on the device)` : `${r.error} ${r.detail ?? ''}`}`,
     );
     if (r.ok) {
       outcome = 0;
@@ -193,15 +195,13 @@ async function uploadAttempts(ctx: Ctx, step: Extract<Step, { upload: unknown }>
     if (slot.simulated && slot.restarts === restarts) await sleep(300);
     if (!(await slot.waitAlive(30_000))) break;
   }
-  expectCode(ctx, `upload ${step.upload.version}`, step.expect?.code ?? 0, outcome);
+  expectCode(ctx, name, step.expect?.code ?? 0, outcome);
   if (step.expect?.resumed) {
     // Resumed: after the reset the device skipped what its flash already held, so less than a
     // restart from offset 0 was sent again.
     const last = ctx.uploads[ctx.uploads.length - 1];
     if (!(slot.restarts > 0 && last.ok && last.skipped > 0)) {
-      ctx.failures.push(
-        `upload ${step.upload.version}: expected a reset and a resumed upload (bytes skipped > 0), got ${slot.restarts} restarts, ${JSON.stringify(ctx.uploads)}`,
-      );
+      ctx.failures.push(`${name}: expected a reset and a resumed upload (bytes skipped > 0), got ${slot.restarts} restarts, ${JSON.stringify(ctx.uploads)}`);
     }
   }
 }
@@ -210,19 +210,22 @@ async function runStep(ctx: Ctx, step: Step): Promise<void> {
   const { slot, scenario } = ctx;
   if ('upload' in step) return runUpload(ctx, step);
   if ('manifest' in step) {
-    const code = await sendEnvelope(slot, manifestUpload, release(scenario, step.manifest).envelope);
-    slot.log(`manifest ${step.manifest.version}: code ${code}`);
-    return expectCode(ctx, `manifest ${step.manifest.version}`, step.expect?.code ?? 0, code);
+    const m = step.manifest;
+    const envelope = typeof m === 'string' ? scenarioFile(scenario, m) : release(scenario, m).envelope;
+    const what = `manifest ${typeof m === 'string' ? m : m.version}`;
+    const code = await sendEnvelope(slot, manifestUpload, envelope);
+    slot.log(`${what}: code ${code}`);
+    return expectCode(ctx, what, step.expect?.code ?? 0, code);
   }
   if ('trust' in step) {
-    const code = await sendEnvelope(slot, trustUpdate, makeTrust(step.trust));
-    slot.log(`trust v${step.trust.version ?? 1}: code ${code}`);
-    return expectCode(ctx, `trust update v${step.trust.version ?? 1}`, step.expect?.code ?? 0, code);
+    const code = await sendEnvelope(slot, trustUpdate, scenarioTrust(scenario, step.trust));
+    slot.log(`${named(step.trust, 'trust')}: code ${code}`);
+    return expectCode(ctx, `${named(step.trust, 'trust update')}`, step.expect?.code ?? 0, code);
   }
   if ('revocations' in step) {
-    const code = await sendEnvelope(slot, revocationUpdate, makeRevocations(step.revocations));
-    slot.log(`revocations v${step.revocations.version}: code ${code}`);
-    return expectCode(ctx, `revocation update v${step.revocations.version}`, step.expect?.code ?? 0, code);
+    const code = await sendEnvelope(slot, revocationUpdate, scenarioRevocations(scenario, step.revocations));
+    slot.log(`${named(step.revocations, 'revocations')}: code ${code}`);
+    return expectCode(ctx, `${named(step.revocations, 'revocation update')}`, step.expect?.code ?? 0, code);
   }
   if ('reset' in step) {
     const before = slot.restarts;
@@ -268,34 +271,29 @@ function compare(ctx: Ctx, expected: ExpectedState, actual: DeviceStatus | null)
 export async function runCase(rig: Rig, slot: DeviceSlot, scenario: Scenario): Promise<CaseResult> {
   const t0 = Date.now();
   const ctx: Ctx = { rig, slot, scenario, failures: [], uploads: [] };
-  const base = { scenario: scenario.name, device: slot.index, expected: scenario.expect };
   const hasPowerCut = scenario.steps.some((s) => 'powerCut' in s && s.powerCut !== undefined);
   if (!slot.simulated && hasPowerCut) {
-    return { ...base, passed: true, skipped: 'power cuts need a simulated device', failures: [], actual: null, seconds: 0, restarts: 0, uploads: [] };
+    return {
+      scenario: scenario.name,
+      device: slot.index,
+      expected: scenario.expect,
+      passed: true,
+      skipped: 'power cuts need a simulated device',
+      failures: [],
+      actual: null,
+      seconds: 0,
+      restarts: 0,
+      uploads: [],
+    };
   }
   let actual: DeviceStatus | null = null;
   try {
     const window = scenario.link?.window ?? 2;
     slot.setLink({ ...scenario.link, timeoutMs: timeoutFor(rig.options.baud, 1, scenario.link?.latencyMs ?? 0) });
     slot.log(`scenario ${scenario.name}: start (window ${window})`);
-    if (slot.simulated) {
-      const dir = join(rig.options.workDir, 'devices', `${scenario.name}-dev${slot.index}`);
-      rmSync(dir, { recursive: true, force: true });
-      const s = scenario.setup;
-      const trust = makeTrust(s.trust);
-      const factory = release(scenario, { version: s.factory.version, counter: s.factory.counter });
-      const p = provisionDevice(dir, {
-        deviceClass: s.deviceClass,
-        trust,
-        envelope: factory.envelope,
-        image: factory.image,
-        ...(s.revocations ? { revocations: makeRevocations(s.revocations) } : {}),
-        ...(s.maxTrialBoots ? { maxTrialBoots: s.maxTrialBoots } : {}),
-      });
-      if (!p.ok) throw new Error(`provisioning failed: ${p.error} ${p.detail ?? ''}`);
-      await slot.startDevice(dir);
-    }
+    if (slot.simulated) await provisionAndStart(ctx);
     if (!(await slot.waitAlive())) throw new Error('device does not answer echo');
+    if (!slot.simulated && !(await boardHoldsTrust(ctx))) return result(ctx, t0, null);
     for (const step of scenario.steps) await runStep(ctx, step);
     actual = await deviceStatus(slot);
     slot.log(`status: ${JSON.stringify(actual)}`);
@@ -305,9 +303,16 @@ export async function runCase(rig: Rig, slot: DeviceSlot, scenario: Scenario): P
   } finally {
     if (slot.simulated) await slot.stopDevice();
   }
+  return result(ctx, t0, actual);
+}
+
+function result(ctx: Ctx, t0: number, actual: DeviceStatus | null): CaseResult {
+  const { slot, scenario } = ctx;
   slot.log(`scenario ${scenario.name}: ${ctx.failures.length === 0 ? 'PASS' : `FAIL ${ctx.failures.join('; ')}`}`);
   return {
-    ...base,
+    scenario: scenario.name,
+    device: slot.index,
+    expected: scenario.expect,
     passed: ctx.failures.length === 0,
     failures: ctx.failures,
     actual,
@@ -315,6 +320,44 @@ export async function runCase(rig: Rig, slot: DeviceSlot, scenario: Scenario): P
     restarts: slot.restarts,
     uploads: ctx.uploads,
   };
+}
+
+/** A fresh device directory provisioned from `setup` (trust, factory release in slot A), and its process started. */
+async function provisionAndStart(ctx: Ctx): Promise<void> {
+  const { rig, slot, scenario } = ctx;
+  const dir = join(rig.options.workDir, 'devices', `${scenario.name}-dev${slot.index}`);
+  rmSync(dir, { recursive: true, force: true });
+  const s = scenario.setup;
+  const factory = release(scenario, s.factory);
+  const p = provisionDevice(dir, {
+    deviceClass: s.deviceClass,
+    trust: scenarioTrust(scenario, s.trust),
+    envelope: factory.envelope,
+    image: factory.image,
+    ...(s.revocations ? { revocations: scenarioRevocations(scenario, s.revocations) } : {}),
+    ...(s.maxTrialBoots ? { maxTrialBoots: s.maxTrialBoots } : {}),
+  });
+  if (!p.ok) throw new Error(`provisioning failed: ${p.error} ${p.detail ?? ''}`);
+  await slot.startDevice(dir);
+}
+
+/**
+ * A board on `--port` was provisioned outside the harness (its factory, or `fwseal device provision
+ * --trust trust.cbor` for a simulated board): the harness never changes its root of trust behind the
+ * scenario's back, so it checks that the board holds the version of `setup.trust` the scenario was
+ * written for (fwseal status `trust`, SPEC.md §13.3) and runs nothing when it does not. A `trust`
+ * step is how a scenario rotates a board's trust on purpose.
+ */
+async function boardHoldsTrust(ctx: Ctx): Promise<boolean> {
+  const { slot, scenario } = ctx;
+  const t = scenario.setup.trust;
+  const want = typeof t === 'string' ? trustBundleVersion(scenarioFile(scenario, t)) : (t.version ?? 1);
+  const st = await deviceStatus(slot);
+  if (want === null || st === null || st.trust === undefined || st.trust === want) return true;
+  ctx.failures.push(
+    `setup.trust: the board holds trust bundle v${st.trust}, the scenario's ${typeof t === 'string' ? t : 'test-key bundle'} is v${want} (provision the board with it, or add a trust step)`,
+  );
+  return false;
 }
 
 /** Every scenario on every slot; slots in parallel, scenarios in order on each. */

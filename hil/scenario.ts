@@ -3,16 +3,34 @@
  * bundle), link faults, steps (upload a release as an update bundle, reset, confirm, trust and
  * revocation updates, manifest pre-check), power cuts attached to steps, and the expected end state,
  * which is asked from the device over the link (fwseal status: slot, version, counter, last code,
- * phase). Loading validates the file and reports what is wrong with a path into it.
+ * phase).
+ *
+ * Signed inputs are built from test key labels, or read from files a team made with the fwseal CLI
+ * (a string where a trust bundle, revocation list or manifest goes; `{"manifest", "image"}` where a
+ * release goes), relative to the scenario file. Loading checks the file against the schema
+ * (hil/scenario-schema.ts: closed objects, so a misspelt key is refused with its path), then reads
+ * every file it names: any problem is a USAGE error naming the file and the path into it (IO when a
+ * file cannot be read), before a device starts.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { CODES, type CodeName } from '../shared/codes.js';
+import { basename, dirname, join, resolve } from 'node:path';
+import { readObjectFile } from '../host/commands/common.js';
+import { FwsealError } from '../host/errors.js';
+import { type ObjectKind } from '../host/inspect.js';
+import { readFileLimited } from '../host/io.js';
+import { CODES, type CodeName, codeName } from '../shared/codes.js';
 import { type PowerCutPoint } from './device.js';
 import { type LinkFaults } from './link.js';
-import { type ReleaseSpec, type RevocationSpec, type TrustSpec } from './world.js';
+import { SCENARIO_SCHEMA } from './scenario-schema.js';
+import { checkSchema, nearest } from './schema-check.js';
+import { makeRelease, makeRevocations, makeTrust, type Release, type ReleaseSpec, type RevocationSpec, releaseFromFiles, type TrustSpec } from './world.js';
 
+/** A release built from test keys; unset fields default from `setup`. */
 export type ReleaseStep = Partial<ReleaseSpec> & { readonly version: string; readonly counter: number; readonly tamperChunk?: number };
+/** A team's own release: a signed manifest and its image, paths relative to the scenario file. */
+export type FileRelease = { readonly manifest: string; readonly image: string; readonly tamperChunk?: number };
+
+export const isFileRelease = (r: ReleaseStep | FileRelease | { readonly version: string } | { readonly manifest: string }): r is FileRelease => 'manifest' in r;
 
 /** Cut the cable `afterMs` into the step, for `forMs` (both directions lose everything meanwhile). */
 export type CableCut = { readonly afterMs: number; readonly forMs: number };
@@ -25,10 +43,10 @@ export type StepExpect = {
 };
 
 export type Step =
-  | { readonly upload: ReleaseStep; readonly powerCut?: PowerCutPoint; readonly cableCut?: CableCut; readonly expect?: StepExpect }
-  | { readonly manifest: ReleaseStep; readonly expect?: StepExpect }
-  | { readonly trust: TrustSpec; readonly expect?: StepExpect }
-  | { readonly revocations: RevocationSpec; readonly expect?: StepExpect }
+  | { readonly upload: ReleaseStep | FileRelease; readonly powerCut?: PowerCutPoint; readonly cableCut?: CableCut; readonly expect?: StepExpect }
+  | { readonly manifest: ReleaseStep | string; readonly expect?: StepExpect }
+  | { readonly trust: TrustSpec | string; readonly expect?: StepExpect }
+  | { readonly revocations: RevocationSpec | string; readonly expect?: StepExpect }
   | { readonly reset: true }
   | { readonly confirm: true; readonly powerCut?: PowerCutPoint; readonly expect?: StepExpect };
 
@@ -47,9 +65,9 @@ export type Scenario = {
   readonly description?: string;
   readonly setup: {
     readonly deviceClass: string;
-    readonly factory: { readonly version: string; readonly counter: number };
-    readonly trust: TrustSpec;
-    readonly revocations?: RevocationSpec;
+    readonly factory: { readonly version: string; readonly counter: number } | FileRelease;
+    readonly trust: TrustSpec | string;
+    readonly revocations?: RevocationSpec | string;
     readonly imageSize?: number;
     readonly chunkSize?: number;
     readonly maxTrialBoots?: number;
@@ -57,6 +75,8 @@ export type Scenario = {
   readonly link?: { readonly faults?: LinkFaults; readonly latencyMs?: number; readonly seed?: number; readonly chunkBytes?: number; readonly window?: number };
   readonly steps: readonly Step[];
   readonly expect: ExpectedState;
+  /** The files the scenario names, read when it loaded: path as written -> bytes. */
+  readonly files?: ReadonlyMap<string, Uint8Array>;
 };
 
 /** A code given by number or name, as a number (throws on an unknown name). */
@@ -67,48 +87,124 @@ export function codeOf(v: number | string): number {
   return c;
 }
 
-function check(cond: unknown, where: string, what: string): asserts cond {
-  if (!cond) throw new Error(`${where}: ${what}`);
+/** The bytes of a file the scenario names (read when it loaded). */
+export function scenarioFile(s: Scenario, path: string): Uint8Array {
+  const bytes = s.files?.get(path);
+  if (bytes === undefined) throw new Error(`scenario ${s.name}: ${path} was not loaded (load scenarios with loadScenarioFile)`);
+  return bytes;
 }
 
-const STEP_KINDS = ['upload', 'manifest', 'trust', 'revocations', 'reset', 'confirm'];
-
-/** Validate a parsed scenario (throws Error naming the file and the field). */
-export function validateScenario(s: unknown, where: string): Scenario {
-  check(s !== null && typeof s === 'object', where, 'not an object');
-  // A JSON document checked field by field below: untyped until validated.
-  // biome-ignore lint/suspicious/noExplicitAny: the checks below are what give it a type.
-  const o = s as Record<string, any>;
-  check(typeof o.name === 'string' && /^[a-z0-9-]{1,64}$/.test(o.name), where, '"name" must be 1..64 characters of [a-z0-9-]');
-  check(o.setup && typeof o.setup.deviceClass === 'string', where, '"setup.deviceClass" is required');
-  check(
-    o.setup.factory && typeof o.setup.factory.version === 'string' && Number.isInteger(o.setup.factory.counter),
-    where,
-    '"setup.factory" needs version and counter',
-  );
-  check(o.setup.trust && Array.isArray(o.setup.trust.root) && Array.isArray(o.setup.trust.release), where, '"setup.trust" needs root and release key labels');
-  check(Array.isArray(o.steps), where, '"steps" must be an array');
-  // biome-ignore lint/suspicious/noExplicitAny: one step of the unvalidated document, checked below.
-  o.steps.forEach((step: any, i: number) => {
-    const kinds = Object.keys(step ?? {}).filter((k) => STEP_KINDS.includes(k));
-    check(kinds.length === 1, `${where} steps[${i}]`, `exactly one of ${STEP_KINDS.join(', ')}`);
-    if (step.upload || step.manifest) {
-      const r = step.upload ?? step.manifest;
-      check(typeof r.version === 'string' && Number.isInteger(r.counter), `${where} steps[${i}]`, 'a release needs version and counter');
-    }
-    if (step.expect?.code !== undefined) codeOf(step.expect.code);
-    if (step.cableCut)
-      check(Number.isFinite(step.cableCut.afterMs) && step.cableCut.forMs > 0, `${where} steps[${i}].cableCut`, 'needs afterMs >= 0 and forMs > 0');
-    if (step.powerCut)
-      check(
-        ['chunk', 'write', 'commit', 'confirm'].includes(step.powerCut.at),
-        `${where} steps[${i}].powerCut`,
-        '"at" must be chunk, write, commit or confirm',
-      );
+/** A release of the scenario: from its files, or built from test keys with defaults from `setup`. */
+export function scenarioRelease(s: Scenario, r: ReleaseStep | FileRelease): Release {
+  if (isFileRelease(r)) {
+    const made = releaseFromFiles(scenarioFile(s, r.manifest), scenarioFile(s, r.image));
+    if (!made.ok) throw new Error(`${r.manifest}: ${made.error} ${made.detail ?? ''}`);
+    return made.release;
+  }
+  const trust = s.setup.trust;
+  // validateScenario requires `signers` when setup.trust is a file (no labels to default to).
+  const signers = r.signers ?? (typeof trust === 'string' ? [] : trust.release.slice(0, trust.releaseThreshold));
+  return makeRelease({
+    version: r.version,
+    counter: r.counter,
+    signers,
+    deviceClass: r.deviceClass ?? s.setup.deviceClass,
+    imageSize: r.imageSize ?? s.setup.imageSize,
+    chunkSize: r.chunkSize ?? s.setup.chunkSize,
   });
-  check(o.expect && typeof o.expect === 'object', where, '"expect" is required');
-  if (o.expect.code !== undefined) codeOf(o.expect.code);
-  return o as Scenario;
+}
+
+/** Signed bytes of a trust bundle or revocation list: the scenario's file, or built from test keys. */
+export const scenarioTrust = (s: Scenario, t: TrustSpec | string): Uint8Array => (typeof t === 'string' ? scenarioFile(s, t) : makeTrust(t));
+export const scenarioRevocations = (s: Scenario, r: RevocationSpec | string): Uint8Array => (typeof r === 'string' ? scenarioFile(s, r) : makeRevocations(r));
+
+const usage = (where: string, path: string, what: string) => new FwsealError('USAGE', `${where}: ${path}: ${what}`);
+
+/** Check a parsed scenario against the schema and the rules it cannot say (throws USAGE naming `where` and the path). */
+export function validateScenario(s: unknown, where: string): Scenario {
+  const errors = checkSchema(SCENARIO_SCHEMA, s);
+  if (errors.length > 0) {
+    const more = errors.length > 5 ? ` (and ${errors.length - 5} more)` : '';
+    throw new FwsealError(
+      'USAGE',
+      `${where}: ${errors
+        .slice(0, 5)
+        .map((e) => `${e.path}: ${e.message}`)
+        .join('; ')}${more}`,
+    );
+  }
+  const sc = s as Scenario;
+  checkCodes(sc, where);
+  // Built-in releases are signed by test keys: by default the release keys of setup.trust, which a
+  // trust bundle file does not name as labels.
+  if (typeof sc.setup.trust === 'string') {
+    if (!isFileRelease(sc.setup.factory)) throw usage(where, 'setup.factory', 'with setup.trust from a file, the factory release must be files too');
+    sc.steps.forEach((step, i) => {
+      const r = 'upload' in step ? step.upload : 'manifest' in step ? step.manifest : null;
+      if (r !== null && typeof r !== 'string' && !isFileRelease(r) && r.signers === undefined)
+        throw usage(where, `steps[${i}].${'upload' in step ? 'upload' : 'manifest'}.signers`, 'required when setup.trust is a file');
+    });
+  }
+  return sc;
+}
+
+/** Every `code` names a code of SPEC.md §9 (the schema checks only its form, so that it does not change with shared/codes.ts). */
+function checkCodes(s: Scenario, where: string): void {
+  const known = Object.keys(CODES);
+  const codes: [string, number | string | undefined][] = [
+    ['expect.code', s.expect.code],
+    ...s.steps.map((step, i): [string, number | string | undefined] => [`steps[${i}].expect.code`, 'expect' in step ? step.expect?.code : undefined]),
+  ];
+  for (const [path, c] of codes) {
+    if (c === undefined || (typeof c === 'string' ? known.includes(c) : !codeName(c).startsWith('UNKNOWN_'))) continue;
+    const near = typeof c === 'string' ? nearest(c, known) : null;
+    throw usage(where, path, `${JSON.stringify(c)} is not an fwseal code (SPEC.md §9)${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}`);
+  }
+}
+
+type FileRef = { readonly at: string; readonly path: string; readonly kind: ObjectKind | 'image' };
+
+/** Every file a scenario names, with the path into the scenario where it is named. */
+function fileRefs(s: Scenario): FileRef[] {
+  const refs: FileRef[] = [];
+  const release = (at: string, r: FileRelease) =>
+    refs.push({ at: `${at}.manifest`, path: r.manifest, kind: 'manifest' }, { at: `${at}.image`, path: r.image, kind: 'image' });
+  if (typeof s.setup.trust === 'string') refs.push({ at: 'setup.trust', path: s.setup.trust, kind: 'trust-bundle' });
+  if (typeof s.setup.revocations === 'string') refs.push({ at: 'setup.revocations', path: s.setup.revocations, kind: 'revocation-list' });
+  if (isFileRelease(s.setup.factory)) release('setup.factory', s.setup.factory);
+  s.steps.forEach((step, i) => {
+    const at = `steps[${i}]`;
+    if ('upload' in step && isFileRelease(step.upload)) release(`${at}.upload`, step.upload);
+    if ('manifest' in step && typeof step.manifest === 'string') refs.push({ at: `${at}.manifest`, path: step.manifest, kind: 'manifest' });
+    if ('trust' in step && typeof step.trust === 'string') refs.push({ at: `${at}.trust`, path: step.trust, kind: 'trust-bundle' });
+    if ('revocations' in step && typeof step.revocations === 'string') refs.push({ at: `${at}.revocations`, path: step.revocations, kind: 'revocation-list' });
+  });
+  return refs;
+}
+
+/** Images the harness holds in memory whole (the bundle is built from them). */
+const MAX_IMAGE_BYTES = 1 << 30;
+
+function readInputs(s: Scenario, dir: string, where: string): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  for (const ref of fileRefs(s)) {
+    if (files.has(ref.path)) continue;
+    const full = resolve(dir, ref.path);
+    try {
+      files.set(ref.path, ref.kind === 'image' ? readFileLimited(full, MAX_IMAGE_BYTES, 'image') : readObjectFile(full, ref.kind));
+    } catch (e) {
+      if (!(e instanceof FwsealError)) throw e;
+      throw new FwsealError(e.codeName === 'IO' ? 'IO' : 'USAGE', `${where}: ${ref.at}: ${e.message}`);
+    }
+  }
+  // A file release must make an update bundle: the image length is the manifest's (SPEC.md §13.5).
+  for (const [i, r] of [s.setup.factory, ...s.steps.map((step) => ('upload' in step ? step.upload : null))].entries()) {
+    if (r === null || !isFileRelease(r)) continue;
+    const made = releaseFromFiles(files.get(r.manifest) as Uint8Array, files.get(r.image) as Uint8Array);
+    if (!made.ok)
+      throw usage(where, i === 0 ? 'setup.factory' : `steps[${i - 1}].upload`, `${r.manifest}, ${r.image}: ${made.error} ${made.detail ?? ''}`.trim());
+  }
+  return files;
 }
 
 export function loadScenarioFile(path: string): Scenario {
@@ -116,14 +212,18 @@ export function loadScenarioFile(path: string): Scenario {
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new Error(`${path}: ${(e as Error).message}`);
+    const io = (e as NodeJS.ErrnoException).code !== undefined;
+    throw new FwsealError(io ? 'IO' : 'USAGE', `${path}: ${(e as Error).message}`);
   }
-  return validateScenario(parsed, basename(path));
+  const where = basename(path);
+  const s = validateScenario(parsed, where);
+  return { ...s, files: readInputs(s, dirname(path), where) };
 }
 
 /**
  * Scenarios from `spec`: a directory (every *.json in it, sorted), or a comma-separated list of
- * names (looked up in `dir`) or file paths.
+ * names (looked up in `dir`) or file paths. Names must be unique (they name device directories and
+ * JUnit cases).
  */
 export function loadScenarios(spec: string | undefined, dir: string): Scenario[] {
   const fromDir = (d: string) =>
@@ -131,18 +231,27 @@ export function loadScenarios(spec: string | undefined, dir: string): Scenario[]
       .filter((f) => f.endsWith('.json'))
       .sort()
       .map((f) => loadScenarioFile(join(d, f)));
-  if (spec === undefined) return fromDir(dir);
-  if (!spec.includes(',') && statSafe(spec)?.isDirectory()) return fromDir(spec);
-  return spec
-    .split(',')
-    .map((name) => name.trim())
-    .filter(Boolean)
-    .map((name) => {
-      if (name.endsWith('.json')) return loadScenarioFile(name);
-      const path = join(dir, `${name}.json`);
-      if (!statSafe(path)) throw new Error(`no scenario ${name} in ${dir}`);
-      return loadScenarioFile(path);
-    });
+  const list =
+    spec === undefined
+      ? fromDir(dir)
+      : !spec.includes(',') && statSafe(spec)?.isDirectory()
+        ? fromDir(spec)
+        : spec
+            .split(',')
+            .map((name) => name.trim())
+            .filter(Boolean)
+            .map((name) => {
+              if (name.endsWith('.json')) return loadScenarioFile(name);
+              const path = join(dir, `${name}.json`);
+              if (!statSafe(path)) throw new FwsealError('USAGE', `no scenario ${name} in ${dir}`);
+              return loadScenarioFile(path);
+            });
+  const seen = new Set<string>();
+  for (const s of list) {
+    if (seen.has(s.name)) throw new FwsealError('USAGE', `two scenarios are named ${s.name}`);
+    seen.add(s.name);
+  }
+  return list;
 }
 
 function statSafe(p: string) {

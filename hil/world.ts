@@ -2,16 +2,19 @@
  * The signed material of a HIL scenario, built with the real host code: keys from labels (the same
  * label always gives the same key, so a scenario file names keys, not key files), trust bundles,
  * revocation lists, releases (image + signed manifest) and the update bundle (shared/bundle.ts) that
- * carries a release over SMP image upload.
+ * carries a release over SMP image upload. A team's own release (`M.cose` + image file) becomes a
+ * `Release` too (`releaseFromFiles`), so it travels in the same bundle.
  */
 import { createHash } from 'node:crypto';
 import { LeafHasher, nodeSha256 } from '../host/hash.js';
 import { type SigningKey, signingKeyFromSeed } from '../host/keys.js';
 import { signPayload } from '../host/sign.js';
 import { bundleLayout } from '../shared/bundle.js';
-import { encodeManifest, type Manifest } from '../shared/manifest.js';
+import { fail, ok, type Result } from '../shared/codes.js';
+import { parseEnvelope } from '../shared/cose.js';
+import { encodeManifest, type Manifest, parseManifest } from '../shared/manifest.js';
 import { merkleRoot, pageProofs } from '../shared/merkle.js';
-import { encodeRevocationList, encodeTrustBundle } from '../shared/trust.js';
+import { encodeRevocationList, encodeTrustBundle, parseTrustBundle } from '../shared/trust.js';
 
 const sha256 = (data: Uint8Array | string): Uint8Array => new Uint8Array(createHash('sha256').update(data).digest());
 
@@ -72,13 +75,18 @@ export type ReleaseSpec = {
 
 export type Release = { readonly manifest: Manifest; readonly envelope: Uint8Array; readonly image: Uint8Array; readonly leaves: Uint8Array[] };
 
+function leavesOf(image: Uint8Array, chunkSize: number): Uint8Array[] {
+  const hasher = new LeafHasher(chunkSize);
+  const leaves: Uint8Array[] = [];
+  for (let o = 0; o < image.length; o += chunkSize) leaves.push(new Uint8Array(hasher.leaf(image.subarray(o, o + chunkSize))));
+  return leaves;
+}
+
 export function makeRelease(spec: ReleaseSpec): Release {
   const imageSize = spec.imageSize ?? 16384;
   const chunkSize = spec.chunkSize ?? 1024;
   const image = detBytes(imageSize, `hil image ${spec.deviceClass} ${spec.version} ${imageSize}`);
-  const hasher = new LeafHasher(chunkSize);
-  const leaves: Uint8Array[] = [];
-  for (let o = 0; o < image.length; o += chunkSize) leaves.push(new Uint8Array(hasher.leaf(image.subarray(o, o + chunkSize))));
+  const leaves = leavesOf(image, chunkSize);
   const manifest: Manifest = {
     deviceClass: spec.deviceClass,
     version: spec.version,
@@ -89,6 +97,28 @@ export function makeRelease(spec: ReleaseSpec): Release {
     created: 1764000000,
   };
   return { manifest, envelope: signPayload(encodeManifest(manifest), spec.signers.map(hilKey)), image, leaves };
+}
+
+/**
+ * A release from a signed manifest and its image as files hold them. Only what the bundle layout
+ * needs is read here (the manifest's sizes, SPEC.md §13.5; the image length must match them);
+ * signatures, class, counter and digests are left to the device, which is what a scenario tests.
+ */
+export function releaseFromFiles(envelope: Uint8Array, image: Uint8Array): Result<{ release: Release }> {
+  const env = parseEnvelope(envelope);
+  if (!env.ok) return env;
+  const m = parseManifest(env.envelope.payload);
+  if (!m.ok) return m;
+  const manifest = m.value;
+  if (image.length !== manifest.imageSize) return fail('BAD_VALUE', `the image has ${image.length} bytes, the manifest says ${manifest.imageSize}`);
+  return ok({ release: { manifest, envelope, image, leaves: leavesOf(image, manifest.chunkSize) } });
+}
+
+/** The version of a signed trust bundle (for comparing with what a board reports), or null. */
+export function trustBundleVersion(envelope: Uint8Array): number | null {
+  const env = parseEnvelope(envelope);
+  const t = env.ok ? parseTrustBundle(env.envelope.payload) : null;
+  return t?.ok ? t.value.version : null;
 }
 
 /** The update bundle of a release (SPEC.md §13.5). `tamperChunk` flips a byte of that chunk after signing. */
