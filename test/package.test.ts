@@ -54,7 +54,7 @@ beforeAll(() => {
 describe('the tarball', () => {
   it('ships the built files only: no sources, tests, tools or source maps', () => {
     const paths = packed.files.map((f) => f.path);
-    const allowed = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|mjs|d\.ts|d\.mts)|hil\/scenarios\/[^/]+\.json)$/;
+    const allowed = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|mjs|d\.ts|d\.mts)|hil\/scenarios\/[^/]+\.json|hil\/scenario-schema\.json)$/;
     expect(paths.filter((p) => !allowed.test(p))).toEqual([]);
     expect(paths.some((p) => p.endsWith('.map'))).toBe(false);
     expect(packed.entryCount).toBeLessThan(150);
