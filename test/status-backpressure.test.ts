@@ -32,19 +32,16 @@ function slowStore() {
   return { store, stored, waiting, release };
 }
 
+/** A status ingest over `store` whose backlog bound is `maxBacklog`. */
+const ingestOn = (store: OtaStore, maxBacklog: number) =>
+  new StatusIngest({ store, metrics: new Metrics(), maxDevices: 100, announce: async () => undefined, log: () => undefined, maxBacklog });
+
 const online = (device: string) => Buffer.from(encodeStatusEvent({ device, state: 'online', group: 'g', version: '1.0.0', counter: 1 }));
 
 describe('status backlog', () => {
   it('holds the reader past the bound, lets it go at half, and ingests every event', async () => {
     const slow = slowStore();
-    const ingest = new StatusIngest({
-      store: slow.store,
-      metrics: new Metrics(),
-      maxDevices: 100,
-      announce: async () => undefined,
-      log: () => undefined,
-      maxBacklog: 4,
-    });
+    const ingest = ingestOn(slow.store, 4);
     let read = 0;
     // What mqtt.js does: one packet at a time, the next only once the previous one's handleMessage callback ran.
     const readNext = () => {
@@ -75,14 +72,7 @@ describe('status backlog', () => {
 
   it('close lets a held reader go (the client is ending)', async () => {
     const slow = slowStore();
-    const ingest = new StatusIngest({
-      store: slow.store,
-      metrics: new Metrics(),
-      maxDevices: 100,
-      announce: async () => undefined,
-      log: () => undefined,
-      maxBacklog: 1,
-    });
+    const ingest = ingestOn(slow.store, 1);
     void ingest.receive(online('a'), 'a');
     let released = false;
     ingest.admit(() => {
