@@ -35,6 +35,7 @@ const MODULES: Readonly<Record<string, () => Promise<Exports>>> = {
   incident: () => import('./commands/incident.js'),
   fleet: () => import('./commands/fleet.js'),
   audit: () => import('./commands/audit.js'),
+  log: () => import('./commands/log.js'),
 };
 
 /**
@@ -112,6 +113,24 @@ audit verify | audit | check an audit log's hash chain; name the first bad line
   head= json
 audit show | audit | list the entries of an audit log (and check its chain)
   action= since= json
+log init | log | create a transparency log (a folder) for signed manifests, trust bundles and revocation lists
+  origin= key= json
+log append | log | add signed objects to a transparency log (crash-safe, append-only)
+  json
+log checkpoint | log | sign a checkpoint (C2SP tlog-checkpoint note) of a transparency log with its log key
+  key= json
+log prove | log | print the inclusion proof of an entry in the newest checkpoint of a transparency log
+  index= entry= out= json
+log consistency | log | print the consistency proof from an older checkpoint (or size) to the newest of a transparency log
+  from= out= json
+log verify | log | check a transparency log on disk, or an inclusion or consistency proof offline
+  proof= consistency= entry= from= log-key= origin= witness=* witness-threshold= json
+log show | log | list the entries of a transparency log: index, kind, leaf hash, signing key ids
+  json
+log cosign | log | add a witness cosignature (C2SP tlog-cosignature, Ed25519) to a checkpoint after checking it against the log
+  key= log= name= json
+log monitor | log | check a transparency log since the last checkpoint seen: consistency, every new entry per signing key, unexpected signers
+  log= trust= since= save= revocations= device-class=* log-key= json
 completion | - | print a shell completion script (bash, zsh or fish) for every command and its flags
   -
 `;

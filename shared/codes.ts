@@ -104,6 +104,7 @@ export const CODES = Object.freeze({
   BROKER_AUTH_FAILED: 821,
   FORBIDDEN: 822,
   PACKAGE_MISSING: 823,
+  LOG_INVALID: 824,
   INTERNAL: 899,
 });
 

@@ -19,7 +19,7 @@ import { OtaServer } from '../host/ota/server.js';
 import { CODES } from '../shared/codes.js';
 import { type CliRun, runCli } from './support/cli-run.js';
 import { type CliWorld, CREATED, makeCliWorld } from './support/cli-world.js';
-import { detBytes } from './support/fixtures.js';
+import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { eventually, RawDevice } from './support/ota-client.js';
 
@@ -70,7 +70,7 @@ const pubs = (role: string, names: string[]) => names.flatMap((n) => [`--${role}
 const signs = (names: string[]) => names.flatMap((n) => ['--sign', `${n}.key`]);
 
 beforeAll(async () => {
-  world = await makeCliWorld(['A', 'B', 'C', 'R1', 'R2'], { image: true });
+  world = await makeCliWorld(['A', 'B', 'C', 'R1', 'R2', 'logkey', 'w1'], { image: true });
 });
 
 afterAll(() => world?.close());
@@ -284,6 +284,33 @@ describe('OTA: serve, campaigns, devices over MQTT, the root of trust', () => {
     check('incident revoke-key', await run(...drill, '--watch-timeout', '0', '--server', url));
     const next = ['revoke', '--trust', 'trust2.cbor', '--version', '2', '--previous', 'rl-incident.cbor', ...signs(['A', 'C']), '--out', 'rl2.cbor'];
     check('revoke', await run(...next, '--publish', '--server', url));
+  });
+});
+
+describe('the transparency log (issue 19)', () => {
+  it('log init, append, checkpoint, prove, consistency, verify, show, cosign, monitor', async () => {
+    const S = standardWorld();
+    world.write('tl-m.cose', S.envelope);
+    world.write('tl-trust.cbor', S.trust);
+    world.write('tl-m2.cose', makeManifestEnvelope(makeManifest(detBytes(64, 'tl m2'), { securityCounter: 9 }), [S.R1, S.R2]));
+    const origin = 'example.com/schema-log';
+    check('log init', await run('log', 'init', 'tl', '--origin', origin, '--key', 'logkey.pub'));
+    check('log append', await run('log', 'append', 'tl', 'tl-m.cose', 'tl-trust.cbor'));
+    check('log checkpoint', await run('log', 'checkpoint', 'tl', '--key', 'logkey.key'));
+    copyFileSync(world.path('tl/checkpoint.note'), world.path('tl-seen.note'));
+    check('log cosign', await run('log', 'cosign', 'tl/checkpoint.note', '--key', 'w1.key', '--log', 'tl'));
+    check('log prove', await run('log', 'prove', 'tl', '--entry', 'tl-m.cose', '--out', 'tl-proof.json'));
+    const key = ['--log-key', 'logkey.pub', '--origin', origin];
+    check('log verify', await run('log', 'verify', 'tl'));
+    check('log verify', await run('log', 'verify', '--proof', 'tl-proof.json', '--entry', 'tl-m.cose', ...key, '--witness', 'w1.pub'));
+    check('log verify', await run('log', 'verify', '--proof', 'tl-proof.json', '--entry', 'tl-trust.cbor', ...key), 1);
+    check('log append', await run('log', 'append', 'tl', 'tl-m2.cose'));
+    check('log checkpoint', await run('log', 'checkpoint', 'tl', '--key', 'logkey.key'));
+    check('log consistency', await run('log', 'consistency', 'tl', '--from', 'tl-seen.note', '--out', 'tl-step.json'));
+    check('log verify', await run('log', 'verify', '--consistency', 'tl-step.json', '--from', 'tl-seen.note', ...key));
+    check('log show', await run('log', 'show', 'tl'));
+    check('log monitor', await run('log', 'monitor', '--log', 'tl', '--trust', 'tl-trust.cbor', '--since', 'tl-seen.note'));
+    check('log monitor', await run('log', 'monitor', '--log', 'tl', '--trust', 'tl-trust.cbor', '--device-class', 'none'), 1);
   });
 });
 
