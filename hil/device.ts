@@ -24,11 +24,13 @@ import { join } from 'node:path';
 import { UpdateAgent } from '../device/agent/agent.js';
 import { type BootResult, boot } from '../device/agent/boot.js';
 import { createLayout, type Layout } from '../device/agent/layout.js';
+import { inactiveSlotOf, readManifestArea } from '../device/agent/slot.js';
 import { loadState } from '../device/agent/state-store.js';
-import { createVerifier, type Verifier } from '../device/index.js';
+import { createVerifier, parseEnvelope, parseManifest, type Verifier } from '../device/index.js';
 import { openFileFlash } from '../device/node/file-flash.js';
 import { nodeSha256 } from '../host/hash.js';
-import { CODES, codeName, type Result } from '../shared/codes.js';
+import { bytesEqual } from '../shared/bytes.js';
+import { type Result } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import {
   type DeviceStatus,
@@ -36,6 +38,7 @@ import {
   echo,
   type ImageSlotState,
   type ImageStateResponse,
+  type ImageStateWriteRequest,
   imageState,
   imageStateWrite,
   imageUpload,
@@ -46,9 +49,11 @@ import {
   status,
   trustUpdate,
 } from '../shared/smp/commands.js';
-import { MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
-import { SMP_GROUP, SMP_VERSION, type SmpHeader } from '../shared/smp/packet.js';
+import { IMG_MGMT_ERR, imageGroupError, rejectionError } from '../shared/smp/error-map.js';
+import { type SmpError } from '../shared/smp/errors.js';
+import { type SmpHeader } from '../shared/smp/packet.js';
 import { IMAGE_UPLOAD_BOUNDS } from '../shared/smp/upload.js';
+import { type DeviceStateRecord } from '../shared/state.js';
 import { type Rejection, UpdateBundleSink } from './bundle-sink.js';
 import { FaultFlash } from './fault-flash.js';
 import { DEVICE_CONFIG_FILE, type DeviceConfig, FLASH_FILE, TRUST_FILE } from './provision.js';
@@ -73,17 +78,6 @@ export type SimDeviceOptions = {
   readonly log?: (line: string) => void;
   readonly verifier?: Verifier;
 };
-
-/** SMP v1 rc for an fwseal rejection (v2 requests get the fwseal code itself as a group-64 error). */
-function mgmtRc(code: number): number {
-  if (code === CODES.AGENT_BUSY) return MGMT_ERR.EBUSY;
-  if (code === CODES.SLOT_TOO_SMALL) return MGMT_ERR.ENOMEM;
-  if (code < 200) return MGMT_ERR.EINVAL;
-  if (code < 400) return MGMT_ERR.EACCESSDENIED;
-  if (code < 500) return MGMT_ERR.ECORRUPT;
-  if (code === CODES.AGENT_BAD_STATE || code === CODES.NOT_CONFIRMED) return MGMT_ERR.EBADSTATE;
-  return MGMT_ERR.EUNKNOWN;
-}
 
 export class SimDevice {
   readonly config: DeviceConfig;
@@ -146,7 +140,7 @@ export class SimDevice {
       })
       .handle(status, () => ({ value: this.status() }))
       .handle(imageState, () => ({ value: this.#imageState() }))
-      .handle(imageStateWrite, (req, header) => this.#stateWrite(req.confirm, header))
+      .handle(imageStateWrite, (req, header) => this.#stateWrite(req, header))
       .handle(imageUpload, (req, header) => this.#bundleReceiver.handle(req, header))
       .handle(
         manifestUpload,
@@ -202,37 +196,79 @@ export class SimDevice {
   #reject(r: Rejection, header: SmpHeader | undefined, what: string): { error: SmpError } {
     this.#setCode(r.code);
     this.#log(`${what}: rejected ${r.error} (${r.code})${r.detail ? `: ${r.detail}` : ''}`);
-    return { error: header?.version === SMP_VERSION.v2 ? { rc: r.code, group: SMP_GROUP.fwseal } : { rc: mgmtRc(r.code), rsn: codeName(r.code) } };
+    return { error: rejectionError(header, r.code) };
   }
 
+  /**
+   * Image state as Zephyr's img_mgmt_state_read reports it (SPEC.md §13.3): one entry per slot that
+   * holds a whole image, in slot order, every flag present (false ones too) and "splitStatus": 0.
+   * `hash` is the slot's manifest digest (SHA-256 of the manifest payload, SPEC.md §6.3), fwseal's
+   * counterpart of MCUboot's image hash TLV. Flags follow Zephyr's swap types: nothing pending ->
+   * the running slot is active + confirmed; uploaded (pending, NEXT_BOOT_TYPE_TEST) -> the other
+   * slot is pending; on trial (NEXT_BOOT_TYPE_REVERT) -> the running slot is active and not
+   * confirmed, the other one confirmed, nothing pending; after a revert the reverted image has no flag.
+   */
   #imageState(): ImageStateResponse {
-    const images: ImageSlotState[] = [];
-    if (this.#boot.slot !== null)
-      images.push({
-        slot: this.#boot.slot,
-        version: this.#boot.version ?? '',
-        bootable: true,
-        active: true,
-        confirmed: !this.#boot.trial,
-        pending: false,
-        permanent: false,
-      });
     const s = loadState(this.#flash, this.#layout);
-    if (s.ok && s.record.pending)
-      images.push({ slot: this.#boot.slot === 0 ? 1 : 0, version: '', bootable: true, pending: true, active: false, confirmed: false, permanent: false });
-    return { images };
+    const rec = s.ok ? s.record : null;
+    const running = this.#boot.slot;
+    const trial = this.#boot.trial === true;
+    const images: ImageSlotState[] = [];
+    for (const slot of [0, 1] as const) {
+      const info = this.#slotInfo(slot, rec);
+      if (info === null) continue;
+      const active = slot === running;
+      const pending = !trial && !active && rec?.pending !== undefined && slot === inactiveSlotOf(rec);
+      images.push({ slot, version: info.version, hash: info.hash, bootable: true, pending, confirmed: trial ? !active : active, active, permanent: false });
+    }
+    return { images, splitStatus: 0 };
   }
 
-  #stateWrite(confirm: boolean, header: SmpHeader): { value: ImageStateResponse } | { error: SmpError } {
-    if (confirm && this.#boot.trial) {
-      this.#armPending('confirm');
-      const c = this.#agent.confirm();
-      this.#flash.disarm();
-      if (!c.ok) return this.#reject(c, header, 'confirm');
-      this.#boot = { ...this.#boot, trial: false, counter: c.counter };
-      this.#setCode(0);
-      this.#log(`confirmed: slot ${c.slot}, counter ${c.counter}`);
+  /** The version and manifest digest of a slot's image; null when it holds none whole (a download in progress, nothing written). */
+  #slotInfo(slot: 0 | 1, rec: DeviceStateRecord | null): { version: string; hash: Uint8Array } | null {
+    const area = readManifestArea(this.#flash, this.#layout, slot);
+    const env = area.ok ? parseEnvelope(area.envelope) : null;
+    const m = env?.ok ? parseManifest(env.envelope.payload) : null;
+    if (!env?.ok || !m?.ok) return null;
+    const hash = nodeSha256(env.envelope.payload);
+    if (rec?.downloading !== undefined && bytesEqual(rec.downloading, hash) && slot !== this.#boot.slot) return null;
+    return { version: m.value.version, hash };
+  }
+
+  /**
+   * Image state write (`image test HASH`, `image confirm [HASH]`) with Zephyr's answers
+   * (img_mgmt_state_write, img_mgmt_set_next_boot_slot): test without a hash or a hash not 32 bytes
+   * long INVALID_HASH; an unknown hash HASH_NOT_FOUND; test of the running image
+   * IMAGE_SETTING_TEST_TO_ACTIVE_DENIED; a change while an image is pending IMAGE_ALREADY_PENDING;
+   * test of the pending image and confirm of the next boot slot are no-ops. fwseal makes an image
+   * pending only by a verified upload and confirms only an image that ran on trial (SPEC.md §11.3),
+   * so testing or confirming any other slot is INVALID_SLOT.
+   */
+  #stateWrite(req: ImageStateWriteRequest, header: SmpHeader): { value: ImageStateResponse } | { error: SmpError } {
+    const state = this.#imageState();
+    const I = IMG_MGMT_ERR;
+    const hash = req.hash !== undefined && req.hash.length > 0 ? req.hash : undefined;
+    if (hash === undefined && !req.confirm) return { error: imageGroupError(I.INVALID_HASH) };
+    if (hash !== undefined && hash.length !== 32) return { error: imageGroupError(I.INVALID_HASH) };
+    const entry = hash === undefined ? state.images.find((e) => e.active) : state.images.find((e) => e.hash !== undefined && bytesEqual(e.hash, hash));
+    if (entry === undefined) return { error: imageGroupError(hash === undefined ? I.NO_IMAGE : I.HASH_NOT_FOUND) };
+    const trial = this.#boot.trial === true;
+    const anyPending = state.images.some((e) => e.pending);
+    if (!req.confirm) {
+      if (entry.active) return { error: imageGroupError(I.IMAGE_SETTING_TEST_TO_ACTIVE_DENIED) };
+      if (entry.pending) return { value: state };
+      return { error: imageGroupError(trial || anyPending ? I.IMAGE_ALREADY_PENDING : I.INVALID_SLOT) };
     }
+    if (anyPending) return { error: imageGroupError(I.IMAGE_ALREADY_PENDING) };
+    if (!trial) return entry.active ? { value: state } : { error: imageGroupError(I.INVALID_SLOT) };
+    if (!entry.active) return { value: state }; // confirming the slot a revert would boot: nothing to do
+    this.#armPending('confirm');
+    const c = this.#agent.confirm();
+    this.#flash.disarm();
+    if (!c.ok) return this.#reject(c, header, 'confirm');
+    this.#boot = { ...this.#boot, trial: false, counter: c.counter };
+    this.#setCode(0);
+    this.#log(`confirmed: slot ${c.slot}, counter ${c.counter}`);
     return { value: this.#imageState() };
   }
 

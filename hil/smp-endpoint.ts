@@ -8,6 +8,7 @@
 import { fail, ok, type Result } from '../shared/codes.js';
 import { findCommand } from '../shared/smp/commands.js';
 import { ConsoleDecoder, encodeConsoleFrame } from '../shared/smp/console.js';
+import { refusalError } from '../shared/smp/error-map.js';
 import { encodeErrorResponse, MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
 import { type AnySmpCommand, encodeRequest, encodeResponse, parseRequest, parseResponse, type SmpCommand } from '../shared/smp/messages.js';
 import { parseSmpHeader, parseSmpPacket, SMP_HEADER_BYTES, SMP_VERSION, type SmpHeader } from '../shared/smp/packet.js';
@@ -145,9 +146,9 @@ export type SmpServerOptions = {
 
 /**
  * The device side: requests in, responses out, one at a time in arrival order (as Zephyr's SMP work
- * queue). Every request whose header parses is answered exactly once (SPEC.md §13.7): no handler for
- * the command -> ENOTSUP; a payload that does not parse -> EINVAL with the fwseal code name as "rsn"
- * (ECORRUPT when the packet is shorter than its header says, as Zephyr); a handler that throws, or
+ * queue). Every request whose header parses is answered exactly once (SPEC.md §13.7): shorter than
+ * its header says -> ECORRUPT; no handler for the command -> ENOTSUP; a payload that does not parse
+ * -> refusalError (v1 EINVAL with the code name as "rsn", v2 a group error); a handler that throws, or
  * answers something that cannot be encoded -> EUNKNOWN, logged. Nothing a peer sends ends the
  * device. Packets that are not requests (responses) are ignored.
  */
@@ -243,13 +244,12 @@ export class SmpServer {
     const header = h.header;
     if ((header.op & 1) === 1) return null; // a response: nothing to answer
     this.requests++;
-    const packet = parseSmpPacket(bytes);
-    if (!packet.ok) {
+    // Zephyr's order (smp_process_request_packet, smp_handle_single_payload): a message that is not
+    // whole is ECORRUPT, a command without a handler ENOTSUP, then the handler decodes the payload.
+    if (header.length > bytes.length - SMP_HEADER_BYTES) {
       this.invalid++;
-      this.log(`smp: group ${header.group} command ${header.command} seq ${header.seq}: ${packet.error}`);
-      // Zephyr answers ECORRUPT when the message is not whole, EINVAL when its CBOR does not decode.
-      const notWhole = header.length > bytes.length - SMP_HEADER_BYTES;
-      return this.errorResponse(header, { rc: notWhole ? MGMT_ERR.ECORRUPT : MGMT_ERR.EINVAL, rsn: packet.error });
+      this.log(`smp: group ${header.group} command ${header.command} seq ${header.seq}: TRUNCATED`);
+      return this.errorResponse(header, { rc: MGMT_ERR.ECORRUPT, rsn: 'TRUNCATED' });
     }
     const cmd = findCommand(header);
     const handler = cmd === undefined ? undefined : this.handlers.get(cmd);
@@ -257,11 +257,13 @@ export class SmpServer {
       this.unsupported++;
       return this.errorResponse(header, { rc: MGMT_ERR.ENOTSUP });
     }
-    const request = parseRequest(cmd, packet);
+    const packet = parseSmpPacket(bytes);
+    const request = packet.ok ? parseRequest(cmd, packet) : packet;
     if (!request.ok) {
       this.invalid++;
       this.log(`smp: ${cmd.name} seq ${header.seq}: ${request.error}${request.detail ? `: ${request.detail}` : ''}`);
-      return this.errorResponse(header, { rc: MGMT_ERR.EINVAL, rsn: request.error });
+      // SPEC.md §13.7 rule 1: refused content is answered in the request's version (error-map.ts).
+      return this.errorResponse(header, refusalError(header, request.error));
     }
     try {
       const answer = handler(request.value, header);

@@ -5,7 +5,8 @@
 import { bytesEqual } from '../shared/bytes.js';
 import { fail, ok, type Result } from '../shared/codes.js';
 import { type EnvelopeUploadResponse, type ImageUploadRequest, type ImageUploadResponse, imageUpload } from '../shared/smp/commands.js';
-import { MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
+import { IMG_MGMT_ERR, refusalError } from '../shared/smp/error-map.js';
+import { type SmpError } from '../shared/smp/errors.js';
 import { type SmpHeader } from '../shared/smp/packet.js';
 import { chunkCapacity, ENVELOPE_UPLOAD_BOUNDS, IMAGE_UPLOAD_BOUNDS, type UploadBounds, type UploadChunk, uploadChunkFault } from '../shared/smp/upload.js';
 import { type SmpClient, type SmpReply } from './smp-endpoint.js';
@@ -30,12 +31,13 @@ export interface UploadSink {
  * The device side of an upload (image upload, and the group 64 envelope uploads), as Zephyr's
  * img_mgmt (SPEC.md §13.3, §13.7): the device answers the offset it expects next.
  *  - a chunk breaking the rules of uploadChunkFault (types, ranges, a first chunk without `len`,
- *    data past `len`) -> EINVAL with the code name as "rsn"; the upload in progress is kept
+ *    data past `len`) -> refusalError (v1 EINVAL with the code name as "rsn", v2 a group error in
+ *    the request's group, shared/smp/error-map.ts); the upload in progress is kept
  *  - a first chunk (off 0, len) with the sha of the upload in progress resumes it (answers the
  *    offset held); any other first chunk starts a new upload (sink.begin)
  *  - a chunk at another offset than the expected one, or with no upload in progress, is not taken
  *    and is answered the expected offset (0 with none: the client starts again)
- *  - data running past the upload's `len` -> EINVAL "BAD_VALUE" (Zephyr's "data overrun")
+ *  - data running past the upload's `len` -> refusalError BAD_VALUE (Zephyr's "data overrun")
  * Nothing is sized or indexed with a number that was not checked. Pure: no I/O but the sink.
  */
 export class UploadReceiver {
@@ -62,7 +64,7 @@ export class UploadReceiver {
 
   handle(req: UploadChunk, header?: SmpHeader): { readonly value: { readonly off: number } } | { readonly error: SmpError } {
     const fault = uploadChunkFault(req, this.bounds);
-    if (fault !== null) return { error: { rc: MGMT_ERR.EINVAL, rsn: fault.name } };
+    if (fault !== null) return { error: refusalError(header, fault.name) };
     const sha = req.sha instanceof Uint8Array ? req.sha : undefined;
     if (req.off === 0 && req.len !== undefined) {
       const resume = this.len === req.len && this.sha !== undefined && sha !== undefined && bytesEqual(this.sha, sha);
@@ -76,7 +78,7 @@ export class UploadReceiver {
       }
     }
     if (this.len < 0 || req.off !== this.expected) return { value: { off: this.offset } };
-    if (req.off + req.data.length > this.len) return { error: { rc: MGMT_ERR.EINVAL, rsn: 'BAD_VALUE' } };
+    if (req.off + req.data.length > this.len) return { error: refusalError(header, 'BAD_VALUE', IMG_MGMT_ERR.INVALID_IMAGE_DATA_OVERRUN) };
     if (req.data.length > 0) {
       const written = this.sink.write(req.off, req.data, header);
       if (written !== null && 'rc' in written) {

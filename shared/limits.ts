@@ -85,8 +85,12 @@ export const LIMITS = Object.freeze({
   maxPemBytes: 1048576,
   /** Most simulated devices in one `fwseal fleet-sim` process. */
   maxFleetDevices: 10000,
-  /** SMP over the console (SPEC.md §13): longest line, start marker and '\n' included (Zephyr's MCUMGR_SERIAL_MAX_FRAME). */
-  maxSmpLineBytes: 127,
+  /**
+   * SMP over the console (SPEC.md §13.2): longest line received, start marker and '\n' included (Zephyr's
+   * UART transport receive buffer, CONFIG_UART_MCUMGR_RX_BUF_SIZE, default 128). Lines sent hold whole
+   * base64 quads, so they are at most 127 bytes (Zephyr's MCUMGR_SERIAL_MAX_FRAME).
+   */
+  maxSmpLineBytes: 128,
   /** Largest SMP packet (8-byte header + CBOR payload) a console frame may carry; the device's buf_size. */
   maxSmpPacketBytes: 4096,
   /** External signer (SPEC.md §15.3): time allowed for one signature, and the most stdout bytes read. */

@@ -14,6 +14,7 @@ import { makeBundle, makeTrust } from '../hil/world.js';
 import { BUNDLE_HEADER_BYTES, bundleLayout, chunkOffset, parseBundleHeader } from '../shared/bundle.js';
 import { CODES } from '../shared/codes.js';
 import { imageStateWrite, imageUpload, status, trustUpdate } from '../shared/smp/commands.js';
+import { IMG_MGMT_ERR } from '../shared/smp/error-map.js';
 import { MGMT_ERR } from '../shared/smp/errors.js';
 import { SMP_GROUP, SMP_VERSION } from '../shared/smp/packet.js';
 
@@ -82,7 +83,7 @@ describe('simulated device over the emulated link', () => {
     expect((await statusOf(d)).phase).toBe('pending');
   });
 
-  it('answers the fwseal code: v1 rc + rsn, v2 a group-64 error', async () => {
+  it('answers the fwseal code: v1 rc + rsn, v2 an img_mgmt group error (SPEC.md §13.6)', async () => {
     const d = device();
     const bundle = makeBundle(release2({ deviceClass: 'other-board' }));
     const first = { off: 0, len: bundle.length, data: bundle.subarray(0, 2000) };
@@ -90,7 +91,8 @@ describe('simulated device over the emulated link', () => {
     expect(v1.ok && v1.smpError).toEqual({ rc: MGMT_ERR.EACCESSDENIED, rsn: 'WRONG_DEVICE_CLASS' });
     const v2client = new SmpClient(d.link.host, d.clock, { version: SMP_VERSION.v2 });
     const v2 = await d.clock.settle(v2client.request(imageUpload, first));
-    expect(v2.ok && v2.smpError).toEqual({ rc: CODES.WRONG_DEVICE_CLASS, group: SMP_GROUP.fwseal });
+    expect(v2.ok && v2.smpError).toEqual({ rc: IMG_MGMT_ERR.INVALID_IMAGE_HEADER, group: SMP_GROUP.image });
+    expect((await statusOf(d)).code).toBe(CODES.WRONG_DEVICE_CLASS);
     v2client.close();
   });
 

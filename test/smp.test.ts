@@ -279,12 +279,16 @@ describe('console framing: decoder', () => {
     }
   });
 
-  it('accepts CR LF line ends, and counts CR within the 127 bytes', () => {
+  it("accepts lines of 128 bytes as Zephyr's UART transport does (CR counted), and refuses 129", () => {
     const short = encodeConsoleFrame(Uint8Array.of(1, 2, 3));
     const crlf = Uint8Array.from([...short.subarray(0, short.length - 1), 0x0d, 0x0a]);
     expect(decodeAll(crlf).packets).toHaveLength(1);
-    const full = lines(frame)[0]; // 127 bytes
-    const tooLong = Uint8Array.from([...full.subarray(0, 126), 0x0d, 0x0a, ...frame.subarray(127)]);
+    const full = lines(frame)[0]; // 127 bytes: 06 09, 124 characters, '\n'
+    // A full line ended by CR LF is 128 bytes: CONFIG_UART_MCUMGR_RX_BUF_SIZE (default 128) holds it.
+    const crlfFull = Uint8Array.from([...full.subarray(0, 126), 0x0d, 0x0a, ...frame.subarray(127)]);
+    expect(decodeAll(crlfFull).packets).toEqual([packet]);
+    // One more byte (CR CR LF: 129) does not fit Zephyr's buffer: the frame is dropped.
+    const tooLong = Uint8Array.from([...full.subarray(0, 126), 0x0d, 0x0d, 0x0a, ...frame.subarray(127)]);
     const d = decodeAll(tooLong);
     expect(d.packets).toHaveLength(0);
     expect(d.failures).toEqual(['TOO_LARGE']);

@@ -103,8 +103,9 @@ const imageStateResponse: PayloadCodec<ImageStateResponse> = Object.freeze({
             ['slot', s.slot],
             ['version', s.version],
             ['hash', s.hash],
-            // Like Zephyr, flags are sent only when set.
-            ...SLOT_FLAGS.map((f) => [f, s[f] ? true : undefined] as const),
+            // Every flag, false ones too, as Zephyr's img_mgmt_state_encode_slot without
+            // CONFIG_MCUMGR_GRP_IMG_FRUGAL_LIST (the default); a peer's absent flag reads as false.
+            ...SLOT_FLAGS.map((f) => [f, s[f]] as const),
           ]),
         ),
       ],
@@ -161,7 +162,8 @@ export const imageStateWrite: SmpCommand<ImageStateWriteRequest, ImageStateRespo
       ]),
     parse: (m: CborMap) =>
       parseWith(() => {
-        const hash = bytesField(m, 'hash', MAX_HASH_BYTES);
+        // Longer than IMAGE_HASH_LEN is answered by the device as Zephyr does (INVALID_HASH), not refused here.
+        const hash = bytesField(m, 'hash', 2 * MAX_HASH_BYTES);
         const confirm = boolField(m, 'confirm') ?? false;
         return hash === undefined ? { confirm } : { hash, confirm };
       }),

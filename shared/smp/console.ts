@@ -51,7 +51,12 @@ function base64Value(c: number): number {
   return -2;
 }
 
-/** Base64 characters per line: the most whole quads that fit with the 2-byte marker and '\n'. */
+/**
+ * Base64 characters per line: the most whole quads that fit with the 2-byte marker and '\n'. At the
+ * default (128) that is 124, so every line sent is at most 127 bytes, Zephyr's MCUMGR_SERIAL_MAX_FRAME
+ * (include/zephyr/mgmt/mcumgr/transport/serial.h), which its shell transport (SMP_SHELL_RX_BUF_SIZE
+ * 127) and every stock client (smpclient, newtmgr: 124 characters) also use.
+ */
 export function base64CharsPerLine(maxLineBytes: number = LIMITS.maxSmpLineBytes): number {
   return Math.floor((maxLineBytes - 3) / 4) * 4;
 }
@@ -60,7 +65,7 @@ export function base64CharsPerLine(maxLineBytes: number = LIMITS.maxSmpLineBytes
  * The console frame of one SMP packet: base64 of [length BE16 = packet + 2][packet][CRC-16/XMODEM BE16
  * over the packet], cut into lines of at most `maxLineBytes` (default and maximum maxSmpLineBytes):
  * 06 09 <base64> '\n' for the first line, 04 14 <base64> '\n' for the others. Each line holds whole
- * base64 quads (124 characters = 93 bytes at 127), so every line also decodes on its own, as
+ * base64 quads (124 characters = 93 bytes, 127-byte lines, by default), so every line also decodes on its own, as
  * Zephyr's receiver decodes it. Throws RangeError for an empty packet or one above maxSmpPacketBytes.
  */
 export function encodeConsoleFrame(packet: Uint8Array, maxLineBytes: number = LIMITS.maxSmpLineBytes): Uint8Array {
@@ -120,13 +125,13 @@ const ORPHAN_LINE = 3;
  * (the shell shares the UART); a frame that goes wrong is dropped and counted, and the decoder
  * resynchronises on the next start marker:
  *  - bad CRC                                          -> FRAME_CRC_MISMATCH
- *  - a line longer than maxSmpLineBytes               -> TOO_LARGE
+ *  - a line longer than maxSmpLineBytes (128, Zephyr's CONFIG_UART_MCUMGR_RX_BUF_SIZE) -> TOO_LARGE
  *  - a length field above maxSmpPacketBytes + 2       -> TOO_LARGE (before anything is allocated)
  *  - a length field below 3 (no packet)               -> BAD_VALUE
  *  - more data than the length field says             -> TRAILING_BYTES
  *  - a new frame (or a marker byte inside a line) before this one is complete -> TRUNCATED
  *  - a character outside base64, misplaced padding    -> MALFORMED
- * Memory is bounded: one line (124 characters) and one frame (maxSmpPacketBytes + 2).
+ * Memory is bounded: one line (125 bytes after the marker) and one frame (maxSmpPacketBytes + 2).
  * Base64 is decoded as a stream across the lines of a frame, so lines that do not end on a quad
  * boundary and padding at the end of any line (per-line encoders) are both read.
  */

@@ -1,6 +1,7 @@
 /**
  * SMP errors (SPEC.md §13.1, §13.6): Zephyr's mcumgr_err_t result codes, v1 {"rc", "rsn"} and v2
- * group error maps {"err": {"group", "rc"}}, encoded and read.
+ * group error maps {"err": {"group", "rc"}}, encoded and read; Zephyr's group codes (img_mgmt,
+ * os_mgmt) and the table that maps fwseal codes onto them (SPEC.md §13.6).
  */
 import { type CborMap } from '../cbor.js';
 import { encodeSmpPacket, SMP_VERSION, type SmpHeader } from './packet.js';
@@ -31,11 +32,18 @@ export type SmpError = {
   readonly group?: number;
   /** v1 reason text, when the peer sent one. */
   readonly rsn?: string;
+  /**
+   * A group error's answer to a v1 request: the MGMT_ERR Zephyr's smp_translate_error_code gives
+   * it (SPEC.md §13.6). Only the encoder reads it; a parsed error never has it.
+   */
+  readonly v1rc?: number;
 };
 
 /**
  * An error response: v1 {"rc": N, "rsn"?: text}; v2 group errors {"err": {"group": G, "rc": N}}.
- * A v2 request that fails at the SMP level still gets {"rc": N}, as in Zephyr.
+ * A group error answers a v1 request with its `v1rc` (EUNKNOWN when none is given), as Zephyr's
+ * smp_handle_single_req translates it. A v2 request that fails at the SMP level (no group: ENOTSUP,
+ * ECORRUPT, a handler that threw) still gets {"rc": N}, as Zephyr's smp_build_err_rsp sends it.
  */
 export function encodeErrorResponse(request: SmpHeader, error: SmpError): Uint8Array {
   const payload =
@@ -50,7 +58,7 @@ export function encodeErrorResponse(request: SmpHeader, error: SmpError): Uint8A
           ],
         ])
       : mapOf([
-          ['rc', error.rc],
+          ['rc', error.group === undefined ? error.rc : (error.v1rc ?? MGMT_ERR.EUNKNOWN)],
           ['rsn', error.rsn],
         ]);
   return encodeSmpPacket({ op: request.op | 1, version: request.version, flags: 0, group: request.group, seq: request.seq, command: request.command }, payload);

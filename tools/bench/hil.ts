@@ -68,6 +68,7 @@ export const hilBench: Section = {
     const rows: Row[] = [];
     const verdicts: Verdict[] = [];
     await cleanLine(ctx, rows, verdicts);
+    await stockClientLine(ctx, rows);
     await lossyLine(ctx, rows, verdicts);
     await devicesAtOnce(ctx, rows);
     const notes = [
@@ -109,6 +110,25 @@ async function cleanLine(ctx: BenchContext, rows: Row[], verdicts: Verdict[]): P
     pass: cleanBps / FRAMING_CEILING >= 0.95,
     basis: `${cleanBps.toFixed(0)} / ${FRAMING_CEILING.toFixed(0)} B/s`,
   });
+}
+
+/**
+ * 1b. What a stock client gets on the same clean line (issue 18 item 5): one request at a time (smpclient,
+ * mcumgr), 127-byte lines (124 base64 characters, as fwseal sends). smpclient reads buf_size from
+ * MCUmgr params (4096) and sends packets of at most buf_size - 4 (the serial frame's length and CRC
+ * share Zephyr's buffer): 4066 data bytes a chunk. A client sized for Zephyr's default buffer
+ * (CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE 384) sends packets of 380 bytes: 354 data bytes a chunk.
+ */
+async function stockClientLine(ctx: BenchContext, rows: Row[]): Promise<void> {
+  for (const [label, chunkBytes] of [
+    ['stock client (stop-and-wait, buf_size - 4 = 4092-byte packets)', 4066],
+    ["stock client at Zephyr's default buf_size 384 (stop-and-wait, 380-byte packets)", 354],
+  ] as const) {
+    ctx.log(`hil: goodput at 115200 on a clean emulated link, ${label}`);
+    const r = await goodput(ctx, 256 * 1024, { window: 1, chunkBytes });
+    const bps = r.bundleBytes / r.seconds;
+    rows.push(valueRow(`115200, clean, ${label}`, bps, 'B/s', `${r.report.requests} requests, ${(bps / FRAMING_CEILING).toFixed(3)} of the framing ceiling`));
+  }
 }
 
 /** 2. A 1e-3 byte error rate: smaller chunks survive; the best of a few sizes and windows. */
