@@ -76,6 +76,8 @@ export const LIMITS = Object.freeze({
   blockCacheEntries: 256,
   /** OTA server: longest a block answer waits for more devices asking for it (SPEC.md §12.11), well under a device's 5 s request timeout. */
   maxMulticastHoldMs: 1000,
+  /** OTA server (SPEC.md §12.11): (campaign, device) pairs one instance tracks to estimate who listens on a data topic; the least recently seen go first. */
+  maxMulticastAudience: 65536,
   /** Waves in one campaign. */
   maxWaves: 100,
   /** Largest JSON request body of the server's HTTP API, and largest answer its CLI client reads. */

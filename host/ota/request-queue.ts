@@ -134,6 +134,8 @@ export class RequestQueue {
       a = { replies: [errorReply(CODES.SERVER_BUSY, readableIds(q.payload))], malformed: false, kind: 'error' };
     }
     metrics.request(a.kind);
+    // A device asking for pages is downloading and listens on the data topic: part of the multicast audience (SPEC.md §12.11).
+    if (multicast && a.kind === 'page') multicast.saw(q.campaign, q.device);
     if (a.malformed) metrics.malformedMessage('request');
     if (a.refused) metrics.refusedReplyTopic('payload');
     if (a.multicast && multicast) multicast.gather(a, q);

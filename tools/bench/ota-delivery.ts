@@ -8,7 +8,7 @@
  * over that whole window the CPU seconds of serve, mosquitto and the devices and the bytes mosquitto
  * sent ($SYS/broker/bytes/sent), per delivered GiB.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCampaign, IMAGE_BYTES, type OtaBench, type ServeStore, serve } from './ota-campaign.js';
 import { type ClientPool, type Round } from './ota-fleet.js';
@@ -24,6 +24,8 @@ export const GiB = 1024 ** 3;
 /** One delivery campaign's figures. Times in seconds from `campaign create`; CPU in seconds over create -> complete. */
 export type DeliveryRun = {
   readonly devices: number;
+  /** The release's image size: every device's delivered bytes. */
+  readonly imageBytes: number;
   readonly connectSeconds: number;
   /** First announcement seen -> last device's last chunk checked. */
   readonly delivery: number;
@@ -154,6 +156,7 @@ export async function deliveryCampaign(s: DeliverySetup): Promise<DeliveryRun> {
     const metrics = await Promise.all(servers.map(async (x) => (await fetch(`${x.api}/metrics`)).text()));
     return {
       devices: s.devices,
+      imageBytes: statSync(b.rel.v2Bin).size,
       connectSeconds: fleet.connectSeconds,
       delivery: (stats.lastDoneAt - stats.firstAnnouncedAt) / 1000,
       createToAnnounced: (stats.firstAnnouncedAt - tCreate) / 1000,
@@ -196,6 +199,13 @@ export function serveCpu(r: DeliveryRun): number | null {
   return sum;
 }
 
+/** Broker bytes against delivered bytes, and the blocks each instance multicast (SPEC.md §12.11: a copy per listener on the data topic). */
+function bytesText(r: DeliveryRun): string {
+  const ratio = r.meter.bytesSent / (r.devices * r.imageBytes);
+  const multicasts = r.metrics.map((m) => Number(m.match(/^fwseal_block_multicasts_total (\S+)$/m)?.[1] ?? 0));
+  return `broker sent ${(r.meter.bytesSent / 1e6).toFixed(1)} MB (${ratio.toFixed(2)}x the delivered bytes), dropped ${r.meter.dropped} messages; multicasts ${multicasts.join(' + ')}`;
+}
+
 /** One run as a note line. */
 export function deliveryLine(r: DeliveryRun): string {
   const c = r.meter.cpu;
@@ -204,5 +214,5 @@ export function deliveryLine(r: DeliveryRun): string {
   const serveText = serves.length === 1 ? f(c[serves[0]!]) : `${f(serveCpu(r))} (${serves.map((k) => `${k}: ${f(c[k])}`).join(', ')})`;
   const at = (t: number) => (t ? `${(t - r.stats.firstAnnouncedAt) / 1000 >= 0 ? ((t - r.stats.firstAnnouncedAt) / 1000).toFixed(3) : '?'} s` : '-');
   const timeline = `after the first announcement: last announcement ${at(r.stats.lastAnnouncedAt)}, last device asking for blocks ${at(r.stats.lastBlocksAskedAt)}, first block ${at(r.stats.firstBlockAt)}, first device done ${at(r.stats.firstDoneAt)}`;
-  return `${r.devices} devices: ${timeline}; create -> announced ${r.createToAnnounced.toFixed(3)} s, delivery ${r.delivery.toFixed(3)} s, create -> all checked ${r.createToDelivered.toFixed(3)} s, create -> server counts ${r.confirmed} confirmed ${r.complete.toFixed(2)} s (${r.state}${r.completed ? '' : `, NOT COMPLETED: ${r.stats.finished} devices done, counts ${JSON.stringify(r.counts)}`}); CPU s serve ${serveText}, mosquitto ${f(c.mosquitto)},${c.postgres !== undefined ? ` postgres ${f(c.postgres)},` : ''} devices ${f(c.devices)}, bench ${r.meter.benchCpu.toFixed(2)}; broker sent ${(r.meter.bytesSent / 1e6).toFixed(1)} MB, dropped ${r.meter.dropped} messages; requests: manifest ${r.stats.manifestRequests}, page ${r.stats.pageRequests}, block ${r.stats.blockRequests}, status ${r.stats.statusEvents}, retries ${r.stats.retries}, duplicate blocks ${r.stats.duplicateBlocks}, bad ${r.stats.badBlocks}, error replies ${r.stats.errorReplies}`;
+  return `${r.devices} devices: ${timeline}; create -> announced ${r.createToAnnounced.toFixed(3)} s, delivery ${r.delivery.toFixed(3)} s, create -> all checked ${r.createToDelivered.toFixed(3)} s, create -> server counts ${r.confirmed} confirmed ${r.complete.toFixed(2)} s (${r.state}${r.completed ? '' : `, NOT COMPLETED: ${r.stats.finished} devices done, counts ${JSON.stringify(r.counts)}`}); CPU s serve ${serveText}, mosquitto ${f(c.mosquitto)},${c.postgres !== undefined ? ` postgres ${f(c.postgres)},` : ''} devices ${f(c.devices)}, bench ${r.meter.benchCpu.toFixed(2)}; ${bytesText(r)}; requests: manifest ${r.stats.manifestRequests}, page ${r.stats.pageRequests}, block ${r.stats.blockRequests}, status ${r.stats.statusEvents}, retries ${r.stats.retries}, duplicate blocks ${r.stats.duplicateBlocks}, bad ${r.stats.badBlocks}, error replies ${r.stats.errorReplies}`;
 }
