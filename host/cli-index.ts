@@ -76,7 +76,7 @@ device run | device | run the update agent on a device under --state: boot, upda
 device powercut-sweep | powercut-sweep | cut power before (and in the middle of) every flash operation of an update, then boot
   image-size= step= no-torn json
 serve | serve | run the OTA server: answer device requests over MQTT, run campaigns, serve the HTTP API
-  broker= mqtt-ca= mqtt-cert= mqtt-key= client-id-prefix= keepalive= persistent-session mqtt-version= data= trust= revocations= http= prefix= tick-ms= response-qos= coalesce-ms= db= tokens= insecure-open-api http-cert= http-key= log-format= log-level=
+  broker= mqtt-ca= mqtt-cert= mqtt-key= client-id-prefix= keepalive= persistent-session mqtt-version= data= trust= revocations= http= prefix= tick-ms= response-qos= coalesce-ms= db= tokens= insecure-open-api http-cert= http-key= log-format= log-level= log= log-key= log-checkpoint-interval=
 campaign create | ota | upload an image and start a campaign for a device group on an OTA server
   server= manifest= image= group= waves= abort-failure-rate= block-size= device-timeout= abort-min-devices= wave-soak= wave-gate= json
 campaign status | ota | show a campaign: state, wave, device counts, failure rate, devices (--watch to follow it)

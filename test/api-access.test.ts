@@ -18,10 +18,12 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditRecord, scanAuditLog } from '../host/audit.js';
 import { nodeSha256 } from '../host/hash.js';
+import { generateKey } from '../host/keys.js';
 import { unmatchedRoutes } from '../host/ota/http.js';
 import { openApiDocument } from '../host/ota/openapi.js';
 import { ROUTES } from '../host/ota/routes.js';
 import { createToken } from '../host/ota/tokens.js';
+import { initLog } from '../host/tlog/store.js';
 import { toHex } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { runCli } from './support/cli-run.js';
@@ -240,7 +242,11 @@ describe('GET /api/openapi.json describes exactly what the server dispatches', (
     const file = at('tokens-doc.json');
     t.viewer = createToken(file, 'doc-viewer', 'viewer').token;
     t.admin = createToken(file, 'doc-admin', 'admin').token;
-    serve = await startServe('doc', ['--http', '127.0.0.1:0', '--tokens', file]);
+    // A served transparency log (SPEC.md §16.7), so that its routes answer too: the log key's passphrase as for every key.
+    const logKey = generateKey('doc-log', dir, () => 'doc log passphrase');
+    initLog(at('tlog-doc'), 'example.com/doc-log', logKey);
+    const tlog = ['--log', at('tlog-doc'), '--log-key', logKey.keyPath];
+    serve = await startServe('doc', ['--http', '127.0.0.1:0', '--tokens', file, ...tlog], { FWSEAL_PASSPHRASE: 'doc log passphrase' });
     const created = await as(t.admin, ...createArgs('g-doc'), '--server', serve.url);
     expect(created.status, created.err).toBe(0);
     const device = await RawDevice.connect(broker.url, 'doc-dev', { prefix: 'doc' });
@@ -252,6 +258,8 @@ describe('GET /api/openapi.json describes exactly what the server dispatches', (
       'device known',
     );
     Object.assign(sample, { campaigns: created.out.trim(), images: imageSha, devices: 'doc-dev' });
+    const signed = async () => String((await call(serve.url, 'GET', '/api/log/checkpoint', { token: t.viewer })).body).startsWith('example.com/doc-log\n1\n');
+    await eventually(signed, 20_000, 'a checkpoint with the manifest');
     const got = await call(serve.url, 'GET', '/api/openapi.json', { token: t.viewer });
     expect(got.status).toBe(200);
     doc = got.body;
@@ -286,15 +294,17 @@ describe('GET /api/openapi.json describes exactly what the server dispatches', (
   it('the documented success answers are reached too, and fit their schemas', async () => {
     const check = schemaChecker(doc);
     /** Call the operation at `template` (its parameters from the samples, or `id`) and check the answer against the schema of `status`. */
-    const ok = async (method: string, template: string, status: number, opts: { body?: unknown; id?: string } = {}) => {
-      const path = opts.id ? template.replace('{id}', opts.id) : fill(template);
+    const ok = async (method: string, template: string, status: number, opts: { body?: unknown; id?: string; query?: string } = {}) => {
+      const path = (opts.id ? template.replace('{id}', opts.id) : fill(template)) + (opts.query ?? '');
       const r = await call(serve.url, method, path, { token: t.admin, body: opts.body });
       expect(r.status, `${method} ${path}: ${JSON.stringify(r.body)}`).toBe(status);
       const content = doc.paths[template][method.toLowerCase()].responses[String(status)].content;
       if (content['application/json']) expect(check(content['application/json'].schema, r.body), `${method} ${path}`).toEqual([]);
       return r.body;
     };
-    for (const r of ROUTES.filter((x) => x.method === 'GET')) await ok('GET', r.path, 200);
+    // The log's proofs need their query: the manifest of the campaign created above, and a size.
+    const query: Record<string, string> = { '/api/log/proof': `?entry=${toHex(nodeSha256(manifest))}`, '/api/log/consistency': '?from=0' };
+    for (const r of ROUTES.filter((x) => x.method === 'GET')) await ok('GET', r.path, 200, { query: query[r.path] });
     await ok('PUT', '/api/images/{sha256}', 200, { body: image });
     await ok('POST', '/api/root', 200, { body: w.trust });
     const release = { manifest: Buffer.from(manifest).toString('base64'), image: imageSha, group: 'g-doc-2', waves: [100] };

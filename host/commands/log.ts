@@ -8,10 +8,12 @@ import { FwsealError } from '../errors.js';
 import { envelopeKind } from '../inspect.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { loadPublicKey, loadSigningKey } from '../keys.js';
+import { apiRequest } from '../ota/api-client.js';
 import { readCheckpointArg, verifyOffline } from '../tlog/cli-support.js';
 import { findEntry, newestCheckpoint, openCheckpoint, proveConsistency, proveInclusion, signCheckpoint, verifyLog } from '../tlog/log.js';
-import { type MonitorReport, monitorLog } from '../tlog/monitor.js';
-import { cosignNote, formatNote, NOTE_MAX_BYTES, parseNote } from '../tlog/note.js';
+import { type MonitorOptions, type MonitorReport, monitorLog } from '../tlog/monitor.js';
+import { cosignNote, formatNote, NOTE_MAX_BYTES, parseNote, SIG_ED25519 } from '../tlog/note.js';
+import { monitorServed } from '../tlog/remote.js';
 import { appendEntries, initLog, readConfig, readIndex, scanLog } from '../tlog/store.js';
 import { type Command, type Io, int, json, list, onePositional, readObjectFile, str } from './common.js';
 
@@ -276,7 +278,7 @@ Examples:
 export const logMonitor: Command = {
   name: 'log monitor',
   summary: 'check a transparency log since the last checkpoint seen: consistency, every new entry per signing key, unexpected signers',
-  usage: `fwseal log monitor --log DIR --trust trust.cbor [--since SEEN.note] [--save SEEN.note] [--revocations RL.cbor] [--device-class C]... [--log-key LOG.pub] [--json]
+  usage: `fwseal log monitor --log DIR|URL --trust trust.cbor [--since SEEN.note] [--save SEEN.note] [--revocations RL.cbor] [--device-class C]... [--log-key LOG.pub] [--json]
 
 For a cron job or CI. Proves the log's newest checkpoint consistent with SEEN.note (the checkpoint
 seen last; none: from the first entry), reads every new entry (each against its leaf hash, all
@@ -285,7 +287,8 @@ problem: a signature by a key trust.cbor does not list for that kind of object (
 by a key RL.cbor revokes (REVOKED_KEY), a release for a device class not among --device-class
 (WRONG_DEVICE_CLASS), an entry that is no fwseal object (MALFORMED); a fork or a rollback is
 LOG_INVALID. --save writes the newest checkpoint to SEEN.note after a clean run. --log-key pins the
-log key (default: the log's own log.json).
+log key (default: the log's own log.json). --log URL reads a log served by fwseal serve --log (the
+API's viewer role; token from FWSEAL_SERVER_TOKEN): the same checks, made here on what it serves.
 
 Examples:
   fwseal log monitor --log ./tlog --trust trust.cbor --since seen.note --save seen.note --device-class acme-gw`,
@@ -299,23 +302,28 @@ Examples:
     'log-key': { type: 'string' },
     json: { type: 'boolean' },
   },
-  run(p, io) {
+  async run(p, io) {
     const dir = str(p, 'log', true);
-    if (/^[a-z]+:\/\//i.test(dir)) throw new FwsealError('USAGE', '--log takes a log folder; a log URL is not supported yet');
+    const url = /^https?:\/\//i.test(dir);
+    if (!url && /^[a-z][a-z0-9+.-]*:\/\//i.test(dir)) throw new FwsealError('USAGE', '--log takes a log folder or an http(s):// URL of fwseal serve');
     const asJson = p.values.json === true;
     const trust = readObjectFile(str(p, 'trust', true), 'trust-bundle');
     const rl = str(p, 'revocations');
     const since = str(p, 'since');
     const pinned = str(p, 'log-key');
+    const opts = {
+      trust,
+      ...(rl ? { revocations: readObjectFile(rl, 'revocation-list') } : {}),
+      ...(since ? { since: readCheckpointArg(since) } : {}),
+      deviceClasses: list(p, 'device-class'),
+    };
+    // A served log (SPEC.md §16): read over the API with FWSEAL_SERVER_TOKEN; the log key's name is the checkpoint's origin.
+    const served = url ? await monitorServedArg(dir, opts, pinned).catch((e: Error) => e) : null;
     return verdict(io, 'log monitor', asJson, () => {
-      const cfg = readConfig(dir);
-      const report = monitorLog(dir, {
-        trust,
-        ...(rl ? { revocations: readObjectFile(rl, 'revocation-list') } : {}),
-        ...(since ? { since: readCheckpointArg(since) } : {}),
-        ...(pinned ? { logKey: { ...cfg.logKey, publicKey: loadPublicKey(pinned).publicKey } } : {}),
-        deviceClasses: list(p, 'device-class'),
-      });
+      if (served instanceof Error) throw served;
+      const cfg = served ? null : readConfig(dir);
+      const report =
+        served ?? monitorLog(dir, { ...opts, ...(pinned && cfg ? { logKey: { ...cfg.logKey, publicKey: loadPublicKey(pinned).publicKey } } : {}) });
       printMonitor(io, asJson, report);
       if (report.findings.length > 0) {
         const first = report.findings[0];
@@ -330,6 +338,15 @@ Examples:
     });
   },
 };
+
+/** monitorServed with the API target of --log URL and the pinned key named after the served log's origin. */
+async function monitorServedArg(url: string, opts: Omit<MonitorOptions, 'logKey'>, pinned: string | undefined): Promise<MonitorReport> {
+  const token = process.env.FWSEAL_SERVER_TOKEN;
+  const target = { server: url, ...(token ? { token } : {}) };
+  if (!pinned) return monitorServed(target, opts);
+  const { origin } = await apiRequest<{ origin: string }>(target, 'GET', 'api/log');
+  return monitorServed(target, { ...opts, logKey: { name: origin, publicKey: loadPublicKey(pinned).publicKey, type: SIG_ED25519 } });
+}
 
 function printMonitor(io: Io, asJson: boolean, r: MonitorReport): void {
   if (asJson) {

@@ -5,11 +5,12 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { exitStatusFor, FwsealError } from '../errors.js';
+import { loadSigningKey } from '../keys.js';
 import { API_ACCESS_FLAGS, API_ACCESS_USAGE, planApiListen } from '../ota/listen.js';
 import { LOG_FLAGS, LOG_USAGE, serveLog } from '../ota/log.js';
 import { MQTT_FLAGS, MQTT_USAGE, mqttSettings } from '../ota/mqtt-options.js';
 import { COALESCE_MS, OtaServer, RESPONSE_QOS } from '../ota/server.js';
-import { type Command, FLAG_ENV_USAGE, int, noPositionals, readObjectFile, str, withEnv } from './common.js';
+import { type Command, FLAG_ENV_USAGE, int, noPositionals, type Parsed, readObjectFile, str, withEnv } from './common.js';
 
 /** HOST:PORT or [IPv6]:PORT. */
 export function parseListen(text: string): { host: string; port: number } {
@@ -39,6 +40,7 @@ export const serveCmd: Command = {
   usage: `fwseal serve --broker URL --data DIR [--trust trust.cbor] [--revocations RL.cbor] [--http HOST:PORT]
     [--prefix P] [--tick-ms N] [--response-qos 0|1] [--coalesce-ms N] [--db postgres://USER@HOST:PORT/DB]
     [--tokens FILE | --insecure-open-api] [--http-cert CERT.pem --http-key KEY.pem] [--log-format text|json] [--log-level L]
+    [--log TLOG_DIR [--log-key LOG.key] [--log-checkpoint-interval MS]]
 ${MQTT_USAGE}
 ${API_ACCESS_USAGE}
 ${LOG_USAGE}
@@ -61,6 +63,12 @@ for go out once, on the campaign's data topic, for all of them: a block answer w
 --coalesce-ms (default 20; 0 = off) pass without another device asking for it, at most 25 of them
 and 1 s. Prints one line with the HTTP address, then runs until SIGINT or SIGTERM. The --http port
 is bound first: a port in use stops serve (IO, exit 2) before the store or the broker is touched.
+
+--log hosts a transparency log (made with fwseal log init; SPEC.md §16): each campaign's manifest
+is appended when the campaign is created (once: the same manifest again is the same entry), and the
+log is served to viewers under /api/log/ (checkpoint, proof, consistency, entries). With --log-key
+(its passphrase from FWSEAL_PASSPHRASE, as for every key) the server signs a checkpoint after
+appends, at most one per --log-checkpoint-interval ms (default 1000).
 ${FLAG_ENV_USAGE}
 
 Examples:
@@ -79,6 +87,9 @@ Examples:
     db: { type: 'string' },
     ...API_ACCESS_FLAGS,
     ...LOG_FLAGS,
+    log: { type: 'string' },
+    'log-key': { type: 'string' },
+    'log-checkpoint-interval': { type: 'string' },
   },
   async run(given, io) {
     noPositionals(given);
@@ -95,6 +106,7 @@ Examples:
     for (const w of plan.warnings) log.warn('serve.warning', {}, w);
     const dataDir = str(p, 'data', true);
     const db = str(p, 'db');
+    const tlog = tlogOptions(p);
     await checkListenFree(http);
     const started = OtaServer.start({
       mqtt,
@@ -109,6 +121,7 @@ Examples:
       tickMs: int(p, 'tick-ms', 10, 3_600_000, 1000),
       responseQos: int(p, 'response-qos', 0, 1, RESPONSE_QOS) as 0 | 1,
       coalesceMs: int(p, 'coalesce-ms', 0, 1000, COALESCE_MS),
+      ...(tlog ? { tlog } : {}),
       log,
     });
     const server = await started.catch((e: unknown) => {
@@ -139,3 +152,16 @@ Examples:
     return 0;
   },
 };
+
+/** --log DIR [--log-key LOG.key] [--log-checkpoint-interval MS] (SPEC.md §16); the key unlocked before anything starts. */
+function tlogOptions(p: Parsed) {
+  const dir = str(p, 'log');
+  const keyPath = str(p, 'log-key');
+  if (dir === undefined) {
+    if (keyPath !== undefined || p.values['log-checkpoint-interval'] !== undefined)
+      throw new FwsealError('USAGE', '--log-key and --log-checkpoint-interval need --log');
+    return undefined;
+  }
+  const checkpointIntervalMs = int(p, 'log-checkpoint-interval', 10, 3_600_000, 1000);
+  return { dir, checkpointIntervalMs, ...(keyPath !== undefined ? { key: loadSigningKey(keyPath) } : {}) };
+}

@@ -22,6 +22,7 @@ import { type BrowserGuard, browserGuard } from './console/guard.js';
 import { consoleHandlers } from './console/handlers.js';
 import { JSON_HEADERS, sendConsole } from './console/headers.js';
 import { fleetHandlers, ROLLOUT_FIELDS, rolloutFields } from './http-fleet.js';
+import { logHandlers } from './http-log.js';
 import { rootView } from './http-root.js';
 import { createApiServer, isLoopbackHost, type TlsFiles } from './listen.js';
 import { openApiDocument } from './openapi.js';
@@ -272,6 +273,8 @@ const HANDLERS: Readonly<Record<string, RouteHandler>> = {
   ...fleetHandlers(),
   // The web console's pages and assets, and its two API routes: whoAmI, getOverview (SPEC.md §12.9 "Web console").
   ...consoleHandlers(),
+  // The transparency log of fwseal serve --log (http-log.ts, SPEC.md §16).
+  ...logHandlers(),
 };
 
 /** Routes of the tables (API and console) without a handler, and handlers without a route: both must be empty, or the server does not start. */

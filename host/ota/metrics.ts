@@ -12,6 +12,7 @@ import { type RefusalStage, type StatusEvent } from '../../shared/ota/status.js'
 import { IGNORED_REASONS, type IgnoredReason } from './campaigns.js';
 import { type FleetFigures, readFleet, registerFleetMetrics } from './metrics-fleet.js';
 import { buildInfo, mirrorCounter, mirrorCounterMap, processRegistry, VERIFY_BUCKETS } from './metrics-prom.js';
+import { TlogMetrics } from './metrics-tlog.js';
 import { TrustAgeReader } from './metrics-trust.js';
 import { type OtaStore } from './store.js';
 
@@ -81,6 +82,8 @@ export class Metrics implements CampaignMetrics {
   private figures: FleetFigures | null = null;
   private scrapes: Promise<unknown> = Promise.resolve();
   private readonly trustAges = new TrustAgeReader();
+  /** The transparency log's M9 and size (metrics-tlog.ts; SPEC.md §16). */
+  readonly tlog: TlogMetrics;
 
   constructor() {
     const own = new Registry();
@@ -127,6 +130,7 @@ export class Metrics implements CampaignMetrics {
     });
     for (const reason of ['failure_rate', 'revoked', 'operator']) this.halts.inc({ reason }, 0);
     this.instanceCounters(own);
+    this.tlog = new TlogMetrics(own);
     buildInfo(own);
     this.registry = Registry.merge([own, processRegistry()]);
   }

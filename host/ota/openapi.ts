@@ -7,6 +7,7 @@
  */
 
 import { CONSOLE_SCHEMAS } from './console/api-schemas.js';
+import { LOG_OPERATIONS, LOG_SCHEMAS } from './http-log.js';
 import { BODY_LIMITS, type BodyKind, PATH_PARAMS, pathParams, ROUTES, type RouteSpec } from './routes.js';
 import { DEVICE_STATES } from './store.js';
 
@@ -200,6 +201,7 @@ const SCHEMAS: Record<string, Schema> = {
     more: { type: 'boolean' },
   }),
   ...CONSOLE_SCHEMAS,
+  ...LOG_SCHEMAS,
 };
 
 const OPERATIONS: Readonly<Record<string, Operation>> = {
@@ -254,6 +256,7 @@ const OPERATIONS: Readonly<Record<string, Operation>> = {
     errors: [404, 409],
     description: '404: no such campaign, or the device is not known in its group; 409: the campaign is aborted, or the device excluded already.',
   },
+  ...LOG_OPERATIONS,
 };
 
 /** The route ids this file describes (a test holds them to the table). */

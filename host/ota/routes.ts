@@ -17,6 +17,7 @@
  */
 import { LIMITS } from '../../shared/limits.js';
 import { ApiError } from './campaigns.js';
+import { LOG_QUERIES } from './http-log.js';
 import { type Role } from './tokens.js';
 
 /** `open`: no token needed, even when the API has tokens. */
@@ -150,6 +151,12 @@ const TABLE: RouteSpec[] = [
   campaignAction('abort', 'abort a campaign for good'),
   campaignAction('next', 'let the next wave open (a campaign with the manual wave gate)'),
   campaignAction('exclude', 'take a device out of a campaign'),
+  // The transparency log of fwseal serve --log (SPEC.md §16); 404 NOT_FOUND on a server without one.
+  read('getLog', '/api/log', 'the transparency log: origin, log key, size'),
+  read('getLogCheckpoint', '/api/log/checkpoint', 'the newest signed checkpoint (C2SP note, text)', { answer: 'text' }),
+  read('getLogProof', '/api/log/proof', 'the inclusion proof of a logged object, by its SHA-256', { query: LOG_QUERIES.proof }),
+  read('getLogConsistency', '/api/log/consistency', 'the consistency proof from a tree size to the newest checkpoint', { query: LOG_QUERIES.consistency }),
+  read('getLogEntries', '/api/log/entries', 'the logged objects, paged', { query: LOG_QUERIES.entries }),
 ];
 
 export const ROUTES: readonly RouteSpec[] = Object.freeze(TABLE.map((r) => Object.freeze(r)));

@@ -11,6 +11,7 @@ import { LIMITS } from '../../shared/limits.js';
 import { encodeAnnouncement } from '../../shared/ota/messages.js';
 import { isValidPrefix, parseRequestTopic, parseRootRequestTopic, parseStatusTopic, topics } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
+import { ServedLog, type ServedLogOptions } from '../tlog/served.js';
 import { AssetCache } from './assets.js';
 import { ServerAudit } from './audit-routes.js';
 import { ApiError, announcementOf, type CreateCampaign, createCampaign, transition } from './campaigns.js';
@@ -70,6 +71,8 @@ export type OtaServerOptions = {
   readonly maxDevices?: number;
   /** Status events not yet in the store before the server stops reading from the broker (default LIMITS.maxStatusBacklog). */
   readonly maxStatusBacklog?: number;
+  /** Host the transparency log in this folder (`--log`, SPEC.md §16): campaign manifests are appended; with a key, checkpoints signed. */
+  readonly tlog?: Pick<ServedLogOptions, 'dir' | 'key' | 'checkpointIntervalMs'>;
 };
 
 /** QoS 0 responses: measured ~2x the block throughput of QoS 1 (see the report); a lost response is a device retry. */
@@ -88,6 +91,7 @@ export class OtaServer {
   private readonly rootChannel: RootChannel;
   private closed = false;
   private http: HttpApi | null = null;
+  tlog: ServedLog | null = null; // --log (SPEC.md §16)
   /** Each group's announcement being published: the next one of the group waits for it. */
   private readonly announcing = new Map<string, Promise<void>>();
   /** The server's events (SPEC.md §12.9 "Logs"); each part logs through a child named after it. */
@@ -145,9 +149,12 @@ export class OtaServer {
     const root = new RootOfTrust(store.root, (seconds) => metrics.serverVerified(seconds));
     let client: MqttClient;
     let audit: ServerAudit;
+    let tlog: ServedLog | null = null;
     const log = asServerLog(opts.log);
     try {
       audit = new ServerAudit(opts.dataDir, (line) => log.child('audit').error('audit.unrecorded', {}, line));
+      const onError = (e: unknown) => log.child('tlog').error('tlog.checkpoint-failed', errorFields(e), 'transparency log checkpoint not signed');
+      if (opts.tlog) tlog = new ServedLog({ ...opts.tlog, observer: metrics.tlog, onError });
       // Before anything is announced: an older or foreign root of trust is refused with its code (§12.13).
       await root.startUp(opts.trust, opts.revocations);
       // A list given at this start may revoke what campaigns were signed with: halted before they are announced again.
@@ -155,10 +162,12 @@ export class OtaServer {
       logRootHalts(log.child('campaigns'), await recheckCampaigns(store, root, metrics), before, 'startup');
       client = await connectMqtt({ url: opts.mqtt.url, options: { ...opts.mqtt.options, queueQoSZero: false } });
     } catch (e) {
+      tlog?.close();
       await store.close();
       throw e;
     }
     const server = new OtaServer(opts, store, root, client, prefix, audit, metrics);
+    server.tlog = tlog;
     try {
       // The HTTP port first: a port already taken fails the start before anything is subscribed or republished.
       const access = opts.access ?? (opts.token !== undefined ? ApiAccess.sharedToken(opts.token, opts.tokenName) : ApiAccess.open());
@@ -270,6 +279,7 @@ export class OtaServer {
     // PostgreSQL: an image uploaded to another instance comes from the database into this one's cache first (SPEC.md §12.9).
     if (/^[0-9a-f]{64}$/.test(req.image)) await this.store.shared?.cacheImage(req.image);
     const row = await createCampaign(this.store, () => this.root.forCampaigns(), req, Date.now(), actor, this.metrics);
+    this.recordInLog(row.id, req.manifest);
     await this.announce(row);
     const created = { campaign: row.id, group: row.grp, from: null, to: row.state, reason: 'operator', actor, action: 'create' } as const;
     logTransition(this.campaignLog, created, { version: row.version, waves: JSON.parse(row.waves) as number[] });
@@ -346,6 +356,15 @@ export class OtaServer {
     return { ...published, halted: halted.map((h) => ({ id: h.row.id, code: h.code })) };
   }
 
+  /** The manifest into the transparency log before the announcement (SPEC.md §16); a log failure is logged, the campaign stands. */
+  private recordInLog(campaign: string, manifest: Uint8Array): void {
+    try {
+      if (this.tlog) this.log.child('tlog').info('tlog.appended', { campaign, entry: this.tlog.recordEntry(manifest) }, `manifest of ${campaign} logged`);
+    } catch (e) {
+      this.log.child('tlog').error('tlog.append-failed', { campaign, ...errorFields(e) }, `manifest of ${campaign} not appended to the log`);
+    }
+  }
+
   /** Republish a group's announcement from its newest campaign not aborted (an older campaign never overwrites a newer one's). */
   private async announceGroup(group: string): Promise<void> {
     const head = await groupHead(this.store, group);
@@ -356,6 +375,7 @@ export class OtaServer {
     if (this.closed) return;
     this.closed = true;
     this.ingest.close();
+    this.tlog?.close();
     this.requests.close();
     this.multicast?.close();
     this.publisher.close();

@@ -50,9 +50,9 @@ export type MonitorOptions = {
 
 const verifier = createVerifier({ sha256: nodeSha256 });
 
-type Policy = { release: readonly Uint8Array[]; root: readonly Uint8Array[]; revoked: readonly Uint8Array[]; deviceClasses: readonly string[] };
+export type Policy = { release: readonly Uint8Array[]; root: readonly Uint8Array[]; revoked: readonly Uint8Array[]; deviceClasses: readonly string[] };
 
-function policyOf(opts: MonitorOptions): Policy {
+export function policyOf(opts: MonitorOptions): Policy {
   const loaded = verifier.loadTrust(opts.trust);
   if (!loaded.ok) throw FwsealError.from(loaded, 'trust bundle');
   let revoked: readonly Uint8Array[] = [];
@@ -116,11 +116,22 @@ export function monitorLog(dir: string, opts: MonitorOptions): MonitorReport {
   const view = readIndex(dir);
   if (view.size < to.size || !constantTimeEqual(merkleRoot(nodeSha256, view.leaves.slice(0, to.size)), to.root))
     throw new FwsealError('LOG_INVALID', `the log's entries do not give the root of its checkpoint of size ${to.size}`);
+  const examined = examineRange(fromSize, to.size, (i) => readEntry(dir, view, i), policy);
+  return { origin: cfg.origin, fromSize, toSize: to.size, checkpoint: newest.note, ...examined };
+}
+
+/** Entries from..to-1 (from a folder or a served log, host/tlog/remote.ts): each examined, and listed per signing key. */
+export function examineRange(
+  from: number,
+  to: number,
+  objectAt: (i: number) => Uint8Array,
+  policy: Policy,
+): Pick<MonitorReport, 'entries' | 'byKey' | 'findings'> {
   const findings: Finding[] = [];
   const entries: MonitorEntry[] = [];
   const byKey = new Map<string, number[]>();
-  for (let i = fromSize; i < to.size; i++) {
-    const e = examine(i, readEntry(dir, view, i), policy, findings);
+  for (let i = from; i < to; i++) {
+    const e = examine(i, objectAt(i), policy, findings);
     entries.push(e);
     for (const k of new Set(e.signers)) {
       const list = byKey.get(k);
@@ -128,5 +139,5 @@ export function monitorLog(dir: string, opts: MonitorOptions): MonitorReport {
       else byKey.set(k, [i]);
     }
   }
-  return { origin: cfg.origin, fromSize, toSize: to.size, checkpoint: newest.note, entries, byKey: Object.fromEntries(byKey), findings };
+  return { entries, byKey: Object.fromEntries(byKey), findings };
 }
