@@ -22,6 +22,7 @@ import { fleetVerifier, nodeSha256 } from '../host/hash.js';
 import { OtaDevice } from '../host/ota/device-client.js';
 import { OtaServer } from '../host/ota/server.js';
 import { openStore } from '../host/ota/store.js';
+import { connectDb } from '../host/ota/store-pg-db.js';
 import { toHex } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { encodeStatusEvent } from '../shared/ota/status.js';
@@ -253,6 +254,21 @@ describe('--db and the database connection', () => {
       expect(await store.gate('c')).toBeUndefined();
     } finally {
       await store.close();
+    }
+  });
+
+  it('the status path waits for a lane, never in the pool queue where the connect timeout counts', async () => {
+    process.env.PGPASSWORD = postgres.env.PGPASSWORD;
+    // A 300 ms connect timeout and 100 calls of 50 ms each: ten at a time, the last would wait ~450 ms.
+    const db = await connectDb(new URL(await postgres.database()), undefined, 300);
+    try {
+      const slow = () => db.rows('SELECT pg_sleep(0.05)');
+      const direct = await Promise.allSettled(Array.from({ length: 100 }, slow));
+      expect(direct.some((r) => r.status === 'rejected')).toBe(true); // the hazard the lanes avoid
+      const laned = await Promise.allSettled(Array.from({ length: 100 }, () => db.statusLane(slow)));
+      expect(laned.filter((r) => r.status === 'rejected')).toEqual([]);
+    } finally {
+      await db.close();
     }
   });
 

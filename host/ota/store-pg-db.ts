@@ -16,6 +16,13 @@ export const PG_POOL_SIZE = 10;
  * and without a bound a burst of status events would queue without limit (SPEC.md §12.9 "PostgreSQL").
  */
 export const PG_MAX_PENDING = 4096;
+/**
+ * Connections the status path may hold at once (SPEC.md §12.9 "Status ingest"): its calls wait their
+ * turn here, without a time limit (their number is bounded by maxStatusBacklog), so that they never
+ * wait in the pool's own queue, where CONNECT_TIMEOUT_MS counts; the other connections stay free for
+ * requests, operators and the wave engine.
+ */
+export const PG_STATUS_LANES = PG_POOL_SIZE - 2;
 /** How long getting a connection may take before a call fails (the database is down or saturated). */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A transaction is run again at most this many times after a deadlock or serialization failure. */
@@ -58,12 +65,16 @@ const RETRYABLE = new Set(['40001', '40P01']);
 export class PgDb {
   readonly pool: pg.Pool;
   private pending = 0;
+  /** Status calls running now, and the ones waiting for a lane (in arrival order). */
+  private lanesBusy = 0;
+  private readonly laneQueue: (() => void)[] = [];
 
   constructor(
     url: URL,
     private readonly maxPending = PG_MAX_PENDING,
+    connectTimeoutMs = CONNECT_TIMEOUT_MS,
   ) {
-    this.pool = new pg.Pool({ connectionString: url.href, max: PG_POOL_SIZE, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, types: TYPES });
+    this.pool = new pg.Pool({ connectionString: url.href, max: PG_POOL_SIZE, connectionTimeoutMillis: connectTimeoutMs, types: TYPES });
     // An idle connection the server closed (restart, failover) must not crash the process: the pool replaces it.
     this.pool.on('error', () => undefined);
   }
@@ -84,6 +95,24 @@ export class PgDb {
       return await run();
     } finally {
       this.pending--;
+    }
+  }
+
+  /**
+   * A call of the status path: runs once one of PG_STATUS_LANES is free. Waiting here has no time
+   * limit (a burst of status events waits for the database instead of failing on the pool's connect
+   * timeout); the caller bounds how many wait (status-ingest.ts).
+   */
+  async statusLane<T>(run: () => Promise<T>): Promise<T> {
+    if (this.lanesBusy >= PG_STATUS_LANES) await new Promise<void>((go) => this.laneQueue.push(go));
+    else this.lanesBusy++;
+    try {
+      return await run();
+    } finally {
+      const next = this.laneQueue.shift();
+      if (next)
+        next(); // the lane passes to the next waiter
+      else this.lanesBusy--;
     }
   }
 
@@ -132,8 +161,8 @@ export class PgDb {
 }
 
 /** Open the pool and check the connection: a database that is not there fails the start (IO), with where it is, never with credentials. */
-export async function connectDb(url: URL, maxPending?: number): Promise<PgDb> {
-  const db = new PgDb(url, maxPending);
+export async function connectDb(url: URL, maxPending?: number, connectTimeoutMs?: number): Promise<PgDb> {
+  const db = new PgDb(url, maxPending, connectTimeoutMs);
   try {
     await db.rows('SELECT 1');
   } catch (e) {

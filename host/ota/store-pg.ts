@@ -150,6 +150,10 @@ export class PgStore implements OtaStore {
 
   async recordOnline(id: string, r: DeviceReport, max: number): Promise<boolean> {
     const now = Date.now();
+    return this.db.statusLane(() => this.recordOnlineTx(id, r, max, now));
+  }
+
+  private recordOnlineTx(id: string, r: DeviceReport, max: number, now: number): Promise<boolean> {
     return this.db.tx(async (c) => {
       const known = (await c.query<{ v: number | null }>('SELECT revocation_version AS v FROM devices WHERE id = $1 FOR UPDATE', [id])).rows[0];
       if (known) {
@@ -177,15 +181,15 @@ export class PgStore implements OtaStore {
 
   // The status path (statusContext, recordStatus, recordOffline, recordOnline) is never refused here: status-ingest.ts bounds it and holds the broker instead (§12.9).
   async statusContext(campaign: string, device: string): Promise<StatusContext | undefined> {
-    return (await this.db.rows<StatusContext>(STATUS_CONTEXT, [campaign, device]))[0];
+    return this.db.statusLane(async () => (await this.db.rows<StatusContext>(STATUS_CONTEXT, [campaign, device]))[0]);
   }
 
   async recordStatus(s: StatusRecord): Promise<boolean> {
-    return fleet.recordStatus(this.db, s);
+    return this.db.statusLane(() => fleet.recordStatus(this.db, s));
   }
 
   async recordOffline(device: string): Promise<boolean> {
-    return fleet.recordOffline(this.db, device);
+    return this.db.statusLane(() => fleet.recordOffline(this.db, device));
   }
 
   recordTimeouts(campaign: string, devices: readonly string[], cutoff: number): Promise<string[]> {
