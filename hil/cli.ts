@@ -10,8 +10,11 @@ import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runIfEntryPoint } from '../host/cli.js';
-import { type Command, int, noPositionals, str } from '../host/commands/common.js';
+import { type Command } from '../host/commands/common.js';
 import { FwsealError } from '../host/errors.js';
+
+/** The flag readers, loaded when a hil command runs: at start-up (`fwseal --help`, any host command) this file loads nothing heavy. */
+const parsers = () => import('../host/commands/common.js');
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** hil/scenarios beside the source, or beside the built file (dist/hil -> hil/scenarios). */
@@ -76,6 +79,7 @@ dist/device/fwseal-verifier.js inside QuickJS; needs npm run build) or node (the
     work: { type: 'string' },
   },
   async run(p, io) {
+    const { int, noPositionals, str } = await parsers();
     noPositionals(p);
     const options = {
       runtime: runtimeOf(str(p, 'runtime'), 'quickjs'),
@@ -109,6 +113,7 @@ Examples:
   mcumgr --conntype serial --connstring dev=/dev/pts/5,baud=115200 image upload update.bin`,
   options: { image: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' } },
   async run(p, io) {
+    const { str } = await parsers();
     if (p.positionals.length !== 1) throw new FwsealError('USAGE', 'give one manifest: fwseal hil bundle M.cose --image IMAGE --out FILE');
     const image = str(p, 'image', true);
     const out = str(p, 'out', true);
@@ -136,6 +141,7 @@ Examples:
   fwseal hil device --state dev1 --pty ./dev1.pty`,
   options: { state: { type: 'string' }, pty: { type: 'string' }, port: { type: 'string' }, baud: { type: 'string' }, runtime: { type: 'string' } },
   async run(p, io) {
+    const { int, noPositionals, str } = await parsers();
     noPositionals(p);
     const pty = str(p, 'pty');
     const port = str(p, 'port');
