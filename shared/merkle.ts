@@ -123,15 +123,40 @@ export function merkleRoot(sha256: Sha256, leafHashes: readonly Uint8Array[]): U
   return levels[levels.length - 1][0].slice();
 }
 
-/** RFC 9162 §2.1.3.1 PATH(m, D[n]) read off the levels: the sibling at each level, leaf first. */
-function pathFromLevels(levels: readonly (readonly Uint8Array[])[], index: number): Uint8Array[] {
-  const path: Uint8Array[] = [];
-  for (let l = 0, i = index; l < levels.length - 1; l++, i = half(i)) {
-    const sibling = isOdd(i) ? i - 1 : i + 1;
-    if (sibling < levels[l].length) path.push(levels[l][sibling].slice());
-    // else: i is a lone last node carried up unchanged; no proof node at this level.
+/**
+ * MTH(D[start:end]) for a node of the RFC 9162 tree: the ranges the proofs of §2.1.3.1 and §2.1.4.1
+ * ask for are always nodes (an aligned start, a power-of-two size or the tree's right edge). The
+ * caller decides where the hashes come from: the levels below, or a log's cache of subtree roots
+ * (host/tlog/tree.ts), so one proof construction serves digest pages and the transparency log.
+ */
+export type SubtreeRoots = (start: number, end: number) => Uint8Array;
+
+/** Subtree roots read off buildLevels: node [start, end) is levels[l][start / 2^l] for 2^l >= end - start. */
+function levelsRoots(levels: readonly (readonly Uint8Array[])[]): SubtreeRoots {
+  return (start, end) => {
+    let l = 0;
+    for (let span = 1; span < end - start; span *= 2) l++;
+    return levels[l][start / 2 ** l].slice();
+  };
+}
+
+/** RFC 9162 §2.1.3.1 PATH(index, D[size]) from subtree roots; 0 <= index < size (the caller checks). */
+export function inclusionPathFrom(roots: SubtreeRoots, size: number, index: number): Uint8Array[] {
+  // Split top-down as §2.1.1 does; PATH lists the sibling subtrees leaf first, so reverse at the end.
+  const topDown: Uint8Array[] = [];
+  let start = 0;
+  let end = size;
+  while (end - start > 1) {
+    const k = splitPoint(end - start);
+    if (index < start + k) {
+      topDown.push(roots(start + k, end));
+      end = start + k;
+    } else {
+      topDown.push(roots(start, start + k));
+      start += k;
+    }
   }
-  return path;
+  return topDown.reverse();
 }
 
 /** RFC 9162 §2.1.3.1 PATH(m, D[n]), from all leaf hashes (host side). Throws RangeError on bad index. */
@@ -140,7 +165,7 @@ export function inclusionProof(sha256: Sha256, leafHashes: readonly Uint8Array[]
     throw new RangeError(`index ${index} out of range for ${leafHashes.length} leaves`);
   }
   checkLeaves(leafHashes);
-  return pathFromLevels(buildLevels(sha256, leafHashes), index);
+  return inclusionPathFrom(levelsRoots(buildLevels(sha256, leafHashes)), leafHashes.length, index);
 }
 
 /**
@@ -204,12 +229,6 @@ export function rootFromInclusionProof(sha256: Sha256, index: number, size: numb
   return sn === 0 ? r.slice() : null;
 }
 
-/** MTH(D[start:end]) for 0 <= start < end <= leafHashes.length. */
-function subtreeRoot(sha256: Sha256, leafHashes: readonly Uint8Array[], start: number, end: number): Uint8Array {
-  const levels = buildLevels(sha256, leafHashes.slice(start, end));
-  return levels[levels.length - 1][0].slice();
-}
-
 /** Largest power of two strictly smaller than n (n >= 2), the split point of RFC 9162 §2.1.1. */
 function splitPoint(n: number): number {
   let k = 1;
@@ -227,26 +246,31 @@ export function consistencyProof(sha256: Sha256, leafHashes: readonly Uint8Array
     throw new RangeError(`old size ${oldSize} out of range for ${n} leaves`);
   }
   checkLeaves(leafHashes);
+  return consistencyPathFrom(levelsRoots(buildLevels(sha256, leafHashes)), n, oldSize);
+}
+
+/** RFC 9162 §2.1.4.1 PROOF(oldSize, D[size]) from subtree roots; 0 < oldSize <= size (the caller checks). */
+export function consistencyPathFrom(roots: SubtreeRoots, size: number, oldSize: number): Uint8Array[] {
   // SUBPROOF over D[start:end]; nodes are collected top-down and reversed at the end, because
   // SUBPROOF(...) : MTH(sibling) puts the sibling after the deeper nodes.
   const topDown: Uint8Array[] = [];
   let m = oldSize;
   let start = 0;
-  let end = n;
+  let end = size;
   let complete = true; // the b flag of §2.1.4.1: D[start:start+m] is the whole old tree
   while (m !== end - start) {
     const k = splitPoint(end - start);
     if (m <= k) {
-      topDown.push(subtreeRoot(sha256, leafHashes, start + k, end));
+      topDown.push(roots(start + k, end));
       end = start + k;
     } else {
-      topDown.push(subtreeRoot(sha256, leafHashes, start, start + k));
+      topDown.push(roots(start, start + k));
       start += k;
       m -= k;
       complete = false;
     }
   }
-  if (!complete) topDown.push(subtreeRoot(sha256, leafHashes, start, end));
+  if (!complete) topDown.push(roots(start, end));
   return topDown.reverse();
 }
 
@@ -378,12 +402,13 @@ export function pageProof(sha256: Sha256, leafHashes: readonly Uint8Array[], pag
 /** pageProof for every page, hashing the tree once (host side). */
 export function pageProofs(sha256: Sha256, leafHashes: readonly Uint8Array[]): Uint8Array[][] {
   const roots = pageRoots(sha256, leafHashes);
-  const levels = buildLevels(sha256, roots);
-  return roots.map((_, p) => pathFromLevels(levels, p));
+  const levels = levelsRoots(buildLevels(sha256, roots));
+  return roots.map((_, p) => inclusionPathFrom(levels, roots.length, p));
 }
 
 /** root and every page proof from the page roots (hashes the leaves once). */
 export function pageTree(sha256: Sha256, roots: readonly Uint8Array[]): { root: Uint8Array; proofs: Uint8Array[][] } {
   const levels = buildLevels(sha256, roots);
-  return { root: levels[levels.length - 1][0].slice(), proofs: roots.map((_, p) => pathFromLevels(levels, p)) };
+  const at = levelsRoots(levels);
+  return { root: levels[levels.length - 1][0].slice(), proofs: roots.map((_, p) => inclusionPathFrom(at, roots.length, p)) };
 }

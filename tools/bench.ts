@@ -22,8 +22,9 @@ import { powercut } from './bench/powercut.js';
 import { quickjsBench } from './bench/quickjs.js';
 import { revocation } from './bench/revocation.js';
 import { signing } from './bench/signing.js';
+import { tlogBench } from './bench/tlog.js';
 
-const SECTIONS: readonly Section[] = [packVerify, cliBench, quickjsBench, powercut, ota, revocation, hilBench, signing];
+const SECTIONS: readonly Section[] = [packVerify, cliBench, quickjsBench, powercut, ota, revocation, hilBench, signing, tlogBench];
 
 const USAGE = `usage: tsx tools/bench.ts [--size-mb N] [--runs N] [--json-out PATH] [--only SECTION[,SECTION]]
   --size-mb N     image size in MiB (default 256)

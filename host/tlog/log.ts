@@ -6,12 +6,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '../../shared/bytes.js';
-import { consistencyProof, constantTimeEqual, inclusionProof, leafHash, rootFromInclusionProof, verifyConsistency } from '../../shared/merkle.js';
+import { constantTimeEqual, leafHash, rootFromInclusionProof, verifyConsistency } from '../../shared/merkle.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
 import { type SigningKey } from '../keys.js';
 import { type Checkpoint, checkpointText, formatNote, type NoteKey, parseCheckpoint, parseNote, signNote, type Verified, verifyNote } from './note.js';
-import { checkpointFiles, type LogConfig, readConfig, readIndex, saveCheckpoint, scanLog } from './store.js';
+import { checkpointFiles, indexTree, type LogConfig, readConfig, readIndex, saveCheckpoint, scanLog } from './store.js';
+import { type LogTree } from './tree.js';
 
 const invalid = (why: string) => new FwsealError('LOG_INVALID', why);
 const hex = (b: Uint8Array) => toHex(b);
@@ -59,6 +60,24 @@ export function signCheckpoint(dir: string, key: SigningKey): { note: string; ch
   const text = checkpointText(checkpoint);
   const note = formatNote({ text, signatures: [signNote(text, key, cfg.origin)] });
   return { note, checkpoint, path: saveCheckpoint(dir, size, note) };
+}
+
+/**
+ * Sign a checkpoint of `tree`, a tree the caller keeps in step with the log (`fwseal serve`: every
+ * entry it holds was read back and checked against its leaf hash). The same refusal of a fork as
+ * signCheckpoint, in O(log n) hashes instead of a scan of every record.
+ */
+export function signCheckpointFromTree(dir: string, key: SigningKey, tree: LogTree): { note: string; checkpoint: Checkpoint; path: string } {
+  const cfg = readConfig(dir);
+  if (!Buffer.from(key.publicKey).equals(cfg.logKey.publicKey))
+    throw new FwsealError('KEY_NOT_IN_TRUST', `key ${key.name} is not the key of log ${cfg.origin}`);
+  const previous = newestCheckpoint(dir, cfg)?.checkpoint;
+  if (previous && (previous.size > tree.size || !constantTimeEqual(previous.root, tree.root(previous.size))))
+    throw invalid(`the newest checkpoint (size ${previous.size}) does not match the log: refusing to sign a fork`);
+  const checkpoint: Checkpoint = { origin: cfg.origin, size: tree.size, root: tree.root(), extensions: [] };
+  const text = checkpointText(checkpoint);
+  const note = formatNote({ text, signatures: [signNote(text, key, cfg.origin)] });
+  return { note, checkpoint, path: saveCheckpoint(dir, tree.size, note) };
 }
 
 export type LogReport = {
@@ -118,19 +137,17 @@ export type InclusionBundle = {
 };
 
 /** RFC 9162 §2.1.3.1 PATH(index, D[size]) for entry `index`, against the newest signed checkpoint. */
-export function proveInclusion(dir: string, index: number): InclusionBundle {
+export function proveInclusion(dir: string, index: number, tree: LogTree = indexTree(dir)): InclusionBundle {
   const opened = newestCheckpoint(dir);
   if (!opened) throw new FwsealError('NOT_FOUND', 'the log has no signed checkpoint yet (fwseal log checkpoint)');
   const { size } = opened.checkpoint;
-  const view = readIndex(dir);
-  if (!Number.isSafeInteger(index) || index < 0 || index >= view.size) throw new FwsealError('NOT_FOUND', `the log has no entry ${index} (size ${view.size})`);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= tree.size) throw new FwsealError('NOT_FOUND', `the log has no entry ${index} (size ${tree.size})`);
   if (index >= size) throw new FwsealError('NOT_FOUND', `entry ${index} is not in the newest checkpoint yet (size ${size}; fwseal log checkpoint)`);
-  const leaves = view.leaves.slice(0, size);
-  const proof = inclusionProof(nodeSha256, leaves, index);
   // The proof must lead to the signed root: a log whose index was changed since is refused here.
-  if (!constantTimeEqual(rootFromInclusionProof(nodeSha256, index, size, leaves[index], proof) ?? new Uint8Array(0), opened.checkpoint.root))
+  if (size > tree.size || !constantTimeEqual(tree.root(size), opened.checkpoint.root))
     throw invalid('the index does not give the root of the newest checkpoint');
-  return { type: 'fwseal-log-inclusion', version: 1, index, size, leafHash: hex(leaves[index]), proof: proof.map(hex), checkpoint: opened.note };
+  const proof = tree.inclusion(index, size);
+  return { type: 'fwseal-log-inclusion', version: 1, index, size, leafHash: hex(tree.leaf(index)), proof: proof.map(hex), checkpoint: opened.note };
 }
 
 /** The index of the first entry whose object is `obj` (by leaf hash), or -1. */
@@ -177,24 +194,17 @@ export type ConsistencyBundle = {
  * signed one. The old checkpoint's root must be the log's at its size: a log that cannot prove it
  * forked (LOG_INVALID), and saying so is the point of the proof.
  */
-export function proveConsistency(dir: string, old: Checkpoint): ConsistencyBundle {
+export function proveConsistency(dir: string, old: Checkpoint, tree: LogTree = indexTree(dir)): ConsistencyBundle {
   const opened = newestCheckpoint(dir);
   if (!opened) throw new FwsealError('NOT_FOUND', 'the log has no signed checkpoint yet (fwseal log checkpoint)');
   const { size } = opened.checkpoint;
   if (old.size > size) throw invalid(`the old checkpoint (size ${old.size}) is larger than the newest (size ${size}): the log was rolled back`);
-  const leaves = readIndex(dir).leaves.slice(0, size);
-  const proof = old.size === 0 ? [] : consistencyProof(nodeSha256, leaves, old.size);
-  const bundle: ConsistencyBundle = {
-    type: 'fwseal-log-consistency',
-    version: 1,
-    oldSize: old.size,
-    newSize: size,
-    proof: proof.map(hex),
-    checkpoint: opened.note,
-  };
+  if (size > tree.size || !constantTimeEqual(tree.root(size), opened.checkpoint.root))
+    throw invalid('the index does not give the root of the newest checkpoint');
+  const proof = tree.consistency(old.size, size);
   if (old.size > 0 && !verifyConsistency(nodeSha256, old.size, size, old.root, opened.checkpoint.root, proof))
     throw invalid(`the log is not consistent with the checkpoint of size ${old.size}: a fork`);
-  return bundle;
+  return { type: 'fwseal-log-consistency', version: 1, oldSize: old.size, newSize: size, proof: proof.map(hex), checkpoint: opened.note };
 }
 
 /** Check a consistency bundle from a checkpoint `old` (already trusted) to the bundle's, which must open with the log key. */

@@ -6,12 +6,12 @@
  * size) goes to the server's metrics through `TlogObserver`.
  */
 import { toHex } from '../../shared/bytes.js';
-import { merkleRoot } from '../../shared/merkle.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
 import { type SigningKey } from '../keys.js';
-import { type ConsistencyBundle, type InclusionBundle, newestCheckpoint, proveConsistency, proveInclusion, signCheckpoint } from './log.js';
-import { appendEntries, type LogConfig, readConfig, readEntry, readIndex } from './store.js';
+import { type ConsistencyBundle, type InclusionBundle, newestCheckpoint, proveConsistency, proveInclusion, signCheckpointFromTree } from './log.js';
+import { appendEntries, type LogConfig, readConfig, readEntryAt, readIndexRange } from './store.js';
+import { LogTree } from './tree.js';
 
 /** What the served log reports: M9 per entry, and the tree size after each change. */
 export interface TlogObserver {
@@ -41,7 +41,11 @@ export class ServedLog {
   private readonly intervalMs: number;
   /** SHA-256 of each entry's object (hex) → its index, for GET /api/log/proof?entry=; filled up to `known`. */
   private readonly byDigest = new Map<string, number>();
-  private known = 0;
+  /**
+   * The tree of the entries read so far (host/tlog/tree.ts): proofs and checkpoints in O(log n)
+   * hashes, so a log of a million entries answers a device's proof request as fast as a small one.
+   */
+  private readonly tree = new LogTree();
   /** Entries appended here and not yet in a signed checkpoint, with when (M9). */
   private readonly pending: { index: number; at: number }[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -63,11 +67,22 @@ export class ServedLog {
     return this.opts.dir;
   }
 
-  /** Read the digests of entries appended since (by this server or another writer). */
+  /** Entries this server knows: the size of its tree. */
+  private get known(): number {
+    return this.tree.size;
+  }
+
+  /**
+   * Take in the entries appended since (by this server or another writer): only the index's tail is
+   * read, and every new record is read back and checked against its leaf hash before the tree takes it.
+   */
   private catchUp(): void {
-    const view = readIndex(this.opts.dir);
-    for (let i = this.known; i < view.size; i++) this.byDigest.set(toHex(nodeSha256(readEntry(this.opts.dir, view, i))), i);
-    this.known = view.size;
+    const tail = readIndexRange(this.opts.dir, this.known);
+    tail.leaves.forEach((leaf, k) => {
+      const i = this.known;
+      this.byDigest.set(toHex(nodeSha256(readEntryAt(this.opts.dir, i, tail.offsets[k], leaf))), i);
+      this.tree.push(leaf);
+    });
   }
 
   /**
@@ -81,8 +96,7 @@ export class ServedLog {
     const had = this.byDigest.get(digest);
     if (had !== undefined) return had;
     const [added] = appendEntries(this.opts.dir, [obj]);
-    this.byDigest.set(digest, added.index);
-    this.known = Math.max(this.known, added.index + 1);
+    this.catchUp();
     this.opts.observer?.size(this.known);
     if (this.opts.key) {
       this.pending.push({ index: added.index, at: Date.now() });
@@ -105,11 +119,15 @@ export class ServedLog {
   private checkpoint(): void {
     if (!this.opts.key) return;
     try {
-      const { checkpoint } = signCheckpoint(this.opts.dir, this.opts.key);
+      this.catchUp();
+      const { checkpoint } = signCheckpointFromTree(this.opts.dir, this.opts.key, this.tree);
       this.lastSigned = Date.now();
       const now = Date.now();
-      while (this.pending.length > 0 && this.pending[0].index < checkpoint.size)
-        this.opts.observer?.inclusion((now - (this.pending.shift() as { at: number }).at) / 1000);
+      // Shift before observing: `observer?.inclusion(shift())` would skip the shift without an observer.
+      while (this.pending.length > 0 && this.pending[0].index < checkpoint.size) {
+        const done = this.pending.shift() as { at: number };
+        this.opts.observer?.inclusion((now - done.at) / 1000);
+      }
     } catch (e) {
       this.opts.onError?.(e);
     }
@@ -127,26 +145,25 @@ export class ServedLog {
     if (!this.byDigest.has(sha256Hex)) this.catchUp();
     const index = this.byDigest.get(sha256Hex);
     if (index === undefined) throw new FwsealError('NOT_FOUND', 'no entry with that SHA-256 in the log');
-    return proveInclusion(this.opts.dir, index);
+    return proveInclusion(this.opts.dir, index, this.tree);
   }
 
   /** The consistency proof from the log's tree of size `from` to the newest signed checkpoint. */
   consistency(from: number): ConsistencyBundle {
-    const leaves = readIndex(this.opts.dir).leaves;
-    if (from > leaves.length) throw new FwsealError('NOT_FOUND', `the log has ${leaves.length} entries, fewer than ${from}`);
-    const root = merkleRoot(nodeSha256, leaves.slice(0, from));
-    return proveConsistency(this.opts.dir, { origin: this.config.origin, size: from, root, extensions: [] });
+    this.catchUp();
+    if (from > this.known) throw new FwsealError('NOT_FOUND', `the log has ${this.known} entries, fewer than ${from}`);
+    return proveConsistency(this.opts.dir, { origin: this.config.origin, size: from, root: this.tree.root(from), extensions: [] }, this.tree);
   }
 
   /** Entries start.. (at most `count`, and about ENTRIES_PAGE_BYTES of objects), each checked against its leaf hash. */
   entries(start: number, count: number): { size: number; entries: LogEntry[] } {
-    const view = readIndex(this.opts.dir);
+    const view = readIndexRange(this.opts.dir, start, count);
     const entries: LogEntry[] = [];
     let bytes = 0;
-    for (let i = start; i < Math.min(view.size, start + count) && (entries.length === 0 || bytes < ENTRIES_PAGE_BYTES); i++) {
-      const obj = readEntry(this.opts.dir, view, i);
+    for (let k = 0; k < view.leaves.length && (entries.length === 0 || bytes < ENTRIES_PAGE_BYTES); k++) {
+      const obj = readEntryAt(this.opts.dir, start + k, view.offsets[k], view.leaves[k]);
       bytes += obj.length;
-      entries.push({ index: i, leafHash: toHex(view.leaves[i]), object: Buffer.from(obj).toString('base64') });
+      entries.push({ index: start + k, leafHash: toHex(view.leaves[k]), object: Buffer.from(obj).toString('base64') });
     }
     return { size: view.size, entries };
   }

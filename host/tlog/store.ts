@@ -35,6 +35,7 @@ import { nodeSha256 } from '../hash.js';
 import { syncFolder, writeFileAtomic } from '../io.js';
 import { type PublicKeyInfo } from '../keys.js';
 import { isKeyName, type NoteKey, SIG_ED25519 } from './note.js';
+import { LogTree } from './tree.js';
 
 export const INDEX_ENTRY_BYTES = 40;
 /** The largest object a log takes: larger than any envelope the verifier accepts. */
@@ -113,6 +114,33 @@ export function readIndex(dir: string): IndexView {
   return { size, offsets, leaves, tornBytes: buf.length - size * INDEX_ENTRY_BYTES };
 }
 
+/** Index entries [start, start + count) (fewer at the end of the log): read from the tail only, at any log size. */
+export function readIndexRange(dir: string, start: number, count = Number.MAX_SAFE_INTEGER): { size: number; offsets: number[]; leaves: Uint8Array[] } {
+  const fd = openFile(join(dir, 'index'), constants.O_RDONLY);
+  try {
+    const size = Math.floor(fstatSync(fd).size / INDEX_ENTRY_BYTES);
+    const n = Math.max(0, Math.min(count, size - start));
+    const buf = Buffer.alloc(n * INDEX_ENTRY_BYTES);
+    if (n > 0 && readSync(fd, buf, 0, buf.length, start * INDEX_ENTRY_BYTES) !== buf.length) throw invalid('the index changed while it was read');
+    const offsets: number[] = [];
+    const leaves: Uint8Array[] = [];
+    for (let k = 0; k < n; k++) {
+      const off = buf.readBigUInt64BE(k * INDEX_ENTRY_BYTES);
+      if (off > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`index entry ${start + k} has an impossible offset`);
+      offsets.push(Number(off));
+      leaves.push(new Uint8Array(buf.subarray(k * INDEX_ENTRY_BYTES + 8, (k + 1) * INDEX_ENTRY_BYTES)));
+    }
+    return { size, offsets, leaves };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The tree over the committed entries (host/tlog/tree.ts): one read of the index, n - 1 node hashes. */
+export function indexTree(dir: string): LogTree {
+  return LogTree.fromIndex(readAll(join(dir, 'index')), INDEX_ENTRY_BYTES, 8);
+}
+
 /** Read the object of entry `i` at `offset` from an open records file; LOG_INVALID if the record is not whole. */
 export function readRecord(fd: number, offset: number, i: number): Uint8Array {
   const head = Buffer.alloc(4);
@@ -135,10 +163,15 @@ function openFile(path: string, flags: number): number {
 /** The object of entry `index`, checked against its leaf hash. */
 export function readEntry(dir: string, view: IndexView, index: number): Uint8Array {
   if (!Number.isSafeInteger(index) || index < 0 || index >= view.size) throw new FwsealError('NOT_FOUND', `the log has no entry ${index} (size ${view.size})`);
+  return readEntryAt(dir, index, view.offsets[index], view.leaves[index]);
+}
+
+/** The object of entry `index` whose record is at `offset`, checked against its leaf hash. */
+export function readEntryAt(dir: string, index: number, offset: number, leaf: Uint8Array): Uint8Array {
   const fd = openFile(join(dir, 'records'), constants.O_RDONLY);
   try {
-    const obj = readRecord(fd, view.offsets[index], index);
-    if (!Buffer.from(leafHash(nodeSha256, obj)).equals(view.leaves[index])) throw invalid(`record ${index} does not match its leaf hash`);
+    const obj = readRecord(fd, offset, index);
+    if (!Buffer.from(leafHash(nodeSha256, obj)).equals(leaf)) throw invalid(`record ${index} does not match its leaf hash`);
     return obj;
   } finally {
     closeSync(fd);
