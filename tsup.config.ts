@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { defineConfig } from 'tsup';
 
 // tsup leaves `dependencies` unbundled but not `optionalDependencies`: those stay imports too, loaded
@@ -29,21 +30,52 @@ const hostCliStaysSeparate = {
   },
 };
 
+type OnResolve = {
+  name: string;
+  setup(b: { onResolve(o: { filter: RegExp }, f: (a: { path: string; importer: string }) => { path: string; external: true } | undefined): void }): void;
+};
+
+/**
+ * `fwseal verify` is one file of its own, dist/host/commands/verify.js (second build below): the ESM
+ * loader costs about 2 ms per module, and the command's code spread over the dozen chunks it shares
+ * with other commands cost ~30 ms of its cold start (issue 17; one file: ~10 ms). The main build
+ * therefore leaves the command index's `import('./commands/verify.js')` as it is.
+ */
+const verifyCommandStaysSeparate: OnResolve = {
+  name: 'verify-command-stays-separate',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/commands\/verify\.js$/ }, (a) =>
+      /[\\/]host[\\/]cli-index\.ts$/.test(a.importer) ? { path: a.path, external: true } : undefined,
+    );
+  },
+};
+
+/**
+ * In the one-file verify command, host/errors.ts stays an import of the main build's dist/host/errors.js:
+ * the CLI tells a coded error from a crash by `instanceof FwsealError`, so there must be one class.
+ */
+const oneErrorClass: OnResolve = {
+  name: 'one-error-class',
+  setup(b) {
+    b.onResolve({ filter: /\/errors\.js$/ }, (a) =>
+      /[\\/]host$/.test(resolve(dirname(a.importer), dirname(a.path))) ? { path: '../errors.js', external: true } : undefined,
+    );
+  },
+};
+
 // One build for the host CLI, the fwseal binary (hil/cli: the CLI with `hil run` added), the simulated
 // device process and the library: they share chunks, so the host code ships once and there is one
 // FwsealError class (a second copy would fail `instanceof` and print INTERNAL). Dynamic imports
 // (commands, stores, the QuickJS verifier, optional packages) become chunks loaded on use.
 // Declarations are emitted for the library entries only.
-export default defineConfig({
-  outDir: 'dist',
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  sourcemap: true,
-  clean: false,
-  shims: false,
-  entry: { 'host/cli': 'host/cli.ts', 'hil/cli': 'hil/cli.ts', 'hil/device-main': 'hil/device-main.ts', ...library },
-  external: optional,
-  esbuildPlugins: [hostCliStaysSeparate],
-  dts: { entry: library, compilerOptions: dtsOptions },
-});
+// host/errors is an entry point so that the one-file verify command can import the same class.
+const common = { outDir: 'dist', format: 'esm', platform: 'node', target: 'node20', sourcemap: true, clean: false, shims: false, external: optional } as const;
+export default defineConfig([
+  {
+    ...common,
+    entry: { 'host/cli': 'host/cli.ts', 'hil/cli': 'hil/cli.ts', 'hil/device-main': 'hil/device-main.ts', 'host/errors': 'host/errors.ts', ...library },
+    esbuildPlugins: [hostCliStaysSeparate, verifyCommandStaysSeparate],
+    dts: { entry: library, compilerOptions: dtsOptions },
+  },
+  { ...common, entry: { 'host/commands/verify': 'host/commands/verify.ts' }, splitting: false, esbuildPlugins: [oneErrorClass] },
+]);

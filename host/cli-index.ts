@@ -7,15 +7,26 @@
  */
 import { type Command } from './commands/common.js';
 
-/** One command as the CLI knows it before loading it. `load(all)`: the Command; `all` is every entry (completion lists them). */
+/** The argument parser of host/commands/common.ts. */
+export type Parse = typeof import('./commands/common.js').parse;
+
+/**
+ * One command as the CLI knows it before loading it. `load(all)`: the Command; `all` is every entry
+ * (completion lists them). `parser()`: the argument parser, the command module's own when it exports
+ * `parse` (the one-file verify command: tsup.config.ts), so its run loads no second copy of what
+ * host/commands/common.ts imports.
+ */
 export type CommandEntry = {
   readonly name: string;
   readonly summary: string;
   readonly options: Command['options'];
   load(all: readonly CommandEntry[]): Promise<Command>;
+  parser(): Promise<Parse>;
 };
 
 type Exports = Record<string, unknown>;
+
+const commonParser = (): Promise<Parse> => import('./commands/common.js').then((m) => m.parse);
 
 /** Static specifiers, so the bundler gives each module (and what only it imports) its own chunk. */
 const MODULES: Readonly<Record<string, () => Promise<Exports>>> = {
@@ -24,6 +35,7 @@ const MODULES: Readonly<Record<string, () => Promise<Exports>>> = {
   trust: () => import('./commands/trust.js'),
   'trust-verify': () => import('./commands/trust-verify.js'),
   release: () => import('./commands/release.js'),
+  verify: () => import('./commands/verify.js'),
   sign: () => import('./commands/sign.js'),
   attach: () => import('./commands/attach.js'),
   device: () => import('./commands/device.js'),
@@ -63,7 +75,7 @@ attach | attach | add signatures made elsewhere (detached or raw) to a manifest,
   raw=* raw-pub=* pub=* trust= json
 merge | attach | combine copies of one object signed in parallel (union of valid signatures)
   pub=* trust= json
-verify | release | check a manifest (and its image), a revocation list or a trust bundle exactly as a device would
+verify | verify | check a manifest (and its image), a revocation list or a trust bundle exactly as a device would
   image= trust= revocations= device-class= counter= digests= revocation-version= json
 revoke | trust | create a signed revocation list (keys and/or manifests)
   trust= version= sign=* sign-pub=* out= key=* kid=* manifest=* previous= json publish server=
@@ -160,11 +172,13 @@ function parseTable(table: string): CommandEntry[] {
   for (let i = 0; i < lines.length; i += 2) {
     const [name, module, ...summary] = lines[i].split(' | ');
     const options = flags(lines[i + 1]);
+    const exports = MODULES[module] ?? (() => Promise.reject(new Error(`cli-index: no module ${module}`)));
     const load =
       module === '-'
         ? (all: readonly CommandEntry[]) => import('./completion.js').then((m) => m.completionCommand(all))
-        : () => (MODULES[module] ?? (() => Promise.reject(new Error(`cli-index: no module ${module}`))))().then((m) => pick(m, name));
-    entries.push(Object.freeze({ name, summary: summary.join(' | '), options, load }));
+        : () => exports().then((m) => pick(m, name));
+    const parser = module === '-' ? commonParser : () => exports().then((m) => (typeof m.parse === 'function' ? (m.parse as Parse) : commonParser()));
+    entries.push(Object.freeze({ name, summary: summary.join(' | '), options, load, parser }));
   }
   return entries;
 }
@@ -173,5 +187,5 @@ export const COMMAND_INDEX: readonly CommandEntry[] = Object.freeze(parseTable(T
 
 /** An already loaded Command as an entry (hil/cli.ts adds `hil run` this way). */
 export function entryOf(cmd: Command): CommandEntry {
-  return { name: cmd.name, summary: cmd.summary, options: cmd.options, load: async () => cmd };
+  return { name: cmd.name, summary: cmd.summary, options: cmd.options, load: async () => cmd, parser: commonParser };
 }

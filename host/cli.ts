@@ -177,7 +177,7 @@ async function runCommand(entry: CommandEntry, all: readonly CommandEntry[], res
   const audit = trail ? await import('./audit.js') : null;
   try {
     // The argument parser comes with the command's chunk (it pulls in the file readers), not before.
-    const [cmd, { parse }] = await Promise.all([entry.load(all), import('./commands/common.js')]);
+    const [cmd, parse] = await Promise.all([entry.load(all), entry.parser()]);
     const parsed = parse(cmd, rest);
     if (parsed.values.help) {
       io.stdout(`${cmd.usage}\n`);

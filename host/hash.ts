@@ -1,6 +1,7 @@
 /** Bulk hashing on the host: node:crypto's one-shot SHA-256 (hardware SHA extensions where present). */
-import { hash } from 'node:crypto';
-import { deviceCrypto } from '../device/crypto/platform.js';
+import { createPublicKey, hash, verify as opensslVerify } from 'node:crypto';
+import { isAcceptablePublicKey, verifyEd25519 } from '../device/crypto/ed25519.js';
+import { type DeviceCrypto, deviceCrypto } from '../device/crypto/platform.js';
 import { type Verifier, verifierFrom } from '../device/verifier.js';
 import { type Sha256 } from '../shared/merkle.js';
 
@@ -23,6 +24,61 @@ export class LeafHasher {
 }
 
 export const nodeSha512 = (data: Uint8Array): Uint8Array => hash('sha512', data, 'buffer');
+
+/** Order L of the prime-order subgroup [RFC 8032 §5.1]. */
+const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+/** SubjectPublicKeyInfo of an Ed25519 public key: this prefix, then the 32-byte key (RFC 8410 §4). */
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** S of R || S as an integer (little-endian, RFC 8032 §5.1.2). */
+function scalarOf(signature: Uint8Array): bigint {
+  return BigInt(`0x${Buffer.from(signature.subarray(32, 64)).reverse().toString('hex')}`);
+}
+
+/**
+ * Ed25519 under exactly the policy of SPEC.md §7, with OpenSSL doing the work when it can decide.
+ * OpenSSL's check is cofactorless: it computes R' = [S]B - [k]A with k = SHA-512(R || A || M) over
+ * the received bytes of R and A and accepts iff the encoding of R' equals the received R. When
+ * P1 (lengths), P2 (S < L) and P3 + P4 for A (isAcceptablePublicKey) hold and OpenSSL accepts, the
+ * policy accepts too: R is then the encoder's output for R' (so canonical, P3), k is the policy's
+ * (P7) and [S]B - [k]A - R is the identity, so its [8] multiple is (P8). In every other case (OpenSSL
+ * rejects, errs, or a cheap check fails) the device's own verifier decides, so the verdict is the
+ * policy's for every input; test/ed25519-host.test.ts holds the two equal over Wycheproof, CCTV and
+ * random signatures. Host only: the device bundle keeps its own verifier (SPEC.md §6.5).
+ */
+export function hostVerifyEd25519(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
+  const fast =
+    signature instanceof Uint8Array &&
+    signature.length === 64 &&
+    message instanceof Uint8Array &&
+    publicKey instanceof Uint8Array &&
+    publicKey.length === 32 &&
+    scalarOf(signature) < L &&
+    isAcceptablePublicKey(publicKey) &&
+    opensslAccepts(signature, message, publicKey);
+  return fast || verifyEd25519(signature, message, publicKey, nodeSha512);
+}
+
+function opensslAccepts(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
+  try {
+    const key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
+    return opensslVerify(null, message, key, signature);
+  } catch {
+    return false; // a key OpenSSL will not load: the device's verifier decides
+  }
+}
+
+/**
+ * The device's primitives with node:crypto hashing, the OpenSSL fast path for Ed25519
+ * (hostVerifyEd25519) and a memo of both Ed25519 outcomes: `fwseal verify` loads the trust bundle
+ * twice (the verdict, then explainManifestSignatures) and checks each manifest signature twice, and
+ * each torsion check of a role key is a pure-JS scalar multiplication (SPEC.md §7). The outcomes
+ * are pure functions of the bytes, so the memo changes no verdict.
+ */
+export function hostCrypto(): DeviceCrypto {
+  const c = deviceCrypto({ sha256: nodeSha256, sha512: nodeSha512 });
+  return Object.freeze({ ...c, ...memoisedEd25519(c, hostVerifyEd25519) });
+}
 
 /** A Map that forgets everything once it holds `max` entries (enough for a memo of a few releases). */
 export class BoundedMemo<V> extends Map<string, V> {
@@ -123,24 +179,35 @@ function memoised<A extends unknown[]>(memo: BoundedMemo<boolean>, key: (...args
   };
 }
 
+const isBytes = (x: unknown, length?: number): x is Uint8Array => x instanceof Uint8Array && (length === undefined || x.length === length);
+
+/**
+ * Ed25519 verification and role-key checks memoised by the bytes they depend on. Only inputs of the
+ * exact lengths go through the memo: the key concatenates signature, public key and message, and
+ * without fixed lengths a 63-byte signature with a 33-byte key would share the key of a valid
+ * signature and get its `true` (P1 refuses it). Anything else is passed through unmemoised.
+ */
+function memoisedEd25519(c: DeviceCrypto, verify: DeviceCrypto['verify']): Pick<DeviceCrypto, 'verify' | 'trustableKey'> {
+  const memo = new BoundedMemo<boolean>(4096);
+  // Keyed by SHA-256 over everything the outcome depends on; the 1-byte tag keeps the two apart.
+  const verifyMemo = memoised(memo, (s: Uint8Array, m: Uint8Array, p: Uint8Array) => c.sha256(Buffer.concat([Buffer.of(1), s, p, m])), verify);
+  const trustableMemo = memoised(memo, (p: Uint8Array) => Buffer.concat([Buffer.of(2), p]), c.trustableKey);
+  return {
+    verify: (s, m, p) => (isBytes(s, 64) && isBytes(m) && isBytes(p, 32) ? verifyMemo(s, m, p) : verify(s, m, p)),
+    trustableKey: (p) => (isBytes(p, 32) ? trustableMemo(p) : c.trustableKey(p)),
+  };
+}
+
 /**
  * The verifier for many simulated devices in one process (fleet-sim, benchmarks): node:crypto
- * hashing, a memo of Ed25519 and role-key outcomes (N devices checking one release cost one
- * signature check instead of N) and an exact digest memo (N devices hashing the same chunk of the
- * same release cost one hash; every other device's chunk is still compared with it byte for byte).
- * Real devices each do their own: the memo lives here, on the host, around the device's own
- * primitives (`verifierFrom`), and the device bundle has no way to take one (SPEC.md §6.5).
- * Verification logic, policy and outcomes are unchanged.
+ * hashing, OpenSSL's Ed25519 where it decides as the policy does, a memo of Ed25519 and role-key
+ * outcomes (N devices checking one release cost one signature check instead of N) and an exact
+ * digest memo (N devices hashing the same chunk of the same release cost one hash; every other
+ * device's chunk is still compared with it byte for byte). Real devices each do their own: the memo
+ * lives here, on the host, around the device's own primitives (`verifierFrom`), and the device
+ * bundle has no way to take one (SPEC.md §6.5). Verification logic, policy and outcomes are unchanged.
  */
 export function fleetVerifier(): Verifier {
   const c = deviceCrypto({ sha256: memoSha256(), sha512: nodeSha512 });
-  const memo = new BoundedMemo<boolean>(4096);
-  return verifierFrom(
-    Object.freeze({
-      ...c,
-      // Keyed by SHA-256 over everything the outcome depends on; the 1-byte tag keeps the two apart.
-      verify: memoised(memo, (s: Uint8Array, m: Uint8Array, p: Uint8Array) => c.sha256(Buffer.concat([Buffer.of(1), s, p, m])), c.verify),
-      trustableKey: memoised(memo, (p: Uint8Array) => Buffer.concat([Buffer.of(2), p]), c.trustableKey),
-    }),
-  );
+  return verifierFrom(Object.freeze({ ...c, ...memoisedEd25519(c, hostVerifyEd25519) }));
 }

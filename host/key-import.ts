@@ -7,7 +7,7 @@
  * because OpenSSL ignores bytes after the key.
  */
 import { createPrivateKey, createPublicKey, type KeyObject, sign as nodeSign } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { isTrustableRoleKey, verifyEd25519 } from '../device/index.js';
 import { bytesEqual } from '../shared/bytes.js';
 import { LIMITS } from '../shared/limits.js';
@@ -258,9 +258,21 @@ export type ImportResult = {
 };
 
 /**
+ * The key folder DIR, created when missing with its missing parents, mode 0700 (issue 17: keygen
+ * and key import --dir on a fresh checkout). An existing folder is left as it is.
+ */
+export function makeKeyFolder(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new FwsealError('IO', `cannot create the key folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/**
  * `fwseal key import`: a PEM file into DIR/NAME.key (encrypted, 0600) and DIR/NAME.pub, or only
- * NAME.pub for a public key (a key held in a KMS or HSM). Nothing is asked or written when NAME is
- * taken; the seed is wiped once the key file is written.
+ * NAME.pub for a public key (a key held in a KMS or HSM); DIR is created (0700) when missing. Nothing
+ * is asked or written when NAME is taken; the seed is wiped once the key file is written.
  */
 export function importKey(file: string, name: string, options: ImportOptions = {}): ImportResult {
   const dir = options.dir ?? '.';
@@ -276,11 +288,19 @@ export function importKey(file: string, name: string, options: ImportOptions = {
     bytes.fill(0);
   }
   if (decoded.kind === 'public') {
+    makeKeyFolder(dir);
     const info = writePublicKeyFile(pubPath, name, decoded.publicKey);
     return { name, keyId: info.keyId, publicKey: info.publicKey, pubPath, sourceExposed: false };
   }
+  // The folder once the new passphrase is known, as keygen does: a refused passphrase leaves nothing behind.
+  const passphrases = options.passphrases ?? defaultPassphraseSource;
+  const thenFolder: PassphraseSource = (purpose, confirm) => {
+    const passphrase = passphrases(purpose, confirm);
+    makeKeyFolder(dir);
+    return passphrase;
+  };
   try {
-    const written = writeKeyPair(name, dir, decoded.seed, decoded.publicKey, options.passphrases ?? defaultPassphraseSource, `imported key ${name}`);
+    const written = writeKeyPair(name, dir, decoded.seed, decoded.publicKey, thenFolder, `imported key ${name}`);
     return { name, keyId: written.keyId, publicKey: written.publicKey, keyPath: written.keyPath, pubPath, sourceExposed: exposed(file) };
   } finally {
     decoded.seed.fill(0);

@@ -3,7 +3,8 @@
  * files and feeds device/ — manifest checks, then the image streamed with its digest pages.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { createVerifier, type DeviceState, type VerifiedManifest } from '../device/index.js';
+import { type DeviceState, type VerifiedManifest } from '../device/index.js';
+import { verifierFrom } from '../device/verifier.js';
 import { bytesEqual, toHex } from '../shared/bytes.js';
 import { type CodeName, fail, ok, type Result } from '../shared/codes.js';
 import { parseEnvelope, sigStructure } from '../shared/cose.js';
@@ -12,7 +13,7 @@ import { type Manifest } from '../shared/manifest.js';
 import { parseRevocationList } from '../shared/trust.js';
 import { type DigestPages, digestPages, maxDigestTableBytes } from './digests.js';
 import { exitStatusFor, FwsealError } from './errors.js';
-import { nodeSha256 } from './hash.js';
+import { hostCrypto } from './hash.js';
 import { readFileLimited } from './io.js';
 
 export type VerifyFilesOptions = {
@@ -28,8 +29,8 @@ export type VerifyFilesOptions = {
 export type VerifyFilesResult = { readonly result: Result<VerifiedManifest>; readonly usedDigestTable: boolean };
 
 const READ_BUFFER = 4 * 1024 * 1024;
-/** The device verifier with node:crypto hashing: the same checks, hashed at disk speed. */
-const hostVerifier = createVerifier({ sha256: nodeSha256 });
+/** The device verifier with node:crypto hashing and OpenSSL's Ed25519 where it decides as the policy does (host/hash.ts). */
+const hostVerifier = verifierFrom(hostCrypto());
 
 /** A digest table that does not fit the manifest is a rejection (a code), not an I/O error. */
 function loadDigestTable(path: string, manifest: Manifest): Result<{ pages: DigestPages }> {

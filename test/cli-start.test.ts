@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMAND_INDEX } from '../host/cli-index.js';
 import { type Command } from '../host/commands/common.js';
 import { bashScript, fishScript, zshScript } from '../host/completion.js';
@@ -162,13 +162,16 @@ export async function resolve(specifier, context, next) {
 const HEAVY = ['mqtt', 'pino', 'prom-client', 'pg', 'better-sqlite3', 'aedes', 'serialport', 'quickjs'];
 
 describe('the built CLI loads what the command uses', () => {
-  it('--help and verify load no broker, logging, metrics or database module', () => {
+  const verify = ['verify', join(dir, 'fw.cose'), '--trust', join(dir, 'trust.cbor'), '--image', join(dir, 'fw.bin')];
+  beforeAll(() => {
     const [A, B, C, R1, R2] = ['A', 'B', 'C', 'R1', 'R2'].map(detKey);
     writeFileSync(join(dir, 'trust.cbor'), makeTrust({ root: [A, B, C], rootThreshold: 2, release: [R1, R2], releaseThreshold: 2, signers: [A, B] }));
     writeFileSync(join(dir, 'fw.bin'), Buffer.alloc(100_000, 7));
     const packed = pack({ imagePath: join(dir, 'fw.bin'), deviceClass: 'gw', version: '1.0.0', securityCounter: 1, created: 1764000000 });
     writeFileSync(join(dir, 'fw.cose'), signEnvelope(signEnvelope(packed.envelope, R1).envelope, R2).envelope);
-    const verify = ['verify', join(dir, 'fw.cose'), '--trust', join(dir, 'trust.cbor'), '--image', join(dir, 'fw.bin')];
+  });
+
+  it('--help and verify load no broker, logging, metrics or database module', () => {
     for (const args of [['--help'], verify]) {
       const r = modulesLoaded(args);
       expect(r.status, args[0]).toBe(0);
@@ -180,8 +183,39 @@ describe('the built CLI loads what the command uses', () => {
         r.urls.filter((u) => HEAVY.some((h) => u.includes(`/node_modules/${h}`))),
         args[0],
       ).toEqual([]);
-      // The hook sees chunks loaded by import() too: verify's own chunk is there (so the check can fail).
-      if (args[0] === 'verify') expect(r.urls.some((u) => /\/dist\/release-[A-Z0-9]+\.js$/.test(u))).toBe(true);
+      // The hook sees chunks loaded by import() too: verify's own file is there (so the check can fail).
+      if (args[0] === 'verify') expect(r.urls.some((u) => u.endsWith('/dist/host/commands/verify.js'))).toBe(true);
     }
+  });
+
+  it('verify is one file of its own: the CLI, its two chunks, the command and the one FwsealError (tsup.config.ts)', () => {
+    const r = modulesLoaded(verify);
+    expect(r.status).toBe(0);
+    const ours = [...new Set(r.urls.filter((u) => u.includes('/dist/')).map((u) => u.slice(u.indexOf('/dist/') + 1)))];
+    // No pack, key, ceremony or parser chunk beside it: each module costs the ESM loader ~2 ms.
+    expect(ours.filter((u) => !/^dist\/chunk-[A-Z0-9]+\.js$/.test(u)).sort()).toEqual([
+      'dist/host/cli.js',
+      'dist/host/commands/verify.js',
+      'dist/host/errors.js',
+    ]);
+    expect(ours.length).toBeLessThanOrEqual(5);
+    expect(r.urls.filter((u) => u.startsWith('node:') && ['child_process', 'net', 'dgram'].includes(u.slice(5)))).toEqual([]);
+  });
+
+  it('an error thrown in the one-file verify command is coded (one FwsealError class), not INTERNAL', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/host/cli.js'), 'verify', join(dir, 'fw.cose'), '--trust', join(dir, 'missing.cbor')], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`(code ${CODES.IO})`);
+  });
+});
+
+describe('the verify command module', () => {
+  it('brings its own argument parser, which the index hands to the CLI', async () => {
+    const m = await import('../host/commands/verify.js');
+    const entry = COMMAND_INDEX.find((e) => e.name === 'verify');
+    expect(typeof m.parse).toBe('function');
+    expect(await entry?.parser()).toBe(m.parse);
   });
 });

@@ -1,22 +1,10 @@
-import { mkdirSync } from 'node:fs';
 import { toHex } from '../../shared/bytes.js';
 import { FwsealError } from '../errors.js';
+import { makeKeyFolder } from '../key-import.js';
 import { generateKey, keyPairPaths, NAME_PATTERN, writePublicKeyFile } from '../keys.js';
 import { defaultPassphraseSource } from '../passphrase.js';
 import { generatePkcs11Key, undoPkcs11Keygen } from '../signers/pkcs11.js';
 import { type Command, type Io, json, onePositional, type Parsed, str } from './common.js';
-
-/**
- * The key folder --dir, created when missing with its missing parents, mode 0700 (issue 17: the
- * README's `keygen A --dir keys` on a fresh checkout). An existing folder is left as it is.
- */
-export function makeKeyFolder(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    throw new FwsealError('IO', `cannot create the key folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-}
 
 /**
  * keygen --pkcs11 (SPEC.md §15.2): the pair is made inside the token and only DIR/NAME.pub is written.
