@@ -14,6 +14,7 @@ export {
   verifyChunk,
   verifyDigestPage,
   verifyEd25519,
+  verifyLogProof,
   verifyManifest,
   verifyManifestWithTrust,
   verifyRevocations,

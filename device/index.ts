@@ -12,6 +12,7 @@ export const {
   loadTrust,
   verifyTrustUpdate,
   verifyRevocations,
+  verifyLogProof,
   imageVerifier,
   verifyChunk,
   verifyDigestPage,
@@ -28,5 +29,6 @@ export { isAcceptablePublicKey, isTrustableRoleKey } from './crypto/ed25519.js';
 export type { Platform } from './crypto/platform.js';
 export { createVerifier, type Verifier } from './verifier.js';
 export type { DigestPage, ImageVerifier } from './verify/image.js';
+export type { LogCheckpoint, LogVerdict } from './verify/log.js';
 export type { DeviceState, VerifiedManifest } from './verify/manifest.js';
 export type { VerifiedRevocations, VerifiedTrust } from './verify/trust.js';

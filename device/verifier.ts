@@ -6,6 +6,7 @@ import { fail, type Result } from '../shared/codes.js';
 import { type Manifest } from '../shared/manifest.js';
 import { type DeviceCrypto, deviceCrypto, isPlatformError, type Platform } from './crypto/platform.js';
 import { type DigestPage, type ImageVerifier, imageVerifier, verifyChunk, verifyDigestPage } from './verify/image.js';
+import { type LogCheckpoint, type LogVerdict, verifyLogProof } from './verify/log.js';
 import { type DeviceState, type VerifiedManifest, verifyManifest, verifyManifestWithTrust } from './verify/manifest.js';
 import { loadTrust, type VerifiedRevocations, type VerifiedTrust, verifyRevocations, verifyTrustUpdate } from './verify/trust.js';
 
@@ -20,6 +21,8 @@ export type Verifier = {
   verifyTrustUpdate(candidate: Uint8Array, current: VerifiedTrust, stored?: VerifiedRevocations): Result<{ trust: VerifiedTrust }>;
   /** R1–R5: a revocation list; `stored` is the list the device keeps (its revoked keys stay revoked). */
   verifyRevocations(list: Uint8Array, trust: VerifiedTrust, minVersion?: number, stored?: VerifiedRevocations): Result<{ revocations: VerifiedRevocations }>;
+  /** L1–L7 (SPEC.md §16.8): the manifest envelope is in the log the trust bundle's policy names, consistent with `stored`. */
+  verifyLogProof(envelope: Uint8Array, proof: Uint8Array, trust: VerifiedTrust, stored?: LogCheckpoint): Result<LogVerdict>;
   /** I1–I5: the image streamed in order. */
   imageVerifier(manifest: Manifest): ImageVerifier;
   /** I6: one chunk, any order, with its inclusion proof. */
@@ -69,6 +72,9 @@ export function verifierFrom(c: DeviceCrypto): Verifier {
     verifyTrustUpdate: guard((candidate: Uint8Array, current: VerifiedTrust, stored?: VerifiedRevocations) => verifyTrustUpdate(c, candidate, current, stored)),
     verifyRevocations: guard((list: Uint8Array, trust: VerifiedTrust, minVersion = 0, stored?: VerifiedRevocations) =>
       verifyRevocations(c, list, trust, minVersion, stored),
+    ),
+    verifyLogProof: guard((envelope: Uint8Array, proof: Uint8Array, trust: VerifiedTrust, stored?: LogCheckpoint) =>
+      verifyLogProof(c, envelope, proof, trust, stored),
     ),
     imageVerifier: (manifest: Manifest) => imageVerifier(c, manifest),
     verifyChunk: guard((manifest: Manifest, index: number, chunk: Uint8Array, proof: Uint8Array) => verifyChunk(c, manifest, index, chunk, proof)),

@@ -11,10 +11,11 @@ import { FwsealError } from '../host/errors.js';
 import { nodeSha256 } from '../host/hash.js';
 import { readFileLimited, writeFileAtomic } from '../host/io.js';
 import { hashImage } from '../host/pack.js';
+import { logProofFor } from '../host/tlog/attachment.js';
 import { toHex } from '../shared/bytes.js';
 import { type CodeName } from '../shared/codes.js';
 import { parseEnvelope } from '../shared/cose.js';
-import { DIGEST_BYTES } from '../shared/limits.js';
+import { DIGEST_BYTES, LIMITS } from '../shared/limits.js';
 import { parseManifest } from '../shared/manifest.js';
 import { makeBundle, type Release } from './world.js';
 
@@ -44,19 +45,44 @@ export function checkedRelease(manifestPath: string, imagePath: string): Release
   return { manifest, envelope, image, leaves };
 }
 
-/** Write the bundle of `manifestPath` + `imagePath` to `out`; prints what was written. */
-export function writeBundleFile(manifestPath: string, imagePath: string, out: string, io: Io, asJson: boolean): number {
+/**
+ * Write the bundle of `manifestPath` + `imagePath` to `out`; prints what was written. With `log`, an
+ * FWSBND2 bundle carrying the log proof of the manifest (host/tlog/attachment.ts) from the device's
+ * stored checkpoint size `fromSize` (issue 19 item 2).
+ */
+export async function writeBundleFile(
+  manifestPath: string,
+  imagePath: string,
+  out: string,
+  io: Io,
+  asJson: boolean,
+  log?: { readonly dir: string; readonly fromSize: number },
+): Promise<number> {
   const release = checkedRelease(manifestPath, imagePath);
-  const bundle = makeBundle(release);
+  const logProof = log ? await logProofFor(log.dir, release.envelope, log.fromSize) : undefined;
+  if (logProof && logProof.length > LIMITS.maxLogProofBytes)
+    throw new FwsealError('TOO_LARGE', `the log proof is ${logProof.length} bytes, a bundle carries at most ${LIMITS.maxLogProofBytes}`);
+  const bundle = makeBundle(release, logProof ? { logProof } : {});
   writeFileAtomic(out, bundle);
   const { manifest } = release;
   const sha256 = toHex(nodeSha256(bundle));
   const chunks = release.leaves.length;
-  if (asJson) json(io, { ok: true, out, bytes: bundle.length, sha256, version: manifest.version, counter: manifest.securityCounter, chunks });
+  const proofBytes = logProof?.length ?? 0;
+  if (asJson)
+    json(io, {
+      ok: true,
+      out,
+      bytes: bundle.length,
+      sha256,
+      version: manifest.version,
+      counter: manifest.securityCounter,
+      chunks,
+      ...(proofBytes ? { logProofBytes: proofBytes } : {}),
+    });
   else
     io.stdout(
       `wrote ${out}: update bundle of ${manifest.deviceClass} ${manifest.version} (counter ${manifest.securityCounter}), ${bundle.length} bytes ` +
-        `(${release.envelope.length}-byte manifest, ${chunks} chunks of ${manifest.chunkSize} bytes with their digests), sha256 ${sha256}\n`,
+        `(${release.envelope.length}-byte manifest${proofBytes ? `, ${proofBytes}-byte log proof from size ${log?.fromSize}` : ''}, ${chunks} chunks of ${manifest.chunkSize} bytes with their digests), sha256 ${sha256}\n`,
     );
   return 0;
 }

@@ -13,7 +13,17 @@
 import { type UpdateAgent } from '../device/agent/agent.js';
 import { parseEnvelope, parseManifest } from '../device/index.js';
 import { type DigestPage } from '../device/verify/image.js';
-import { BUNDLE_HEADER_BYTES, type BundleLayout, type BundlePage, bundleLayout, chunkLength, chunkOffset, parseBundleHeader } from '../shared/bundle.js';
+import {
+  BUNDLE_HEADER_BYTES,
+  BUNDLE_V2_HEADER_BYTES,
+  type BundleLayout,
+  type BundlePage,
+  bundleHeaderBytes,
+  bundleLayout,
+  chunkLength,
+  chunkOffset,
+  parseBundleHeaderAny,
+} from '../shared/bundle.js';
 import { CODES, type CodeName, type Result } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import { MGMT_ERR, type SmpError } from '../shared/smp/errors.js';
@@ -42,8 +52,13 @@ export type BundleSinkDevice = {
 type Upload = {
   readonly len: number;
   header: Uint8Array;
+  /** 12 (FWSBND1) or 16 (FWSBND2) once the magic is in, else -1. */
+  headerBytes: number;
   /** From the bundle header (-1 until it is complete). */
   manifestLength: number;
+  /** Log proof attachment length from an FWSBND2 header; 0 for FWSBND1. */
+  proofLength: number;
+  /** The manifest envelope followed by the log proof (FWSBND2), as received. */
   manifest: Uint8Array | null;
   layout: BundleLayout | null;
   missing: Set<number>;
@@ -63,7 +78,7 @@ export class UpdateBundleSink implements UploadSink {
   readonly #maxBundleBytes: number;
 
   constructor(private readonly device: BundleSinkDevice) {
-    this.#maxBundleBytes = bundleLayout(LIMITS.maxEnvelopeBytes, device.slotSize, LIMITS.minChunkSize).length;
+    this.#maxBundleBytes = bundleLayout(LIMITS.maxEnvelopeBytes, device.slotSize, LIMITS.minChunkSize, LIMITS.maxLogProofBytes).length;
   }
 
   /** Forget the upload in progress (a new download began: the bundle belongs to the previous one). */
@@ -83,7 +98,9 @@ export class UpdateBundleSink implements UploadSink {
     this.#upload = {
       len,
       header: new Uint8Array(0),
+      headerBytes: -1,
       manifestLength: -1,
+      proofLength: 0,
       manifest: null,
       layout: null,
       missing: new Set(),
@@ -136,28 +153,33 @@ export class UpdateBundleSink implements UploadSink {
    * to. Returns the next offset wanted and whether it is a jump (the rest of `data` is not used).
    */
   #consume(u: Upload, data: Uint8Array, at: number): Step {
-    if (at < BUNDLE_HEADER_BYTES) return takeHeader(u, data, at);
+    if (u.manifestLength < 0) return takeHeader(u, data, at);
     if (u.layout === null) return this.#takeManifest(u, data, at);
     const page = u.layout.pages.find((p) => at >= p.digestsAt && at < p.end) as BundlePage;
     if (at < page.chunksAt) return this.#takeDigestPage(u, page, data, at);
     return this.#takeChunk(u, page, data, at);
   }
 
-  /** The manifest: verified (and the download begun or resumed) before anything is written. */
+  /**
+   * The manifest (and in an FWSBND2 bundle the log proof after it): verified, and the download begun
+   * or resumed, before anything is written. The proof goes to the agent unread (issue 19 item 2).
+   */
   #takeManifest(u: Upload, data: Uint8Array, at: number): Step {
     const want = u.manifestLength;
-    const n = Math.min(data.length, want - (at - BUNDLE_HEADER_BYTES));
+    const n = Math.min(data.length, want + u.proofLength - (at - u.headerBytes));
     u.manifest = concat(u.manifest ?? new Uint8Array(0), data.subarray(0, n));
-    if (u.manifest.length < want) return { next: at + n, jumped: false };
-    const env = parseEnvelope(u.manifest);
+    if (u.manifest.length < want + u.proofLength) return { next: at + n, jumped: false };
+    const envelope = u.manifest.subarray(0, want);
+    const proof = u.proofLength > 0 ? u.manifest.subarray(want) : undefined;
+    const env = parseEnvelope(envelope);
     const m = env.ok ? parseManifest(env.envelope.payload) : null;
     if (!env.ok) return { error: env };
     if (m === null || !m.ok) return m === null ? refusal('MALFORMED', 'manifest') : { error: m };
     // The layout is built only for an image that fits this upload (and so the slot): unsigned input sizes nothing.
     if (m.value.imageSize > u.len) return refusal('BAD_VALUE', `upload len ${u.len}, the manifest's image is ${m.value.imageSize} bytes`);
-    const layout = bundleLayout(want, m.value.imageSize, m.value.chunkSize);
+    const layout = bundleLayout(want, m.value.imageSize, m.value.chunkSize, proof?.length);
     if (layout.length !== u.len) return refusal('BAD_VALUE', `upload len ${u.len}, the bundle of this manifest is ${layout.length} bytes`);
-    const begun = this.device.agent.beginUpdate(u.manifest);
+    const begun = this.device.agent.beginUpdate(envelope, proof);
     if (!begun.ok) return { error: begun };
     this.device.setCode(0);
     u.layout = layout;
@@ -242,18 +264,29 @@ export class UpdateBundleSink implements UploadSink {
   }
 }
 
-/** The bundle header: magic and manifest length (SPEC.md §13.5), checked before the manifest is taken. */
+/**
+ * The bundle header (SPEC.md §13.5): magic and manifest length, and for FWSBND2 the log proof
+ * length, checked before the manifest is taken. The first 12 bytes decide the version (FWSBND1 is
+ * refused or taken there, as always); FWSBND2 reads 4 more.
+ */
 function takeHeader(u: Upload, data: Uint8Array, at: number): Step {
-  const n = Math.min(data.length, BUNDLE_HEADER_BYTES - at);
+  const n = Math.min(data.length, (u.headerBytes < 0 ? BUNDLE_HEADER_BYTES : u.headerBytes) - at);
   u.header = concat(u.header, data.subarray(0, n));
   if (u.header.length === BUNDLE_HEADER_BYTES) {
-    const len = parseBundleHeader(u.header);
-    if (len === null) return refusal('MALFORMED', 'not an fwseal update bundle');
-    if (len < 1 || len > LIMITS.maxEnvelopeBytes) return refusal('TOO_LARGE', `manifest of ${len} bytes`);
-    if (BUNDLE_HEADER_BYTES + len > u.len) return refusal('BAD_VALUE', `upload len ${u.len} is shorter than its manifest of ${len} bytes`);
-    u.manifestLength = len;
-    u.manifest = new Uint8Array(0);
+    const size = bundleHeaderBytes(u.header);
+    if (size === null) return refusal('MALFORMED', 'not an fwseal update bundle');
+    u.headerBytes = size;
   }
+  const h = u.header.length === u.headerBytes ? parseBundleHeaderAny(u.header) : null;
+  if (h === null) return { next: at + n, jumped: false };
+  const { manifestBytes: len, proofBytes } = h;
+  if (len < 1 || len > LIMITS.maxEnvelopeBytes) return refusal('TOO_LARGE', `manifest of ${len} bytes`);
+  if (u.headerBytes === BUNDLE_V2_HEADER_BYTES && (proofBytes < 1 || proofBytes > LIMITS.maxLogProofBytes))
+    return refusal(proofBytes < 1 ? 'BAD_VALUE' : 'TOO_LARGE', `log proof of ${proofBytes} bytes`);
+  if (u.headerBytes + len + proofBytes > u.len) return refusal('BAD_VALUE', `upload len ${u.len} is shorter than its manifest of ${len} bytes`);
+  u.manifestLength = len;
+  u.proofLength = proofBytes;
+  u.manifest = new Uint8Array(0);
   return { next: at + n, jumped: false };
 }
 

@@ -100,7 +100,7 @@ dist/device/fwseal-verifier.js inside QuickJS; needs npm run build) or node (the
 export const hilBundle: Command = {
   name: 'hil bundle',
   summary: 'write the update bundle of a signed manifest and its image, for mcumgr image upload',
-  usage: `fwseal hil bundle M.cose --image IMAGE --out update.bin [--json]
+  usage: `fwseal hil bundle M.cose --image IMAGE --out update.bin [--log DIR [--from-size N]] [--json]
 
 Writes the update bundle (SPEC.md §13.5: the manifest, then each page of chunk digests with its
 proof and its chunks) that a stock \`mcumgr image upload\` carries to an fwseal device over SMP; the
@@ -108,17 +108,26 @@ device verifies the manifest before it writes anything and each chunk before it 
 image must be the one the manifest names (size and Merkle root; else rejected, exit 1). Signatures
 are the device's to check (\`fwseal verify\` checks them on the host).
 
+--log DIR: for devices whose trust bundle requires log proofs, the bundle (FWSBND2) also carries
+the proof that the manifest is in the transparency log DIR (in its newest signed checkpoint, else
+NOT_FOUND), with a consistency proof from --from-size N: the size of the checkpoint the device
+stored, which \`status\` (group 64) reports as "log" (default 0: none stored yet).
+
 Examples:
   fwseal hil bundle fw.cose --image firmware.bin --out update.bin
+  fwseal hil bundle fw.cose --image firmware.bin --log translog --from-size 41 --out update.bin
   mcumgr --conntype serial --connstring dev=/dev/pts/5,baud=115200 image upload update.bin`,
-  options: { image: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' } },
+  options: { image: { type: 'string' }, out: { type: 'string' }, log: { type: 'string' }, 'from-size': { type: 'string' }, json: { type: 'boolean' } },
   async run(p, io) {
-    const { str } = await parsers();
+    const { str, int } = await parsers();
     if (p.positionals.length !== 1) throw new FwsealError('USAGE', 'give one manifest: fwseal hil bundle M.cose --image IMAGE --out FILE');
     const image = str(p, 'image', true);
     const out = str(p, 'out', true);
+    const logDir = str(p, 'log');
+    if (logDir === undefined && p.values['from-size'] !== undefined) throw new FwsealError('USAGE', '--from-size goes with --log');
+    const log = logDir === undefined ? undefined : { dir: logDir, fromSize: int(p, 'from-size', 0, Number.MAX_SAFE_INTEGER, 0) };
     const { writeBundleFile } = await import('./bundle-file.js');
-    return writeBundleFile(p.positionals[0], image, out, io, p.values.json === true);
+    return writeBundleFile(p.positionals[0], image, out, io, p.values.json === true, log);
   },
 };
 

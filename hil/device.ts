@@ -178,6 +178,7 @@ export class SimDevice {
     const s = this.#agent.status();
     const rec = s.ok ? s.state : null;
     const phase = this.#boot.slot === null ? 'bricked' : this.#boot.trial ? 'trial' : s.ok ? s.phase : 'corrupt';
+    const log = this.#agent.logRequirement();
     return {
       slot: this.#boot.slot ?? 0xff,
       version: this.#boot.version ?? '',
@@ -185,6 +186,8 @@ export class SimDevice {
       code: this.#lastCode,
       phase,
       ...(rec ? { trust: rec.trustVersion, revocation: rec.revocationVersion } : {}),
+      // Under a log policy: the checkpoint size an update bundle's log proof must start from (issue 19 item 2).
+      ...(log.ok && log.required ? { log: log.fromSize } : {}),
     };
   }
 

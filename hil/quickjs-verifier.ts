@@ -217,6 +217,7 @@ export async function quickjsVerifier(bundlePath: string = defaultBundlePath()):
     loadTrust: (trust) => call('loadTrust', trust),
     verifyTrustUpdate: (candidate, current, stored) => call('verifyTrustUpdate', candidate, current, stored),
     verifyRevocations: (list, trust, minVersion, stored) => call('verifyRevocations', list, trust, minVersion, stored),
+    verifyLogProof: (envelope, proof, trust, stored) => call('verifyLogProof', envelope, proof, trust, stored),
     imageVerifier: (manifest): ImageVerifier => {
       const { $obj: id } = call<{ $obj: number }>('imageVerifier', manifest);
       return Object.freeze({

@@ -7,6 +7,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeSha256 } from '../host/hash.js';
+import { logProofFor } from '../host/tlog/attachment.js';
 import { codeName } from '../shared/codes.js';
 import { LIMITS } from '../shared/limits.js';
 import {
@@ -125,7 +126,12 @@ async function waitRestart(ctx: Ctx, before: number): Promise<void> {
 async function runUpload(ctx: Ctx, step: Extract<Step, { upload: unknown }>): Promise<void> {
   const { slot, scenario } = ctx;
   const rel = release(scenario, step.upload);
-  const bundle = makeBundle(rel, step.upload.tamperChunk !== undefined ? { tamperChunk: step.upload.tamperChunk } : {});
+  // Issue 19: with a log, the proof from the checkpoint size the device reports (status `log`, SPEC.md §13.3).
+  const logProof = step.log === undefined ? undefined : await logProofFor(step.log, rel.envelope, (await deviceStatus(slot))?.log ?? 0);
+  const bundle = makeBundle(rel, {
+    ...(step.upload.tamperChunk !== undefined ? { tamperChunk: step.upload.tamperChunk } : {}),
+    ...(logProof ? { logProof } : {}),
+  });
   const name = `upload ${rel.manifest.version}`;
   if (step.powerCut) await slot.armFault(step.powerCut);
   const cut = step.cableCut;

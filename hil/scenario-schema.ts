@@ -183,6 +183,10 @@ const $defs: Record<string, JsonSchema> = {
     'Upload a release as an update bundle (SMP image upload, SPEC.md §13.5).',
     {
       upload: { oneOf: [ref('uploadRelease'), ref('fileRelease')], description: 'The release: from test keys, or files.' },
+      log: file(
+        'transparency log folder',
+        `For a device whose trust bundle requires log proofs (issue 19): a log (\`fwseal log init\`) whose newest signed checkpoint holds the release's manifest. The bundle is then FWSBND2, carrying the log proof from the checkpoint size the device's status reports (SPEC.md §13.5). ${FILES}`,
+      ),
       powerCut: ref('powerCut'),
       cableCut: ref('cableCut'),
       expect: stepExpect,

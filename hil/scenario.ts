@@ -43,7 +43,14 @@ export type StepExpect = {
 };
 
 export type Step =
-  | { readonly upload: ReleaseStep | FileRelease; readonly powerCut?: PowerCutPoint; readonly cableCut?: CableCut; readonly expect?: StepExpect }
+  | {
+      readonly upload: ReleaseStep | FileRelease;
+      /** A transparency log folder (absolute once loaded): the bundle carries the log proof (FWSBND2, issue 19). */
+      readonly log?: string;
+      readonly powerCut?: PowerCutPoint;
+      readonly cableCut?: CableCut;
+      readonly expect?: StepExpect;
+    }
   | { readonly manifest: ReleaseStep | string; readonly expect?: StepExpect }
   | { readonly trust: TrustSpec | string; readonly expect?: StepExpect }
   | { readonly revocations: RevocationSpec | string; readonly expect?: StepExpect }
@@ -217,7 +224,9 @@ export function loadScenarioFile(path: string): Scenario {
   }
   const where = basename(path);
   const s = validateScenario(parsed, where);
-  return { ...s, files: readInputs(s, dirname(path), where) };
+  // Log folders are read when the bundle is built (the proof depends on the device's stored checkpoint): resolved here.
+  const steps = s.steps.map((step) => ('upload' in step && step.log !== undefined ? { ...step, log: resolve(dirname(path), step.log) } : step));
+  return { ...s, steps, files: readInputs(s, dirname(path), where) };
 }
 
 /**

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { LeafHasher, nodeSha256 } from '../host/hash.js';
 import { type SigningKey, signingKeyFromSeed } from '../host/keys.js';
 import { signPayload } from '../host/sign.js';
-import { bundleLayout } from '../shared/bundle.js';
+import { bundleLayout, encodeBundleHeader } from '../shared/bundle.js';
 import { fail, ok, type Result } from '../shared/codes.js';
 import { parseEnvelope } from '../shared/cose.js';
 import { encodeManifest, type Manifest, parseManifest } from '../shared/manifest.js';
@@ -121,15 +121,19 @@ export function trustBundleVersion(envelope: Uint8Array): number | null {
   return t?.ok ? t.value.version : null;
 }
 
-/** The update bundle of a release (SPEC.md §13.5). `tamperChunk` flips a byte of that chunk after signing. */
-export function makeBundle(release: Release, options: { readonly tamperChunk?: number } = {}): Uint8Array {
+/**
+ * The update bundle of a release (SPEC.md §13.5): FWSBND1, or FWSBND2 carrying `logProof` (the
+ * attachment, opaque here) after the manifest. `tamperChunk` flips a byte of that chunk after signing.
+ */
+export function makeBundle(release: Release, options: { readonly tamperChunk?: number; readonly logProof?: Uint8Array } = {}): Uint8Array {
   const { manifest, envelope, image, leaves } = release;
-  const layout = bundleLayout(envelope.length, manifest.imageSize, manifest.chunkSize);
+  const proof = options.logProof;
+  const layout = bundleLayout(envelope.length, manifest.imageSize, manifest.chunkSize, proof?.length);
   const proofs = pageProofs(nodeSha256, leaves);
   const out = new Uint8Array(layout.length);
-  out.set([0x46, 0x57, 0x53, 0x42, 0x4e, 0x44, 0x31, 0x00]);
-  new DataView(out.buffer).setUint32(8, envelope.length);
-  out.set(envelope, 12);
+  out.set(encodeBundleHeader(layout));
+  out.set(envelope, layout.headerBytes);
+  if (proof) out.set(proof, layout.headerBytes + envelope.length);
   for (const p of layout.pages) {
     let at = p.digestsAt;
     for (let i = p.firstChunk; i < p.endChunk; i++, at += 32) out.set(leaves[i], at);

@@ -11,7 +11,7 @@ import { parseEnvelope } from '../shared/cose.js';
 import { DIGEST_BYTES, LIMITS } from '../shared/limits.js';
 import { parseManifest } from '../shared/manifest.js';
 import { KEY_KIND, KIND } from '../shared/payload.js';
-import { parseRevocationList, parseTrustBundle } from '../shared/trust.js';
+import { type LogPolicy, parseRevocationList, parseTrustBundle } from '../shared/trust.js';
 import { DETACHED_HEAD, decodeDetached } from './detached.js';
 import { DIGEST_TABLE_MAGIC, isDigestTable } from './digests.js';
 import { FwsealError } from './errors.js';
@@ -79,6 +79,16 @@ function roleView(role: { threshold: number; keys: readonly Uint8Array[] }) {
   return { threshold: role.threshold, keys: role.keys.map((k) => ({ keyId: toHex(keyId(k)), publicKey: toHex(k) })) };
 }
 
+/** A trust bundle's log policy (SPEC.md §4.2 format 2): devices require a log proof for every manifest. */
+function logView(log: LogPolicy) {
+  return {
+    origin: log.origin,
+    logKey: toHex(log.logKey),
+    witnessThreshold: log.witnessThreshold,
+    witnesses: log.witnesses.map((w) => ({ name: w.name, publicKey: toHex(w.key) })),
+  };
+}
+
 export function inspectBytes(bytes: Uint8Array): Inspection {
   if (isDigestTable(bytes)) {
     const body = bytes.length - DIGEST_TABLE_MAGIC.length;
@@ -142,7 +152,8 @@ export function inspectBytes(bytes: Uint8Array): Inspection {
   if (kind === KIND.trust) {
     const t = parseTrustBundle(payload);
     if (!t.ok) throw FwsealError.from(t, 'trust bundle payload');
-    return { type: 'trust-bundle', ...common, version: t.value.version, root: roleView(t.value.root), release: roleView(t.value.release) };
+    const { version, root, release, log } = t.value;
+    return { type: 'trust-bundle', ...common, version, root: roleView(root), release: roleView(release), ...(log ? { log: logView(log) } : {}) };
   }
   if (kind === KIND.revocations) {
     const r = parseRevocationList(payload);

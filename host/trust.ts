@@ -7,7 +7,7 @@ import { keyId, loadTrust, sha256, type VerifiedTrust, verifyRevocations, verify
 import { bytesEqual, fromHex } from '../shared/bytes.js';
 import { parseEnvelope } from '../shared/cose.js';
 import { KEY_ID_BYTES, LIMITS } from '../shared/limits.js';
-import { encodeRevocationList, encodeTrustBundle, parseRevocationList } from '../shared/trust.js';
+import { encodeRevocationList, encodeTrustBundle, type LogPolicy, parseRevocationList } from '../shared/trust.js';
 import { FwsealError } from './errors.js';
 import { type PublicKeyInfo, type SigningKey } from './keys.js';
 import { signPayload } from './sign.js';
@@ -21,6 +21,8 @@ export type TrustInitOptions = {
   /** For a rotation: the bundle being replaced (its root keys may sign; version = its version + 1). */
   readonly previous?: VerifiedTrust;
   readonly version?: number;
+  /** Require transparency log proofs (SPEC.md §4.2 format 2, §16): absent writes a format-1 bundle. */
+  readonly log?: LogPolicy;
 };
 
 export type TrustInitResult = { readonly envelope: Uint8Array; readonly version: number; readonly complete: boolean; readonly missing: string[] };
@@ -51,6 +53,7 @@ export function buildTrustBundle(opts: TrustInitOptions): TrustInitResult {
     version,
     root: { threshold: opts.rootThreshold, keys: opts.root.map((k) => k.publicKey) },
     release: { threshold: opts.releaseThreshold, keys: opts.release.map((k) => k.publicKey) },
+    ...(opts.log ? { log: opts.log } : {}),
   });
   const envelope = signPayload(payload, opts.signers);
   return { envelope, version, ...trustCompleteness(envelope, opts.previous) };

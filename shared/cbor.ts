@@ -16,7 +16,10 @@
  */
 import { compareBytes, concatBytes, utf8Decode, utf8Encode } from './bytes.js';
 import { type CodeName, fail, ok, type Result } from './codes.js';
-import { LIMITS } from './limits.js';
+// Decoding errors are thrown as the schema readers' errors (one class in the bundle, SPEC.md §10).
+// fields.ts takes only types from this file, and neither file uses the other while it loads.
+import { SchemaError } from './fields.js';
+import { WIRE_LIMITS as LIMITS } from './limits.js';
 
 export class CborTag {
   constructor(
@@ -40,7 +43,8 @@ export type DecodeLimits = {
   readonly maxItems?: number;
 };
 
-const DEFAULT_LIMITS: DecodeLimits = Object.freeze({
+/** Limits of a signed envelope (SPEC.md §8), the default. */
+export const ENVELOPE_DECODE_LIMITS: DecodeLimits = Object.freeze({
   maxBytes: LIMITS.maxEnvelopeBytes,
   maxDepth: LIMITS.maxDepth,
   maxContainerEntries: LIMITS.maxContainerEntries,
@@ -48,15 +52,8 @@ const DEFAULT_LIMITS: DecodeLimits = Object.freeze({
   maxItems: LIMITS.maxDecodedItems,
 });
 
-class DecodeError {
-  constructor(
-    readonly name: Exclude<CodeName, 'OK'>,
-    readonly detail: string,
-  ) {}
-}
-
 /** Decode exactly one deterministic CBOR item that spans all of `bytes`. Never throws. */
-export function decodeCbor(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_LIMITS): Result<{ value: CborValue }> {
+export function decodeCbor(bytes: Uint8Array, limits: DecodeLimits = ENVELOPE_DECODE_LIMITS): Result<{ value: CborValue }> {
   if (!(bytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'input is not bytes');
   if (bytes.length > limits.maxBytes) return fail('TOO_LARGE', `input of ${bytes.length} bytes exceeds ${limits.maxBytes}`);
   if (bytes.length === 0) return fail('TRUNCATED', 'empty input');
@@ -66,25 +63,29 @@ export function decodeCbor(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_LIM
     if (reader.pos !== bytes.length) return fail('TRAILING_BYTES', `${bytes.length - reader.pos} bytes after the item`);
     return ok({ value });
   } catch (e) {
-    if (e instanceof DecodeError) return fail(e.name, e.detail);
+    if (e instanceof SchemaError) return fail(e.name, e.detail);
     // A RangeError from the engine (e.g. out of memory) must still not escape as a crash.
     return fail('MALFORMED', 'decoder failure');
   }
 }
 
 class Reader {
-  pos = 0;
+  // `declare`d and set in the constructor: class fields would cost the ES2020 device bundle an
+  // esbuild helper (SPEC.md §10 size budget).
+  declare pos: number;
   /** Items left before the input is too large: every item costs memory in the decoded tree. */
-  private budget: number;
+  declare private budget: number;
   constructor(
     private readonly buf: Uint8Array,
     private readonly limits: DecodeLimits,
   ) {
+    this.pos = 0;
     this.budget = limits.maxItems ?? LIMITS.maxDecodedItems;
   }
 
-  private err(name: Exclude<CodeName, 'OK'>, detail: string): never {
-    throw new DecodeError(name, `${detail ?? name} at offset ${this.pos}`);
+  // The device build drops `detail` (tools/build-device.mjs), and with it the offset: devices report codes.
+  private err(name: Exclude<CodeName, 'OK'>, detail?: string): never {
+    throw new SchemaError(name, detail && `${detail} at offset ${this.pos}`);
   }
 
   private byte(): number {
@@ -95,27 +96,15 @@ class Reader {
   /** Read the argument of a head (RFC 8949 §3), enforcing the shortest form (§4.2.1). */
   private argument(info: number): number {
     if (info < 24) return info;
-    let value: number;
-    if (info === 24) {
-      value = this.byte();
-      if (value < 24) this.err('NON_DETERMINISTIC', 'argument not in shortest form');
-    } else if (info === 25) {
-      value = this.byte() * 0x100 + this.byte();
-      if (value < 0x100) this.err('NON_DETERMINISTIC', 'argument not in shortest form');
-    } else if (info === 26) {
-      value = ((this.byte() * 0x100 + this.byte()) * 0x100 + this.byte()) * 0x100 + this.byte();
-      if (value < 0x10000) this.err('NON_DETERMINISTIC', 'argument not in shortest form');
-    } else if (info === 27) {
-      const hi = ((this.byte() * 0x100 + this.byte()) * 0x100 + this.byte()) * 0x100 + this.byte();
-      const lo = ((this.byte() * 0x100 + this.byte()) * 0x100 + this.byte()) * 0x100 + this.byte();
-      if (hi === 0) this.err('NON_DETERMINISTIC', 'argument not in shortest form');
-      if (hi > 0x1fffff) this.err('TOO_LARGE', 'integer above 2^53 - 1');
-      value = hi * 0x100000000 + lo;
-    } else if (info === 31) {
-      this.err('NON_DETERMINISTIC', 'indefinite length');
-    } else {
-      this.err('MALFORMED', 'reserved additional information');
-    }
+    if (info === 31) this.err('NON_DETERMINISTIC', 'indefinite length');
+    if (info > 27) this.err('MALFORMED', 'reserved additional information');
+    const length = 1 << (info - 24); // 1, 2, 4 or 8 bytes, big-endian
+    let value = 0;
+    for (let i = 0; i < length; i++) value = value * 0x100 + this.byte();
+    // Shortest form: 24..255 in one byte, then at least 2^8, 2^16, 2^32 in 2, 4, 8 bytes.
+    if (value < (length === 1 ? 24 : 2 ** (4 * length))) this.err('NON_DETERMINISTIC', 'argument not in shortest form');
+    // Exact up to 2^53 - 1; anything above rounds to at least 2^53, so the comparison still holds.
+    if (value > Number.MAX_SAFE_INTEGER) this.err('TOO_LARGE', 'integer above 2^53 - 1');
     return value;
   }
 

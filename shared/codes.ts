@@ -28,6 +28,8 @@ export const CODES = Object.freeze({
   TRUST_THRESHOLD_NOT_MET: 202,
   ROTATION_NOT_AUTHORIZED: 203,
   REVOCATION_THRESHOLD_NOT_MET: 204,
+  LOG_SIGNATURE_INVALID: 205,
+  LOG_WITNESSES_NOT_MET: 206,
 
   // 3xx policy: signed correctly, but this device must not accept it.
   ROLLBACK: 300,
@@ -39,6 +41,10 @@ export const CODES = Object.freeze({
   TRUST_VERSION_SKIP: 306,
   INVALID_STATE: 307,
   INVALID_ARGUMENT: 308,
+  LOG_PROOF_MISSING: 309,
+  LOG_PROOF_MISMATCH: 310,
+  LOG_ROLLBACK: 311,
+  LOG_FORK: 312,
 
   // 4xx image: the bytes do not match the signed Merkle root.
   IMAGE_TOO_LONG: 400,
@@ -76,6 +82,8 @@ export const CODES = Object.freeze({
   BROKER_UNREACHABLE: 607,
   REPLY_TOPIC_REFUSED: 608,
   UNKNOWN_TRUST_VERSION: 609,
+  LOG_PROOF_UNAVAILABLE: 610,
+  LOG_CHECKPOINT_BEHIND: 611,
   // 62x serial: SMP over the console (SPEC.md §13).
   FRAME_CRC_MISMATCH: 620,
 

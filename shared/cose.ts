@@ -14,7 +14,7 @@ import { bytesEqual, compareBytes, concatBytes } from './bytes.js';
 import { CborTag, decodeCbor, encodeCbor } from './cbor.js';
 import { fail, ok, type Result } from './codes.js';
 import { asArray, asMap, FieldReader, SchemaError, schemaFail } from './fields.js';
-import { KEY_ID_BYTES, LIMITS, SIGNATURE_BYTES } from './limits.js';
+import { KEY_ID_BYTES, WIRE_LIMITS as LIMITS, SIGNATURE_BYTES } from './limits.js';
 
 export const COSE_SIGN_TAG = 98;
 export const HEADER_ALG = 1;

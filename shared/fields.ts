@@ -9,10 +9,11 @@ import { utf8Length } from './bytes.js';
 import { type CborKey, type CborMap, type CborValue } from './cbor.js';
 import { type CodeName } from './codes.js';
 
+/** A coded violation, thrown by the readers below and by the CBOR decoder, caught at one exit each. */
 export class SchemaError {
   constructor(
     readonly name: Exclude<CodeName, 'OK'>,
-    readonly detail: string,
+    readonly detail?: string,
   ) {}
 }
 
@@ -52,11 +53,14 @@ export function asText(value: CborValue | undefined, what: string, maxBytes: num
 }
 
 export class FieldReader {
-  private readonly seen = new Set<CborKey>();
+  // Set in the constructor, not as a class field: see the Reader of ./cbor.ts.
+  declare private readonly seen: Set<CborKey>;
   constructor(
     private readonly map: CborMap,
     private readonly what: string,
-  ) {}
+  ) {
+    this.seen = new Set();
+  }
 
   required(key: CborKey, name: string): CborValue {
     this.seen.add(key);

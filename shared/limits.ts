@@ -3,7 +3,7 @@
  * Decoders check these against the remaining input *before* allocating or recursing.
  * Frozen: no module-level mutable state in shared/.
  */
-export const LIMITS = Object.freeze({
+export const WIRE_LIMITS = Object.freeze({
   /** Largest signed envelope (manifest, trust bundle or revocation list) accepted, in bytes. */
   maxEnvelopeBytes: 16384,
   /** Largest signed payload inside an envelope, in bytes. */
@@ -48,6 +48,10 @@ export const LIMITS = Object.freeze({
   maxCreated: 253402300799,
   /** URI and provenance text fields. */
   maxUriBytes: 256,
+  /** A log proof attachment carried to a device (SPEC.md §12.2, §13.5): MQTT response, update bundle. */
+  maxLogProofBytes: 8192,
+});
+const SERVICE_LIMITS = {
   /** OTA over MQTT (SPEC.md §12): most image bytes in one block response (well under a 128 KB broker cap). */
   maxBlockBytes: 65536,
   /** Most blocks one block request may ask for (also the most blocks a device keeps in flight). */
@@ -104,7 +108,8 @@ export const LIMITS = Object.freeze({
   maxAuditLineBytes: 4096,
   /** `key import` of an encrypted PEM (§15.5): the largest KDF iteration count (or scrypt parameter) tried. */
   maxImportKdfIterations: 2000000,
-});
+};
+export const LIMITS = /* @__PURE__ */ Object.freeze(/* @__PURE__ */ Object.assign({}, WIRE_LIMITS, SERVICE_LIMITS));
 
 /** Length of a key id in bytes: SHA-256(public key) truncated (SPEC.md §Key ids). */
 export const KEY_ID_BYTES = 16;

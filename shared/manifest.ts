@@ -18,7 +18,7 @@
 import { type CborKey, type Encodable, encodeCbor } from './cbor.js';
 import { type Result } from './codes.js';
 import { asArray, asBytes, asMap, asText, asUint, FieldReader, schemaFail } from './fields.js';
-import { DIGEST_BYTES, LIMITS } from './limits.js';
+import { DIGEST_BYTES, WIRE_LIMITS as LIMITS } from './limits.js';
 import { parsePayload, payloadHeader } from './payload.js';
 
 export const MANIFEST_KEY = Object.freeze({
@@ -59,20 +59,22 @@ export function isPowerOfTwo(n: number): boolean {
 
 function readManifest(f: FieldReader): Manifest {
   const K = MANIFEST_KEY;
-  const deviceClass = asText(f.required(K.deviceClass, 'device class'), 'device class', LIMITS.maxDeviceClassBytes, DEVICE_CLASS_PATTERN);
+  // Failure details name each field as `Manifest` does: those names are in the device bundle anyway,
+  // where prose labels would only add bytes (SPEC.md §10).
+  const deviceClass = asText(f.required(K.deviceClass, 'deviceClass'), 'deviceClass', LIMITS.maxDeviceClassBytes, DEVICE_CLASS_PATTERN);
   const version = asText(f.required(K.version, 'version'), 'version', LIMITS.maxVersionBytes, SEMVER_PATTERN);
-  const securityCounter = asUint(f.required(K.securityCounter, 'security counter'), 'security counter', 0, LIMITS.maxCounter);
-  const imageSize = asUint(f.required(K.imageSize, 'image size'), 'image size', 1, LIMITS.maxImageSize);
-  const chunkSize = asUint(f.required(K.chunkSize, 'chunk size'), 'chunk size', LIMITS.minChunkSize, LIMITS.maxChunkSize);
-  if (!isPowerOfTwo(chunkSize)) schemaFail('BAD_VALUE', 'chunk size is not a power of two');
-  const merkleRoot = asBytes(f.required(K.merkleRoot, 'merkle root'), 'merkle root', DIGEST_BYTES);
+  const securityCounter = asUint(f.required(K.securityCounter, 'securityCounter'), 'securityCounter', 0, LIMITS.maxCounter);
+  const imageSize = asUint(f.required(K.imageSize, 'imageSize'), 'imageSize', 1, LIMITS.maxImageSize);
+  const chunkSize = asUint(f.required(K.chunkSize, 'chunkSize'), 'chunkSize', LIMITS.minChunkSize, LIMITS.maxChunkSize);
+  if (!isPowerOfTwo(chunkSize)) schemaFail('BAD_VALUE', 'chunkSize is not a power of two');
+  const merkleRoot = asBytes(f.required(K.merkleRoot, 'merkleRoot'), 'merkleRoot', DIGEST_BYTES);
   const created = asUint(f.required(K.created, 'created'), 'created', 0, LIMITS.maxCreated);
   let sbom: Manifest['sbom'];
   const sbomValue = f.optional(K.sbom);
   if (sbomValue !== undefined) {
     const s = asArray(sbomValue, 'sbom', 2);
     if (s.length !== 2) schemaFail('MALFORMED', 'sbom is not [digest, uri]');
-    sbom = Object.freeze({ digest: asBytes(s[0], 'sbom digest', DIGEST_BYTES), uri: asText(s[1], 'sbom uri', LIMITS.maxUriBytes, TOKEN_PATTERN) });
+    sbom = Object.freeze({ digest: asBytes(s[0], 'sbom.digest', DIGEST_BYTES), uri: asText(s[1], 'sbom.uri', LIMITS.maxUriBytes, TOKEN_PATTERN) });
   }
   let provenance: Manifest['provenance'];
   const provValue = f.optional(K.provenance);
@@ -83,8 +85,8 @@ function readManifest(f: FieldReader): Manifest {
     p.done();
     if (run === undefined && rev === undefined) schemaFail('BAD_VALUE', 'provenance is empty');
     provenance = Object.freeze({
-      ...(run !== undefined ? { pipelineRun: asText(run, 'pipeline run', LIMITS.maxUriBytes, TOKEN_PATTERN) } : {}),
-      ...(rev !== undefined ? { sourceRevision: asText(rev, 'source revision', LIMITS.maxUriBytes, TOKEN_PATTERN) } : {}),
+      ...(run !== undefined ? { pipelineRun: asText(run, 'pipelineRun', LIMITS.maxUriBytes, TOKEN_PATTERN) } : {}),
+      ...(rev !== undefined ? { sourceRevision: asText(rev, 'sourceRevision', LIMITS.maxUriBytes, TOKEN_PATTERN) } : {}),
     });
   }
   return Object.freeze({

@@ -15,7 +15,10 @@
  * function is injected. Index and size arithmetic uses plain division (not 32-bit bitwise
  * operators), so it is exact for every safe integer.
  */
-import { DIGEST_BYTES, LIMITS } from './limits.js';
+import { DIGEST_BYTES, WIRE_LIMITS as LIMITS } from './limits.js';
+import { consistencyPathFrom, inclusionPathFrom, type SubtreeRoots } from './merkle-proofs.js';
+
+export { consistencyPathFrom, inclusionPathFrom, type SubtreeRoots } from './merkle-proofs.js';
 
 /** One-shot SHA-256: returns the 32-byte digest of `data`. */
 export type Sha256 = (data: Uint8Array) => Uint8Array;
@@ -64,35 +67,37 @@ const isOdd = (x: number): boolean => x % 2 === 1;
  * size, largest first; by RFC 9162 §2.1.1 the root folds them from the right.
  */
 export class MerkleAccumulator {
-  readonly #sha256: Sha256;
-  readonly #stack: Uint8Array[] = [];
-  #size = 0;
+  // Plain (TypeScript-private) fields set in the constructor: `#` fields and class fields cost the
+  // ES2020 device bundle esbuild's WeakMap helpers, about 230 B gzip (SPEC.md §10).
+  declare private readonly stack: Uint8Array[];
+  declare private count: number;
 
-  constructor(sha256: Sha256) {
-    this.#sha256 = sha256;
+  constructor(private readonly sha256: Sha256) {
+    this.stack = [];
+    this.count = 0;
   }
 
   push(leafHash: Uint8Array): void {
     if (!isDigest(leafHash)) throw new RangeError(`leaf hash is not ${DIGEST_BYTES} bytes`);
     let node: Uint8Array = leafHash.slice();
     // Each trailing 1 bit of the old size is a perfect subtree the new leaf completes.
-    for (let n = this.#size; isOdd(n); n = half(n)) {
-      node = nodeHash(this.#sha256, this.#stack.pop()!, node);
+    for (let n = this.count; isOdd(n); n = half(n)) {
+      node = nodeHash(this.sha256, this.stack.pop()!, node);
     }
-    this.#stack.push(node);
-    this.#size++;
+    this.stack.push(node);
+    this.count++;
   }
 
   get size(): number {
-    return this.#size;
+    return this.count;
   }
 
   /** RFC 9162 §2.1.1 MTH of the leaves pushed so far; SHA-256 of empty input for none. */
   root(): Uint8Array {
-    const s = this.#stack;
-    if (s.length === 0) return this.#sha256(new Uint8Array(0));
+    const s = this.stack;
+    if (s.length === 0) return this.sha256(new Uint8Array(0));
     let r = s[s.length - 1];
-    for (let i = s.length - 2; i >= 0; i--) r = nodeHash(this.#sha256, s[i], r);
+    for (let i = s.length - 2; i >= 0; i--) r = nodeHash(this.sha256, s[i], r);
     return r.slice();
   }
 }
@@ -123,14 +128,6 @@ export function merkleRoot(sha256: Sha256, leafHashes: readonly Uint8Array[]): U
   return levels[levels.length - 1][0].slice();
 }
 
-/**
- * MTH(D[start:end]) for a node of the RFC 9162 tree: the ranges the proofs of §2.1.3.1 and §2.1.4.1
- * ask for are always nodes (an aligned start, a power-of-two size or the tree's right edge). The
- * caller decides where the hashes come from: the levels below, or a log's cache of subtree roots
- * (host/tlog/tree.ts), so one proof construction serves digest pages and the transparency log.
- */
-export type SubtreeRoots = (start: number, end: number) => Uint8Array;
-
 /** Subtree roots read off buildLevels: node [start, end) is levels[l][start / 2^l] for 2^l >= end - start. */
 function levelsRoots(levels: readonly (readonly Uint8Array[])[]): SubtreeRoots {
   return (start, end) => {
@@ -138,25 +135,6 @@ function levelsRoots(levels: readonly (readonly Uint8Array[])[]): SubtreeRoots {
     for (let span = 1; span < end - start; span *= 2) l++;
     return levels[l][start / 2 ** l].slice();
   };
-}
-
-/** RFC 9162 §2.1.3.1 PATH(index, D[size]) from subtree roots; 0 <= index < size (the caller checks). */
-export function inclusionPathFrom(roots: SubtreeRoots, size: number, index: number): Uint8Array[] {
-  // Split top-down as §2.1.1 does; PATH lists the sibling subtrees leaf first, so reverse at the end.
-  const topDown: Uint8Array[] = [];
-  let start = 0;
-  let end = size;
-  while (end - start > 1) {
-    const k = splitPoint(end - start);
-    if (index < start + k) {
-      topDown.push(roots(start + k, end));
-      end = start + k;
-    } else {
-      topDown.push(roots(start, start + k));
-      start += k;
-    }
-  }
-  return topDown.reverse();
 }
 
 /** RFC 9162 §2.1.3.1 PATH(m, D[n]), from all leaf hashes (host side). Throws RangeError on bad index. */
@@ -229,13 +207,6 @@ export function rootFromInclusionProof(sha256: Sha256, index: number, size: numb
   return sn === 0 ? r.slice() : null;
 }
 
-/** Largest power of two strictly smaller than n (n >= 2), the split point of RFC 9162 §2.1.1. */
-function splitPoint(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
-}
-
 /**
  * RFC 9162 §2.1.4.1 PROOF(m, D[n]) = SUBPROOF(m, D[n], true), for 0 < oldSize <= n (empty when
  * oldSize = n). Throws RangeError otherwise.
@@ -247,31 +218,6 @@ export function consistencyProof(sha256: Sha256, leafHashes: readonly Uint8Array
   }
   checkLeaves(leafHashes);
   return consistencyPathFrom(levelsRoots(buildLevels(sha256, leafHashes)), n, oldSize);
-}
-
-/** RFC 9162 §2.1.4.1 PROOF(oldSize, D[size]) from subtree roots; 0 < oldSize <= size (the caller checks). */
-export function consistencyPathFrom(roots: SubtreeRoots, size: number, oldSize: number): Uint8Array[] {
-  // SUBPROOF over D[start:end]; nodes are collected top-down and reversed at the end, because
-  // SUBPROOF(...) : MTH(sibling) puts the sibling after the deeper nodes.
-  const topDown: Uint8Array[] = [];
-  let m = oldSize;
-  let start = 0;
-  let end = size;
-  let complete = true; // the b flag of §2.1.4.1: D[start:start+m] is the whole old tree
-  while (m !== end - start) {
-    const k = splitPoint(end - start);
-    if (m <= k) {
-      topDown.push(roots(start + k, end));
-      end = start + k;
-    } else {
-      topDown.push(roots(start, start + k));
-      start += k;
-      m -= k;
-      complete = false;
-    }
-  }
-  if (!complete) topDown.push(roots(start, end));
-  return topDown.reverse();
 }
 
 /**

@@ -20,12 +20,14 @@
  *     ? 14: bstr .size 32,   ; SHA-256 of that stored trust bundle envelope
  *     ? 15: 0 / 1,           ; revocation area holding the device's current revocation list
  *     ? 16: bstr .size 32,   ; SHA-256 of that stored revocation list envelope
+ *     ? 17: uint,            ; size of the newest log checkpoint accepted (SPEC.md §16.8), with 18
+ *     ? 18: bstr .size 32,   ; its root hash
  *   }
  */
 import { type CborKey, type Encodable, encodeCbor } from './cbor.js';
 import { type Result } from './codes.js';
-import { asBytes, asText, asUint } from './fields.js';
-import { DIGEST_BYTES, LIMITS } from './limits.js';
+import { asBytes, asText, asUint, schemaFail } from './fields.js';
+import { DIGEST_BYTES, WIRE_LIMITS as LIMITS } from './limits.js';
 import { DEVICE_CLASS_PATTERN } from './manifest.js';
 import { parsePayload, payloadHeader } from './payload.js';
 
@@ -45,6 +47,8 @@ export const STATE_KEY = Object.freeze({
   trustDigest: 14,
   revocationArea: 15,
   revocationDigest: 16,
+  logSize: 17,
+  logRoot: 18,
 });
 
 export type DeviceStateRecord = {
@@ -70,6 +74,9 @@ export type DeviceStateRecord = {
   readonly revocationArea?: number;
   /** SHA-256 of the stored revocation list envelope. */
   readonly revocationDigest?: Uint8Array;
+  /** The newest transparency log checkpoint accepted (SPEC.md §16.8 L7): its tree size, with `logRoot`. */
+  readonly logSize?: number;
+  readonly logRoot?: Uint8Array;
 };
 
 export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceStateRecord }> {
@@ -84,6 +91,9 @@ export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceState
     const trustDigest = f.optional(K.trustDigest);
     const revocationArea = f.optional(K.revocationArea);
     const revocationDigest = f.optional(K.revocationDigest);
+    const logSize = f.optional(K.logSize);
+    const logRoot = f.optional(K.logRoot);
+    if ((logSize === undefined) !== (logRoot === undefined)) schemaFail('MISSING_FIELD', 'log checkpoint size and root come together');
     return Object.freeze({
       sequence: asUint(f.required(K.sequence, 'sequence'), 'sequence', 0, LIMITS.maxCounter),
       deviceClass: asText(f.required(K.deviceClass, 'device class'), 'device class', LIMITS.maxDeviceClassBytes, DEVICE_CLASS_PATTERN),
@@ -100,6 +110,7 @@ export function parseStateRecord(bytes: Uint8Array): Result<{ value: DeviceState
       ...(trustDigest !== undefined ? { trustDigest: asBytes(trustDigest, 'trust digest', DIGEST_BYTES) } : {}),
       ...(revocationArea !== undefined ? { revocationArea: asUint(revocationArea, 'revocation area', 0, 1) } : {}),
       ...(revocationDigest !== undefined ? { revocationDigest: asBytes(revocationDigest, 'revocation digest', DIGEST_BYTES) } : {}),
+      ...(logSize !== undefined ? { logSize: asUint(logSize, 'log size', 1, LIMITS.maxCounter), logRoot: asBytes(logRoot, 'log root', DIGEST_BYTES) } : {}),
     });
   });
 }
@@ -124,6 +135,7 @@ export function encodeStateRecord(s: DeviceStateRecord): Uint8Array {
   if (s.trustDigest) entries.push([K.trustDigest, s.trustDigest]);
   if (s.revocationArea !== undefined) entries.push([K.revocationArea, s.revocationArea]);
   if (s.revocationDigest) entries.push([K.revocationDigest, s.revocationDigest]);
+  if (s.logSize !== undefined && s.logRoot) entries.push([K.logSize, s.logSize], [K.logRoot, s.logRoot]);
   const bytes = encodeCbor(new Map(entries));
   const check = parseStateRecord(bytes);
   if (!check.ok) throw new RangeError(`state record rejected: ${check.error}${check.detail ? ` (${check.detail})` : ''}`);

@@ -1,10 +1,13 @@
 // Builds the one-file device verifier with esbuild and enforces ARCHITECTURE.md's dependency direction
 // while bundling: the bundle may reach shared/ and device/ (never device/node/) and npm packages
 // under @noble/ only; no Node built-in. Then checks the output and prints its size.
+// `deviceBuildOptions` is exported so that tools/bundle-size.mjs measures exactly this build; the
+// build itself runs only when this file is the script node was started with.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
@@ -38,23 +41,18 @@ const layering = {
   },
 };
 
-// `--entry FILE --outdir DIR` lets the test suite prove that a violation fails the build.
-const arg = (name, fallback) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : fallback);
-const entry = arg('--entry', 'device/bundle.ts');
-const outdir = arg('--outdir', 'dist/device');
-
 // Devices report codes, never prose (SPEC.md §9): the device bundle drops the human-readable
 // `detail` argument of every failure (the host build keeps it). Same checks, same codes; the
 // QuickJS suite compares every code with Node's.
 const DETAIL_ARG = /\b(fail|schemaFail|this\.err)\(\s*('[A-Z_]+')\s*,\s*(`(?:[^`\\]|\\.)*`|'(?:[^'\\]|\\.)*')\s*\)/g;
-let detailsDropped = 0;
+const dropped = { details: 0 };
 const noDetails = {
   name: 'no-details',
   setup(b) {
     b.onLoad({ filter: /[\\/](shared|device)[\\/].*\.ts$/ }, async (args) => {
       const source = readFileSync(args.path, 'utf8');
       const contents = source.replace(DETAIL_ARG, (_, fn, name) => {
-        detailsDropped++;
+        dropped.details++;
         return `${fn}(${name})`;
       });
       return { contents, loader: 'ts' };
@@ -62,7 +60,8 @@ const noDetails = {
   },
 };
 
-const common = {
+/** esbuild options shared by both output formats, for the bundle of `entry`. */
+export const deviceBuildOptions = (entry = 'device/bundle.ts') => ({
   entryPoints: [entry],
   bundle: true,
   minify: true,
@@ -73,17 +72,53 @@ const common = {
   plugins: [layering, noDetails],
   logLevel: 'error',
   legalComments: 'none',
-};
+});
 
-try {
-  await build({ ...common, format: 'iife', globalName: 'fwsealVerifier', outfile: `${outdir}/fwseal-verifier.js` });
-  await build({ ...common, format: 'esm', outfile: `${outdir}/fwseal-verifier.mjs` });
-} catch {
-  process.exit(1); // esbuild printed the errors
+/**
+ * The IIFE file (SPEC.md §10: one script defining only the global `fwsealVerifier`) made from the
+ * ESM build: its closing `export{a as B, ...}` becomes a frozen object returned from a function
+ * around the module body. esbuild's own IIFE format reaches the same object through its CommonJS
+ * interop helpers (a getter per export, `__esModule`), about 250 B of the gzip budget. The module
+ * body is strict code, so the script says "use strict" too. The body starts on the second line, so
+ * a source map of the ESM build stays valid with one line added (tools/bundle-size.mjs).
+ */
+export function iifeFromEsm(esm) {
+  const tail = /export\s*\{([^}]*)\}\s*;?\s*$/.exec(esm);
+  if (!tail) throw new Error('iifeFromEsm: the ESM build does not end with one export clause');
+  const members = tail[1].split(',').map((e) => {
+    const [local, exported = local] = e.trim().split(/\s+as\s+/);
+    if (!/^[\w$]+$/.test(local) || !/^[\w$]+$/.test(exported)) throw new Error(`iifeFromEsm: cannot read the export '${e}'`);
+    return `${exported}:${local}`;
+  });
+  return `"use strict";var fwsealVerifier=(()=>{\n${esm.slice(0, tail.index)}\nreturn Object.freeze({${members.join(',')}})})();\n`;
 }
 
-let failed = false;
-for (const f of [`${outdir}/fwseal-verifier.js`, `${outdir}/fwseal-verifier.mjs`]) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();
+
+async function main() {
+  // `--entry FILE --outdir DIR` lets the test suite prove that a violation fails the build.
+  const arg = (name, fallback) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : fallback);
+  const entry = arg('--entry', 'device/bundle.ts');
+  const outdir = arg('--outdir', 'dist/device');
+  const common = deviceBuildOptions(entry);
+  try {
+    await build({ ...common, format: 'esm', outfile: `${outdir}/fwseal-verifier.mjs` });
+    writeFileSync(`${outdir}/fwseal-verifier.js`, iifeFromEsm(readFileSync(`${outdir}/fwseal-verifier.mjs`, 'utf8')));
+  } catch (e) {
+    if (!e.errors) console.error(e.message); // esbuild printed its own errors
+    process.exit(1);
+  }
+  const checked = [checkOutput(`${outdir}/fwseal-verifier.js`), checkOutput(`${outdir}/fwseal-verifier.mjs`)];
+  writeTypes(entry, outdir);
+  const js = readFileSync(`${outdir}/fwseal-verifier.js`);
+  console.log(
+    `device bundle: ${outdir}/fwseal-verifier.js ${js.length} bytes, ${gzipSync(js, { level: 9 }).length} bytes gzip (${dropped.details} failure details left to the host build)`,
+  );
+  process.exit(checked.every(Boolean) ? 0 : 1);
+}
+
+/** True when the file has no import, require() or host object; else says what it found. */
+function checkOutput(f) {
   const src = readFileSync(f, 'utf8');
   const problems = [];
   if (/\brequire\s*\(/.test(src)) problems.push('require()');
@@ -98,16 +133,16 @@ for (const f of [`${outdir}/fwseal-verifier.js`, `${outdir}/fwseal-verifier.mjs`
     timers: /(?<![\w$.])set(Timeout|Interval)\s*\(/,
   };
   for (const [name, re] of Object.entries(hostObjects)) if (re.test(src)) problems.push(name);
-  if (problems.length) {
-    failed = true;
-    console.error(`${f}: forbidden in the device bundle: ${problems.join(', ')}`);
-  }
+  if (problems.length) console.error(`${f}: forbidden in the device bundle: ${problems.join(', ')}`);
+  return problems.length === 0;
 }
+
 // Types of the ESM bundle (package.json `exports` "./device-bundle"): the names device/bundle.ts
 // re-exports, typed by the declarations tsup emits for fwseal/device (dist/device/index.d.ts).
-const bundleSource = readFileSync(entry, 'utf8');
-const reexported = /export\s*\{([^}]*)\}\s*from\s*'\.\/index\.js'/.exec(bundleSource);
-if (reexported) {
+function writeTypes(entry, outdir) {
+  const bundleSource = readFileSync(entry, 'utf8');
+  const reexported = /export\s*\{([^}]*)\}\s*from\s*'\.\/index\.js'/.exec(bundleSource);
+  if (!reexported) return;
   const names = reexported[1]
     .split(',')
     .map((n) => n.trim())
@@ -116,9 +151,3 @@ if (reexported) {
   const dts = `// Generated by tools/build-device.mjs from ${entry}.\nexport { ${names.join(', ')} } from './index.js';\n${consts.join('')}`;
   writeFileSync(`${outdir}/fwseal-verifier.d.mts`, dts);
 }
-
-const js = readFileSync(`${outdir}/fwseal-verifier.js`);
-console.log(
-  `device bundle: ${outdir}/fwseal-verifier.js ${js.length} bytes, ${gzipSync(js, { level: 9 }).length} bytes gzip (${detailsDropped / 2} failure details left to the host build)`,
-);
-process.exit(failed ? 1 : 0);

@@ -33,6 +33,8 @@ import { type Flash, isErased, readScratch, sameBytes } from './flash.js';
 import { type Layout } from './layout.js';
 import {
   activeSlotOf,
+  checkLogProof,
+  clearRegion,
   deviceStateOf,
   inactiveSlotOf,
   loadTrustStore,
@@ -93,18 +95,22 @@ export class UpdateAgent {
 
   /**
    * Verify a manifest (before anything is written) and start, or resume, downloading its image into
-   * the inactive slot.
+   * the inactive slot. Under a log policy (SPEC.md §16.8) a new download needs `logProof`; the
+   * checkpoint it proves is stored by the same state write that starts the download. A resume of the
+   * download in progress needs none: its manifest passed when the download began.
    */
-  beginUpdate(envelope: Uint8Array): Result<{ resumed: boolean; chunks: number; missing: number }> {
+  beginUpdate(envelope: Uint8Array, logProof?: Uint8Array): Result<{ resumed: boolean; chunks: number; missing: number }> {
     this.#record = null;
     const s = loadState(this.#flash, this.#layout);
     if (!s.ok) return s;
-    let rec = s.record;
+    const rec = s.record;
     if (rec.pending) return fail('AGENT_BUSY', 'an installed image awaits its trial boot and confirmation');
     const st = this.#store(rec);
     if (!st.ok) return st;
     const store = st.store;
-    const vm = this.#v.verifyManifest(envelope, store.trust, deviceStateOf(rec, store));
+    const t = this.#v.loadTrust(store.trust);
+    if (!t.ok) return t;
+    const vm = this.#v.verifyManifestWithTrust(envelope, t.trust, deviceStateOf(rec, store));
     if (!vm.ok) return vm;
     const m = vm.manifest;
     const slot = inactiveSlotOf(rec);
@@ -125,9 +131,23 @@ export class UpdateAgent {
       }
       // The stored copy is damaged: start over below.
     }
+    const log = checkLogProof(this.#v, t.trust, rec, envelope, logProof); // SPEC.md §16.8, before any write
+    if (!log.ok) return log;
+    const span = Math.ceil(padded / this.#flash.eraseBlockSize) * this.#flash.eraseBlockSize;
+    const started = this.#startDownload(rec, slot, span, envelope, { downloading: vm.manifestDigest, ...log.checkpoint });
+    if (!started.ok) return started;
+    this.#current = { manifest: m, digest: vm.manifestDigest };
+    return ok({ resumed: false, chunks: n, missing: n });
+  }
 
-    // A new download. First forget any other download, so that a power cut below leaves "idle".
+  /**
+   * A new download: forget any other one first (a power cut below leaves "idle"), erase the
+   * progress area, store the manifest, erase the slot, then one state save records the download
+   * (and the log checkpoint its proof advanced to): old or new state, never a mix.
+   */
+  #startDownload(record: DeviceStateRecord, slot: 0 | 1, span: number, envelope: Uint8Array, fields: Partial<StateUpdate>): Result {
     this.#current = null;
+    let rec = record;
     if (rec.downloading) {
       const { downloading: _, ...rest } = rec;
       const w = saveState(this.#flash, this.#layout, rest);
@@ -135,6 +155,7 @@ export class UpdateAgent {
       rec = w.record;
     }
     const prog = this.#layout.progress;
+    const region = this.#layout.slots[slot];
     const erased = flashResult(() => {
       this.#flash.erase(prog.offset, prog.size);
       return {};
@@ -142,18 +163,25 @@ export class UpdateAgent {
     if (!erased.ok) return erased;
     const stored = writeManifestArea(this.#flash, this.#layout, slot, envelope);
     if (!stored.ok) return stored;
-    const E = this.#flash.eraseBlockSize;
-    const span = Math.ceil(padded / E) * E;
     const slotErased = flashResult(() => {
       this.#flash.erase(region.offset, span);
       return {};
     });
     if (!slotErased.ok) return slotErased;
     const { lastError: _e, ...base } = rec;
-    const w = saveState(this.#flash, this.#layout, { ...base, downloading: vm.manifestDigest });
-    if (!w.ok) return w;
-    this.#current = { manifest: m, digest: vm.manifestDigest };
-    return ok({ resumed: false, chunks: n, missing: n });
+    return saveState(this.#flash, this.#layout, { ...base, ...fields });
+  }
+
+  /** Whether a new download needs a log proof, and from which stored checkpoint size (0: none) its consistency proof must start. */
+  logRequirement(): Result<{ required: boolean; fromSize: number }> {
+    this.#record = null;
+    const s = loadState(this.#flash, this.#layout);
+    if (!s.ok) return s;
+    const st = this.#store(s.record);
+    if (!st.ok) return st;
+    const t = this.#v.loadTrust(st.store.trust);
+    if (!t.ok) return t;
+    return ok({ required: t.trust.bundle.log !== undefined, fromSize: s.record.logSize ?? 0 });
   }
 
   /** Indices of the chunks not yet verified and written (re-read from the progress area). */
@@ -220,7 +248,7 @@ export class UpdateAgent {
     if (!now.ok) return now;
     if (!sameBytes(now.bytes, data)) {
       if (!isErased(now.bytes, f.erasedValue)) {
-        const repaired = this.#clearRegion(m, index, at, data.length, this.#layout.slots[slot].offset);
+        const repaired = clearRegion(f, this.#marks(m) ?? [], m, index, at, data.length, this.#layout.slots[slot].offset);
         if (!repaired.ok) return repaired;
       }
       const w = flashResult(() => {
@@ -365,34 +393,6 @@ export class UpdateAgent {
     const out: boolean[] = [];
     for (let i = 0; i < n; i++) out.push(!isErased(r.words.subarray(i * W, (i + 1) * W), this.#flash.erasedValue));
     return out;
-  }
-
-  /**
-   * Make [at, at + length) erased again: erase the blocks covering it, then write back the marked
-   * chunks that share those blocks (chunks smaller than an erase block). A power cut in between
-   * loses those chunks' bytes while their marks stay; finishDownload's whole-slot check catches it.
-   */
-  #clearRegion(m: Manifest, index: number, at: number, length: number, slotStart: number): Result {
-    const f = this.#flash;
-    const E = f.eraseBlockSize;
-    const W = f.writeAlign;
-    const first = Math.floor(at / E) * E;
-    const end = Math.ceil((at + length) / E) * E;
-    const marks = this.#marks(m) ?? [];
-    const keep: { offset: number; bytes: Uint8Array }[] = [];
-    const r = flashResult(() => {
-      for (let j = 0; j < marks.length; j++) {
-        if (j === index || !marks[j]) continue;
-        const len = Math.ceil(Math.min(m.chunkSize, m.imageSize - j * m.chunkSize) / W) * W;
-        const s = Math.max(first, slotStart + j * m.chunkSize);
-        const e = Math.min(end, slotStart + j * m.chunkSize + len);
-        if (s < e) keep.push({ offset: s, bytes: f.read(s, e - s) });
-      }
-      f.erase(first, end - first);
-      for (const k of keep) if (!isErased(k.bytes, f.erasedValue)) f.write(k.offset, k.bytes);
-      return {};
-    });
-    return r;
   }
 }
 

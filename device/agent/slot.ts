@@ -10,7 +10,8 @@ import { type Manifest } from '../../shared/manifest.js';
 import { type DeviceStateRecord } from '../../shared/state.js';
 import { type Verifier } from '../verifier.js';
 import { type DeviceState, type VerifiedManifest } from '../verify/manifest.js';
-import { type Flash, readScratch } from './flash.js';
+import { type VerifiedTrust } from '../verify/trust.js';
+import { type Flash, isErased, readScratch } from './flash.js';
 import { type Layout, MANIFEST_HEADER_BYTES, type Region } from './layout.js';
 import { flashResult } from './state-store.js';
 
@@ -155,4 +156,50 @@ export function verifySlotImage(verifier: Verifier, flash: Flash, layout: Layout
     if (!u.ok) return u;
   }
   return iv.finish();
+}
+
+/**
+ * SPEC.md §16.8 on the device: under the trust bundle's log policy a new download needs a log proof
+ * (LOG_PROOF_MISSING) that passes L1–L7 against the checkpoint the state record holds. The result
+ * is the state fields to write with the download: the proven checkpoint when it advanced, else none.
+ */
+export function checkLogProof(
+  verifier: Verifier,
+  trust: VerifiedTrust,
+  record: DeviceStateRecord,
+  envelope: Uint8Array,
+  proof: Uint8Array | undefined,
+): Result<{ checkpoint: { logSize?: number; logRoot?: Uint8Array } }> {
+  if (!trust.bundle.log) return ok({ checkpoint: {} });
+  if (proof === undefined) return fail('LOG_PROOF_MISSING', 'the trust bundle requires a log proof');
+  const stored = record.logSize !== undefined && record.logRoot ? { size: record.logSize, root: record.logRoot } : undefined;
+  const r = verifier.verifyLogProof(envelope, proof, trust, stored);
+  if (!r.ok) return r;
+  return ok({ checkpoint: r.advanced ? { logSize: r.checkpoint.size, logRoot: r.checkpoint.root } : {} });
+}
+
+/**
+ * Make [at, at + length) of a slot erased again: erase the blocks covering it, then write back the
+ * marked chunks (`marks`) that share those blocks (chunks smaller than an erase block). A power cut
+ * in between loses those chunks' bytes while their marks stay; finishDownload's whole-slot check
+ * catches it.
+ */
+export function clearRegion(f: Flash, marks: readonly boolean[], m: Manifest, index: number, at: number, length: number, slotStart: number): Result {
+  const E = f.eraseBlockSize;
+  const W = f.writeAlign;
+  const first = Math.floor(at / E) * E;
+  const end = Math.ceil((at + length) / E) * E;
+  const keep: { offset: number; bytes: Uint8Array }[] = [];
+  return flashResult(() => {
+    for (let j = 0; j < marks.length; j++) {
+      if (j === index || !marks[j]) continue;
+      const len = Math.ceil(Math.min(m.chunkSize, m.imageSize - j * m.chunkSize) / W) * W;
+      const s = Math.max(first, slotStart + j * m.chunkSize);
+      const e = Math.min(end, slotStart + j * m.chunkSize + len);
+      if (s < e) keep.push({ offset: s, bytes: f.read(s, e - s) });
+    }
+    f.erase(first, end - first);
+    for (const k of keep) if (!isErased(k.bytes, f.erasedValue)) f.write(k.offset, k.bytes);
+    return {};
+  });
 }

@@ -8,9 +8,17 @@
  * is powered up: it must boot a verified image (byte for byte the old or the new one), its counter
  * must never regress (>= the old counter; the new counter only once the new image is confirmed),
  * and it must then be able to finish the update. Violations are collected with their k.
+ *
+ * Under a log policy (`log`, SPEC.md §16) the update carries its log proof, the device may start
+ * with a stored checkpoint, and after every cut the stored checkpoint must be the old or the new one
+ * whole (the new one whenever the state names the new manifest); after recovery the device must
+ * still refuse a proof of an older checkpoint (LOG_ROLLBACK).
  */
 import { bytesEqual, concatBytes } from '../../shared/bytes.js';
+import { CODES } from '../../shared/codes.js';
+import { parseLogProof } from '../../shared/log-proof.js';
 import { inclusionProof, leafHash } from '../../shared/merkle.js';
+import { type DeviceStateRecord } from '../../shared/state.js';
 import { type FaultPlan, SimFlash } from '../sim/flash.js';
 import { createVerifier, type Verifier } from '../verifier.js';
 import { type VerifiedManifest } from '../verify/manifest.js';
@@ -19,7 +27,7 @@ import { boot } from './boot.js';
 import { type FlashGeometry, PowerCut } from './flash.js';
 import { createLayout, type Layout, layoutBytes } from './layout.js';
 import { provision } from './provision.js';
-import { loadState } from './state-store.js';
+import { loadState, saveState } from './state-store.js';
 
 export type SweepRelease = { readonly envelope: Uint8Array; readonly image: Uint8Array };
 
@@ -39,6 +47,14 @@ export type SweepInput = {
   readonly torn?: boolean;
   readonly maxTrialBoots?: number;
   readonly verifier?: Verifier;
+  /** The trust bundle has a log policy: the update's proof, the checkpoint stored at the start, a proof of an older checkpoint. */
+  readonly log?: SweepLog;
+};
+
+export type SweepLog = {
+  readonly proof: Uint8Array;
+  readonly stored?: { readonly size: number; readonly root: Uint8Array };
+  readonly stale: SweepRelease & { readonly proof: Uint8Array };
 };
 
 export type SweepViolation = { readonly k: number; readonly mode: 'cut' | 'torn'; readonly message: string };
@@ -104,7 +120,35 @@ class SweepWorld {
       verifier: this.v,
     });
     if (!prov.ok) throw new RangeError(`provisioning failed: ${prov.error}`);
+    const stored = input.log?.stored;
+    if (stored && !saveState(base, this.layout, { ...prov.state, logSize: stored.size, logRoot: stored.root }).ok)
+      throw new RangeError('checkpoint not stored');
     this.start = base.snapshot();
+  }
+
+  /** The stored log checkpoint is the old or the new one, whole; the new one once the state names the new manifest. */
+  checkLog(flash: SimFlash, where: string): void {
+    const log = this.input.log;
+    const s = loadState(flash, this.layout);
+    if (!log || !s.ok) return;
+    const p = parseLogProof(log.proof);
+    if (!p.ok) throw new RangeError('sweep log proof does not parse');
+    const r: DeviceStateRecord = s.record;
+    const is = (c: { size: number; root: Uint8Array } | undefined) =>
+      c === undefined ? r.logSize === undefined && r.logRoot === undefined : r.logSize === c.size && r.logRoot !== undefined && bytesEqual(r.logRoot, c.root);
+    const isNew = is({ size: p.value.size, root: p.value.root });
+    check(isNew || is(log.stored), `${where}: stored checkpoint (${String(r.logSize)}) is neither the old nor the new one`);
+    const d = this.newVm.manifestDigest;
+    const named = [r.downloading, r.pending, r.installed].some((x) => x !== undefined && bytesEqual(x, d));
+    check(!named || isNew, `${where}: the state names the new manifest without its checkpoint`);
+  }
+
+  /** After recovery: a proof of an older checkpoint than the stored one is refused, and nothing starts. */
+  checkStale(flash: SimFlash): void {
+    const log = this.input.log;
+    if (!log) return;
+    const r = this.agentOn(flash).beginUpdate(log.stale.envelope, log.stale.proof);
+    check(r.code === CODES.LOG_ROLLBACK, `a rolled-back checkpoint was not refused: ${r.error}`);
   }
 
   count(key: string): void {
@@ -150,7 +194,7 @@ class SweepWorld {
   /** Download and stage the new image (begin or resume); returns whether it resumed. */
   download(flash: SimFlash): boolean {
     const agent = this.agentOn(flash);
-    const b = agent.beginUpdate(this.input.next.envelope);
+    const b = agent.beginUpdate(this.input.next.envelope, this.input.log?.proof);
     check(b.ok, `beginUpdate: ${b.error}`);
     const resumed = b.ok && b.resumed;
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -183,6 +227,7 @@ class SweepWorld {
   recover(flash: SimFlash): void {
     flash.setFaults({});
     this.checkCounter(flash, 'after the cut');
+    this.checkLog(flash, 'after the cut');
     const b = this.boot(flash);
     check(b.slot !== null, `no bootable image after the cut: ${b.error}`);
     if (b.slot === null) return;
@@ -207,6 +252,8 @@ class SweepWorld {
     }
     this.finalBoot(flash, ' after recovery');
     this.checkCounter(flash, 'at the end');
+    this.checkLog(flash, 'at the end');
+    this.checkStale(flash);
     const s = loadState(flash, this.layout);
     check(s.ok && s.record.securityCounter === this.newVm.manifest.securityCounter, 'counter not raised after confirm');
     this.count('completed');

@@ -85,6 +85,14 @@ export function updateTrust(c: TrustContext, candidate: Uint8Array, revocations?
   const wt = writeEnvelopeArea(c.flash, c.layout.trustAreas[trustArea], candidate, `trust area ${trustArea}`);
   if (!wt.ok) return wt;
   let update: StateUpdate = { ...rec, trustVersion: Math.max(rec.trustVersion, version), trustArea, trustDigest: c.verifier.sha256(candidate) };
+  // SPEC.md §11.3: a policy naming another log (key or origin) starts from no stored checkpoint, in
+  // the same save that switches the bundle: the old log's checkpoint says nothing about the new one.
+  const was = cur.trust.bundle.log;
+  const now = next.trust.bundle.log;
+  if (now && (!was || was.origin !== now.origin || !bytesEqual(was.logKey, now.logKey))) {
+    const { logSize: _s, logRoot: _r, ...rest } = update;
+    update = rest;
+  }
   if (revocations !== undefined) {
     const area = rec.revocationArea === 0 ? 1 : 0;
     const wr = writeEnvelopeArea(c.flash, c.layout.revocationAreas[area], revocations, `revocation area ${area}`);

@@ -22,7 +22,12 @@ export type OtaPullOptions = Omit<PullOptions, 'chunksPerBlock' | 'chunkSize'> &
   /** Wait before pulling again after a transport failure (full jitter): base and cap in ms. */
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
+  /** Log proof requests per campaign before it fails (default LOG_PROOF_ATTEMPTS), with the same backoff. */
+  readonly logProofAttempts?: number;
 };
+
+/** Attempts at a log proof by default: with the default backoff (1 s base, 30 s cap) about a minute of waiting at most. */
+export const LOG_PROOF_ATTEMPTS = 8;
 
 export type OtaPhase = 'idle' | 'manifest' | 'downloading' | 'waiting' | 'installing' | 'trial' | 'stopped';
 
@@ -124,10 +129,10 @@ export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): P
   if (h.payloadInstalled(envelope)) return h.terminal(a, 'confirmed');
   await h.rootIdle();
   if (!live()) return;
-  // M4 on the device (SPEC.md §12.9 "Metrics"): the manifest check, as the agent runs it (verify, then record).
-  const started = h.clock.now();
-  const begun = h.agent.beginUpdate(envelope);
-  const manifestMs = msSince(h.clock, started);
+  // Issue 19 item 2: under a log policy (the bundle in force after any root update) the log proof first.
+  const checked = await beginWithLogProof(h, run, envelope, live);
+  if (ended() || checked === null || !live()) return;
+  const { begun, manifestMs } = checked;
   if (!begun.ok) {
     if (begun.code < 500) {
       h.refused(a.manifestDigest, begun.code);
@@ -169,6 +174,46 @@ export async function runCampaign(h: CampaignHost, run: Run, a: Announcement): P
   const s = h.agent.status();
   const code = s.ok && s.state.lastError ? s.state.lastError : CODES.BOOT_IMAGE_INVALID;
   h.terminal(a, 'failed', code, refusedAt(code, 'install')); // the trial boot refused the installed image
+}
+
+/**
+ * The agent's manifest check (beginUpdate), with the log proof of the campaign's manifest when the
+ * trust bundle in force has a log policy (issue 19 item 2; SPEC.md §12.2, §12.10); null when the run
+ * ended. No policy: no request at all. A failed request (LOG_PROOF_UNAVAILABLE: the entry is not yet
+ * in a signed checkpoint, which the server signs within its interval; a time-out; another error
+ * reply), and a proof refused LOG_WITNESSES_NOT_MET (a checkpoint the witnesses have not cosigned
+ * yet: the agent writes nothing for a refused proof), are tried again after a full-jitter backoff,
+ * up to `logProofAttempts` requests; then the manifest goes to the agent without a proof, which
+ * refuses it (LOG_PROOF_MISSING) unless it resumes a download that already passed its proof.
+ * `manifestMs` (M4, SPEC.md §12.9 "Metrics") is the agent's last check alone, not the waiting.
+ */
+async function beginWithLogProof(
+  h: CampaignHost,
+  run: Run,
+  envelope: Uint8Array,
+  live: () => boolean,
+): Promise<{ begun: ReturnType<UpdateAgent['beginUpdate']>; manifestMs: number } | null> {
+  const need = h.agent.logRequirement();
+  const fromSize = need.ok ? need.fromSize : 0;
+  const attempts = need.ok && need.required ? (h.pull.logProofAttempts ?? LOG_PROOF_ATTEMPTS) : 0;
+  for (let attempt = 0; ; attempt++) {
+    let proof: Uint8Array | undefined;
+    if (attempt < attempts) {
+      if (attempt > 0) await pause(h.clock, run, retryDelay(h.clock, h.pull, attempt - 1));
+      if (!live() || run.finalCode !== null) return null;
+      const got = await h.requests.logProof(run.campaign, fromSize, h.pull.timeoutMs ?? 5000);
+      if (!live() || run.finalCode !== null) return null;
+      if (typeof got === 'number') continue;
+      proof = got;
+      await h.rootIdle(); // a root update during the request is judged first (SPEC.md §12.13 Order)
+      if (!live()) return null;
+    }
+    const started = h.clock.now();
+    const begun = h.agent.beginUpdate(envelope, proof);
+    const manifestMs = msSince(h.clock, started);
+    if (!begun.ok && begun.code === CODES.LOG_WITNESSES_NOT_MET && attempt + 1 < attempts) continue;
+    return { begun, manifestMs };
+  }
 }
 
 /** The `downloading` status events of one pull: every 10 % (at most once a second) or every 5 s. */

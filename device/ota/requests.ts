@@ -8,6 +8,7 @@
 import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { messageType } from '../../shared/ota/codec.js';
+import { encodeLogProofRequest, parseLogProofResponse } from '../../shared/ota/log-proof.js';
 import {
   type Announcement,
   type BlockRange,
@@ -49,7 +50,8 @@ type Pending =
   | { kind: 'manifest'; campaign: string; resolve: Waiter<Uint8Array> }
   | { kind: 'page'; campaign: string; page: number; resolve: Waiter<{ leaves: Uint8Array; proof: Uint8Array }> }
   | { kind: 'block'; campaign: string; blocks: Map<number, Waiter<Uint8Array>> }
-  | { kind: 'root'; version: number; resolve: (reply: RootResponse | number) => void };
+  | { kind: 'root'; version: number; resolve: (reply: RootResponse | number) => void }
+  | { kind: 'logProof'; campaign: string; resolve: (reply: Uint8Array | number) => void };
 
 /** Handed to waiters when a run is aborted: the caller checks `run.aborted` before looking at it. */
 export const ABORT_BLOCK = new Uint8Array(0);
@@ -61,7 +63,7 @@ const FINAL_CODES: ReadonlySet<number> = new Set([CODES.UNKNOWN_CAMPAIGN, CODES.
 /** End a request without an answer: `code` is what a root request learns (an error reply's, else a time-out). */
 function settle(p: Pending, code: number = CODES.TRANSPORT_TIMEOUT): void {
   if (p.kind === 'block') for (const w of p.blocks.values()) w(null);
-  else if (p.kind === 'root') p.resolve(code);
+  else if (p.kind === 'root' || p.kind === 'logProof') p.resolve(code);
   else p.resolve(null);
 }
 
@@ -130,6 +132,20 @@ export class Requests {
       const id = this.#requestId();
       this.#pending.set(id, { kind: 'root', version, resolve });
       this.#send(null, id, (replyTopic) => encodeRootRequest({ requestId: id, trustVersion: version, ...(replyTopic ? { replyTopic } : {}) }));
+      this.#expire(id, timeoutMs);
+    });
+  }
+
+  /**
+   * The log proof of `campaign`'s manifest with consistency from `fromSize` (issue 19 item 2): the
+   * attachment, or a code (the error reply's, e.g. LOG_PROOF_UNAVAILABLE; TRANSPORT_TIMEOUT when
+   * nothing came within `timeoutMs`; TRANSPORT_UNAVAILABLE when the run was aborted).
+   */
+  logProof(campaign: string, fromSize: number, timeoutMs: number): Promise<Uint8Array | number> {
+    return new Promise((resolve) => {
+      const id = this.#requestId();
+      this.#pending.set(id, { kind: 'logProof', campaign, resolve });
+      this.#send(campaign, id, (replyTopic) => encodeLogProofRequest({ campaign, requestId: id, fromSize, ...(replyTopic ? { replyTopic } : {}) }));
       this.#expire(id, timeoutMs);
     });
   }
@@ -232,6 +248,7 @@ export class Requests {
       this.#pending.delete(id);
       if (p.kind === 'block') for (const w of p.blocks.values()) w(ABORT_BLOCK);
       else if (p.kind === 'page') p.resolve(ABORT_PAGE);
+      else if (p.kind === 'logProof') p.resolve(CODES.TRANSPORT_UNAVAILABLE);
       else p.resolve(null);
     }
   }
@@ -293,6 +310,14 @@ export class Requests {
         this.#pending.delete(m.value.requestId);
         return p.resolve(m.value);
       }
+      case 'logProofResponse': {
+        const m = parseLogProofResponse(payload);
+        if (!m.ok) return void this.stats.malformed++;
+        const p = this.#pending.get(m.value.requestId);
+        if (p?.kind !== 'logProof' || p.campaign !== m.value.campaign) return; // stale
+        this.#pending.delete(m.value.requestId);
+        return p.resolve(m.value.proof);
+      }
       case 'errorReply':
         return this.#onError(payload, run, final);
       default:
@@ -322,6 +347,6 @@ export class Requests {
     const p = this.#pending.get(e.requestId);
     if (!p || p.kind === 'root' || (e.campaign !== undefined && e.campaign !== p.campaign)) return;
     this.#pending.delete(e.requestId);
-    settle(p);
+    settle(p, e.code); // a log proof request learns the code (LOG_PROOF_UNAVAILABLE: retried); the others only that it failed
   }
 }

@@ -9,10 +9,11 @@
  * - `verifyDigestPage` + `DigestPage.checkChunk`: a page of 128 leaf digests proven once against the
  *   root, then each of its chunks checked with a single hash (the ~1% overhead delivery path).
  */
+import { bytesEqual } from '../../shared/bytes.js';
 import { type Failure, fail, ok, type Result } from '../../shared/codes.js';
-import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
+import { DIGEST_BYTES, WIRE_LIMITS as LIMITS } from '../../shared/limits.js';
 import { isPowerOfTwo, type Manifest } from '../../shared/manifest.js';
-import { chunkCount, constantTimeEqual, leafHash, MerkleAccumulator, pageCount, pageLeafRange, rootFromInclusionProof } from '../../shared/merkle.js';
+import { chunkCount, leafHash, MerkleAccumulator, pageCount, pageLeafRange, rootFromInclusionProof } from '../../shared/merkle.js';
 import { type DeviceCrypto } from '../crypto/platform.js';
 
 /** What the image checks read of a manifest. */
@@ -60,12 +61,6 @@ function streamingRoot(hash: (d: Uint8Array) => Uint8Array, leaves: Uint8Array):
   return acc.root();
 }
 
-function pageRootOf(hash: (d: Uint8Array) => Uint8Array, leaves: readonly Uint8Array[]): Uint8Array {
-  const acc = new MerkleAccumulator(hash);
-  for (const leaf of leaves) acc.push(leaf);
-  return acc.root();
-}
-
 function chunkLength(manifest: ImageShape, index: number): number {
   const start = index * manifest.chunkSize;
   return Math.min(manifest.chunkSize, manifest.imageSize - start);
@@ -83,7 +78,7 @@ export function verifyChunk(c: DeviceCrypto, arg: ImageShape, index: number, chu
   if (!nodes) return fail('PROOF_INVALID', 'proof is not a list of 32-byte nodes');
   const root = rootFromInclusionProof(c.sha256, index, n, leafHash(c.sha256, chunk), nodes);
   if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for chunk ${index}`);
-  if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
+  if (!bytesEqual(root, manifest.merkleRoot)) return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
   return ok({});
 }
 
@@ -114,7 +109,7 @@ export function verifyDigestPage(c: DeviceCrypto, arg: ImageShape, page: number,
   const proven = streamingRoot(c.sha256, held);
   const root = rootFromInclusionProof(c.sha256, page, pages, proven, nodes);
   if (root === null) return fail('PROOF_INVALID', `proof of the wrong length for page ${page}`);
-  if (!constantTimeEqual(root, manifest.merkleRoot)) return fail('DIGEST_PAGE_MISMATCH', `page ${page}`);
+  if (!bytesEqual(root, manifest.merkleRoot)) return fail('DIGEST_PAGE_MISMATCH', `page ${page}`);
   const digestPage: DigestPage = Object.freeze({
     page,
     root: proven,
@@ -128,7 +123,7 @@ export function verifyDigestPage(c: DeviceCrypto, arg: ImageShape, page: number,
       if (expected === null) return fail('CHUNK_INDEX_OUT_OF_RANGE', `chunk ${String(index)} is not in page ${page}`);
       if (!(chunk instanceof Uint8Array) || chunk.length !== chunkLength(manifest, index))
         return fail('CHUNK_DIGEST_MISMATCH', `chunk ${index} has the wrong length`);
-      return constantTimeEqual(leafHash(c.sha256, chunk), expected) ? ok({}) : fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
+      return bytesEqual(leafHash(c.sha256, chunk), expected) ? ok({}) : fail('CHUNK_DIGEST_MISMATCH', `chunk ${index}`);
     },
   });
   return ok({ digestPage });
@@ -158,7 +153,8 @@ export function imageVerifier(c: DeviceCrypto, arg: ImageShape): ImageVerifier {
   // The accumulator runs over page roots (the same RFC 9162 tree, SPEC.md §5.3): a page whose
   // chunks all matched a proven digest page contributes that page's root without re-hashing.
   const acc = new MerkleAccumulator(hash);
-  const pageLeaves: Uint8Array[] = []; // leaves of the current page, at most 128
+  // Leaf digests of the current page, concatenated: one 4 KiB buffer rather than 128 small arrays.
+  const pageLeaves = new Uint8Array(LIMITS.pageLeaves * DIGEST_BYTES);
   let pageAllChecked = true;
   const chunk = new Uint8Array(manifest.chunkSize + 1); // chunk[0] = 0x00, the leaf prefix
   let offset = 0;
@@ -173,13 +169,13 @@ export function imageVerifier(c: DeviceCrypto, arg: ImageShape): ImageVerifier {
   function completeChunk(): Failure | null {
     const leaf = hash(chunk.subarray(0, chunkFill + 1));
     const expected = page ? page.leaf(chunkIndex) : null;
-    if (expected !== null && !constantTimeEqual(leaf, expected))
+    if (expected !== null && !bytesEqual(leaf, expected))
       return stop(fail('CHUNK_DIGEST_MISMATCH', `chunk ${chunkIndex} at offset ${chunkIndex * manifest.chunkSize}`));
     if (expected === null) pageAllChecked = false;
-    pageLeaves.push(leaf);
-    if (chunkIndex + 1 === Math.min(total, (Math.floor(chunkIndex / LIMITS.pageLeaves) + 1) * LIMITS.pageLeaves)) {
-      acc.push(pageAllChecked && page ? page.root : pageRootOf(hash, pageLeaves));
-      pageLeaves.length = 0;
+    const inPage = chunkIndex % LIMITS.pageLeaves;
+    pageLeaves.set(leaf, inPage * DIGEST_BYTES);
+    if (chunkIndex + 1 === Math.min(total, chunkIndex - inPage + LIMITS.pageLeaves)) {
+      acc.push(pageAllChecked && page ? page.root : streamingRoot(hash, pageLeaves.subarray(0, (inPage + 1) * DIGEST_BYTES)));
       pageAllChecked = true;
     }
     chunkIndex++;
@@ -221,7 +217,7 @@ export function imageVerifier(c: DeviceCrypto, arg: ImageShape): ImageVerifier {
       if (finished) return fail('VERIFIER_CLOSED', 'finish() was called');
       finished = true;
       if (offset < manifest.imageSize || chunkIndex !== total) return stop(fail('IMAGE_TOO_SHORT', `${offset} of ${manifest.imageSize} bytes`));
-      if (!constantTimeEqual(acc.root(), manifest.merkleRoot)) return stop(fail('MERKLE_ROOT_MISMATCH', 'image root differs from the manifest'));
+      if (!bytesEqual(acc.root(), manifest.merkleRoot)) return stop(fail('MERKLE_ROOT_MISMATCH', 'image root differs from the manifest'));
       return ok({});
     },
   });

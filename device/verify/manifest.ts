@@ -3,9 +3,9 @@
  * result becomes "ok" in exactly one place, after every step passed.
  */
 import { bytesEqual } from '../../shared/bytes.js';
-import { fail, ok, type Result } from '../../shared/codes.js';
+import { type Failure, fail, ok, type Result } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
-import { LIMITS } from '../../shared/limits.js';
+import { WIRE_LIMITS as LIMITS } from '../../shared/limits.js';
 import { type Manifest, parseManifest } from '../../shared/manifest.js';
 import { type DeviceCrypto, isPlatformError } from '../crypto/platform.js';
 import { countSigners } from './signers.js';
@@ -38,13 +38,14 @@ function isCount(n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 && n <= LIMITS.maxCounter;
 }
 
-function checkState(state: DeviceState): string | null {
-  if (state === null || typeof state !== 'object') return 'state is not an object';
-  if (typeof state.deviceClass !== 'string' || state.deviceClass.length === 0) return 'state.deviceClass';
-  if (!isCount(state.counter)) return 'state.counter';
-  if (state.revocations !== undefined && !(state.revocations instanceof Uint8Array)) return 'state.revocations';
-  if (state.revocationVersion !== undefined && !isCount(state.revocationVersion)) return 'state.revocationVersion';
-  if (state.trustVersion !== undefined && !isCount(state.trustVersion)) return 'state.trustVersion';
+/** V1. Each failure is spelled out so that the device build drops its detail (SPEC.md §9, §10). */
+function checkState(state: DeviceState): Failure | null {
+  if (state === null || typeof state !== 'object') return fail('INVALID_STATE', 'state is not an object');
+  if (typeof state.deviceClass !== 'string' || state.deviceClass.length === 0) return fail('INVALID_STATE', 'state.deviceClass');
+  if (!isCount(state.counter)) return fail('INVALID_STATE', 'state.counter');
+  if (state.revocations !== undefined && !(state.revocations instanceof Uint8Array)) return fail('INVALID_STATE', 'state.revocations');
+  if (state.revocationVersion !== undefined && !isCount(state.revocationVersion)) return fail('INVALID_STATE', 'state.revocationVersion');
+  if (state.trustVersion !== undefined && !isCount(state.trustVersion)) return fail('INVALID_STATE', 'state.trustVersion');
   return null;
 }
 
@@ -80,7 +81,7 @@ export function verifyManifestWithTrust(c: DeviceCrypto, envelopeBytes: Uint8Arr
 function verifyManifestSteps(c: DeviceCrypto, envelopeBytes: Uint8Array, trust: VerifiedTrust, state: DeviceState): Result<VerifiedManifest> {
   // V1: the caller's state is well formed.
   const bad = checkState(state);
-  if (bad !== null) return fail('INVALID_STATE', bad);
+  if (bad !== null) return bad;
   if (!(envelopeBytes instanceof Uint8Array)) return fail('WRONG_TYPE', 'the envelope must be bytes');
 
   // V2 (second half): the trust bundle is not older than the device has seen.

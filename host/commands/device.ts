@@ -15,6 +15,7 @@ import { createVerifier, parseEnvelope, parseManifest } from '../../device/index
 import { openFileFlash } from '../../device/node/file-flash.js';
 import { openFileTransport } from '../../device/node/file-transport.js';
 import { type CodeName, type Result } from '../../shared/codes.js';
+import { LIMITS } from '../../shared/limits.js';
 import { type StatusEvent } from '../../shared/ota/status.js';
 import { isValidId, isValidPrefix } from '../../shared/ota/topics.js';
 import { FwsealError } from '../errors.js';
@@ -125,7 +126,8 @@ export const deviceRun: Command = {
   name: 'device run',
   summary: 'run the update agent on a device under --state: boot, update from local files, trial boot',
   usage: `fwseal device run --state DIR --trust trust.cbor --update M.cose --image IMAGE
-    [--digests M.digests] [--revocations RL.cbor] [--trust-update trust2.cbor] [--confirm] [--json]
+    [--digests M.digests] [--log-proof M.logproof] [--revocations RL.cbor] [--trust-update trust2.cbor]
+    [--confirm] [--json]
 fwseal device run --broker URL --id ID --group G --trust trust.cbor --device-class CLASS --state DIR
     [--prefix P] [--revocations RL.cbor] [--exit-after-update] [--connect-timeout MS] [--json]
     ${MQTT_USAGE.replace(/\n/g, '\n    ')}
@@ -135,7 +137,9 @@ writes only verified chunks to the inactive slot (resuming a download a reset in
 the whole slot, marks it pending and boots it on trial. With --confirm the application confirms the
 trial image, and only then the security counter is raised. --revocations stores a newer revocation
 list on the device, --trust-update a rotated trust bundle (with --revocations: a list the new root
-keys signed); neither version ever goes down. Exit 1 when the update is rejected.
+keys signed); neither version ever goes down. Under a trust bundle with a log policy the update needs
+--log-proof: the attachment of fwseal log prove --device-proof, from the checkpoint size the device
+stored (SPEC.md §16.8). Exit 1 when the update is rejected.
 
 With --broker the device takes its updates from OTA campaigns over MQTT (SPEC.md §12): it reports
 online, follows the retained announcement of --group, and downloads, installs, trial-boots and
@@ -143,7 +147,7 @@ confirms each campaign it is eligible for, resuming an interrupted download from
 SIGINT/SIGTERM, or with --exit-after-update until its first campaign ends (exit 0 confirmed,
 1 rejected or failed). --device-class must be the one the device was provisioned with.
 ${FLAG_ENV_USAGE} FWSEAL_BROKER and FWSEAL_PREFIX count only when none of --update, --image, --digests,
---confirm, --trust-update is given.
+--log-proof, --confirm, --trust-update is given.
 
 Examples:
   fwseal device run --state dev1 --trust trust.cbor --update M.cose --image firmware.bin --confirm
@@ -155,6 +159,7 @@ Examples:
     update: { type: 'string' },
     image: { type: 'string' },
     digests: { type: 'string' },
+    'log-proof': { type: 'string' },
     confirm: { type: 'boolean' },
     'trust-update': { type: 'string' },
     json: { type: 'boolean' },
@@ -192,7 +197,7 @@ Examples:
  * mode is given, so an exported broker never turns `device run --update M.cose` into a USAGE error.
  */
 function deviceRunEnv(given: Parsed): Parsed {
-  const local = ['update', 'image', 'digests', 'confirm', 'trust-update'].some((f) => given.values[f] !== undefined);
+  const local = ['update', 'image', 'digests', 'log-proof', 'confirm', 'trust-update'].some((f) => given.values[f] !== undefined);
   const p = withEnv(given, local ? ['trust'] : ['broker', 'trust']);
   return str(p, 'broker') !== undefined ? withEnv(p, ['prefix']) : p;
 }
@@ -249,7 +254,10 @@ function storeRootOfTrust(p: Parsed, agent: UpdateAgent, store: TrustInputs, ste
 
 /** Verify the manifest, fetch the missing chunks from the local files, verify the slot: pending. */
 function install(p: Parsed, agent: UpdateAgent, envelope: Uint8Array, imagePath: string, steps: string[]): Outcome {
-  const begin = agent.beginUpdate(envelope);
+  // SPEC.md §16.8: the log proof travels next to the manifest (never inside it); bounded before it is read.
+  const proofPath = str(p, 'log-proof');
+  const proof = proofPath === undefined ? undefined : readFileLimited(proofPath, LIMITS.maxLogProofBytes, 'log proof');
+  const begin = agent.beginUpdate(envelope, proof);
   if (!begin.ok) return begin;
   steps.push(`manifest verified; ${begin.missing} of ${begin.chunks} chunks to fetch${begin.resumed ? ' (resumed)' : ''}`);
   // Local transport: the image file and its digest table (pages proven against the signed root).
@@ -299,7 +307,7 @@ function hexBytes(_key: string, value: unknown): unknown {
 
 /** `device run --broker`: the OTA device client on the device under --state. */
 async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
-  for (const flag of ['update', 'image', 'digests', 'confirm', 'trust-update']) {
+  for (const flag of ['update', 'image', 'digests', 'log-proof', 'confirm', 'trust-update']) {
     if (p.values[flag] !== undefined) throw new FwsealError('USAGE', `--${flag} does not go with --broker`);
   }
   const id = str(p, 'id', true);

@@ -9,6 +9,7 @@ import { envelopeKind } from '../inspect.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { loadPublicKey, loadSigningKey } from '../keys.js';
 import { apiRequest } from '../ota/api-client.js';
+import { logProofFor } from '../tlog/attachment.js';
 import { readCheckpointArg, verifyOffline } from '../tlog/cli-support.js';
 import { findEntry, newestCheckpoint, openCheckpoint, proveConsistency, proveInclusion, signCheckpoint, verifyLog } from '../tlog/log.js';
 import { type MonitorOptions, type MonitorReport, monitorLog } from '../tlog/monitor.js';
@@ -115,21 +116,46 @@ export const logProve: Command = {
   name: 'log prove',
   summary: 'print the inclusion proof of an entry in the newest checkpoint of a transparency log',
   usage: `fwseal log prove DIR (--index N | --entry FILE) [--out PROOF.json] [--json]
+    [--device-proof OUT.cbor [--from-size N]]
 
 The RFC 9162 inclusion proof of entry N (or of the entry holding FILE) in the tree of the newest
 signed checkpoint, with that checkpoint: a JSON bundle {type: fwseal-log-inclusion, index, size,
 leafHash, proof, checkpoint} that fwseal log verify --proof checks offline.
+--device-proof (with --entry) writes the log proof attachment a device checks (SPEC.md §16): the
+proof, the checkpoint's log signature and witness cosignatures, and with --from-size N (the
+checkpoint size the device stored) the consistency proof from it.
 
 Examples:
-  fwseal log prove ./tlog --entry m.cose --out m.proof.json`,
-  options: { index: { type: 'string' }, entry: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' } },
-  run(p, io) {
+  fwseal log prove ./tlog --entry m.cose --out m.proof.json
+  fwseal log prove ./tlog --entry m.cose --device-proof m.logproof --from-size 41`,
+  options: {
+    index: { type: 'string' },
+    entry: { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'boolean' },
+    'device-proof': { type: 'string' },
+    'from-size': { type: 'string' },
+  },
+  async run(p, io) {
     const dir = onePositional(p, 'DIR');
     const entry = str(p, 'entry');
     if ((entry === undefined) === (p.values.index === undefined)) throw new FwsealError('USAGE', 'give exactly one of --index N and --entry FILE');
-    const index = entry !== undefined ? findEntry(dir, readObjectFile(entry, null)) : int(p, 'index', 0, Number.MAX_SAFE_INTEGER);
+    const deviceProof = str(p, 'device-proof');
+    if (deviceProof !== undefined && entry === undefined) throw new FwsealError('USAGE', '--device-proof needs --entry FILE (the envelope the device holds)');
+    if (deviceProof === undefined && p.values['from-size'] !== undefined) throw new FwsealError('USAGE', '--from-size goes with --device-proof');
+    const fromSize = int(p, 'from-size', 0, Number.MAX_SAFE_INTEGER, 0);
+    const object = entry !== undefined ? readObjectFile(entry, null) : undefined;
+    const index = object !== undefined ? findEntry(dir, object) : int(p, 'index', 0, Number.MAX_SAFE_INTEGER);
     if (index < 0) throw new FwsealError('NOT_FOUND', `${entry} is not in the log`);
     const bundle = proveInclusion(dir, index);
+    if (deviceProof !== undefined && object !== undefined) {
+      const attachment = await logProofFor(dir, object, fromSize);
+      writeFileAtomic(deviceProof, attachment);
+      if (!str(p, 'out') && !p.values.json) {
+        io.stdout(`wrote ${deviceProof}: entry ${index} in the checkpoint of size ${bundle.size} (${attachment.length} bytes)\n`);
+        return 0;
+      }
+    }
     writeOut(io, str(p, 'out'), p.values.json === true, bundle);
     if (str(p, 'out') && !p.values.json) io.stderr(`entry ${index} in the checkpoint of size ${bundle.size}: ${bundle.proof.length} proof nodes\n`);
     return 0;

@@ -2,6 +2,7 @@ import { loadTrust, sha256 } from '../../device/index.js';
 import { toHex } from '../../shared/bytes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { LIMITS } from '../../shared/limits.js';
+import { LOG_NAME_PATTERN, type LogPolicy } from '../../shared/trust.js';
 import { FwsealError } from '../errors.js';
 import { writeFileAtomic } from '../io.js';
 import { loadPublicKeyFile, type SigningKey } from '../keys.js';
@@ -20,7 +21,40 @@ const ROLE_FLAGS = {
   out: { type: 'string' },
   version: { type: 'string' },
   json: { type: 'boolean' },
+  'log-key': { type: 'string' },
+  'log-origin': { type: 'string' },
+  witness: { type: 'string', multiple: true },
+  'witness-threshold': { type: 'string' },
 } as const;
+
+const LOG_USAGE = `--log-key LOG.pub --log-origin ORIGIN makes devices require a transparency log proof for every
+manifest (SPEC.md §16; a format-2 bundle, which devices older than this release refuse): the
+checkpoint signed by the log key under the log's origin and, with --witness W.pub (repeatable; the
+witness's note name is its key name), cosigned by --witness-threshold K of them (default: all).`;
+
+/**
+ * The log policy the flags give; for a rotation without --log-key the previous bundle's policy is
+ * carried forward (a policy leaves a bundle only with --drop-log-policy).
+ */
+function logPolicyArgs(p: Parsed, previous?: LogPolicy): LogPolicy | undefined {
+  const witnessFiles = list(p, 'witness');
+  if (p.values['log-key'] === undefined) {
+    if (p.values['log-origin'] !== undefined || witnessFiles.length > 0 || p.values['witness-threshold'] !== undefined)
+      throw new FwsealError('USAGE', '--log-origin, --witness and --witness-threshold go with --log-key');
+    return p.values['drop-log-policy'] ? undefined : previous;
+  }
+  if (p.values['drop-log-policy']) throw new FwsealError('USAGE', '--drop-log-policy and --log-key exclude each other');
+  const origin = str(p, 'log-origin', true);
+  if (!LOG_NAME_PATTERN.test(origin)) throw new FwsealError('USAGE', '--log-origin is a note name of printable ASCII: no spaces, no "+"');
+  if (witnessFiles.length > LIMITS.maxRoleKeys) throw new FwsealError('USAGE', `at most ${LIMITS.maxRoleKeys} --witness keys`);
+  const witnesses = witnessFiles.map((f) => {
+    const k = loadPublicKeyFile(f);
+    if (!LOG_NAME_PATTERN.test(k.name)) throw new FwsealError('USAGE', `witness key name ${JSON.stringify(k.name)} is not a note name of printable ASCII`);
+    return { name: k.name, key: k.publicKey };
+  });
+  const witnessThreshold = int(p, 'witness-threshold', witnesses.length > 0 ? 1 : 0, witnesses.length, witnesses.length);
+  return { origin, logKey: loadPublicKeyFile(str(p, 'log-key', true)).publicKey, witnessThreshold, witnesses };
+}
 
 function report(io: Io, p: Parsed, out: string, version: number, complete: boolean, missing: string[]): number {
   if (p.values.json) json(io, { out, version, complete, missing });
@@ -55,6 +89,7 @@ function runTrust(p: Parsed, io: Io, rotate: boolean): number {
   const refs = rootSigners(p);
   // All flags are checked before any passphrase is asked for.
   const version = p.values.version === undefined ? undefined : int(p, 'version', 1, LIMITS.maxCounter);
+  const log = logPolicyArgs(p, previous?.ok ? previous.trust.bundle.log : undefined);
   const signers = openSigners(refs);
   const r = buildTrustBundle({
     root,
@@ -64,6 +99,7 @@ function runTrust(p: Parsed, io: Io, rotate: boolean): number {
     signers,
     ...(previous?.ok ? { previous: previous.trust } : {}),
     ...(version !== undefined ? { version } : {}),
+    ...(log ? { log } : {}),
   });
   writeFileAtomic(out, r.envelope);
   auditSigned(io, rotate ? 'trust rotate' : 'trust init', r.envelope, 'trust-bundle', signers, out, r.complete);
@@ -76,17 +112,21 @@ export const trustInit: Command = {
   usage: `fwseal trust init --root A.pub [--root B.pub ...] --root-threshold K \\
     --release R1.pub [--release R2.pub ...] --release-threshold K \\
     --sign A.key [--sign B.key ...] --out trust.cbor [--version N] [--json]
+    [--log-key LOG.pub --log-origin ORIGIN [--witness W.pub ...] [--witness-threshold K]]
 
 Root keys sign trust bundles and revocation lists; release keys sign manifests; each role needs
 its threshold of distinct keys. --sign keys must be root keys. With fewer --sign keys than the
 root threshold the bundle is written but flagged incomplete: other holders add theirs with
 'fwseal sign trust.cbor --key X.key' (or sign detached and 'fwseal attach').
+${LOG_USAGE}
 --sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
 signer takes the next --sign-pub KEY.pub, in order.
 
 Examples:
   fwseal trust init --root A.pub --root B.pub --root C.pub --root-threshold 2 --release R1.pub --release R2.pub \\
-    --release-threshold 1 --sign A.key --sign B.key --out trust.cbor`,
+    --release-threshold 1 --sign A.key --sign B.key --out trust.cbor
+  fwseal trust init --root A.pub --root-threshold 1 --release R1.pub --release-threshold 1 --sign A.key \\
+    --log-key log-key.pub --log-origin example.com/acme-firmware --witness w1.pub --out trust.cbor`,
   options: { ...ROLE_FLAGS },
   run: (p, io) => runTrust(p, io, false),
 };
@@ -96,16 +136,19 @@ export const trustRotate: Command = {
   summary: 'replace the trust bundle (version N+1, signed by old and new root thresholds)',
   usage: `fwseal trust rotate --previous trust.cbor --root ... --root-threshold K --release ... \\
     --release-threshold K --sign KEY.key [...] --out trust2.cbor [--json]
+    [--log-key LOG.pub --log-origin ORIGIN [--witness W.pub ...] [--witness-threshold K] | --drop-log-policy]
 
 Devices accept version N+1 only when a threshold of version N's root keys and a threshold of
 its own root keys signed it. --sign takes root keys of either bundle.
+${LOG_USAGE}
+Without --log-key the previous bundle's log policy is kept; --drop-log-policy removes it.
 --sign takes a key file, a "pkcs11:..." URI or an "exec:CMD" signer (SPEC.md §15.1); each exec:
 signer takes the next --sign-pub KEY.pub, in order.
 
 Examples:
   fwseal trust rotate --previous trust.cbor --root A.pub --root B.pub --root D.pub --root-threshold 2 --release R1.pub \\
     --release-threshold 1 --sign A.key --sign B.key --sign D.key --out trust2.cbor`,
-  options: { ...ROLE_FLAGS, previous: { type: 'string' } },
+  options: { ...ROLE_FLAGS, previous: { type: 'string' }, 'drop-log-policy': { type: 'boolean' } },
   run: (p, io) => runTrust(p, io, true),
 };
 

@@ -8,6 +8,7 @@ import { type CborKey, head as cborHead, decodeCbor, type Encodable, encodeCbor 
 import { CODES } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { KEY_CAMPAIGN, KEY_REQUEST_ID, KEY_TYPE, MSG, messageType } from '../../shared/ota/codec.js';
+import { parseLogProofRequest } from '../../shared/ota/log-proof.js';
 import {
   BLOCK_RESPONSE_KEY,
   type BlockResponse,
@@ -22,6 +23,7 @@ import {
 import { ID_PATTERN } from '../../shared/ota/topics.js';
 import { type AssetCache } from './assets.js';
 import { bucketOf } from './campaigns.js';
+import { answerLogProof } from './log-proof-requests.js';
 import { type OtaStore } from './store.js';
 
 export type Reply = { readonly payload: Uint8Array; readonly block?: number; readonly bytes?: number; readonly data?: Uint8Array; readonly code?: number };
@@ -30,7 +32,7 @@ export type Answer = {
   /** The request named a reply topic (key 3) other than its device's own: refused (REPLY_TOPIC_REFUSED). */
   readonly refused?: true;
   readonly malformed: boolean;
-  readonly kind: 'manifest' | 'page' | 'block' | 'error';
+  readonly kind: 'manifest' | 'page' | 'block' | 'log-proof' | 'error';
   /** Block answers the server may coalesce onto the campaign's data topic (the device listens there). */
   readonly multicast?: { readonly campaign: string };
 };
@@ -101,7 +103,9 @@ export async function answer(
         ? parsePageRequest(payload)
         : t === 'blockRequest'
           ? parseBlockRequest(payload)
-          : null;
+          : t === 'logProofRequest'
+            ? parseLogProofRequest(payload)
+            : null;
   if (!parsed?.ok) return bad();
   const req = parsed.value;
   const ids = { campaign: req.campaign, requestId: req.requestId };
@@ -119,6 +123,11 @@ export async function answer(
 
   if (t === 'manifestRequest') {
     return { replies: [{ payload: encodeManifestResponse({ ...ids, manifest: a.envelope }) }], malformed: false, kind: 'manifest' };
+  }
+  if (t === 'logProofRequest') {
+    // Issue 19 item 2: the log's proof of the manifest this campaign serves (log-proof-requests.ts).
+    const got = await answerLogProof(store, ids, a.envelope, (req as unknown as { fromSize: number }).fromSize);
+    return 'code' in got ? fail(got.code) : { replies: [{ payload: got.payload }], malformed: false, kind: 'log-proof' };
   }
   if (t === 'pageRequest') {
     const page = (req as unknown as { page: number }).page;

@@ -18,6 +18,7 @@ import { ApiError, announcementOf, type CreateCampaign, createCampaign, transiti
 import { type HttpApi, startHttp } from './http.js';
 import { type TlsFiles } from './listen.js';
 import { asServerLog, campaignStates, errorFields, type LogTarget, logRootHalts, logTransition, type ServerLog } from './log.js';
+import { serveLogProofs } from './log-proof-requests.js';
 import { Metrics } from './metrics.js';
 import { connectMqtt, type MqttSettings } from './mqtt-options.js';
 import { BlockMulticast } from './multicast.js';
@@ -168,6 +169,7 @@ export class OtaServer {
     }
     const server = new OtaServer(opts, store, root, client, prefix, audit, metrics);
     server.tlog = tlog;
+    serveLogProofs(store, tlog); // issue 19 item 2: log proofs answered from the served log (SPEC.md §16.7)
     try {
       // The HTTP port first: a port already taken fails the start before anything is subscribed or republished.
       const access = opts.access ?? (opts.token !== undefined ? ApiAccess.sharedToken(opts.token, opts.tokenName) : ApiAccess.open());

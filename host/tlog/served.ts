@@ -9,6 +9,7 @@ import { toHex } from '../../shared/bytes.js';
 import { FwsealError } from '../errors.js';
 import { nodeSha256 } from '../hash.js';
 import { type SigningKey } from '../keys.js';
+import { type KeptTree } from './attachment.js';
 import { type ConsistencyBundle, type InclusionBundle, newestCheckpoint, proveConsistency, proveInclusion, signCheckpointFromTree } from './log.js';
 import { appendEntries, type LogConfig, readConfig, readEntryAt, readIndexRange } from './store.js';
 import { LogTree } from './tree.js';
@@ -131,6 +132,18 @@ export class ServedLog {
     } catch (e) {
       this.opts.onError?.(e);
     }
+  }
+
+  /** This log's tree and entry look-up, for the device proofs of host/tlog/attachment.ts (SPEC.md §12.14). */
+  keptTree(): KeptTree {
+    return {
+      tree: this.tree,
+      indexOf: (obj) => {
+        const digest = toHex(nodeSha256(obj));
+        if (!this.byDigest.has(digest)) this.catchUp();
+        return this.byDigest.get(digest) ?? -1;
+      },
+    };
   }
 
   /** The newest signed checkpoint note, or NOT_FOUND before the first. */

@@ -10,7 +10,8 @@
  */
 
 import { DIGEST_BYTES } from '../../shared/limits.js';
-import { consistencyPathFrom, inclusionPathFrom, leafHash, nodeHash } from '../../shared/merkle.js';
+import { leafHash, nodeHash } from '../../shared/merkle.js';
+import { consistencyPathFrom, inclusionPathFrom } from '../../shared/merkle-proofs.js';
 import { nodeSha256 } from '../hash.js';
 
 const EMPTY_ROOT = nodeSha256(new Uint8Array(0));

@@ -24,6 +24,8 @@ export const MSG = Object.freeze({
   rootAnnouncement: 10,
   rootRequest: 11,
   rootResponse: 12,
+  logProofRequest: 13,
+  logProofResponse: 14,
 });
 export type MessageType = keyof typeof MSG;
 

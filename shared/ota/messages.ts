@@ -347,5 +347,13 @@ export function maxBlockResponseBytes(): number {
   }).length;
 }
 
-/** Codes a server puts in an error reply (SPEC.md §12.5). */
-export const ERROR_REPLY_CODES = Object.freeze([CODES.UNKNOWN_CAMPAIGN, CODES.UNKNOWN_BLOCK, CODES.BAD_REQUEST, CODES.SERVER_BUSY, CODES.CAMPAIGN_INACTIVE]);
+/** Codes a server puts in an error reply (SPEC.md §12.5; the log proof codes answer log proof requests only). */
+export const ERROR_REPLY_CODES = Object.freeze([
+  CODES.UNKNOWN_CAMPAIGN,
+  CODES.UNKNOWN_BLOCK,
+  CODES.BAD_REQUEST,
+  CODES.SERVER_BUSY,
+  CODES.CAMPAIGN_INACTIVE,
+  CODES.LOG_PROOF_UNAVAILABLE,
+  CODES.LOG_CHECKPOINT_BEHIND,
+]);

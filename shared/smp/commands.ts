@@ -321,6 +321,8 @@ export type DeviceStatus = {
   readonly phase: string;
   readonly trust?: number;
   readonly revocation?: number;
+  /** Under a log policy (issue 19): the size of the checkpoint the device stored (0: none yet); the proof an update bundle carries starts there. */
+  readonly log?: number;
 };
 
 export const status: SmpCommand<Empty, DeviceStatus> = Object.freeze({
@@ -340,6 +342,7 @@ export const status: SmpCommand<Empty, DeviceStatus> = Object.freeze({
         ['phase', v.phase],
         ['trust', v.trust],
         ['revocation', v.revocation],
+        ['log', v.log],
       ]);
     },
     parse: (m: CborMap) =>
@@ -348,6 +351,7 @@ export const status: SmpCommand<Empty, DeviceStatus> = Object.freeze({
         if (!PHASE_PATTERN.test(phase)) schemaFail('BAD_VALUE', '"phase" has an invalid form');
         const trust = uintField(m, 'trust', LIMITS.maxCounter);
         const revocation = uintField(m, 'revocation', LIMITS.maxCounter);
+        const log = uintField(m, 'log', LIMITS.maxCounter);
         return {
           slot: required(uintField(m, 'slot', 0xff), 'slot'),
           version: required(textField(m, 'version', LIMITS.maxVersionBytes), 'version'),
@@ -356,6 +360,7 @@ export const status: SmpCommand<Empty, DeviceStatus> = Object.freeze({
           phase,
           ...(trust === undefined ? {} : { trust }),
           ...(revocation === undefined ? {} : { revocation }),
+          ...(log === undefined ? {} : { log }),
         };
       }),
   },

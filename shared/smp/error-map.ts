@@ -91,6 +91,12 @@ export const IMAGE_ERROR_TABLE: readonly (readonly [CodeName | '1xx' | '2xx' | '
   ['WRONG_DEVICE_CLASS', IMG_MGMT_ERR.INVALID_IMAGE_HEADER],
   ['REVOKED_KEY', IMG_MGMT_ERR.INVALID_TLV],
   ['REVOKED_MANIFEST', IMG_MGMT_ERR.INVALID_TLV],
+  // Issue 19: a bundle without the log proof the device's policy requires (an FWSBND1 bundle) reads
+  // as MCUboot's image without its TLVs; a proof that does not check, as a bad TLV.
+  ['LOG_PROOF_MISSING', IMG_MGMT_ERR.NO_TLVS],
+  ['LOG_PROOF_MISMATCH', IMG_MGMT_ERR.INVALID_TLV],
+  ['LOG_ROLLBACK', IMG_MGMT_ERR.INVALID_TLV],
+  ['LOG_FORK', IMG_MGMT_ERR.INVALID_TLV],
   ['IMAGE_TOO_LONG', IMG_MGMT_ERR.INVALID_IMAGE_DATA_OVERRUN],
   ['IMAGE_TOO_SHORT', IMG_MGMT_ERR.INVALID_LENGTH],
   ['4xx', IMG_MGMT_ERR.INVALID_TLV],

@@ -8,6 +8,7 @@ import { parseEnvelope } from '../../../shared/cose.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, makeRevocations, makeTrust } from '../fixtures.js';
 import { apiTarget } from './api-target.js';
 import { chunkTarget, streamTarget } from './image-targets.js';
+import { logProofTargets } from './log-target.js';
 import { bytesTarget } from './signed-object-target.js';
 import { type FuzzTarget } from './target.js';
 
@@ -160,6 +161,7 @@ export function buildWorld(): World {
     streamTarget(manifestS, smallImage, 14),
     chunkTarget(16),
     apiTarget(envS, stateS, verifiedS, manifestS, 6),
+    ...logProofTargets(envS, envT),
   ];
   // The fixtures are what this comment says: every valid input is accepted where it should be.
   for (const t of targets) {
