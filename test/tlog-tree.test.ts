@@ -41,7 +41,7 @@ describe('LogTree', () => {
 
   it('is built from an index file as the log stores it', () => {
     const index = Buffer.alloc(40 * 9);
-    leaves.slice(0, 9).forEach((l, i) => index.set(l, i * 40 + 8));
+    for (const [i, l] of leaves.slice(0, 9).entries()) index.set(l, i * 40 + 8);
     const tree = LogTree.fromIndex(index, 40, 8);
     expect(tree.size).toBe(9);
     expect(Buffer.from(tree.root()).equals(Buffer.from(merkleRoot(nodeSha256, leaves.slice(0, 9))))).toBe(true);

@@ -35,6 +35,7 @@ import { nodeSha256 } from '../hash.js';
 import { syncFolder, writeFileAtomic } from '../io.js';
 import { type PublicKeyInfo } from '../keys.js';
 import { isKeyName, type NoteKey, SIG_ED25519 } from './note.js';
+import { RecordReader } from './record-reader.js';
 import { LogTree } from './tree.js';
 
 export const INDEX_ENTRY_BYTES = 40;
@@ -283,10 +284,11 @@ export function scanLog(dir: string, sizes: readonly number[], visit?: (i: numbe
   const want = new Set(sizes);
   let end = 0;
   try {
+    const reader = new RecordReader(fd, MAX_RECORD_BYTES);
     if (want.has(0)) roots.set(0, acc.root());
     for (let i = 0; i < view.size; i++) {
       if (view.offsets[i] !== end) throw invalid(`index entry ${i} does not point right after record ${i - 1}`);
-      const obj = readRecord(fd, end, i);
+      const obj = reader.read(end, i);
       if (!Buffer.from(leafHash(nodeSha256, obj)).equals(view.leaves[i])) throw invalid(`record ${i} does not match its leaf hash`);
       visit?.(i, obj);
       acc.push(view.leaves[i]);

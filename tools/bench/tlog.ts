@@ -10,24 +10,20 @@
  *   after a scan of every record (`fwseal log checkpoint`);
  * - proof sizes at the full size.
  */
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { keyId } from '../../device/index.js';
 import { type SigningKey } from '../../host/keys.js';
 import { proveConsistency, proveInclusion, signCheckpoint, signCheckpointFromTree } from '../../host/tlog/log.js';
 import { appendEntries, indexTree, initLog } from '../../host/tlog/store.js';
+import { type LogTree } from '../../host/tlog/tree.js';
+import { LOG_ORIGIN } from '../../test/support/tlog-device-world.js';
 import { type BenchContext, msRow, type Row, row, type Section, type SectionResult, timeSync, type Verdict, valueRow } from './common.js';
+import { benchLogWorld, deviceProofRows } from './tlog-device.js';
 
 const ENTRY_BYTES = 400;
 const BATCH = 1000;
 const SINGLES = 500;
-
-function logKey(): SigningKey {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const pub = new Uint8Array(Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url'));
-  return { name: 'bench.example/log', publicKey: pub, keyId: keyId(pub), sign: (m) => new Uint8Array(sign(null, m, privateKey)) };
-}
 
 /** `count` distinct objects: random bytes stamped with their number. */
 function objects(first: number, count: number): Uint8Array[] {
@@ -92,7 +88,7 @@ function appendRows(ctx: BenchContext, dir: string, n: number): Row[] {
   ];
 }
 
-function proofRows(ctx: BenchContext, dir: string, key: SigningKey, size: number): { rows: Row[]; verdicts: Verdict[] } {
+function proofRows(ctx: BenchContext, dir: string, key: SigningKey, size: number): { rows: Row[]; verdicts: Verdict[]; tree: LogTree } {
   ctx.log('tlog: tree from the index');
   const built = timeSync(() => indexTree(dir));
   const tree = built.value;
@@ -126,22 +122,24 @@ function proofRows(ctx: BenchContext, dir: string, key: SigningKey, size: number
   const verdicts: Verdict[] = [
     { name: 'tlog: checkpoint from the tree vs a full scan', goal: 10, value: scan / fromTree, pass: scan / fromTree >= 10, basis: 'scan time / tree time' },
   ];
-  return { rows, verdicts };
+  return { rows, verdicts, tree };
 }
 
 export const tlogBench: Section = {
   name: 'tlog',
-  run(ctx: BenchContext): SectionResult {
+  async run(ctx: BenchContext): Promise<SectionResult> {
     const n = Number(process.env.FWSEAL_BENCH_TLOG_ENTRIES ?? 1_000_000);
     const dir = join(ctx.tmpDir, 'log');
-    const key = logKey();
-    initLog(dir, key.name, key);
+    const world = benchLogWorld();
+    const key = world.logKey;
+    initLog(dir, LOG_ORIGIN, key);
     const rows = appendRows(ctx, dir, n);
     const size = n + SINGLES;
     const disk = statSync(join(dir, 'records')).size + statSync(join(dir, 'index')).size;
     rows.push(valueRow('bytes on disk per entry (records + index)', disk / size, 'B', `${(disk / 1e6).toFixed(1)} MB for ${size} entries of ${ENTRY_BYTES} B`));
     const proofs = proofRows(ctx, dir, key, size);
     rows.push(...proofs.rows);
+    rows.push(...(await deviceProofRows(ctx, dir, proofs.tree, world)));
     return {
       name: 'tlog',
       title: `Transparency log: ${size} entries of ${ENTRY_BYTES} B`,
