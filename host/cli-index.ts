@@ -48,6 +48,7 @@ const MODULES: Readonly<Record<string, () => Promise<Exports>>> = {
   fleet: () => import('./commands/fleet.js'),
   audit: () => import('./commands/audit.js'),
   log: () => import('./commands/log.js'),
+  'log-monitor': () => import('./commands/log-monitor.js'),
 };
 
 /**
@@ -62,9 +63,9 @@ key import | key-io | import an Ed25519 PEM key (PKCS#8, encrypted or not, or a 
 key export-pub | key-io | print the public key of an fwseal key as SubjectPublicKeyInfo PEM (or raw hex)
   pem raw out= json
 trust init | trust | create the root of trust (trust bundle) put into devices
-  root=* root-threshold= release=* release-threshold= sign=* sign-pub=* out= version= json
+  root=* root-threshold= release=* release-threshold= sign=* sign-pub=* out= version= json log-key= log-origin= witness=* witness-threshold=
 trust rotate | trust | replace the trust bundle (version N+1, signed by old and new root thresholds)
-  root=* root-threshold= release=* release-threshold= sign=* sign-pub=* out= version= json previous=
+  root=* root-threshold= release=* release-threshold= sign=* sign-pub=* out= version= json previous= log-key= log-origin= witness=* witness-threshold= drop-log-policy
 trust verify | trust-verify | check a chain of trust bundle rotations exactly as a device would
   previous= revocations= json
 pack | release | turn a firmware image into an unsigned manifest (M.cose) and its digest table
@@ -84,7 +85,7 @@ inspect | release | show what a manifest, trust bundle, revocation list, key or 
 device provision | device | create a simulated device (flash file under --state) with a factory image
   state= trust= revocations= device-class= manifest= image= slot-size= erase-block= max-trial-boots= json
 device run | device | run the update agent on a device under --state: boot, update from local files, trial boot
-  state= trust= revocations= update= image= digests= confirm trust-update= json broker= mqtt-ca= mqtt-cert= mqtt-key= client-id-prefix= keepalive= persistent-session mqtt-version= id= group= device-class= prefix= exit-after-update connect-timeout=
+  state= trust= revocations= update= image= digests= log-proof= confirm trust-update= json broker= mqtt-ca= mqtt-cert= mqtt-key= client-id-prefix= keepalive= persistent-session mqtt-version= id= group= device-class= prefix= exit-after-update connect-timeout=
 device powercut-sweep | powercut-sweep | cut power before (and in the middle of) every flash operation of an update, then boot
   image-size= step= no-torn json
 serve | serve | run the OTA server: answer device requests over MQTT, run campaigns, serve the HTTP API
@@ -132,7 +133,7 @@ log append | log | add signed objects to a transparency log (crash-safe, append-
 log checkpoint | log | sign a checkpoint (C2SP tlog-checkpoint note) of a transparency log with its log key
   key= json
 log prove | log | print the inclusion proof of an entry in the newest checkpoint of a transparency log
-  index= entry= out= json
+  index= entry= out= json device-proof= from-size=
 log consistency | log | print the consistency proof from an older checkpoint (or size) to the newest of a transparency log
   from= out= json
 log verify | log | check a transparency log on disk, or an inclusion or consistency proof offline
@@ -141,8 +142,8 @@ log show | log | list the entries of a transparency log: index, kind, leaf hash,
   json
 log cosign | log | add a witness cosignature (C2SP tlog-cosignature, Ed25519) to a checkpoint after checking it against the log
   key= log= name= json
-log monitor | log | check a transparency log since the last checkpoint seen: consistency, every new entry per signing key, unexpected signers
-  log= trust= since= save= revocations= device-class=* log-key= json
+log monitor | log-monitor | check a transparency log since the last checkpoint seen: consistency, every new entry per signing key, unexpected signers
+  log= trust= since= save= revocations= device-class=* log-key= metrics-file= json
 completion | - | print a shell completion script (bash, zsh or fish) for every command and its flags
   -
 `;
