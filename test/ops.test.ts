@@ -4,7 +4,7 @@
  * another) and checks the example Prometheus config; every Grafana dashboard parses, has unique panel
  * ids and only PromQL that promtool parses (written as recording rules: promtool 2.42 has no parse
  * command); and every metric any expression names is one a real `fwseal serve` exports on /metrics
- * or `fwseal sign --metrics-file` writes. The checker itself is shown to catch a misspelled name.
+ * or `fwseal sign --metrics-file` or `fwseal log monitor --metrics-file` writes. The checker itself is shown to catch a misspelled name.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -277,6 +277,37 @@ const CONTRACT = [
   'fwseal_revocations_pending',
 ];
 const SIGNING_CONTRACT = ['fwseal_sign_duration_seconds_bucket', 'fwseal_signatures_total'];
+/** What `fwseal log monitor --metrics-file` writes after a clean run (SPEC.md §16.5). */
+const MONITOR_CONTRACT = [
+  'fwseal_tlog_monitor_last_run_timestamp_seconds',
+  'fwseal_tlog_monitor_last_clean_timestamp_seconds',
+  'fwseal_tlog_monitor_findings',
+  'fwseal_tlog_monitor_run_failed',
+  'fwseal_tlog_monitor_log_size',
+  'fwseal_tlog_monitor_entries_examined',
+];
+
+/** A one-entry log (the trust bundle) with a checkpoint, monitored clean with --metrics-file FILE; the runs before must succeed. */
+async function monitorWithMetrics(w: CliWorld, file: string): Promise<CliRun> {
+  w.write('trust.cbor', standardWorld().trust);
+  for (const args of [
+    ['log', 'init', 'tlog', '--origin', 'ops.example/tlog', '--key', 'logkey.pub'],
+    ['log', 'append', 'tlog', 'trust.cbor'],
+    ['log', 'checkpoint', 'tlog', '--key', 'logkey.key'],
+  ]) {
+    const r = await w.run(...args);
+    if (r.status !== 0) return r;
+  }
+  return w.run('log', 'monitor', '--log', 'tlog', '--trust', 'trust.cbor', '--metrics-file', file);
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return read(path);
+  } catch {
+    return ''; // reported by the test on the monitor metrics
+  }
+}
 
 let broker: Mosquitto;
 let server: OtaServer | undefined;
@@ -287,6 +318,9 @@ let served: Set<string>;
 /** The names `fwseal sign --metrics-file` wrote, and that run. */
 let signed: Set<string>;
 let signRun: CliRun;
+/** The names `fwseal log monitor --metrics-file` wrote, and that run. */
+let monitored: Set<string>;
+let monitorRun: CliRun;
 let exported: Set<string>;
 
 beforeAll(async () => {
@@ -302,7 +336,7 @@ beforeAll(async () => {
   const res = await fetch(`${server.address()!.url}/metrics`);
   expect(res.status).toBe(200);
   served = exposedNames(await res.text());
-  cli = await makeCliWorld(['R1'], { image: true });
+  cli = await makeCliWorld(['R1', 'logkey'], { image: true });
   const file = join(tmp, 'fwseal-sign.prom');
   signRun = await cli.run('sign', 'm.cose', '--key', 'R1.key', '--metrics-file', file);
   let text = '';
@@ -312,7 +346,9 @@ beforeAll(async () => {
     /* reported by the test on the signing metrics */
   }
   signed = exposedNames(text);
-  exported = new Set([...served, ...signed]);
+  monitorRun = await monitorWithMetrics(cli, join(tmp, 'fwseal-tlog.prom'));
+  monitored = exposedNames(readOrEmpty(join(tmp, 'fwseal-tlog.prom')));
+  exported = new Set([...served, ...signed, ...monitored]);
 });
 
 afterAll(async () => {
@@ -434,6 +470,11 @@ describe('every metric the dashboards and alerts read is exported', () => {
   it('`fwseal sign --metrics-file` writes the signing metrics (M3)', () => {
     expect(signRun.status, signRun.out + signRun.err).toBe(0);
     expect(SIGNING_CONTRACT.filter((n) => !signed.has(n))).toEqual([]);
+  });
+
+  it('`fwseal log monitor --metrics-file` writes the monitor metrics (SPEC.md §16.5)', () => {
+    expect(monitorRun.status, monitorRun.out + monitorRun.err).toBe(0);
+    expect(MONITOR_CONTRACT.filter((n) => !monitored.has(n))).toEqual([]);
   });
 
   it('a real `fwseal serve` exports every name of the metric contract', () => {

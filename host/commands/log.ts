@@ -8,21 +8,18 @@ import { FwsealError } from '../errors.js';
 import { envelopeKind } from '../inspect.js';
 import { readFileLimited, writeFileAtomic } from '../io.js';
 import { loadPublicKey, loadSigningKey } from '../keys.js';
-import { apiRequest } from '../ota/api-client.js';
 import { logProofFor } from '../tlog/attachment.js';
 import { readCheckpointArg, verifyOffline } from '../tlog/cli-support.js';
 import { findEntry, newestCheckpoint, openCheckpoint, proveConsistency, proveInclusion, signCheckpoint, verifyLog } from '../tlog/log.js';
-import { type MonitorOptions, type MonitorReport, monitorLog } from '../tlog/monitor.js';
-import { cosignNote, formatNote, NOTE_MAX_BYTES, parseNote, SIG_ED25519 } from '../tlog/note.js';
-import { monitorServed } from '../tlog/remote.js';
+import { cosignNote, formatNote, NOTE_MAX_BYTES, parseNote } from '../tlog/note.js';
 import { appendEntries, initLog, readConfig, readIndex, scanLog } from '../tlog/store.js';
-import { type Command, type Io, int, json, list, onePositional, readObjectFile, str } from './common.js';
+import { type Command, type Io, int, json, onePositional, readObjectFile, str } from './common.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const VERDICTS = new Set(['LOG_INVALID', 'BAD_SIGNATURE', 'THRESHOLD_NOT_MET', 'MALFORMED']);
 
 /** A log that does not verify is a verdict (exit 1, REJECTED), as for audit verify (SPEC.md §15.6). */
-function verdict(io: Io, cmd: string, asJson: boolean, run: () => number): number {
+export function verdict(io: Io, cmd: string, asJson: boolean, run: () => number): number {
   try {
     return run();
   } catch (e) {
@@ -301,93 +298,5 @@ Examples:
   },
 };
 
-export const logMonitor: Command = {
-  name: 'log monitor',
-  summary: 'check a transparency log since the last checkpoint seen: consistency, every new entry per signing key, unexpected signers',
-  usage: `fwseal log monitor --log DIR|URL --trust trust.cbor [--since SEEN.note] [--save SEEN.note] [--revocations RL.cbor] [--device-class C]... [--log-key LOG.pub] [--json]
-
-For a cron job or CI. Proves the log's newest checkpoint consistent with SEEN.note (the checkpoint
-seen last; none: from the first entry), reads every new entry (each against its leaf hash, all
-against the signed root) and lists them per signing key. Exit 1 (REJECTED) with a finding per
-problem: a signature by a key trust.cbor does not list for that kind of object (KEY_NOT_IN_TRUST),
-by a key RL.cbor revokes (REVOKED_KEY), a release for a device class not among --device-class
-(WRONG_DEVICE_CLASS), an entry that is no fwseal object (MALFORMED); a fork or a rollback is
-LOG_INVALID. --save writes the newest checkpoint to SEEN.note after a clean run. --log-key pins the
-log key (default: the log's own log.json). --log URL reads a log served by fwseal serve --log (the
-API's viewer role; token from FWSEAL_SERVER_TOKEN): the same checks, made here on what it serves.
-
-Examples:
-  fwseal log monitor --log ./tlog --trust trust.cbor --since seen.note --save seen.note --device-class acme-gw`,
-  options: {
-    log: { type: 'string' },
-    trust: { type: 'string' },
-    since: { type: 'string' },
-    save: { type: 'string' },
-    revocations: { type: 'string' },
-    'device-class': { type: 'string', multiple: true },
-    'log-key': { type: 'string' },
-    json: { type: 'boolean' },
-  },
-  async run(p, io) {
-    const dir = str(p, 'log', true);
-    const url = /^https?:\/\//i.test(dir);
-    if (!url && /^[a-z][a-z0-9+.-]*:\/\//i.test(dir)) throw new FwsealError('USAGE', '--log takes a log folder or an http(s):// URL of fwseal serve');
-    const asJson = p.values.json === true;
-    const trust = readObjectFile(str(p, 'trust', true), 'trust-bundle');
-    const rl = str(p, 'revocations');
-    const since = str(p, 'since');
-    const pinned = str(p, 'log-key');
-    const opts = {
-      trust,
-      ...(rl ? { revocations: readObjectFile(rl, 'revocation-list') } : {}),
-      ...(since ? { since: readCheckpointArg(since) } : {}),
-      deviceClasses: list(p, 'device-class'),
-    };
-    // A served log (SPEC.md §16): read over the API with FWSEAL_SERVER_TOKEN; the log key's name is the checkpoint's origin.
-    const served = url ? await monitorServedArg(dir, opts, pinned).catch((e: Error) => e) : null;
-    return verdict(io, 'log monitor', asJson, () => {
-      if (served instanceof Error) throw served;
-      const cfg = served ? null : readConfig(dir);
-      const report =
-        served ?? monitorLog(dir, { ...opts, ...(pinned && cfg ? { logKey: { ...cfg.logKey, publicKey: loadPublicKey(pinned).publicKey } } : {}) });
-      printMonitor(io, asJson, report);
-      if (report.findings.length > 0) {
-        const first = report.findings[0];
-        io.stderr(
-          `fwseal log monitor: REJECTED ${first.error} (code ${first.code}): ${report.findings.length} findings in entries ${report.fromSize}..${report.toSize - 1}\n`,
-        );
-        return 1;
-      }
-      const save = str(p, 'save');
-      if (save) writeFileAtomic(save, report.checkpoint);
-      return 0;
-    });
-  },
-};
-
-/** monitorServed with the API target of --log URL and the pinned key named after the served log's origin. */
-async function monitorServedArg(url: string, opts: Omit<MonitorOptions, 'logKey'>, pinned: string | undefined): Promise<MonitorReport> {
-  const token = process.env.FWSEAL_SERVER_TOKEN;
-  const target = { server: url, ...(token ? { token } : {}) };
-  if (!pinned) return monitorServed(target, opts);
-  const { origin } = await apiRequest<{ origin: string }>(target, 'GET', 'api/log');
-  return monitorServed(target, { ...opts, logKey: { name: origin, publicKey: loadPublicKey(pinned).publicKey, type: SIG_ED25519 } });
-}
-
-function printMonitor(io: Io, asJson: boolean, r: MonitorReport): void {
-  if (asJson) {
-    json(io, r);
-    return;
-  }
-  io.stdout(`${r.origin}: entries ${r.fromSize}..${r.toSize - 1} (checkpoint of size ${r.toSize}, consistent)\n`);
-  for (const [kid, indexes] of Object.entries(r.byKey)) {
-    const what = indexes.map((i) => r.entries[i - r.fromSize]).map((e) => `${e.index} ${e.kind}${e.deviceClass ? ` ${e.deviceClass} ${e.version}` : ''}`);
-    io.stdout(`key ${kid}: ${indexes.length} entries: ${what.join('; ')}\n`);
-  }
-  for (const f of r.findings)
-    io.stdout(
-      `FINDING entry ${f.index}: ${f.error} (code ${f.code})${f.keyId ? ` key ${f.keyId}` : ''}${f.deviceClass ? ` device class ${f.deviceClass}` : ''}\n`,
-    );
-}
-
-export const LOG_COMMANDS: readonly Command[] = [logInit, logAppend, logCheckpoint, logProve, logConsistency, logVerify, logShow, logCosign, logMonitor];
+/** `log monitor` is in ./log-monitor.ts. */
+export const LOG_COMMANDS: readonly Command[] = [logInit, logAppend, logCheckpoint, logProve, logConsistency, logVerify, logShow, logCosign];
