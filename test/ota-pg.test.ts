@@ -5,7 +5,8 @@
  * instance and a campaign created on the other: both serve blocks, every device confirms, a cache file
  * that does not hash to its name is fetched again from the database. One instance killed (SIGKILL) mid-campaign: the
  * campaign completes on the other and no device reports a failure. Then the password rule of --db,
- * and the bound on store calls in flight. Codes are asserted, never messages.
+ * the bound on store calls in flight, and status events written many per statement. Codes are asserted,
+ * never messages.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,12 +22,12 @@ import { SimFlash } from '../device/sim/flash.js';
 import { fleetVerifier, nodeSha256 } from '../host/hash.js';
 import { OtaDevice } from '../host/ota/device-client.js';
 import { OtaServer } from '../host/ota/server.js';
-import { openStore } from '../host/ota/store.js';
-import { connectDb } from '../host/ota/store-pg-db.js';
+import { type NewCampaign, openStore, type StatusRecord } from '../host/ota/store.js';
+import { connectDb, type PgDb } from '../host/ota/store-pg-db.js';
 import { toHex } from '../shared/bytes.js';
 import { CODES } from '../shared/codes.js';
 import { encodeStatusEvent } from '../shared/ota/status.js';
-import { topics } from '../shared/ota/topics.js';
+import { ROLLOUT_ALL, topics } from '../shared/ota/topics.js';
 import { runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
@@ -297,5 +298,66 @@ describe('--db and the database connection', () => {
     const text = await server.metrics.render(server.store);
     expect(text).toContain(`fwseal_status_events_total ${N}\n`);
     expect(text).toContain('fwseal_status_backlog 0\n');
+  });
+});
+
+/** A running campaign row for the store-level cases (the store never verifies what it is given). */
+function campaignRow(id: string, group: string): NewCampaign {
+  return {
+    ...{ id, grp: group, version: '2.0.0', security_counter: 2, state: 'running', wave: 0, waves: '[100]', rollout: ROLLOUT_ALL },
+    ...{ abort_failure_rate: 0.1, manifest: Buffer.from(`manifest of ${id}`), manifest_sha: Buffer.alloc(32, 1), image_sha: '00'.repeat(32) },
+    ...{ image_size: 1024, chunk_size: 1024, block_size: 1024, page_count: 1, created: 1, updated: 1, device_timeout_ms: 3_600_000 },
+    ...{ abort_min_devices: 1, wave_soak_ms: 0, wave_gate: 'auto', wave_started: 1 },
+  };
+}
+
+describe('status events on PostgreSQL', () => {
+  it('a burst goes many events per statement, with the answers and rows one at a time gives', async () => {
+    process.env.PGPASSWORD = postgres.env.PGPASSWORD;
+    const store = await openStore({ kind: 'postgres', url: await postgres.database(), dataDir: join(dir, 'batch') });
+    try {
+      await store.insertCampaign(campaignRow('c1', 'g'));
+      const N = 60;
+      const ids = Array.from({ length: N }, (_, i) => `b-${String(i).padStart(2, '0')}`);
+      for (const id of ids) await store.recordOnline(id, { group: 'g', version: '1.0.0', counter: 1 }, 1000);
+      // Count the statements the status path sends from here on.
+      const db = (store as unknown as { db: PgDb }).db;
+      let statements = 0;
+      const query = db.pool.query.bind(db.pool) as (...a: unknown[]) => unknown;
+      (db.pool as unknown as { query: unknown }).query = (...a: unknown[]) => {
+        statements++;
+        return query(...a);
+      };
+      const contexts = await Promise.all(ids.map((id) => store.statusContext('c1', id)));
+      expect(contexts.map((c) => [c?.id, c?.device_grp, c?.device_version, c?.fetched])).toEqual(ids.map(() => ['c1', 'g', '1.0.0', 0]));
+      expect(statements).toBeLessThan(10); // one at a time: 60
+      expect(await Promise.all([store.statusContext('nothing', ids[0]!), store.statusContext('c1', 'never-online')])).toEqual([
+        undefined,
+        expect.objectContaining({ id: 'c1', device_grp: null }),
+      ]);
+      // Every device accepted; b-00 then confirms, b-01 then fails, b-02 goes back to accepted (stale): one device's
+      // events never share a statement, so they apply in this order as if one at a time.
+      const events: StatusRecord[] = [
+        ...ids.map((device) => ({ campaign: 'c1', device, state: 'accepted' as const })),
+        { campaign: 'c1', device: ids[0]!, state: 'confirmed' },
+        { campaign: 'c1', device: ids[1]!, state: 'failed', code: 607 },
+        { campaign: 'c1', device: ids[2]!, state: 'accepted' },
+      ];
+      statements = 0;
+      const moved = await Promise.all(events.map((e) => store.recordStatus(e)));
+      expect(moved).toEqual([...ids.map(() => true), true, true, false]);
+      expect(statements).toBeLessThan(10); // one at a time: 63
+      const rows = new Map((await store.statuses('c1')).map((r) => [r.device, [r.state, r.code]]));
+      expect(rows.get(ids[0]!)).toEqual(['confirmed', null]);
+      expect(rows.get(ids[1]!)).toEqual(['failed', 607]);
+      expect(rows.get(ids[2]!)).toEqual(['accepted', null]);
+      expect(rows.size).toBe(N);
+      // The device rows follow in the same statement: the installed release on confirmed, the last error on failed.
+      const devices = new Map((await store.devices('g')).map((d) => [d.id, d]));
+      expect(devices.get(ids[0]!)).toMatchObject({ version: '2.0.0', counter: 2, last_error_code: null });
+      expect(devices.get(ids[1]!)).toMatchObject({ version: '1.0.0', last_error_code: 607, last_error_campaign: 'c1' });
+    } finally {
+      await store.close();
+    }
   });
 });

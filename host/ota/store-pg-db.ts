@@ -23,6 +23,10 @@ export const PG_MAX_PENDING = 4096;
  * requests, operators and the wave engine.
  */
 export const PG_STATUS_LANES = PG_POOL_SIZE - 2;
+/** Most status calls of one kind gathered into one statement (StatusBatcher). */
+export const PG_STATUS_BATCH = 256;
+/** Statements of one kind the status path runs at once; calls that come meanwhile wait and go together in the next one. */
+const BATCHES_IN_FLIGHT = 2;
 /** How long getting a connection may take before a call fails (the database is down or saturated). */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A transaction is run again at most this many times after a deadlock or serialization failure. */
@@ -116,6 +120,17 @@ export class PgDb {
     }
   }
 
+  /** One statement on any pooled connection, run again after a deadlock or serialization failure (it was rolled back whole). */
+  async rowsRetrying<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.rows<R>(text, values);
+      } catch (e) {
+        if (!RETRYABLE.has((e as { code?: string }).code ?? '') || attempt >= TX_ATTEMPTS) throw e;
+      }
+    }
+  }
+
   /** `body` in one transaction (READ COMMITTED; the callers take the locks they need), run again after a deadlock or a RetryTransaction. */
   async tx<T>(body: (c: Queryable) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -171,4 +186,73 @@ export async function connectDb(url: URL, maxPending?: number, connectTimeoutMs?
     throw new FwsealError('IO', `cannot use the PostgreSQL database ${dbLabel(url)}: ${code ?? (e as Error).message}`);
   }
   return db;
+}
+
+type Waiting<In, Out> = { readonly input: In; readonly key: string | null; readonly resolve: (v: Out) => void; readonly reject: (e: unknown) => void };
+
+/**
+ * Calls of one kind on the status path gathered into one statement (SPEC.md §12.9 "PostgreSQL"): while
+ * BATCHES_IN_FLIGHT statements of the kind run (each in a status lane), new calls wait and go together,
+ * up to PG_STATUS_BATCH, in the next one. A lone call goes at once; a burst costs a round trip (and a
+ * socket write on each side) per batch instead of per event. A call whose key is in a statement
+ * running now or being gathered waits for a later one (one statement cannot change a row twice, and
+ * two statements at once could commit in either order), so one key's calls apply in their order.
+ */
+export class StatusBatcher<In, Out> {
+  private waiting: Waiting<In, Out>[] = [];
+  private running = 0;
+  /** Keys of the calls in the statements running now. */
+  private readonly busyKeys = new Set<string>();
+
+  constructor(
+    private readonly db: PgDb,
+    /** One statement for every input, the outputs in the inputs' order. */
+    private readonly runBatch: (inputs: In[]) => Promise<Out[]>,
+    /** Calls whose keys are equal never share a statement; null: any may. */
+    private readonly keyOf: (input: In) => string | null = () => null,
+  ) {}
+
+  call(input: In): Promise<Out> {
+    return new Promise<Out>((resolve, reject) => {
+      this.waiting.push({ input, key: this.keyOf(input), resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.waiting.length > 0 && this.running < BATCHES_IN_FLIGHT) {
+      const batch: Waiting<In, Out>[] = [];
+      const later: Waiting<In, Out>[] = [];
+      // Keys taken (running, or in this batch) or passed over: a later call of a passed-over key must not overtake it.
+      const taken = new Set(this.busyKeys);
+      for (const w of this.waiting) {
+        if (batch.length >= PG_STATUS_BATCH || (w.key !== null && taken.has(w.key))) {
+          later.push(w);
+          if (w.key !== null) taken.add(w.key);
+        } else {
+          if (w.key !== null) taken.add(w.key);
+          batch.push(w);
+        }
+      }
+      this.waiting = later;
+      if (batch.length === 0) return; // every waiting call's key is in a running statement: pumped again when one ends
+      for (const w of batch) if (w.key !== null) this.busyKeys.add(w.key);
+      this.running++;
+      void this.db
+        .statusLane(() => this.runBatch(batch.map((w) => w.input)))
+        .then(
+          (outs) => {
+            for (const [i, w] of batch.entries()) w.resolve(outs[i]!);
+          },
+          (e) => {
+            for (const w of batch) w.reject(e);
+          },
+        )
+        .finally(() => {
+          for (const w of batch) if (w.key !== null) this.busyKeys.delete(w.key);
+          this.running--;
+          this.pump();
+        });
+    }
+  }
 }

@@ -15,6 +15,7 @@ import {
   EXCLUDED_RANK,
   type ExcludeResult,
   STATE_RANK,
+  type StatusContext,
   type StatusRecord,
   TERMINAL_RANK,
   type UnexpectedReleases,
@@ -44,10 +45,69 @@ const RECORD_STATUS = `WITH moved AS (
     WHERE id = $2 AND EXISTS (SELECT 1 FROM moved))
   SELECT count(*)::int AS n FROM moved`;
 
-/** PgStore.recordStatus: true when the row moved. */
-export async function recordStatus(db: PgDb, s: StatusRecord): Promise<boolean> {
-  const values = [s.campaign, s.device, s.state, STATE_RANK[s.state], s.done ?? null, s.total ?? null, s.code ?? null, Date.now()];
-  return (await db.rows<{ n: number }>(RECORD_STATUS, values))[0]!.n > 0;
+/**
+ * RECORD_STATUS for many events in one statement (PgStore's status batcher, SPEC.md §12.9
+ * "PostgreSQL"): the same conditions row by row. The input is sorted, so two instances writing
+ * overlapping batches lock the rows in one order; at most one event per device (StatusBatcher's key),
+ * so no row is changed twice.
+ */
+const RECORD_STATUSES = `WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[])
+      AS t(campaign, device, state, rank, done, total, code) ORDER BY campaign, device),
+  moved AS (
+    INSERT INTO device_campaign (campaign, device, state, rank, done, total, code, updated)
+      SELECT campaign, device, state, rank, done, total, code, $8 FROM input
+    ON CONFLICT (campaign, device) DO UPDATE SET state = excluded.state, rank = excluded.rank, done = excluded.done,
+      total = excluded.total, code = excluded.code, updated = excluded.updated
+    WHERE (device_campaign.rank < ${TERMINAL_RANK} AND (excluded.rank > device_campaign.rank
+        OR (excluded.rank = device_campaign.rank AND coalesce(excluded.done, 0) > coalesce(device_campaign.done, 0))))
+      OR (device_campaign.state = 'timed-out' AND excluded.rank = ${TERMINAL_RANK})
+    RETURNING campaign, device, state, code),
+  follow AS (
+    UPDATE devices d SET last_seen = $8, online = 1,
+      version = CASE WHEN m.state = 'confirmed' THEN c.version ELSE d.version END,
+      counter = CASE WHEN m.state = 'confirmed' THEN c.security_counter ELSE d.counter END,
+      last_error_code = CASE WHEN m.state IN ('rejected', 'failed') THEN m.code ELSE d.last_error_code END,
+      last_error_campaign = CASE WHEN m.state IN ('rejected', 'failed') THEN m.campaign ELSE d.last_error_campaign END
+    FROM moved m LEFT JOIN campaigns c ON c.id = m.campaign WHERE d.id = m.device)
+  SELECT campaign, device FROM moved`;
+
+/** PgStore.recordStatus, batched: for each record, true when its row moved. */
+export async function recordStatuses(db: PgDb, records: readonly StatusRecord[]): Promise<boolean[]> {
+  if (records.length === 1) {
+    const s = records[0]!;
+    const values = [s.campaign, s.device, s.state, STATE_RANK[s.state], s.done ?? null, s.total ?? null, s.code ?? null, Date.now()];
+    return [(await db.rowsRetrying<{ n: number }>(RECORD_STATUS, values))[0]!.n > 0];
+  }
+  const column = <T>(f: (s: StatusRecord) => T) => records.map(f);
+  const values = [
+    column((s) => s.campaign),
+    column((s) => s.device),
+    column((s) => s.state),
+    column((s) => STATE_RANK[s.state]),
+    column((s) => s.done ?? null),
+    column((s) => s.total ?? null),
+    column((s) => s.code ?? null),
+    Date.now(),
+  ];
+  // Ids are [A-Za-z0-9_-] (§12.1): '/' cannot make two pairs one key.
+  const moved = new Set((await db.rowsRetrying<{ campaign: string; device: string }>(RECORD_STATUSES, values)).map((r) => `${r.campaign}/${r.device}`));
+  return records.map((s) => moved.has(`${s.campaign}/${s.device}`));
+}
+
+/** What deciding whether a status event counts needs (OtaStore.statusContext), for many (campaign, device) pairs in one read. */
+const STATUS_CONTEXTS = `SELECT q.i, c.id, c.grp, c.rollout, c.version, c.security_counter,
+    d.grp AS device_grp, d.version AS device_version, d.counter AS device_counter,
+    EXISTS (SELECT 1 FROM manifest_fetches f WHERE f.manifest_sha = c.manifest_sha AND f.device = q.device)::int AS fetched
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(campaign, device, i)
+  JOIN campaigns c ON c.id = q.campaign LEFT JOIN devices d ON d.id = q.device`;
+
+/** PgStore.statusContext, batched: each pair's context, undefined for a campaign that does not exist. */
+export async function statusContexts(db: PgDb, pairs: readonly { campaign: string; device: string }[]): Promise<(StatusContext | undefined)[]> {
+  const rows = await db.rows<StatusContext & { i: number }>(STATUS_CONTEXTS, [pairs.map((p) => p.campaign), pairs.map((p) => p.device)]);
+  const out: (StatusContext | undefined)[] = pairs.map(() => undefined);
+  for (const { i, ...context } of rows) out[i - 1] = context;
+  return out;
 }
 
 /** PgStore.recordFetch: one statement (the fetch record and the device's last seen, both only in the campaign's group). */

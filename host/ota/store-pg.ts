@@ -32,7 +32,7 @@ import {
   type StatusRecord,
   type UnexpectedReleases,
 } from './store.js';
-import { checkDbUrl, connectDb, LOCK, type PgDb, type Queryable, RetryTransaction } from './store-pg-db.js';
+import { checkDbUrl, connectDb, LOCK, type PgDb, type Queryable, RetryTransaction, StatusBatcher } from './store-pg-db.js';
 import * as fleet from './store-pg-fleet.js';
 import { MIGRATIONS } from './store-pg-schema.js';
 
@@ -64,16 +64,14 @@ const GATE_FOR_DEVICE = `SELECT c.id, c.state, c.halt_code, CASE WHEN EXISTS (SE
     WHERE dc.campaign = c.id AND dc.device = $2 AND dc.state = 'excluded') THEN 0 ELSE c.rollout END AS rollout
   FROM campaigns c WHERE c.id = $1`;
 
-const STATUS_CONTEXT = `SELECT c.id, c.grp, c.rollout, c.version, c.security_counter,
-    d.grp AS device_grp, d.version AS device_version, d.counter AS device_counter,
-    EXISTS (SELECT 1 FROM manifest_fetches f WHERE f.manifest_sha = c.manifest_sha AND f.device = $2)::int AS fetched
-  FROM campaigns c LEFT JOIN devices d ON d.id = $2 WHERE c.id = $1`;
-
 export class PgStore implements OtaStore {
   readonly root: PgRootStore;
   readonly imagesDir: string;
   readonly digestsDir: string;
   readonly shared: PgAssets;
+  /** The status path's reads and writes, many events per statement under a burst (store-pg-db.ts StatusBatcher). */
+  private readonly statusReads: StatusBatcher<{ campaign: string; device: string }, StatusContext | undefined>;
+  private readonly statusWrites: StatusBatcher<StatusRecord, boolean>;
 
   constructor(
     private readonly db: PgDb,
@@ -83,6 +81,12 @@ export class PgStore implements OtaStore {
     this.digestsDir = join(dataDir, 'digests');
     this.root = new PgRootStore(db);
     this.shared = new PgAssets(db, this.imagesDir, this.digestsDir);
+    this.statusReads = new StatusBatcher(db, (pairs) => fleet.statusContexts(db, pairs));
+    this.statusWrites = new StatusBatcher(
+      db,
+      (records) => fleet.recordStatuses(db, records),
+      (s) => s.device,
+    );
   }
 
   async campaign(id: string): Promise<CampaignRow | undefined> {
@@ -180,12 +184,12 @@ export class PgStore implements OtaStore {
   }
 
   // The status path (statusContext, recordStatus, recordOffline, recordOnline) is never refused here: status-ingest.ts bounds it and holds the broker instead (§12.9).
-  async statusContext(campaign: string, device: string): Promise<StatusContext | undefined> {
-    return this.db.statusLane(async () => (await this.db.rows<StatusContext>(STATUS_CONTEXT, [campaign, device]))[0]);
+  statusContext(campaign: string, device: string): Promise<StatusContext | undefined> {
+    return this.statusReads.call({ campaign, device });
   }
 
-  async recordStatus(s: StatusRecord): Promise<boolean> {
-    return this.db.statusLane(() => fleet.recordStatus(this.db, s));
+  recordStatus(s: StatusRecord): Promise<boolean> {
+    return this.statusWrites.call(s);
   }
 
   async recordOffline(device: string): Promise<boolean> {

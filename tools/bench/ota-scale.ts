@@ -84,6 +84,8 @@ export async function measureScale(b: OtaBench, devices: number): Promise<ScaleR
   const out: ScaleRun[] = [];
   try {
     out.push(await scaleCampaign(b, bytes, pool, devices, 1));
+    // FWSEAL_BENCH_OTA_SCALE=sqlite: the SQLite row only (a quicker comparison while working on the server).
+    if (process.env.FWSEAL_BENCH_OTA_SCALE === 'sqlite') return out;
     if (postgresInstalled()) out.push(await scaleCampaign(b, bytes, pool, devices, 2));
     else out.push({ label: '2 serve instances (PostgreSQL)', instances: 2, run: null, error: 'PostgreSQL 15 is not installed (npm run setup)' });
   } finally {

@@ -50,20 +50,25 @@ export const ota: Section = {
     const notes: string[] = [];
     const t0 = Date.now();
     const phase = (what: string, since: number) => notes.push(`${what}: ${((Date.now() - since) / 1000).toFixed(0)} s of section time`);
+    const parts = otaParts();
+    if (parts.size < OTA_PARTS.length) notes.push(`parts run (FWSEAL_BENCH_OTA_PARTS): ${[...parts].join(', ')}`);
     try {
       // ---- (a), (b), and the full agent end to end: one broker ----
       const broker = await procs.broker(BROKER_CONF);
       const b: OtaBench = { ctx, procs, broker, rel, notes };
-      const rawBest = await measureDelivery(b, rows, verdicts, notes);
-      phase('raw fan-out and delivery only', t0);
-      const t1 = Date.now();
-      await measureCampaigns(b, rawBest, rows, verdicts);
-      phase('full agent end to end', t1);
-      notes.push(dropNote(broker.log()));
+      if (parts.has('delivery') || parts.has('agent')) {
+        const rawBest = await measureDelivery(b, rows, verdicts, notes);
+        phase('raw fan-out and delivery only', t0);
+        const t1 = Date.now();
+        if (parts.has('agent')) await measureCampaigns(b, rawBest, rows, verdicts);
+        phase('full agent end to end', t1);
+        notes.push(dropNote(broker.log()));
+      }
       await procs.stopBroker(broker);
 
       // ---- (c) many light devices: a fresh broker ----
       const t2 = Date.now();
+      if (!parts.has('scale')) return result(scale.devices, rows, verdicts, notes, t0);
       if (scale.cut) notes.push(`scale: ${scale.cut}`);
       const sb = await procs.broker(BROKER_CONF);
       const scaleRel: Releases = { ...rel, v2: rel.scaleV2, v2Bin: rel.scaleV2Bin };
@@ -73,21 +78,39 @@ export const ota: Section = {
       phase(`scale (${scale.devices} devices, one and two instances)`, t2);
 
       // ---- the largest idle fleet ----
-      const ib = await procs.broker(['sys_interval 1']);
-      await measureIdleFleet(b, ib, Date.now(), rows);
+      if (parts.has('idle')) {
+        const ib = await procs.broker(['sys_interval 1']);
+        await measureIdleFleet(b, ib, Date.now(), rows);
+      }
     } finally {
       await procs.closeAll();
     }
-    notes.push(`section wall time ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-    return {
-      name: 'ota',
-      title: `OTA: 1 MiB to ${DEVICES} devices through mosquitto on loopback (delivery only vs raw fan-out; CPU and bytes per GiB; full agent), ${scale.devices} light devices through one and two serve instances, largest idle fleet`,
-      rows,
-      verdicts,
-      notes,
-    };
+    return result(scale.devices, rows, verdicts, notes, t0);
   },
 };
+
+function result(devices: number, rows: Row[], verdicts: Verdict[], notes: string[], t0: number): SectionResult {
+  notes.push(`section wall time ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  return {
+    name: 'ota',
+    title: `OTA: 1 MiB to ${DEVICES} devices through mosquitto on loopback (delivery only vs raw fan-out; CPU and bytes per GiB; full agent), ${devices} light devices through one and two serve instances, largest idle fleet`,
+    rows,
+    verdicts,
+    notes,
+  };
+}
+
+/** The section's parts, in order; FWSEAL_BENCH_OTA_PARTS=delivery,scale runs only those (agent includes delivery: it needs the raw fan-out's best). */
+const OTA_PARTS = ['delivery', 'agent', 'scale', 'idle'] as const;
+
+function otaParts(env: NodeJS.ProcessEnv = process.env): Set<string> {
+  const text = env.FWSEAL_BENCH_OTA_PARTS;
+  if (text === undefined || text === '') return new Set(OTA_PARTS);
+  const asked = text.split(',').map((p) => p.trim());
+  const unknown = asked.filter((p) => !(OTA_PARTS as readonly string[]).includes(p));
+  if (unknown.length) throw new Error(`FWSEAL_BENCH_OTA_PARTS: unknown part(s) ${unknown.join(', ')}; known: ${OTA_PARTS.join(', ')}`);
+  return new Set(asked);
+}
 
 function dropNote(log: string): string {
   const drops = log.split('\n').filter((l) => /dropped/i.test(l));
