@@ -70,8 +70,12 @@ const SERVICE_LIMITS = {
   maxOtaMessageBytes: 66560,
   /** OTA server (SPEC.md §12.9): requests queued before new ones get SERVER_BUSY. */
   maxQueuedRequests: 4096,
-  /** OTA server: bytes waiting on the broker socket above which the request queue is not drained. */
-  maxBrokerBacklogBytes: 8388608,
+  /**
+   * OTA server: bytes waiting on the broker socket above which the request queue is not drained. Small:
+   * mqtt.js reads the next packet only once the last acknowledgement is written, so a deep backlog
+   * starves the reader (PINGRESP included) and the broker drops the session (SPEC.md §12.9).
+   */
+  maxBrokerBacklogBytes: 524288,
   /** OTA server (SPEC.md §12.9 "Status ingest"): status events received and not yet in the store; past it the server stops reading from the broker until half are in. */
   maxStatusBacklog: 2048,
   /** OTA server (SPEC.md §12.9): devices known from `online` events; a new device beyond it is ignored (invented ids never grow the store without bound). */

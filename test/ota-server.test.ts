@@ -76,7 +76,9 @@ describe.each(STORE_KINDS)('fwseal serve on %s', (kind) => {
     broker = await startMosquitto({ persistence: false });
     servers = new TestServers({ broker: () => broker.url, trust: w.trust, kind, postgres, tag: 'ota' });
     mainState = await servers.fresh();
-    server = await startServer({ state: mainState });
+    // A 250 ms multicast window (the server's default is shorter): two askers whose answers are prepared
+    // at once on PostgreSQL may come tens of ms apart when the second opens a new pool connection.
+    server = await startServer({ state: mainState, coalesceMs: 250 });
   });
 
   afterAll(async () => {

@@ -206,8 +206,8 @@ export class OtaServer {
     };
     this.client.on('close', lost);
     this.client.on('offline', lost);
-    // Backpressure (SPEC.md §12.9 "Status ingest"): the next packet is read, and this one acknowledged, once the status backlog has room.
-    this.client.handleMessage = (_packet, next) => this.ingest.admit(() => next());
+    // Backpressure (SPEC.md §12.9 "Status ingest", "Requests"): read on once the status backlog and the request queue have room.
+    this.client.handleMessage = (_packet, next) => this.ingest.admit(() => this.requests.admit(() => next()));
     this.client.on('message', (topic, payload, packet) => {
       // Never crash on a message: a bug here is logged and the message dropped.
       const dropped = (e: unknown) => this.mqttLog.error('mqtt.message-dropped', { topic, ...errorFields(e) }, `message on ${topic} dropped`);
