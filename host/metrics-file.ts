@@ -77,17 +77,25 @@ export function renderSignMetrics(m: SignMetrics): string {
   return `${lines.join('\n')}\n`;
 }
 
-function readMetrics(path: string): SignMetrics {
-  if (!existsSync(path)) return empty();
-  let text: string;
+/**
+ * The text of a metrics file this command may have written, or null when there is none; a file larger
+ * than a metrics file is (`maxBytes`) is `tooLarge`'s error, read errors are IO. Also the monitor's
+ * (host/tlog/monitor-metrics.ts).
+ */
+export function readMetricsText(path: string, maxBytes: number, tooLarge: () => FwsealError): string | null {
+  if (!existsSync(path)) return null;
   try {
-    if (statSync(path).size > MAX_FILE_BYTES) throw notOurs(path, `larger than ${MAX_FILE_BYTES} bytes`);
-    text = readFileSync(path, 'utf8');
+    if (statSync(path).size > maxBytes) throw tooLarge();
+    return readFileSync(path, 'utf8');
   } catch (e) {
     if (e instanceof FwsealError) throw e;
     throw new FwsealError('IO', `cannot read --metrics-file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
   }
-  return parseSignMetrics(text, path);
+}
+
+function readMetrics(path: string): SignMetrics {
+  const text = readMetricsText(path, MAX_FILE_BYTES, () => notOurs(path, `larger than ${MAX_FILE_BYTES} bytes`));
+  return text === null ? empty() : parseSignMetrics(text, path);
 }
 
 /** Before anything is signed: the file is absent or one this command wrote (USAGE), in a folder that exists (IO). */

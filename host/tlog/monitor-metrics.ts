@@ -6,10 +6,11 @@
  * (host/io.ts: the collector never reads half a file); only the end of the last clean run is carried
  * over from the file before, read back from lines this module wrote.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FwsealError } from '../errors.js';
 import { writeFileAtomic } from '../io.js';
+import { readMetricsText } from '../metrics-file.js';
 import { type MonitorReport } from './monitor.js';
 
 /** The codes `findings{code}` always carries (0 when none): the entry findings, then the verdicts on the log itself (exit 1). */
@@ -82,16 +83,8 @@ export function parseMonitorMetrics(text: string, path: string): MonitorMetricsB
 export function readMonitorMetricsFile(path: string): MonitorMetricsBefore {
   const folder = dirname(path);
   if (!existsSync(folder)) throw new FwsealError('IO', `--metrics-file ${path}: no folder ${folder}`);
-  if (!existsSync(path)) return {};
-  let text: string;
-  try {
-    if (statSync(path).size > MAX_FILE_BYTES) throw notOurs(path, `larger than ${MAX_FILE_BYTES} bytes`);
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if (e instanceof FwsealError) throw e;
-    throw new FwsealError('IO', `cannot read --metrics-file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  return parseMonitorMetrics(text, path);
+  const text = readMetricsText(path, MAX_FILE_BYTES, () => notOurs(path, `larger than ${MAX_FILE_BYTES} bytes`));
+  return text === null ? {} : parseMonitorMetrics(text, path);
 }
 
 /** Findings of the run by code: the report's, and a verdict on the log counted once; every code present. */
