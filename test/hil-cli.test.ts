@@ -6,19 +6,18 @@
  * loads none of the hil machinery; `hil run` reports a line per case on stdout and JUnit XML that the
  * Jenkins JUnit schema (test/vectors/junit/junit-10.xsd, MIT) validates; errors print with their names.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SerialPort } from 'serialport';
+import { type SerialPort } from 'serialport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HIL_COMMANDS } from '../hil/cli.js';
-import { realScheduler } from '../hil/clock.js';
 import { caseLine, junitXml } from '../hil/report.js';
 import { type CaseResult } from '../hil/runner.js';
-import { SmpClient } from '../hil/smp-endpoint.js';
+import { type SmpClient } from '../hil/smp-endpoint.js';
 import { uploadImage } from '../hil/upload.js';
 import { nodeSha256 } from '../host/hash.js';
 import { BUNDLE_MAGIC, bundleLayout } from '../shared/bundle.js';
@@ -26,6 +25,7 @@ import { CODES } from '../shared/codes.js';
 import { echo, imageState, imageStateWrite, reset, status } from '../shared/smp/commands.js';
 import { runCli } from './support/cli-run.js';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
+import { childLines, smpSession } from './support/hil-pty.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-hil-cli-'));
@@ -88,30 +88,6 @@ describe('fwseal hil bundle', () => {
   });
 });
 
-/** Lines of a child's stdout as they come; `waitFor(re)` resolves with the first match. */
-function lines(child: ChildProcess) {
-  let text = '';
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  child.stdout?.on('data', (c: Buffer) => {
-    text += c.toString('utf8');
-    for (const w of waiters.splice(0)) {
-      const m = text.match(w.re);
-      if (m) w.resolve(m);
-      else waiters.push(w);
-    }
-  });
-  return {
-    text: () => text,
-    waitFor: (re: RegExp) =>
-      new Promise<RegExpMatchArray>((resolve, reject) => {
-        const m = text.match(re);
-        if (m) return resolve(m);
-        waiters.push({ re, resolve });
-        child.once('exit', (code) => reject(new Error(`exited ${code} before ${re}: ${text}`)));
-      }),
-  };
-}
-
 describe('fwseal hil device (a device provisioned by fwseal device provision, driven over its pty)', () => {
   it('answers echo, image list, an update bundle upload, reset into trial, confirm; SIGTERM stops it, exit 0', async () => {
     const state = join(dir, 'dev1');
@@ -141,7 +117,7 @@ describe('fwseal hil device (a device provisioned by fwseal device provision, dr
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    const out = lines(child);
+    const out = childLines(child);
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => {
       stderr += c.toString('utf8');
@@ -149,29 +125,7 @@ describe('fwseal hil device (a device provisioned by fwseal device provision, dr
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     const open: SerialPort[] = [];
     /** One client session on the pty, opened and closed around `fn`, as mcumgr does for every command. */
-    const session = async <T>(pts: string, fn: (client: SmpClient) => Promise<T>): Promise<T> => {
-      const sp = await new Promise<SerialPort>((res, rej) => {
-        const p = new SerialPort({ path: pts, baudRate: 115200 }, (e) => (e ? rej(e) : res(p)));
-      });
-      open.push(sp);
-      const end = {
-        write: (b: Uint8Array) => {
-          sp.write(Buffer.from(b));
-        },
-        onData: (l: (c: Uint8Array) => void) => {
-          const f = (c: Buffer) => l(new Uint8Array(c));
-          sp.on('data', f);
-          return () => sp.off('data', f);
-        },
-      };
-      const client = new SmpClient(end, realScheduler, { timeoutMs: 5000 });
-      try {
-        return await fn(client);
-      } finally {
-        client.close();
-        await new Promise<void>((r) => sp.close(() => r()));
-      }
-    };
+    const session = <T>(pts: string, fn: (client: SmpClient) => Promise<T>) => smpSession(pts, fn, open);
     try {
       const pts = (await out.waitFor(/hil device on (\/dev\/pts\/\d+) \(link /))[1];
       expect(lstatSync(link).isSymbolicLink()).toBe(true);

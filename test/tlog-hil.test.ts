@@ -6,18 +6,16 @@
  * that carries the proof next to the unchanged manifest; the device takes it, and refuses the same
  * release in an FWSBND1 bundle (LOG_PROOF_MISSING), answered as §13.6 says.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SerialPort } from 'serialport';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HIL_COMMANDS } from '../hil/cli.js';
-import { realScheduler } from '../hil/clock.js';
 import { type EmulatedDevice, emulatedDevice, emulatedUpload, release2 } from '../hil/emulated.js';
-import { SmpClient } from '../hil/smp-endpoint.js';
+import { type SmpClient } from '../hil/smp-endpoint.js';
 import { uploadImage } from '../hil/upload.js';
 import { makeBundle } from '../hil/world.js';
 import { nodeSha256 } from '../host/hash.js';
@@ -32,6 +30,7 @@ import { MGMT_ERR } from '../shared/smp/errors.js';
 import { encodeTrustBundle } from '../shared/trust.js';
 import { runCli } from './support/cli-run.js';
 import { detBytes, detKey, makeManifest, makeManifestEnvelope, signWith, standardWorld } from './support/fixtures.js';
+import { childLines, smpSession } from './support/hil-pty.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-tlog-hil-'));
@@ -68,51 +67,6 @@ const release = (version: string, counter: number, size: number) => {
 const v1 = release('1.0.0', 1, 16_384);
 const v2 = release('2.0.0', 2, 20_000);
 const hil = (args: string[]) => runCli(['hil', ...args], HIL_COMMANDS);
-
-/** A child's stdout as it comes, from its start: `waitFor(re)` resolves with the first match, also of text already seen. */
-function stdoutOf(child: ChildProcess): { waitFor(re: RegExp): Promise<RegExpMatchArray> } {
-  let text = '';
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  child.stdout?.on('data', (c: Buffer) => {
-    text += c.toString('utf8');
-    for (const w of waiters.splice(0)) {
-      const m = text.match(w.re);
-      if (m) w.resolve(m);
-      else waiters.push(w);
-    }
-  });
-  return {
-    waitFor: (re) =>
-      new Promise((res, rej) => {
-        const m = text.match(re);
-        if (m) return res(m);
-        waiters.push({ re, resolve: res });
-        child.once('exit', (code) => rej(new Error(`exited ${code} before ${re}: ${text}`)));
-      }),
-  };
-}
-
-/** One client session on the pty, opened and closed around `fn`, as mcumgr does for every command. */
-async function session<T>(pts: string, fn: (client: SmpClient) => Promise<T>): Promise<T> {
-  const sp = await new Promise<SerialPort>((res, rej) => {
-    const p = new SerialPort({ path: pts, baudRate: 115200 }, (e) => (e ? rej(e) : res(p)));
-  });
-  const end = {
-    write: (b: Uint8Array) => void sp.write(Buffer.from(b)),
-    onData: (l: (c: Uint8Array) => void) => {
-      const f = (c: Buffer) => l(new Uint8Array(c));
-      sp.on('data', f);
-      return () => sp.off('data', f);
-    },
-  };
-  const client = new SmpClient(end, realScheduler, { timeoutMs: 5000 });
-  try {
-    return await fn(client);
-  } finally {
-    client.close();
-    await new Promise<void>((r) => sp.close(() => r()));
-  }
-}
 
 const upload = (client: SmpClient, path: string) => {
   const bundle = new Uint8Array(readFileSync(path));
@@ -152,19 +106,19 @@ describe('log proofs over the serial link (fwseal hil device on a pty, fwseal hi
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    const out = stdoutOf(child);
+    const out = childLines(child);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
       const pts = (await out.waitFor(/hil device on (\/dev\/pts\/\d+) \(link /))[1];
-      const before = await session(pts, (c) => c.request(status, {}));
+      const before = await smpSession(pts, (c) => c.request(status, {}));
       expect(before.ok && before.value).toMatchObject({ version: '1.0.0', log: 0, code: 0 }); // a policy, no checkpoint stored yet
 
       // FWSBND1: the same release without its proof.
       const plain = join(dir, 'plain.bin');
       expect((await hil(['bundle', v2.manifest, '--image', v2.image, '--out', plain])).status).toBe(0);
-      const refused = await session(pts, (c) => upload(c, plain));
+      const refused = await smpSession(pts, (c) => upload(c, plain));
       expect(refused.ok).toBe(false);
-      const after = await session(pts, (c) => c.request(status, {}));
+      const after = await smpSession(pts, (c) => c.request(status, {}));
       expect(after.ok && after.value).toMatchObject({ version: '1.0.0', log: 0, code: CODES.LOG_PROOF_MISSING, phase: 'idle' });
       expect(imageGroupCode(CODES.LOG_PROOF_MISSING)).toBe(IMG_MGMT_ERR.NO_TLVS); // what a v2 image upload answers (SPEC.md §13.6)
 
@@ -186,14 +140,14 @@ describe('log proofs over the serial link (fwseal hil device on a pty, fwseal hi
       expect(made.status, made.err).toBe(0);
       expect(JSON.parse(made.out).logProofBytes).toBeGreaterThan(0);
       expect([...readFileSync(proved).subarray(0, 8)]).toEqual([...BUNDLE_MAGIC_V2]);
-      const taken = await session(pts, (c) => upload(c, proved));
+      const taken = await smpSession(pts, (c) => upload(c, proved));
       expect(taken.ok, JSON.stringify(taken)).toBe(true);
-      const pending = await session(pts, (c) => c.request(status, {}));
+      const pending = await smpSession(pts, (c) => c.request(status, {}));
       expect(pending.ok && pending.value).toMatchObject({ phase: 'pending', log: 2, code: 0 }); // the checkpoint of size 2 is stored
-      await session(pts, async (c) => expect((await c.request(reset, {})).ok).toBe(true));
+      await smpSession(pts, async (c) => expect((await c.request(reset, {})).ok).toBe(true));
       await out.waitFor(/reset: booting again/);
-      await session(pts, async (c) => expect((await c.request(imageStateWrite, { confirm: true })).ok).toBe(true));
-      const end = await session(pts, (c) => c.request(status, {}));
+      await smpSession(pts, async (c) => expect((await c.request(imageStateWrite, { confirm: true })).ok).toBe(true));
+      const end = await smpSession(pts, (c) => c.request(status, {}));
       expect(end.ok && end.value).toMatchObject({ version: '2.0.0', counter: 2, code: 0, phase: 'idle', log: 2 });
     } finally {
       child.kill('SIGTERM');
