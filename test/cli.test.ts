@@ -244,9 +244,9 @@ describe('the release flow', () => {
     expect(r.stdout).toMatch(/^ACCEPTED /);
   });
 
-  it('verify --json: ok, code 0, the signers, the image checked with the digest table', async () => {
+  it('verify --json: ok, code 0, the signers, the image checked (a matching image does not read the digest table)', async () => {
     const out = await verifyJson(BASE_VERIFY);
-    expect(out).toMatchObject({ ok: true, code: 0, error: 'OK', imageChecked: true, digestTable: true, trustVersion: 1, revocationVersion: 0 });
+    expect(out).toMatchObject({ ok: true, code: 0, error: 'OK', imageChecked: true, digestTable: false, trustVersion: 1, revocationVersion: 0 });
     expect([...out.signers].sort()).toEqual([kids.R1, kids.R2].sort());
     expect(out.manifest).toMatchObject({
       type: 'manifest',
@@ -409,10 +409,12 @@ describe('verify rejects', () => {
         'other.cose',
       ]),
     );
-    const r = await fwseal(['verify', ...BASE_VERIFY, '--digests', 'other.digests', '--json']);
+    // The table is read only when the image does not match (SPEC.md §14 H14): then it must fit.
+    const r = await fwseal(['verify', 'm.cose', '--trust', 'trust.cbor', '--image', 'tampered.bin', '--digests', 'other.digests', '--json']);
     expect(r.status).toBe(1);
     expect(r.stdout.length, 'no JSON on stdout').toBeGreaterThan(0);
     expect(json(r)).toMatchObject({ ok: false, code: CODES.DIGEST_PAGE_MISMATCH, error: 'DIGEST_PAGE_MISMATCH' });
+    expect(await verifyJson([...BASE_VERIFY, '--digests', 'other.digests'])).toMatchObject({ ok: true, digestTable: false });
   });
 });
 
