@@ -35,19 +35,26 @@ function rootFractions(k: bigint, count: number): Int32Array {
 
 /**
  * SHA-512's constants K (§4.2.3: cube roots of the first 80 primes) and initial hash value H(0)
- * (§5.3.5: square roots of the first 8 primes), as (high, low) pairs; never written. SHA-256's
- * (§4.2.2, §5.3.3) are the high halves of their first 64 and 8 words. Derived at load (about 2 ms in
- * QuickJS) because the spelled-out tables cost ~1.1 KB of the device bundle's gzip budget;
- * test/sha.test.ts pins them to the FIPS 180-4 tables.
+ * (§5.3.5: square roots of the first 8 primes), as (high, low) pairs, then SHA-256's K (§4.2.2: the
+ * high halves of the first 64; its H(0), §5.3.3, is the high halves of SHA-512's); never written.
+ * Derived on first use (about 2 ms in QuickJS, 4 ms in a cold Node process, which the host CLI,
+ * hashing with node:crypto, never pays) because the spelled-out tables cost ~1.1 KB of the device
+ * bundle's gzip budget; test/sha.test.ts pins them to the FIPS 180-4 tables.
  */
-export const SHA512_K = rootFractions(3n, 80);
-export const SHA512_IV = rootFractions(2n, 8);
-const K256 = SHA512_K.filter((_, i) => i % 2 === 0);
+let tables: [Int32Array, Int32Array, Int32Array] | undefined;
+export function shaTables(): [k512: Int32Array, iv512: Int32Array, k256: Int32Array] {
+  if (!tables) {
+    const k = rootFractions(3n, 80);
+    tables = [k, rootFractions(2n, 8), k.filter((_, i) => i % 2 === 0)];
+  }
+  return tables;
+}
 
 // `var` throughout: QuickJS checks every read of a let/const binding against its temporal dead
 // zone, which cost 5-14% here.
 export function sha256(data: Uint8Array): Uint8Array {
-  var K = K256; // a local: cheaper to read than the module binding
+  var T = shaTables();
+  var K = T[2]; // a local: cheaper to read than the module binding
   var length = data.length;
   var fullBlocks = Math.floor(length / 64);
   var rest = length - 64 * fullBlocks;
@@ -61,7 +68,7 @@ export function sha256(data: Uint8Array): Uint8Array {
   tailView.setInt32(tail.length - 4, length << 3); // low 32 bits of 8 * length
 
   // §5.3.3 initial hash value H(0).
-  var iv = SHA512_IV;
+  var iv = T[1];
   var h0 = iv[0],
     h1 = iv[2],
     h2 = iv[4],

@@ -6,7 +6,7 @@
  * wraps a sum modulo 2^32 for free.
  */
 // §4.2.3 constants and §5.3.5 H(0) as (high, low) pairs, derived in ./sha256.ts.
-import { SHA512_K as K, SHA512_IV } from './sha256.js';
+import { shaTables } from './sha256.js';
 
 const TWO_32 = 4294967296;
 
@@ -38,7 +38,8 @@ export function sha512(data: Uint8Array): Uint8Array {
   view.setInt32(m.length - 8, Math.floor(length / 0x20000000));
   view.setInt32(m.length - 4, length << 3); // low 32 bits of 8 * length
 
-  const hash = SHA512_IV.slice();
+  const [K, iv] = shaTables();
+  const hash = iv.slice();
   const w = new Int32Array(160);
   const v = new Int32Array(16);
   for (let p = 0; p < m.length; p += 128) {
