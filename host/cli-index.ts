@@ -172,14 +172,27 @@ function parseTable(table: string): CommandEntry[] {
   const entries: CommandEntry[] = [];
   for (let i = 0; i < lines.length; i += 2) {
     const [name, module, ...summary] = lines[i].split(' | ');
-    const options = flags(lines[i + 1]);
+    const spec = lines[i + 1];
+    let options: Command['options'] | undefined;
     const exports = MODULES[module] ?? (() => Promise.reject(new Error(`cli-index: no module ${module}`)));
     const load =
       module === '-'
         ? (all: readonly CommandEntry[]) => import('./completion.js').then((m) => m.completionCommand(all))
         : () => exports().then((m) => pick(m, name));
     const parser = module === '-' ? commonParser : () => exports().then((m) => (typeof m.parse === 'function' ? (m.parse as Parse) : commonParser()));
-    entries.push(Object.freeze({ name, summary: summary.join(' | '), options, load, parser }));
+    // A command's flags are parsed when first asked for: a run reads one command's, not all ~60 (cold start, issue 17).
+    entries.push(
+      Object.freeze({
+        name,
+        summary: summary.join(' | '),
+        get options() {
+          if (options === undefined) options = flags(spec);
+          return options;
+        },
+        load,
+        parser,
+      }),
+    );
   }
   return entries;
 }
