@@ -63,6 +63,14 @@ const oneErrorClass: OnResolve = {
   },
 };
 
+/** hil/bin.ts starts the whole CLI with `import('./cli.js')`: dist/hil/cli.js as it is, loaded only when used. */
+const binLoadsCliOnUse: OnResolve = {
+  name: 'bin-loads-cli-on-use',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/cli\.js$/ }, (a) => (/[\\/]hil[\\/]bin\.ts$/.test(a.importer) ? { path: a.path, external: true } : undefined));
+  },
+};
+
 // One build for the host CLI, the fwseal binary (hil/cli: the CLI with `hil run` added), the simulated
 // device process and the library: they share chunks, so the host code ships once and there is one
 // FwsealError class (a second copy would fail `instanceof` and print INTERNAL). Dynamic imports
@@ -78,4 +86,16 @@ export default defineConfig([
     dts: { entry: library, compilerOptions: dtsOptions },
   },
   { ...common, entry: { 'host/commands/verify': 'host/commands/verify.ts' }, splitting: false, esbuildPlugins: [oneErrorClass] },
+  // The package's bin and the one-command start of `fwseal verify` it hands plain verify command
+  // lines to, as CommonJS (no ES module loader at start-up: issue 17, hil/bin.ts). verify-main.cjs
+  // carries its own copy of the code it runs, FwsealError included: nothing else is loaded with it.
+  {
+    ...common,
+    format: 'cjs',
+    entry: { 'hil/bin': 'hil/bin.ts', 'host/verify-main': 'host/verify-main.ts' },
+    splitting: false,
+    sourcemap: false,
+    outExtension: () => ({ js: '.cjs' }),
+    esbuildPlugins: [binLoadsCliOnUse],
+  },
 ]);

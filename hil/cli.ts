@@ -9,7 +9,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runIfEntryPoint } from '../host/cli.js';
+import { runCli, runIfEntryPoint } from '../host/cli.js';
 import { type Command } from '../host/commands/common.js';
 import { FwsealError } from '../host/errors.js';
 
@@ -168,5 +168,10 @@ Examples:
 };
 
 export const HIL_COMMANDS: readonly Command[] = [hilRun, hilBundle, hilDevice];
+
+/** The whole CLI with the hil commands on process.argv: what the package's bin (hil/bin.ts) starts for every command but a plain `verify`. */
+export function runFwseal(): void {
+  runCli(HIL_COMMANDS);
+}
 
 runIfEntryPoint(import.meta.url, HIL_COMMANDS);

@@ -8,11 +8,14 @@ import { realpathSync } from 'node:fs';
 import nodeModule from 'node:module';
 import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { codeName } from '../shared/codes.js';
 import { type AuditActor } from './audit.js';
 import { COMMAND_INDEX, type CommandEntry, entryOf } from './cli-index.js';
 import { type Command, type Io } from './commands/common.js';
-import { exitStatusFor, FwsealError } from './errors.js';
+
+export { type ErrorObject, errorObject } from './cli-errors.js';
+
+import { printError, printJsonError, processIo, wantsJson } from './cli-errors.js';
+import { FwsealError } from './errors.js';
 
 /**
  * Every command, as the index knows it (name, summary, options; `load()` for the rest). Commands are
@@ -222,38 +225,6 @@ function recordFailure(io: Io, name: string, trail: AuditTrail, e: unknown, appe
 }
 
 /**
- * `--json` given to a command that takes it (before any `--`): its failures are JSON on stdout too.
- * Looked up in the raw arguments, so a command line that does not parse (USAGE) still gets one.
- */
-function wantsJson(cmd: CommandEntry, rest: readonly string[]): boolean {
-  if (!('json' in cmd.options)) return false;
-  const end = rest.indexOf('--');
-  return (end < 0 ? rest : rest.slice(0, end)).includes('--json');
-}
-
-/** What a failed command prints on stdout with --json (host/schemas/error.schema.json); one line, so NDJSON streams stay parseable. */
-export type ErrorObject = { readonly ok: false; readonly code: number; readonly error: string; readonly detail: string; readonly exitStatus: 1 | 2 };
-
-export function errorObject(e: unknown): ErrorObject {
-  if (e instanceof FwsealError) return { ok: false, code: e.code, error: e.codeName, detail: e.message, exitStatus: exitStatusFor(e.code) };
-  return { ok: false, code: 899, error: codeName(899), detail: e instanceof Error ? e.message : String(e), exitStatus: 2 };
-}
-
-function printJsonError(io: Io, e: unknown): void {
-  io.stdout(`${JSON.stringify(errorObject(e))}\n`);
-}
-
-function printError(io: Io, name: string, e: unknown): 1 | 2 {
-  if (e instanceof FwsealError) {
-    const status = exitStatusFor(e.code);
-    io.stderr(`fwseal ${name}: ${status === 1 ? 'REJECTED ' : ''}${e.codeName} (code ${e.code}): ${e.message}\n`);
-    return status;
-  }
-  io.stderr(`fwseal ${name}: ${codeName(899)} (code 899): ${(e as Error).message}\n`);
-  return 2;
-}
-
-/**
  * Run the CLI on process.argv when `moduleUrl` (the caller's import.meta.url) is the script node was
  * started with; `extra` adds commands (hil/cli.ts adds `hil run`).
  */
@@ -264,17 +235,14 @@ export function runIfEntryPoint(moduleUrl: string, extra: readonly Command[] = [
   } catch {
     entry = false;
   }
-  if (!entry) return;
+  if (entry) runCli(extra);
+}
+
+/** The CLI on process.argv, its exit status in process.exitCode (the package's bin, hil/bin.cts, calls this). */
+export function runCli(extra: readonly Command[] = []): void {
   // V8's code cache for the modules loaded from here on (Node >= 22.1; absent in Node 20: skipped).
   (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
-  const io: Io = {
-    stdout: (t) => process.stdout.write(t),
-    stderr: (t) => process.stderr.write(t),
-    stderrIsTty: !!process.stderr.isTTY,
-    stdoutBytes: (b) => process.stdout.write(b),
-    stdoutIsTty: !!process.stdout.isTTY,
-  };
-  main(process.argv.slice(2), io, extra).then(
+  main(process.argv.slice(2), processIo(), extra).then(
     (code) => {
       process.exitCode = code;
     },

@@ -33,7 +33,7 @@ function ok(r: SpawnSyncReturns<string>, what: string): SpawnSyncReturns<string>
 }
 
 beforeAll(() => {
-  for (const f of ['dist/index.js', 'dist/hil/cli.js', 'dist/device/index.js', 'dist/device/fwseal-verifier.mjs']) {
+  for (const f of ['dist/index.js', 'dist/hil/bin.cjs', 'dist/host/verify-main.cjs', 'dist/device/index.js', 'dist/device/fwseal-verifier.mjs']) {
     if (!existsSync(join(root, f))) throw new Error(`${f} is missing: run npm run build first`);
   }
   // --ignore-scripts: pack what is built, as it is (no lifecycle script may rebuild mid-suite).
@@ -54,7 +54,7 @@ beforeAll(() => {
 describe('the tarball', () => {
   it('ships the built files only: no sources, tests, tools or source maps', () => {
     const paths = packed.files.map((f) => f.path);
-    const allowed = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|mjs|d\.ts|d\.mts)|hil\/scenarios\/[^/]+\.json|hil\/scenario-schema\.json)$/;
+    const allowed = /^(package\.json|README\.md|LICENSE|dist\/.+\.(js|cjs|mjs|d\.ts|d\.mts)|hil\/scenarios\/[^/]+\.json|hil\/scenario-schema\.json)$/;
     expect(paths.filter((p) => !allowed.test(p))).toEqual([]);
     expect(paths.some((p) => p.endsWith('.map'))).toBe(false);
     expect(packed.entryCount).toBeLessThan(150);
