@@ -45,8 +45,16 @@ function scalarOf(signature: Uint8Array): bigint {
  * rejects, errs, or a cheap check fails) the device's own verifier decides, so the verdict is the
  * policy's for every input; test/ed25519-host.test.ts holds the two equal over Wycheproof, CCTV and
  * random signatures. Host only: the device bundle keeps its own verifier (SPEC.md §6.5).
+ * `acceptable` is P3 + P4 for A (default: isAcceptablePublicKey); the memo below answers it for a
+ * key already found trustable (a trustable role key is acceptable: isTrustableRoleKey decodes it
+ * with the same checks first), which saves a square root per signature on a cold start.
  */
-export function hostVerifyEd25519(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
+export function hostVerifyEd25519(
+  signature: Uint8Array,
+  message: Uint8Array,
+  publicKey: Uint8Array,
+  acceptable: (publicKey: Uint8Array) => boolean = isAcceptablePublicKey,
+): boolean {
   const fast =
     signature instanceof Uint8Array &&
     signature.length === 64 &&
@@ -54,7 +62,7 @@ export function hostVerifyEd25519(signature: Uint8Array, message: Uint8Array, pu
     publicKey instanceof Uint8Array &&
     publicKey.length === 32 &&
     scalarOf(signature) < L &&
-    isAcceptablePublicKey(publicKey) &&
+    acceptable(publicKey) &&
     opensslAccepts(signature, message, publicKey);
   return fast || verifyEd25519(signature, message, publicKey, nodeSha512);
 }
@@ -187,11 +195,16 @@ const isBytes = (x: unknown, length?: number): x is Uint8Array => x instanceof U
  * without fixed lengths a 63-byte signature with a 33-byte key would share the key of a valid
  * signature and get its `true` (P1 refuses it). Anything else is passed through unmemoised.
  */
-function memoisedEd25519(c: DeviceCrypto, verify: DeviceCrypto['verify']): Pick<DeviceCrypto, 'verify' | 'trustableKey'> {
+function memoisedEd25519(c: DeviceCrypto, verify: typeof hostVerifyEd25519): Pick<DeviceCrypto, 'verify' | 'trustableKey'> {
   const memo = new BoundedMemo<boolean>(4096);
   // Keyed by SHA-256 over everything the outcome depends on; the 1-byte tag keeps the two apart.
-  const verifyMemo = memoised(memo, (s: Uint8Array, m: Uint8Array, p: Uint8Array) => c.sha256(Buffer.concat([Buffer.of(1), s, p, m])), verify);
   const trustableMemo = memoised(memo, (p: Uint8Array) => Buffer.concat([Buffer.of(2), p]), c.trustableKey);
+  const trustedAcceptable = (p: Uint8Array) => memo.get(Buffer.concat([Buffer.of(2), p]).toString('latin1')) === true || isAcceptablePublicKey(p);
+  const verifyMemo = memoised(
+    memo,
+    (s: Uint8Array, m: Uint8Array, p: Uint8Array) => c.sha256(Buffer.concat([Buffer.of(1), s, p, m])),
+    (s: Uint8Array, m: Uint8Array, p: Uint8Array) => verify(s, m, p, trustedAcceptable),
+  );
   return {
     verify: (s, m, p) => (isBytes(s, 64) && isBytes(m) && isBytes(p, 32) ? verifyMemo(s, m, p) : verify(s, m, p)),
     trustableKey: (p) => (isBytes(p, 32) ? trustableMemo(p) : c.trustableKey(p)),

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as noble from '@noble/ed25519';
 import { describe, expect, it } from 'vitest';
-import { verifyEd25519 } from '../device/crypto/ed25519.js';
+import { isTrustableRoleKey, verifyEd25519 } from '../device/crypto/ed25519.js';
 import { verifierFrom } from '../device/verifier.js';
 import { fleetVerifier, hostCrypto, hostVerifyEd25519 } from '../host/hash.js';
 
@@ -32,6 +32,30 @@ function compare(cases: readonly Case[]): { differ: string[]; accepted: number }
     if (policy) accepted++;
   }
   return { differ, accepted };
+}
+
+/** Honest keys with their signatures, the same keys plus a torsion point (mixed order) and small-order keys. */
+function torsionCases(): Case[] {
+  const cases: Case[] = [];
+  // A point of order 8: the torsion part added to honest keys; noble's Point does the group law.
+  const T8 = noble.Point.fromHex('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a');
+  expect(T8.multiply(8n, false).is0()).toBe(true);
+  for (let i = 0; i < 8; i++) {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const key = rawPublicKey(publicKey);
+    const msg = Uint8Array.from(randomBytes(32));
+    const sig = Uint8Array.from(sign(null, msg, privateKey));
+    const mixed = noble.Point.fromHex(Buffer.from(key).toString('hex'))
+      .add(T8.multiply(BigInt(i + 1), false))
+      .toBytes();
+    const small = T8.multiply(BigInt(i + 1), false).toBytes();
+    cases.push(
+      { name: `honest key ${i}`, sig, msg, key },
+      { name: `mixed-order key ${i}`, sig, msg, key: mixed },
+      { name: `small-order key ${i}`, sig, msg, key: small },
+    );
+  }
+  return cases;
 }
 
 function rawPublicKey(key: ReturnType<typeof generateKeyPairSync>['publicKey']): Uint8Array {
@@ -107,22 +131,34 @@ describe('host Ed25519 = the SPEC.md §7 policy', () => {
   });
 
   it('on keys with a torsion component (mixed order: P5 accepts them) and small-order keys (P4 refuses them)', () => {
-    const cases: Case[] = [];
-    // A point of order 8: the torsion part added to honest keys; noble's Point does the group law.
-    const T8 = noble.Point.fromHex('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a');
-    expect(T8.multiply(8n, false).is0()).toBe(true);
-    for (let i = 0; i < 8; i++) {
-      const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-      const key = rawPublicKey(publicKey);
-      const msg = Uint8Array.from(randomBytes(32));
-      const sig = Uint8Array.from(sign(null, msg, privateKey));
-      const mixed = noble.Point.fromHex(Buffer.from(key).toString('hex'))
-        .add(T8.multiply(BigInt(i + 1), false))
-        .toBytes();
-      const small = T8.multiply(BigInt(i + 1), false).toBytes();
-      cases.push({ name: `mixed-order key ${i}`, sig, msg, key: mixed }, { name: `small-order key ${i}`, sig, msg, key: small });
+    expect(compare(torsionCases()).differ).toEqual([]);
+  });
+
+  it('the CLI verifier, its trustable-key memo filled first, gives the policy verdict on honest, mixed-order and small-order keys', () => {
+    // hostCrypto answers P3 + P4 from the memo for a key it found trustable: never for any other.
+    const c = hostCrypto();
+    const cases = torsionCases();
+    const differ: string[] = [];
+    for (const k of cases) {
+      // Mixed-order key 7 adds [8]T8, the identity: it is the honest key again.
+      expect(c.trustableKey(k.key), k.name).toBe(isTrustableRoleKey(k.key));
+      if (k.name.startsWith('honest')) expect(isTrustableRoleKey(k.key)).toBe(true);
+      const policy = verifyEd25519(k.sig, k.msg, k.key);
+      if (c.verify(k.sig, k.msg, k.key) !== policy) differ.push(k.name);
+      const forged = withScalar(k.sig, (scalarOf(k.sig) + 1n) % L);
+      if (c.verify(forged, k.msg, k.key) !== verifyEd25519(forged, k.msg, k.key)) differ.push(`${k.name} (forged)`);
     }
-    expect(compare(cases).differ).toEqual([]);
+    // OpenSSL accepts (R = [S]B, S) under the identity key for any message; P4 refuses the key. The
+    // memo must not let it through because the identity was asked about (and found untrustable) before.
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    const forgery = Uint8Array.from([...noble.Point.BASE.multiply(5n).toBytes(), 5, ...new Uint8Array(31)]);
+    const msg = Uint8Array.from([1, 2, 3]);
+    expect(c.trustableKey(identity)).toBe(false);
+    expect(verifyEd25519(forgery, msg, identity)).toBe(false);
+    expect(c.verify(forgery, msg, identity)).toBe(false);
+    expect(differ).toEqual([]);
+    expect(cases.filter((k) => k.name.startsWith('honest') && verifyEd25519(k.sig, k.msg, k.key))).toHaveLength(8);
   });
 
   it('wrong types are refused as the policy refuses them (false, no throw)', () => {
