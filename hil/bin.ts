@@ -12,9 +12,11 @@ import { join } from 'node:path';
 
 const args = process.argv.slice(2);
 const audited = !!process.env.FWSEAL_AUDIT_LOG || args.some((a) => a === '--audit' || a.startsWith('--audit='));
-if (args[0] === 'verify' && !audited) {
+// `fwseal help verify ...` is `fwseal verify ... --help` (SPEC.md §14 H13), so it starts the same way.
+const verifyArgs = args[0] === 'verify' ? args.slice(1) : args[0] === 'help' && args[1] === 'verify' ? [...args.slice(2), '--help'] : null;
+if (verifyArgs && !audited) {
   // Not a literal path: the bundler leaves it to Node's require at run time, beside this file.
-  (require(join(__dirname, '..', 'host', 'verify-main.cjs')) as { runVerify(): void }).runVerify();
+  (require(join(__dirname, '..', 'host', 'verify-main.cjs')) as { runVerify(args: string[]): void }).runVerify(verifyArgs);
 } else {
   import('./cli.js').then(
     (cli) => cli.runFwseal(),

@@ -4,8 +4,8 @@
  * A deploy gate runs `fwseal verify` per release, and the ES module loader, the command index and
  * the CLI's chunks cost about half of its cold start (issue 17; tools/bench cli). It runs the same
  * command, parser and error printing as host/cli.ts main() does for `verify`, so the output and exit
- * status are the same byte for byte (test/verify-main.test.ts); anything else (an audit log,
- * `help verify`) goes through the whole CLI.
+ * status are the same byte for byte (test/verify-main.test.ts); a command line with an audit log
+ * goes through the whole CLI.
  */
 import { printError, printJsonError, processIo, wantsJson } from './cli-errors.js';
 import { type Io } from './commands/common.js';
@@ -27,9 +27,9 @@ export async function verifyMain(args: string[], io: Io): Promise<number> {
   }
 }
 
-/** `fwseal verify` on process.argv (after the word `verify`), the exit status in process.exitCode. */
-export function runVerify(): void {
-  verifyMain(process.argv.slice(3), processIo()).then(
+/** `fwseal verify ARGS` in this process, the exit status in process.exitCode. */
+export function runVerify(args: string[]): void {
+  verifyMain(args, processIo()).then(
     (code) => {
       process.exitCode = code;
     },

@@ -60,7 +60,8 @@ const CASES: [string, string[], number][] = [
   ['usage with --json', ['verify', 'm.cose', '--json'], 2],
   ['I/O: a missing image', ['verify', 'm.cose', '--trust', 'trust.cbor', '--image', 'missing.bin', '--json'], 2],
   ['--help', ['verify', '--help'], 0],
-  ['help verify (the whole CLI)', ['help', 'verify'], 0],
+  ['help verify', ['help', 'verify'], 0],
+  ['help verify with a flag', ['help', 'verify', '--json'], 0],
   ['--version (the whole CLI)', ['--version'], 0],
 ];
 
@@ -95,6 +96,9 @@ describe('the bin: `fwseal verify` on its own prints what the whole CLI prints',
     expect(r.stderr).toContain('verify-main.cjs');
     expect(r.stderr).not.toMatch(/^ESM /m);
     // The control: the whole CLI is ES modules, and the same switch sees it load them.
+    const help = run(BIN, ['help', 'verify'], { NODE_DEBUG: 'module,esm' });
+    expect(help.stderr).toContain('verify-main.cjs');
+    expect(help.stderr).not.toMatch(/^ESM /m);
     const full = run(BIN, ['--version'], { NODE_DEBUG: 'module,esm' });
     expect(full.stderr).toMatch(/^ESM .*dist\/hil\/cli\.js/m);
     expect(full.stderr).not.toContain('verify-main.cjs');
