@@ -2,9 +2,9 @@
  * The OTA server's state in SQLite (SPEC.md §12.9 "Persistence and several instances"): one file,
  * DATA/fwseal.db, shared by every `fwseal serve` instance on the same data folder (WAL, busy_timeout),
  * plus image files DATA/images/<sha256hex> and digest tables DATA/digests/<campaign>.digests. The
- * contract (what each method must make atomic) is OtaStore's (store.ts). better-sqlite3 is
- * synchronous: each method runs its statements when called and returns a settled promise, and each
- * atomic step is one transaction (IMMEDIATE where it reads before it writes).
+ * contract (what each method must make atomic) is OtaStore's (store.ts). better-sqlite3 is synchronous:
+ * each method runs its statements when called and returns a settled promise (status writes: once their
+ * batch committed, store-sqlite-batch.ts); each atomic step is one transaction (IMMEDIATE: read, then write).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +34,7 @@ import {
   TERMINAL_RANK,
   type UnexpectedReleases,
 } from './store.js';
+import { SqliteWriteBatch } from './store-sqlite-batch.js';
 import { FLEET_SCHEMA, SqliteFleet } from './store-sqlite-fleet.js';
 
 const SCHEMA = `
@@ -198,6 +199,7 @@ export class SqliteStore implements OtaStore {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly fleet: SqliteFleet;
+  readonly writes: SqliteWriteBatch;
 
   constructor(readonly dataDir: string) {
     this.db = openDatabase(dataDir);
@@ -206,6 +208,7 @@ export class SqliteStore implements OtaStore {
     this.root = new SqliteRootStore(this.db);
     this.stmts = prepare(this.db);
     this.fleet = new SqliteFleet(this.db);
+    this.writes = new SqliteWriteBatch(this.db);
   }
 
   async campaign(id: string): Promise<CampaignRow | undefined> {
@@ -269,30 +272,28 @@ export class SqliteStore implements OtaStore {
 
   async recordOnline(id: string, r: DeviceReport, max: number): Promise<boolean> {
     const now = Date.now();
+    const reported = { grp: r.group, version: r.version ?? null, counter: r.counter ?? null, now, trust_version: r.trustVersion ?? null };
     const row = {
       id,
-      grp: r.group,
-      version: r.version ?? null,
-      counter: r.counter ?? null,
-      now,
-      trust_version: r.trustVersion ?? null,
+      ...reported,
       revocation_version: r.revocationVersion ?? null,
       revocation_digest: r.revocationDigest ? Buffer.from(r.revocationDigest) : null,
     };
-    return this.db
-      .transaction(() => {
-        const before = (this.stmts.deviceRevocation.get(id) as { v: number | null } | undefined)?.v ?? null;
-        if (this.stmts.updateDevice.run(row).changes === 0 && this.stmts.insertDevice.run({ ...row, max }).changes === 0) return false;
-        // A device known before whose revocation version rose acknowledged every list in between (§12.13).
-        if (before !== null && r.revocationVersion !== undefined && r.revocationVersion > before)
-          this.root.acknowledgeInTransaction(id, before, r.revocationVersion, now);
-        return true;
-      })
-      .immediate();
+    const online = () => {
+      const before = (this.stmts.deviceRevocation.get(id) as { v: number | null } | undefined)?.v ?? null;
+      if (this.stmts.updateDevice.run(row).changes === 0 && this.stmts.insertDevice.run({ ...row, max }).changes === 0) return false;
+      // A device known before whose revocation version rose acknowledged every list in between (§12.13).
+      if (before !== null && r.revocationVersion !== undefined && r.revocationVersion > before)
+        this.root.acknowledgeInTransaction(id, before, r.revocationVersion, now);
+      return true;
+    };
+    return this.writes.write(online, id);
   }
 
   async recordFetch(campaign: string, device: string): Promise<void> {
     const now = Date.now();
+    // Not gathered (store-sqlite-batch.ts): the manifest reply waits for it; the device's gathered `online` goes first (its row).
+    this.writes.flushFor(device);
     this.db.transaction(() => {
       this.stmts.recordFetch.run({ campaign, device, now });
       this.fleet.touchFetch(campaign, device, now);
@@ -305,23 +306,21 @@ export class SqliteStore implements OtaStore {
 
   async recordStatus(s: StatusRecord): Promise<boolean> {
     const now = Date.now();
-    return this.db
-      .transaction(() => {
-        const r = this.stmts.upsertStatus.run({
-          campaign: s.campaign,
-          device: s.device,
-          state: s.state,
-          rank: STATE_RANK[s.state],
-          done: s.done ?? null,
-          total: s.total ?? null,
-          code: s.code ?? null,
-          updated: now,
-        });
-        // Only an event that counts changes the device (SPEC.md §12.9 "Fleet view").
-        if (r.changes > 0) this.fleet.followStatus(s, now);
-        return r.changes > 0;
-      })
-      .immediate();
+    return this.writes.write(() => {
+      const r = this.stmts.upsertStatus.run({
+        campaign: s.campaign,
+        device: s.device,
+        state: s.state,
+        rank: STATE_RANK[s.state],
+        done: s.done ?? null,
+        total: s.total ?? null,
+        code: s.code ?? null,
+        updated: now,
+      });
+      // Only an event that counts changes the device (SPEC.md §12.9 "Fleet view").
+      if (r.changes > 0) this.fleet.followStatus(s, now);
+      return r.changes > 0;
+    });
   }
 
   async recordOffline(device: string): Promise<boolean> {
@@ -393,6 +392,7 @@ export class SqliteStore implements OtaStore {
   }
 
   async close(): Promise<void> {
+    if (this.db.open) this.writes.flush(); // what is gathered is written before the database goes
     if (this.db.open) this.db.close();
   }
 }
