@@ -27,8 +27,13 @@ export function publishRetained(client: MqttClient, topic: string, payload: Uint
   });
 }
 
+/** What the broker socket is to turnCork (a net.Socket for mqtt:// and mqtts://). */
+type Corkable = { cork(): void; uncork(): void; readonly destroyed?: boolean };
+
 export class ReplyPublisher {
   private closed = false;
+  /** The socket corked by turnCork until the end of this turn of the event loop. */
+  private corked: Corkable | null = null;
 
   constructor(
     private readonly client: MqttClient,
@@ -39,6 +44,26 @@ export class ReplyPublisher {
   ) {}
 
   /**
+   * Hold the broker socket's writes until the end of this turn of the event loop, then send them in
+   * one write. mqtt.js writes every packet on its own (it corks only until the next tick, and it handles
+   * one incoming packet per tick), so each PUBACK and reply was a writev of its own (2,054 in one
+   * delivery run of tools/bench ota, 242 with this; strace). The bytes and their order are unchanged;
+   * they leave at most one turn later (setImmediate).
+   */
+  turnCork(): void {
+    if (this.corked || this.closed) return;
+    const stream = (this.client as unknown as { stream?: Partial<Corkable> }).stream;
+    if (!stream || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function' || stream.destroyed) return;
+    const corked = stream as Corkable;
+    corked.cork();
+    this.corked = corked;
+    setImmediate(() => {
+      this.corked = null;
+      corked.uncork();
+    });
+  }
+
+  /**
    * Publish with QoS 0 and call `handed` once the message is on the broker socket; with QoS 1 once the
    * broker acknowledged it. A QoS 0 publish gets no callback: mqtt.js parks each callback of a write
    * made above the socket's high-water mark as a `drain` listener, and at thousands of 64 KiB replies
@@ -46,6 +71,7 @@ export class ReplyPublisher {
    */
   private publish(topic: string, payload: Uint8Array, options: IClientPublishOptions, handed: () => void): void {
     const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+    this.turnCork();
     if (this.qos === 0) {
       this.client.publish(topic, bytes, options);
       // Not connected: mqtt.js drops a QoS 0 publish (queueQoSZero is off), so nothing was handed over.

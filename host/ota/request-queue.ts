@@ -144,6 +144,7 @@ export class RequestQueue {
    * asking again (SPEC.md §12.9 "Requests"); every held reader goes on at half, or after READER_HOLD_MS.
    */
   admit(next: () => void): void {
+    this.parts.publisher.turnCork(); // `next` writes this packet's PUBACK: with the turn's other writes (reply-publisher.ts)
     if (this.closed || this.shedding || this.queue.length < Math.max(1, this.parts.maxQueued)) return next();
     this.held.push(next);
     this.holdTimer ??= setTimeout(() => {
