@@ -17,7 +17,7 @@ import { type Answer } from '../host/ota/requests.js';
 import { StatusIngest, TICK_COST_FACTOR } from '../host/ota/status-ingest.js';
 import { type CampaignGate, type OtaStore } from '../host/ota/store.js';
 import { CODES } from '../shared/codes.js';
-import { encodeManifestRequest, parseErrorReply } from '../shared/ota/messages.js';
+import { encodeManifestRequest, encodeManifestResponse, parseErrorReply } from '../shared/ota/messages.js';
 import { ROLLOUT_ALL } from '../shared/ota/topics.js';
 import { settle } from './support/ota-fakes.js';
 
@@ -51,13 +51,16 @@ function recorder() {
         else manifests.push(device);
       }
     },
+    turnCork: () => undefined, // no socket here
   } as unknown as ReplyPublisher;
   return { publisher, manifests, errors };
 }
 
 /** One answer prepared at a time unless `pipeline` says otherwise, so the queue's length is what the test counts. */
 function queueOn(store: OtaStore, publisher: ReplyPublisher, maxQueued: number, pipeline = 1): RequestQueue {
-  const assets = { get: async () => ({ envelope: new Uint8Array([0xa0]) }) } as unknown as AssetCache;
+  const envelope = new Uint8Array([0xa0]);
+  const manifestResponse = (requestId: number) => encodeManifestResponse({ campaign: CAMPAIGN, requestId, manifest: envelope });
+  const assets = { get: async () => ({ envelope, manifestResponse }) } as unknown as AssetCache;
   const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
   return new RequestQueue({
     client: {} as MqttClient,

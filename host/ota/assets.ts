@@ -9,9 +9,11 @@ import { join } from 'node:path';
 import { parseEnvelope } from '../../shared/cose.js';
 import { DIGEST_BYTES, LIMITS } from '../../shared/limits.js';
 import { type Manifest, parseManifest } from '../../shared/manifest.js';
+import { encodeManifestResponse, encodePageResponse } from '../../shared/ota/messages.js';
 import { type DigestPages, digestPages } from '../digests.js';
 import { FwsealError } from '../errors.js';
 import { readFileLimited } from '../io.js';
+import { ResponseTemplates, templateOf, withRequestId } from './response-templates.js';
 import { type CampaignRow, type OtaStore } from './store.js';
 
 /** Blocks kept in memory per instance (64 KiB blocks: 16 MiB). */
@@ -26,6 +28,10 @@ export type CampaignAssets = {
   readonly blockSize: number;
   readonly blockCount: number;
   block(index: number): Uint8Array;
+  /** The manifest response (SPEC.md §12.2) for a request id, from a template made once (response-templates.ts). */
+  manifestResponse(requestId: number): Uint8Array;
+  /** Digest page `page` (< pages.count) as a page response for a request id, from a template made once per page. */
+  pageResponse(page: number, requestId: number): Uint8Array;
   close(): void;
 };
 
@@ -60,6 +66,8 @@ class BlockCache {
 export class AssetCache {
   private readonly assets = new Map<string, CampaignAssets>();
   private readonly blocks = new BlockCache();
+  /** Manifest and page response templates (response-templates.ts), a campaign's dropped with it. */
+  readonly responses = new ResponseTemplates();
   constructor(private readonly store: OtaStore) {}
 
   /** The campaign's assets: from memory once loaded (no store read on the hot path). */
@@ -82,6 +90,7 @@ export class AssetCache {
     this.assets.get(id)?.close();
     this.assets.delete(id);
     this.blocks.dropPrefix(`${id}/`);
+    this.responses.dropPrefix(`${id}/`);
   }
 
   close(): void {
@@ -103,6 +112,7 @@ export class AssetCache {
       throw new FwsealError('IO', `cannot open the image of campaign ${row.id}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
     }
     const blocks = this.blocks;
+    const responses = this.responses;
     const { id } = row;
     const blockSize = row.block_size;
     const imageSize = manifest.imageSize;
@@ -130,6 +140,15 @@ export class AssetCache {
         }
         blocks.set(key, buf);
         return buf;
+      },
+      manifestResponse(requestId: number): Uint8Array {
+        const t = responses.get(`${id}/m`, () => templateOf((rid) => encodeManifestResponse({ campaign: id, requestId: rid, manifest: envelope })));
+        return withRequestId(t, requestId);
+      },
+      pageResponse(page: number, requestId: number): Uint8Array {
+        const make = () =>
+          templateOf((rid) => encodePageResponse({ campaign: id, requestId: rid, page, leaves: pages.leaves(page), proof: pages.proof(page) }));
+        return withRequestId(responses.get(`${id}/p${page}`, make), requestId);
       },
       close() {
         if (fd !== null) closeSync(fd);
