@@ -4,7 +4,7 @@
  * wave stands (devices, soak, operator), and the campaign's recorded events (who did what).
  */
 import { toHex } from '../../shared/bytes.js';
-import { bucketOf, failureRate, tally } from './progress.js';
+import { failureRate, inWave, tally } from './progress.js';
 import { type CampaignRow, DEVICE_STATES, type OtaStore, TERMINAL_RANK } from './store.js';
 
 /** The newest events a campaign detail shows (oldest first); the store keeps them all. */
@@ -80,7 +80,7 @@ export async function detail(store: OtaStore, row: CampaignRow, now = Date.now()
   const unknownRoot = { trustVersion: null, revocationVersion: null };
   let waveEnded = true;
   for (const d of known) {
-    if (bucketOf(row.id, d.id) >= row.rollout) continue;
+    if (!inWave(row.id, d.id, row.rollout)) continue;
     counts.eligible++;
     if (!t.statuses.has(d.id)) {
       counts.waiting++;
@@ -89,7 +89,7 @@ export async function detail(store: OtaStore, row: CampaignRow, now = Date.now()
     }
   }
   for (const s of t.statuses.values()) {
-    if (s.rank < TERMINAL_RANK && bucketOf(row.id, s.device) < row.rollout) waveEnded = false;
+    if (s.rank < TERMINAL_RANK && inWave(row.id, s.device, row.rollout)) waveEnded = false;
     devices.push({ id: s.device, state: s.state, done: s.done, total: s.total, code: s.code, updated: s.updated, ...(root.get(s.device) ?? unknownRoot) });
   }
   devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

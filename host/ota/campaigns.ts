@@ -25,12 +25,12 @@ import { hashImage } from '../pack.js';
 import { verifyFiles } from '../verify.js';
 import { digestTableFile, imageFile } from './assets.js';
 import { type CampaignMetrics } from './metrics.js';
-import { bucketOf, formatDuration, rolloutFor, tally } from './progress.js';
+import { formatDuration, inWave, rolloutFor, tally } from './progress.js';
 import { type RootVersions } from './root-store.js';
 import { type CampaignRow, type CampaignState, DEFAULT_DEVICE_TIMEOUT_MS, type NewCampaign, type OtaStore, type WaveGate } from './store.js';
 
 export { type DeviceView, detail, summary } from './campaign-view.js';
-export { bucketOf, rolloutFor } from './progress.js';
+export { bucketOf, inWave, rolloutFor } from './progress.js';
 
 /** An API failure with its HTTP status (the body carries the fwseal code). */
 export class ApiError extends FwsealError {
@@ -280,7 +280,7 @@ export async function ingestStatus(store: OtaStore, s: StatusEvent, maxDevices: 
   if (!c) return ignored('unknown_campaign'); // a campaign another deployment runs, or one long gone
   if (c.device_grp === null) return ignored('unknown_device');
   if (c.device_grp !== c.grp) return ignored('other_group');
-  if (bucketOf(c.id, s.device) >= c.rollout) return ignored('outside_wave');
+  if (!inWave(c.id, s.device, c.rollout)) return ignored('outside_wave');
   const runsRelease = s.state === 'confirmed' && c.device_version === c.version && c.device_counter === c.security_counter;
   if (!c.fetched && !runsRelease) return ignored('not_fetched');
   const moved = await store.recordStatus({

@@ -22,6 +22,15 @@ export function bucketOf(campaign: string, device: string): number {
   return b;
 }
 
+/**
+ * Whether the open waves admit the device (SPEC.md §12.8: `rolloutBucket < rollout`). Every bucket is
+ * below ROLLOUT_ALL (the last wave open), so then no bucket is computed: a SHA-256 and a memo lookup
+ * per request, status event and device of a campaign view saved (tools/bench ota, profiled).
+ */
+export function inWave(campaign: string, device: string, rollout: number): boolean {
+  return rollout >= ROLLOUT_ALL || bucketOf(campaign, device) < rollout;
+}
+
 /** rollout admitting exactly ceil(percent% of the known devices): just above the k-th smallest bucket. */
 export function rolloutFor(campaign: string, devices: readonly string[], percent: number): number {
   if (percent >= 100) return ROLLOUT_ALL;

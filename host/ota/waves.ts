@@ -11,7 +11,7 @@
 import { codeName } from '../../shared/codes.js';
 import { ID_PATTERN } from '../../shared/ota/topics.js';
 import { ApiError } from './campaigns.js';
-import { bucketOf, failureRate, formatDuration, rolloutFor, type Tally, tally } from './progress.js';
+import { failureRate, formatDuration, inWave, rolloutFor, type Tally, tally } from './progress.js';
 import { type CampaignProgress, type CampaignRow, type OtaStore, TERMINAL_RANK } from './store.js';
 
 /** The actor of the engine's own steps in the campaign events. */
@@ -37,7 +37,7 @@ function haltReason(row: CampaignRow, t: Tally): string {
 
 /** Every known device of the open wave is at an end state (timed-out and excluded included). */
 function openWaveEnded(row: CampaignRow, progress: CampaignProgress, t: Tally): boolean {
-  return progress.devices.every((d) => bucketOf(row.id, d.id) >= row.rollout || (t.statuses.get(d.id)?.rank ?? -1) >= TERMINAL_RANK);
+  return progress.devices.every((d) => !inWave(row.id, d.id, row.rollout) || (t.statuses.get(d.id)?.rank ?? -1) >= TERMINAL_RANK);
 }
 
 /** One decided step: the fields to write, the event to record, and whether the announcement changes. */
@@ -52,7 +52,7 @@ export function decideStep(row: CampaignRow, progress: CampaignProgress, now: nu
     return { fields: { state: 'halted' }, event: { action: 'halt', detail: haltReason(row, t) }, announce: true };
   const waves = JSON.parse(row.waves) as number[];
   const known = progress.devices.map((d) => d.id);
-  const eligible = known.filter((d) => bucketOf(row.id, d) < row.rollout);
+  const eligible = known.filter((d) => inWave(row.id, d, row.rollout));
   if (eligible.length === 0) {
     // The wave opened before any device of the group was known: size it now.
     const rollout = rolloutFor(row.id, known, waves[row.wave]);
@@ -89,7 +89,7 @@ async function timeOutSilent(store: OtaStore, id: string, now: number): Promise<
   const rows = new Map(statuses.map((s) => [s.device, s]));
   const candidates = devices
     .filter((d) => {
-      if (d.last_seen > cutoff || bucketOf(id, d.id) >= row.rollout) return false;
+      if (d.last_seen > cutoff || !inWave(id, d.id, row.rollout)) return false;
       const r = rows.get(d.id);
       return !r || (r.rank < TERMINAL_RANK && r.updated <= cutoff);
     })
