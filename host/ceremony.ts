@@ -9,18 +9,19 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createVerifier, parseRevocationList, parseTrustBundle, type VerifiedRevocations, type VerifiedTrust } from '../device/index.js';
+import { parseRevocationList, parseTrustBundle, type VerifiedRevocations, type VerifiedTrust } from '../device/index.js';
 import { bytesEqual, toHex } from '../shared/bytes.js';
 import { type Failure, type Result } from '../shared/codes.js';
 import { type CoseSignature, parseEnvelope, sigStructure } from '../shared/cose.js';
 import { parseManifest } from '../shared/manifest.js';
 import { FwsealError } from './errors.js';
-import { nodeSha256 } from './hash.js';
+import { hostVerifier } from './hash.js';
 import { type ObjectKind, payloadKind } from './inspect.js';
 import { loadPublicKey } from './keys.js';
 import { verifyFiles } from './verify.js';
 
-const verifier = createVerifier({ sha256: nodeSha256 });
+/** The host's one verifier (host/hash.ts): OpenSSL's Ed25519 where it decides as the policy does, and a memo. */
+const verifier = hostVerifier;
 
 export type KeyState = 'signed' | 'missing' | 'revoked';
 export type RoleKeyStatus = { readonly keyId: string; readonly name?: string; readonly state: KeyState };

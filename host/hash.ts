@@ -224,3 +224,11 @@ export function fleetVerifier(): Verifier {
   const c = deviceCrypto({ sha256: memoSha256(), sha512: nodeSha512 });
   return verifierFrom(Object.freeze({ ...c, ...memoisedEd25519(c, hostVerifyEd25519) }));
 }
+
+/**
+ * The host's one verifier (the device verifier over hostCrypto): `fwseal verify`, `serve`'s root of
+ * trust, ceremonies and the log monitor share it and its memo, so a trust bundle's role keys are
+ * checked for torsion once per process. Verdicts are the device's (hostVerifyEd25519). Last in the file: it uses
+ * the classes above at load.
+ */
+export const hostVerifier: Verifier = verifierFrom(hostCrypto());

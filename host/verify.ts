@@ -4,7 +4,6 @@
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { type DeviceState, type VerifiedManifest } from '../device/index.js';
-import { verifierFrom } from '../device/verifier.js';
 import { bytesEqual, toHex } from '../shared/bytes.js';
 import { CODES, type CodeName, fail, ok, type Result } from '../shared/codes.js';
 import { parseEnvelope, sigStructure } from '../shared/cose.js';
@@ -13,7 +12,7 @@ import { type Manifest } from '../shared/manifest.js';
 import { parseRevocationList } from '../shared/trust.js';
 import { type DigestPages, digestPages, maxDigestTableBytes } from './digests.js';
 import { exitStatusFor, FwsealError } from './errors.js';
-import { hostCrypto } from './hash.js';
+import { hostVerifier } from './hash.js';
 import { readFileLimited } from './io.js';
 
 export type VerifyFilesOptions = {
@@ -29,8 +28,6 @@ export type VerifyFilesOptions = {
 export type VerifyFilesResult = { readonly result: Result<VerifiedManifest>; readonly usedDigestTable: boolean };
 
 const READ_BUFFER = 4 * 1024 * 1024;
-/** The device verifier with node:crypto hashing and OpenSSL's Ed25519 where it decides as the policy does (host/hash.ts). */
-export const hostVerifier = verifierFrom(hostCrypto());
 
 /** The size of a digest table that exists and is a regular file; IO otherwise (checked before the image is read). */
 function statDigestTable(path: string): number {

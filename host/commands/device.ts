@@ -29,8 +29,8 @@ import { digestTablePath } from './release.js';
 const DEVICE_FILE = 'device.json';
 const FLASH_FILE = 'flash.img';
 const IMAGE_MAX = 1 << 30;
-/** The device's verifier, with the host's SHA-256. */
-export const hostVerifier = createVerifier({ sha256: nodeSha256 });
+/** The device's own verifier (pure-JS Ed25519, as on a device), with the host's SHA-256: `device run` simulates a device. */
+export const deviceVerifier = createVerifier({ sha256: nodeSha256 });
 
 type DeviceConfig = {
   deviceClass: string;
@@ -112,7 +112,7 @@ Examples:
       maxTrialBoots: int(p, 'max-trial-boots', 1, 255, 2),
     });
     try {
-      const r = check(provision(flash, layout, { ...store, deviceClass, envelope, image, verifier: hostVerifier }), 'provision');
+      const r = check(provision(flash, layout, { ...store, deviceClass, envelope, image, verifier: deviceVerifier }), 'provision');
       if (p.values.json) json(io, { ok: true, counter: r.state.securityCounter, slot: 0 });
       else io.stdout(`provisioned: slot A holds the factory image, security counter ${r.state.securityCounter}\n`);
       return 0;
@@ -215,7 +215,7 @@ const DONE: Outcome = { ok: true, error: 'OK', code: 0 };
 function updateFromFiles(p: Parsed, device: Device, store: TrustInputs, envelope: Uint8Array, imagePath: string, steps: string[]): Outcome {
   const first = bootDevice(device, store, steps);
   if (first.slot === null) return first;
-  const agent = new UpdateAgent({ flash: device.flash, layout: device.layout, ...store, verifier: hostVerifier });
+  const agent = new UpdateAgent({ flash: device.flash, layout: device.layout, ...store, verifier: deviceVerifier });
   const stored = storeRootOfTrust(p, agent, store, steps);
   if (!stored.ok) return stored;
   // A trial image is running (a previous run installed it): the application confirms it, or not.
@@ -230,7 +230,7 @@ function updateFromFiles(p: Parsed, device: Device, store: TrustInputs, envelope
 function bootDevice({ cfg, flash, layout }: Device, store: TrustInputs, steps: string[]): BootResult & Outcome {
   const b = boot(flash, layout, store.trust, {
     maxTrialBoots: cfg.maxTrialBoots,
-    verifier: hostVerifier,
+    verifier: deviceVerifier,
     ...(store.revocations ? { revocations: store.revocations } : {}),
   });
   steps.push(`boot: slot ${b.slot} ${b.version ?? ''}${b.trial ? ' on trial' : ''} (${b.error})`);
@@ -345,7 +345,7 @@ async function runOverMqtt(p: Parsed, io: Io): Promise<number> {
       flash,
       layout,
       ...store,
-      verifier: hostVerifier,
+      verifier: deviceVerifier,
       maxTrialBoots: cfg.maxTrialBoots,
       log: line,
       onStatus: (e: StatusEvent) => {

@@ -12,7 +12,7 @@ import { LeafHasher, nodeSha256 } from '../hash.js';
 import { signingKeyFromSeed } from '../keys.js';
 import { signPayload } from '../sign.js';
 import { type Command, int, json, noPositionals } from './common.js';
-import { hostVerifier } from './device.js';
+import { deviceVerifier } from './device.js';
 
 export const devicePowercutSweep: Command = {
   name: 'device powercut-sweep',
@@ -64,7 +64,7 @@ Examples:
       next: release('2.0.0', 2),
       step,
       torn: !p.values['no-torn'],
-      verifier: hostVerifier,
+      verifier: deviceVerifier,
     });
     const seconds = (Date.now() - t0) / 1000;
     if (p.values.json) json(io, { ...report, seconds, trustKeyIds: [A, B].map((k) => toHex(k.keyId)) });

@@ -12,7 +12,7 @@ import { toHex } from '../../shared/bytes.js';
 import { type Failure, type Result } from '../../shared/codes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { FwsealError } from '../errors.js';
-import { hostVerifier } from '../verify.js';
+import { hostVerifier } from '../hash.js';
 import { type Io, int, json, type Parsed, readObjectFile, str } from './common.js';
 
 function must<T extends object>(r: Result<T>, what: string): T | Failure {

@@ -7,18 +7,19 @@
  * nothing the server announces is refused by a device that followed it, and the server refuses, with
  * the verifier's code, what a device would refuse: at start-up and on publish, never silently.
  */
-import { createVerifier, type VerifiedRevocations, type VerifiedTrust } from '../../device/index.js';
+import { type VerifiedRevocations, type VerifiedTrust } from '../../device/index.js';
 import { bytesEqual } from '../../shared/bytes.js';
 import { type CodeName, type Empty, fail, ok, type Result } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { parseManifest } from '../../shared/manifest.js';
 import { type RootAnnouncement } from '../../shared/ota/root.js';
 import { FwsealError } from '../errors.js';
-import { nodeSha256 } from '../hash.js';
+import { hostVerifier } from '../hash.js';
 import { payloadKind } from '../inspect.js';
 import { type NewestRoot, type RootStoreApi, type RootVersions, type TrustRow } from './root-store.js';
 
-const verifier = createVerifier({ sha256: nodeSha256 });
+/** The host's one verifier (host/hash.ts): OpenSSL's Ed25519 where it decides as the policy does, and a memo. */
+const verifier = hostVerifier;
 
 /** The newest trust bundle and revocation list, verified (the verifier's own objects, SPEC.md §6.6). */
 export type RootState = {

@@ -6,14 +6,13 @@
  * key (REVOKED_KEY), a release for a device class not expected (WRONG_DEVICE_CLASS), an entry that
  * is no fwseal object (MALFORMED).
  */
-import { createVerifier } from '../../device/index.js';
 import { bytesEqual, toHex } from '../../shared/bytes.js';
 import { CODES } from '../../shared/codes.js';
 import { parseEnvelope } from '../../shared/cose.js';
 import { parseManifest } from '../../shared/manifest.js';
 import { constantTimeEqual, merkleRoot } from '../../shared/merkle.js';
 import { FwsealError } from '../errors.js';
-import { nodeSha256 } from '../hash.js';
+import { hostVerifier, nodeSha256 } from '../hash.js';
 import { payloadKind } from '../inspect.js';
 import { newestCheckpoint, openCheckpoint, proveConsistency, verifyConsistencyBundle } from './log.js';
 import { type NoteKey } from './note.js';
@@ -48,7 +47,8 @@ export type MonitorOptions = {
   readonly logKey?: NoteKey;
 };
 
-const verifier = createVerifier({ sha256: nodeSha256 });
+/** The host's one verifier (host/hash.ts): OpenSSL's Ed25519 where it decides as the policy does, and a memo. */
+const verifier = hostVerifier;
 
 export type Policy = { release: readonly Uint8Array[]; root: readonly Uint8Array[]; revoked: readonly Uint8Array[]; deviceClasses: readonly string[] };
 
