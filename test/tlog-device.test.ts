@@ -73,27 +73,7 @@ const cp = (size: number, proof: Uint8Array) => {
 describe('trust bundle format 2 (SPEC.md §4.2)', () => {
   it('a bundle without a policy is format 1, byte for byte as before, and parses as before', () => {
     const bundle = { version: 3, root: { threshold: 1, keys: [L.w.A.publicKey] }, release: { threshold: 1, keys: [L.w.R1.publicKey] } };
-    const classic = encodeCbor(
-      new Map<number, unknown>([
-        [0, 2],
-        [1, 1],
-        [2, 3],
-        [
-          3,
-          new Map<number, unknown>([
-            [1, 1],
-            [2, [L.w.A.publicKey]],
-          ]),
-        ],
-        [
-          4,
-          new Map<number, unknown>([
-            [1, 1],
-            [2, [L.w.R1.publicKey]],
-          ]),
-        ],
-      ]) as never,
-    );
+    const classic = rawBundle(1, 3);
     expect(Buffer.from(encodeTrustBundle(bundle)).equals(Buffer.from(classic))).toBe(true);
     const parsed = parseTrustBundle(classic);
     expect(parsed.ok && parsed.value.log).toBeUndefined();
@@ -154,29 +134,7 @@ describe('trust bundle format 2 (SPEC.md §4.2)', () => {
     expect(() => encodeTrustBundle({ ...parsedBundle(), log: { ...p, witnessThreshold: 4 } })).toThrow(/BAD_VALUE/);
     expect(() => encodeTrustBundle({ ...parsedBundle(), log: { ...p, origin: 'a b' } })).toThrow(/BAD_VALUE/);
     expect(() => encodeTrustBundle({ ...parsedBundle(), log: { ...p, origin: 'ex\u00e4mple.com/log' } })).toThrow(/BAD_VALUE/); // printable ASCII only
-    const withPolicy = (policy: Map<number, unknown>) =>
-      encodeCbor(
-        new Map<number, unknown>([
-          [0, 2],
-          [1, 2],
-          [2, 1],
-          [
-            3,
-            new Map<number, unknown>([
-              [1, 1],
-              [2, [L.w.A.publicKey]],
-            ]),
-          ],
-          [
-            4,
-            new Map<number, unknown>([
-              [1, 1],
-              [2, [L.w.R1.publicKey]],
-            ]),
-          ],
-          [5, policy],
-        ]) as never,
-      );
+    const withPolicy = (policy: Map<number, unknown>) => rawBundle(2, 1, policy);
     const base: [number, unknown][] = [
       [1, 'o'],
       [2, L.logKey.publicKey],
@@ -186,6 +144,24 @@ describe('trust bundle format 2 (SPEC.md §4.2)', () => {
     expect(codeOf(parseTrustBundle(withPolicy(new Map([...base, [9, 1]]))))).toBe(CODES.UNKNOWN_KEY);
   });
 });
+
+/** A trust bundle's CBOR spelled out by hand (SPEC.md §4.2): root A and release R1, threshold 1 each; key 5 the log policy, if any. */
+function rawBundle(format: number, version: number, policy?: Map<number, unknown>): Uint8Array {
+  const role = (key: Uint8Array) =>
+    new Map<number, unknown>([
+      [1, 1],
+      [2, [key]],
+    ]);
+  const fields: [number, unknown][] = [
+    [0, 2],
+    [1, format],
+    [2, version],
+    [3, role(L.w.A.publicKey)],
+    [4, role(L.w.R1.publicKey)],
+  ];
+  if (policy) fields.push([5, policy]);
+  return encodeCbor(new Map(fields) as never);
+}
 
 function parsedBundle() {
   const r = parseTrustBundle(payloadOf(L.trust));
