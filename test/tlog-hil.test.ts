@@ -27,10 +27,10 @@ import { LIMITS } from '../shared/limits.js';
 import { imageStateWrite, imageUpload, reset, status } from '../shared/smp/commands.js';
 import { IMG_MGMT_ERR, imageGroupCode } from '../shared/smp/error-map.js';
 import { MGMT_ERR } from '../shared/smp/errors.js';
-import { encodeTrustBundle } from '../shared/trust.js';
 import { runCli } from './support/cli-run.js';
-import { detBytes, detKey, makeManifest, makeManifestEnvelope, signWith, standardWorld } from './support/fixtures.js';
+import { detBytes, detKey, makeManifest, makeManifestEnvelope, standardWorld } from './support/fixtures.js';
 import { childLines, smpSession } from './support/hil-pty.js';
+import { worldBundle } from './support/tlog-device-world.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'fwseal-tlog-hil-'));
@@ -47,18 +47,7 @@ beforeAll(() => {
 const W = standardWorld();
 const ORIGIN = 'example.com/hil-log';
 const LOG = detKey('LOG');
-const trust = file(
-  'trust.cbor',
-  signWith(
-    encodeTrustBundle({
-      version: 1,
-      root: { threshold: 2, keys: [W.A, W.B, W.C].map((k) => k.publicKey) },
-      release: { threshold: 2, keys: [W.R1, W.R2, W.R3].map((k) => k.publicKey) },
-      log: { origin: ORIGIN, logKey: LOG.publicKey, witnessThreshold: 0, witnesses: [] },
-    }),
-    [W.A, W.B],
-  ),
-);
+const trust = file('trust.cbor', worldBundle(W, { origin: ORIGIN, logKey: LOG.publicKey, witnessThreshold: 0, witnesses: [] }));
 const release = (version: string, counter: number, size: number) => {
   const image = detBytes(size, `tlog-hil ${version}`);
   const envelope = makeManifestEnvelope(makeManifest(image, { version, securityCounter: counter, chunkSize: 1024 }), [W.R1, W.R2]);

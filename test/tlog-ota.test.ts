@@ -30,6 +30,7 @@ import { detBytes, detKey, makeManifest, makeManifestEnvelope, signWith, standar
 import { type Mosquitto, startMosquitto } from './support/mosquitto.js';
 import { errorOf, eventually, type Msg, RawDevice } from './support/ota-client.js';
 import { api, createCampaign, metricsOf, sample, serverMqtt } from './support/ota-harness.js';
+import { worldBundle } from './support/tlog-device-world.js';
 
 const W = standardWorld();
 const ORIGIN = 'example.com/ota-log';
@@ -37,15 +38,7 @@ const LOG = detKey('LOG');
 const verifier = fleetVerifier();
 
 /** The standard trust bundle, plus the policy: proofs in checkpoints signed by LOG (format 2). */
-const policyTrust = signWith(
-  encodeTrustBundle({
-    version: 1,
-    root: { threshold: 2, keys: [W.A, W.B, W.C].map((k) => k.publicKey) },
-    release: { threshold: 2, keys: [W.R1, W.R2, W.R3].map((k) => k.publicKey) },
-    log: { origin: ORIGIN, logKey: LOG.publicKey, witnessThreshold: 0, witnesses: [] },
-  }),
-  [W.A, W.B],
-);
+const policyTrust = worldBundle(W, { origin: ORIGIN, logKey: LOG.publicKey, witnessThreshold: 0, witnesses: [] });
 const release = (version: string, counter: number, size: number) => {
   const image = detBytes(size, `tlog-ota ${version}`);
   return { version, image, envelope: makeManifestEnvelope(makeManifest(image, { version, securityCounter: counter, chunkSize: 4096 }), [W.R1, W.R2]) };

@@ -17,6 +17,22 @@ import { detBytes, detKey, makeManifest, makeManifestEnvelope, signWith, standar
 
 export const LOG_ORIGIN = 'example.com/acme-firmware';
 
+/**
+ * The standard world's trust bundle (root A, B, C and release R1–R3, 2 of 3 each; signed by A and B),
+ * with the log policy `log` (format 2) or without one (format 1).
+ */
+export function worldBundle(w: ReturnType<typeof standardWorld>, log?: LogPolicy, version = 1): Uint8Array {
+  return signWith(
+    encodeTrustBundle({
+      version,
+      root: { threshold: 2, keys: [w.A, w.B, w.C].map((k) => k.publicKey) },
+      release: { threshold: 2, keys: [w.R1, w.R2, w.R3].map((k) => k.publicKey) },
+      ...(log ? { log } : {}),
+    }),
+    [w.A, w.B],
+  );
+}
+
 /** Log key, three witnesses W1–W3 (2 of 3 required), and the standard world's roles. */
 export function logWorld(label: string, witnessThreshold = 2) {
   const w = standardWorld();
@@ -28,16 +44,7 @@ export function logWorld(label: string, witnessThreshold = 2) {
     witnessThreshold,
     witnesses: witnesses.map((k) => ({ name: k.name, key: k.publicKey })),
   };
-  const bundle = (log: LogPolicy | undefined, version = 1) =>
-    signWith(
-      encodeTrustBundle({
-        version,
-        root: { threshold: 2, keys: [w.A, w.B, w.C].map((k) => k.publicKey) },
-        release: { threshold: 2, keys: [w.R1, w.R2, w.R3].map((k) => k.publicKey) },
-        ...(log ? { log } : {}),
-      }),
-      [w.A, w.B],
-    );
+  const bundle = (log: LogPolicy | undefined, version = 1) => worldBundle(w, log, version);
   /** Manifest envelope number i (security counter 10 + i), signed by R1 + R2. */
   const release = (i: number, chunkSize = 512, size = 4 * 512) =>
     makeManifestEnvelope(makeManifest(detBytes(size, `${label} image ${i}`), { version: `2.0.${i}`, securityCounter: 10 + i, chunkSize }), [w.R1, w.R2]);
