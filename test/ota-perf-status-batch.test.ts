@@ -146,7 +146,8 @@ describe('SQLite status writes and a killed process', () => {
       });
       await exited;
       const told = out.split('\n').filter((l) => /^d\d+$/.test(l));
-      expect(told.length).toBeGreaterThan(500);
+      // The kill comes once 500 lines are complete (split gives one more element): at least 500 were told.
+      expect(told.length).toBeGreaterThanOrEqual(500);
       const store = new SqliteStore(dir);
       try {
         const stored = new Set((await store.statuses('c1')).map((r) => r.device));
