@@ -27,7 +27,12 @@ export type VerifyFilesOptions = {
 
 export type VerifyFilesResult = { readonly result: Result<VerifiedManifest>; readonly usedDigestTable: boolean };
 
-const READ_BUFFER = 4 * 1024 * 1024;
+/**
+ * Read buffer of the image stream. Small on purpose: each read is hashed while it is still in the
+ * CPU cache, and a fresh 4 MiB buffer cost a 1 MiB verify ~3 ms of page faults (issue 17 cold start);
+ * 128 KiB reads measured as fast as 4 MiB ones on a 256 MiB image.
+ */
+const READ_BUFFER = 128 * 1024;
 
 /** The size of a digest table that exists and is a regular file; IO otherwise (checked before the image is read). */
 function statDigestTable(path: string): number {
