@@ -231,7 +231,7 @@ export function json(io: Io, value: unknown): void {
 
 /** A progress bar on stderr, only when stderr is a terminal and the work is long. */
 export function progress(io: Io, label: string, total: number): ((done: number, total: number) => void) | undefined {
-  if (!io.stderrIsTty || total < 16 * 1024 * 1024) return undefined;
+  if (total < 16 * 1024 * 1024 || !io.stderrIsTty) return undefined; // short work first: the TTY check creates process.stderr
   let last = -1;
   return (done, all) => {
     const pct = Math.floor((done / all) * 100);
