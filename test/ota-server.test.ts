@@ -448,6 +448,9 @@ describe.each(STORE_KINDS)('fwseal serve on %s', (kind) => {
       expect(r2.body.code).toBe(CODES.MERKLE_ROOT_MISMATCH);
       const r3 = await create(server, 'g-refuse', {}, envelope, image.subarray(0, 100_000));
       expect(r3.body.code).toBe(CODES.IMAGE_TOO_SHORT);
+      const longer = await create(server, 'g-refuse', {}, envelope, Buffer.concat([image, Buffer.of(0)]));
+      expect(longer.status).toBe(422);
+      expect(longer.body.code).toBe(CODES.IMAGE_TOO_LONG);
       const r4 = await api(server, 'POST', '/api/campaigns', { manifest: Buffer.from(envelope).toString('base64'), image: 'ab'.repeat(32), group: 'g-refuse' });
       expect(r4.status).toBe(404);
       const r5 = await api(server, 'PUT', `/api/images/${'00'.repeat(32)}`, image);
