@@ -94,6 +94,14 @@ describe('SQLite status writes in batches', () => {
     expect(await store.statusContext('c1', 'd7')).toMatchObject({ device_grp: 'g', fetched: 1 });
   });
 
+  it("a herd's fetch records (manifest requests) commit together, each settled only once committed", async () => {
+    await Promise.all(Array.from({ length: 30 }, (_, i) => store.recordOnline(`h${i}`, { group: 'g', version: '1.0.0', counter: 1 }, 100)));
+    const before = store.writes.commits;
+    await Promise.all(Array.from({ length: 30 }, (_, i) => store.recordFetch('c1', `h${i}`)));
+    expect(store.writes.commits - before).toBe(1);
+    expect((await store.fetchedDevices('c1')).length).toBe(30);
+  });
+
   it('close() writes what is still gathered', async () => {
     const pending = store.recordStatus({ campaign: 'c1', device: 'd9', state: 'accepted' });
     expect(store.writes.pending).toBe(1);

@@ -19,7 +19,7 @@ import type Database from 'better-sqlite3';
  */
 export const SQLITE_WRITE_BATCH = 256;
 
-type Gathered = { readonly run: () => unknown; readonly key?: string; readonly resolve: (v: unknown) => void; readonly reject: (e: unknown) => void };
+type Gathered = { readonly run: () => unknown; readonly resolve: (v: unknown) => void; readonly reject: (e: unknown) => void };
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 export class SqliteWriteBatch {
@@ -46,10 +46,10 @@ export class SqliteWriteBatch {
     );
   }
 
-  /** Run `run` (synchronous statements) in the next batch; settles once that batch committed. `key`: see flushFor. */
-  write<T>(run: () => T, key?: string): Promise<T> {
+  /** Run `run` (synchronous statements) in the next batch, after the calls gathered before it; settles once that batch committed. */
+  write<T>(run: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.gathered.push({ run, ...(key !== undefined ? { key } : {}), resolve: resolve as (v: unknown) => void, reject });
+      this.gathered.push({ run, resolve: resolve as (v: unknown) => void, reject });
       if (this.gathered.length >= SQLITE_WRITE_BATCH) this.flush();
       else this.scheduled ??= setImmediate(() => this.flush());
     });
@@ -58,14 +58,6 @@ export class SqliteWriteBatch {
   /** Calls gathered and not yet written. */
   get pending(): number {
     return this.gathered.length;
-  }
-
-  /**
-   * Write what is gathered now if a call under `key` is among it: a write that reads what such a call
-   * writes (a fetch record needs its device's row, written by `online`) sees it, as before the batches.
-   */
-  flushFor(key: string): void {
-    if (this.gathered.some((c) => c.key === key)) this.flush();
   }
 
   /** Write what is gathered now, in one IMMEDIATE transaction; a transaction that cannot commit fails every call in it. */

@@ -287,17 +287,18 @@ export class SqliteStore implements OtaStore {
         this.root.acknowledgeInTransaction(id, before, r.revocationVersion, now);
       return true;
     };
-    return this.writes.write(online, id);
+    return this.writes.write(online);
   }
 
   async recordFetch(campaign: string, device: string): Promise<void> {
     const now = Date.now();
-    // Not gathered (store-sqlite-batch.ts): the manifest reply waits for it; the device's gathered `online` goes first (its row).
-    this.writes.flushFor(device);
-    this.db.transaction(() => {
+    // Gathered like status writes (store-sqlite-batch.ts): a herd's manifest requests commit together
+    // (one transaction each cost ~45 µs of BEGIN/COMMIT). The manifest reply waits for the commit; the
+    // device's own gathered `online` (its row) comes earlier in the same batch.
+    await this.writes.write(() => {
       this.stmts.recordFetch.run({ campaign, device, now });
       this.fleet.touchFetch(campaign, device, now);
-    })();
+    });
   }
 
   async statusContext(campaign: string, device: string): Promise<StatusContext | undefined> {
