@@ -84,6 +84,10 @@ const SERVICE_LIMITS = {
   blockCacheEntries: 256,
   /** OTA server: longest a block answer waits for more devices asking for it (SPEC.md §12.11), well under a device's 5 s request timeout. */
   maxMulticastHoldMs: 1000,
+  /** OTA server (SPEC.md §12.9 "Request gate"): longest one instance answers requests from a campaign's gate (state, halt, rollout, exclusions) read earlier; its own changes apply at once. */
+  gateCacheMs: 250,
+  /** OTA server: campaigns whose gate one instance remembers; the oldest read goes first. */
+  gateCacheEntries: 1024,
   /** OTA server (SPEC.md §12.11): (campaign, device) pairs one instance tracks to estimate who listens on a data topic; the least recently seen go first. */
   maxMulticastAudience: 65536,
   /** Waves in one campaign. */

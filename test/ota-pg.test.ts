@@ -244,7 +244,8 @@ describe('--db and the database connection', () => {
     process.env.PGPASSWORD = postgres.env.PGPASSWORD;
     const store = await openStore({ kind: 'postgres', url: await postgres.database(), dataDir: join(dir, 'bound'), maxPending: 2 });
     try {
-      const settled = await Promise.allSettled([store.gate('c'), store.gate('c'), store.gate('c')]);
+      // Three campaigns: concurrent reads of one campaign's gate share one store call (gate-cache.ts).
+      const settled = await Promise.allSettled([store.gate('c1'), store.gate('c2'), store.gate('c3')]);
       expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
       expect((settled[2] as PromiseRejectedResult).reason).toMatchObject({ codeName: 'SERVER_BUSY' });
       // Status events wait for the store instead (status-ingest.ts holds the broker): none refused.

@@ -287,6 +287,7 @@ describe.each(BACKENDS)('OtaStore on $name', ({ open }) => {
     await store.recordOnline('d1', { group: 'g' }, 10);
     await store.recordOnline('h1', { group: 'h' }, 10);
     await store.recordStatus({ campaign: 'c1', device: 'd1', state: 'downloading', done: 1, total: 2 });
+    expect((await store.gate('c1', 'd1'))?.rollout).toBe(ROLLOUT_ALL); // read before: the exclusion must not be answered from it
     expect(await store.excludeDevice('nope', 'd1')).toBe('no-campaign');
     expect(await store.excludeDevice('c1', 'h1')).toBe('no-device');
     expect(await store.excludeDevice('c1', 'ghost')).toBe('no-device');
@@ -299,6 +300,7 @@ describe.each(BACKENDS)('OtaStore on $name', ({ open }) => {
     expect((await store.gate('c1', 'h1'))?.rollout).toBe(ROLLOUT_ALL);
     expect((await store.gate('c1'))?.rollout).toBe(ROLLOUT_ALL);
     await store.updateCampaign('c1', () => ({ state: 'aborted' }));
+    expect((await store.gate('c1', 'h1'))?.state).toBe('aborted'); // this instance's own change applies at once
     await store.recordOnline('d2', { group: 'g' }, 10);
     expect(await store.excludeDevice('c1', 'd2')).toBe('inactive');
   });

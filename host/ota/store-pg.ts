@@ -11,6 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FwsealError } from '../errors.js';
 import { PgAssets } from './assets-pg.js';
+import { GateCache, type GateRead } from './gate-cache.js';
 import { type RootVersions } from './root-store.js';
 import { acknowledge, PgRootStore, ROOT_VERSIONS } from './root-store-pg.js';
 import {
@@ -60,12 +61,12 @@ const deviceValues = (r: DeviceReport, now: number) => [
 const SET_DEVICE = `online = 1, grp = $2, version = $3, counter = $4, last_seen = $5, trust_version = $6, revocation_version = $7, revocation_digest = $8`;
 
 const GATE = 'SELECT id, state, rollout, halt_code FROM campaigns WHERE id = $1';
-const GATE_FOR_DEVICE = `SELECT c.id, c.state, c.halt_code, CASE WHEN EXISTS (SELECT 1 FROM device_campaign dc
-    WHERE dc.campaign = c.id AND dc.device = $2 AND dc.state = 'excluded') THEN 0 ELSE c.rollout END AS rollout
-  FROM campaigns c WHERE c.id = $1`;
+const EXCLUDED = "SELECT device FROM device_campaign WHERE campaign = $1 AND state = 'excluded'";
 
 export class PgStore implements OtaStore {
   readonly root: PgRootStore;
+  /** Campaign gates of the requests (gate-cache.ts); updateCampaign and excludeDevice drop a changed one. */
+  private readonly gates = new GateCache((id) => this.readGate(id));
   readonly imagesDir: string;
   readonly digestsDir: string;
   readonly shared: PgAssets;
@@ -95,9 +96,17 @@ export class PgStore implements OtaStore {
 
   /** With `device`: an excluded device reads rollout 0 (its requests get CAMPAIGN_INACTIVE, SPEC.md §12.9). */
   async gate(id: string, device?: string): Promise<CampaignGate | undefined> {
-    return this.db.bounded(
-      async () => (await this.db.rows<CampaignGate>(device === undefined ? GATE : GATE_FOR_DEVICE, device === undefined ? [id] : [id, device]))[0],
-    );
+    return this.gates.get(id, device);
+  }
+
+  /** What GateCache keeps of campaign `id`: one bounded request store call (two statements). */
+  private readGate(id: string): Promise<GateRead | undefined> {
+    return this.db.bounded(async () => {
+      const gate = (await this.db.rows<CampaignGate>(GATE, [id]))[0];
+      if (!gate) return undefined;
+      const excluded = await this.db.rows<{ device: string }>(EXCLUDED, [id]);
+      return { gate: Object.freeze(gate), excluded: new Set(excluded.map((r) => r.device)) };
+    });
   }
 
   async campaigns(state?: CampaignState): Promise<CampaignRow[]> {
@@ -132,6 +141,10 @@ export class PgStore implements OtaStore {
   }
 
   async updateCampaign(id: string, change: CampaignChange, opts: { readonly progress?: boolean } = {}): Promise<CampaignRow | null> {
+    return this.updateCampaignTx(id, change, opts).finally(() => this.gates.invalidate(id));
+  }
+
+  private updateCampaignTx(id: string, change: CampaignChange, opts: { readonly progress?: boolean }): Promise<CampaignRow | null> {
     return this.db.tx(async (c) => {
       const row = (await c.query<CampaignRow>('SELECT * FROM campaigns WHERE id = $1 FOR UPDATE', [id])).rows[0];
       if (!row) return null;
@@ -201,7 +214,7 @@ export class PgStore implements OtaStore {
   }
 
   excludeDevice(campaign: string, device: string): Promise<ExcludeResult> {
-    return fleet.excludeDevice(this.db, campaign, device);
+    return fleet.excludeDevice(this.db, campaign, device).finally(() => this.gates.invalidate(campaign));
   }
 
   recordEvent(e: CampaignEvent): Promise<void> {

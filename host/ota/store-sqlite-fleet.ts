@@ -6,6 +6,7 @@
  * each method is OtaStore's (store.ts). Each atomic step is one transaction on the shared connection.
  */
 import type Database from 'better-sqlite3';
+import { GateCache, type GateRead } from './gate-cache.js';
 import {
   type CampaignEvent,
   type CampaignGate,
@@ -69,10 +70,9 @@ function prepare(db: Database.Database) {
         AND (@presence IS NULL OR (CASE WHEN online = 1 AND last_seen >= @since THEN 1 ELSE 0 END) = @presence)
       ORDER BY id LIMIT @limit`),
     device: db.prepare('SELECT * FROM devices WHERE id = ?'),
-    // An excluded device reads rollout 0: its requests get CAMPAIGN_INACTIVE (SPEC.md §12.9).
-    gate: db.prepare(`SELECT c.id, c.state, c.halt_code, CASE WHEN EXISTS (SELECT 1 FROM device_campaign dc
-        WHERE dc.campaign = c.id AND dc.device = @device AND dc.state = 'excluded') THEN 0 ELSE c.rollout END AS rollout
-      FROM campaigns c WHERE c.id = @id`),
+    // A campaign's request gate and the devices excluded from it (their requests get CAMPAIGN_INACTIVE, SPEC.md §12.9).
+    gate: db.prepare('SELECT id, state, rollout, halt_code FROM campaigns WHERE id = ?'),
+    excluded: db.prepare("SELECT device FROM device_campaign WHERE campaign = ? AND state = 'excluded'"),
     history: db.prepare(`SELECT dc.*, c.grp, c.version, c.state AS campaign_state, c.created
       FROM device_campaign dc JOIN campaigns c ON c.id = dc.campaign WHERE dc.device = ? ORDER BY c.created, c.id`),
     campaignCounts: db.prepare('SELECT state, count(*) AS n FROM campaigns GROUP BY state ORDER BY state'),
@@ -82,6 +82,9 @@ function prepare(db: Database.Database) {
 
 export class SqliteFleet {
   private readonly stmts;
+
+  /** Campaign gates of the requests (gate-cache.ts); updateCampaign and excludeDevice drop a changed one. */
+  readonly gates = new GateCache(async (id) => this.gateRead(id));
 
   constructor(private readonly db: Database.Database) {
     this.stmts = prepare(db);
@@ -121,6 +124,7 @@ export class SqliteFleet {
         if (this.stmts.deviceIn.get(device, c.grp) === undefined) return 'no-device';
         if ((this.stmts.rowState.get(campaign, device) as { state: string } | undefined)?.state === 'excluded') return 'already';
         this.stmts.exclude.run({ campaign, device, now: Date.now() });
+        this.gates.invalidate(campaign);
         return 'excluded';
       })
       .immediate();
@@ -145,8 +149,12 @@ export class SqliteFleet {
     }) as DeviceRow[];
   }
 
-  gate(id: string, device: string): CampaignGate | undefined {
-    return this.stmts.gate.get({ id, device }) as CampaignGate | undefined;
+  /** What GateCache keeps of campaign `id` (gate-cache.ts). */
+  gateRead(id: string): GateRead | undefined {
+    const gate = this.stmts.gate.get(id) as CampaignGate | undefined;
+    if (!gate) return undefined;
+    const excluded = new Set((this.stmts.excluded.all(id) as { device: string }[]).map((r) => r.device));
+    return { gate: Object.freeze(gate), excluded };
   }
 
   device(id: string): DeviceRow | undefined {

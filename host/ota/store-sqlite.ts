@@ -140,7 +140,6 @@ export function dropFetchRecordsForTest(dataDir: string): void {
 function prepare(db: Database.Database) {
   return {
     campaign: db.prepare('SELECT * FROM campaigns WHERE id = ?'),
-    gate: db.prepare('SELECT id, state, rollout, halt_code FROM campaigns WHERE id = ?'),
     campaigns: db.prepare('SELECT * FROM campaigns ORDER BY created, id'),
     byState: db.prepare('SELECT * FROM campaigns WHERE state = ? ORDER BY created, id'),
     activeInGroup: db.prepare("SELECT id FROM campaigns WHERE grp = ? AND state IN ('running','paused','halted')"),
@@ -216,8 +215,7 @@ export class SqliteStore implements OtaStore {
   }
 
   async gate(id: string, device?: string): Promise<CampaignGate | undefined> {
-    if (device === undefined) return this.stmts.gate.get(id) as CampaignGate | undefined;
-    return this.fleet.gate(id, device);
+    return this.fleet.gates.get(id, device);
   }
 
   async campaigns(state?: CampaignState): Promise<CampaignRow[]> {
@@ -265,6 +263,7 @@ export class SqliteStore implements OtaStore {
         this.db
           .prepare(`UPDATE campaigns SET ${names.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`)
           .run(Object.fromEntries([['id', id], ...names.map((k) => [k, (next as Record<string, unknown>)[k]])]));
+        this.fleet.gates.invalidate(id);
         return next as CampaignRow;
       })
       .immediate();
