@@ -21,7 +21,8 @@ export class GateCache {
 
   constructor(
     private readonly read: (id: string) => Promise<GateRead | undefined>,
-    private readonly now: () => number = Date.now,
+    /** Monotonic: a wall clock set back would keep an entry for as long as it went back. */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** The gate of campaign `id`; with `device`, rollout 0 for a device excluded from it (its requests get CAMPAIGN_INACTIVE). */
