@@ -1,6 +1,6 @@
 /**
- * SQLite status writes gathered into one transaction (SPEC.md §12.9 "Persistence and several
- * instances"): `recordStatus` and `recordOnline` were one IMMEDIATE transaction each, and at a burst of
+ * SQLite status writes and fetch records gathered into one transaction (SPEC.md §12.9 "Persistence and
+ * several instances"): `recordStatus`, `recordOnline` and `recordFetch` were one transaction each, and at a burst of
  * status events the BEGIN/COMMIT pairs (a WAL append each, ~45 µs) cost more than the statements
  * (tools/bench ota, delivery rows, profiled). Calls made in one turn of the event loop now run in one
  * transaction at its end (setImmediate), in the order they were made, up to SQLITE_WRITE_BATCH. No
