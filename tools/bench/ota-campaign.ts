@@ -13,7 +13,21 @@ import { type BenchContext } from './common.js';
 import { type BenchProcesses, cpuSeconds, getJson, mosquittoPid, type Proc, sleep, vmHwmKiB, waitFor } from './ota-procs.js';
 
 export const DEVICES = 200;
-export const IMAGE_BYTES = 1 << 20;
+
+/** A whole number from `env` within [1, max], or `fallback` when unset. */
+export function envCount(name: string, fallback: number, max: number, env: NodeJS.ProcessEnv = process.env): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  if (!/^[1-9]\d*$/.test(text) || Number(text) > max) throw new Error(`${name} must be a whole number from 1 to ${max}`);
+  return Number(text);
+}
+
+/**
+ * The update of the delivery and full-agent rows: 1 MiB, or FWSEAL_BENCH_OTA_IMAGE_MIB (at most 64).
+ * The server's work is mostly per device and the broker's per byte, so (b) depends on the size.
+ */
+export const IMAGE_MIB = envCount('FWSEAL_BENCH_OTA_IMAGE_MIB', 1, 64);
+export const IMAGE_BYTES = IMAGE_MIB << 20;
 /** The update of the scale rows: one 64 KiB block, one digest page (the rows measure requests and status traffic; bytes are the delivery rows'). */
 export const SCALE_IMAGE_BYTES = 64 << 10;
 export const CHUNK = 4096;
@@ -121,7 +135,7 @@ export async function campaignRun(b: OtaBench, i: number, t: CampaignTotals): Pr
   const group = `bench-g${i + 1}`;
   const runDir = join(ctx.tmpDir, `run-${i + 1}`);
   mkdirSync(runDir);
-  ctx.log(`ota: campaign run ${i + 1}: serve, ${DEVICES} devices, 1 MiB`);
+  ctx.log(`ota: campaign run ${i + 1}: serve, ${DEVICES} devices, ${IMAGE_MIB} MiB`);
   const { server, api } = await serve(b, runDir);
   const fleet = b.procs.start('fwseal fleet-sim', [
     'fleet-sim',

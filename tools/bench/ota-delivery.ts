@@ -1,7 +1,7 @@
 /**
  * Delivery only (the "ota" section's verdict rows, issue 15 item 7a/b): one `fwseal serve` and
  * DEVICES protocol devices (ota-light.ts, in forked children) that check every chunk but flash
- * nothing, one campaign of the 1 MiB release, against mosquitto's raw fan-out of the same bytes to the
+ * nothing, one campaign of the update (1 MiB by default), against mosquitto's raw fan-out of the same bytes to the
  * same number of subscribers (fanout.ts, the same children), both measured in this run. Per run:
  * the delivery time (the first device seeing the announcement -> the last device's last chunk
  * checked), the time from `campaign create` to the server counting every device confirmed, and

@@ -33,6 +33,11 @@ import { topics } from '../../shared/ota/topics.js';
 /** Wall-clock milliseconds, comparable between processes on one machine. */
 export const wallMs = (): number => performance.timeOrigin + performance.now();
 
+/** This process's CPU so far (user + system), in ms. */
+const cpuMs = (u = process.cpuUsage()): number => (u.user + u.system) / 1000;
+/** Per round's counters: this process's CPU at the first announcement it saw (for `deliveryCpuMs`). */
+const cpuAtAnnouncement = new WeakMap<LightStats, number>();
+
 /** What one child's clients did; summed over children by ota-fleet.ts. Times are wallMs, 0 = never. */
 export type LightStats = {
   clients: number;
@@ -59,6 +64,8 @@ export type LightStats = {
   retries: number;
   /** Payload bytes received on all topics. */
   rxBytes: number;
+  /** CPU ms (user + system) of the busiest client process from its first announcement to its last device done: work no server can shorten. Folded as the maximum. */
+  deliveryCpuMs: number;
 };
 
 export function emptyStats(): LightStats {
@@ -81,6 +88,7 @@ export function emptyStats(): LightStats {
     errorReplies: 0,
     retries: 0,
     rxBytes: 0,
+    deliveryCpuMs: 0,
   };
 }
 
@@ -95,6 +103,7 @@ export function addStats(a: LightStats, b: LightStats): LightStats {
   out.lastDoneAt = Math.max(a.lastDoneAt, b.lastDoneAt);
   out.lastBlocksAskedAt = Math.max(a.lastBlocksAskedAt, b.lastBlocksAskedAt);
   out.firstBlockAt = first(a.firstBlockAt, b.firstBlockAt);
+  out.deliveryCpuMs = Math.max(a.deliveryCpuMs, b.deliveryCpuMs);
   return out;
 }
 
@@ -229,6 +238,7 @@ export class LightClient {
     const now = wallMs();
     const s = this.stats;
     if (!s.firstAnnouncedAt || now < s.firstAnnouncedAt) s.firstAnnouncedAt = now;
+    if (!cpuAtAnnouncement.has(s)) cpuAtAnnouncement.set(s, cpuMs());
     s.lastAnnouncedAt = Math.max(s.lastAnnouncedAt, now);
     this.#a = a.value;
     this.#cpb = a.value.blockSize / a.value.chunkSize;
@@ -335,6 +345,7 @@ export class LightClient {
     s.finished++;
     if (!s.firstDoneAt || now < s.firstDoneAt) s.firstDoneAt = now;
     s.lastDoneAt = Math.max(s.lastDoneAt, now);
+    s.deliveryCpuMs = cpuMs() - (cpuAtAnnouncement.get(s) ?? cpuMs());
     const campaign = this.#a!.campaign;
     // As a device does once its pull ended: off the data topic, so later multicasts of the campaign skip it.
     void this.client.unsubscribeAsync(topics.data(this.o.prefix, campaign)).catch(() => {});

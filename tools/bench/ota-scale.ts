@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { postgresInstalled, startPostgres } from '../../test/support/postgres.js';
-import { type OtaBench } from './ota-campaign.js';
+import { envCount, type OtaBench } from './ota-campaign.js';
 import { type DeliveryRun, deliveryCampaign, deliveryLine } from './ota-delivery.js';
 import { ClientPool } from './ota-fleet.js';
 import { BrokerBytes } from './ota-meter.js';
@@ -27,9 +27,7 @@ export type ScaleRun = { readonly label: string; readonly instances: number; rea
 
 /** The device count: FWSEAL_BENCH_OTA_DEVICES or the default, cut to the open-file limit; the reason when cut. */
 export function scaleDevices(env: NodeJS.ProcessEnv = process.env): { devices: number; asked: number; cut: string | null } {
-  const text = env.FWSEAL_BENCH_OTA_DEVICES;
-  if (text !== undefined && !/^[1-9]\d{0,6}$/.test(text)) throw new Error('FWSEAL_BENCH_OTA_DEVICES must be a whole number from 1 to 9999999');
-  const asked = text === undefined ? SCALE_DEVICES_DEFAULT : Number(text);
+  const asked = envCount('FWSEAL_BENCH_OTA_DEVICES', SCALE_DEVICES_DEFAULT, 9_999_999, env);
   const soft = Number(fdLimit().match(/^(\d+)/)?.[1] ?? Number.POSITIVE_INFINITY);
   const most = soft - FD_RESERVE;
   if (asked <= most) return { devices: asked, asked, cut: null };

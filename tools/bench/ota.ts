@@ -2,7 +2,7 @@
  * OTA benchmark (issue 5 item 8, issue 15 item 7): the real built CLI (`fwseal serve`, `fwseal
  * fleet-sim`) in separate processes, mosquitto on loopback, in four parts:
  *
- * (a) Delivery only, the verdict: a 1 MiB release to DEVICES protocol devices (ota-light.ts, forked;
+ * (a) Delivery only, the verdict: a 1 MiB release (FWSEAL_BENCH_OTA_IMAGE_MIB) to DEVICES protocol devices (ota-light.ts, forked;
  *     they check every chunk, flash nothing, and send a device's status events) against mosquitto's
  *     raw fan-out of the same bytes to the same number of subscribers (the same forked processes),
  *     measured in the same run: raw best / delivery best, goal >= 0.5.
@@ -24,7 +24,19 @@ import { join } from 'node:path';
 import { detBytes, makeManifest, makeManifestEnvelope, standardWorld } from '../../test/support/fixtures.js';
 import { type BenchContext, MiB, type Row, row, type Section, type SectionResult, type Verdict, valueRow } from './common.js';
 import { type FanoutRun, rawFanout } from './fanout.js';
-import { type CampaignTotals, CHUNK, CLASS, campaignRun, DEVICES, IMAGE_BYTES, type OtaBench, type Releases, SCALE_IMAGE_BYTES } from './ota-campaign.js';
+import {
+  type CampaignTotals,
+  CHUNK,
+  CLASS,
+  campaignRun,
+  DEVICES,
+  envCount,
+  IMAGE_BYTES,
+  IMAGE_MIB,
+  type OtaBench,
+  type Releases,
+  SCALE_IMAGE_BYTES,
+} from './ota-campaign.js';
 import { type DeliveryRun, deliveryRun } from './ota-delivery.js';
 import { ClientPool } from './ota-fleet.js';
 import { measureIdleFleet } from './ota-idle.js';
@@ -93,7 +105,7 @@ function result(devices: number, rows: Row[], verdicts: Verdict[], notes: string
   notes.push(`section wall time ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   return {
     name: 'ota',
-    title: `OTA: 1 MiB to ${DEVICES} devices through mosquitto on loopback (delivery only vs raw fan-out; CPU and bytes per GiB; full agent), ${devices} light devices through one and two serve instances, largest idle fleet`,
+    title: `OTA: ${IMAGE_MIB} MiB to ${DEVICES} devices through mosquitto on loopback (delivery only vs raw fan-out; CPU and bytes per GiB; full agent), ${devices} light devices through one and two serve instances, largest idle fleet`,
     rows,
     verdicts,
     notes,
@@ -117,7 +129,7 @@ function dropNote(log: string): string {
   return `mosquitto log: ${drops.length} "messages are being dropped" notices${drops.length ? ` (first: ${drops[0]!.replace(/^\d+: /, '')})` : ''}`;
 }
 
-/** Releases: v1 (factory, 40 000 bytes) and v2 (1 MiB), 4096-byte chunks, signed R1+R2; a small factory release for the idle fleet; the scale rows' 64 KiB v2. */
+/** Releases: v1 (factory, 40 000 bytes) and v2 (IMAGE_MIB), 4096-byte chunks, signed R1+R2; a small factory release for the idle fleet; the scale rows' 64 KiB v2. */
 function writeReleases(ctx: BenchContext): Releases {
   const w = standardWorld();
   const file = (name: string, bytes: Uint8Array) => {
@@ -148,7 +160,8 @@ function writeReleases(ctx: BenchContext): Releases {
 async function measureDelivery(b: OtaBench, rows: Row[], verdicts: Verdict[], notes: string[]): Promise<number> {
   const { ctx } = b;
   const bytes = await BrokerBytes.connect(b.broker.url);
-  const pool = ClientPool.create(DEVICES);
+  // FWSEAL_BENCH_OTA_CHILDREN=N: the clients of both sides in N forked processes (default 1; for machines with more cores).
+  const pool = ClientPool.create(DEVICES, envCount('FWSEAL_BENCH_OTA_CHILDREN', 1, 16));
   const raw: FanoutRun[] = [];
   const runs: DeliveryRun[] = [];
   try {
@@ -174,7 +187,7 @@ async function measureDelivery(b: OtaBench, rows: Row[], verdicts: Verdict[], no
   }
   deliveryRows(raw, runs, IMAGE_BYTES, rows, verdicts, notes);
   notes.push(
-    `delivery only: ${DEVICES} devices in one forked process (the raw fan-out's subscribers in the same one); time from the first device seeing the announcement to the last device's last chunk checked; chunk ${CHUNK}, default block size and --coalesce-ms, --waves 100, response QoS 0 on the data topic`,
+    `delivery only: ${DEVICES} devices in ${pool.pids.length === 1 ? 'one forked process' : `${pool.pids.length} forked processes`} (the raw fan-out's subscribers in the same); time from the first device seeing the announcement to the last device's last chunk checked; chunk ${CHUNK}, default block size and --coalesce-ms, --waves 100, response QoS 0 on the data topic`,
   );
   return Math.min(...raw.map((r) => r.seconds));
 }
@@ -186,7 +199,7 @@ async function measureCampaigns(b: OtaBench, rawBest: number, rows: Row[], verdi
   for (let i = 0; i < ctx.runs; i++) await campaignRun(b, i, t);
   const { lostPerRun, serverRss, fleetRss, fleetCpuPerRun } = t;
   const otaRow = row(
-    `full agent: ${DEVICES} devices x 1 MiB (serve + fleet-sim, create -> all confirmed)`,
+    `full agent: ${DEVICES} devices x ${IMAGE_MIB} MiB (serve + fleet-sim, create -> all confirmed)`,
     DEVICES * IMAGE_BYTES,
     { seconds: t.seconds, rssKiB: [] },
     rawBest,
@@ -199,7 +212,7 @@ async function measureCampaigns(b: OtaBench, rawBest: number, rows: Row[], verdi
     const cores = availableParallelism();
     rows.push(
       valueRow(
-        'fleet-sim CPU per simulated device (1 MiB update, best run)',
+        `fleet-sim CPU per simulated device (${IMAGE_MIB} MiB update, best run)`,
         Math.round(perDevice * 100) / 100,
         'ms',
         `fleet-sim alone used ${Math.min(...fleetCpuPerRun).toFixed(2)} core-s; 2 x raw best x ${cores} cores = ${(2 * rawBest * cores).toFixed(2)} core-s`,
