@@ -163,6 +163,40 @@ describe('BlockMulticast: a copy on the data topic only when it pays (SPEC.md §
     w.close();
   });
 
+  it('a herd a busy server hears in groups farther apart than a window, within the hold, shares one copy', () => {
+    const w = new World(100);
+    for (let d = 0; d < 100; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    herd(w, 3, 30); // 30 of the 100: too few for a copy on their own
+    vi.advanceTimersByTime(200); // ten windows without an asker
+    herd(w, 3, 40, 30);
+    w.settle();
+    // Released at the first quiet window, the 30 and then the 40 each went out as plain replies (70 of them).
+    expect([w.multicasts, w.replies, w.copies]).toEqual([[3], 0, 100]);
+    w.eachAnsweredOnce();
+    w.close();
+  });
+
+  it('a herd that looked small at first goes out one window after its last asker once a copy pays, not at the end of the hold', () => {
+    const w = new World(100);
+    for (let d = 0; d < 100; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    herd(w, 3, 100); // 10 askers at the first look, then the rest: 200 ms in all
+    vi.advanceTimersByTime(WINDOW);
+    expect([w.multicasts, w.replies]).toEqual([[3], 0]);
+    w.eachAnsweredOnce();
+    w.close();
+  });
+
+  it('a lone asker while the rest of the audience downloads other blocks is answered after one window, as before', () => {
+    const w = new World(100);
+    for (let d = 0; d < 100; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    w.ask(0, 9);
+    vi.advanceTimersByTime(WINDOW);
+    // At one asker per window, the 50 a copy needs would take longer than the hold: no point waiting.
+    expect([w.multicasts, w.replies]).toEqual([[], 1]);
+    w.eachAnsweredOnce();
+    w.close();
+  });
+
   it('a lone asker gets a plain reply; two askers of a block nobody else downloads share a copy', () => {
     const w = new World(2);
     w.ask(0, 7);

@@ -43,7 +43,7 @@ const MULTICAST_MEMORY = LIMITS.blockCacheEntries * 16;
 /** The request a block answer belongs to: whose it is and when it arrived. */
 export type Asking = { readonly packet: Packet; readonly device: string; readonly received: bigint };
 type Asker = Asking & { readonly reply: Reply };
-type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[]; first: number; last: number };
+type Gathering = { campaign: string; block: number; data: Uint8Array; askers: Asker[]; first: number; last: number; waiting?: boolean };
 /** A block's last multicast and how many times in a row its quiet period doubled. */
 type Sent = { at: number; doublings: number };
 
@@ -150,11 +150,14 @@ export class BlockMulticast {
         g = { campaign, block: reply.block!, data: reply.data!, askers: [], first: now, last: now };
         this.gathering.set(key, g);
         const started = g;
-        // Released once no new asker came for one window (a herd keeps it open), at most MULTICAST_HOLD_FACTOR windows.
-        const hold = Math.min(MULTICAST_HOLD_FACTOR * window, LIMITS.maxMulticastHoldMs);
+        // Released once no new asker came for one window (a herd keeps it open), at most the hold; a gathering
+        // too small for a copy whose askers came fast enough to make one within the hold waits the whole hold (§12.11).
         const check = () => {
           const t = Date.now();
-          const until = Math.min(started.last + window, started.first + hold);
+          const end = started.first + this.holdMs;
+          // Decided at the first look; a waiting gathering is looked at every window and goes back to the usual rule once every device of the audience asked.
+          started.waiting ??= this.mayWait(started, t);
+          const until = started.waiting && !this.allAsked(started, t) ? Math.min(t + window, end) : Math.min(started.last + window, end);
           if (t >= until) this.release(key, started);
           else setTimeout(check, until - t).unref();
         };
@@ -163,6 +166,29 @@ export class BlockMulticast {
       g.last = now;
       g.askers.push({ reply, packet: q.packet, device: q.device, received: q.received });
     }
+  }
+
+  /** How long a block answer gathers askers at most: MULTICAST_HOLD_FACTOR windows, at most LIMITS.maxMulticastHoldMs. */
+  private get holdMs(): number {
+    return Math.min(MULTICAST_HOLD_FACTOR * this.windowMs, LIMITS.maxMulticastHoldMs);
+  }
+
+  private allAsked(g: Gathering, now: number): boolean {
+    return g.askers.length >= this.audience.size(g.campaign, now);
+  }
+
+  /**
+   * At its first look (one window after its first asker), a gathering too small for a copy, with
+   * devices of the audience yet to ask, whose askers came fast enough that at that rate a copy pays
+   * within the hold: it waits until the hold ends or every device of the audience asked. A server busy
+   * with a herd hears its requests in bursts farther apart than a window, and the later bursts join
+   * the copy (§12.11). A trickle is answered as before.
+   */
+  private mayWait(g: Gathering, now: number): boolean {
+    const need = Math.max(2, MULTICAST_MIN_SHARE * this.audience.size(g.campaign, now));
+    const n = g.askers.length;
+    if (n >= need || this.allAsked(g, now)) return false;
+    return (n * this.holdMs) / Math.max(now - g.first, this.windowMs) >= need;
   }
 
   private quietMs(s: Sent): number {

@@ -51,7 +51,7 @@ export function deliveryRows(
   rows.push(del);
   const ratio = rawRow.bestSeconds / del.bestSeconds;
   rows.push(valueRow('ratio: raw fan-out best / delivery-only best', round(ratio), 'x', 'goal >= 0.5'));
-  deviceCeiling(rawRow.bestSeconds, done, rows);
+  deviceBound(rawRow.bestSeconds, done, rows);
   rows.push(
     row(
       `delivery only: campaign create -> server counts all ${n} confirmed`,
@@ -81,21 +81,21 @@ export function deliveryRows(
 }
 
 /**
- * The most (a) can be with these simulated devices, whatever the server does: a client process runs
- * its devices' work (receiving, hashing every chunk, their requests and events) on one JavaScript
- * thread, so a delivery takes at least the CPU that work took in the delivery window.
+ * About the most (a) can be with these simulated devices, whatever the server does: a client process
+ * runs its devices' work (receiving, hashing every chunk, their requests and events) on one
+ * JavaScript thread, so a delivery takes about the CPU that work took in the delivery window.
  */
-function deviceCeiling(rawBest: number, done: readonly DeliveryRun[], rows: Row[]): void {
+function deviceBound(rawBest: number, done: readonly DeliveryRun[], rows: Row[]): void {
   const cpu = done.map((r) => r.stats.deliveryCpuMs / 1000).filter((x) => x > 0);
   if (cpu.length === 0) return;
   const least = Math.min(...cpu);
   const busy = done.map((r) => `${((r.stats.deliveryCpuMs / 1000 / r.delivery) * 100).toFixed(0)}%`).join(', ');
   rows.push(
     valueRow(
-      'ceiling of that ratio set by the device process: raw best / its least delivery CPU',
+      'bound on that ratio set by the device process: raw best / its least CPU in the delivery window',
       round(rawBest / least),
       'x',
-      `busiest client process: ${cpu.map((x) => x.toFixed(2)).join(', ')} CPU s in the delivery window (${busy} of it); a server costing nothing could not pass this`,
+      `busiest client process: ${cpu.map((x) => x.toFixed(2)).join(', ')} CPU s in the delivery window (${busy} of it); approximate, as its CPU counts its helper threads (garbage collection) too: a server costing nothing would not get far past it`,
     ),
   );
 }
