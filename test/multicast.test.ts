@@ -197,6 +197,16 @@ describe('BlockMulticast: a copy on the data topic only when it pays (SPEC.md §
     w.close();
   });
 
+  it('a device out of step with a small fleet is answered after one window, not held for the others', () => {
+    const w = new World(4);
+    for (let d = 0; d < 4; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    w.ask(0, 2);
+    vi.advanceTimersByTime(WINDOW);
+    expect([w.multicasts, w.replies]).toEqual([[], 1]);
+    w.eachAnsweredOnce();
+    w.close();
+  });
+
   it('a lone asker gets a plain reply; two askers of a block nobody else downloads share a copy', () => {
     const w = new World(2);
     w.ask(0, 7);

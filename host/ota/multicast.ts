@@ -179,15 +179,16 @@ export class BlockMulticast {
 
   /**
    * At its first look (one window after its first asker), a gathering too small for a copy, with
-   * devices of the audience yet to ask, whose askers came fast enough that at that rate a copy pays
-   * within the hold: it waits until the hold ends or every device of the audience asked. A server busy
-   * with a herd hears its requests in bursts farther apart than a window, and the later bursts join
-   * the copy (§12.11). A trickle is answered as before.
+   * devices of the audience yet to ask, whose askers (two or more) came fast enough that at that rate
+   * a copy pays within the hold: it waits until the hold ends or every device of the audience asked.
+   * A server busy with a herd hears its requests in bursts farther apart than a window, and the later
+   * bursts join the copy (§12.11). A lone asker and a trickle are answered as before.
    */
   private mayWait(g: Gathering, now: number): boolean {
     const need = Math.max(2, MULTICAST_MIN_SHARE * this.audience.size(g.campaign, now));
     const n = g.askers.length;
-    if (n >= need || this.allAsked(g, now)) return false;
+    // One asker in its first window is no sign of a herd: a device out of step with a small fleet would wait every hold.
+    if (n < 2 || n >= need || this.allAsked(g, now)) return false;
     return (n * this.holdMs) / Math.max(now - g.first, this.windowMs) >= need;
   }
 
