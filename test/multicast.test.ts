@@ -85,6 +85,13 @@ class World {
   }
 }
 
+/** A world whose one instance saw its `listeners` devices ask for the campaign's pages: all of them are its audience. */
+function downloading(listeners: number): World {
+  const w = new World(listeners);
+  for (let d = 0; d < listeners; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+  return w;
+}
+
 /** `n` devices ask for `block` 2 ms apart: a herd (within one window of each other, well within the hold). */
 function herd(w: World, block: number, n: number, first = 0): void {
   for (let d = first; d < first + n; d++) {
@@ -149,8 +156,7 @@ describe('BlockMulticast: a copy on the data topic only when it pays (SPEC.md §
   });
 
   it('a gathering that is a small share of the devices seen downloading (pages or blocks) is answered with plain replies', () => {
-    const w = new World(100);
-    for (let d = 0; d < 100; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    const w = downloading(100);
     expect(w.instances[0]!.audienceOf(CAMPAIGN)).toBe(100);
     herd(w, 4, 10);
     w.settle();
@@ -164,8 +170,7 @@ describe('BlockMulticast: a copy on the data topic only when it pays (SPEC.md §
   });
 
   it('a herd a busy server hears in groups farther apart than a window, within the hold, shares one copy', () => {
-    const w = new World(100);
-    for (let d = 0; d < 100; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    const w = downloading(100);
     herd(w, 3, 30); // 30 of the 100: too few for a copy on their own
     vi.advanceTimersByTime(200); // ten windows without an asker
     herd(w, 3, 40, 30);
@@ -177,8 +182,7 @@ describe('BlockMulticast: a copy on the data topic only when it pays (SPEC.md §
   });
 
   it('a herd that looked small at first goes out one window after its last asker once a copy pays, not at the end of the hold', () => {
-    const w = new World(100);
-    for (let d = 0; d < 100; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    const w = downloading(100);
     herd(w, 3, 100); // 10 askers at the first look, then the rest: 200 ms in all
     vi.advanceTimersByTime(WINDOW);
     expect([w.multicasts, w.replies]).toEqual([[3], 0]);
@@ -187,8 +191,7 @@ describe('BlockMulticast: a copy on the data topic only when it pays (SPEC.md §
   });
 
   it('a lone asker while the rest of the audience downloads other blocks is answered after one window, as before', () => {
-    const w = new World(100);
-    for (let d = 0; d < 100; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    const w = downloading(100);
     w.ask(0, 9);
     vi.advanceTimersByTime(WINDOW);
     // At one asker per window, the 50 a copy needs would take longer than the hold: no point waiting.
@@ -198,8 +201,7 @@ describe('BlockMulticast: a copy on the data topic only when it pays (SPEC.md §
   });
 
   it('a device out of step with a small fleet is answered after one window, not held for the others', () => {
-    const w = new World(4);
-    for (let d = 0; d < 4; d++) w.instances[0]!.saw(CAMPAIGN, `d-${d}`);
+    const w = downloading(4);
     w.ask(0, 2);
     vi.advanceTimersByTime(WINDOW);
     expect([w.multicasts, w.replies]).toEqual([[], 1]);
