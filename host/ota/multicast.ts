@@ -150,12 +150,12 @@ export class BlockMulticast {
         g = { campaign, block: reply.block!, data: reply.data!, askers: [], first: now, last: now };
         this.gathering.set(key, g);
         const started = g;
-        // Released once no new asker came for one window (a herd keeps it open), at most the hold; a gathering
-        // too small for a copy whose askers came fast enough to make one within the hold waits the whole hold (§12.11).
+        // Released once no new asker came for one window (a herd keeps it open), at most the hold. A gathering too
+        // small for a copy whose askers came fast enough to make one within the hold (mayWait, decided at the first
+        // look) waits instead, looked at every window, until the hold ends or the whole audience asked (§12.11).
         const check = () => {
           const t = Date.now();
           const end = started.first + this.holdMs;
-          // Decided at the first look; a waiting gathering is looked at every window and goes back to the usual rule once every device of the audience asked.
           started.waiting ??= this.mayWait(started, t);
           const until = started.waiting && !this.allAsked(started, t) ? Math.min(t + window, end) : Math.min(started.last + window, end);
           if (t >= until) this.release(key, started);
