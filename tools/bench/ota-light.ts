@@ -64,7 +64,7 @@ export type LightStats = {
   retries: number;
   /** Payload bytes received on all topics. */
   rxBytes: number;
-  /** CPU ms (user + system) of the busiest client process from its first announcement to its last device done: work no server can shorten. Folded as the maximum. */
+  /** CPU ms (user + system) of the busiest client process from its first announcement to its last device done: its devices' own work. Folded as the maximum. */
   deliveryCpuMs: number;
 };
 
